@@ -1,0 +1,3 @@
+from mlverify.cli import main
+
+main()

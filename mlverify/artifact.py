@@ -1,0 +1,241 @@
+"""Stage 1 of the pipeline: turn a path into the list of files that make a model.
+
+A model is a single regular file or a directory tree. The walk decides which
+files belong to the model (every regular file, dotfiles included), which are
+left out (ignore patterns, git metadata, signature files) and refuses what
+cannot be hashed safely: symlinks (unless allowed and staying inside the
+root), special files (a FIFO would hang a reader) and empty models.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from mlverify.errors import InputError, UsageError
+
+#: Paths that git tooling adds to a model repository; never part of a model.
+GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+
+#: Default name of the signature file inside a model directory.
+DEFAULT_SIGNATURE_NAME = "model.sig"
+
+#: File name suffixes of signatures and attestations: never hashed as model content.
+SIGNATURE_SUFFIXES: tuple[str, ...] = (".sigstore.json", ".sigstore", ".intoto.jsonl")
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One regular file of a model."""
+
+    name: str  #: POSIX path relative to the model root ("." never appears here)
+    path: Path  #: where to read it
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelTree:
+    """The files of a model, in code-point order of their names."""
+
+    root: Path
+    is_single_file: bool
+    files: tuple[ModelFile, ...]
+    #: ignore entries to record in the signature: patterns as given plus the
+    #: concrete paths they matched (so a verifier that only knows literal
+    #: paths, such as model_signing, skips the same files), sorted.
+    ignore_paths: tuple[str, ...]
+    allow_symlinks: bool
+
+    @property
+    def name(self) -> str:
+        """The subject name of the model: directory or file name."""
+        return self.root.resolve().name or str(self.root)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def is_signature_file(name: str) -> bool:
+    """True for files that hold signatures or attestations, never model content."""
+    base = name.rsplit("/", 1)[-1]
+    return name == DEFAULT_SIGNATURE_NAME or base.endswith(SIGNATURE_SUFFIXES)
+
+
+def normalize_ignore(pattern: str) -> str:
+    """Validate one ignore pattern (relative to the model root) and normalise it."""
+    raw = pattern.strip()
+    if not raw:
+        raise UsageError("--ignore got an empty pattern; give a path relative to the model root")
+    if raw.startswith("/") or raw.startswith("\\"):
+        raise UsageError(
+            f"--ignore {pattern!r} is absolute; ignore patterns are relative to the model root "
+            "(e.g. --ignore logs/ or --ignore '*.tmp')"
+        )
+    parts = [p for p in PurePosixPath(raw.replace("\\", "/")).parts if p != "."]
+    if ".." in parts:
+        raise UsageError(f"--ignore {pattern!r} contains '..'; it must stay inside the model root")
+    if not parts:
+        raise UsageError(f"--ignore {pattern!r} would ignore the whole model")
+    return "/".join(parts)
+
+
+class IgnoreRules:
+    """Decides whether a relative path is left out of the model."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.literal: set[str] = set()
+        self.globs: list[str] = []
+        for p in patterns:
+            if _GLOB_CHARS & set(p):
+                self.globs.append(p)
+            else:
+                self.literal.add(p)
+
+    def matches(self, name: str) -> bool:
+        """A path is ignored if it or one of its parent directories matches."""
+        parts = name.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if prefix in self.literal:
+                return True
+            for g in self.globs:
+                if fnmatch.fnmatchcase(prefix, g) or (
+                    "/" not in g and fnmatch.fnmatchcase(parts[i - 1], g)
+                ):
+                    return True
+        return False
+
+
+def _lstat(path: Path) -> os.stat_result:
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or directory; check the model path") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; make it readable by this user") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _within(target: Path, root: Path) -> bool:
+    try:
+        target.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def walk_model(
+    path: Path,
+    *,
+    ignore: Iterable[str] = (),
+    allow_symlinks: bool = False,
+    extra_excluded: Iterable[Path] = (),
+    require_files: bool = True,
+) -> ModelTree:
+    """Enumerate the files of the model at ``path``.
+
+    ``extra_excluded`` names files (e.g. the signature being written) that are
+    left out wherever they are. Raises :class:`InputError` for anything that
+    cannot be hashed safely.
+    """
+    patterns = sorted({normalize_ignore(p) for p in ignore})
+    rules = IgnoreRules([*GIT_PATHS, *patterns])
+    st = _lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(
+            f"{path}: the model path is a symlink; pass the real path ({path.resolve()})"
+        )
+    excluded = {p.resolve() for p in extra_excluded if p.exists()}
+
+    if stat.S_ISREG(st.st_mode):
+        if patterns:
+            raise UsageError("--ignore applies to model directories, not to a single file")
+        return ModelTree(
+            root=path,
+            is_single_file=True,
+            files=(ModelFile(name=path.name, path=path, size=st.st_size),),
+            ignore_paths=GIT_PATHS,
+            allow_symlinks=allow_symlinks,
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: not a regular file or directory; give a model file or folder")
+
+    root = path
+    real_root = root.resolve()
+    files: list[ModelFile] = []
+    ignored_found: set[str] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def visit(directory: Path, rel: str) -> None:
+        dst = os.stat(directory)
+        key = (dst.st_dev, dst.st_ino)
+        if key in seen_dirs:
+            raise InputError(
+                f"{root / rel}: symlink loop in the model (directory visited twice); remove the link"
+            )
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except PermissionError:
+            raise InputError(f"{directory}: permission denied listing the directory") from None
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            entry_path = Path(entry.path)
+            if rules.matches(name):
+                if not any(name.startswith(g + "/") or name == g for g in GIT_PATHS):
+                    ignored_found.add(name)
+                continue
+            if is_signature_file(name) or (excluded and entry_path.resolve() in excluded):
+                ignored_found.add(name)
+                continue
+            est = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(est.st_mode):
+                if not allow_symlinks:
+                    raise InputError(
+                        f"{entry_path}: symlinks are refused by default "
+                        f"(points to {os.readlink(entry_path)}); "
+                        "replace it with the file, or pass --allow-symlinks "
+                        "to follow links that stay inside the model"
+                    )
+                target = entry_path.resolve()
+                if not _within(target, real_root):
+                    raise InputError(
+                        f"{entry_path}: symlink escapes the model root (points to {target}); "
+                        "links must stay inside the model even with --allow-symlinks"
+                    )
+                if not target.exists():
+                    raise InputError(f"{entry_path}: dangling symlink (target {target} missing)")
+                est = target.stat()
+            if stat.S_ISDIR(est.st_mode):
+                visit(entry_path, name)
+            elif stat.S_ISREG(est.st_mode):
+                files.append(ModelFile(name=name, path=entry_path, size=est.st_size))
+            else:
+                raise InputError(
+                    f"{entry_path}: not a regular file (FIFO, socket or device); "
+                    "remove it from the model or --ignore it"
+                )
+
+    visit(root, "")
+    if require_files and not files:
+        raise InputError(
+            f"{root}: the model has no files to hash (after ignores); "
+            "an empty model cannot be signed or verified"
+        )
+    files.sort(key=lambda f: f.name)
+    recorded = sorted({*GIT_PATHS, *patterns, *ignored_found})
+    return ModelTree(
+        root=root,
+        is_single_file=False,
+        files=tuple(files),
+        ignore_paths=tuple(recorded),
+        allow_symlinks=allow_symlinks,
+    )

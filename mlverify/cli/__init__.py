@@ -1,0 +1,100 @@
+"""The ``mlverify`` command line.
+
+Commands live in their own modules and are imported only when invoked, so
+``mlverify --version`` and ``--help`` start fast (pre-commit runs us often).
+Every error reaches the user as one line on stderr; exit codes are 0 success,
+1 verification failed / findings, 2 usage or operational error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from mlverify import __version__
+from mlverify.errors import MlverifyError
+
+#: command name -> "module:attribute"; modules are imported on first use.
+COMMANDS: dict[str, str] = {
+    "hash": "mlverify.cli.hash_cmd:hash_command",
+    "sign": "mlverify.cli.sign_cmd:sign_command",
+    "verify": "mlverify.cli.verify_cmd:verify_command",
+    "keygen": "mlverify.cli.keygen_cmd:keygen_command",
+}
+
+#: one-line summaries for `mlverify --help`, without importing the commands.
+SUMMARIES: dict[str, str] = {
+    "hash": "Hash a model file or directory into an OMS manifest.",
+    "sign": "Sign a model into an OMS signature bundle.",
+    "verify": "Verify a model against its OMS signature.",
+    "keygen": "Write a new signing key pair.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="mlverify", message="%(prog)s %(version)s")
+def cli() -> None:
+    """mlverify: verify machine-learning artifacts before you load them.
+
+    Hash and sign models, check signatures and provenance, scan for code,
+    and decide with a policy. Exit codes: 0 ok, 1 verification failed or
+    findings, 2 usage or operational error.
+    """
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"mlverify: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: run the CLI, turning every error into one line."""
+    try:
+        return cli.main(args=argv, prog_name="mlverify", standalone_mode=False)
+    except MlverifyError as e:
+        fail(str(e), e.exit_code)
+    except click.exceptions.NoArgsIsHelp as e:
+        click.echo(e.ctx.get_help() if e.ctx else "", err=True)
+        sys.exit(2)
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx else "mlverify"
+        fail(f"{e.format_message()} (see '{cmd} --help')")
+    except click.ClickException as e:
+        fail(e.format_message())
+    except click.exceptions.Abort:
+        fail("aborted")
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as e:  # a bug: still one line, traceback on demand
+        if os.environ.get("MLVERIFY_DEBUG"):
+            raise
+        fail(f"internal error: {type(e).__name__}: {e} (set MLVERIFY_DEBUG=1 for a traceback)")
+    return None

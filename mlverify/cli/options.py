@@ -1,0 +1,69 @@
+"""Options shared by several commands (one definition each)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mlverify.manifest.hashing import HASH_TYPES
+from mlverify.manifest.manifest import DEFAULT_SHARD_SIZE, METHODS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+model_path_argument = click.argument(
+    "path", type=click.Path(path_type=Path, exists=False, file_okay=True, dir_okay=True)
+)
+
+
+def ignore_options(f: F) -> F:
+    f = click.option(
+        "--ignore",
+        "ignore",
+        multiple=True,
+        metavar="PATTERN",
+        help="Leave out files matching PATTERN, relative to the model root (repeatable; "
+        "a path, a directory or a glob such as '*.tmp').",
+    )(f)
+    f = click.option(
+        "--allow-symlinks",
+        is_flag=True,
+        help="Follow symlinks that stay inside the model root (refused by default).",
+    )(f)
+    return f
+
+
+def serialization_options(f: F) -> F:
+    f = click.option(
+        "--mode",
+        type=click.Choice(METHODS),
+        default="files",
+        show_default=True,
+        help="Hash whole files, or fixed-size shards of files (parallel within a file).",
+    )(f)
+    f = click.option(
+        "--shard-size",
+        type=click.IntRange(min=1),
+        default=DEFAULT_SHARD_SIZE,
+        show_default=True,
+        help="Shard size in bytes for --mode shards.",
+    )(f)
+    f = click.option(
+        "--hash",
+        "hash_type",
+        type=click.Choice(HASH_TYPES),
+        default="sha256",
+        show_default=True,
+        help="File hash algorithm (the root digest is always SHA-256).",
+    )(f)
+    f = click.option(
+        "--cache/--no-cache",
+        "use_cache",
+        default=False,
+        show_default=True,
+        help="Reuse digests of files whose inode, size and timestamps are unchanged "
+        "(faster re-runs; see docs/digest-cache.md for the trade-off).",
+    )(f)
+    return f

@@ -1,0 +1,1 @@
+"""Stage 2: hash a model tree into an OMS manifest."""

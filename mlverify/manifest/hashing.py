@@ -1,0 +1,152 @@
+"""Streaming, parallel hashing of files and byte ranges.
+
+Memory is bounded: each worker thread reuses one read buffer. Both cores are
+used: jobs (whole files or shards) run on a thread pool, largest first, and
+``hashlib`` releases the GIL while it hashes a large buffer. BLAKE3 hashes whole
+files through its own memory-mapped, multi-threaded path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, get_args
+
+from mlverify.errors import InputError
+
+HashType = Literal["sha256", "blake2b", "blake3"]
+HASH_TYPES: tuple[str, ...] = get_args(HashType)
+#: Names other tools write for the same algorithms.
+HASH_ALIASES: dict[str, HashType] = {"blake2": "blake2b"}
+
+READ_BUFFER = 4 * 1024 * 1024
+_local = threading.local()
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+    def hexdigest(self) -> str: ...
+
+
+def parse_hash_type(name: str) -> HashType:
+    """Map a hash name found in a signature to one we support, or fail."""
+    canonical = HASH_ALIASES.get(name, name)
+    if canonical not in HASH_TYPES:
+        raise InputError(
+            f"unsupported hash algorithm {name!r}; expected one of {', '.join(HASH_TYPES)}"
+        )
+    return canonical  # type: ignore[return-value]
+
+
+def new_hasher(hash_type: HashType) -> _Hasher:
+    if hash_type == "sha256":
+        return hashlib.sha256()
+    if hash_type == "blake2b":
+        return hashlib.blake2b()
+    import blake3
+
+    return blake3.blake3()  # type: ignore[no-any-return]
+
+
+def _buffer() -> bytearray:
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = bytearray(READ_BUFFER)
+        _local.buf = buf
+    return buf
+
+
+@dataclass(frozen=True)
+class HashJob:
+    """Hash bytes ``[start, end)`` of ``path``; ``end`` None means the whole file."""
+
+    path: Path
+    start: int = 0
+    end: int | None = None
+    size_hint: int = 0
+
+
+def hash_range(job: HashJob, hash_type: HashType) -> str:
+    """Hex digest of one job's bytes, read in bounded chunks."""
+    try:
+        if hash_type == "blake3" and job.start == 0 and job.end is None:
+            return _blake3_whole_file(job.path)
+        hasher = new_hasher(hash_type)
+        buf = _buffer()
+        view = memoryview(buf)
+        with open(job.path, "rb", buffering=0) as f:
+            if job.start:
+                f.seek(job.start)
+            remaining = -1 if job.end is None else job.end - job.start
+            while remaining:
+                want = READ_BUFFER if remaining < 0 else min(READ_BUFFER, remaining)
+                n = f.readinto(view[:want])  # type: ignore[attr-defined]
+                if not n:
+                    if remaining > 0:
+                        raise InputError(
+                            f"{job.path}: file shrank while hashing (expected bytes up to "
+                            f"offset {job.end}); hash again once it stops changing"
+                        )
+                    break
+                hasher.update(view[:n])
+                if remaining > 0:
+                    remaining -= n
+        return hasher.hexdigest()
+    except FileNotFoundError:
+        raise InputError(f"{job.path}: file disappeared while hashing") from None
+    except PermissionError:
+        raise InputError(f"{job.path}: permission denied; make it readable") from None
+    except IsADirectoryError:
+        raise InputError(f"{job.path}: expected a file, found a directory") from None
+
+
+def _blake3_whole_file(path: Path) -> str:
+    import blake3
+
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    if os.path.getsize(path) == 0:
+        return str(hasher.hexdigest())
+    hasher.update_mmap(path)
+    return str(hasher.hexdigest())
+
+
+def worker_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def hash_all(
+    jobs: Sequence[HashJob],
+    hash_type: HashType,
+    *,
+    lookup: Callable[[HashJob], str | None] | None = None,
+    store: Callable[[HashJob, str], None] | None = None,
+) -> list[str]:
+    """Digests of every job, in the order given, computed in parallel.
+
+    ``lookup`` / ``store`` plug in an optional digest cache.
+    """
+    results: list[str | None] = [lookup(j) if lookup else None for j in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    # Largest first keeps both workers busy to the end.
+    todo.sort(key=lambda i: jobs[i].size_hint, reverse=True)
+    workers = min(worker_count(), len(todo))
+    if workers <= 1:
+        for i in todo:
+            results[i] = hash_range(jobs[i], hash_type)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash") as ex:
+            futures = {i: ex.submit(hash_range, jobs[i], hash_type) for i in todo}
+            for i, fut in futures.items():
+                results[i] = fut.result()
+    if store:
+        for i in todo:
+            store(jobs[i], results[i])  # type: ignore[arg-type]
+    return results  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Stage 3: signatures over manifests (OMS bundles) and their verification."""

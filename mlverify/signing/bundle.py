@@ -1,0 +1,183 @@
+"""OMS signature files: Sigstore bundle v0.3 around a DSSE envelope.
+
+Reading is strict and bounded: a signature file larger than
+:data:`MAX_BUNDLE_BYTES`, malformed JSON, a missing envelope or missing
+verification material are input errors that name the defect.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlverify.errors import InputError, SignatureNotFoundError
+from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope, b64decode_strict
+
+#: the bundle mediaType the reference tool accepts (it rejects the newer alias)
+BUNDLE_MEDIA_TYPE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+KNOWN_MEDIA_TYPES = frozenset(
+    {
+        BUNDLE_MEDIA_TYPE_V03,
+        "application/vnd.dev.sigstore.bundle+json;version=0.3",
+        "application/vnd.dev.sigstore.bundle+json;version=0.2",
+        "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    }
+)
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+
+MaterialKind = Literal["publicKey", "x509CertificateChain", "certificate"]
+
+
+@dataclass(frozen=True)
+class VerificationMaterial:
+    """What the bundle offers to check its signature with."""
+
+    kind: MaterialKind
+    key_hint: str | None = None  #: hex hint, advisory only
+    key_pem: bytes | None = None  #: legacy bundles embed the PEM key (untrusted)
+    certificates: tuple[bytes, ...] = ()  #: DER, leaf first
+    has_tlog_entries: bool = False
+
+
+@dataclass(frozen=True)
+class SignatureBundle:
+    """A parsed OMS signature file."""
+
+    source: str
+    media_type: str
+    envelope: Envelope
+    material: VerificationMaterial
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def read_bundle(path: Path) -> SignatureBundle:
+    """Read and structurally validate the signature file at ``path``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BUNDLE_BYTES + 1)
+    except FileNotFoundError:
+        raise SignatureNotFoundError(
+            f"{path}: no signature found; sign the model first (mlverify sign) "
+            "or point --signature at its signature file"
+        ) from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: expected a signature file, found a directory") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the signature ({e.strerror})") from None
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise InputError(
+            f"{path}: signature file is larger than {MAX_BUNDLE_BYTES // 2**20} MiB; "
+            "this is not an OMS signature"
+        )
+    return parse_bundle(data, source=str(path))
+
+
+def parse_bundle(data: bytes, *, source: str) -> SignatureBundle:
+    if not data.strip():
+        raise InputError(f"{source}: the signature file is empty; expected a Sigstore bundle")
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(
+            f"{source}: the signature is not valid JSON ({e}); expected a Sigstore bundle"
+        ) from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: expected a JSON object (Sigstore bundle)")
+    media_type = doc.get("mediaType")
+    if media_type not in KNOWN_MEDIA_TYPES:
+        raise InputError(
+            f"{source}: unknown bundle mediaType {media_type!r}; "
+            f"expected {BUNDLE_MEDIA_TYPE_V03!r}"
+        )
+    if "dsseEnvelope" not in doc:
+        what = "a message signature" if "messageSignature" in doc else "nothing"
+        raise InputError(
+            f"{source}: the bundle has no 'dsseEnvelope' (found {what}); "
+            "an OMS signature is a DSSE envelope over an in-toto statement"
+        )
+    envelope = Envelope.from_json(doc["dsseEnvelope"], where=source)
+    if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
+        raise InputError(
+            f"{source}: DSSE payloadType is {envelope.payload_type!r}; "
+            f"expected {INTOTO_PAYLOAD_TYPE!r}"
+        )
+    material = _parse_material(doc.get("verificationMaterial"), source=source)
+    return SignatureBundle(
+        source=source, media_type=media_type, envelope=envelope, material=material, raw=doc
+    )
+
+
+def _parse_material(vm: object, *, source: str) -> VerificationMaterial:
+    if vm is None:
+        raise InputError(
+            f"{source}: the bundle has no 'verificationMaterial'; "
+            "expected a publicKey, x509CertificateChain or certificate"
+        )
+    if not isinstance(vm, dict):
+        raise InputError(f"{source}: 'verificationMaterial' must be an object")
+    # Bundles older than OMS v1.1 omit 'tlogEntries' for key and certificate
+    # signatures (spec section 11); a keyless signature without it has no proof.
+    if "tlogEntries" not in vm and "certificate" in vm:
+        raise InputError(
+            f"{source}: keyless (Sigstore) signature without 'tlogEntries'; "
+            "the transparency log entry is required to verify it"
+        )
+    tlog = vm.get("tlogEntries", [])
+    if not isinstance(tlog, list):
+        raise InputError(f"{source}: 'tlogEntries' must be a list")
+    if "publicKey" in vm:
+        pk = vm["publicKey"]
+        if not isinstance(pk, dict):
+            raise InputError(f"{source}: 'publicKey' must be an object")
+        hint = pk.get("hint")
+        raw = pk.get("rawBytes")
+        return VerificationMaterial(
+            kind="publicKey",
+            key_hint=hint if isinstance(hint, str) else None,
+            key_pem=b64decode_strict(raw, what="publicKey.rawBytes", where=source)
+            if raw is not None
+            else None,
+            has_tlog_entries=bool(tlog),
+        )
+    if "x509CertificateChain" in vm:
+        chain = vm["x509CertificateChain"]
+        certs = chain.get("certificates") if isinstance(chain, dict) else None
+        if not isinstance(certs, list) or not certs:
+            raise InputError(f"{source}: 'x509CertificateChain' has no certificates")
+        ders = tuple(
+            b64decode_strict(
+                c.get("rawBytes") if isinstance(c, dict) else None,
+                what="certificate rawBytes",
+                where=source,
+            )
+            for c in certs
+        )
+        return VerificationMaterial(
+            kind="x509CertificateChain", certificates=ders, has_tlog_entries=bool(tlog)
+        )
+    if "certificate" in vm:
+        cert = vm["certificate"]
+        der = b64decode_strict(
+            cert.get("rawBytes") if isinstance(cert, dict) else None,
+            what="certificate rawBytes",
+            where=source,
+        )
+        return VerificationMaterial(
+            kind="certificate", certificates=(der,), has_tlog_entries=bool(tlog)
+        )
+    raise InputError(
+        f"{source}: 'verificationMaterial' holds none of publicKey, "
+        "x509CertificateChain, certificate"
+    )
+
+
+def bundle_json(envelope: Envelope, material: dict[str, Any]) -> bytes:
+    """Serialise a bundle deterministically (sorted keys, fixed indentation)."""
+    doc = {
+        "mediaType": BUNDLE_MEDIA_TYPE_V03,
+        "verificationMaterial": material,
+        "dsseEnvelope": envelope.to_json(),
+    }
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,235 @@
+"""Sign a model into an OMS bundle, and verify a model against one.
+
+Verification has three distinct outcomes, each its own error: no signature
+(:class:`SignatureNotFoundError`), a signature by no trusted signer
+(:class:`UntrustedSignerError`) and a valid signature over other bytes
+(:class:`ArtifactMismatchError`, naming every changed, missing and extra file).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from mlverify.artifact import ModelFile, normalize_ignore, walk_model
+from mlverify.errors import (
+    ArtifactMismatchError,
+    InputError,
+    UntrustedSignerError,
+    UsageError,
+)
+from mlverify.manifest.build import ManifestDiff, diff_resources, file_path, hash_files
+from mlverify.manifest.cache import DigestCache
+from mlverify.manifest.manifest import SINGLE_FILE_NAME, Manifest
+from mlverify.signing.bundle import SignatureBundle, bundle_json
+from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, DsseSignature, Envelope
+from mlverify.signing.keys import (
+    PublicKey,
+    Signer,
+    key_fingerprint,
+    load_public_key_pem,
+    public_key_hint,
+    verify_signature,
+)
+from mlverify.signing.statement import load_statement, manifest_from_statement, statement_bytes
+
+Method = Literal["key", "certificate", "sigstore"]
+
+
+def sign_manifest(manifest: Manifest, signer: Signer) -> bytes:
+    """An OMS bundle (key method) signing ``manifest``."""
+    payload = statement_bytes(manifest)
+    envelope = Envelope(INTOTO_PAYLOAD_TYPE, payload, ())
+    signature = signer.sign(envelope.pae())
+    envelope = Envelope(INTOTO_PAYLOAD_TYPE, payload, (DsseSignature(signature, ""),))
+    material = {"publicKey": {"hint": public_key_hint(signer.public_key)}, "tlogEntries": []}
+    return bundle_json(envelope, material)
+
+
+@dataclass(frozen=True)
+class VerifiedStatement:
+    """A statement whose envelope signature checked out, and who made it."""
+
+    source: str
+    method: Method
+    signer: str  #: e.g. "key sha256:<fingerprint of the SPKI>"
+    statement_payload: bytes
+
+
+def verify_envelope_with_keys(
+    bundle: SignatureBundle, trusted: Sequence[PublicKey]
+) -> VerifiedStatement:
+    """Check the DSSE signatures against trusted keys; any one valid signature suffices."""
+    if bundle.material.kind != "publicKey":
+        raise UntrustedSignerError(
+            f"{bundle.source}: signed with a {bundle.material.kind} but only keys were given "
+            "as trusted signers; pass the certificate chain or Sigstore identity to verify it"
+        )
+    pae = bundle.envelope.pae()
+    for key in trusted:
+        if any(verify_signature(key, s.sig, pae) for s in bundle.envelope.signatures):
+            return VerifiedStatement(
+                source=bundle.source,
+                method="key",
+                signer=f"key {key_fingerprint(key)}",
+                statement_payload=bundle.envelope.payload,
+            )
+    by_hint = [k for k in trusted if public_key_hint(k) == bundle.material.key_hint]
+    if by_hint:
+        raise UntrustedSignerError(
+            f"{bundle.source}: the signature names trusted key {key_fingerprint(by_hint[0])} "
+            "but does not verify over the signed payload; the signature file was altered"
+        )
+    found = _describe_bundle_key(bundle)
+    allowed = ", ".join(key_fingerprint(k) for k in trusted)
+    raise UntrustedSignerError(
+        f"{bundle.source}: no valid signature by a trusted key (signature made by {found}; "
+        f"trusted: {allowed}); check you have the right public key"
+    )
+
+
+def _describe_bundle_key(bundle: SignatureBundle) -> str:
+    m = bundle.material
+    if m.key_pem:
+        try:
+            return f"key {key_fingerprint(load_public_key_pem(m.key_pem, where=bundle.source))}"
+        except InputError:
+            pass
+    if m.key_hint:
+        return f"a key with hint {m.key_hint}"
+    return "an unnamed key"
+
+
+def signed_manifest(bundle: SignatureBundle) -> Manifest:
+    """Parse the statement a bundle carries, to reject malformed ones early.
+
+    Nothing read here is trusted before the signature is checked; this only
+    names format defects (wrong predicate, bad resource names) precisely.
+    """
+    statement = load_statement(bundle.envelope.payload, where=bundle.source)
+    return manifest_from_statement(statement, where=bundle.source)
+
+
+@dataclass(frozen=True)
+class ModelVerification:
+    """The outcome of checking a model's bytes against a verified manifest."""
+
+    signature: VerifiedStatement
+    manifest: Manifest
+    diff: ManifestDiff
+    checked_files: int
+
+
+def _resolve_inside(root: Path, name: str, allow_symlinks: bool) -> Path | None:
+    """The regular file ``name`` under ``root``, or None if absent or unsafe.
+
+    Walks component by component with lstat, so a symlink can neither be
+    followed when not allowed nor lead outside the root.
+    """
+    current = root
+    real_root = root.resolve()
+    for part in PurePosixPath(name).parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            if not allow_symlinks:
+                return None
+            target = current.resolve()
+            if target != real_root and real_root not in target.parents:
+                return None
+    try:
+        return current if stat.S_ISREG(os.stat(current).st_mode) else None
+    except OSError:
+        return None
+
+
+def _signature_ignores(paths: Iterable[str]) -> list[str]:
+    """Ignore paths from a (verified) signature, minus entries that cannot apply."""
+    usable = []
+    for p in paths:
+        try:
+            usable.append(normalize_ignore(p))
+        except UsageError:
+            continue  # absolute or escaping entries match nothing inside the root
+    return usable
+
+
+def verify_model(
+    path: Path,
+    verified: VerifiedStatement,
+    *,
+    ignore: Sequence[str] = (),
+    ignore_unsigned_files: bool = False,
+    signature_path: Path | None = None,
+    cache: DigestCache | None = None,
+) -> ModelVerification:
+    """Re-hash ``path`` the way the signature says and compare, all files at once."""
+    statement = load_statement(verified.statement_payload, where=verified.source)
+    manifest = manifest_from_statement(statement, where=verified.source)
+    ser = manifest.serialization
+    expected = manifest.resources
+    expected_paths = sorted({r.path for r in expected})
+
+    if path.is_file() and not path.is_symlink():
+        if len(expected_paths) != 1:
+            raise ArtifactMismatchError(
+                f"{path}: the signature covers {len(expected_paths)} files of a model "
+                "directory, but a single file was given; verify the directory instead"
+            )
+        tree = walk_model(path)
+        # "." (reference tool) or the file's name (spec, legacy): the bytes matter.
+        pairs = [(expected_paths[0], tree.files[0])]
+        extra: list[str] = []
+    else:
+        if expected_paths == [SINGLE_FILE_NAME]:
+            raise ArtifactMismatchError(
+                f"{path}: the signature covers a single file, but a directory was given; "
+                "verify the signed file itself"
+            )
+        ignores = [*_signature_ignores(ser.ignore_paths), *ignore]
+        excluded = [signature_path] if signature_path else []
+        tree = walk_model(
+            path,
+            ignore=ignores,
+            allow_symlinks=ser.allow_symlinks,
+            extra_excluded=excluded,
+            require_files=False,
+        )
+        on_disk = {f.name: f for f in tree.files}
+        pairs = []
+        for name in expected_paths:
+            f = on_disk.get(name)
+            if f is None:
+                # A signed file our walk leaves out (e.g. named like a signature):
+                # still check it if it is safely inside the model.
+                found = _resolve_inside(path, name, ser.allow_symlinks)
+                if found is None:
+                    continue
+                f = ModelFile(name=name, path=found, size=found.stat().st_size)
+            pairs.append((name, f))
+        signed = set(expected_paths)
+        extra = [] if ignore_unsigned_files else sorted(n for n in on_disk if n not in signed)
+        if ser.method == "shards":
+            # empty files have no shards, so they are not extra
+            extra = [n for n in extra if on_disk[n].size > 0]
+    found_resources = hash_files(pairs, ser, cache)
+    diff = diff_resources(expected, found_resources, extra)
+    return ModelVerification(
+        signature=verified, manifest=manifest, diff=diff, checked_files=len(pairs)
+    )
+
+
+def require_match(result: ModelVerification, path: Path) -> None:
+    if not result.diff.ok:
+        raise ArtifactMismatchError(
+            f"{path}: signature by {result.signature.signer} is valid, but the model "
+            f"differs from what was signed: {result.diff.describe()}"
+        )
+

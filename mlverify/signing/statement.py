@@ -1,0 +1,105 @@
+"""in-toto Statement v1 carrying the OMS predicate: build and parse."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlverify.errors import InputError
+from mlverify.manifest.manifest import Manifest, Resource, Serialization
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+#: written by model_signing before 1.0; read-only support
+LEGACY_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"
+
+
+def statement_bytes(manifest: Manifest) -> bytes:
+    """The statement for ``manifest``, serialised deterministically."""
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [manifest.subject()],
+        "predicateType": OMS_PREDICATE_TYPE,
+        "predicate": manifest.predicate(),
+    }
+    return json.dumps(statement, indent=2, sort_keys=True).encode()
+
+
+def load_statement(payload: bytes, *, where: str) -> dict[str, Any]:
+    try:
+        statement = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{where}: the signed payload is not JSON ({e})") from None
+    if not isinstance(statement, dict):
+        raise InputError(f"{where}: the signed payload is not a JSON object")
+    if statement.get("_type") != STATEMENT_TYPE:
+        raise InputError(
+            f"{where}: payload _type is {statement.get('_type')!r}; expected {STATEMENT_TYPE!r}"
+        )
+    return statement
+
+
+def manifest_from_statement(statement: dict[str, Any], *, where: str) -> Manifest:
+    """The manifest a (verified) OMS statement vouches for.
+
+    Rejects a statement whose subject digest is not the root digest of its
+    own resources: such a statement says two different things.
+    """
+    predicate_type = statement.get("predicateType")
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list) or not subjects:
+        raise InputError(f"{where}: the statement has no subject")
+    if predicate_type == LEGACY_PREDICATE_TYPE:
+        return _legacy_manifest(subjects, where=where)
+    if predicate_type != OMS_PREDICATE_TYPE:
+        raise InputError(
+            f"{where}: predicateType is {predicate_type!r}; expected {OMS_PREDICATE_TYPE!r} "
+            "(an OMS model signature)"
+        )
+    if len(subjects) != 1 or not isinstance(subjects[0], dict):
+        raise InputError(f"{where}: an OMS statement has exactly one subject, found {len(subjects)}")
+    subject = subjects[0]
+    digest = subject.get("digest")
+    name = subject.get("name")
+    if not isinstance(digest, dict) or not isinstance(digest.get("sha256"), str):
+        raise InputError(f"{where}: the subject has no sha256 digest")
+    manifest = Manifest.from_predicate(
+        statement.get("predicate"), name if isinstance(name, str) else "", where=where
+    )
+    if digest["sha256"].lower() != manifest.root_digest:
+        raise InputError(
+            f"{where}: subject digest {digest['sha256']} is not the root digest of the listed "
+            f"resources ({manifest.root_digest}); the statement is inconsistent"
+        )
+    return manifest
+
+
+def _legacy_manifest(subjects: list[Any], *, where: str) -> Manifest:
+    """v0.x statements list one subject per file, SHA-256, no serialization block."""
+    resources = []
+    for s in subjects:
+        if not isinstance(s, dict):
+            raise InputError(f"{where}: legacy subject is not an object")
+        name, digest = s.get("name"), s.get("digest")
+        algo = (s.get("annotations") or {}).get("actual_hash_algorithm", "file-sha256")
+        if algo != "file-sha256":
+            raise InputError(
+                f"{where}: unsupported legacy format (hash {algo!r}); "
+                "re-sign the model with a current tool"
+            )
+        if not isinstance(name, str) or not isinstance(digest, dict):
+            raise InputError(f"{where}: legacy subject without name or digest")
+        sha = digest.get("sha256")
+        if not isinstance(sha, str):
+            raise InputError(f"{where}: legacy subject {name!r} has no sha256 digest")
+        predicate = {
+            "resources": [{"name": name, "algorithm": "sha256", "digest": sha}],
+            "serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": False},
+        }
+        resources.extend(Manifest.from_predicate(predicate, "", where=where).resources)
+    resources.sort(key=lambda r: r.path)
+    return Manifest(
+        subject_name="",
+        serialization=Serialization(),
+        resources=tuple(Resource(path=r.path, digest=r.digest) for r in resources),
+    )
