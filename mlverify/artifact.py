@@ -172,16 +172,16 @@ def walk_model(
     real_root = root.resolve()
     files: list[ModelFile] = []
     ignored_found: set[str] = set()
-    seen_dirs: set[tuple[int, int]] = set()
 
-    def visit(directory: Path, rel: str) -> None:
+    def visit(directory: Path, rel: str, ancestors: frozenset[tuple[int, int]]) -> None:
         dst = os.stat(directory)
         key = (dst.st_dev, dst.st_ino)
-        if key in seen_dirs:
+        if key in ancestors:
             raise InputError(
-                f"{root / rel}: symlink loop in the model (directory visited twice); remove the link"
+                f"{root / rel}: symlink loop in the model (links back to a parent directory); "
+                "remove the link"
             )
-        seen_dirs.add(key)
+        ancestors = ancestors | {key}
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except PermissionError:
@@ -215,7 +215,7 @@ def walk_model(
                     raise InputError(f"{entry_path}: dangling symlink (target {target} missing)")
                 est = target.stat()
             if stat.S_ISDIR(est.st_mode):
-                visit(entry_path, name)
+                visit(entry_path, name, ancestors)
             elif stat.S_ISREG(est.st_mode):
                 files.append(ModelFile(name=name, path=entry_path, size=est.st_size))
             else:
@@ -224,7 +224,7 @@ def walk_model(
                     "remove it from the model or --ignore it"
                 )
 
-    visit(root, "")
+    visit(root, "", frozenset())
     if require_files and not files:
         raise InputError(
             f"{root}: the model has no files to hash (after ignores); "

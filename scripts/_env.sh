@@ -4,13 +4,21 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
+  echo "setting up .venv (first run only)..." >&2
   "$PY" -m venv .venv
 fi
 extras=${MLVERIFY_EXTRAS:-test}
 stamp=".venv/.mlverify-installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+  if [ "$extras" = none ]; then target="."; else target=".[$extras]"; fi
+  echo "installing mlverify ($target) into .venv..." >&2
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip &&
+         .venv/bin/python -m pip install --disable-pip-version-check -q -e "$target"; } \
+       >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    echo "set-up failed: see the pip output above" >&2
+    exit 2
+  fi
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

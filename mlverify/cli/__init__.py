@@ -56,7 +56,9 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="mlverify", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", prog_name="mlverify", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """mlverify: verify machine-learning artifacts before you load them.
 
@@ -77,10 +79,10 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="mlverify", standalone_mode=False)
     except MlverifyError as e:
         fail(str(e), e.exit_code)
-    except click.exceptions.NoArgsIsHelp as e:
-        click.echo(e.ctx.get_help() if e.ctx else "", err=True)
-        sys.exit(2)
     except click.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `mlverify`: show the help
+            click.echo(e.format_message(), err=True)
+            sys.exit(2)
         cmd = e.ctx.command_path if e.ctx else "mlverify"
         fail(f"{e.format_message()} (see '{cmd} --help')")
     except click.ClickException as e:

@@ -52,15 +52,21 @@ def keygen_command(key_type: str, prefix: Path, password_env: str | None, force:
     if key_type == "ed25519":
         key = ed25519.Ed25519PrivateKey.generate()
     else:
-        curve = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1, "ec-p521": ec.SECP521R1}
-        key = ec.generate_private_key(curve[key_type]())
+        curves: dict[str, ec.EllipticCurve] = {
+            "ec-p256": ec.SECP256R1(),
+            "ec-p384": ec.SECP384R1(),
+            "ec-p521": ec.SECP521R1(),
+        }
+        key = ec.generate_private_key(curves[key_type])
     encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
     if password_env:
         secret = os.environ.get(password_env)
         if not secret:
             raise UsageError(f"--password-env {password_env}: the variable is unset or empty")
         encryption = serialization.BestAvailableEncryption(secret.encode())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
     write_atomically(private_path, pem, mode=0o600)
     write_atomically(public_path, public_key_pem(key.public_key()))
     click.echo(f"private key: {private_path} (keep it secret)")

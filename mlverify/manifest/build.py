@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlverify.artifact import ModelFile, ModelTree, walk_model
-from mlverify.manifest.cache import DigestCache
 from mlverify.manifest.hashing import HashJob, hash_all, parse_hash_type
 from mlverify.manifest.manifest import (
     DEFAULT_SHARD_SIZE,
@@ -16,6 +16,9 @@ from mlverify.manifest.manifest import (
     Resource,
     Serialization,
 )
+
+if TYPE_CHECKING:
+    from mlverify.manifest.cache import DigestCache
 
 
 def shard_bounds(size: int, shard_size: int) -> list[tuple[int, int]]:
@@ -31,9 +34,7 @@ class _Planned:
     end: int | None
 
 
-def _plan(
-    files: Iterable[tuple[str, ModelFile]], serialization: Serialization
-) -> list[_Planned]:
+def _plan(files: Iterable[tuple[str, ModelFile]], serialization: Serialization) -> list[_Planned]:
     planned: list[_Planned] = []
     for resource_path, f in files:
         if serialization.method == "files":
@@ -156,4 +157,9 @@ def hash_model(
         allow_symlinks=allow_symlinks,
         ignore_paths=tree.ignore_paths,
     )
-    return build_manifest(tree, serialization, DigestCache() if use_cache else None)
+    cache = None
+    if use_cache:
+        from mlverify.manifest.cache import DigestCache
+
+        cache = DigestCache()
+    return build_manifest(tree, serialization, cache)

@@ -50,7 +50,7 @@ def new_hasher(hash_type: HashType) -> _Hasher:
         return hashlib.blake2b()
     import blake3
 
-    return blake3.blake3()  # type: ignore[no-any-return]
+    return blake3.blake3()
 
 
 def _buffer() -> bytearray:
@@ -85,7 +85,7 @@ def hash_range(job: HashJob, hash_type: HashType) -> str:
             remaining = -1 if job.end is None else job.end - job.start
             while remaining:
                 want = READ_BUFFER if remaining < 0 else min(READ_BUFFER, remaining)
-                n = f.readinto(view[:want])  # type: ignore[attr-defined]
+                n = f.readinto(view[:want])
                 if not n:
                     if remaining > 0:
                         raise InputError(

@@ -154,7 +154,8 @@ class Manifest:
 
 
 def _kind(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), repr(value))
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+    return names.get(type(value), repr(value))
 
 
 def check_resource_path(path: str, *, where: str) -> str:

@@ -88,8 +88,7 @@ def parse_bundle(data: bytes, *, source: str) -> SignatureBundle:
     media_type = doc.get("mediaType")
     if media_type not in KNOWN_MEDIA_TYPES:
         raise InputError(
-            f"{source}: unknown bundle mediaType {media_type!r}; "
-            f"expected {BUNDLE_MEDIA_TYPE_V03!r}"
+            f"{source}: unknown bundle mediaType {media_type!r}; expected {BUNDLE_MEDIA_TYPE_V03!r}"
         )
     if "dsseEnvelope" not in doc:
         what = "a message signature" if "messageSignature" in doc else "nothing"

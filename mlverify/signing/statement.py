@@ -57,7 +57,9 @@ def manifest_from_statement(statement: dict[str, Any], *, where: str) -> Manifes
             "(an OMS model signature)"
         )
     if len(subjects) != 1 or not isinstance(subjects[0], dict):
-        raise InputError(f"{where}: an OMS statement has exactly one subject, found {len(subjects)}")
+        raise InputError(
+            f"{where}: an OMS statement has exactly one subject, found {len(subjects)}"
+        )
     subject = subjects[0]
     digest = subject.get("digest")
     name = subject.get("name")
@@ -76,7 +78,7 @@ def manifest_from_statement(statement: dict[str, Any], *, where: str) -> Manifes
 
 def _legacy_manifest(subjects: list[Any], *, where: str) -> Manifest:
     """v0.x statements list one subject per file, SHA-256, no serialization block."""
-    resources = []
+    resources: list[Resource] = []
     for s in subjects:
         if not isinstance(s, dict):
             raise InputError(f"{where}: legacy subject is not an object")
@@ -101,5 +103,5 @@ def _legacy_manifest(subjects: list[Any], *, where: str) -> Manifest:
     return Manifest(
         subject_name="",
         serialization=Serialization(),
-        resources=tuple(Resource(path=r.path, digest=r.digest) for r in resources),
+        resources=tuple(resources),
     )
