@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlverify.errors import InputError, SignatureNotFoundError
-from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope, b64decode_strict
+from mlverify.signing.dsse import (
+    INTOTO_PAYLOAD_TYPE,
+    DsseSignature,
+    Envelope,
+    b64decode_strict,
+)
+from mlverify.signing.keys import Signer, public_key_hint
 
 #: the bundle mediaType the reference tool accepts (it rejects the newer alias)
 BUNDLE_MEDIA_TYPE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -170,6 +176,15 @@ def _parse_material(vm: object, *, source: str) -> VerificationMaterial:
         f"{source}: 'verificationMaterial' holds none of publicKey, "
         "x509CertificateChain, certificate"
     )
+
+
+def key_signed_bundle(payload: bytes, signer: Signer) -> bytes:
+    """A bundle whose DSSE envelope over an in-toto ``payload`` is signed by a key."""
+    unsigned = Envelope(INTOTO_PAYLOAD_TYPE, payload, ())
+    signature = DsseSignature(signer.sign(unsigned.pae()), "")
+    envelope = Envelope(INTOTO_PAYLOAD_TYPE, payload, (signature,))
+    material = {"publicKey": {"hint": public_key_hint(signer.public_key)}, "tlogEntries": []}
+    return bundle_json(envelope, material)
 
 
 def bundle_json(envelope: Envelope, material: dict[str, Any]) -> bytes:

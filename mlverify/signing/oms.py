@@ -22,11 +22,10 @@ from mlverify.errors import (
     UntrustedSignerError,
     UsageError,
 )
-from mlverify.manifest.build import ManifestDiff, diff_resources, file_path, hash_files
+from mlverify.manifest.build import ManifestDiff, diff_resources, hash_files
 from mlverify.manifest.cache import DigestCache
 from mlverify.manifest.manifest import SINGLE_FILE_NAME, Manifest
-from mlverify.signing.bundle import SignatureBundle, bundle_json
-from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, DsseSignature, Envelope
+from mlverify.signing.bundle import SignatureBundle, key_signed_bundle
 from mlverify.signing.keys import (
     PublicKey,
     Signer,
@@ -42,12 +41,7 @@ Method = Literal["key", "certificate", "sigstore"]
 
 def sign_manifest(manifest: Manifest, signer: Signer) -> bytes:
     """An OMS bundle (key method) signing ``manifest``."""
-    payload = statement_bytes(manifest)
-    envelope = Envelope(INTOTO_PAYLOAD_TYPE, payload, ())
-    signature = signer.sign(envelope.pae())
-    envelope = Envelope(INTOTO_PAYLOAD_TYPE, payload, (DsseSignature(signature, ""),))
-    material = {"publicKey": {"hint": public_key_hint(signer.public_key)}, "tlogEntries": []}
-    return bundle_json(envelope, material)
+    return key_signed_bundle(statement_bytes(manifest), signer)
 
 
 @dataclass(frozen=True)
@@ -232,4 +226,3 @@ def require_match(result: ModelVerification, path: Path) -> None:
             f"{path}: signature by {result.signature.signer} is valid, but the model "
             f"differs from what was signed: {result.diff.describe()}"
         )
-

@@ -304,3 +304,27 @@ def test_unsupported_key_scheme_and_bad_key_files(
     assert r.code == 2 and "not a PEM public key" in r.err
     r = run(capsys, "verify", model)
     assert r.code == 2 and "--key" in r.err
+
+
+def test_signed_name_through_an_escaping_symlink_is_never_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keys: tuple[Path, Path]
+) -> None:
+    """A signed path that reaches outside the root through a symlink counts as missing."""
+    import hashlib
+
+    model = make_model(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (model / "link").symlink_to(outside)
+    signer = KeySigner(
+        load_private_key_pem(keys[0].read_bytes(), where="test", password=lambda: None)
+    )
+    manifest = Manifest(
+        subject_name="model",
+        serialization=Serialization(ignore_paths=("link",)),
+        resources=(Resource(path="link/secret.txt", digest=hashlib.sha256(b"secret").hexdigest()),),
+    )
+    (model / "model.sig").write_bytes(sign_manifest(manifest, signer))
+    r = _verify(capsys, model, keys[1], "--ignore-unsigned-files")
+    assert r.code == 1 and "missing: link/secret.txt" in r.err
