@@ -24,6 +24,9 @@ GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 #: Default name of the signature file inside a model directory.
 DEFAULT_SIGNATURE_NAME = "model.sig"
 
+#: A folder at the model root that holds attestations, by convention.
+ATTESTATIONS_DIR = "attestations"
+
 #: File name suffixes of signatures and attestations: never hashed as model content.
 SIGNATURE_SUFFIXES: tuple[str, ...] = (".sigstore.json", ".sigstore", ".intoto.jsonl")
 
@@ -63,9 +66,9 @@ class ModelTree:
 
 
 def is_signature_file(name: str) -> bool:
-    """True for files that hold signatures or attestations, never model content."""
+    """True for paths that hold signatures or attestations, never model content."""
     base = name.rsplit("/", 1)[-1]
-    return name == DEFAULT_SIGNATURE_NAME or base.endswith(SIGNATURE_SUFFIXES)
+    return name in (DEFAULT_SIGNATURE_NAME, ATTESTATIONS_DIR) or base.endswith(SIGNATURE_SUFFIXES)
 
 
 def normalize_ignore(pattern: str) -> str:

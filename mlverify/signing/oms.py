@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -52,6 +52,9 @@ class VerifiedStatement:
     method: Method
     signer: str  #: e.g. "key sha256:<fingerprint of the SPKI>"
     statement_payload: bytes
+    #: what the signer's certificate vouches for (Sigstore: issuer, source
+    #: repository, workflow ref...); empty for keys
+    claims: Mapping[str, str] = field(default_factory=dict)
 
 
 def verify_envelope_with_keys(
@@ -223,6 +226,6 @@ def verify_model(
 def require_match(result: ModelVerification, path: Path) -> None:
     if not result.diff.ok:
         raise ArtifactMismatchError(
-            f"{path}: signature by {result.signature.signer} is valid, but the model "
-            f"differs from what was signed: {result.diff.describe()}"
+            f"{path}: signature by {result.signature.signer} is valid, but the files "
+            f"differ from what was signed: {result.diff.describe()}"
         )

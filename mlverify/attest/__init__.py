@@ -1,0 +1,1 @@
+"""Stage: signed in-toto attestations (provenance, datasets, scan results)."""

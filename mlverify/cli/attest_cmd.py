@@ -1,0 +1,176 @@
+"""`mlverify attest ...`: write signed in-toto attestations about models and datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mlverify.cli.output import write_atomically
+from mlverify.cli.secrets import password_source
+from mlverify.errors import UsageError
+
+
+def default_attestation_path(artifact: Path, kind: str) -> Path:
+    """``<name>.<kind>.sigstore.json`` beside the artifact (never inside a model)."""
+    return artifact.parent / f"{artifact.resolve().name}.{kind}.sigstore.json"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _signer_options(f: F) -> F:
+    f = click.option(
+        "--password-env",
+        default="MLVERIFY_KEY_PASSWORD",
+        show_default=True,
+        metavar="VAR",
+        help="Environment variable holding the password of an encrypted key.",
+    )(f)
+    f = click.option(
+        "--key",
+        "key_uri",
+        metavar="KEY",
+        help="Private key (PEM file or file:PATH) that signs the attestation.",
+    )(f)
+    f = click.option(
+        "--output",
+        "output",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Where to write the attestation [default: beside the artifact, "
+        "<name>.<kind>.sigstore.json].",
+    )(f)
+    return f
+
+
+def _sign_and_write(payload: bytes, key_uri: str | None, password_env: str, out: Path) -> None:
+    from mlverify.signing.bundle import key_signed_bundle
+    from mlverify.signing.keys import load_signer
+
+    if not key_uri:
+        raise UsageError("no signer given; pass --key PRIVATE.pem")
+    signer = load_signer(key_uri, password=password_source(password_env))
+    write_atomically(out, key_signed_bundle(payload, signer))
+    click.echo(f"wrote {out}", err=True)
+
+
+@click.group("attest")
+def attest_group() -> None:
+    """Write signed in-toto attestations (provenance, dataset manifests)."""
+
+
+@attest_group.command("provenance")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option("--builder-id", metavar="URI", help="Who ran the training (a URI).")
+@click.option("--source-repo", metavar="URI", help="Source repository of the training code.")
+@click.option("--source-ref", metavar="REF", help="Source ref, e.g. refs/tags/v1.0.")
+@click.option("--source-commit", metavar="SHA", help="Source commit (git SHA).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="PATH_OR_URI",
+    help="Training dataset: a local file or directory (hashed now) or URI@sha256:HEX; repeatable.",
+)
+@click.option(
+    "--base-model",
+    "base_models",
+    multiple=True,
+    metavar="PATH_OR_URI",
+    help="Base model fine-tuned from: a local path (hashed now) or URI@sha256:HEX; repeatable.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="K=V",
+    help="External parameter of the training run (e.g. epochs=3); repeatable.",
+)
+@_signer_options
+def provenance_command(
+    path: Path,
+    builder_id: str | None,
+    source_repo: str | None,
+    source_ref: str | None,
+    source_commit: str | None,
+    datasets: tuple[str, ...],
+    base_models: tuple[str, ...],
+    params: tuple[str, ...],
+    output: Path | None,
+    key_uri: str | None,
+    password_env: str,
+) -> None:
+    """Write SLSA Provenance v1 for the model at PATH, signed (DSSE, Sigstore bundle).
+
+    The subject is the model's digest: its OMS root digest for a directory, the
+    SHA-256 of its bytes for a single file. In GitHub Actions the builder id,
+    source repository, ref, commit and run id default from the environment.
+    """
+    from mlverify.attest.intoto import SLSA_PROVENANCE_V1, statement_json
+    from mlverify.attest.provenance import (
+        BuildInfo,
+        artifact_digest,
+        dependency_from_arg,
+        github_defaults,
+        provenance_predicate,
+    )
+
+    defaults = github_defaults()
+    builder_id = builder_id or defaults.get("builder_id")
+    source_repo = source_repo or defaults.get("source_repo")
+    source_ref = source_ref or defaults.get("source_ref")
+    missing = [
+        name
+        for name, value in (
+            ("--builder-id", builder_id),
+            ("--source-repo", source_repo),
+            ("--source-ref", source_ref),
+        )
+        if not value
+    ]
+    if missing:
+        raise UsageError(
+            f"provenance needs {', '.join(missing)} (defaults come from GitHub Actions only)"
+        )
+    parameters: dict[str, str] = {}
+    for p in params:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--param {p!r}: expected KEY=VALUE")
+        parameters[k] = v
+    deps = [dependency_from_arg("dataset", d) for d in datasets]
+    deps += [dependency_from_arg("base-model", b) for b in base_models]
+    info = BuildInfo(
+        builder_id=str(builder_id),
+        source_repo=str(source_repo),
+        source_ref=str(source_ref),
+        source_commit=source_commit or defaults.get("source_commit"),
+        invocation_id=defaults.get("invocation_id"),
+        parameters=parameters,
+        dependencies=deps,
+    )
+    subject = {"name": path.resolve().name, "digest": {"sha256": artifact_digest(path)}}
+    payload = statement_json([subject], SLSA_PROVENANCE_V1, provenance_predicate(info))
+    out = output or default_attestation_path(path, "provenance")
+    _sign_and_write(payload, key_uri, password_env, out)
+
+
+@attest_group.command("dataset")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@_signer_options
+def dataset_command(
+    path: Path, output: Path | None, key_uri: str | None, password_env: str
+) -> None:
+    """Sign the dataset at PATH (file or directory) as an OMS manifest.
+
+    A curator's signature over the exact bytes: a policy can then require that a
+    model's training data was itself signed by a trusted curator.
+    """
+    from mlverify.manifest.build import hash_model
+    from mlverify.signing.statement import statement_bytes
+
+    out = output or default_attestation_path(path, "dataset")
+    manifest = hash_model(path, extra_excluded=[out])
+    _sign_and_write(statement_bytes(manifest), key_uri, password_env, out)
