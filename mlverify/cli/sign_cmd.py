@@ -9,6 +9,7 @@ import click
 from mlverify.cli.options import ignore_options, model_path_argument, serialization_options
 from mlverify.cli.output import write_atomically
 from mlverify.cli.secrets import password_source
+from mlverify.errors import UsageError
 
 
 def default_signature_path(model: Path) -> Path:
@@ -23,9 +24,43 @@ def default_signature_path(model: Path) -> Path:
 @click.option(
     "--key",
     "key_uri",
-    required=True,
     metavar="KEY",
     help="Private key: a PEM file (EC P-256/P-384/P-521 or Ed25519) or file:PATH.",
+)
+@click.option(
+    "--cert",
+    "cert_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="LEAF.pem",
+    help="Certificate method: the signing certificate issued for --key (PEM).",
+)
+@click.option(
+    "--cert-chain",
+    "cert_chain",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="CHAIN.pem",
+    help="Certificate method: intermediate (and optionally root) certificates to embed "
+    "after the leaf, PEM; repeatable.",
+)
+@click.option(
+    "--sigstore",
+    "use_sigstore",
+    is_flag=True,
+    help="Sign keyless with Sigstore (Fulcio certificate + Rekor entry); needs network "
+    "and an OIDC identity (ambient GitHub Actions credentials or --identity-token).",
+)
+@click.option(
+    "--identity-token",
+    metavar="TOKEN",
+    envvar="MLVERIFY_IDENTITY_TOKEN",
+    help="Sigstore: OIDC identity token to use [env MLVERIFY_IDENTITY_TOKEN; default: "
+    "ambient credentials].",
+)
+@click.option(
+    "--staging",
+    is_flag=True,
+    help="Sigstore: use the staging instance (for testing).",
 )
 @click.option(
     "--signature",
@@ -46,7 +81,12 @@ def default_signature_path(model: Path) -> Path:
 @serialization_options
 def sign_command(
     path: Path,
-    key_uri: str,
+    key_uri: str | None,
+    cert_path: Path | None,
+    cert_chain: tuple[Path, ...],
+    use_sigstore: bool,
+    identity_token: str | None,
+    staging: bool,
     signature_path: Path | None,
     password_env: str,
     ignore: tuple[str, ...],
@@ -56,15 +96,34 @@ def sign_command(
     hash_type: str,
     use_cache: bool,
 ) -> None:
-    """Sign the model at PATH with a private key (OMS format, Sigstore bundle v0.3).
+    """Sign the model at PATH (OMS format, Sigstore bundle v0.3).
 
+    Three methods: a private key (--key), a key with its X.509 certificate
+    (--key with --cert [--cert-chain]), or Sigstore keyless (--sigstore).
     The signature file is never hashed, nor is any other known signature file.
     """
     from mlverify.manifest.build import hash_model
-    from mlverify.signing.keys import load_signer
-    from mlverify.signing.oms import sign_manifest
 
-    signer = load_signer(key_uri, password=password_source(password_env))
+    if use_sigstore and (key_uri or cert_path or cert_chain):
+        raise UsageError("--sigstore signs keyless: drop --key, --cert and --cert-chain")
+    if not use_sigstore and not key_uri:
+        raise UsageError(
+            "no signing method; pass --key KEY.pem (with --cert for a certificate) or --sigstore"
+        )
+    if cert_chain and not cert_path:
+        raise UsageError("--cert-chain needs --cert LEAF.pem (the signing certificate)")
+    if (identity_token or staging) and not use_sigstore:
+        raise UsageError("--identity-token and --staging apply to --sigstore only")
+    session = None
+    if use_sigstore:  # network and identity first: fail before hashing a large model
+        from mlverify.signing.sigstore_sign import start_sigstore_session
+
+        session = start_sigstore_session(identity_token, staging=staging)
+    signer = None
+    if key_uri:
+        from mlverify.signing.keys import load_signer
+
+        signer = load_signer(key_uri, password=password_source(password_env))
     out = signature_path or default_signature_path(path)
     manifest = hash_model(
         path,
@@ -76,7 +135,26 @@ def sign_command(
         use_cache=use_cache,
         extra_excluded=[out],
     )
-    write_atomically(out, sign_manifest(manifest, signer))
+    if session is not None:
+        from mlverify.signing.sigstore_sign import sign_manifest_sigstore
+
+        assert session is not None
+        data = sign_manifest_sigstore(session, manifest)
+    elif cert_path is not None:
+        from mlverify.signing.x509 import load_certificates, sign_manifest_with_certificate
+
+        assert signer is not None
+        leaf = load_certificates(cert_path, what="signing certificate")
+        chain = [c for p in cert_chain for c in load_certificates(p, what="certificate chain")]
+        data = sign_manifest_with_certificate(
+            manifest, signer, leaf[0], [*leaf[1:], *chain], leaf_source=str(cert_path)
+        )
+    else:
+        from mlverify.signing.oms import sign_manifest
+
+        assert signer is not None
+        data = sign_manifest(manifest, signer)
+    write_atomically(out, data)
     click.echo(
         f"signed {path} ({len(manifest.resources)} resources, root sha256:{manifest.root_digest})"
         f" -> {out}",

@@ -9,6 +9,7 @@ import click
 
 from mlverify.cli.options import model_path_argument
 from mlverify.cli.sign_cmd import default_signature_path
+from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
 from mlverify.errors import UsageError
 
 
@@ -16,9 +17,11 @@ from mlverify.errors import UsageError
 @model_path_argument
 @click.option(
     "--signature",
-    "signature_path",
+    "signature_paths",
+    multiple=True,
     type=click.Path(path_type=Path),
-    help="Signature file [default: model.sig in a model directory, FILE.sig beside a file].",
+    help="Signature file; repeat for several signatures [default: model.sig in a model "
+    "directory, FILE.sig beside a file].",
 )
 @click.option(
     "--key",
@@ -28,6 +31,7 @@ from mlverify.errors import UsageError
     help="Trusted public key (PEM file or file:PATH); repeat to trust any of several "
     "keys (rotation).",
 )
+@trust_options
 @click.option(
     "--ignore",
     "ignore",
@@ -56,14 +60,21 @@ from mlverify.errors import UsageError
 )
 def verify_command(
     path: Path,
-    signature_path: Path | None,
+    signature_paths: tuple[Path, ...],
     key_uris: tuple[str, ...],
     ignore: tuple[str, ...],
     ignore_unsigned_files: bool,
     use_cache: bool,
     output_format: str,
+    **trust_args: object,
 ) -> None:
-    """Verify the model at PATH against its signature.
+    """Verify the model at PATH against its signature(s).
+
+    Trusted signers: public keys (--key), certificates under your own roots
+    (--cert-chain with --identity), Sigstore keyless identities (--identity
+    with --issuer, offline against a pinned trusted root). With several
+    --signature files, at least --threshold distinct trusted signers must have
+    signed (default 1: any of them).
 
     Re-hashes with the serialization recorded in the signature and reports,
     all at once, changed, missing and extra files. Exit 0 verified, 1
@@ -73,38 +84,55 @@ def verify_command(
     from mlverify.manifest.cache import DigestCache
     from mlverify.signing.bundle import read_bundle
     from mlverify.signing.keys import load_public_key
-    from mlverify.signing.oms import (
-        require_match,
-        signed_manifest,
-        verify_envelope_with_keys,
-        verify_model,
-    )
+    from mlverify.signing.oms import require_match, signed_manifest, verify_model
+    from mlverify.signing.trustset import verify_threshold
 
-    if not key_uris:
-        raise UsageError("no trusted signer given; pass --key PUBLIC.pem")
     ignore = tuple(normalize_ignore(p) for p in ignore)
     keys = [load_public_key(uri) for uri in key_uris]
-    sig_path = signature_path or default_signature_path(path)
+    trust = build_trust_set(keys, TrustArgs.from_kwargs(trust_args))
+    sig_paths = list(signature_paths) or [default_signature_path(path)]
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory; check the model path")
-    bundle = read_bundle(sig_path)
-    signed_manifest(bundle)
-    verified = verify_envelope_with_keys(bundle, keys)
-    result = verify_model(
-        path,
-        verified,
-        ignore=ignore,
-        ignore_unsigned_files=ignore_unsigned_files,
-        signature_path=sig_path,
-        cache=DigestCache() if use_cache else None,
-    )
+    bundles = [read_bundle(p) for p in sig_paths]
+    for bundle in bundles:
+        signed_manifest(bundle)
+    signers = verify_threshold(bundles, trust)
+    if trust.at_time is not None and any(s.method == "certificate" for s in signers):
+        click.echo(
+            "mlverify: warning: certificate validity judged at user-supplied time "
+            f"{trust.at_time.isoformat()} (--at-time), not at the current time",
+            err=True,
+        )
+    cache = DigestCache() if use_cache else None
+    if len(sig_paths) > 1 and path.is_dir():
+        # every signature file inside the model is left out, not only the first
+        root = path.resolve()
+        inside = [p.resolve() for p in sig_paths if root in p.resolve().parents]
+        ignore = (*ignore, *(p.relative_to(root).as_posix() for p in inside))
+    results = {}
+    for signer in signers:  # hash once per distinct signed payload
+        if signer.statement_payload not in results:
+            results[signer.statement_payload] = verify_model(
+                path,
+                signer,
+                ignore=ignore,
+                ignore_unsigned_files=ignore_unsigned_files,
+                signature_path=sig_paths[0] if len(sig_paths) == 1 else None,
+                cache=cache,
+            )
+    result = next(iter(results.values()))
     if output_format == "json":
         diff = result.diff
         doc = {
-            "verified": diff.ok,
+            "verified": all(r.diff.ok for r in results.values()),
             "path": str(path),
-            "signature": str(sig_path),
+            "signature": str(sig_paths[0]),
+            "signatures": [str(p) for p in sig_paths],
             "signer": result.signature.signer,
+            "signers": [
+                {"signer": s.signer, "method": s.method, "source": s.source} for s in signers
+            ],
+            "threshold": trust.threshold,
             "method": result.signature.method,
             "root_digest": result.manifest.root_digest,
             "serialization": result.manifest.serialization.to_json(),
@@ -114,10 +142,12 @@ def verify_command(
             "extra": list(diff.extra),
         }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
-    require_match(result, path)
+    for each in results.values():
+        require_match(each, path)
     if output_format == "text":
+        by = "; ".join(s.signer for s in signers)
         click.echo(
             f"verified: {path} ({result.checked_files} files, "
             f"{result.manifest.serialization.method}/{result.manifest.serialization.hash_type}, "
-            f"signed by {result.signature.signer})"
+            f"signed by {by})"
         )
