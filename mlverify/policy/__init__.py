@@ -1,0 +1,1 @@
+"""Stage 6: policies over evidence, and the decision."""

@@ -1,0 +1,123 @@
+"""Stage 7: render check results for people (text) and tools (SARIF)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mlverify import __version__
+
+if TYPE_CHECKING:
+    from mlverify.check import CheckResult
+
+_MARK = {"deny": "deny", "warn": "warn", "info": "ok  "}
+
+
+def check_text(results: Sequence[CheckResult], *, explain: bool = False) -> str:
+    """One verdict line per artifact, then every reason in plain words."""
+    lines: list[str] = []
+    for r in results:
+        for d in r.decisions:
+            if d.allowed and d.would_deny:
+                verdict = "ALLOWED (warn mode; would be DENIED)"
+            else:
+                verdict = "ALLOWED" if d.allowed else "DENIED"
+            policy = f"policy {d.policy}" if d.policy else "no policy"
+            cached = ", cached verdict" if r.cached else ""
+            lines.append(f"{verdict}: {r.artifact} ({policy}{cached})")
+            for reason in d.reasons:
+                line = f"  {_MARK[reason.level]} {reason.message}"
+                if reason.remedy and reason.level != "info":
+                    line += f" -> {reason.remedy}"
+                lines.append(line)
+        if explain:
+            lines.append("  evidence:")
+            lines.extend("    " + x for x in json.dumps(r.evidence, indent=2).splitlines())
+    return "\n".join(lines) + "\n"
+
+
+def relative_uri(path: str) -> str:
+    """A relative POSIX URI for SARIF (GitHub rejects absolute URIs with a base id)."""
+    import os
+    from pathlib import PurePosixPath
+
+    p = path.replace(os.sep, "/")
+    if os.path.isabs(p):
+        try:
+            p = os.path.relpath(p).replace(os.sep, "/")
+        except ValueError:
+            p = p.lstrip("/")
+    return p if p.startswith("..") else str(PurePosixPath(p)).lstrip("/")
+
+
+def check_sarif(results: Sequence[CheckResult]) -> str:
+    """SARIF 2.1.0 for GitHub code scanning: one result per deny / warn reason."""
+    rules: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for r in results:
+        uri = relative_uri(r.artifact)
+        for d in r.decisions:
+            for reason in d.reasons:
+                if reason.level == "info":
+                    continue
+                rule_id = f"MLV-{reason.code}"
+                level = "error" if reason.level == "deny" and not (d.allowed) else "warning"
+                rules.setdefault(
+                    rule_id,
+                    {
+                        "id": rule_id,
+                        "name": reason.code.replace(".", "-"),
+                        "shortDescription": {"text": f"mlverify policy: {reason.code}"},
+                        "fullDescription": {"text": f"mlverify policy check {reason.code}"},
+                        "help": {"text": reason.remedy or "see the message"},
+                        "defaultConfiguration": {"level": "error"},
+                        "properties": {"security-severity": "8.0", "tags": ["security"]},
+                    },
+                )
+                fp = hashlib.sha256(f"{rule_id}|{uri}|{reason.message}".encode()).hexdigest()[:32]
+                out.append(
+                    {
+                        "ruleId": rule_id,
+                        "level": level,
+                        "message": {
+                            "text": reason.message
+                            + (f" Next: {reason.remedy}." if reason.remedy else "")
+                        },
+                        "locations": [
+                            {
+                                "physicalLocation": {
+                                    "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
+                                    "region": {"startLine": 1},
+                                }
+                            }
+                        ],
+                        "partialFingerprints": {"primaryLocationLineHash": fp},
+                        "properties": {
+                            "policy": d.policy,
+                            "artifactDigest": r.evidence.get("artifact", {}).get("root_digest", ""),
+                        },
+                    }
+                )
+    ordered = sorted(rules)
+    for result in out:
+        result["ruleIndex"] = ordered.index(result["ruleId"])
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "mlverify",
+                        "version": __version__,
+                        "informationUri": "https://github.com/mlverify/mlverify",
+                        "rules": [rules[k] for k in ordered],
+                    }
+                },
+                "results": out,
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
