@@ -44,7 +44,7 @@ from mlverify.manifest.manifest import Manifest, Serialization
 from mlverify.policy.engine import Decision, Reason, decide, matches
 from mlverify.policy.model import Policy
 from mlverify.signing.bundle import SignatureBundle, read_bundle
-from mlverify.signing.oms import VerifiedStatement, verify_model
+from mlverify.signing.oms import Method, VerifiedStatement, verify_model
 
 if TYPE_CHECKING:
     from mlverify.signing.trustset import TrustSet
@@ -244,17 +244,22 @@ def _signature_evidence(
         except MlverifyError as e:
             out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(e)))
             continue
-        method = {"publicKey": "key", "x509CertificateChain": "certificate"}.get(
-            bundle.material.kind, "sigstore"
+        kind = bundle.material.kind
+        method: Method = (
+            "key"
+            if kind == "publicKey"
+            else "certificate"
+            if kind.startswith("x509")
+            else "sigstore"
         )
         if not sets:
             # Nobody to trust, but the (unverified) manifest still says which bytes
             # were signed: files that differ from it are a strong signal of tampering.
             unverified = VerifiedStatement(
                 str(p), method, "an unverified signer", bundle.envelope.payload
-            )  # type: ignore[arg-type]
+            )
             try:
-                diff = verify_model(artifact, unverified, signature_path=p, cache=known).diff  # type: ignore[arg-type]
+                diff = verify_model(artifact, unverified, signature_path=p, cache=known).diff
             except MlverifyError as e:
                 out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
                 continue
@@ -283,7 +288,7 @@ def _signature_evidence(
             continue
         try:
             for s in verify_with(bundle, sets):
-                result = verify_model(artifact, s, signature_path=p, cache=known)  # type: ignore[arg-type]
+                result = verify_model(artifact, s, signature_path=p, cache=known)
                 if result.diff.ok:
                     out.append(SignatureEvidence(str(p), "verified", s.method, s.signer))
                 else:

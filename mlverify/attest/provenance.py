@@ -304,6 +304,30 @@ def check_provenance(facts: ProvenanceFacts, req: ProvenanceRequirements) -> lis
     return problems
 
 
+def check_certificate_agreement(facts: ProvenanceFacts, claims: Mapping[str, str]) -> list[str]:
+    """For keyless (Sigstore) signers: the provenance may only claim what the signing
+    certificate vouches for. A builder or source the certificate does not name proves
+    nothing: anyone can write any builder id into a statement they sign."""
+    problems: list[str] = []
+    vouched = {c.strip() for c in claims.get("identity", "").split(",") if c.strip()}
+    if claims.get("build_config_uri"):
+        vouched.add(claims["build_config_uri"])
+    if vouched and facts.builder_id not in vouched:
+        problems.append(
+            f"builder {facts.builder_id!r} is not what the signing certificate vouches for "
+            f"({', '.join(sorted(vouched))}): forged builder"
+        )
+    cert_repo = claims.get("source_repository_uri")
+    if cert_repo and (
+        facts.source_repo is None or _norm_repo(facts.source_repo) != _norm_repo(cert_repo)
+    ):
+        problems.append(
+            f"source repository {facts.source_repo or '(none)'!r} is not the certificate's "
+            f"({cert_repo})"
+        )
+    return problems
+
+
 def _check_dependency(facts: ProvenanceFacts, required: Dependency) -> list[str]:
     want = required.digest.get("sha256", "")
     same_kind = [

@@ -24,6 +24,7 @@ from mlverify.attest.intoto import (
 from mlverify.attest.provenance import (
     ProvenanceFacts,
     ProvenanceRequirements,
+    check_certificate_agreement,
     check_provenance,
     provenance_facts,
 )
@@ -46,6 +47,8 @@ class VerifiedAttestation:
     method: str
     statement: Statement
     provenance: ProvenanceFacts | None
+    #: provenance claims the signing certificate does not vouch for (keyless only)
+    unvouched: tuple[str, ...] = ()
 
 
 def as_bundle(item: SignatureBundle | Envelope, source: str) -> SignatureBundle:
@@ -113,9 +116,20 @@ def verify_attestation(
             f"expected {predicate_type!r}"
         )
     facts = None
+    unvouched: list[str] = []
     if statement.predicate_type == SLSA_PROVENANCE_V1:
         facts = provenance_facts(statement)
-        problems = check_provenance(facts, requirements or ProvenanceRequirements())
+        req = requirements or ProvenanceRequirements()
+        problems = check_provenance(facts, req)
+        if verified.method == "sigstore":
+            # Fields the certificate does not vouch for prove nothing: where the
+            # caller constrains them, disagreement fails; otherwise it is recorded.
+            for problem in check_certificate_agreement(facts, verified.claims):
+                constrained = req.builder_ids if "builder" in problem else req.source_repo
+                if constrained:
+                    problems.insert(0, problem)
+                else:
+                    unvouched.append(problem)
         if problems:
             raise VerificationError(
                 f"{bundle.source}: provenance signed by {verified.signer} fails: "
@@ -132,4 +146,5 @@ def verify_attestation(
         method=verified.method,
         statement=statement,
         provenance=facts,
+        unvouched=tuple(unvouched),
     )

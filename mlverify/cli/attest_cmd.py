@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from mlverify.cli.options import sigstore_signing_options
 from mlverify.cli.output import write_atomically
 from mlverify.cli.secrets import password_source
 from mlverify.errors import UsageError
@@ -22,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _signer_options(f: F) -> F:
+    f = sigstore_signing_options(f)
     f = click.option(
         "--password-env",
         default="MLVERIFY_KEY_PASSWORD",
@@ -45,14 +48,41 @@ def _signer_options(f: F) -> F:
     return f
 
 
-def _sign_and_write(payload: bytes, key_uri: str | None, password_env: str, out: Path) -> None:
-    from mlverify.signing.bundle import key_signed_bundle
-    from mlverify.signing.keys import load_signer
+@dataclass(frozen=True)
+class SignerChoice:
+    """How the attestation is signed: a key, or Sigstore keyless."""
 
-    if not key_uri:
-        raise UsageError("no signer given; pass --key PRIVATE.pem")
-    signer = load_signer(key_uri, password=password_source(password_env))
-    write_atomically(out, key_signed_bundle(payload, signer))
+    key_uri: str | None
+    password_env: str
+    use_sigstore: bool
+    identity_token: str | None
+    staging: bool
+
+    def prepare(self) -> Callable[[bytes], bytes]:
+        """Check the choice and get ready (Sigstore: network first, before any hashing)."""
+        if self.use_sigstore and self.key_uri:
+            raise UsageError("--sigstore signs keyless: drop --key")
+        if not self.use_sigstore and (self.identity_token or self.staging):
+            raise UsageError("--identity-token and --staging apply to --sigstore only")
+        if self.use_sigstore:
+            from mlverify.signing.sigstore_sign import (
+                sign_statement_sigstore,
+                start_sigstore_session,
+            )
+
+            session = start_sigstore_session(self.identity_token, staging=self.staging)
+            return lambda payload: sign_statement_sigstore(session, payload)
+        if not self.key_uri:
+            raise UsageError("no signer given; pass --key PRIVATE.pem or --sigstore")
+        from mlverify.signing.bundle import key_signed_bundle
+        from mlverify.signing.keys import load_signer
+
+        signer = load_signer(self.key_uri, password=password_source(self.password_env))
+        return lambda payload: key_signed_bundle(payload, signer)
+
+
+def _write(out: Path, data: bytes) -> None:
+    write_atomically(out, data)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -101,6 +131,9 @@ def provenance_command(
     output: Path | None,
     key_uri: str | None,
     password_env: str,
+    use_sigstore: bool,
+    identity_token: str | None,
+    staging: bool,
 ) -> None:
     """Write SLSA Provenance v1 for the model at PATH, signed (DSSE, Sigstore bundle).
 
@@ -117,6 +150,7 @@ def provenance_command(
         provenance_predicate,
     )
 
+    sign = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging).prepare()
     defaults = github_defaults()
     builder_id = builder_id or defaults.get("builder_id")
     source_repo = source_repo or defaults.get("source_repo")
@@ -153,15 +187,20 @@ def provenance_command(
     )
     subject = {"name": path.resolve().name, "digest": {"sha256": artifact_digest(path)}}
     payload = statement_json([subject], SLSA_PROVENANCE_V1, provenance_predicate(info))
-    out = output or default_attestation_path(path, "provenance")
-    _sign_and_write(payload, key_uri, password_env, out)
+    _write(output or default_attestation_path(path, "provenance"), sign(payload))
 
 
 @attest_group.command("dataset")
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
 @_signer_options
 def dataset_command(
-    path: Path, output: Path | None, key_uri: str | None, password_env: str
+    path: Path,
+    output: Path | None,
+    key_uri: str | None,
+    password_env: str,
+    use_sigstore: bool,
+    identity_token: str | None,
+    staging: bool,
 ) -> None:
     """Sign the dataset at PATH (file or directory) as an OMS manifest.
 
@@ -171,6 +210,7 @@ def dataset_command(
     from mlverify.manifest.build import hash_model
     from mlverify.signing.statement import statement_bytes
 
+    sign = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging).prepare()
     out = output or default_attestation_path(path, "dataset")
     manifest = hash_model(path, extra_excluded=[out])
-    _sign_and_write(statement_bytes(manifest), key_uri, password_env, out)
+    _write(out, sign(statement_bytes(manifest)))

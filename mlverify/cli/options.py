@@ -67,3 +67,27 @@ def serialization_options(f: F) -> F:
         "(faster re-runs; see docs/digest-cache.md for the trade-off).",
     )(f)
     return f
+
+
+def sigstore_signing_options(f: F) -> F:
+    """--sigstore, --identity-token, --staging (keyless signing)."""
+    f = click.option(
+        "--staging",
+        is_flag=True,
+        help="Sigstore: use the staging instance (for testing).",
+    )(f)
+    f = click.option(
+        "--identity-token",
+        metavar="TOKEN",
+        envvar="MLVERIFY_IDENTITY_TOKEN",
+        help="Sigstore: OIDC identity token to use [env MLVERIFY_IDENTITY_TOKEN; default: "
+        "ambient credentials].",
+    )(f)
+    f = click.option(
+        "--sigstore",
+        "use_sigstore",
+        is_flag=True,
+        help="Sign keyless with Sigstore (Fulcio certificate + Rekor entry); needs network "
+        "and an OIDC identity (ambient GitHub Actions credentials or --identity-token).",
+    )(f)
+    return f

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from mlverify.cli.options import ignore_options, model_path_argument, serialization_options
+from mlverify.cli.options import (
+    ignore_options,
+    model_path_argument,
+    serialization_options,
+    sigstore_signing_options,
+)
 from mlverify.cli.output import write_atomically
 from mlverify.cli.secrets import password_source
 from mlverify.errors import UsageError
@@ -43,25 +48,7 @@ def default_signature_path(model: Path) -> Path:
     help="Certificate method: intermediate (and optionally root) certificates to embed "
     "after the leaf, PEM; repeatable.",
 )
-@click.option(
-    "--sigstore",
-    "use_sigstore",
-    is_flag=True,
-    help="Sign keyless with Sigstore (Fulcio certificate + Rekor entry); needs network "
-    "and an OIDC identity (ambient GitHub Actions credentials or --identity-token).",
-)
-@click.option(
-    "--identity-token",
-    metavar="TOKEN",
-    envvar="MLVERIFY_IDENTITY_TOKEN",
-    help="Sigstore: OIDC identity token to use [env MLVERIFY_IDENTITY_TOKEN; default: "
-    "ambient credentials].",
-)
-@click.option(
-    "--staging",
-    is_flag=True,
-    help="Sigstore: use the staging instance (for testing).",
-)
+@sigstore_signing_options
 @click.option(
     "--signature",
     "signature_path",

@@ -181,6 +181,7 @@ def verify_attestation_command(
                 "method": r.method,
                 "predicateType": r.statement.predicate_type,
                 "predicate": r.statement.predicate,
+                "unvouched": list(r.unvouched),
             }
             for r in results
         ]
@@ -191,3 +192,5 @@ def verify_attestation_command(
             if r.provenance:
                 what = f"SLSA provenance, builder {r.provenance.builder_id}"
             click.echo(f"verified: {path}: {what} ({r.source}, signed by {r.signer})")
+            for note in r.unvouched:
+                click.echo(f"  note: not vouched for by the certificate: {note}")

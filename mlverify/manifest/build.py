@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mlverify.artifact import ModelFile, ModelTree, walk_model
-from mlverify.manifest.hashing import HashJob, hash_all, parse_hash_type
+from mlverify.manifest.hashing import DigestStore, HashJob, hash_all, parse_hash_type
 from mlverify.manifest.manifest import (
     DEFAULT_SHARD_SIZE,
     SINGLE_FILE_NAME,
@@ -16,9 +15,6 @@ from mlverify.manifest.manifest import (
     Resource,
     Serialization,
 )
-
-if TYPE_CHECKING:
-    from mlverify.manifest.cache import DigestCache
 
 
 def shard_bounds(size: int, shard_size: int) -> list[tuple[int, int]]:
@@ -49,7 +45,7 @@ def _plan(files: Iterable[tuple[str, ModelFile]], serialization: Serialization) 
 def hash_files(
     files: Iterable[tuple[str, ModelFile]],
     serialization: Serialization,
-    cache: DigestCache | None = None,
+    cache: DigestStore | None = None,
 ) -> list[Resource]:
     """Hash ``(resource path, file)`` pairs into resources, in the order given."""
     planned = _plan(files, serialization)
@@ -77,7 +73,7 @@ def hash_files(
 def build_manifest(
     tree: ModelTree,
     serialization: Serialization,
-    cache: DigestCache | None = None,
+    cache: DigestStore | None = None,
 ) -> Manifest:
     """Hash every file of ``tree`` as ``serialization`` says.
 
@@ -157,7 +153,7 @@ def hash_model(
         allow_symlinks=allow_symlinks,
         ignore_paths=tree.ignore_paths,
     )
-    cache = None
+    cache: DigestStore | None = None
     if use_cache:
         from mlverify.manifest.cache import DigestCache
 

@@ -115,6 +115,14 @@ def _blake3_whole_file(path: Path) -> str:
     return str(hasher.hexdigest())
 
 
+class DigestStore(Protocol):
+    """Somewhere digests can be looked up before hashing and stored after."""
+
+    def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]: ...
+
+    def store_for(self, hash_type: str) -> Callable[[HashJob, str], None]: ...
+
+
 def worker_count() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -128,7 +128,11 @@ def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
                     "sign it with mlverify sign --key KEY",
                 )
             )
-    elif rules.required and len(verified) < rules.threshold:
+    elif (
+        rules.required
+        and len(verified) < rules.threshold
+        and (rules.threshold > 1 or not any(r.level == "deny" for r in out))
+    ):
         out.append(
             Reason(
                 "deny",

@@ -23,7 +23,7 @@ from mlverify.errors import (
     UsageError,
 )
 from mlverify.manifest.build import ManifestDiff, diff_resources, hash_files
-from mlverify.manifest.cache import DigestCache
+from mlverify.manifest.hashing import DigestStore
 from mlverify.manifest.manifest import SINGLE_FILE_NAME, Manifest
 from mlverify.signing.bundle import SignatureBundle, key_signed_bundle
 from mlverify.signing.keys import (
@@ -165,7 +165,7 @@ def verify_model(
     ignore: Sequence[str] = (),
     ignore_unsigned_files: bool = False,
     signature_path: Path | None = None,
-    cache: DigestCache | None = None,
+    cache: DigestStore | None = None,
 ) -> ModelVerification:
     """Re-hash ``path`` the way the signature says and compare, all files at once."""
     statement = load_statement(verified.statement_payload, where=verified.source)

@@ -95,9 +95,14 @@ def start_sigstore_session(identity_token: str | None, *, staging: bool = False)
 
 def sign_manifest_sigstore(session: SigstoreSession, manifest: Manifest) -> bytes:
     """An OMS bundle (sigstore method) for ``manifest``: Fulcio certificate + Rekor entry."""
+    return sign_statement_sigstore(session, statement_bytes(manifest))
+
+
+def sign_statement_sigstore(session: SigstoreSession, payload: bytes) -> bytes:
+    """A keyless bundle (DSSE) over any in-toto statement ``payload``."""
     from sigstore.dsse import Statement
 
-    statement = Statement(statement_bytes(manifest))
+    statement = Statement(payload)
     try:
         with session.context.signer(session.token, cache=True) as signer:
             bundle = signer.sign_dsse(statement)
