@@ -214,3 +214,74 @@ def dataset_command(
     out = output or default_attestation_path(path, "dataset")
     manifest = hash_model(path, extra_excluded=[out])
     _write(out, sign(statement_bytes(manifest)))
+
+
+@attest_group.command("scan")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@_signer_options
+def scan_command(
+    path: Path,
+    output: Path | None,
+    key_uri: str | None,
+    password_env: str,
+    use_sigstore: bool,
+    identity_token: str | None,
+    staging: bool,
+) -> None:
+    """Scan the artifact at PATH and sign the findings as an in-toto vulns/v0.2 statement.
+
+    A registry can then trust a scan made in CI (by a signer it trusts) without
+    scanning again; the subject binds the findings to these exact bytes.
+    """
+    import datetime as dt
+
+    from mlverify import __version__
+    from mlverify.artifact import walk_model
+    from mlverify.attest.intoto import VULNS_V02, statement_json
+    from mlverify.attest.provenance import artifact_digest
+    from mlverify.scan.engine import scan_file
+    from mlverify.scan.policy import builtin_data
+
+    sign = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging).prepare()
+    out = output or default_attestation_path(path, "scan")
+    started = dt.datetime.now(dt.timezone.utc)
+    tree = walk_model(path, extra_excluded=[out])
+    results = []
+    for f in tree.files:
+        report = scan_file(f.path, display=f.name)
+        for x in report.findings:
+            results.append(
+                {
+                    "id": x.rule_id,
+                    "severity": [{"method": "mlverify", "score": x.severity.label}],
+                    "annotations": [
+                        {
+                            "file": x.path,
+                            "member": x.member,
+                            "offset": x.offset,
+                            "subject": x.subject,
+                            "message": x.message,
+                            "chain": x.chain,
+                        }
+                    ],
+                }
+            )
+    finished = dt.datetime.now(dt.timezone.utc)
+    predicate = {
+        "scanner": {
+            "uri": "https://github.com/mlverify/mlverify",
+            "version": __version__,
+            "db": {
+                "uri": "mlverify:scan/allowlist",
+                "version": str(builtin_data().get("version", "")),
+            },
+            "result": results,
+        },
+        "metadata": {
+            "scanStartedOn": started.isoformat(timespec="seconds"),
+            "scanFinishedOn": finished.isoformat(timespec="seconds"),
+        },
+    }
+    subject = {"name": path.resolve().name, "digest": {"sha256": artifact_digest(path)}}
+    _write(out, sign(statement_json([subject], VULNS_V02, predicate)))
+    click.echo(f"{len(results)} finding(s) recorded", err=True)

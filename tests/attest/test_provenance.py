@@ -340,3 +340,23 @@ def test_ref_matching(ref: str, expected: str, ok: bool) -> None:
 )
 def test_builder_matching(builder: str, allowed: str, ok: bool) -> None:
     assert builder_matches(builder, allowed) is ok
+
+
+def test_scan_attestation_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import struct
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"\x80\x02cos\nsystem\nX" + struct.pack("<I", 4) + b"true\x85R.")
+    private, public = write_key_pair(tmp_path, "p256")
+    r = run(capsys, "attest", "scan", evil, "--key", private)
+    assert r.code == 0, r.err
+    st = _statement(tmp_path / "evil.pkl.scan.sigstore.json")
+    assert st["predicateType"] == "https://in-toto.io/attestation/vulns/v0.2"
+    result = st["predicate"]["scanner"]["result"]
+    assert result[0]["id"] == "MLV101"
+    assert result[0]["annotations"][0]["subject"] == "os.system"
+    r = run(capsys, "verify-attestation", evil, "--type", "vulns", "--key", public)
+    assert r.code == 0, r.err
+    evil.write_bytes(b"\x80\x04K\x01.")  # other bytes: the scan no longer applies
+    r = run(capsys, "verify-attestation", evil, "--type", "vulns", "--key", public)
+    assert r.code == 1 and "about other bytes" in r.err
