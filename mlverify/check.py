@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -414,17 +415,22 @@ def check_artifact(
 
         cache = DigestCache()
         verdicts = VerdictCache()
-    manifest = build_manifest(tree, Serialization(ignore_paths=tree.ignore_paths), cache)
-    digests = {manifest.root_digest}
-    if tree.is_single_file:
-        digests.add(manifest.resources[0].digest)
+    serialization = Serialization(ignore_paths=tree.ignore_paths)
     key = ""
+    hashing: Future[Manifest] | None = None
     if verdicts is not None:
+        # The verdict cache needs the digest first (a hit skips everything else).
+        manifest = build_manifest(tree, serialization, cache)
         evidence_files = [*sig_paths, *discover_attestations(path)]
         key = verdict_cache_key(manifest.root_digest, policies, evidence_files, today)
         hit = verdicts.get(key)
         if hit is not None:
             return hit
+    else:
+        # Hash in the background (hashlib releases the GIL) while this thread scans.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlverify-check")
+        hashing = pool.submit(build_manifest, tree, serialization, None)
+        pool.shutdown(wait=False)
 
     allow = frozenset(g for p in policies for g in p.allow_globals)
     limits = Limits(extra_allow=allow)
@@ -450,6 +456,11 @@ def check_artifact(
             )
             for x in report.findings
         )
+    if hashing is not None:
+        manifest = hashing.result()
+    digests = {manifest.root_digest}
+    if tree.is_single_file:
+        digests.add(manifest.resources[0].digest)
     after = {str(f.path): _stat_key(f.path) for f in tree.files}
     if after != before:
         changed = sorted(p for p in before if before[p] != after.get(p))
