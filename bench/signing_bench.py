@@ -28,6 +28,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import Case, run_timed  # noqa: E402
 
 
+def keyless_cases(work: Path, model: Path) -> list[Case]:
+    """`mlverify verify` of a Sigstore keyless bundle (made offline by the test suite's
+    virtual Sigstore) against plain hashing: verification should cost no more."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    try:
+        from tests.signing.virtual_sigstore import VirtualSigstore
+    except ImportError:
+        return []
+    from mlverify.manifest.build import hash_model
+    from mlverify.signing.statement import statement_bytes
+
+    identity, issuer = "bench@example.com", "https://accounts.example.com"
+    vsig = VirtualSigstore()
+    bundle = work / "keyless.sig"
+    bundle.write_bytes(
+        vsig.sign_dsse(
+            statement_bytes(hash_model(model, extra_excluded=[bundle])), identity, issuer
+        )
+    )
+    root = vsig.write_trusted_root(work / "virtual_root.json")
+    ml = str(BIN / "mlverify")
+    return [
+        Case("mlverify hash (reference)", [ml, "hash", str(model)], "keyless", True),
+        Case(
+            "mlverify verify, Sigstore keyless bundle",
+            [
+                ml,
+                "verify",
+                str(model),
+                "--signature",
+                str(bundle),
+                "--identity",
+                identity,
+                "--issuer",
+                issuer,
+                "--trust-root",
+                str(root),
+            ],
+            "keyless",
+        ),
+    ]
+
+
 def make_model(root: Path, files: int, file_bytes: int) -> Path:
     model = root / "model"
     model.mkdir(parents=True, exist_ok=True)
@@ -159,6 +202,7 @@ def main() -> None:
             ),
         )
         cases.append(Case("model_signing --help (start-up)", [ms, "--help"], "startup"))
+    cases += keyless_cases(work, model)
     if b3:
         cases.append(Case("b3sum (all cores)", [b3, *map(str, big)], "blake3", True))
     cases.append(

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from mlverify import __version__
 from mlverify.artifact import ModelTree, walk_model
 from mlverify.attest.intoto import discover_attestations, read_attestations
 from mlverify.attest.provenance import Dependency, ProvenanceRequirements
+from mlverify.background import BackgroundCall
 from mlverify.errors import (
     ArtifactMismatchError,
     InputError,
@@ -417,7 +417,7 @@ def check_artifact(
         verdicts = VerdictCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
     key = ""
-    hashing: Future[Manifest] | None = None
+    hashing: BackgroundCall[Manifest] | None = None
     if verdicts is not None:
         # The verdict cache needs the digest first (a hit skips everything else).
         manifest = build_manifest(tree, serialization, cache)
@@ -428,9 +428,7 @@ def check_artifact(
             return hit
     else:
         # Hash in the background (hashlib releases the GIL) while this thread scans.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlverify-check")
-        hashing = pool.submit(build_manifest, tree, serialization, None)
-        pool.shutdown(wait=False)
+        hashing = BackgroundCall(build_manifest, tree, serialization, None)
 
     allow = frozenset(g for p in policies for g in p.allow_globals)
     limits = Limits(extra_allow=allow)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
+from mlverify.background import BackgroundCall
 from mlverify.cli.options import model_path_argument
 from mlverify.cli.sign_cmd import default_signature_path
 from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
@@ -84,7 +86,13 @@ def verify_command(
     from mlverify.manifest.cache import DigestCache
     from mlverify.signing.bundle import read_bundle
     from mlverify.signing.keys import load_public_key
-    from mlverify.signing.oms import require_match, signed_manifest, verify_model
+    from mlverify.signing.oms import (
+        ModelVerification,
+        VerifiedStatement,
+        require_match,
+        signed_manifest,
+        verify_model,
+    )
     from mlverify.signing.trustset import verify_threshold
 
     ignore = tuple(normalize_ignore(p) for p in ignore)
@@ -96,6 +104,29 @@ def verify_command(
     bundles = [read_bundle(p) for p in sig_paths]
     for bundle in bundles:
         signed_manifest(bundle)
+    cache = DigestCache() if use_cache else None
+    if len(sig_paths) > 1 and path.is_dir():
+        # every signature file inside the model is left out, not only the first
+        root = path.resolve()
+        inside = [p.resolve() for p in sig_paths if root in p.resolve().parents]
+        ignore = (*ignore, *(p.relative_to(root).as_posix() for p in inside))
+
+    def rehash(statement: VerifiedStatement) -> ModelVerification:
+        return verify_model(
+            path,
+            statement,
+            ignore=ignore,
+            ignore_unsigned_files=ignore_unsigned_files,
+            signature_path=sig_paths[0] if len(sig_paths) == 1 else None,
+            cache=cache,
+        )
+
+    # Hash while the signature is checked (Sigstore verification is mostly Python,
+    # hashing releases the GIL): verifying then costs about what hashing costs. The
+    # speculative result is used only for the payload bytes the signature verifies.
+    first = bundles[0]
+    pending = VerifiedStatement(first.source, "key", "(not yet verified)", first.envelope.payload)
+    speculative = BackgroundCall(rehash, pending)
     signers = verify_threshold(bundles, trust)
     if trust.at_time is not None and any(s.method == "certificate" for s in signers):
         click.echo(
@@ -103,23 +134,16 @@ def verify_command(
             f"{trust.at_time.isoformat()} (--at-time), not at the current time",
             err=True,
         )
-    cache = DigestCache() if use_cache else None
-    if len(sig_paths) > 1 and path.is_dir():
-        # every signature file inside the model is left out, not only the first
-        root = path.resolve()
-        inside = [p.resolve() for p in sig_paths if root in p.resolve().parents]
-        ignore = (*ignore, *(p.relative_to(root).as_posix() for p in inside))
-    results = {}
+    results: dict[bytes, ModelVerification] = {}
     for signer in signers:  # hash once per distinct signed payload
-        if signer.statement_payload not in results:
-            results[signer.statement_payload] = verify_model(
-                path,
-                signer,
-                ignore=ignore,
-                ignore_unsigned_files=ignore_unsigned_files,
-                signature_path=sig_paths[0] if len(sig_paths) == 1 else None,
-                cache=cache,
+        if signer.statement_payload in results:
+            continue
+        if signer.statement_payload == pending.statement_payload:
+            results[signer.statement_payload] = dataclasses.replace(
+                speculative.result(), signature=signer
             )
+        else:
+            results[signer.statement_payload] = rehash(signer)
     result = next(iter(results.values()))
     if output_format == "json":
         diff = result.diff

@@ -38,7 +38,8 @@ class DigestCache:
         self.path = path or default_cache_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
+            # used by one thread at a time, possibly not the one that opened it
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
             self._db.execute(_SCHEMA)
             # Identity seen before hashing: a file that changes while it is
             # hashed must not be cached under its new timestamps.
