@@ -1,0 +1,441 @@
+"""Benchmark `mlverify scan` against picklescan, modelscan and fickling (not a test).
+
+Generates a labelled corpus (malicious samples built from raw pickle opcodes,
+never loaded; benign files written with torch / scikit-learn / joblib / numpy /
+pandas / safetensors when importable) and three throughput files, then runs
+every importable tool in its own child process (so peak RSS is per tool) and
+prints a Markdown table.
+
+    .venv/bin/python bench/scan_bench.py --blob-mb 200 --dense-mb 10 --torch-mb 1024
+
+Peers are optional: `pip install picklescan modelscan fickling` into the venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import gzip
+import io
+import json
+import lzma
+import pickle
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.scan.builders import (  # noqa: E402
+    EVIL0,
+    EVIL4,
+    binbytes,
+    binbytes8_header,
+    call0,
+    call4,
+    g0,
+    p0,
+    p4,
+    s0,
+    sg,
+    u,
+)
+
+TOOLS = ["mlverify", "picklescan", "modelscan", "fickling"]
+
+BYPASS = [
+    ("pip", "main"), ("runpy", "_run_code"), ("pydoc", "locate"), ("pkgutil", "resolve_name"),
+    ("importlib", "import_module"), ("code", "InteractiveInterpreter"), ("bdb", "Bdb.run"),
+    ("timeit", "timeit"), ("cProfile", "run"), ("profile", "run"), ("trace", "Trace"),
+    ("pty", "spawn"), ("_posixsubprocess", "fork_exec"), ("asyncio", "create_subprocess_shell"),
+    ("ctypes", "CDLL"), ("webbrowser", "open"), ("uuid", "_get_command_stdout"),
+    ("imaplib", "IMAP4_stream"), ("distutils.spawn", "spawn"), ("doctest", "debug_script"),
+    ("numpy.testing._private.utils", "runstring"), ("torch.jit", "load"), ("torch", "load"),
+    ("torch.utils.collect_env", "run"), ("logging.config", "listen"), ("marshal", "loads"),
+    ("types", "FunctionType"), ("functools", "partial"), ("operator", "methodcaller"),
+    ("builtins", "eval"), ("builtins", "exec"), ("os", "system"), ("posix", "system"),
+    ("subprocess", "Popen"), ("os.path", "os.system"), ("torch", "os.system"),
+    ("platform", "popen"), ("shutil", "rmtree"),
+]  # fmt: skip
+
+
+# -- corpus -------------------------------------------------------------------
+def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _patch(data: bytes, sig: bytes, off: int, fmt: str, value: int) -> bytes:
+    out = bytearray(data)
+    i = out.find(sig)
+    while i >= 0:
+        struct.pack_into(fmt, out, i + off, value)
+        i = out.find(sig, i + 4)
+    return bytes(out)
+
+
+def malicious_samples() -> dict[str, bytes]:
+    s: dict[str, bytes] = {}
+    for mod, name in BYPASS:
+        s[f"bypass_{mod}.{name}_p0.pkl"] = p0(call0(mod, name, "true"))
+        s[f"bypass_{mod}.{name}_p4.bin"] = p4(call4(mod, name, "true"))
+    torchlike = {"archive/data.pkl": EVIL4, "archive/version": b"3\n"}
+    memo = u("os") + b"r" + struct.pack("<I", 7) + b"0" + u("system") + b"\x94" + b"0"
+    memo += b"h\x07h\x01\x93(" + u("true") + b"tR"
+    getattr_chain = g0("builtins", "getattr") + b"(" + call0("importlib", "import_module", "os")
+    getattr_chain += s0("system") + b"tR(" + s0("true") + b"tR"
+    npy_hdr = repr({"descr": "|O", "fortran_order": False, "shape": (1,)}).encode()
+    npy_hdr += b" " * (63 - (10 + len(npy_hdr)) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(npy_hdr)) + npy_hdr + EVIL4
+    blob = 4 * 1024 * 1024
+    after_blob = b"\x80\x04" + binbytes8_header(blob) + b"\0" * blob + b"0"
+    after_blob += call4("os", "system", "x") + b"."
+    flag_local = _patch(_zip(torchlike), b"PK\x03\x04", 6, "<H", 1)
+    s.update(
+        {
+            "torch_zip.pt": _zip(torchlike),
+            "torch_zip_deflate.pt": _zip(torchlike, zipfile.ZIP_DEFLATED),
+            "torch_zip_flagbit.pt": _patch(flag_local, b"PK\x01\x02", 8, "<H", 1),
+            "torch_zip_badcrc.pt": _patch(_zip(torchlike), b"PK\x01\x02", 16, "<I", 0xDEADBEEF),
+            "torch_zip_prefix.pt": b"\0" * 512 + _zip(torchlike),
+            "torch_zip_hidden_member.pt": _zip({"archive/data.pkl": p4(b"N"), "a/data/0": EVIL0}),
+            "polyglot_pickle_zip.pt": EVIL0 + _zip({"archive/data.pkl": p4(b"N")}),
+            "stacked.pkl": p4(u("ok")) + EVIL4,
+            "broken_after_payload.pkl": b"\x80\x02" + call0("os", "system", "true") + b"\xff\xfe",
+            "memo_trick.pkl": p4(memo),
+            "getattr_chain.pkl": p0(getattr_chain),
+            "inst.pkl": p0(b"(" + s0("true") + b"ios\nsystem\n"),
+            "obj.pkl": p0(b"(" + g0("subprocess", "Popen") + s0("true") + b"o"),
+            "newobj.pkl": p4(sg("subprocess", "Popen") + b"(" + u("true") + b"t\x81"),
+            "ext1.pkl": p4(b"\x82\x01(" + u("x") + b"tR"),
+            "nested_loads.pkl": p4(sg("pickle", "loads") + b"(" + binbytes(EVIL4) + b"tR"),
+            "payload_after_blob.pkl": after_blob,
+            "object.npy": npy,
+            "npz_object.npz": _zip({"a.npy": npy}),
+            "joblib_zlib.joblib": zlib.compress(EVIL4),
+            "joblib_gzip.joblib": gzip.compress(EVIL4),
+            "joblib_bz2.joblib": bz2.compress(EVIL4),
+            "joblib_xz.joblib": lzma.compress(EVIL4),
+            "joblib_lzma.joblib": lzma.compress(EVIL4, format=lzma.FORMAT_ALONE),
+            "seven_zip.pt": b"7z\xbc\xaf\x27\x1c\x00\x04" + b"\0" * 64,
+            "keras_lambda.keras": _zip({"config.json": b'{"class_name": "Lambda", "config": {}}'}),
+            "model.safetensors": EVIL0,
+            "dunder_chain.pkl": p0(g0("collections", "OrderedDict.__init__.__globals__") + b"0N"),
+            "ufunc_helper.pkl": p0(call0("numpy.core", "_ufunc_reconstruct", "os", "system")),
+        }
+    )  # fmt: skip
+    return s
+
+
+def benign_samples(out: Path) -> list[Path]:
+    made: list[Path] = []
+
+    def w(name: str, data: bytes) -> None:
+        p = out / name
+        p.write_bytes(data)
+        made.append(p)
+
+    import collections
+    import datetime
+
+    w("plain_dict.pkl", pickle.dumps({"a": [1, 2.5, "x"], "od": collections.OrderedDict(b=2)}))
+    w("datetime.pkl", pickle.dumps(datetime.datetime(2024, 1, 1), protocol=2))
+    try:
+        import numpy as np
+
+        np.save(out / "array.npy", np.arange(1000.0))
+        np.save(out / "objects.npy", np.array([1, "a", None], dtype=object), allow_pickle=True)
+        np.savez_compressed(out / "arrays.npz", a=np.arange(10), b=np.ones((3, 3)))
+        made += [out / "array.npy", out / "objects.npy", out / "arrays.npz"]
+        w(
+            "numpy_arrays.pkl",
+            pickle.dumps({"x": np.ones((10, 10)), "rs": np.random.RandomState(0)}),
+        )
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 4))  # fmt: skip
+        opt = torch.optim.Adam(m.parameters())
+        for name, obj in {
+            "state_dict.pt": m.state_dict(),
+            "full_module.pth": m,
+            "checkpoint.ckpt": {"model": m.state_dict(), "opt": opt.state_dict(), "epoch": 1},
+            "pytorch_model.bin": {f"layer.{i}.weight": torch.randn(16, 16) for i in range(4)},
+        }.items():
+            torch.save(obj, out / name)
+            torch.save(obj, out / f"legacy_{name}", _use_new_zipfile_serialization=False)
+            made += [out / name, out / f"legacy_{name}"]
+        try:
+            from safetensors.torch import save_file
+
+            save_file({"w": torch.ones(4, 4)}, out / "model.safetensors")
+            made.append(out / "model.safetensors")
+        except ImportError:
+            pass
+    except ImportError:
+        pass
+    try:
+        import joblib
+        import numpy as np
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        X = np.random.RandomState(0).rand(50, 4)
+        y = (X[:, 0] > 0.5).astype(int)
+        pipe = Pipeline([("s", StandardScaler()), ("lr", LogisticRegression())]).fit(X, y)
+        rf = RandomForestClassifier(n_estimators=5).fit(X, y)
+        w("sk_pipeline.pkl", pickle.dumps(pipe))
+        w("sk_forest.pkl", pickle.dumps(rf, protocol=5))
+        for comp in (0, "zlib", "gzip", "bz2", "xz", "lzma"):
+            p = out / f"sk_pipeline_{comp}.joblib"
+            joblib.dump(pipe, p, compress=(comp, 3) if comp else 0)
+            made.append(p)
+    except ImportError:
+        pass
+    try:
+        import pandas as pd
+
+        w("frame.pkl", pickle.dumps(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})))
+    except ImportError:
+        pass
+    return made
+
+
+def throughput_files(out: Path, blob_mb: int, dense_mb: int, torch_mb: int) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    blob = out / f"a_blob_{blob_mb}MB.pkl"
+    if not blob.exists():
+        n = blob_mb * 1024 * 1024
+        with open(blob, "wb") as f:
+            f.write(b"\x80\x04" + binbytes8_header(n))
+            chunk = b"\x11" * (1 << 20)
+            for _ in range(blob_mb):
+                f.write(chunk)
+            f.write(b".")
+    files["(a) blob pickle"] = blob
+    dense = out / f"b_dense_{dense_mb}MB.pkl"
+    if not dense.exists():
+
+        def items(n: int) -> list[object]:
+            return [(i, str(i), {"k": i}) for i in range(n)]
+
+        per = len(pickle.dumps(items(10000), protocol=4)) / 10000
+        dense.write_bytes(pickle.dumps(items(int(0.8 * dense_mb * 1024 * 1024 / per)), protocol=4))
+    files["(b) opcode-dense pickle"] = dense
+    big = out / f"c_torch_{torch_mb}MB.pt"
+    if not big.exists():
+        try:
+            import torch
+
+            per = 64
+            sd = {
+                f"w{i}": torch.zeros(per * 1024 * 1024 // 4) for i in range(max(1, torch_mb // per))
+            }
+            torch.save(sd, big)
+        except ImportError:
+            pass
+    if big.exists():
+        files["(c) torch zip"] = big
+    return files
+
+
+# -- workers --------------------------------------------------------------------
+def _scan_one(tool: str, path: str) -> tuple[bool, bool]:
+    """(flagged, error) for one file."""
+    if tool == "mlverify":
+        from mlverify.scan import Severity, scan_file
+
+        r = scan_file(Path(path))
+        return any(f.severity >= Severity.MEDIUM for f in r.findings), False
+    if tool == "picklescan":
+        from picklescan.scanner import scan_file_path
+
+        res = scan_file_path(path)
+        return res.issues_count > 0 or res.infected_files > 0, bool(res.scan_err)
+    if tool == "modelscan":
+        from modelscan.modelscan import ModelScan
+
+        out = ModelScan().scan(path)
+        return bool(out.get("issues")), bool(out.get("errors"))
+    if tool == "fickling":
+        import fickling
+
+        res = fickling.scan_file(path, graceful=True)
+        return not res.is_safe, bool(res.errors)
+    raise ValueError(tool)
+
+
+def worker(tool: str, list_file: str, result_file: str) -> None:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    paths = json.loads(Path(list_file).read_text())
+    results = []
+    for p in paths:
+        t0 = time.perf_counter()
+        try:
+            flagged, err = _scan_one(tool, p)
+        except Exception as e:  # a peer's crash is an error, not the end of the run
+            flagged, err = False, True
+            print(f"{tool}: {p}: {type(e).__name__}: {e}"[:200], file=sys.stderr)
+        results.append({"path": p, "flagged": flagged, "error": err, "s": time.perf_counter() - t0})
+    Path(result_file).write_text(json.dumps({"results": results, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process image (ru_maxrss would include the forking parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_worker(
+    tool: str, paths: list[Path], tmp: Path, timeout: float
+) -> tuple[list[dict[str, Any]], float, float, str]:
+    lst = tmp / f"{tool}.list.json"
+    res = tmp / f"{tool}.result.json"
+    lst.write_text(json.dumps([str(p) for p in paths]))
+    if res.exists():
+        res.unlink()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker", tool, "--list", str(lst), "--result", str(res)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    status = "ok"
+    deadline = t0 + timeout
+    try:
+        proc.wait(timeout=max(deadline - time.perf_counter(), 0.1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        status = "timeout"
+    wall = time.perf_counter() - t0
+    doc = json.loads(res.read_text()) if res.exists() else {"results": [], "peak_rss_mb": 0.0}
+    return doc["results"], wall, float(doc["peak_rss_mb"]), status
+
+
+def available(tool: str) -> bool:
+    mod = {"mlverify": "mlverify.scan", "picklescan": "picklescan", "modelscan": "modelscan",
+           "fickling": "fickling"}[tool]  # fmt: skip
+    try:
+        __import__(mod)
+    except ImportError:
+        return False
+    return True
+
+
+def startup(tool: str, sample: Path) -> float | None:
+    cmd = {
+        "mlverify": [str(Path(sys.executable).parent / "mlverify"), "scan", str(sample)],
+        "picklescan": [str(Path(sys.executable).parent / "picklescan"), "-p", str(sample)],
+    }.get(tool)
+    if cmd is None or not Path(cmd[0]).exists():
+        return None
+    times = []
+    for _ in range(11):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]  # median
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    ap.add_argument("--blob-mb", type=int, default=200)
+    ap.add_argument("--dense-mb", type=int, default=10)
+    ap.add_argument("--torch-mb", type=int, default=1024)
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--worker")
+    ap.add_argument("--list")
+    ap.add_argument("--result")
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.list, args.result)
+        return
+    out = Path(args.out)
+    mal_dir, ben_dir, thr_dir, tmp = (out / d for d in ("malicious", "benign", "throughput", "tmp"))
+    for d in (mal_dir, ben_dir, thr_dir, tmp):
+        d.mkdir(parents=True, exist_ok=True)
+    malicious = []
+    for name, data in malicious_samples().items():
+        p = mal_dir / name
+        p.write_bytes(data)
+        malicious.append(p)
+    benign = benign_samples(ben_dir)
+    thr = throughput_files(thr_dir, args.blob_mb, args.dense_mb, args.torch_mb)
+    tools = [t for t in args.tools.split(",") if available(t)]
+    print(f"corpus: {len(malicious)} malicious, {len(benign)} benign; tools: {', '.join(tools)}\n")
+    rows = []
+    for tool in tools:
+        res, wall, rss, status = run_worker(tool, malicious + benign, tmp, args.timeout)
+        by = {r["path"]: r for r in res}
+        det = sum(1 for p in malicious if by.get(str(p), {}).get("flagged"))
+        fp = sum(1 for p in benign if by.get(str(p), {}).get("flagged"))
+        errs = sum(1 for r in res if r["error"])
+        scan_s = sum(r["s"] for r in res)
+        rows.append((tool, det, fp, errs, wall, scan_s, rss, status))
+    print("| tool | malicious caught | benign flagged | errors | wall (process) | scan time "
+          "| per file | peak RSS |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    n = len(malicious) + len(benign)
+    for tool, det, fp, errs, wall, scan_s, rss, status in rows:
+        print(
+            f"| {tool}{'' if status == 'ok' else ' (' + status + ')'} | {det}/{len(malicious)} "
+            f"({100 * det / len(malicious):.0f} %) | {fp}/{len(benign)} "
+            f"({100 * fp / max(len(benign), 1):.0f} %) | {errs} | {wall:.2f} s | {scan_s:.2f} s "
+            f"| {1000 * scan_s / n:.1f} ms | {rss:.0f} MB |"
+        )
+    print("\n| throughput file | size | " + " | ".join(tools) + " |")
+    print("|---|---|" + "---|" * len(tools))
+    for label, path in thr.items():
+        size = path.stat().st_size
+        cells = []
+        for tool in tools:
+            res, wall, rss, status = run_worker(tool, [path], tmp, args.timeout)
+            if status != "ok" or not res:
+                cells.append(status)
+                continue
+            s = res[0]["s"]
+            rate = size / s / 1e9 if s else float("inf")
+            cells.append(
+                f"{s:.3f} s ({rate:.2f} GB/s, {rss:.0f} MB{', error' if res[0]['error'] else ''})"
+            )
+        print(f"| {label} | {size / 1e6:.0f} MB | " + " | ".join(cells) + " |")
+    # a pip install compiles bytecode; an editable checkout under PYTHONDONTWRITEBYTECODE
+    # would not, and start-up would then measure the compiler
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mlverify")], check=False,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    small = ben_dir / "plain_dict.pkl"
+    print("\n| CLI start-up + scan of one small file (median of 11) | time |")
+    print("|---|---|")
+    for tool in ("mlverify", "picklescan"):
+        t = startup(tool, small)
+        if t is not None:
+            print(f"| {tool} | {t * 1000:.0f} ms |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""Static scanning of model files: find code without ever running it.
+
+Formats are detected from bytes; pickles are walked opcode by opcode; verdicts
+come from the versioned allowlist/denylist in ``data/allowlist.json``.
+Nothing here imports numpy, torch or any loader.
+"""
+
+from mlverify.scan.engine import scan_file, scan_paths
+from mlverify.scan.model import Finding, Limits, ScanReport, Severity, Status
+
+__all__ = ["Finding", "Limits", "ScanReport", "Severity", "Status", "scan_file", "scan_paths"]

@@ -1,0 +1,185 @@
+"""Scan files: detect formats from bytes, run every matching scanner, collect findings."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mlverify.errors import InputError
+from mlverify.scan.model import Finding, Limits, ScanReport, Severity, Status
+from mlverify.scan.policy import Policy, get_policy
+from mlverify.scan.source import FileSource, LimitExceeded, Source
+
+HEAD = 4096
+
+
+class Context:
+    """State of one file's scan: findings, formats seen, limits, policy."""
+
+    def __init__(self, path: str, limits: Limits, policy: Policy) -> None:
+        self.path = path
+        self.limits = limits
+        self.policy = policy
+        self.findings: list[Finding] = []
+        self.formats: list[str] = []
+        self.members = 0
+        self._seen: set[tuple[str, str, int | None, str]] = set()
+
+    def add(
+        self,
+        rule: str,
+        severity: Severity,
+        member: str,
+        offset: int | None,
+        subject: str,
+        message: str,
+        chain: str = "",
+    ) -> None:
+        key = (rule, member, offset, subject)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.findings.append(
+            Finding(rule, severity, self.path, member, offset, subject, message, chain)
+        )
+
+    def format(self, name: str) -> None:
+        if name not in self.formats:
+            self.formats.append(name)
+
+    def scan(self, src: Source, depth: int, *, deep: bool = True) -> bool:
+        """Run every scanner that recognises ``src``; True if any did."""
+        from mlverify.scan.formats import SCANNERS
+
+        if depth > self.limits.max_depth:
+            self.add(
+                "MLV302",
+                Severity.HIGH,
+                src.label,
+                0,
+                "nesting",
+                f"containers nest deeper than {self.limits.max_depth} levels; not scanned further",
+            )
+            return True
+        self.members += 1
+        try:
+            head = src.head(HEAD)
+        except LimitExceeded as e:
+            self.add("MLV302", Severity.HIGH, src.label, 0, "decompression", str(e))
+            return True
+        except (zlib.error, EOFError, ValueError, OSError) as e:
+            if isinstance(e, OSError) and src.label == "":
+                raise
+            return False
+        found = False
+        for scanner in SCANNERS:
+            if not scanner.detect(head, src, deep):
+                continue
+            found = True
+            try:
+                scanner.scan(src, self, depth)
+            except LimitExceeded as e:
+                self.add("MLV302", Severity.HIGH, src.label, None, scanner.name, str(e))
+            except (RecursionError, MemoryError, ValueError, KeyError, IndexError, TypeError,
+                    AttributeError, struct.error, zlib.error, EOFError) as e:  # fmt: skip
+                if os.environ.get("MLVERIFY_DEBUG"):
+                    raise
+                # a scanner bug or an input it cannot take: never a silent pass
+                self.add(
+                    "MLV301", Severity.MEDIUM, src.label, None, scanner.name,
+                    f"the {scanner.name} scanner could not read this content "
+                    f"({type(e).__name__}: {str(e)[:120]})",
+                )  # fmt: skip
+        return found
+
+    def nested(self, parent: Source, depth: int):  # type: ignore[no-untyped-def]
+        """A callback for the pickle walker: scan string/bytes values as files."""
+        from mlverify.scan.source import bytes_source
+
+        def probe(data: bytes | Source | None, offset: int, length: int, kind: str) -> None:
+            label = f"{parent.label}@{offset}" if parent.label else f"@{offset}"
+            if isinstance(data, Source):
+                data.label = label
+                sub: Source = data
+            elif data is not None:
+                sub = bytes_source(data, label)
+            elif parent.seekable:
+                sub = parent.sub(offset, length, label)
+            else:
+                return
+            before = len(self.findings)
+            if self.scan(sub, depth + 1, deep=False):
+                self.add(
+                    "MLV109",
+                    Severity.INFO,
+                    parent.label,
+                    offset,
+                    kind,
+                    f"a {length}-byte {kind} value holds a loadable format; scanned as {label}",
+                    f"{len(self.findings) - before} finding(s) inside",
+                )
+
+        return probe
+
+
+def status_of(formats: list[str], findings: list[Finding]) -> Status:
+    if any(f.severity > Severity.INFO and f.rule_id != "MLV301" for f in findings):
+        return Status.FINDINGS
+    if any(f.rule_id == "MLV301" for f in findings):
+        return Status.UNSUPPORTED
+    return Status.CLEAN if formats else Status.DATA
+
+
+def scan_file(path: Path, limits: Limits | None = None, display: str | None = None) -> ScanReport:
+    """Scan one file. Raises InputError if it cannot be opened or read."""
+    limits = limits or Limits()
+    policy = get_policy(limits.extra_allow)
+    label = display if display is not None else str(path)
+    t0 = time.perf_counter()
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            ctx = Context(label, limits, policy)
+            ctx.scan(FileSource(f, 0, size, ""), 0)
+    except OSError as e:
+        raise InputError(
+            f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
+        ) from None
+    findings = sorted(ctx.findings, key=lambda x: (-x.severity, x.member, x.offset or 0))
+    return ScanReport(
+        path=label,
+        size=size,
+        formats=tuple(ctx.formats),
+        findings=tuple(findings),
+        status=status_of(ctx.formats, findings),
+        seconds=time.perf_counter() - t0,
+        members_scanned=ctx.members,
+    )
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """Files under ``paths`` (directories recursively, sorted), with display names."""
+    for root in paths:
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d != ".git")
+                for name in sorted(filenames):
+                    p = Path(dirpath) / name
+                    if p.is_file():
+                        yield p, p.as_posix()
+        elif root.is_file():
+            yield root, root.as_posix()
+        elif root.exists():
+            raise InputError(
+                f"{root}: not a regular file or directory (a FIFO or device?); pass a model file"
+            )
+        else:
+            raise InputError(f"{root}: no such file or directory; check the path")
+
+
+def scan_paths(paths: Iterable[Path], limits: Limits | None = None) -> list[ScanReport]:
+    return [scan_file(p, limits, display=d) for p, d in iter_files(paths)]
