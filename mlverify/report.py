@@ -85,14 +85,7 @@ def check_sarif(results: Sequence[CheckResult]) -> str:
                             "text": reason.message
                             + (f" Next: {reason.remedy}." if reason.remedy else "")
                         },
-                        "locations": [
-                            {
-                                "physicalLocation": {
-                                    "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
-                                    "region": {"startLine": 1},
-                                }
-                            }
-                        ],
+                        "locations": [sarif_location(uri)],
                         "partialFingerprints": {"primaryLocationLineHash": fp},
                         "properties": {
                             "policy": d.policy,
@@ -103,6 +96,21 @@ def check_sarif(results: Sequence[CheckResult]) -> str:
     ordered = sorted(rules)
     for result in out:
         result["ruleIndex"] = ordered.index(result["ruleId"])
+    return sarif_log([rules[k] for k in ordered], out)
+
+
+def sarif_location(uri: str) -> dict[str, Any]:
+    """A physical location GitHub accepts for a (binary) file: relative URI, line 1."""
+    return {
+        "physicalLocation": {
+            "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
+            "region": {"startLine": 1},
+        }
+    }
+
+
+def sarif_log(rules: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
+    """A SARIF 2.1.0 log with one run of mlverify (GitHub code scanning shape)."""
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -113,10 +121,10 @@ def check_sarif(results: Sequence[CheckResult]) -> str:
                         "name": "mlverify",
                         "version": __version__,
                         "informationUri": "https://github.com/mlverify/mlverify",
-                        "rules": [rules[k] for k in ordered],
+                        "rules": rules,
                     }
                 },
-                "results": out,
+                "results": results,
             }
         ],
     }

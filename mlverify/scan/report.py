@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import PurePosixPath
 
 from mlverify import __version__
+from mlverify.report import relative_uri, sarif_location, sarif_log
 from mlverify.scan.model import ScanReport, Severity
 from mlverify.scan.policy import builtin_data
 
@@ -51,16 +50,6 @@ def render_json(reports: list[ScanReport]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _uri(path: str) -> str:
-    p = path.replace(os.sep, "/")
-    if os.path.isabs(p):
-        try:
-            p = os.path.relpath(p).replace(os.sep, "/")
-        except ValueError:
-            p = p.lstrip("/")
-    return str(PurePosixPath(p)).lstrip("/") if not p.startswith("..") else p
-
-
 def render_sarif(reports: list[ScanReport]) -> str:
     import hashlib
 
@@ -89,7 +78,7 @@ def render_sarif(reports: list[ScanReport]) -> str:
     for r in reports:
         for f in r.findings:
             fp = hashlib.sha256(
-                f"{f.rule_id}|{_uri(r.path)}|{f.member}|{f.subject}".encode()
+                f"{f.rule_id}|{relative_uri(r.path)}|{f.member}|{f.subject}".encode()
             ).hexdigest()[:32]
             text = f.message + (f" (via {f.chain})" if f.chain else "")
             if f.member:
@@ -100,14 +89,7 @@ def render_sarif(reports: list[ScanReport]) -> str:
                     "ruleIndex": index[f.rule_id],
                     "level": _LEVEL[f.severity],
                     "message": {"text": text},
-                    "locations": [
-                        {
-                            "physicalLocation": {
-                                "artifactLocation": {"uri": _uri(r.path), "uriBaseId": "%SRCROOT%"},
-                                "region": {"startLine": 1},
-                            }
-                        }
-                    ],
+                    "locations": [sarif_location(relative_uri(r.path))],
                     "partialFingerprints": {"primaryLocationLineHash": fp},
                     "properties": {
                         "severity": f.severity.label,
@@ -118,21 +100,4 @@ def render_sarif(reports: list[ScanReport]) -> str:
                     },
                 }
             )
-    doc = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "mlverify",
-                        "version": __version__,
-                        "informationUri": "https://github.com/mlverify/mlverify",
-                        "rules": rules,
-                    }
-                },
-                "results": results,
-            }
-        ],
-    }
-    return json.dumps(doc, indent=2) + "\n"
+    return sarif_log(rules, results)
