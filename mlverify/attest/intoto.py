@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlverify.errors import InputError
+from mlverify.files import read_bounded
 from mlverify.signing.bundle import MAX_BUNDLE_BYTES, SignatureBundle, parse_bundle
 from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from mlverify.signing.statement import STATEMENT_TYPE, load_statement
@@ -101,20 +102,12 @@ def resolve_predicate_type(name: str) -> str:
 def read_attestations(path: Path) -> list[SignatureBundle | Envelope]:
     """Every attestation in a file: a Sigstore bundle, a bare DSSE envelope, or
     JSON lines of either (``*.intoto.jsonl``)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BUNDLE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"{path}: attestation file not found; check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: expected an attestation file, found a directory") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the attestation ({e.strerror})") from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise InputError(
-            f"{path}: attestation file is larger than {MAX_BUNDLE_BYTES // 2**20} MiB "
-            "(oversize envelope); refusing to parse it"
-        )
+    data = read_bounded(
+        path,
+        what="attestation file",
+        limit=MAX_BUNDLE_BYTES,
+        too_big_text="oversize envelope; refusing to parse it",
+    )
     text = data.strip()
     if not text:
         raise InputError(f"{path}: the attestation file is empty")

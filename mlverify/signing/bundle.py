@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlverify.errors import InputError, SignatureNotFoundError
+from mlverify.files import read_bounded
 from mlverify.signing.dsse import (
     INTOTO_PAYLOAD_TYPE,
     DsseSignature,
@@ -60,23 +61,15 @@ class SignatureBundle:
 
 def read_bundle(path: Path) -> SignatureBundle:
     """Read and structurally validate the signature file at ``path``."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BUNDLE_BYTES + 1)
-    except FileNotFoundError:
-        raise SignatureNotFoundError(
-            f"{path}: no signature found; sign the model first (mlverify sign) "
-            "or point --signature at its signature file"
-        ) from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: expected a signature file, found a directory") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the signature ({e.strerror})") from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise InputError(
-            f"{path}: signature file is larger than {MAX_BUNDLE_BYTES // 2**20} MiB; "
-            "this is not an OMS signature"
-        )
+    data = read_bounded(
+        path,
+        what="signature file",
+        limit=MAX_BUNDLE_BYTES,
+        missing=SignatureNotFoundError,
+        missing_text="no signature found; sign the model first (mlverify sign) "
+        "or point --signature at its signature file",
+        too_big_text="this is not an OMS signature",
+    )
     return parse_bundle(data, source=str(path))
 
 

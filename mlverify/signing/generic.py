@@ -30,8 +30,9 @@ from mlverify.errors import (
     UntrustedSignerError,
     UsageError,
 )
+from mlverify.files import read_bounded
 from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, pae
-from mlverify.signing.keys import PublicKey, key_fingerprint, read_bounded, verify_signature
+from mlverify.signing.keys import PublicKey, key_fingerprint, verify_signature
 from mlverify.signing.sigstore_verify import (
     IdentityPolicy,
     SigstoreIdentity,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mlverify.errors import InputError, UsageError
+from mlverify.files import read_bounded
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -45,22 +46,6 @@ class Signer(Protocol):
     def public_key(self) -> PublicKey: ...
 
     def sign(self, data: bytes) -> bytes: ...
-
-
-def read_bounded(path: Path, *, what: str, limit: int = MAX_KEY_FILE) -> bytes:
-    """Read a small trust-material file, refusing oversize or unreadable input."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found; check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: expected a {what} file, found a directory") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read {what} ({e.strerror})") from None
-    if len(data) > limit:
-        raise InputError(f"{path}: {what} is larger than {limit} bytes; is this the right file?")
-    return data
 
 
 def key_path(uri: str) -> Path:
@@ -107,7 +92,9 @@ def load_public_key_pem(data: bytes, *, where: str) -> PublicKey:
 
 def load_public_key(uri: str) -> PublicKey:
     path = key_path(uri)
-    return load_public_key_pem(read_bounded(path, what="public key"), where=str(path))
+    return load_public_key_pem(
+        read_bounded(path, what="public key", limit=MAX_KEY_FILE), where=str(path)
+    )
 
 
 def public_key_pem(key: PublicKey) -> bytes:
@@ -187,5 +174,5 @@ def load_private_key_pem(
 def load_signer(uri: str, *, password: Callable[[], bytes | None]) -> Signer:
     """A signer for the key named by ``uri``."""
     path = key_path(uri)
-    data = read_bounded(path, what="private key")
+    data = read_bounded(path, what="private key", limit=MAX_KEY_FILE)
     return KeySigner(load_private_key_pem(data, where=str(path), password=password))

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlverify.errors import InputError, MlverifyError, UntrustedSignerError, UsageError
+from mlverify.files import read_bounded
 from mlverify.signing.bundle import SignatureBundle
-from mlverify.signing.keys import read_bounded
 from mlverify.signing.oms import VerifiedStatement
 
 if TYPE_CHECKING:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mlverify.errors import InputError, UntrustedSignerError, UsageError
+from mlverify.files import read_bounded
 from mlverify.manifest.manifest import Manifest
 from mlverify.signing.bundle import SignatureBundle, bundle_json
 from mlverify.signing.dsse import (
@@ -38,10 +39,10 @@ from mlverify.signing.dsse import (
     b64encode,
 )
 from mlverify.signing.keys import (
+    MAX_KEY_FILE,
     PublicKey,
     Signer,
     key_fingerprint,
-    read_bounded,
     verify_signature,
 )
 from mlverify.signing.oms import VerifiedStatement
@@ -71,7 +72,7 @@ def _verify_legacy_v020(key: PublicKey, signature: bytes, payload: bytes) -> boo
 
 def load_certificates(path: Path, *, what: str = "certificate") -> list[x509.Certificate]:
     """All PEM certificates in ``path`` (in file order)."""
-    data = read_bounded(path, what=what)
+    data = read_bounded(path, what=what, limit=MAX_KEY_FILE)
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:

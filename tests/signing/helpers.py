@@ -13,8 +13,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mlverify.cli import main
-
 UTC = dt.timezone.utc
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 
@@ -24,25 +22,6 @@ def vectors_dir() -> Path:
     if not VECTORS.is_dir():
         pytest.skip(f"{VECTORS} is absent: public test vectors are not available here")
     return VECTORS
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> Result:
-    """Run ``mlverify ARGS`` in this process and capture exit code and output."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
 
 
 def make_model(root: Path, name: str = "model") -> Path:
