@@ -13,6 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.core.helpers import Result, run
+
+__all__ = ["Result", "run"]  # shared CLI runner, re-exported
+
 UTC = dt.timezone.utc
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 
