@@ -19,6 +19,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "set-up failed: see the pip output above" >&2
     exit 2
   fi
+  if [ "$extras" = test ]; then
+    # Benign-sample tests write real torch checkpoints. Only a CPU wheel found locally is
+    # installed (a plain `pip install torch` would pull a multi-GB CUDA build); without
+    # one those tests skip, and say so.
+    wheel=$(ls "${PIP_FIND_LINKS:-/opt/wheels}"/torch-*cpu*.whl 2>/dev/null | head -n 1 || true)
+    if [ -n "$wheel" ]; then
+      .venv/bin/python -m pip install --disable-pip-version-check -q "$wheel" \
+        >>.venv/install.log 2>&1 || echo "note: could not install $wheel; torch tests will skip" >&2
+    else
+      echo "note: no local CPU torch wheel; torch-based scanner tests will skip" >&2
+    fi
+  fi
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
