@@ -12,8 +12,11 @@ stamp=".venv/.mlverify-installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   if [ "$extras" = none ]; then target="."; else target=".[$extras]"; fi
   echo "installing mlverify ($target) into .venv..." >&2
-  if ! { .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip &&
-         .venv/bin/python -m pip install --disable-pip-version-check -q -e "$target"; } \
+  # editable_mode=compat: a plain .pth entry, no import hook (about 8 ms less start-up,
+  # which pre-commit pays on every run); falls back to the default editable mode.
+  pipi() { .venv/bin/python -m pip install --disable-pip-version-check -q "$@"; }
+  if ! { pipi --upgrade pip &&
+         { pipi --config-settings editable_mode=compat -e "$target" || pipi -e "$target"; }; } \
        >.venv/install.log 2>&1; then
     cat .venv/install.log >&2
     echo "set-up failed: see the pip output above" >&2
@@ -25,7 +28,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     # one those tests skip, and say so.
     wheel=$(ls "${PIP_FIND_LINKS:-/opt/wheels}"/torch-*cpu*.whl 2>/dev/null | head -n 1 || true)
     if [ -n "$wheel" ]; then
-      .venv/bin/python -m pip install --disable-pip-version-check -q "$wheel" \
+      pipi "$wheel" \
         >>.venv/install.log 2>&1 || echo "note: could not install $wheel; torch tests will skip" >&2
     else
       echo "note: no local CPU torch wheel; torch-based scanner tests will skip" >&2
