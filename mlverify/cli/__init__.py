@@ -24,6 +24,17 @@ COMMANDS: dict[str, str] = {
     "sign": "mlverify.cli.sign_cmd:sign_command",
     "verify": "mlverify.cli.verify_cmd:verify_command",
     "keygen": "mlverify.cli.keygen_cmd:keygen_command",
+    "verify-bundle": "mlverify.cli.verify_bundle_cmd:verify_bundle_command",
+    "trust": "mlverify.cli.trust_cmd:trust_command",
+    "scan": "mlverify.cli.scan_cmd:scan_command",
+    "attest": "mlverify.cli.attest_cmd:attest_group",
+    "check": "mlverify.cli.check_cmd:check_command",
+    "policy": "mlverify.cli.policy_cmd:policy_group",
+    "verify-attestation": "mlverify.cli.verify_attestation_cmd:verify_attestation_command",
+    "oci": "mlverify.cli.oci_cmd:oci_group",
+    "serve": "mlverify.cli.serve_cmd:serve_command",
+    "report": "mlverify.cli.report_cmd:report_command",
+    "hf": "mlverify.cli.hf_cmd:hf_group",
 }
 
 #: one-line summaries for `mlverify --help`, without importing the commands.
@@ -32,6 +43,17 @@ SUMMARIES: dict[str, str] = {
     "sign": "Sign a model into an OMS signature bundle.",
     "verify": "Verify a model against its OMS signature.",
     "keygen": "Write a new signing key pair.",
+    "verify-bundle": "Verify any file against a Sigstore bundle, offline.",
+    "trust": "Refresh the pinned Sigstore trusted root (the only networked command).",
+    "scan": "Scan model files for code a loader would run, without running it.",
+    "attest": "Write signed provenance (SLSA) or dataset attestations.",
+    "check": "Decide allow or deny for artifacts: evidence, policy, every reason.",
+    "policy": "Lint policy files and run their test cases.",
+    "verify-attestation": "Verify an attestation's signer, subject and provenance rules.",
+    "oci": "Push a model with its signature to an OCI registry.",
+    "serve": "Run the admission service (HTTP API, Kubernetes, registry, Harbor).",
+    "report": "Turn `check --format json` results into SARIF and a Markdown summary.",
+    "hf": "Check, sign and upload a model to the Hugging Face Hub.",
 }
 
 

@@ -61,7 +61,7 @@ def scan_command(
     for a in allow:
         if "." not in a.strip(".*"):
             raise UsageError(f"--allow {a!r}: expected MODULE.NAME or MODULE.*")
-    from mlverify.refs import scan_refs  # local paths, oci://, hf://; notes Git LFS pointers
+    from mlverify.refs import scan_refs  # local paths, oci://, hf:// (mlverify/refs.py)
 
     reports = scan_refs(paths, Limits(extra_allow=frozenset(allow)))
     render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]

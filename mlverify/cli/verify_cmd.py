@@ -9,14 +9,14 @@ from pathlib import Path
 import click
 
 from mlverify.background import BackgroundCall
-from mlverify.cli.options import model_path_argument
 from mlverify.cli.sign_cmd import default_signature_path
 from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
 from mlverify.errors import UsageError
+from mlverify.refs import reference_path_argument
 
 
 @click.command("verify")
-@model_path_argument
+@reference_path_argument  # a path, oci:// or hf:// (mlverify/refs.py)
 @click.option(
     "--signature",
     "signature_paths",
@@ -170,8 +170,9 @@ def verify_command(
         require_match(each, path)
     if output_format == "text":
         by = "; ".join(s.signer for s in signers)
+        shown = click.get_current_context().meta.get("mlverify.reference", path)
         click.echo(
-            f"verified: {path} ({result.checked_files} files, "
+            f"verified: {shown} ({result.checked_files} files, "
             f"{result.manifest.serialization.method}/{result.manifest.serialization.hash_type}, "
             f"signed by {by})"
         )

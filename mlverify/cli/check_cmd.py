@@ -1,0 +1,110 @@
+"""`mlverify check`: the one command: evidence, policy, decision, reasons."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from mlverify.cli.output import write_atomically
+from mlverify.errors import UsageError
+
+FORMATS = ("text", "json", "sarif")
+
+
+@click.command("check")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH|oci://REF|hf://REF")
+@click.option(
+    "--policy",
+    "policy_refs",
+    multiple=True,
+    metavar="FILE|DIR|builtin:NAME",
+    help="Policy file(s) or a directory of them; every policy whose match block covers an "
+    "artifact must allow it [default: $MLVERIFY_POLICY, else builtin:default].",
+)
+@click.option(
+    "--signature",
+    "signatures",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Signature file [default: model.sig inside a directory, PATH.sig beside it].",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default=lambda: os.environ.get("MLVERIFY_FORMAT", "text"),
+    show_default="text",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
+)
+@click.option("--explain", is_flag=True, help="Also print the evidence behind each decision.")
+@click.option(
+    "--cache/--no-cache",
+    "use_cache",
+    default=True,
+    show_default=True,
+    help="Verdict cache (and digest cache) for unchanged artifacts; see docs/digest-cache.md.",
+)
+def check_command(
+    paths: tuple[str, ...],
+    policy_refs: tuple[str, ...],
+    signatures: tuple[Path, ...],
+    output_format: str,
+    output: Path | None,
+    explain: bool,
+    use_cache: bool,
+) -> None:
+    """Decide whether each artifact at PATHS may be used: allow or deny, with every reason.
+
+    For each artifact: hash once, scan the same files, verify every signature and
+    attestation found, evaluate the policy. Exit 0 all allowed (or warn mode), 1
+    any denied, 2 usage or operational error.
+    """
+    from mlverify.policy.model import load_policies
+
+    if output_format not in FORMATS:
+        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
+    refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
+    policies = load_policies(refs)
+    if signatures and len(paths) > 1:
+        raise UsageError("--signature applies to one artifact; check artifacts one at a time")
+    from mlverify.refs import check_refs  # local paths, oci://, hf://; Git LFS pointers
+
+    results = check_refs(paths, policies, signatures=signatures, use_cache=use_cache)
+
+    if output_format == "json":
+        text = (
+            json.dumps(
+                {
+                    "results": [r.to_json() for r in results],
+                    "allowed": all(r.allowed for r in results),
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
+    elif output_format == "sarif":
+        from mlverify.report import check_sarif
+
+        text = check_sarif(results)
+    else:
+        from mlverify.report import check_text
+
+        text = check_text(results, explain=explain)
+    if output:
+        write_atomically(output, text.encode())
+    else:
+        click.echo(text, nl=False)
+    denied = [r for r in results if not r.allowed]
+    warned = [r for r in results if r.allowed and any(d.would_deny for d in r.decisions)]
+    summary = f"{len(results) - len(denied)} allowed, {len(denied)} denied"
+    if warned:
+        summary += f" ({len(warned)} allowed only because the policy is in warn mode)"
+    click.echo(f"mlverify check: {summary}", err=True)
+    if denied:
+        raise SystemExit(1)

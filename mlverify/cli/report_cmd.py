@@ -1,0 +1,68 @@
+"""`mlverify report`: render saved `check --format json` results (SARIF, Markdown, text).
+
+CI runs the check once and renders it several ways: SARIF for code scanning, a
+Markdown summary for ``$GITHUB_STEP_SUMMARY`` and a verdict for the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mlverify.errors import InputError
+
+_FAIL = ("deny", "never")
+
+
+@click.command("report")
+@click.argument("results_file", metavar="RESULTS.json", type=click.Path(path_type=Path))
+@click.option(
+    "--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Write SARIF 2.1.0 here."
+)
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='Append a Markdown summary here (e.g. "$GITHUB_STEP_SUMMARY").',
+)
+@click.option("--title", default="mlverify check", show_default=True, help="Summary heading.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(_FAIL),
+    default="deny",
+    show_default=True,
+    help="deny: exit 1 when any artifact is denied; never: always exit 0 (report only).",
+)
+def report_command(
+    results_file: Path, sarif: Path | None, markdown: Path | None, title: str, fail_on: str
+) -> None:
+    """Render RESULTS.json (written by `mlverify check --format json`) and print the
+    text verdicts. Exit 1 if any artifact was denied (unless --fail-on never)."""
+    from mlverify.check import CheckResult
+    from mlverify.cli.output import write_atomically
+    from mlverify.report import check_sarif, check_text
+    from mlverify.summary import check_markdown
+
+    try:
+        doc = json.loads(results_file.read_text(encoding="utf-8"))
+        results = [CheckResult.from_json(r) for r in doc["results"]]
+    except OSError as e:
+        raise InputError(f"{results_file}: cannot read the results ({e.strerror})") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(
+            f"{results_file}: not the output of `mlverify check --format json` ({e!r})"
+        ) from None
+    if sarif is not None:
+        write_atomically(sarif, check_sarif(results).encode())
+    if markdown is not None:
+        try:
+            with open(markdown, "a", encoding="utf-8") as f:
+                f.write(check_markdown(results, title=title))
+        except OSError as e:
+            raise InputError(f"{markdown}: cannot write the summary ({e.strerror})") from None
+    click.echo(check_text(results), nl=False)
+    denied = sum(1 for r in results if not r.allowed)
+    click.echo(f"mlverify report: {len(results) - denied} allowed, {denied} denied", err=True)
+    if denied and fail_on == "deny":
+        raise SystemExit(1)

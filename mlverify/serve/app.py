@@ -1,0 +1,451 @@
+"""HTTP routes of ``mlverify serve`` (Starlette).
+
+- ``GET  /healthz``                         liveness, no token
+- ``POST /v1/check``                        ``{"ref": ..., "refresh": false, "evidence": false}``
+- ``GET  /v1/verdicts``                     verdicts recorded (cache, registry events)
+- ``POST /k8s/validate``                    AdmissionReview v1 (KServe storageUri, image volumes)
+- ``POST /registry/events``                 CNCF distribution notifications
+- ``GET  /api/v1/metadata``, ``POST /api/v1/scan``, ``GET /api/v1/scan/{id}/report``
+                                            Harbor pluggable scanner API v1.2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mlverify import __version__
+from mlverify.errors import MlverifyError
+from mlverify.serve.service import Service, Verdict, is_pinned, references_in
+
+log = logging.getLogger("mlverify.serve")
+
+HARBOR_METADATA = "application/vnd.scanner.adapter.metadata+json; version=1.1"
+HARBOR_SCAN_REQUEST = "application/vnd.scanner.adapter.scan.request+json; version=1.1"
+HARBOR_SCAN_RESPONSE = "application/vnd.scanner.adapter.scan.response+json; version=1.0"
+HARBOR_REPORT = "application/vnd.security.vulnerability.report; version=1.1"
+HARBOR_ERROR = "application/vnd.scanner.adapter.error+json; version=1.0"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+_SEVERITY = {
+    "critical": "Critical",
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+    "info": "Negligible",
+}
+_RANK = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body, refusing more than ``limit`` bytes (declared or sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return json.loads(b"".join(chunks) or b"null")
+
+
+class Guard:
+    """ASGI middleware: bearer-token check (all but /healthz), body limit, JSON access log."""
+
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_logged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        path = scope.get("path", "")
+        headers = dict(scope.get("headers") or [])
+        try:
+            if self.token is not None and path != "/healthz":
+                given = headers.get(b"authorization", b"")
+                if not (
+                    given.startswith(b"Bearer ") and hmac.compare_digest(given[7:], self.token)
+                ):
+                    resp = JSONResponse(
+                        {"error": "missing or wrong bearer token"},
+                        status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="mlverify"'},
+                    )
+                    await resp(scope, receive, send_logged)
+                    return
+            length = headers.get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_body:
+                resp = JSONResponse({"error": "request body too large"}, status_code=413)
+                await resp(scope, receive, send_logged)
+                return
+            await self.app(scope, receive, send_logged)
+        finally:
+            client = scope.get("client") or ("", 0)
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status["code"],
+                    "client": client[0],
+                    "ms": round((time.perf_counter() - t0) * 1000, 2),
+                },
+            )
+
+
+@dataclass
+class HarborJob:
+    id: str
+    repository: str
+    digest: str
+    future: concurrent.futures.Future[Verdict]
+    created: float = field(default_factory=time.time)
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -> ASGIApp:
+    """The ASGI application (routes wrapped in :class:`Guard`)."""
+    harbor_jobs: dict[str, HarborJob] = {}
+
+    def endpoint(
+        fn: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except BodyTooLarge:
+                return _error("request body too large", 413)
+            except (ValueError, UnicodeDecodeError):
+                return _error("request body is not valid JSON")
+
+        return wrapped
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    # -- generic API -----------------------------------------------------------------
+    @endpoint
+    async def v1_check(request: Request) -> Response:
+        body = await read_json(request, max_body)
+        ref = body.get("ref") if isinstance(body, dict) else None
+        if not isinstance(ref, str) or not ref:
+            return _error('expected {"ref": "oci://...|hf://...|PATH"}')
+        try:
+            service.admit_reference(ref)
+        except MlverifyError as e:
+            return _error(str(e), 403)
+        verdict = await asyncio.wrap_future(service.submit(ref, refresh=bool(body.get("refresh"))))
+        return JSONResponse(verdict.to_json(evidence=bool(body.get("evidence"))))
+
+    async def verdicts(request: Request) -> Response:
+        return JSONResponse(
+            {"verdicts": [{"key": k, **v.to_json()} for k, v in service.verdicts().items()]}
+        )
+
+    # -- Kubernetes admission ------------------------------------------------------------
+    @endpoint
+    async def k8s_validate(request: Request) -> Response:
+        review = await read_json(request, max_body)
+        req = review.get("request") if isinstance(review, dict) else None
+        if not isinstance(req, dict) or "uid" not in req:
+            return _error("expected an AdmissionReview (admission.k8s.io/v1) with a request")
+        allowed = True
+        messages: list[str] = []
+        warnings: list[str] = []
+        if req.get("operation") != "DELETE":
+            refs = references_in(req.get("object") or {})
+            pending: list[tuple[str, concurrent.futures.Future[Verdict]]] = []
+            for ref in refs:
+                if service.config.require_digest and not is_pinned(ref):
+                    allowed = False
+                    messages.append(f"{ref}: not pinned by digest (use @sha256:... or a commit)")
+                    continue
+                try:
+                    service.admit_reference(ref)
+                except MlverifyError as e:
+                    allowed = False
+                    messages.append(str(e))
+                    continue
+                pending.append((ref, service.submit(ref)))
+            for ref, fut in pending:
+                try:
+                    verdict = await asyncio.wait_for(
+                        asyncio.shield(asyncio.wrap_future(fut)), service.config.check_timeout
+                    )
+                except asyncio.TimeoutError:
+                    allowed = False
+                    messages.append(
+                        f"{ref}: verification still running (budget "
+                        f"{service.config.check_timeout:g}s); retry shortly"
+                    )
+                    continue
+                warnings.extend(f"{ref}: {w}" for w in verdict.warnings())
+                if not verdict.allowed:
+                    allowed = False
+                    messages.extend(f"{ref}: {m}" for m in verdict.messages() or ["denied"])
+        response: dict[str, Any] = {"uid": req["uid"], "allowed": allowed}
+        if not allowed:
+            response["status"] = {
+                "code": 403,
+                "reason": "Forbidden",
+                "message": "mlverify: " + "; ".join(messages),
+            }
+        if warnings:
+            response["warnings"] = [w[:250] for w in warnings[:10]]
+        return JSONResponse(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+        )
+
+    # -- registry notifications ------------------------------------------------------------
+    def handle_push(host: str, repo: str, digest: str, tag: str) -> None:
+        from mlverify.oci import Registry
+
+        ref = f"oci://{host}/{repo}@{digest}"
+        reg = Registry(host, insecure_http=service.config.plain_http)
+        try:
+            data, _, _ = reg.get_manifest(repo, digest)
+            manifest = json.loads(data)
+        except (MlverifyError, ValueError) as e:
+            log.warning("event: manifest unreadable", extra={"ref": ref, "error": str(e)})
+            return
+        config_type = str((manifest.get("config") or {}).get("mediaType", ""))
+        if manifest.get("subject") or config_type in (
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.docker.container.image.v1+json",
+        ):
+            log.info("event: not a model, skipped", extra={"ref": ref})
+            return
+        verdict = service.submit(ref).result()
+        service.remember(ref, verdict)
+        if verdict.allowed or service.config.quarantine == "none":
+            return
+        try:
+            if service.config.quarantine == "delete":
+                reg.delete_manifest(repo, digest)
+            else:
+                reg.push_manifest(
+                    repo,
+                    "quarantined-" + digest.split(":", 1)[1][:64],
+                    data,
+                    str(manifest.get("mediaType") or OCI_MANIFEST),
+                )
+            log.warning(
+                "quarantined",
+                extra={"ref": ref, "mode": service.config.quarantine, "tag": tag},
+            )
+        except MlverifyError as e:
+            log.error("quarantine failed", extra={"ref": ref, "error": str(e)})
+
+    @endpoint
+    async def registry_events(request: Request) -> Response:
+        from urllib.parse import urlsplit
+
+        envelope = await read_json(request, max_body)
+        events = envelope.get("events") if isinstance(envelope, dict) else None
+        if not isinstance(events, list):
+            return _error('expected {"events": [...]}')
+        queued = 0
+        for ev in events:
+            if not isinstance(ev, dict) or ev.get("action") != "push":
+                continue  # pulls (and deletes) arrive even when configured out
+            target = ev.get("target") or {}
+            if target.get("mediaType") not in (OCI_MANIFEST, DOCKER_MANIFEST):
+                continue
+            digest, repo = str(target.get("digest", "")), str(target.get("repository", ""))
+            host = urlsplit(str(target.get("url", ""))).netloc
+            ref = f"oci://{host}/{repo}@{digest}"
+            if not (digest and repo and host) or service.cached(ref) is not None:
+                continue  # already judged (also our own quarantine tag's push)
+            try:
+                service.admit_reference(ref)
+            except MlverifyError as e:
+                log.warning("event: registry not configured", extra={"ref": ref, "error": str(e)})
+                continue
+            tag = str(target.get("tag", ""))
+            if tag.startswith("quarantined-"):
+                continue
+            asyncio.get_running_loop().run_in_executor(None, handle_push, host, repo, digest, tag)
+            queued += 1
+        return JSONResponse({"queued": queued})
+
+    # -- Harbor pluggable scanner API v1.2 --------------------------------------------------
+    async def harbor_metadata(request: Request) -> Response:
+        doc = {
+            "scanner": {"name": "mlverify", "vendor": "mlverify", "version": __version__},
+            "capabilities": [
+                {
+                    "type": "vulnerability",
+                    "consumes_mime_types": [
+                        OCI_MANIFEST,
+                        DOCKER_MANIFEST,
+                    ],
+                    "produces_mime_types": [HARBOR_REPORT],
+                }
+            ],
+            "properties": {
+                "harbor.scanner-adapter/scanner-type": "ml-model-verifier",
+                "org.mlverify.policies": ",".join(p.name for p in service.config.policies),
+            },
+        }
+        return JSONResponse(doc, media_type=HARBOR_METADATA)
+
+    @endpoint
+    async def harbor_scan(request: Request) -> Response:
+        from urllib.parse import urlsplit
+
+        body = await read_json(request, max_body)
+        try:
+            registry, artifact = body["registry"], body["artifact"]
+            host = urlsplit(str(registry["url"])).netloc
+            repo, digest = str(artifact["repository"]), str(artifact["digest"])
+        except (KeyError, TypeError):
+            return JSONResponse(
+                {"error": {"message": "expected {registry{url}, artifact{repository, digest}}"}},
+                status_code=422,
+                media_type=HARBOR_ERROR,
+            )
+        ref = f"oci://{host}/{repo}@{digest}"
+        try:
+            service.admit_reference(ref)
+        except MlverifyError as e:
+            return JSONResponse(
+                {"error": {"message": str(e)}}, status_code=422, media_type=HARBOR_ERROR
+            )
+        auth = registry.get("authorization") or None
+        job = HarborJob(uuid.uuid4().hex, repo, digest, service.submit(ref, authorization=auth))
+        harbor_jobs[job.id] = job
+        if len(harbor_jobs) > 10_000:  # keep the newest
+            for old in sorted(harbor_jobs.values(), key=lambda j: j.created)[:1000]:
+                harbor_jobs.pop(old.id, None)
+        return JSONResponse({"id": job.id}, status_code=202, media_type=HARBOR_SCAN_RESPONSE)
+
+    async def harbor_report(request: Request) -> Response:
+        job = harbor_jobs.get(request.path_params["id"])
+        if job is None:
+            return JSONResponse(
+                {"error": {"message": "unknown scan request id"}},
+                status_code=404,
+                media_type=HARBOR_ERROR,
+            )
+        if not job.future.done():
+            return Response(status_code=302, headers={"Refresh-After": "1"})
+        verdict = job.future.result()
+        vulns = harbor_vulnerabilities(verdict, job.repository)
+        top = max((_RANK.index(v["severity"]) for v in vulns), default=1 if verdict.allowed else 0)
+        doc = {
+            "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "artifact": {
+                "repository": job.repository,
+                "digest": job.digest,
+                "mime_type": OCI_MANIFEST,
+            },
+            "scanner": {"name": "mlverify", "vendor": "mlverify", "version": __version__},
+            "severity": _RANK[top],
+            "vulnerabilities": vulns,
+        }
+        return JSONResponse(doc, media_type=HARBOR_REPORT)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/check", v1_check, methods=["POST"]),
+        Route("/v1/verdicts", verdicts, methods=["GET"]),
+        Route("/k8s/validate", k8s_validate, methods=["POST"]),
+        Route("/registry/events", registry_events, methods=["POST"]),
+        Route("/api/v1/metadata", harbor_metadata, methods=["GET"]),
+        Route("/api/v1/scan", harbor_scan, methods=["POST"]),
+        Route("/api/v1/scan/{id}/report", harbor_report, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return Guard(app, token, max_body)
+
+
+def harbor_vulnerabilities(verdict: Verdict, package: str) -> list[dict[str, Any]]:
+    """Policy reasons and scanner findings as Harbor vulnerability items."""
+    out: list[dict[str, Any]] = []
+    if verdict.error or (verdict.result is None and verdict.note):
+        out.append(
+            {
+                "id": "MLV-check-failed",
+                "package": package,
+                "version": verdict.digest or "unknown",
+                "severity": "High",
+                "description": verdict.error or verdict.note,
+                "links": [],
+            }
+        )
+        return out
+    if verdict.result is None:
+        return out
+    for d in verdict.result.decisions:
+        for r in d.reasons:
+            if r.level == "info":
+                continue
+            out.append(
+                {
+                    "id": f"MLV-{r.code}",
+                    "package": package,
+                    "version": verdict.digest,
+                    "severity": "High" if r.level == "deny" and not d.allowed else "Medium",
+                    "description": r.message,
+                    "fix_version": "",
+                    "links": [],
+                    "vendor_attributes": {"policy": d.policy, "remedy": r.remedy},
+                }
+            )
+    for f in verdict.result.evidence.get("findings", []):
+        if not isinstance(f, dict):
+            continue
+        out.append(
+            {
+                "id": str(f.get("rule_id", "MLV-finding")),
+                "package": package,
+                "version": verdict.digest,
+                "severity": _SEVERITY.get(str(f.get("severity", "")), "Unknown"),
+                "description": f"{f.get('path', '')}: {f.get('message', '')}",
+                "links": [],
+            }
+        )
+    return out
