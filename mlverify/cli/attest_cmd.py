@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mlverify.cli.options import sigstore_signing_options
+from mlverify.cli.options import parse_key_values, sigstore_signing_options
 from mlverify.cli.output import write_atomically
 from mlverify.cli.secrets import password_source
 from mlverify.errors import UsageError
@@ -168,12 +168,7 @@ def provenance_command(
         raise UsageError(
             f"provenance needs {', '.join(missing)} (defaults come from GitHub Actions only)"
         )
-    parameters: dict[str, str] = {}
-    for p in params:
-        k, sep, v = p.partition("=")
-        if not sep or not k:
-            raise UsageError(f"--param {p!r}: expected KEY=VALUE")
-        parameters[k] = v
+    parameters = parse_key_values(params)
     deps = [dependency_from_arg("dataset", d) for d in datasets]
     deps += [dependency_from_arg("base-model", b) for b in base_models]
     info = BuildInfo(

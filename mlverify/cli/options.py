@@ -91,3 +91,27 @@ def sigstore_signing_options(f: F) -> F:
         "and an OIDC identity (ambient GitHub Actions credentials or --identity-token).",
     )(f)
     return f
+
+
+#: `--format text|json` for commands whose report is a short text or a JSON document
+text_or_json_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Report format on stdout.",
+)
+
+
+def parse_key_values(values: tuple[str, ...], option: str = "--param") -> dict[str, str]:
+    """``("k=v", ...)`` as a dict; a value without ``=`` is a usage error."""
+    from mlverify.errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out

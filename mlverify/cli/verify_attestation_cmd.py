@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from mlverify.cli.options import parse_key_values, text_or_json_option
 from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
-from mlverify.errors import SignatureNotFoundError, UsageError
+from mlverify.errors import SignatureNotFoundError
 
 
 @click.command("verify-attestation")
@@ -65,7 +66,7 @@ from mlverify.errors import SignatureNotFoundError, UsageError
     metavar="PATH_OR_URI@sha256:HEX",
     help="Required base model; a local path is hashed now; repeatable.",
 )
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@text_or_json_option
 def verify_attestation_command(
     path: Path,
     attestations: tuple[Path, ...],
@@ -108,12 +109,7 @@ def verify_attestation_command(
     keys = [load_public_key(uri) for uri in key_uris]
     trust = build_trust_set(keys, trust_args)
 
-    parameters: dict[str, str] = {}
-    for p in params:
-        k, sep, v = p.partition("=")
-        if not sep or not k:
-            raise UsageError(f"--param {p!r}: expected KEY=VALUE")
-        parameters[k] = v
+    parameters = parse_key_values(params)
     requirements = ProvenanceRequirements(
         builder_ids=builder_ids,
         source_repo=source_repo,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mlverify.cli.options import text_or_json_option
 from mlverify.cli.trust_options import TrustArgs, identity_options, sigstore_identity
 from mlverify.errors import UsageError
 
@@ -28,13 +29,7 @@ from mlverify.errors import UsageError
     help="Managed key: the trusted public key (PEM), instead of --identity/--issuer.",
 )
 @identity_options
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-)
+@text_or_json_option
 def verify_bundle_command(
     artifact: Path,
     bundle_path: Path,

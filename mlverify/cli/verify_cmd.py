@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from mlverify.background import BackgroundCall
+from mlverify.cli.options import text_or_json_option
 from mlverify.cli.sign_cmd import default_signature_path
 from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
 from mlverify.errors import UsageError
@@ -53,13 +54,7 @@ from mlverify.refs import reference_path_argument
     default=False,
     help="Reuse digests of unchanged files (see docs/digest-cache.md).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-)
+@text_or_json_option
 def verify_command(
     path: Path,
     signature_paths: tuple[Path, ...],

@@ -173,15 +173,16 @@ class _Reader:
 
 def load_policy(path: Path) -> Policy:
     """Read and validate the policy file at ``path``."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_POLICY_BYTES + 1)
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: policy file not found; check --policy") from None
-    except OSError as e:
-        raise PolicyError(f"{path}: cannot read the policy ({e.strerror})") from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{path}: policy file larger than 1 MiB; is this a policy?")
+    from mlverify.files import read_bounded
+
+    raw = read_bounded(
+        path,
+        what="policy file",
+        limit=MAX_POLICY_BYTES,
+        missing=PolicyError,
+        missing_text="policy file not found; check --policy",
+        too_big_text="is this a policy?",
+    )
     return parse_policy(raw, source=str(path), base=path.parent)
 
 
