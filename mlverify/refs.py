@@ -168,19 +168,18 @@ def check_refs(
     *,
     signatures: Sequence[Path] = (),
     use_cache: bool = False,
-) -> list[CheckResult]:
-    """`mlverify check`'s loop: results for what could be checked, notes on stderr for
-    Git LFS pointers (not fetched: neither allowed nor denied)."""
-    import click
-
-    results = []
+) -> tuple[list[CheckResult], list[str]]:
+    """`mlverify check`'s loop: results for what could be checked, and a "not fetched"
+    note for each artifact that holds Git LFS pointers (its content was not checked)."""
+    results: list[CheckResult] = []
+    notes: list[str] = []
     for ref in refs:
         out = check_ref(ref, policies, signatures=signatures, use_cache=use_cache)
         if isinstance(out, str):
-            click.echo(f"mlverify check: {out}", err=True)
+            notes.append(out)
         else:
             results.append(out)
-    return results
+    return results, notes
 
 
 def scan_refs(refs: Sequence[str | Path], limits: Limits | None = None) -> list[ScanReport]:

@@ -41,6 +41,12 @@ FORMATS = ("text", "json", "sarif")
 @click.option(
     "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
 )
+@click.option(
+    "--allow-not-fetched",
+    is_flag=True,
+    help="Do not deny artifacts whose Git LFS content is not fetched (skip them with a note; "
+    "the default inside pre-commit hooks).",
+)
 @click.option("--explain", is_flag=True, help="Also print the evidence behind each decision.")
 @click.option(
     "--cache/--no-cache",
@@ -57,6 +63,7 @@ def check_command(
     output: Path | None,
     explain: bool,
     use_cache: bool,
+    allow_not_fetched: bool,
 ) -> None:
     """Decide whether each artifact at PATHS may be used: allow or deny, with every reason.
 
@@ -74,7 +81,13 @@ def check_command(
         raise UsageError("--signature applies to one artifact; check artifacts one at a time")
     from mlverify.refs import check_refs  # local paths, oci://, hf://; Git LFS pointers
 
-    results = check_refs(paths, policies, signatures=signatures, use_cache=use_cache)
+    results, not_fetched = check_refs(paths, policies, signatures=signatures, use_cache=use_cache)
+    # Unfetched Git LFS content was not checked: never admitted, except in a commit hook
+    # (pre-commit sets PRE_COMMIT=1), where a developer need not have pulled every model.
+    skip_unfetched = allow_not_fetched or os.environ.get("PRE_COMMIT") == "1"
+    for note in not_fetched:
+        verdict = "skipped" if skip_unfetched else "denied"
+        click.echo(f"mlverify check: {note} ({verdict})", err=True)
 
     if output_format == "json":
         text = (
@@ -100,9 +113,14 @@ def check_command(
         write_atomically(output, text.encode())
     else:
         click.echo(text, nl=False)
-    denied = [r for r in results if not r.allowed]
+    denied: list[object] = [r for r in results if not r.allowed]
+    if not skip_unfetched:
+        denied += not_fetched
     warned = [r for r in results if r.allowed and any(d.would_deny for d in r.decisions)]
-    summary = f"{len(results) - len(denied)} allowed, {len(denied)} denied"
+    allowed = sum(r.allowed for r in results)
+    summary = f"{allowed} allowed, {len(denied)} denied"
+    if not_fetched:
+        summary += f", {len(not_fetched)} not fetched" + (" (skipped)" if skip_unfetched else "")
     if warned:
         summary += f" ({len(warned)} allowed only because the policy is in warn mode)"
     click.echo(f"mlverify check: {summary}", err=True)

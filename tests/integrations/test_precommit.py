@@ -42,18 +42,25 @@ def test_scan_reports_pointer_as_not_fetched(
     assert "error" not in r.err
 
 
-def test_check_skips_unfetched_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unfetched_model_denied_outside_hooks_skipped_inside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = make_clean_model(tmp_path)
     (model / "model.safetensors").write_bytes(POINTER)
     assert pointers_in(model) == ["model.safetensors"]
+    monkeypatch.delenv("PRE_COMMIT", raising=False)
+    # Outside a commit hook, content that was not checked is never admitted.
     r = run(capsys, "check", "--no-cache", "--policy", "builtin:strict", model)
-    assert r.code == 0, r.err
-    assert "not fetched" in r.err and "model.safetensors" in r.err
-    assert "0 allowed, 0 denied" in r.err
-    # a fetched model next to it is still checked
+    assert r.code == 1, r.err
+    assert "not fetched" in r.err and "model.safetensors" in r.err and "(denied)" in r.err
+    r = run(capsys, "check", "--no-cache", "--allow-not-fetched", model)
+    assert r.code == 0 and "(skipped)" in r.err
+    # In pre-commit (PRE_COMMIT=1) it is skipped with a note; a fetched model is checked.
+    monkeypatch.setenv("PRE_COMMIT", "1")
     other = make_clean_model(tmp_path, "fetched")
     r = run(capsys, "check", "--no-cache", model, other)
     assert r.code == 0 and "ALLOWED" in r.out and str(other) in r.out
+    assert "1 allowed, 0 denied, 1 not fetched (skipped)" in r.err
 
 
 def _git(repo: Path, *args: str) -> None:
