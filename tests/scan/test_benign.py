@@ -116,7 +116,8 @@ def test_sklearn_joblib(tmp_path: Path, compress: object) -> None:
 def test_numpy_files(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     np.save(tmp_path / "a.npy", np.arange(100.0).reshape(10, 10))
-    np.save(tmp_path / "o.npy", np.array([1, "x", None, {"k": 2}], dtype=object), allow_pickle=True)
+    objects = np.array([1, "x", None, {"k": 2}], dtype=object)
+    np.save(tmp_path / "o.npy", objects, allow_pickle=True)  # safe: writes, never loads
     np.savez_compressed(tmp_path / "z.npz", a=np.arange(3), b=np.ones((2, 2)))
     np.savez(tmp_path / "zo.npz", o=np.array([1, "y"], dtype=object))
     for name in ("a.npy", "o.npy", "z.npz", "zo.npz"):
