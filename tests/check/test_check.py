@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import struct
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.core.helpers import Result, make_model, run, write_key_pair
+from tests.core.helpers import Result, evil_pickle, make_model, run, safetensors, write_key_pair
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def evil_pickle(path: Path) -> Path:
-    """``os.system('true')`` via GLOBAL + REDUCE, built from opcode bytes; never loaded."""
-    path.write_bytes(b"\x80\x02cos\nsystem\nX" + struct.pack("<I", 4) + b"true\x85R.")
-    return path
-
-
-def safetensors(path: Path) -> Path:
-    header = json.dumps(
-        {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, separators=(",", ":")
-    ).encode()
-    header += b" " * (-len(header) % 8)
-    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 8)
-    return path
 
 
 def policy(tmp: Path, body: str, name: str = "p.yaml") -> Path:

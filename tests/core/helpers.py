@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +76,18 @@ def make_model(root: Path) -> Path:
     (model / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (model / ".gitattributes").write_text("*.bin filter=lfs\n")
     return model
+
+
+def evil_pickle(path: Path) -> Path:
+    """``os.system('true')`` via GLOBAL + REDUCE, built from opcode bytes; never loaded."""
+    path.write_bytes(b"\x80\x02cos\nsystem\nX" + struct.pack("<I", 4) + b"true\x85R.")
+    return path
+
+
+def safetensors(path: Path) -> Path:
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, separators=(",", ":")
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 8)
+    return path
