@@ -150,10 +150,14 @@ def hash_all(
         for i in todo:
             results[i] = hash_range(jobs[i], hash_type)
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash") as ex:
+        ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash")
+        try:
             futures = {i: ex.submit(hash_range, jobs[i], hash_type) for i in todo}
             for i, fut in futures.items():
                 results[i] = fut.result()
+        finally:
+            # on an error, do not hash the rest of a large model before reporting it
+            ex.shutdown(wait=True, cancel_futures=True)
     if store:
         for i in todo:
             store(jobs[i], results[i])  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ single file, ``sha256-sharded-N`` algorithms, float ``shard_size``, ``blake2``).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -146,9 +147,9 @@ class Manifest:
         if not isinstance(raw, list):
             raise InputError(f"{where}: predicate has no 'resources' list")
         resources = tuple(_parse_resource(item, ser, where=where) for item in raw)
-        names = [r.name for r in resources]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(r.name for r in resources)
+        if len(counts) != len(resources):
+            dup = sorted(n for n, c in counts.items() if c > 1)
             raise InputError(f"{where}: resource listed twice: {', '.join(dup[:5])}")
         return cls(subject_name=subject_name, serialization=ser, resources=resources)
 
