@@ -51,6 +51,24 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+def add_signed_copy(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], repo_id: str, commit: str
+) -> Path:
+    """Sign a copy of the fixture model with a fresh key and add it to the cache.
+
+    The signed files (model.sig included) become ``repo_id`` at ``commit``; returns the
+    public key that verifies them.
+    """
+    model = tmp_path / "pub" / "tiny"
+    model.mkdir(parents=True)
+    for p in FIXTURE_MODEL.iterdir():
+        (model / p.name).write_bytes(p.read_bytes())
+    priv, pub = write_key_pair(tmp_path)
+    assert run(capsys, "sign", model, "--key", priv).code == 0
+    add_snapshot(cache, repo_id, commit, {p.name: p.read_bytes() for p in model.iterdir()})
+    return pub
+
+
 def test_check_hf_reference(hf_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     r = run(capsys, "check", "--no-cache", "--format", "json", "hf://acme/tiny")
     assert r.code == 0, r.err
@@ -83,14 +101,7 @@ def test_signed_model_in_cache(
     hf_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A publisher's model.sig in the repository is found and verified."""
-    model = tmp_path / "pub" / "tiny"
-    model.mkdir(parents=True)
-    for p in FIXTURE_MODEL.iterdir():
-        (model / p.name).write_bytes(p.read_bytes())
-    priv, pub = write_key_pair(tmp_path)
-    assert run(capsys, "sign", model, "--key", priv).code == 0
-    files = {p.name: p.read_bytes() for p in model.iterdir()}
-    add_snapshot(hf_cache, "acme/signed", "c" * 40, files)
+    pub = add_signed_copy(hf_cache, tmp_path, capsys, "acme/signed", "c" * 40)
     policy = write_key_policy(tmp_path, pub)
     r = run(capsys, "check", "--no-cache", "--policy", policy, "hf://acme/signed")
     assert r.code == 0 and "signed by key" in r.out, r.out + r.err
@@ -123,15 +134,7 @@ def test_missing_and_malformed(hf_cache: Path, capsys: pytest.CaptureFixture[str
 def test_verify_hf_reference(
     hf_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = tmp_path / "pub" / "tiny"
-    model.mkdir(parents=True)
-    for p in FIXTURE_MODEL.iterdir():
-        (model / p.name).write_bytes(p.read_bytes())
-    priv, pub = write_key_pair(tmp_path)
-    assert run(capsys, "sign", model, "--key", priv).code == 0
-    add_snapshot(
-        hf_cache, "acme/signed", "d" * 40, {p.name: p.read_bytes() for p in model.iterdir()}
-    )
+    pub = add_signed_copy(hf_cache, tmp_path, capsys, "acme/signed", "d" * 40)
     r = run(capsys, "verify", "hf://acme/signed", "--key", pub)
     assert r.code == 0 and "verified" in r.out, r.err
 

@@ -13,7 +13,7 @@ import pytest
 
 from mlverify.manifest.build import hash_model
 from mlverify.signing.statement import statement_bytes
-from tests.signing.helpers import UTC, make_model, run, vectors_dir
+from tests.signing.helpers import UTC, Result, make_model, run, vectors_dir
 from tests.signing.virtual_sigstore import (
     OID_BUILD_CONFIG_URI,
     OID_SOURCE_REPOSITORY_REF,
@@ -40,6 +40,19 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     return attempts
+
+
+def _verify_keyless(
+    capsys: pytest.CaptureFixture[str],
+    model: Path,
+    root: Path,
+    *extra: object,
+    identity: str = ALICE,
+    issuer: str = ISSUER,
+) -> Result:
+    """``mlverify verify MODEL --identity IDENTITY --issuer ISSUER --trust-root ROOT EXTRA...``."""
+    trust = ["--identity", identity, "--issuer", issuer, "--trust-root", root]
+    return run(capsys, "verify", model, *trust, *extra)
 
 
 # -- golden vectors (real Sigstore public-good signatures) ------------------------
@@ -102,17 +115,8 @@ def test_golden_sigstore_wrong_signer(capsys: pytest.CaptureFixture[str]) -> Non
         "ignore-me",
     )
     assert r.code == 0, r.err
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--identity",
-        IBM_ID,
-        "--issuer",
-        IBM_ISSUER,
-        "--trust-root",
-        vectors_dir() / "staging_trusted_root.json",
-    )
+    staging = vectors_dir() / "staging_trusted_root.json"
+    r = _verify_keyless(capsys, model, staging, identity=IBM_ID, issuer=IBM_ISSUER)
     assert r.code == 1 and "staging_trusted_root.json" in r.err
 
 
@@ -142,22 +146,10 @@ def test_virtual_round_trip(
     no_connect: list[object],
 ) -> None:
     model, root = _signed_model(tmp_path, vsig)
-    r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", root)
+    r = _verify_keyless(capsys, model, root)
     assert r.code == 0, r.err
     assert f"sigstore {ALICE} (issuer {ISSUER})" in r.out
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--identity",
-        ALICE,
-        "--issuer",
-        ISSUER,
-        "--trust-root",
-        root,
-        "--format",
-        "json",
-    )
+    r = _verify_keyless(capsys, model, root, "--format", "json")
     doc = json.loads(r.out)
     assert doc["verified"] is True and doc["method"] == "sigstore"
     assert no_connect == []
@@ -167,29 +159,9 @@ def test_virtual_wrong_identity_and_issuer(
     tmp_path: Path, vsig: VirtualSigstore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model, root = _signed_model(tmp_path, vsig)
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--identity",
-        "bob@example.com",
-        "--issuer",
-        ISSUER,
-        "--trust-root",
-        root,
-    )
+    r = _verify_keyless(capsys, model, root, identity="bob@example.com")
     assert r.code == 1 and ALICE in r.err and "bob@example.com" in r.err
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--identity",
-        ALICE,
-        "--issuer",
-        "https://evil.example",
-        "--trust-root",
-        root,
-    )
+    r = _verify_keyless(capsys, model, root, issuer="https://evil.example")
     assert r.code == 1 and f"issuer {ISSUER}" in r.err and "https://evil.example" in r.err
     assert len(r.err.strip().splitlines()) == 1
 
@@ -199,7 +171,7 @@ def test_virtual_tampered_artifact(
 ) -> None:
     model, root = _signed_model(tmp_path, vsig)
     (model / "sub" / "tokenizer.txt").write_text("x y z\n")
-    r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", root)
+    r = _verify_keyless(capsys, model, root)
     assert r.code == 1 and "sub/tokenizer.txt" in r.err and "is valid, but" in r.err
 
 
@@ -213,7 +185,7 @@ def test_virtual_tampered_payload(
     statement["predicate"]["serialization"]["allow_symlinks"] = True  # still consistent
     doc["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     sig.write_text(json.dumps(doc))
-    r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", root)
+    r = _verify_keyless(capsys, model, root)
     assert r.code == 1 and "Sigstore verification" in r.err
 
 
@@ -222,9 +194,7 @@ def test_virtual_foreign_root(
 ) -> None:
     model, _ = _signed_model(tmp_path, vsig)
     foreign = VirtualSigstore(name="foreign").write_trusted_root(tmp_path / "foreign.json")
-    r = run(
-        capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", foreign
-    )
+    r = _verify_keyless(capsys, model, foreign)
     assert r.code == 1 and "foreign.json" in r.err
     # and the default (public-good) root does not trust the virtual instance either
     r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER)
@@ -239,7 +209,7 @@ def test_virtual_expired_certificate(
     model, root = _signed_model(
         tmp_path, vsig, not_before=nb, integrated=nb + dt.timedelta(hours=1)
     )
-    r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", root)
+    r = _verify_keyless(capsys, model, root)
     assert r.code == 1 and "not valid" in r.err
 
 
@@ -249,7 +219,7 @@ def test_virtual_old_signature_still_valid(
     # keyless certificates live 10 minutes: validity is judged at the logged time
     nb = vsig.now - dt.timedelta(days=30)
     model, root = _signed_model(tmp_path, vsig, not_before=nb)
-    r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", root)
+    r = _verify_keyless(capsys, model, root)
     assert r.code == 0, r.err
 
 
@@ -308,17 +278,7 @@ def test_usage_errors(
     assert r.code == 2
     r = run(capsys, "verify", model, "--key", root)
     assert r.code == 2 and "not a PEM public key" in r.err
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--identity",
-        ALICE,
-        "--issuer",
-        ISSUER,
-        "--trust-root",
-        tmp_path / "missing.json",
-    )
+    r = _verify_keyless(capsys, model, tmp_path / "missing.json")
     assert r.code == 2 and "missing.json" in r.err
 
 
@@ -474,5 +434,5 @@ def test_v02_bundle_with_certificate_chain_is_keyless(
     vm["x509CertificateChain"] = {"certificates": [vm.pop("certificate")]}
     doc["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2"
     sig.write_text(json.dumps(doc))
-    r = run(capsys, "verify", model, "--identity", ALICE, "--issuer", ISSUER, "--trust-root", root)
+    r = _verify_keyless(capsys, model, root)
     assert r.code == 0, r.err

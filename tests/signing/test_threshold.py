@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from mlverify.manifest.build import hash_model
 from mlverify.signing.dsse import pae
 from mlverify.signing.keys import KeySigner
 from mlverify.signing.statement import statement_bytes
-from tests.signing.helpers import make_model, run, write_private_key, write_public_key
+from tests.signing.helpers import Result, make_model, run, write_private_key, write_public_key
 from tests.signing.virtual_sigstore import VirtualSigstore
 
 
@@ -35,13 +36,29 @@ def _sign(capsys: pytest.CaptureFixture[str], model: Path, party: Party, out: Pa
     return out
 
 
+def _verify(
+    capsys: pytest.CaptureFixture[str],
+    model: Path,
+    signatures: Sequence[Path],
+    keys: Sequence[Party],
+    *extra: object,
+) -> Result:
+    """``mlverify verify MODEL --signature SIG... --key PUBLIC... EXTRA...``."""
+    args: list[object] = ["verify", model]
+    for sig in signatures:
+        args += ["--signature", sig]
+    for party in keys:
+        args += ["--key", party.public]
+    return run(capsys, *args, *extra)
+
+
 def test_any_of_rotation(
     tmp_path: Path, parties: tuple[Party, Party, Party], capsys: pytest.CaptureFixture[str]
 ) -> None:
     alice, bob, _ = parties
     model = make_model(tmp_path)
     sig = _sign(capsys, model, bob, tmp_path / "bob.sig")
-    r = run(capsys, "verify", model, "--signature", sig, "--key", alice.public, "--key", bob.public)
+    r = _verify(capsys, model, [sig], [alice, bob])
     assert r.code == 0, r.err
 
 
@@ -52,15 +69,14 @@ def test_two_of_two_distinct_signers(
     model = make_model(tmp_path)
     a = _sign(capsys, model, alice, tmp_path / "alice.sig")
     b = _sign(capsys, model, bob, tmp_path / "bob.sig")
-    trust = ["--key", alice.public, "--key", bob.public, "--threshold", 2]
-    r = run(capsys, "verify", model, "--signature", a, "--signature", b, *trust)
+    r = _verify(capsys, model, [a, b], [alice, bob], "--threshold", 2)
     assert r.code == 0, r.err
     assert r.out.count("key sha256:") == 2
-    r = run(capsys, "verify", model, "--signature", a, "--signature", b, *trust, "--format", "json")
+    r = _verify(capsys, model, [a, b], [alice, bob], "--threshold", 2, "--format", "json")
     assert len(json.loads(r.out)["signers"]) == 2
     # one signer twice is still one signer
     a2 = _sign(capsys, model, alice, tmp_path / "alice2.sig")
-    r = run(capsys, "verify", model, "--signature", a, "--signature", a2, *trust)
+    r = _verify(capsys, model, [a, a2], [alice, bob], "--threshold", 2)
     assert r.code == 1
     assert "1 distinct trusted signer(s) found" in r.err and "2 required" in r.err
 
@@ -72,37 +88,11 @@ def test_untrusted_second_signature_does_not_count(
     model = make_model(tmp_path)
     a = _sign(capsys, model, alice, tmp_path / "alice.sig")
     m = _sign(capsys, model, mallory, tmp_path / "mallory.sig")
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--signature",
-        a,
-        "--signature",
-        m,
-        "--key",
-        alice.public,
-        "--key",
-        bob.public,
-        "--threshold",
-        2,
-    )
+    r = _verify(capsys, model, [a, m], [alice, bob], "--threshold", 2)
     assert r.code == 1
     assert "mallory.sig" in r.err and "no valid signature by a trusted key" in r.err
     # threshold 1: the valid trusted signature is enough, the other is ignored
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--signature",
-        a,
-        "--signature",
-        m,
-        "--key",
-        alice.public,
-        "--key",
-        bob.public,
-    )
+    r = _verify(capsys, model, [a, m], [alice, bob])
     assert r.code == 0, r.err
 
 
@@ -118,8 +108,7 @@ def test_several_signatures_in_one_envelope(
     extra = KeySigner(bob.key).sign(signed)
     env["signatures"].append({"sig": base64.b64encode(extra).decode(), "keyid": ""})
     sig.write_text(json.dumps(doc))
-    trust = ["--key", alice.public, "--key", bob.public, "--threshold", 2]
-    r = run(capsys, "verify", model, "--signature", sig, *trust)
+    r = _verify(capsys, model, [sig], [alice, bob], "--threshold", 2)
     assert r.code == 0, r.err
     # the same signer twice in one envelope counts once
     env["signatures"][1] = {
@@ -127,7 +116,7 @@ def test_several_signatures_in_one_envelope(
         "keyid": "",
     }
     sig.write_text(json.dumps(doc))
-    r = run(capsys, "verify", model, "--signature", sig, *trust)
+    r = _verify(capsys, model, [sig], [alice, bob], "--threshold", 2)
     assert r.code == 1 and "1 distinct trusted signer(s) found" in r.err
 
 
@@ -142,16 +131,11 @@ def test_mixed_methods_key_and_sigstore(
     keyless = tmp_path / "ci.sig"
     keyless.write_bytes(bundle)
     root = vs.write_trusted_root(tmp_path / "root.json")
-    r = run(
+    r = _verify(
         capsys,
-        "verify",
         model,
-        "--signature",
-        key_sig,
-        "--signature",
-        keyless,
-        "--key",
-        alice.public,
+        [key_sig, keyless],
+        [alice],
         "--identity",
         "ci@example.com",
         "--issuer",
@@ -171,9 +155,9 @@ def test_threshold_bounds(
     alice, _, _ = parties
     model = make_model(tmp_path)
     sig = _sign(capsys, model, alice, tmp_path / "a.sig")
-    r = run(capsys, "verify", model, "--signature", sig, "--key", alice.public, "--threshold", 0)
+    r = _verify(capsys, model, [sig], [alice], "--threshold", 0)
     assert r.code == 2
-    r = run(capsys, "verify", model, "--signature", tmp_path / "none.sig", "--key", alice.public)
+    r = _verify(capsys, model, [tmp_path / "none.sig"], [alice])
     assert r.code == 1 and "no signature found" in r.err
 
 
@@ -184,19 +168,5 @@ def test_several_signature_files_inside_the_model(
     model = make_model(tmp_path)
     a = _sign(capsys, model, alice, model / "alice.sig")
     b = _sign(capsys, model, bob, model / "bob.sig")
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--signature",
-        a,
-        "--signature",
-        b,
-        "--key",
-        alice.public,
-        "--key",
-        bob.public,
-        "--threshold",
-        2,
-    )
+    r = _verify(capsys, model, [a, b], [alice, bob], "--threshold", 2)
     assert r.code == 0, r.err

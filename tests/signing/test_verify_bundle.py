@@ -13,7 +13,7 @@ from mlverify.errors import InputError, MlverifyError
 from mlverify.signing.generic import UnsupportedBundleError, verify_any_bundle
 from mlverify.signing.keys import load_public_key
 from mlverify.signing.sigstore_verify import SigstoreIdentity
-from tests.signing.helpers import VECTORS, run, vectors_dir, write_public_key
+from tests.signing.helpers import VECTORS, Result, run, vectors_dir, write_public_key
 
 CONFORMANCE = VECTORS / "sigstore-conformance-bundle-verify"
 DEFAULT_IDENTITY = (
@@ -115,6 +115,17 @@ def _bundle_for(artifact: Path) -> Path:
     raise AssertionError(f"no bundle for {artifact}")
 
 
+def _verify_real(
+    capsys: pytest.CaptureFixture[str], artifact: Path, identity: list[str], root: Path
+) -> Result:
+    """``mlverify verify-bundle ARTIFACT --bundle BUNDLE IDENTITY... --trust-root ROOT``.
+
+    BUNDLE is the one stored beside the artifact (see ``_bundle_for``).
+    """
+    bundle = ["--bundle", _bundle_for(artifact)]
+    return run(capsys, "verify-bundle", artifact, *bundle, *identity, "--trust-root", root)
+
+
 @pytest.mark.parametrize(("name", "instance", "identity", "issuer"), REAL)
 def test_real_sigstore_python_bundles(
     name: str, instance: str, identity: str, issuer: str, capsys: pytest.CaptureFixture[str]
@@ -122,35 +133,12 @@ def test_real_sigstore_python_bundles(
     v = vectors_dir()
     artifact = v / "sigstore-python" / name
     root = v / f"{instance}_trusted_root.json"
-    r = run(
-        capsys,
-        "verify-bundle",
-        artifact,
-        "--bundle",
-        _bundle_for(artifact),
-        "--identity",
-        identity,
-        "--issuer",
-        issuer,
-        "--trust-root",
-        root,
-    )
+    signer = ["--identity", identity, "--issuer", issuer]
+    r = _verify_real(capsys, artifact, signer, root)
     assert r.code == 0, r.err
     assert f"signed by sigstore {identity}" in r.out
     other = "staging" if instance == "production" else "production"
-    r = run(
-        capsys,
-        "verify-bundle",
-        artifact,
-        "--bundle",
-        _bundle_for(artifact),
-        "--identity",
-        identity,
-        "--issuer",
-        issuer,
-        "--trust-root",
-        v / f"{other}_trusted_root.json",
-    )
+    r = _verify_real(capsys, artifact, signer, v / f"{other}_trusted_root.json")
     assert r.code == 1
 
 
@@ -181,20 +169,9 @@ def test_real_staging_dsse_bundle(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cve_2022_36056_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     v = vectors_dir()
     artifact = v / "sigstore-python" / "bundle_cve_2022_36056.txt"
+    signer = ["--identity-regex", ".*", "--issuer", "https://github.com/login/oauth"]
     for root in ("staging", "production"):
-        r = run(
-            capsys,
-            "verify-bundle",
-            artifact,
-            "--bundle",
-            _bundle_for(artifact),
-            "--identity-regex",
-            ".*",
-            "--issuer",
-            "https://github.com/login/oauth",
-            "--trust-root",
-            v / f"{root}_trusted_root.json",
-        )
+        r = _verify_real(capsys, artifact, signer, v / f"{root}_trusted_root.json")
         assert r.code == 1, r.err
     assert "inconsistent" in r.err or "failed" in r.err
 

@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 
-from tests.signing.helpers import UTC, Pki, make_model, make_pki, run, vectors_dir
+from tests.signing.helpers import UTC, Pki, Result, make_model, make_pki, run, vectors_dir
 
 EMAIL = "release@example.com"
 URI = "https://ci.example.com/pipelines/release"
@@ -28,17 +29,37 @@ def _sign(capsys: pytest.CaptureFixture[str], pki: Pki, model: Path, key: Path, 
     assert r.code == 0, r.err
 
 
+def _signed_model(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    pki: Pki,
+    name: str = "signer",
+    **leaf_options: Any,
+) -> Path:
+    """A fresh model signed with key, certificate and intermediate of a leaf for EMAIL.
+
+    The leaf is issued by ``pki.leaf(name, [EMAIL], **leaf_options)``.
+    """
+    model = make_model(tmp_path)
+    key, cert = pki.leaf(name, [x509.RFC822Name(EMAIL)], **leaf_options)
+    _sign(capsys, pki, model, key, cert)
+    return model
+
+
+def _verify(capsys: pytest.CaptureFixture[str], model: Path, chain: Path, *extra: object) -> Result:
+    """``mlverify verify MODEL --cert-chain CHAIN --identity EMAIL EXTRA...``."""
+    return run(capsys, "verify", model, "--cert-chain", chain, "--identity", EMAIL, *extra)
+
+
 def test_sign_and_verify_email_identity(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     doc = json.loads((model / "model.sig").read_text())
     assert doc["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
     chain = doc["verificationMaterial"]["x509CertificateChain"]["certificates"]
     assert len(chain) == 2  # leaf first, then the intermediate
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 0, r.err
     assert f"certificate {EMAIL}" in r.out and "current time" in r.out
 
@@ -62,9 +83,7 @@ def test_uri_identity_and_regex(
 def test_wrong_identity_names_found_and_allowed(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", "eve@example.com")
     assert r.code == 1
     assert EMAIL in r.err and "eve@example.com" in r.err and "not a trusted identity" in r.err
@@ -72,9 +91,7 @@ def test_wrong_identity_names_found_and_allowed(
 
 
 def test_identity_is_required(tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     r = run(capsys, "verify", model, "--cert-chain", pki.root_pem)
     assert r.code == 2 and "--identity" in r.err
 
@@ -82,15 +99,13 @@ def test_identity_is_required(tmp_path: Path, pki: Pki, capsys: pytest.CaptureFi
 def test_foreign_root_rejected(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     other = make_pki(tmp_path / "other", prefix="other-")
-    r = run(capsys, "verify", model, "--cert-chain", other.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, other.root_pem)
     assert r.code == 1
     assert "does not chain to a trusted root" in r.err and "other-root-ca" in r.err
     # the intermediate alone is not a trust anchor either unless given as one
-    r = run(capsys, "verify", model, "--cert-chain", pki.inter_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.inter_pem)
     assert r.code == 0  # explicitly trusting the intermediate is the user's choice
 
 
@@ -108,90 +123,49 @@ def test_leaf_usage_required(
     kwargs: dict[str, bool],
     reason: str,
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)], **kwargs)
-    _sign(capsys, pki, model, key, cert)
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    model = _signed_model(capsys, tmp_path, pki, **kwargs)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 1 and reason in r.err
 
 
 def test_expired_leaf_and_at_time(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
     nb = dt.datetime(2024, 1, 1, tzinfo=UTC)
     na = dt.datetime(2024, 12, 31, tzinfo=UTC)
-    key, cert = pki.leaf("old", [x509.RFC822Name(EMAIL)], not_before=nb, not_after=na)
-    _sign(capsys, pki, model, key, cert)
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    model = _signed_model(capsys, tmp_path, pki, "old", not_before=nb, not_after=na)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 1
     assert "expired on 2024-12-31T00:00:00Z" in r.err
     assert "valid 2024-01-01T00:00:00Z to 2024-12-31T00:00:00Z" in r.err
     assert "(current time)" in r.err and "--at-time" in r.err
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--cert-chain",
-        pki.root_pem,
-        "--identity",
-        EMAIL,
-        "--at-time",
-        "2024-06-01T00:00:00Z",
-    )
+    r = _verify(capsys, model, pki.root_pem, "--at-time", "2024-06-01T00:00:00Z")
     assert r.code == 0, r.err
     assert "user-supplied time" in r.err and "user-supplied time" in r.out
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--cert-chain",
-        pki.root_pem,
-        "--identity",
-        EMAIL,
-        "--at-time",
-        "2023-06-01",
-    )
+    r = _verify(capsys, model, pki.root_pem, "--at-time", "2023-06-01")
     assert r.code == 1 and "not valid before 2024-01-01T00:00:00Z" in r.err
 
 
 def test_not_yet_valid_leaf(tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    model = make_model(tmp_path)
     nb = dt.datetime.now(UTC) + dt.timedelta(days=10)
-    key, cert = pki.leaf(
-        "future", [x509.RFC822Name(EMAIL)], not_before=nb, not_after=nb + dt.timedelta(days=5)
-    )
-    _sign(capsys, pki, model, key, cert)
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    na = nb + dt.timedelta(days=5)
+    model = _signed_model(capsys, tmp_path, pki, "future", not_before=nb, not_after=na)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 1 and "not valid before" in r.err
 
 
 def test_bad_at_time(tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--cert-chain",
-        pki.root_pem,
-        "--identity",
-        EMAIL,
-        "--at-time",
-        "yesterday",
-    )
+    model = _signed_model(capsys, tmp_path, pki)
+    r = _verify(capsys, model, pki.root_pem, "--at-time", "yesterday")
     assert r.code == 2 and "ISO 8601" in r.err
 
 
 def test_tampered_model_and_signature(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     (model / "config.json").write_text('{"layers": 3}\n')
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 1 and "config.json" in r.err and "is valid, but" in r.err
     (model / "config.json").write_text('{"layers": 2}\n')
     sig = model / "model.sig"
@@ -207,7 +181,7 @@ def test_tampered_model_and_signature(
         base64.b64encode(other.public_bytes(Encoding.DER)).decode()
     )
     sig.write_text(json.dumps(doc))
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 1 and "does not verify with the key" in r.err
 
 
@@ -226,9 +200,7 @@ def test_model_signing_accepts_our_certificate_bundle(
     exe = shutil.which("model_signing", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("model_signing CLI (test dependency) is not installed")
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     sig = tmp_path / "model.sig"
     shutil.move(model / "model.sig", sig)
     proc = subprocess.run(
@@ -263,30 +235,11 @@ def _golden_roots() -> Path:
 def test_golden_certificate_vectors(version: str, capsys: pytest.CaptureFixture[str]) -> None:
     model = vectors_dir() / "model-transparency" / f"{version}-certificate"
     roots = _golden_roots()
+    golden = ["verify", model, "--cert-chain", roots]
     # The golden leaf has no subjectAltName: its subject DN is the only identity.
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--cert-chain",
-        roots,
-        "--cert-subject",
-        "CN=intermediate-ca",
-        "--ignore",
-        "ignore-me",
-    )
+    r = run(capsys, *golden, "--cert-subject", "CN=intermediate-ca", "--ignore", "ignore-me")
     assert r.code == 0, r.err
-    r = run(
-        capsys,
-        "verify",
-        model,
-        "--cert-chain",
-        roots,
-        "--identity",
-        "someone@example.com",
-        "--ignore",
-        "ignore-me",
-    )
+    r = run(capsys, *golden, "--identity", "someone@example.com", "--ignore", "ignore-me")
     assert r.code == 1 and "no SAN, subject CN=intermediate-ca" in r.err
 
 
@@ -431,11 +384,9 @@ def _add_timestamp(sig: Path, pki: Pki, tmp_path: Path) -> None:
 def test_rfc3161_timestamp_sets_the_time(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     _add_timestamp(model / "model.sig", pki, tmp_path)
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 0, r.err
     assert "RFC 3161 timestamp by CN=test-tsa" in r.out
 
@@ -443,17 +394,17 @@ def test_rfc3161_timestamp_sets_the_time(
 def test_rfc3161_timestamp_after_expiry_fails(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
     now = dt.datetime.now(UTC)
-    key, cert = pki.leaf(
+    model = _signed_model(
+        capsys,
+        tmp_path,
+        pki,
         "old",
-        [x509.RFC822Name(EMAIL)],
         not_before=now - dt.timedelta(days=2),
         not_after=now - dt.timedelta(days=1),
     )
-    _sign(capsys, pki, model, key, cert)
     _add_timestamp(model / "model.sig", pki, tmp_path)
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 1
     assert "expired on" in r.err and "(RFC 3161 timestamp by CN=test-tsa)" in r.err
 
@@ -461,11 +412,9 @@ def test_rfc3161_timestamp_after_expiry_fails(
 def test_rfc3161_timestamp_from_untrusted_tsa_is_ignored(
     tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = make_model(tmp_path)
-    key, cert = pki.leaf("signer", [x509.RFC822Name(EMAIL)])
-    _sign(capsys, pki, model, key, cert)
+    model = _signed_model(capsys, tmp_path, pki)
     other = make_pki(tmp_path / "other", prefix="other-")
     _add_timestamp(model / "model.sig", other, tmp_path)
-    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", EMAIL)
+    r = _verify(capsys, model, pki.root_pem)
     assert r.code == 0, r.err
     assert "current time; the bundle's timestamp was ignored" in r.out
