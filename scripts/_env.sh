@@ -28,7 +28,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     # one those tests skip, and say so.
     wheel=$(ls "${PIP_FIND_LINKS:-/opt/wheels}"/torch-*cpu*.whl 2>/dev/null | head -n 1 || true)
     if [ -n "$wheel" ]; then
-      pipi "$wheel" \
+      # accelerate (for the transformers Trainer test) needs torch: installed after it
+      { pipi "$wheel" && pipi accelerate; } \
         >>.venv/install.log 2>&1 || echo "note: could not install $wheel; torch tests will skip" >&2
     else
       echo "note: no local CPU torch wheel; torch-based scanner tests will skip" >&2

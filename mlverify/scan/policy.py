@@ -81,7 +81,7 @@ class Policy:
         mparts = module.split(".")
         nparts = name.split(".")
         if full in self._deny_exceptions:
-            return Verdict("allow", Severity.INFO, "TorchScript pickle helper")
+            return Verdict("allow", Severity.INFO, "exact exception to the denylist (data only)")
         hit = self._deny_lookup(mparts + nparts)
         if hit is not None:
             return Verdict("deny", hit[1], f"{hit[0]} is on the denylist")
