@@ -291,7 +291,9 @@ def _signature_evidence(
             for s in verify_with(bundle, sets):
                 result = verify_model(artifact, s, signature_path=p, cache=known)
                 if result.diff.ok:
-                    out.append(SignatureEvidence(str(p), "verified", s.method, s.signer))
+                    out.append(
+                        SignatureEvidence(str(p), "verified", s.method, s.signer, anchor=s.anchor)
+                    )
                 else:
                     out.append(
                         SignatureEvidence(
@@ -301,6 +303,7 @@ def _signature_evidence(
                             s.signer,
                             f"{p}: signature by {s.signer} is valid but the files differ: "
                             f"{result.diff.describe()}",
+                            anchor=s.anchor,
                         )
                     )
         except ArtifactMismatchError as e:

@@ -45,6 +45,7 @@ class SignatureEvidence:
     method: str  #: key | certificate | sigstore | unknown
     signer: str  #: who signed (or who the file claims signed, if unverified)
     reason: str = ""  #: why it did not verify
+    anchor: str = ""  #: the trust material that matched (key, root certificate, Sigstore root)
 
     @property
     def verified(self) -> bool:
@@ -115,6 +116,7 @@ class Evidence:
                     "method": s.method,
                     "signer": s.signer,
                     "reason": s.reason,
+                    "anchor": s.anchor,
                 }
                 for s in self.signatures
             ],
@@ -175,6 +177,7 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
                     method=str(s.get("method", "unknown")),
                     signer=str(s.get("signer", "")),
                     reason=str(s.get("reason", "")),
+                    anchor=str(s.get("anchor", "")),
                 )
                 for s in doc.get("signatures", ())
             ),

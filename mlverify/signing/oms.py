@@ -55,6 +55,8 @@ class VerifiedStatement:
     #: what the signer's certificate vouches for (Sigstore: issuer, source
     #: repository, workflow ref...); empty for keys
     claims: Mapping[str, str] = field(default_factory=dict)
+    #: the trust material that matched: a key, a root certificate, a Sigstore root
+    anchor: str = ""
 
 
 def verify_envelope_with_keys(
@@ -74,6 +76,7 @@ def verify_envelope_with_keys(
                 method="key",
                 signer=f"key {key_fingerprint(key)}",
                 statement_payload=bundle.envelope.payload,
+                anchor=f"key {key_fingerprint(key)}",
             )
     by_hint = [k for k in trusted if public_key_hint(k) == bundle.material.key_hint]
     if by_hint:

@@ -466,6 +466,7 @@ def verify_envelope_with_sigstore(
         signer=f"sigstore {signer_name(cert)}",
         statement_payload=payload,
         claims=certificate_claims(cert),
+        anchor=f"Sigstore {verifier.root_name}",
     )
 
 

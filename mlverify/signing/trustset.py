@@ -76,6 +76,7 @@ def _verify_keys(
             method="key",
             signer=f"key {key_fingerprint(k)}",
             statement_payload=bundle.envelope.payload,
+            anchor=f"key {key_fingerprint(k)}",
         )
         for k in keys
         if any(verify_signature(k, s.sig, pae) for s in bundle.envelope.signatures)

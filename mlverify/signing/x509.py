@@ -431,4 +431,5 @@ def verify_envelope_with_certificates(
         method="certificate",
         signer=f"certificate {matched} (root {_subject(chain[-1])}, judged at {when.describe()})",
         statement_payload=bundle.envelope.payload,
+        anchor=f"root certificate {_subject(chain[-1])}",
     )

@@ -365,3 +365,14 @@ def test_lint_finds_vacuous_all_and_unknown_fields(
     assert "guarded:" not in r.out
     assert "unknown evidence field 'artefact'" in r.out
     assert "broken: does not compile" in r.out
+
+
+def test_evidence_names_the_trust_anchor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], signed_model: dict[str, Path]
+) -> None:
+    p = _signed_policy(tmp_path, signed_model["public"])
+    r = check(capsys, signed_model["model"], "--policy", p, "--format", "json")
+    assert r.code == 0, r.out
+    sig = json.loads(r.out)["results"][0]["evidence"]["signatures"][0]
+    assert sig["status"] == "verified" and sig["method"] == "key"
+    assert sig["anchor"] == sig["signer"] and sig["anchor"].startswith("key sha256:")

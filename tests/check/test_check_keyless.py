@@ -122,3 +122,17 @@ def test_foreign_root_and_tampering_denied(
     (model / "config.json").write_text('{"layers": 5}\n')
     r = run(capsys, "check", "--no-cache", model, "--policy", _policy(tmp_path, root, False))
     assert r.code == 1 and "changed: config.json" in r.out
+
+
+def test_keyless_evidence_names_the_trusted_root(
+    tmp_path: Path, vsig: VirtualSigstore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    root = vsig.write_trusted_root(tmp_path / "trusted_root.json")
+    model = _released_model(tmp_path, vsig)
+    policy = _policy(tmp_path, root, False)
+    r = run(capsys, "check", "--no-cache", model, "--policy", policy, "--format", "json")
+    assert r.code == 0, r.out + r.err
+    sig = json.loads(r.out)["results"][0]["evidence"]["signatures"][0]
+    assert sig["method"] == "sigstore" and sig["anchor"] == f"Sigstore trusted root {root}"
