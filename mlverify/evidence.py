@@ -92,7 +92,7 @@ class Evidence:
     findings: tuple[FindingEvidence, ...]
     #: per file: clean | data | findings | unsupported
     scan_status: dict[str, str] = field(default_factory=dict)
-    environment: str = "cli"  #: cli | ci | pre-commit | registry
+    environment: str = "cli"  #: cli | ci | pre-commit | admission (serve)
     time: str = ""  #: ISO 8601, UTC
     time_source: str = "local clock"
 
