@@ -175,3 +175,31 @@ def test_sarif_multitool_accepts_it(results: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     issues = json.loads(out.read_text())["runs"][0]["results"]
     assert issues == [], issues
+
+
+@pytest.mark.parametrize("command", ["scan", "check"])
+def test_sarif_multitool_accepts_scan_and_check_sarif(tmp_path: Path, command: str) -> None:
+    """The same GitHub rules on `mlverify scan/check --format sarif` of a malicious sample."""
+    tool = os.environ.get("MLVERIFY_SARIF_MULTITOOL")
+    if not tool or not Path(tool).is_file():
+        pytest.skip("SARIF Multitool not available (set MLVERIFY_SARIF_MULTITOOL)")
+    from tests.core.helpers import evil_pickle
+
+    evil_pickle(tmp_path / "model.bin")
+    sarif = tmp_path / "out.sarif"
+    args = [command, "model.bin", "--format", "sarif", "--output", str(sarif)]
+    if command == "check":
+        args.insert(1, "--no-cache")
+    done = subprocess.run(
+        [sys.executable, "-m", "mlverify", *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr  # findings / denied, and the SARIF written
+    out = tmp_path / "validation.sarif"
+    r = subprocess.run(
+        [tool, "validate", "--rule-kind", "Sarif;Gh;Ghas", str(sarif), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(out.read_text())["runs"][0]["results"] == []
