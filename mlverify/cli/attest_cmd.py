@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,23 @@ def default_attestation_path(artifact: Path, kind: str) -> Path:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _signer_options(f: F) -> F:
-    f = sigstore_signing_options(f)
+def _signer_options(body: F) -> F:
+    """The signer options, handed to the command as one ``signer: SignerChoice``."""
+
+    @functools.wraps(body)
+    def command(
+        *args: Any,
+        key_uri: str | None,
+        password_env: str,
+        use_sigstore: bool,
+        identity_token: str | None,
+        staging: bool,
+        **kwargs: Any,
+    ) -> Any:
+        signer = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging)
+        return body(*args, signer=signer, **kwargs)
+
+    f = sigstore_signing_options(command)
     f = click.option(
         "--password-env",
         default="MLVERIFY_KEY_PASSWORD",
@@ -45,7 +61,7 @@ def _signer_options(f: F) -> F:
         help="Where to write the attestation [default: beside the artifact, "
         "<name>.<kind>.sigstore.json].",
     )(f)
-    return f
+    return f  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -129,11 +145,7 @@ def provenance_command(
     base_models: tuple[str, ...],
     params: tuple[str, ...],
     output: Path | None,
-    key_uri: str | None,
-    password_env: str,
-    use_sigstore: bool,
-    identity_token: str | None,
-    staging: bool,
+    signer: SignerChoice,
 ) -> None:
     """Write SLSA Provenance v1 for the model at PATH, signed (DSSE, Sigstore bundle).
 
@@ -150,7 +162,7 @@ def provenance_command(
         provenance_predicate,
     )
 
-    sign = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging).prepare()
+    sign = signer.prepare()
     defaults = github_defaults()
     builder_id = builder_id or defaults.get("builder_id")
     source_repo = source_repo or defaults.get("source_repo")
@@ -191,11 +203,7 @@ def provenance_command(
 def dataset_command(
     path: Path,
     output: Path | None,
-    key_uri: str | None,
-    password_env: str,
-    use_sigstore: bool,
-    identity_token: str | None,
-    staging: bool,
+    signer: SignerChoice,
 ) -> None:
     """Sign the dataset at PATH (file or directory) as an OMS manifest.
 
@@ -205,7 +213,7 @@ def dataset_command(
     from mlverify.manifest.build import hash_model
     from mlverify.signing.statement import statement_bytes
 
-    sign = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging).prepare()
+    sign = signer.prepare()
     out = output or default_attestation_path(path, "dataset")
     manifest = hash_model(path, extra_excluded=[out])
     _write(out, sign(statement_bytes(manifest)))
@@ -217,11 +225,7 @@ def dataset_command(
 def scan_command(
     path: Path,
     output: Path | None,
-    key_uri: str | None,
-    password_env: str,
-    use_sigstore: bool,
-    identity_token: str | None,
-    staging: bool,
+    signer: SignerChoice,
 ) -> None:
     """Scan the artifact at PATH and sign the findings as an in-toto vulns/v0.2 statement.
 
@@ -237,7 +241,7 @@ def scan_command(
     from mlverify.scan.engine import scan_file
     from mlverify.scan.policy import builtin_data
 
-    sign = SignerChoice(key_uri, password_env, use_sigstore, identity_token, staging).prepare()
+    sign = signer.prepare()
     out = output or default_attestation_path(path, "scan")
     started = dt.datetime.now(dt.timezone.utc)
     tree = walk_model(path, extra_excluded=[out])
