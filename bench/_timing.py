@@ -60,3 +60,14 @@ def run_timed(case: Case) -> None:
     text = Path(rss_path).read_text().strip()
     os.unlink(rss_path)
     case.rss_kib.append(int(text.splitlines()[-1]) if GNU_TIME and text else usage.ru_maxrss)
+
+
+def run_rounds(cases: Sequence[Case], rounds: int, warmup: Sequence[Case] = ()) -> None:
+    """Run ``warmup`` once (results dropped), then every case, interleaved, ``rounds`` times."""
+    for c in warmup:
+        run_timed(c)
+        c.walls.clear()
+        c.rss_kib.clear()
+    for _ in range(rounds):
+        for c in cases:
+            run_timed(c)

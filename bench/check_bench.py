@@ -26,7 +26,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import Case, run_timed  # noqa: E402
+from _timing import Case, run_rounds  # noqa: E402
 
 
 def build(work: Path, files: int, file_mib: int) -> tuple[Path, Path, Path]:
@@ -137,13 +137,7 @@ def main() -> None:
                 "peers",
             ),
         ]
-    run_timed(cases[4])  # fill the verdict cache once
-    for c in cases:
-        c.walls.clear()
-        c.rss_kib.clear()
-    for _ in range(args.rounds):
-        for c in cases:
-            run_timed(c)
+    run_rounds(cases, args.rounds, warmup=[cases[4]])  # warm-up fills the verdict cache
     total = sum(p.stat().st_size for p in model.iterdir())
     print(
         f"model: {args.files} x {args.file_mib} MiB safetensors + pickle + config = "

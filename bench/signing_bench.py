@@ -25,7 +25,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import Case, run_timed  # noqa: E402
+from _timing import Case, run_rounds  # noqa: E402
 
 
 def keyless_cases(work: Path, model: Path) -> list[Case]:
@@ -214,15 +214,9 @@ def main() -> None:
     )
 
     warm(model)
-    # Produce the signatures once so that verify has something to check.
-    for c in cases:
-        if c.group == "sign" and not c.reference:
-            run_timed(c)
-            c.walls.clear()
-            c.rss_kib.clear()
-    for _ in range(args.rounds):
-        for c in cases:
-            run_timed(c)
+    # The warm-up produces the signatures, so that verify has something to check.
+    signers = [c for c in cases if c.group == "sign" and not c.reference]
+    run_rounds(cases, args.rounds, warmup=signers)
 
     total = sum(p.stat().st_size for p in model.iterdir())
     print(
