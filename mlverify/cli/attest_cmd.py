@@ -239,7 +239,7 @@ def scan_command(
     from mlverify.attest.intoto import VULNS_V02, statement_json
     from mlverify.attest.provenance import artifact_digest
     from mlverify.scan.engine import scan_file
-    from mlverify.scan.policy import builtin_data
+    from mlverify.scan.policy import data_version
 
     sign = signer.prepare()
     out = output or default_attestation_path(path, "scan")
@@ -272,7 +272,7 @@ def scan_command(
             "version": __version__,
             "db": {
                 "uri": "mlverify:scan/allowlist",
-                "version": str(builtin_data().get("version", "")),
+                "version": data_version(),
             },
             "result": results,
         },

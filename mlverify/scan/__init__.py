@@ -1,7 +1,8 @@
 """Static scanning of model files: find code without ever running it.
 
 Formats are detected from bytes; pickles are walked opcode by opcode; verdicts
-come from the versioned allowlist/denylist in ``data/allowlist.json``.
+come from the versioned data in ``data/pickle_allowlist.json`` (exact, harvested) and
+``data/pickle_denylist.json``.
 Nothing here imports numpy, torch or any loader.
 """
 

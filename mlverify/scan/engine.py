@@ -100,7 +100,9 @@ class Context:
         """A callback for the pickle walker: scan string/bytes values as files."""
         from mlverify.scan.source import bytes_source
 
-        def probe(data: bytes | Source | None, offset: int, length: int, kind: str) -> None:
+        def probe(
+            data: bytes | Source | None, offset: int, length: int, kind: str, forced: bool
+        ) -> None:
             label = f"{parent.label}@{offset}" if parent.label else f"@{offset}"
             if isinstance(data, Source):
                 data.label = label
@@ -112,7 +114,15 @@ class Context:
             else:
                 return
             before = len(self.findings)
-            if self.scan(sub, depth + 1, deep=False):
+            found = self.scan(sub, depth + 1, deep=False)
+            if not found and forced and depth + 1 <= self.limits.max_depth:
+                # an allowed loader deserialises these bytes: read them as it would
+                from mlverify.scan.formats import walk_pickle
+
+                self.format("pickle")
+                walk_pickle(sub, self, depth + 1)
+                found = True
+            if found:
                 self.add(
                     "MLV109",
                     Severity.INFO,

@@ -16,7 +16,7 @@ import zlib
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from mlverify.scan.model import Severity
-from mlverify.scan.pickle_walker import VALID_OPCODES, PickleWalker
+from mlverify.scan.pickle import VALID_OPCODES, PickleWalker
 from mlverify.scan.source import (
     DecompressedSource,
     FileSource,
@@ -101,7 +101,7 @@ def looks_like_pickle(head: bytes, src: Source | None = None) -> bool:
         if src is not None and src.seekable
         else bytes_source(head, "").open()
     )
-    w = PickleWalker(stream, get_policy(), Limits(), emit)
+    w = PickleWalker(stream, get_policy(), Limits(), emit, probe=True)
     try:
         res = w.walk()
     except _BudgetSpent:
@@ -125,7 +125,12 @@ class PickleScanner:
 
 def walk_pickle(src: Source, ctx: Context, depth: int) -> None:
     w = PickleWalker(
-        src.open(), ctx.policy, ctx.limits, _emitter(ctx, src.label), ctx.nested(src, depth)
+        src.open(),
+        ctx.policy,
+        ctx.limits,
+        _emitter(ctx, src.label),
+        ctx.nested(src, depth),
+        reopen=src.open,
     )
     w.walk()
 

@@ -108,5 +108,6 @@ class Limits:
     ratio_floor: int = 32 * 1024**2
     max_stack: int = 20_000_000  # pickle stack + memo entries
     small_value: int = 1 << 16  # strings/bytes longer than this are skipped by offset
+    max_resync: int = 1 << 30  # bytes searched for imports after the walker had to stop
     nested_min: int = 16  # bytes objects shorter than this are not probed for formats
     extra_allow: frozenset[str] = field(default_factory=frozenset)

@@ -1,72 +1,120 @@
-"""The import policy: allowlist, denylist and import helpers, kept as data.
+"""The import policy: an exact allowlist, a denylist for severities, and import helpers.
 
-The data lives in ``data/allowlist.json`` (versioned); per-project additions
-come in as ``extra_allow`` strings (``"module.name"`` or ``"module.*"``).
+Data, not code: ``data/pickle_allowlist.json`` (harvested from real libraries and reviewed;
+exact ``module.qualname`` entries of the *defining* module, aliases for the other names real
+pickles use, the methods ``builtins.getattr`` may fetch, and for each entry which arguments it
+calls or loads) and ``data/pickle_denylist.json`` (what is known dangerous, for severities
+and messages). There are no prefix, glob or capitalisation rules in the shipped data: a name
+that is not an entry or alias is a finding. Projects may add names (``extra_allow``):
+``"module.name"`` exactly, or ``"module.*"`` for a package of their own.
 """
 
 from __future__ import annotations
 
 import json
-import re
 
-# stdlib, pure data: the Python 2 -> 3 names a loader applies (fix_imports)
+# stdlib, pure data: the Python 2 -> 3 names a loader applies (fix_imports, protocol < 3)
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from mlverify.scan.model import Severity
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+@dataclass(frozen=True)
+class Entry:
+    """How an allowed callable treats its arguments (positional indices)."""
+
+    kind: str  # "class" | "function"
+    calls: tuple[int, ...] = ()  # called or constructed when the unpickler calls it
+    result_calls: tuple[int, ...] = ()  # called when its result is called (partial)
+    loads: tuple[int, ...] = ()  # bytes it deserialises (scanned as nested files)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # "allow" | "deny" | "unknown"
+    kind: str  # "allow" | "deny" | "unknown" | "getattr"
     severity: Severity
     reason: str
+    entry: Entry | None = None
+    name: str = ""  # the defining name an allowed import resolves to
 
 
-ALLOW = Verdict("allow", Severity.INFO, "allowlisted")
+GETATTR = "builtins.getattr"
+_RANK = {"allow": 0, "getattr": 1, "unknown": 2, "deny": 3}
 
 
 def canonical(module: str, name: str) -> tuple[str, str]:
-    """The (module, name) a Python 3 loader imports for a pickle's names."""
+    """The (module, name) a Python 3 loader imports for a protocol < 3 pickle's names."""
     mapped = NAME_MAPPING.get((module, name))
     if mapped is not None:
         return mapped
     return IMPORT_MAPPING.get(module, module), name
 
 
-class Policy:
-    """Classifies dotted import paths; results are cached per instance."""
+def _ints(v: Any) -> tuple[int, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(i, int) and i >= 0 for i in v):
+        raise ValueError(f"argument indices must be a list of non-negative ints, not {v!r}")
+    return tuple(v)
 
-    def __init__(self, data: dict[str, object], extra_allow: frozenset[str] = frozenset()) -> None:
-        self.version = str(data.get("version", "?"))
-        deny = data.get("deny", {})
-        assert isinstance(deny, dict)
+
+class Policy:
+    """Classifies imports; results are cached per instance."""
+
+    def __init__(
+        self,
+        allow: dict[str, Any],
+        deny: dict[str, Any],
+        extra_allow: frozenset[str] = frozenset(),
+    ) -> None:
+        self.version = f"{allow.get('version', '?')}/{deny.get('version', '?')}"  # data_version
         self._deny: dict[str, Severity] = {}
-        for level, names in deny.items():
+        for level, names in deny.get("deny", {}).items():
             for n in names:
                 self._deny[n] = Severity.parse(level)
-        self._deny_exceptions = frozenset(str(s) for s in data.get("deny_exceptions", []))  # type: ignore[attr-defined]
-        self._segments = frozenset(str(s) for s in data.get("deny_segments", []))  # type: ignore[attr-defined]
-        helpers = data.get("import_helpers", {})
-        assert isinstance(helpers, dict)
-        self.helpers: dict[str, str] = {str(k): str(v) for k, v in helpers.items()}
-        allow = data.get("allow", {})
-        assert isinstance(allow, dict)
-        self._exact = frozenset(allow.get("exact", []))
-        self._class_prefixes = tuple(allow.get("class_prefixes", []))
-        self._class_modules = frozenset(allow.get("class_modules", []))
-        self._patterns = [
-            (str(p["module_prefix"]), re.compile(str(p["name_regex"])))
-            for p in allow.get("function_patterns", [])
-        ]
+        self._deny_exceptions = frozenset(str(s) for s in deny.get("deny_exceptions", []))
+        self._segments = frozenset(str(s) for s in deny.get("deny_segments", []))
+        self.helpers: dict[str, str] = {
+            str(k): str(v) for k, v in deny.get("import_helpers", {}).items()
+        }
+        self._entries: dict[str, Entry] = {}
+        for name, spec in allow.get("entries", {}).items():
+            self._entries[str(name)] = Entry(
+                kind=str(spec.get("kind", "function")),
+                calls=_ints(spec.get("calls")),
+                result_calls=_ints(spec.get("result_calls")),
+                loads=_ints(spec.get("loads")),
+            )
+        self._aliases: dict[str, str] = {
+            str(k): str(v) for k, v in allow.get("aliases", {}).items()
+        }
+        self._methods: dict[str, frozenset[str]] = {
+            str(k): frozenset(str(m) for m in v) for k, v in allow.get("methods", {}).items()
+        }
         self._extra_exact = frozenset(e for e in extra_allow if not e.endswith(".*"))
         self._extra_prefix = tuple(e[:-1] for e in extra_allow if e.endswith(".*"))
         self.classify = lru_cache(maxsize=8192)(self._classify)
 
+    # -- lookups -----------------------------------------------------------
+    def defining(self, full: str) -> str:
+        """The defining name of an allowed import as written in a pickle."""
+        return self._aliases.get(full, full)
+
+    def entry(self, full: str) -> Entry | None:
+        return self._entries.get(self.defining(full))
+
+    def methods(self, cls_full: str) -> frozenset[str]:
+        return self._methods.get(self.defining(cls_full), frozenset())
+
+    def helper(self, module: str, name: str) -> str | None:
+        module, name = canonical(module, name)
+        return self.helpers.get(f"{module}.{name}")
+
+    # -- classification ----------------------------------------------------
     def _deny_lookup(self, parts: list[str]) -> tuple[str, Severity] | None:
         for j in range(len(parts), 0, -1):
             cand = ".".join(parts[:j])
@@ -76,12 +124,36 @@ class Policy:
         return None
 
     def _classify(self, module: str, name: str) -> Verdict:
-        module, name = canonical(module, name)
+        """The verdict on importing ``module.name``.
+
+        A loader maps Python 2 names for protocol < 3 pickles unless it passes
+        ``fix_imports=False``, so both the mapped and the raw name are judged and the worse
+        verdict wins; the raw name is skipped when its module is a Python 2 one (a Python 3
+        loader cannot import it).
+        """
+        cm, cn = canonical(module, name)
+        v = self._classify_one(cm, cn)
+        if (cm, cn) != (module, name) and module not in IMPORT_MAPPING:
+            raw = self._classify_one(module, name)
+            if _RANK[raw.kind] > _RANK[v.kind] or (
+                raw.kind == v.kind and raw.severity > v.severity
+            ):
+                return raw
+        return v
+
+    def _classify_one(self, module: str, name: str) -> Verdict:
         full = f"{module}.{name}" if module else name
         mparts = module.split(".")
         nparts = name.split(".")
         if full in self._deny_exceptions:
-            return Verdict("allow", Severity.INFO, "exact exception to the denylist (data only)")
+            e = self.entry(full)
+            return Verdict("allow", Severity.INFO, "exact exception to the denylist", e, full)
+        if full == GETATTR:
+            return Verdict(
+                "getattr",
+                Severity.HIGH,
+                "builtins.getattr may only fetch a known method of an allowed class",
+            )
         hit = self._deny_lookup(mparts + nparts)
         if hit is not None:
             return Verdict("deny", hit[1], f"{hit[0]} is on the denylist")
@@ -95,34 +167,19 @@ class Policy:
             sub = self._deny_lookup(nparts[k:]) if k > 0 or len(nparts) > 1 else None
             if sub is not None and len(nparts) - k > 1:
                 return Verdict("deny", sub[1], f"attribute path reaches {sub[0]}")
-        if full in self._extra_exact or any(full.startswith(p) for p in self._extra_prefix):
-            return Verdict("allow", Severity.INFO, "allowed by project policy")
-        if full in self._exact:
-            return ALLOW
-        if len(nparts) == 1 and _IDENT.match(name):
-            if name[:1].isupper() and (
-                module in self._class_modules
-                or any(module.startswith(p) or module == p[:-1] for p in self._class_prefixes)
-            ):
-                return ALLOW
-            for prefix, rx in self._patterns:
-                in_scope = (
-                    module.startswith(prefix) or module == prefix[:-1]
-                    if prefix.endswith(".")
-                    else module == prefix
-                )
-                if in_scope and rx.match(name):
-                    return ALLOW
+        entry = self.entry(full)
+        if entry is not None:
+            return Verdict("allow", Severity.INFO, "allowlisted", entry, self.defining(full))
         if any(seg.startswith("__") and seg.endswith("__") for seg in nparts):
             return Verdict("deny", Severity.HIGH, "dunder attribute traversal")
+        if full in self._extra_exact or any(full.startswith(p) for p in self._extra_prefix):
+            return Verdict(
+                "allow", Severity.INFO, "allowed by project policy", Entry("class"), full
+            )
         return Verdict("unknown", Severity.MEDIUM, "not on the allowlist")
 
-    def helper(self, module: str, name: str) -> str | None:
-        module, name = canonical(module, name)
-        return self.helpers.get(f"{module}.{name}")
-
     def is_dangerous_target(self, dotted: str) -> Verdict:
-        """Classify a dotted path reached at run time (getattr chains, import helpers)."""
+        """Classify a dotted path reached at run time (import helpers, getattr chains)."""
         if "." in dotted:
             module, _, name = dotted.rpartition(".")
         else:
@@ -132,14 +189,25 @@ class Policy:
             if hit:
                 return Verdict("deny", hit[1], f"{hit[0]} is on the denylist")
             return Verdict("unknown", Severity.MEDIUM, "module")
-        return self.classify(module, name)
+        return self._classify_one(module, name)
+
+
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files("mlverify.scan").joinpath(f"data/{name}").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
 
 
 @lru_cache(maxsize=1)
-def builtin_data() -> dict[str, object]:
-    text = resources.files("mlverify.scan").joinpath("data/allowlist.json").read_text("utf-8")
-    data: dict[str, object] = json.loads(text)
-    return data
+def builtin_data() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shipped (allowlist, denylist) data."""
+    return _load("pickle_allowlist.json"), _load("pickle_denylist.json")
+
+
+def data_version() -> str:
+    """The shipped policy data's version: ``<allowlist version>/<denylist version>``."""
+    allow, deny = builtin_data()
+    return f"{allow.get('version', '?')}/{deny.get('version', '?')}"
 
 
 _POLICIES: dict[frozenset[str], Policy] = {}
@@ -148,5 +216,6 @@ _POLICIES: dict[frozenset[str], Policy] = {}
 def get_policy(extra_allow: frozenset[str] = frozenset()) -> Policy:
     pol = _POLICIES.get(extra_allow)
     if pol is None:
-        pol = _POLICIES[extra_allow] = Policy(builtin_data(), extra_allow)
+        allow, deny = builtin_data()
+        pol = _POLICIES[extra_allow] = Policy(allow, deny, extra_allow)
     return pol

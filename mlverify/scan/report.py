@@ -7,7 +7,7 @@ import json
 from mlverify import __version__
 from mlverify.report import relative_uri, sarif_location, sarif_log
 from mlverify.scan.model import ScanReport, Severity
-from mlverify.scan.policy import builtin_data
+from mlverify.scan.policy import data_version
 
 _SECURITY_SEVERITY = {
     Severity.CRITICAL: "9.8",
@@ -44,7 +44,7 @@ def render_json(reports: list[ScanReport]) -> str:
     doc = {
         "tool": "mlverify",
         "version": __version__,
-        "policy_version": builtin_data().get("version"),
+        "policy_version": data_version(),
         "files": [r.to_dict() for r in reports],
     }
     return json.dumps(doc, indent=2) + "\n"

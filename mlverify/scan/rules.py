@@ -72,10 +72,13 @@ _RULES = [
     ),
     Rule(
         "MLV108",
-        "pickle-broken-stream",
-        Severity.LOW,
-        "A pickle stream is truncated or invalid; opcodes before the break still run.",
-        "Loaders execute opcodes as they read: everything before the break was analysed.",
+        "pickle-cannot-follow",
+        Severity.MEDIUM,
+        "A pickle stream could not be followed to its end, or is not a complete pickle.",
+        "Either the stream breaks where every loader stops (opcodes before the break run and "
+        "were analysed, but the file is not a whole pickle) or the scanner cannot tell how a "
+        "loader reads on (a joblib array it cannot size, a limit): the rest was searched for "
+        "imports, and the file cannot be shown safe.",
     ),
     Rule(
         "MLV109",
@@ -92,6 +95,15 @@ _RULES = [
         "A pickle imports through the copyreg extension registry (EXT1/EXT2/EXT4).",
         "The imported callable depends on the loading process's registry and cannot be "
         "checked statically.",
+    ),
+    Rule(
+        "MLV112",
+        "joblib-external-array",
+        Severity.HIGH,
+        "An old joblib array wrapper names a file outside the artifact for joblib to load.",
+        "joblib < 0.10 stored arrays in sibling .npy files and loads them with "
+        "allow_pickle=True: a path that is not a plain sibling name loads (and unpickles) a "
+        "file the scan never saw.",
     ),
     Rule(
         "MLV201",

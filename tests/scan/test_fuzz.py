@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mlverify.scan.engine import Context
 from mlverify.scan.model import Limits
-from mlverify.scan.pickle_walker import PickleWalker
+from mlverify.scan.pickle import PickleWalker
 from mlverify.scan.policy import get_policy
 from mlverify.scan.source import bytes_source
 from mlverify.scan.zipreader import read_zip

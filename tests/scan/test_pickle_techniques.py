@@ -38,7 +38,7 @@ BYPASS_CALLABLES = [
     ("torch.jit", "load"), ("torch", "load"), ("torch.serialization", "load"),
     ("torch.utils.collect_env", "run"), ("logging.config", "listen"), ("marshal", "loads"),
     ("types", "FunctionType"), ("functools", "partial"), ("operator", "attrgetter"),
-    ("operator", "methodcaller"), ("builtins", "getattr"), ("builtins", "eval"),
+    ("operator", "methodcaller"), ("builtins", "eval"),
     ("builtins", "exec"), ("builtins", "compile"), ("builtins", "open"),
     ("builtins", "__import__"), ("__builtin__", "eval"), ("os", "system"), ("posix", "system"),
     ("nt", "system"), ("subprocess", "Popen"), ("subprocess", "check_output"), ("sys", "exit"),
@@ -254,13 +254,13 @@ def test_broken_stream_after_payload(scan_bytes: Scan) -> None:
     assert "MLV108" in rules(report)
 
 
-def test_truncated_benign_stream_is_low(scan_bytes: Scan) -> None:
+def test_truncated_benign_stream_is_medium(scan_bytes: Scan) -> None:
     import pickle
 
     data = pickle.dumps({"a": list(range(100))}, protocol=4)[:-20]
     report = scan_bytes(data)
     assert rules(report) == {"MLV108"}
-    assert report.max_severity == Severity.LOW
+    assert report.max_severity == Severity.MEDIUM  # not a whole pickle: denied by default
 
 
 def test_payload_after_huge_blob_is_found_without_reading_it(scan_bytes: Scan) -> None:

@@ -1,0 +1,491 @@
+"""What the simulated unpickler's events mean: the judging half of the pickle scanner.
+
+The decoding loop (``walker.py``) reads opcodes exactly as CPython does and reports each
+import, call, BUILD and persistent id here. This module decides what they mean, against
+the exact allowlist (``policy.py``):
+
+* every import that is not an allowlist entry is a finding (MLV101 dangerous, MLV102 unknown);
+* a call of anything but an import is a finding unless it is the result of
+  ``builtins.getattr`` fetching a method the allowlist names for the object's class, or a
+  result whose entry says what calling it calls (``functools.partial``) and that is allowed;
+* an allowed callable that calls or constructs its arguments (``Entry.calls``) must be
+  given allowed callables in turn (call-through), and the bytes an allowed callable
+  deserialises (``Entry.loads``) are always scanned as nested files, whatever they start with;
+* BUILD on an imported global (not a new object) is a finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mlverify.scan.model import Severity
+from mlverify.scan.pickle.values import KEEP, TRACKED, Blob, Call, ImportRecord, Opaque, Ref, render
+from mlverify.scan.policy import GETATTR, Entry, Policy, Verdict, canonical
+
+Emit = Callable[[str, Severity, int, str, str, str], None]
+#: nested(data or None, stream offset, length, kind, forced): scan a value as a file
+Nested = Callable[[Any, int, int, str, bool], None]
+
+#: allowed functions that make an instance of their first argument (class inference)
+_CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"})
+_MAX_FINDINGS = 1000
+
+
+class Judge:
+    """Judges a walk's events; one per stream, shared by the pickles stacked in it."""
+
+    def __init__(self, policy: Policy, emit: Emit, nested: Nested | None, base: int) -> None:
+        self.policy = policy
+        self.emit = emit
+        self.nested = nested
+        self.base = base
+        self.records: dict[tuple[str, str], ImportRecord] = {}
+        self.imports = 0
+        self._emitted = 0
+        self.view = ""  # "" for the primary reading, else the loader named in findings
+
+    # -- findings ----------------------------------------------------------
+    def _emit(
+        self, rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str
+    ) -> None:
+        self._emitted += 1
+        if self._emitted <= _MAX_FINDINGS:
+            if self.view:
+                chain = (
+                    f"{chain}; when read by {self.view}" if chain else f"when read by {self.view}"
+                )
+            self.emit(rule, sev, self.base + offset, subject, msg, chain)
+
+    # -- imports -------------------------------------------------------------
+    def import_(self, module: str, name: str, offset: int, opcode: str) -> Ref:
+        key = (module, name)
+        rec = self.records.get(key)
+        if rec is None:
+            verdict = self.policy.classify(module, name)
+            rec = ImportRecord(module, name, offset, opcode, verdict)
+            self.records[key] = rec
+            self.imports += 1
+        rec.count += 1
+        return Ref(rec)
+
+    def wants(self, v: Any) -> ImportRecord | None:
+        """The record of a non-allowlisted import behind ``v`` still collecting uses."""
+        depth = 0
+        while isinstance(v, Call) and depth < 8:
+            v = v.func
+            depth += 1
+        if isinstance(v, Ref):
+            rec = v.rec
+            if len(rec.uses) < 3 and rec.verdict.kind != "allow":
+                return rec
+        return None
+
+    def stored(self, items: Any, op_off: int) -> None:
+        for it in items:
+            rec = self.wants(it)
+            if rec is not None:
+                rec.uses.append(f"stored in a container at offset {self.base + op_off}")
+
+    def flush(self) -> None:
+        for rec in self.records.values():
+            v = rec.verdict
+            if v.kind == "allow":
+                continue
+            canon = ".".join(x for x in canonical(rec.module, rec.name) if x)
+            label = rec.full if canon == rec.full else f"{rec.full} (= {canon})"
+            chain = "; ".join(rec.uses) if rec.uses else f"imported by {rec.opcode}, not called"
+            times = f" ({rec.count} times)" if rec.count > 1 else ""
+            if v.kind == "getattr":
+                if rec.good_calls and not rec.uses:
+                    continue  # every use fetched a known method of an allowed class
+                self._emit(
+                    "MLV104",
+                    v.severity,
+                    rec.offset,
+                    rec.full,
+                    f"imports {GETATTR}{times} and uses it other than to fetch a known "
+                    "method of an allowed class",
+                    chain,
+                )
+            elif v.kind == "deny":
+                self._emit(
+                    "MLV101",
+                    v.severity,
+                    rec.offset,
+                    rec.full,
+                    f"imports dangerous callable {label}{times}: {v.reason}",
+                    chain,
+                )
+            else:
+                self._emit(
+                    "MLV102",
+                    v.severity,
+                    rec.offset,
+                    rec.full,
+                    f"imports {label}{times}, which is not on the allowlist",
+                    chain,
+                )
+        self.records = {}
+
+    # -- values --------------------------------------------------------------
+    @staticmethod
+    def target(v: Any) -> str | None:
+        if isinstance(v, Ref):
+            return v.rec.full
+        if isinstance(v, Call):
+            return v.target
+        return None
+
+    def class_of(self, v: Any) -> str | None:
+        """The allowed class (defining name) of the object ``v`` stands for, when known."""
+        if not isinstance(v, Call) or not isinstance(v.func, Ref):
+            return None
+        rec = v.func.rec
+        if rec.verdict.kind != "allow" or rec.verdict.entry is None:
+            return None
+        if v.kind in ("NEWOBJ", "NEWOBJ_EX", "INST", "OBJ") or rec.verdict.entry.kind == "class":
+            return rec.verdict.name if rec.verdict.entry.kind == "class" else None
+        if rec.verdict.name in _CONSTRUCTORS and isinstance(v.args, tuple) and v.args:
+            cls = v.args[0]
+            if isinstance(cls, Ref) and cls.rec.verdict.kind == "allow":
+                e = cls.rec.verdict.entry
+                return cls.rec.verdict.name if e is not None and e.kind == "class" else None
+        return None
+
+    def safe_callable(self, v: Any) -> bool:
+        """Calling ``v`` calls only what the allowlist allows."""
+        depth = 0
+        while depth < 8:
+            depth += 1
+            if isinstance(v, Ref):
+                return bool(v.rec.verdict.kind == "allow")
+            if not isinstance(v, Call):
+                return False
+            if v.method:
+                return True
+            f = v.func
+            if not isinstance(f, Ref) or f.rec.verdict.kind != "allow":
+                return False
+            e = f.rec.verdict.entry
+            if e is None or not e.result_calls or not isinstance(v.args, tuple):
+                return False
+            inner = [v.args[i] for i in e.result_calls if i < len(v.args)]
+            if len(inner) != len(e.result_calls):
+                return False
+            if not all(self.safe_callable(a) for a in inner[1:]):
+                return False
+            v = inner[0]
+        return False
+
+    # -- calls ---------------------------------------------------------------
+    def reach(self, target: str, call: Call, offset: int) -> None:
+        """A call evaluates to (or calls) ``target``: flag it if it is not allowed."""
+        verdict = self.policy.is_dangerous_target(target)
+        if verdict.kind == "deny":
+            self._emit(
+                "MLV104",
+                max(verdict.severity, Severity.HIGH),
+                offset,
+                target,
+                f"call chain reaches {target}: {verdict.reason}",
+                render(call) + f" at offset {self.base + offset}",
+            )
+        elif verdict.kind != "allow":
+            self._emit(
+                "MLV103",
+                Severity.HIGH,
+                offset,
+                target,
+                f"an import helper reaches {target}, which is not on the allowlist",
+                render(call),
+            )
+
+    def call(self, func: Any, args: Any, kind: str, offset: int) -> Call:
+        call = Call(func, args, kind, offset, None)
+        argt = args if isinstance(args, tuple) else ()
+        if isinstance(func, Ref):
+            rec = func.rec
+            v = rec.verdict
+            if v.kind == "allow":
+                if v.entry is not None:
+                    self._through(v.entry, rec.full, args, call, offset)
+            elif v.kind == "getattr":
+                self._getattr(rec, argt, call, offset)
+            else:
+                helper = self.policy.helper(rec.module, rec.name)
+                if helper is not None:
+                    t = self._helper_target(helper, argt, call, offset)
+                    if t is not None and not t.startswith("attrgetter:"):
+                        self.reach(t, call, offset)
+                    call.target = t
+                rec_ = self.wants(func)
+                if rec_ is not None:
+                    rec_.uses.append(f"{render(call)} via {kind} at offset {self.base + offset}")
+        elif isinstance(func, Call):
+            self._call_result(func, argt, call, kind, offset)
+        else:
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                kind,
+                f"calls a value that is not an import ({render(func, 60)})",
+                render(call),
+            )
+        for a in argt[:KEEP]:
+            if a.__class__ in TRACKED:
+                rec_ = self.wants(a)
+                if rec_ is not None:
+                    rec_.uses.append(f"argument of {render(call)} at offset {self.base + offset}")
+        return call
+
+    def _through(self, entry: Entry, name: str, args: Any, call: Call, offset: int) -> None:
+        """Call-through: what an allowed callable calls or loads must be allowed or scanned."""
+        if not entry.calls and not entry.loads:
+            return
+        if not isinstance(args, tuple):
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                name,
+                f"{name} calls or loads its arguments, and the scanner cannot see them",
+                render(call),
+            )
+            return
+        for i in entry.calls:
+            if i >= len(args):
+                continue  # the loader raises (missing argument)
+            a = args[i]
+            if self.safe_callable(a):
+                continue
+            if isinstance(a, Ref):
+                continue  # a non-allowlisted import: reported as such, with this use
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                name,
+                f"{name} calls its argument {i + 1} ({render(a, 60)}), which is not an "
+                "allowlisted callable",
+                render(call),
+            )
+        for i in entry.loads:
+            if i >= len(args):
+                continue
+            a = args[i]
+            if isinstance(a, (bytes, bytearray)):
+                if self.nested is not None:
+                    self.nested(bytes(a), offset, len(a), "bytes", True)
+            elif isinstance(a, Blob):
+                if self.nested is not None:
+                    self.nested(None, a.offset, a.length, a.kind, True)
+            else:
+                self._emit(
+                    "MLV105",
+                    Severity.HIGH,
+                    offset,
+                    name,
+                    f"{name} deserialises its argument {i + 1} ({render(a, 60)}), which the "
+                    "scanner cannot read",
+                    render(call),
+                )
+
+    def _getattr(self, rec: ImportRecord, args: tuple[Any, ...], call: Call, offset: int) -> None:
+        """``getattr(obj, name)``: allowed only for a method the allowlist names."""
+        if len(args) == 2 and isinstance(args[1], str):
+            obj, attr = args
+            cls = self.class_of(obj)
+            if cls is None and isinstance(obj, Ref) and obj.rec.verdict.kind == "allow":
+                e = obj.rec.verdict.entry
+                if e is not None and e.kind == "class":
+                    cls = obj.rec.verdict.name  # a classmethod fetched from the class
+            if cls is not None and attr in self.policy.methods(cls):
+                rec.good_calls += 1
+                call.target = f"{cls}.{attr}"
+                call.method = True
+                return
+            base = self.target(obj)
+            if base is not None:
+                target = f"{base}.{attr}"
+                call.target = target
+                verdict = self.policy.is_dangerous_target(target)
+                if verdict.kind == "deny":
+                    self._emit(
+                        "MLV104",
+                        max(verdict.severity, Severity.HIGH),
+                        offset,
+                        target,
+                        f"getattr reaches {target}: {verdict.reason}",
+                        render(call),
+                    )
+                    rec.uses.append(f"{render(call)} at offset {self.base + offset}")
+                    return
+            what = f"{cls or render(obj, 60)}"
+            self._emit(
+                "MLV104",
+                Severity.HIGH,
+                offset,
+                f"getattr(..., {attr!r})",
+                f"getattr fetches {attr!r} from {what}, which is not a known method of an "
+                "allowlisted class",
+                render(call),
+            )
+        else:
+            self._emit(
+                "MLV103",
+                Severity.HIGH,
+                offset,
+                GETATTR,
+                "getattr receives an attribute name the scanner cannot resolve",
+                render(call),
+            )
+        rec.uses.append(f"{render(call)} at offset {self.base + offset}")
+
+    def _call_result(
+        self, func: Call, args: tuple[Any, ...], call: Call, kind: str, offset: int
+    ) -> None:
+        """Calling a computed value: a known method, a partial of allowed callables, ..."""
+        if self.safe_callable(func):
+            return
+        ft = func.target
+        if ft is not None and ft.startswith("attrgetter:"):
+            base = self.target(args[0]) if args else None
+            target = f"{base}.{ft[11:]}" if base else None
+            if target:
+                self.reach(target, call, offset)
+                call.target = target
+                return
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                "REDUCE",
+                "calls an attrgetter on an object the scanner cannot resolve",
+                render(call),
+            )
+            return
+        if ft is not None:
+            verdict: Verdict = self.policy.is_dangerous_target(ft)
+            if verdict.kind == "deny":
+                self._emit(
+                    "MLV104",
+                    Severity.CRITICAL,
+                    offset,
+                    ft,
+                    f"calls {ft}, reached through a call chain: {verdict.reason}",
+                    render(call),
+                )
+                return
+        self._emit(
+            "MLV105",
+            Severity.HIGH,
+            offset,
+            ft or kind,
+            f"calls {ft}, reached through a call chain"
+            if ft
+            else "calls the result of another call (gadget chain shape)",
+            render(call),
+        )
+
+    def _helper_target(
+        self, helper: str, args: tuple[Any, ...], call: Call, offset: int
+    ) -> str | None:
+        a0 = args[0] if args else None
+        if helper in ("module", "dotted"):
+            if isinstance(a0, str):
+                return a0
+        elif helper == "attrgetter":
+            if isinstance(a0, str):
+                return f"attrgetter:{a0}"
+        elif helper == "module_name":
+            if len(args) >= 2 and isinstance(a0, str) and isinstance(args[1], str):
+                return f"{a0}.{args[1]}"
+        else:
+            return None
+        self._emit(
+            "MLV103",
+            Severity.HIGH,
+            offset,
+            render(call.func),
+            "an import helper receives a name the scanner cannot resolve",
+            render(call),
+        )
+        return None
+
+    # -- other events -------------------------------------------------------
+    def build(self, obj: Any, state: Any, offset: int) -> None:
+        """BUILD: ``obj.__setstate__(state)`` (or attribute updates)."""
+        if isinstance(obj, Ref):
+            self._emit(
+                "MLV106",
+                Severity.HIGH,
+                offset,
+                obj.rec.full,
+                f"BUILD sets state on the imported global {obj.rec.full} itself",
+                f"{obj.rec.full}.__setstate__({render(state, 80)})",
+            )
+            return
+        if not isinstance(obj, Call):
+            return
+        obj.state = state
+        rec_ = self.wants(obj)
+        if rec_ is not None:
+            rec_.uses.append(f"BUILD (__setstate__) at offset {self.base + offset}")
+        if isinstance(state, (dict, tuple)):
+            vals = state.values() if isinstance(state, dict) else state
+            for sv in list(vals)[:KEEP]:
+                if sv.__class__ in TRACKED:
+                    rec_ = self.wants(sv)
+                    if rec_ is not None:
+                        rec_.uses.append(
+                            f"state of {render(obj, 60)} at offset {self.base + offset}"
+                        )
+
+    def persistent(self, pid: Any, opname: str, offset: int) -> Any:
+        """PERSID/BINPERSID: the loader's ``persistent_load(pid)``; what it pushes."""
+        if not (
+            isinstance(pid, tuple)
+            and pid
+            and pid[0].__class__ is str
+            and pid[0]
+            in (
+                "storage",
+                "module",
+            )
+        ):
+            self._emit(
+                "MLV107",
+                Severity.LOW,
+                offset,
+                opname,
+                "hands a persistent id to the loader's persistent_load",
+                f"persistent_load({render(pid, 100)})",
+            )
+        for it in pid if isinstance(pid, tuple) else ():
+            if it.__class__ in TRACKED:
+                rec_ = self.wants(it)
+                if rec_ is not None:
+                    rec_.uses.append(f"part of a persistent id at offset {self.base + offset}")
+        if isinstance(pid, tuple) and len(pid) > 1 and pid[0] == "module":
+            return pid[1]  # legacy torch: persistent_load returns the class
+        return None
+
+    def extension(self, code: int, offset: int) -> Any:
+        """EXT1/2/4: an import through the copyreg extension registry."""
+        import copyreg
+
+        key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
+        if key is not None:
+            return self.import_(str(key[0]), str(key[1]), offset, f"EXT {code}")
+        self._emit(
+            "MLV110",
+            Severity.HIGH,
+            offset,
+            f"EXT {code}",
+            f"imports extension code {code}, which no registry here defines: a loader raises "
+            "unless its process registered the code, and then it imports whatever that names",
+            "copyreg._extension_registry lookup",
+        )
+        return Call(Opaque(f"extension {code}"), (), "EXT", offset, None)
