@@ -37,7 +37,7 @@ BYPASS_CALLABLES = [
     ("numpy.testing._private.utils", "runstring"), ("numpy.f2py", "compile"),
     ("torch.jit", "load"), ("torch", "load"), ("torch.serialization", "load"),
     ("torch.utils.collect_env", "run"), ("logging.config", "listen"), ("marshal", "loads"),
-    ("types", "FunctionType"), ("functools", "partial"), ("operator", "attrgetter"),
+    ("types", "FunctionType"), ("operator", "attrgetter"),
     ("operator", "methodcaller"), ("builtins", "eval"),
     ("builtins", "exec"), ("builtins", "compile"), ("builtins", "open"),
     ("builtins", "__import__"), ("__builtin__", "eval"), ("os", "system"), ("posix", "system"),

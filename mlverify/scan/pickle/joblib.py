@@ -32,7 +32,6 @@ WRAPPERS = frozenset(
 _INIT_ARGS = ("subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes")
 _INIT_DEFAULTS: dict[str, Any] = {"allow_mmap": False, "numpy_array_alignment_bytes": 16}
 _SIZED = re.compile(r"([<>|=]?)([SaUV])(\d+)\Z")
-_MAX_DEPTH = 8
 
 
 class CannotFollow(Exception):
@@ -104,7 +103,7 @@ def array_layout(obj: Call, states: list[Any], defining: Any) -> ArrayLayout:
     attrs = _attributes(obj, states, defining)
     if "shape" not in attrs or "dtype" not in attrs:
         raise CannotFollow("NumpyArrayWrapper without a shape or dtype")
-    itemsize, hasobject = dtype_info(attrs["dtype"], defining, 0)
+    itemsize, hasobject = dtype_info(attrs["dtype"], defining, [256])
     if hasobject:
         return ArrayLayout(0, False, True)
     shape = attrs["shape"]
@@ -146,10 +145,14 @@ def _dim(d: Any) -> int:
     return v
 
 
-def dtype_info(v: Any, defining: Any, depth: int) -> tuple[int, bool]:
-    """(itemsize, hasobject) of a simulated dtype value, as numpy computes them."""
-    if depth > _MAX_DEPTH:
-        raise CannotFollow("a dtype nested too deeply")
+def dtype_info(v: Any, defining: Any, budget: list[int]) -> tuple[int, bool]:
+    """(itemsize, hasobject) of a simulated dtype value, as numpy computes them.
+
+    ``budget`` counts the dtypes still to visit (nested fields may share structure).
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise CannotFollow("a dtype with more nested parts than the scanner follows")
     spell, types = _table()
     if isinstance(v, Ref):
         got = types.get(defining(v.rec.full))
@@ -169,7 +172,7 @@ def dtype_info(v: Any, defining: Any, depth: int) -> tuple[int, bool]:
         raise CannotFollow("an aligned dtype")
     spec = args[0]
     if isinstance(spec, (Ref, Call)):
-        itemsize, hasobject = dtype_info(spec, defining, depth + 1)
+        itemsize, hasobject = dtype_info(spec, defining, budget)
         flexible = False
     elif isinstance(spec, str):
         itemsize, hasobject = _spelling(spec, spell)
@@ -189,14 +192,14 @@ def dtype_info(v: Any, defining: Any, depth: int) -> tuple[int, bool]:
     if subarray is not None:
         if not isinstance(subarray, tuple) or len(subarray) != 2:
             raise CannotFollow("a dtype subarray the scanner cannot read")
-        hasobject = hasobject or dtype_info(subarray[0], defining, depth + 1)[1]
+        hasobject = hasobject or dtype_info(subarray[0], defining, budget)[1]
     if fields is not None:
         if not isinstance(fields, dict) or len(fields) >= 64:
             raise CannotFollow("dtype fields the scanner cannot read")
         for fv in fields.values():
             if not isinstance(fv, tuple) or not fv:
                 raise CannotFollow("a dtype field the scanner cannot read")
-            hasobject = hasobject or dtype_info(fv[0], defining, depth + 1)[1]
+            hasobject = hasobject or dtype_info(fv[0], defining, budget)[1]
     if elsize > 0:
         if flexible or fields is not None or subarray is not None:
             if flexible and itemsize and itemsize != elsize:

@@ -153,9 +153,8 @@ class Judge:
                 return cls.rec.verdict.name if e is not None and e.kind == "class" else None
         return None
 
-    def safe_callable(self, v: Any) -> bool:
-        """Calling ``v`` calls only what the allowlist allows."""
-        depth = 0
+    def safe_callable(self, v: Any, depth: int = 0) -> bool:
+        """Calling ``v`` calls only what the allowlist allows (bounded nesting)."""
         while depth < 8:
             depth += 1
             if isinstance(v, Ref):
@@ -173,7 +172,7 @@ class Judge:
             inner = [v.args[i] for i in e.result_calls if i < len(v.args)]
             if len(inner) != len(e.result_calls):
                 return False
-            if not all(self.safe_callable(a) for a in inner[1:]):
+            if not all(self.safe_callable(a, depth) for a in inner[1:]):
                 return False
             v = inner[0]
         return False

@@ -50,8 +50,15 @@ def _c_string(line: bytes) -> bytes:
     return line if i < 0 else line[:i]
 
 
-def parse_int(line: bytes) -> int | bool:
-    """INT: ``I<text>\\n``."""
+def parse_int(line: bytes) -> int | bool | None:
+    """INT: ``I<text>``; None when accepted but too long to convert here."""
+    try:
+        return _parse_int(line)
+    except _Unsized:
+        return None
+
+
+def _parse_int(line: bytes) -> int | bool:
     if line == b"00":
         return False
     if line == b"01":
@@ -79,8 +86,15 @@ def parse_int(line: bytes) -> int | bool:
     raise LoaderError("invalid INT literal")
 
 
-def parse_long(line: bytes) -> int:
-    """LONG: ``L<text>[L]\\n``."""
+def parse_long(line: bytes) -> int | None:
+    """LONG: ``L<text>[L]``; None when accepted but too long to convert here."""
+    try:
+        return _parse_long(line)
+    except _Unsized:
+        return None
+
+
+def _parse_long(line: bytes) -> int:
     py = line[:-1] if line.endswith(b"L") else line
     v = _pylong(py, 0)
     if v is not None:

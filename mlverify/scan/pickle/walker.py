@@ -178,6 +178,7 @@ class PickleWalker:
         self.eof = False
         self.result = WalkResult()
         self.arrays = 0  # joblib arrays skipped as joblib reads them
+        self.eof_line = False  # the last line read ran into the end of the stream
 
     # -- buffer ----------------------------------------------------------
     def _fill(self, need: int) -> bool:
@@ -250,7 +251,12 @@ class PickleWalker:
                         self.pos = i + 1
                         return None
             if not self._fill(len(self.buf) - self.pos + 1):
-                raise LoaderError("a text opcode's line never ends")
+                # at the end of the stream both loaders take the rest as the line and strip
+                # its last byte as if it were the newline (a GLOBAL there still imports)
+                rest = self.buf[self.pos :]
+                self.pos = len(self.buf)
+                self.eof_line = True
+                return rest[:-1]
 
     # -- nested values ---------------------------------------------------
     def _probe(self, data: bytes | None, offset: int, length: int, kind: str) -> None:
@@ -424,6 +430,7 @@ class PickleWalker:
         sparse = memo.sparse
         tracked = TRACKED
         scalar_keys = SCALAR_KEYS
+        scalar_set = frozenset(SCALAR_KEYS)
         unpack_i4 = _I4.unpack_from
         unpack_f8 = _F8.unpack_from
         nested = self.nested
@@ -539,24 +546,33 @@ class PickleWalker:
                     pos += 2
                 elif op in (0x65, 0x75, 0x90):  # APPENDS SETITEMS ADDITEMS
                     op_off = bs + pos - 1
-                    items = pop_mark()
+                    if not marks:
+                        raise LoaderError("MARK expected")
+                    m = marks.pop()
+                    items = stack[m:]
+                    del stack[m:]
                     if not stack:
                         _underflow()
                     target = stack[-1]
+                    classes = {*map(type, items)}
                     if op == 0x65:
                         if target.__class__ is list and len(target) < KEEP:
                             target.extend(items[: KEEP - len(target)])
                     elif op == 0x75:
                         if len(items) % 2:
                             raise LoaderError("SETITEMS with an odd number of items")
-                        if target.__class__ is dict:
-                            for i in range(0, min(len(items), 2 * KEEP), 2):
-                                if len(target) >= KEEP:
-                                    break
-                                k = items[i]
-                                if k.__class__ in scalar_keys:
-                                    target[k] = items[i + 1]
-                    if any(it.__class__ in tracked for it in items):
+                        if target.__class__ is dict and len(target) < KEEP:
+                            keys = items[0::2]
+                            if {*map(type, keys)} <= scalar_set and len(target) + len(keys) <= KEEP:
+                                target.update(zip(keys, items[1::2], strict=True))
+                            else:
+                                for i in range(0, min(len(items), 2 * KEEP), 2):
+                                    if len(target) >= KEEP:
+                                        break
+                                    k = items[i]
+                                    if k.__class__ in scalar_keys:
+                                        target[k] = items[i + 1]
+                    if Ref in classes or Call in classes:
                         judge.stored(items, op_off)
                 elif op in (0x8C, 0x43, 0x55):  # SHORT_BINUNICODE SHORT_BINBYTES SHORT_BINSTRING
                     n = buf[pos]
@@ -676,6 +692,8 @@ class PickleWalker:
                     safe = blen - 9
                     if mod_b is None or name_b is None:
                         raise CannotFollow("a GLOBAL name too long to judge")
+                    if not mod_b and self.eof_line:
+                        raise LoaderError("truncated: the stream ends in a GLOBAL")
                     mod, name = ops.name_text(mod_b), ops.name_text(name_b)
                     opname = "GLOBAL" if op == 0x63 else "INST"
                     ref = judge.import_(mod, name, op_off, opname)
@@ -818,6 +836,8 @@ class PickleWalker:
                         line = self._readline()
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
                         safe = blen - 9
+                        if self.eof_line:
+                            raise LoaderError("truncated: the stream ends in a PERSID")
                         pid = Opaque("long id") if line is None else line.decode("latin-1")
                     got = judge.persistent(pid, "PERSID" if op == 0x50 else "BINPERSID", op_off)
                     stack.append(PERSISTENT if got is None else got)
@@ -859,6 +879,8 @@ class PickleWalker:
                     line = self._readline()
                     buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
                     safe = blen - 9
+                    if self.eof_line:
+                        raise LoaderError("truncated: the stream ends in a text operand")
                     if op in (0x67, 0x70):
                         if line is None:
                             raise CannotFollow("a memo key too long to read")
