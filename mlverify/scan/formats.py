@@ -333,7 +333,10 @@ class NpyScanner:
         header_src.read(start)
         text = header_src.read(hlen)
         try:
-            header = ast.literal_eval(text.decode("latin-1"))
+            htext = text.decode("latin-1")
+            if major == 1 and "L" in htext:  # Python 2 wrote longs as 3L (numpy filters them)
+                htext = _PY2_LONG.sub(r"\1", htext)
+            header = ast.literal_eval(htext)
             descr = header["descr"]
         except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
             ctx.add(
@@ -351,20 +354,28 @@ class NpyScanner:
 
 
 def _npy_has_object(descr: Any, depth: int = 0) -> bool:
-    """Does a .npy ``descr`` (type string or structured field list) hold Python objects?"""
+    """Does numpy.dtype(descr) of a .npy header hold Python objects (then numpy unpickles
+    the body)? A spelling or shape the exact table does not know counts as objects."""
+    from mlverify.scan.pickle.joblib import spelling_has_object
+
     if depth > 20:
         return True
     if isinstance(descr, str):
-        return descr.lstrip("<>|=").startswith("O")
-    if isinstance(descr, (list, tuple)):
+        got = spelling_has_object(descr)
+        return True if got is None else got
+    if isinstance(descr, tuple) and len(descr) == 2:  # (base, shape): a subarray
+        return _npy_has_object(descr[0], depth + 1)
+    if isinstance(descr, list):
         for fld in descr:
-            if isinstance(fld, (list, tuple)) and len(fld) >= 2:
-                if _npy_has_object(fld[1], depth + 1):
-                    return True
-            elif _npy_has_object(fld, depth + 1):
+            if not isinstance(fld, (list, tuple)) or len(fld) not in (2, 3):
+                return True
+            if _npy_has_object(fld[1], depth + 1):
                 return True
         return False
-    return True  # unknown shape of descr: let the walker decide
+    return True
+
+
+_PY2_LONG = re.compile(r"(?<![\w.])(\d+)L\b")
 
 
 class _Skipped(Source):

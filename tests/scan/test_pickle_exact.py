@@ -344,3 +344,27 @@ def test_limits_are_findings_not_hangs(scan_bytes: Scan) -> None:
 
 def test_evil_baseline(scan_bytes: Scan) -> None:
     assert caught(scan_bytes(EVIL4))
+
+
+# -- 8. npy headers: object dtypes however spelled ------------------------------------------
+def _npy(descr: object, body: bytes, major: int = 1, shape: str = "(1,)") -> bytes:
+    header = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    if major == 1:
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body
+    return b"\x93NUMPY" + bytes([major, 0]) + struct.pack("<I", len(header)) + header + body
+
+
+@pytest.mark.parametrize("descr", ["object", "|O", "O8", "object_", "<O", "not-a-known-spelling"])
+def test_npy_object_dtypes_however_spelled(scan_bytes: Scan, descr: str) -> None:
+    assert caught(scan_bytes(_npy(descr, EVIL4), "x.npy"))
+
+
+def test_npy_structured_field_holding_objects(scan_bytes: Scan) -> None:
+    data = _npy([("a", "<f8"), ("b", "object")], EVIL4)
+    assert caught(scan_bytes(data, "x.npy"))
+
+
+def test_python2_npy_header_with_long_suffixes_is_data(scan_bytes: Scan) -> None:
+    report = scan_bytes(_npy("<f8", b"\x00" * 24, shape="(3L,)"), "x.npy")
+    assert not report.findings, report

@@ -253,3 +253,13 @@ def ndarray_wrapper_problem(obj: Call, state: Any, defining: Any) -> str | None:
         f"an old joblib array wrapper makes joblib load the file {filename!r:.80} with "
         "allow_pickle=True: only a plain file name beside the pickle can be scanned with it"
     )
+
+
+def spelling_has_object(s: str) -> bool | None:
+    """Does ``numpy.dtype(s)`` hold Python objects? None for a spelling numpy may accept
+    that the table does not know (the caller then treats it as holding objects)."""
+    spell, _ = _table()
+    got = spell.get(s)
+    if got is not None:
+        return got[1]
+    return False if _SIZED.match(s) else None
