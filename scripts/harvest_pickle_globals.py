@@ -240,6 +240,17 @@ def defining_name(obj: Any, written: str) -> str:
             warnings.simplefilter("ignore")
             if resolve(mod, qual) is obj:
                 return name
+    # A value written by name (a constant such as torch.float32 or Ellipsis): its module as
+    # Python 3 spells it, checked to hold the same object.
+    import _compat_pickle
+
+    mod, _, attr = written.rpartition(".")
+    mod, attr = _compat_pickle.NAME_MAPPING.get((mod, attr), (mod, attr))
+    mod = _compat_pickle.IMPORT_MAPPING.get(mod, mod)
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if resolve(mod, attr) is obj:
+            return f"{mod}.{attr}"
     return written
 
 
@@ -424,7 +435,8 @@ class _Break(Exception):
 
 
 def _plausible_start(rest: bytes) -> bool:
-    return rest[:1] in (b"(", b"c", b"]", b"}", b"I", b"S", b"V", b"N", b"l", b"d", b"t")
+    """A protocol 0/1 stream starts with any opcode (stacked streams after a STOP too)."""
+    return rest[:1].decode("latin1") in pickletools.code2op
 
 
 def _walk(buf: io.BytesIO, names: list[str]) -> None:
@@ -750,12 +762,10 @@ def stdlib_objects() -> Iterator[tuple[str, Any]]:
     import collections
     import datetime as dt
     import decimal
-    import enum
     import fractions
     import functools
     import http
     import ipaddress
-    import operator
     import pathlib
     import re
     import uuid
@@ -777,18 +787,16 @@ def stdlib_objects() -> Iterator[tuple[str, Any]]:
         collections.deque([1, 2], maxlen=5), collections.Counter("aab"),
         collections.ChainMap({"a": 1}, {"b": 2}), types.SimpleNamespace(a=1),
     ]
-    yield "enums", [
-        http.HTTPStatus.OK, re.RegexFlag.IGNORECASE, enum.Enum, decimal.ROUND_HALF_EVEN,
-    ]
+    yield "enums", [http.HTTPStatus.OK, re.RegexFlag.IGNORECASE, decimal.ROUND_HALF_EVEN]
     yield "uuid", uuid.UUID(int=12345)
     yield "paths", [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x"),
                     pathlib.Path("rel/x")]
     yield "re", [re.compile(r"a+b", re.I), re.compile(rb"x")]
     yield "ipaddress", [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
     yield "array", array.array("d", [1.0, 2.0])
-    yield "partial", [functools.partial(int, base=2), operator.itemgetter(1), operator.add]
-    yield "builtins", [int, float, str, list, dict, tuple, set, bytes, object, type(None), len]
-    yield "methods", [dt.datetime.fromisoformat, {}.get, "abc".upper, str.join]
+    yield "partial", functools.partial(int, base=2)
+    # types stored as values (estimator parameters such as dtype=float)
+    yield "builtins", [int, float, str, list, dict, tuple, set, bytes, object, bool, complex]
 
 
 def numpy_objects() -> Iterator[tuple[str, Any]]:
