@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mlverify.scan.engine import Context
 
 TORCH_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
-_NAME_OK = re.compile(r"[A-Za-z_][\w.]*\Z")
+_NAME_OK = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\Z")
 
 
 class FormatScanner(Protocol):
@@ -76,7 +76,7 @@ class _Budget:
         return self.inner.tell()
 
 
-def looks_like_pickle(head: bytes, src: Source | None = None) -> bool:
+def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True) -> bool:
     """Would a loader read these bytes as a pickle that does something?
 
     Protocol 2+ pickles announce themselves; older or header-less streams are
@@ -108,14 +108,16 @@ def looks_like_pickle(head: bytes, src: Source | None = None) -> bool:
         return True  # 16 KiB of valid opcodes: a pickle
     if res.pickles and res.end >= 2:
         return True
-    return bool(subjects) and all(_NAME_OK.match(s) and "." in s for s in subjects)
+    if not deep:
+        return False  # a value inside a pickle: only a whole pickle counts (loaders: forced)
+    return bool(subjects) and all(_NAME_OK.match(s) for s in subjects)
 
 
 class PickleScanner:
     name = "pickle"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return looks_like_pickle(head, src)
+        return looks_like_pickle(head, src, deep)
 
     def scan(self, src: Source, ctx: Context, depth: int) -> None:
         head = src.head(len(TORCH_LEGACY_MAGIC))

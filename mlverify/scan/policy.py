@@ -31,6 +31,8 @@ class Entry:
     calls: tuple[int, ...] = ()  # called or constructed when the unpickler calls it
     result_calls: tuple[int, ...] = ()  # called when its result is called (partial)
     loads: tuple[int, ...] = ()  # bytes it deserialises (scanned as nested files)
+    state_calls: tuple[int | str, ...] = ()  # BUILD state items (tuple index, dict key) it calls
+    new_only: bool = False  # only __new__ + BUILD reconstruction is data; calling it is not
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ def _ints(v: Any) -> tuple[int, ...]:
     return tuple(v)
 
 
+def _keys(v: Any) -> tuple[int | str, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(i, (int, str)) for i in v):
+        raise ValueError(f"state keys must be a list of ints or strings, not {v!r}")
+    return tuple(v)
+
+
 class Policy:
     """Classifies imports; results are cached per instance."""
 
@@ -88,6 +98,8 @@ class Policy:
                 calls=_ints(spec.get("calls")),
                 result_calls=_ints(spec.get("result_calls")),
                 loads=_ints(spec.get("loads")),
+                state_calls=_keys(spec.get("state_calls")),
+                new_only=bool(spec.get("new_only", False)),
             )
         self._aliases: dict[str, str] = {
             str(k): str(v) for k, v in allow.get("aliases", {}).items()

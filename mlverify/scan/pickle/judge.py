@@ -29,7 +29,11 @@ Nested = Callable[[Any, int, int, str, bool], None]
 
 #: allowed functions that make an instance of their first argument (class inference)
 _CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"})
+#: allowed callables that only ``__new__`` their first argument (then BUILD sets its state)
+_NEW_ONLY_OK = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__"})
 _MAX_FINDINGS = 1000
+#: plain data values: never callable
+_PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, list, dict})
 
 
 class Judge:
@@ -208,7 +212,7 @@ class Judge:
             v = rec.verdict
             if v.kind == "allow":
                 if v.entry is not None:
-                    self._through(v.entry, rec.full, args, call, offset)
+                    self._through(v.entry, rec.verdict.name or rec.full, args, call, offset, kind)
             elif v.kind == "getattr":
                 self._getattr(rec, argt, call, offset)
             else:
@@ -239,9 +243,23 @@ class Judge:
                     rec_.uses.append(f"argument of {render(call)} at offset {self.base + offset}")
         return call
 
-    def _through(self, entry: Entry, name: str, args: Any, call: Call, offset: int) -> None:
-        """Call-through: what an allowed callable calls or loads must be allowed or scanned."""
-        if not entry.calls and not entry.loads:
+    def _through(
+        self, entry: Entry, name: str, args: Any, call: Call, offset: int, kind: str
+    ) -> None:
+        """Call-through: what an allowed callable calls, stores to call, or loads must be
+        allowed or scanned."""
+        if entry.new_only and kind in ("REDUCE", "INST", "OBJ"):
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                name,
+                f"calls {name}(...), whose constructor is not data (only its __new__ and "
+                "state reconstruction is allowed)",
+                render(call),
+            )
+        calls = entry.calls + tuple(i for i in entry.result_calls if i not in entry.calls)
+        if not calls and not entry.loads:
             return
         if not isinstance(args, tuple):
             self._emit(
@@ -253,13 +271,15 @@ class Judge:
                 render(call),
             )
             return
-        for i in entry.calls:
+        for i in calls:
             if i >= len(args):
                 continue  # the loader raises (missing argument)
             a = args[i]
-            if self.safe_callable(a):
+            if a.__class__ in _PLAIN:
+                continue  # data where a callable goes: the loader raises, nothing runs
+            if self.safe_callable(a) and not self._new_only_misused(a, name, i):
                 continue
-            if isinstance(a, Ref):
+            if isinstance(a, Ref) and a.rec.verdict.kind != "allow":
                 continue  # a non-allowlisted import: reported as such, with this use
             self._emit(
                 "MLV105",
@@ -290,6 +310,16 @@ class Judge:
                     "scanner cannot read",
                     render(call),
                 )
+
+    @staticmethod
+    def _new_only_misused(a: Any, callee: str, index: int) -> bool:
+        """A construct-only class handed to a callee that would call (not __new__) it."""
+        if not isinstance(a, Ref):
+            return False
+        e = a.rec.verdict.entry
+        if e is None or not e.new_only:
+            return False
+        return not (callee in _NEW_ONLY_OK or (callee == "copyreg._reconstructor" and index == 0))
 
     def _getattr(self, rec: ImportRecord, args: tuple[Any, ...], call: Call, offset: int) -> None:
         """``getattr(obj, name)``: allowed only for a method the allowlist names."""
@@ -429,6 +459,10 @@ class Judge:
         if not isinstance(obj, Call):
             return
         obj.state = state
+        cls = self.class_of(obj)
+        entry = self.policy.entry(cls) if cls is not None else None
+        if entry is not None and entry.state_calls:
+            self._state_calls(entry, cls or "", obj, state, offset)
         rec_ = self.wants(obj)
         if rec_ is not None:
             rec_.uses.append(f"BUILD (__setstate__) at offset {self.base + offset}")
@@ -441,6 +475,30 @@ class Judge:
                         rec_.uses.append(
                             f"state of {render(obj, 60)} at offset {self.base + offset}"
                         )
+
+    def _state_calls(self, entry: Entry, cls: str, obj: Call, state: Any, offset: int) -> None:
+        """BUILD hands an allowed class callables it will call: they must be allowed."""
+        pair = isinstance(state, tuple) and len(state) == 2
+        if pair and isinstance(state[0], dict) and isinstance(state[1], dict):
+            state = {**state[0], **state[1]}
+        for key in entry.state_calls:
+            if isinstance(key, int):
+                v = state[key] if isinstance(state, tuple) and key < len(state) else None
+            else:
+                v = state.get(key) if isinstance(state, dict) else None
+            if v.__class__ in _PLAIN or self.safe_callable(v):
+                continue
+            if isinstance(v, Ref) and v.rec.verdict.kind != "allow":
+                continue  # reported as an import
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                cls,
+                f"BUILD gives {cls} a callable ({render(v, 60)}) it calls later, which is not "
+                "an allowlisted callable",
+                f"{render(obj, 60)}.__setstate__({render(state, 80)})",
+            )
 
     def persistent(self, pid: Any, opname: str, offset: int) -> Any:
         """PERSID/BINPERSID: the loader's ``persistent_load(pid)``; what it pushes."""

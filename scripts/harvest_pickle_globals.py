@@ -1,0 +1,1430 @@
+#!/usr/bin/env python3
+"""Harvest the globals that real ML libraries write into pickles.
+
+Run by a developer (never at install, never by the scanner) in an environment with the real
+libraries installed::
+
+    PYTHONPATH=$PWD .venv/bin/python scripts/harvest_pickle_globals.py --out /tmp/harvest.json
+    PYTHONPATH=$PWD .venv/bin/python scripts/harvest_pickle_globals.py --check
+
+It builds a broad set of real objects with numpy, scipy, scikit-learn, pandas, torch,
+xgboost, lightgbm, transformers/tokenizers, joblib and the standard library, pickles them
+ourselves (pickle protocols 0, 2, 4, 5, ``joblib.dump``, ``torch.save``, ``pandas.to_pickle``,
+a distributed checkpoint) and records every global the pickles contain and how each is used:
+
+* a recording subclass of the pure-Python ``pickle._Pickler`` sees, in ``save_global``, the live
+  object and the ``module.name`` written for it, and in ``save_reduce`` the callable and its
+  arguments (so ``builtins.getattr`` uses give the (class, attribute) pairs of bound methods,
+  and the callables handed to ``copyreg._reconstructor``, ``NEWOBJ`` or ``functools.partial``
+  are known). joblib's and torch's own picklers are used with the recorder mixed in;
+* every produced byte stream is also decoded with ``pickletools.genops`` (a decoder, never an
+  unpickler) and each written name must have been seen live; names from files we wrote
+  ourselves with a C pickler (``pandas.to_pickle``, a checkpoint's ``.metadata``) are resolved
+  by importing the module of a name *we* wrote;
+* each global is resolved to its DEFINING name (``obj.__module__ + "." + obj.__qualname__`` of
+  the live object, checked to resolve back to the same object).
+
+``--joblib-data`` lists the globals (names only, decoded, never loaded or imported) of the old
+pickles joblib ships under ``joblib/test/data``. ``--check`` compares both harvests with
+``mlverify/scan/data/pickle_allowlist.json`` and exits 1 on any global that is neither allowed
+(entry or alias) nor a reviewed finding. ``tests/scan/test_allowlist_data.py`` runs the same
+check in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import bz2
+import contextlib
+import copyreg
+import gzip
+import importlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import lzma
+import os
+import pickle
+import pickletools
+import sys
+import tempfile
+import time
+import types
+import warnings
+import zipfile
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ALLOWLIST = HERE.parent / "mlverify" / "scan" / "data" / "pickle_allowlist.json"
+PROTOCOLS = (0, 2, 4, 5)
+LIBRARIES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pandas",
+    "torch",
+    "xgboost",
+    "lightgbm",
+    "transformers",
+    "tokenizers",
+    "joblib",
+    "safetensors",
+    "accelerate",
+    "tzdata",
+)
+# Protocol 0 pickles these through copyreg._reduce_ex, which calls base(obj) on a pybind11
+# object inside them (packed quantized params): the C++ side aborts the whole process.
+NO_PROTOCOL_0 = frozenset({"torch:quantized-module", "torch:dynamic-quantized"})
+# Names of this script's own helpers never count as library globals.
+OWN_MODULES = frozenset({__name__, "__main__", "harvest_pickle_globals"})
+
+
+# --------------------------------------------------------------------------------------------
+# What was seen
+
+
+@dataclass
+class Seen:
+    """One global as written in a pickle."""
+
+    written: str
+    defining: str
+    kind: str  # "class" | "function" | "value"
+    libraries: set[str] = field(default_factory=set)
+    uses: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "defining": self.defining,
+            "kind": self.kind,
+            "libraries": sorted(self.libraries),
+            "uses": sorted(self.uses),
+        }
+
+
+class Harvest:
+    """Everything recorded over one run."""
+
+    def __init__(self) -> None:
+        self.library = "?"
+        self.globals: dict[str, Seen] = {}
+        self.objects: Counter[str] = Counter()
+        self.pickles: Counter[str] = Counter()
+        self.failures: dict[str, list[str]] = defaultdict(list)
+        # defining class -> attribute names fetched with builtins.getattr (owner is the class
+        # itself: "cls:NAME", owner is an instance: "NAME")
+        self.getattrs: dict[str, set[str]] = defaultdict(set)
+        # defining callable -> argument index -> kinds of values passed there
+        self.arguments: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+        # defining class -> how its instances receive BUILD state
+        self.builds: dict[str, set[str]] = defaultdict(set)
+        self.unmapped: set[str] = set()
+        # defining name -> how the pickles use it (applied to the written names at the end)
+        self.uses: dict[str, set[str]] = defaultdict(set)
+
+    # -- recording -----------------------------------------------------------------------
+
+    def note_global(self, written: str, obj: Any) -> None:
+        seen = self.globals.get(written)
+        if seen is None:
+            seen = Seen(written, defining_name(obj, written), kind_of(obj))
+            self.globals[written] = seen
+        seen.libraries.add(self.library)
+
+    def note_use(self, obj: Any, use: str) -> None:
+        name = live_name(obj)
+        if name is not None:
+            self.uses[name].add(use)
+
+    def note_reduce(self, func: Any, args: tuple[Any, ...], state: Any, setter: Any, obj: Any,
+                    proto: int) -> None:
+        fname = getattr(func, "__name__", "")
+        if proto >= 2 and fname == "__newobj__" and args:
+            self.note_use(args[0], "NEWOBJ cls")
+            callee, rest, first = "NEWOBJ", args[1:], 1
+        elif proto >= 2 and fname == "__newobj_ex__" and args:
+            self.note_use(args[0], "NEWOBJ_EX cls")
+            callee, rest, first = "NEWOBJ_EX", tuple(args[1]), 1
+        else:
+            callee = live_name(func) or f"<{type(func).__qualname__}>"
+            self.note_use(func, "REDUCE func")
+            rest, first = args, 0
+            if func is getattr and len(args) == 2 and isinstance(args[1], str):
+                owner = args[0]
+                if isinstance(owner, type):
+                    self.getattrs[live_name(owner) or repr(owner)].add("cls:" + args[1])
+                else:
+                    self.getattrs[live_name(type(owner)) or repr(type(owner))].add(args[1])
+        for i, arg in enumerate(rest, start=first):
+            desc = describe(arg)
+            self.arguments[callee][i].add(desc)
+            if desc.startswith("global:"):
+                self.note_use(arg, f"arg {i} of {callee}")
+        if setter is not None:
+            self.note_use(setter, "state_setter")
+        if state is not None and obj is not None:
+            how = "setstate" if hasattr(type(obj), "__setstate__") else "dict/slots update"
+            self.builds[live_name(type(obj)) or repr(type(obj))].add(how)
+
+    def finish(self) -> None:
+        for seen in self.globals.values():
+            seen.uses |= self.uses.get(seen.defining, set())
+            if not seen.uses:
+                seen.uses.add("value")
+
+    def to_dict(self) -> dict[str, Any]:
+        self.finish()
+        return {
+            "schema": "mlverify-pickle-harvest/1",
+            "harvested_with": library_versions(),
+            "objects": dict(sorted(self.objects.items())),
+            "pickles": dict(sorted(self.pickles.items())),
+            "failures": {k: sorted(v) for k, v in sorted(self.failures.items())},
+            "globals": {k: v.to_dict() for k, v in sorted(self.globals.items())},
+            "getattr": {k: sorted(v) for k, v in sorted(self.getattrs.items())},
+            "arguments": {
+                k: {str(i): sorted(d) for i, d in sorted(v.items())}
+                for k, v in sorted(self.arguments.items())
+            },
+            "builds": {k: sorted(v) for k, v in sorted(self.builds.items())},
+            "unmapped": sorted(self.unmapped),
+        }
+
+
+def live_name(obj: Any) -> str | None:
+    """``module.qualname`` of a class or function, or None for other values."""
+    qual = getattr(obj, "__qualname__", None)
+    mod = getattr(obj, "__module__", None)
+    if isinstance(qual, str) and isinstance(mod, str) and callable(obj):
+        return f"{mod}.{qual}"
+    return None
+
+
+def kind_of(obj: Any) -> str:
+    if isinstance(obj, type):
+        return "class"
+    return "function" if callable(obj) else "value"
+
+
+def describe(arg: Any) -> str:
+    if isinstance(arg, type) or isinstance(
+        arg, (types.FunctionType, types.BuiltinFunctionType, types.WrapperDescriptorType)
+    ):
+        return f"global:{live_name(arg)}"
+    if isinstance(arg, types.MethodType):
+        return f"method:{live_name(type(arg.__self__))}.{arg.__func__.__name__}"
+    return f"value:{type(arg).__module__}.{type(arg).__qualname__}"
+
+
+def resolve(dotted_module: str, qualname: str) -> Any:
+    """Import a module named by a live object (or a file we wrote) and walk the qualname."""
+    obj: Any = importlib.import_module(dotted_module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def defining_name(obj: Any, written: str) -> str:
+    """The defining ``module.qualname`` of a live object, checked to resolve back to it."""
+    name = live_name(obj)
+    if name is not None:
+        mod, qual = obj.__module__, obj.__qualname__
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if resolve(mod, qual) is obj:
+                return name
+    # A value written by name (a constant such as torch.float32 or Ellipsis): its module as
+    # Python 3 spells it, checked to hold the same object.
+    import _compat_pickle
+
+    mod, _, attr = written.rpartition(".")
+    mod, attr = _compat_pickle.NAME_MAPPING.get((mod, attr), (mod, attr))
+    mod = _compat_pickle.IMPORT_MAPPING.get(mod, mod)
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if resolve(mod, attr) is obj:
+            return f"{mod}.{attr}"
+    return written
+
+
+def written_name(pickler: pickle._Pickler, obj: Any, name: str | None) -> str | None:
+    """The ``module.name`` that ``pickle._Pickler.save_global`` writes for ``obj``.
+
+    None when it writes none itself (protocols < 4 pickle a nested qualname as
+    ``getattr(parent, name)``, whose globals are recorded when they are saved).
+    """
+    if name is None:
+        name = getattr(obj, "__qualname__", None)
+    if name is None:
+        name = obj.__name__
+    module_name = pickle.whichmodule(obj, name)
+    try:
+        __import__(module_name, level=0)
+        module = sys.modules[module_name]
+        _, parent = pickle._getattribute(module, name)  # type: ignore[attr-defined]
+    except Exception:
+        return f"{module_name}.{name}"
+    if pickler.proto >= 2 and copyreg._extension_registry.get((module_name, name)):  # type: ignore[attr-defined]
+        return None
+    if pickler.proto >= 4:
+        return f"{module_name}.{name}"
+    if parent is not module:
+        return None
+    if pickler.proto < 3 and pickler.fix_imports:
+        import _compat_pickle
+
+        if (module_name, name) in _compat_pickle.REVERSE_NAME_MAPPING:
+            module_name, name = _compat_pickle.REVERSE_NAME_MAPPING[(module_name, name)]
+        elif module_name in _compat_pickle.REVERSE_IMPORT_MAPPING:
+            module_name = _compat_pickle.REVERSE_IMPORT_MAPPING[module_name]
+    return f"{module_name}.{name}"
+
+
+HARVEST = Harvest()
+
+
+class RecordingMixin:
+    """Mixed into a pure-Python pickler: records globals and reduce calls into HARVEST."""
+
+    proto: int
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        written = written_name(self, obj, name)  # type: ignore[arg-type]
+        if written is not None:
+            HARVEST.note_global(written, obj)
+        super().save_global(obj, name)  # type: ignore[misc]
+
+    def save_reduce(self, func: Any, args: Any, state: Any = None, listitems: Any = None,
+                    dictitems: Any = None, state_setter: Any = None, *, obj: Any = None) -> None:
+        if isinstance(args, tuple):
+            HARVEST.note_reduce(func, args, state, state_setter, obj, self.proto)
+        super().save_reduce(  # type: ignore[misc]
+            func, args, state, listitems, dictitems, state_setter, obj=obj
+        )
+
+
+class RecordingPickler(RecordingMixin, pickle._Pickler):  # type: ignore[name-defined,misc]
+    pass
+
+
+def recording_pickle_module() -> types.ModuleType:
+    """A ``pickle_module`` for ``torch.save`` whose picklers record."""
+    shim = types.ModuleType("mlverify_recording_pickle")
+    shim.Pickler = RecordingPickler  # type: ignore[attr-defined]
+    shim.Unpickler = pickle._Unpickler  # type: ignore[attr-defined]  # never used: save only
+    shim.DEFAULT_PROTOCOL = 2  # type: ignore[attr-defined]
+    shim.HIGHEST_PROTOCOL = pickle.HIGHEST_PROTOCOL  # type: ignore[attr-defined]
+
+    def dump(obj: Any, f: Any, protocol: int | None = None) -> None:
+        RecordingPickler(f, protocol=protocol).dump(obj)
+
+    shim.dump = dump  # type: ignore[attr-defined]
+    return shim
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding (never loading): the globals a byte stream names
+
+
+MAGICS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"ZF0x", "zf"),
+    (b"\x93NUMPY", "npy"),
+    (b"PK\x03\x04", "zip"),
+)
+MAX_DECOMPRESSED = 256 << 20
+
+
+def container_payloads(data: bytes, depth: int = 0) -> Iterator[bytes]:
+    """The pickle streams inside ``data`` (compressed, ZF, npy object body or plain)."""
+    if depth > 4:
+        raise ValueError("containers nested too deep")
+    kind = next((k for magic, k in MAGICS if data.startswith(magic)), None)
+    if kind is None and data[:1] == b"\x5d" and data[1:3] == b"\x00\x00":
+        kind = "lzma"
+    if kind is None and data[:1] == b"\x78" and int.from_bytes(data[:2], "big") % 31 == 0:
+        kind = "zlib"
+    if kind == "gzip":
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:  # every member
+            inner = g.read(MAX_DECOMPRESSED)
+    elif kind == "bz2":
+        inner = bz2.BZ2Decompressor().decompress(data, MAX_DECOMPRESSED)
+    elif kind == "xz":
+        inner = lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data, MAX_DECOMPRESSED)
+    elif kind == "lzma":
+        inner = lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data, MAX_DECOMPRESSED)
+    elif kind == "zlib":
+        inner = zlib.decompressobj().decompress(data, MAX_DECOMPRESSED)
+    elif kind == "zf":
+        # joblib < 0.10: b"ZF" + hex length padded to 19 characters (0.8 adds one more
+        # space, which joblib's read_zfile skips), then one zlib stream
+        start = 2 + 19 + (data[21:22] == b" ")
+        inner = zlib.decompressobj().decompress(data[start:], MAX_DECOMPRESSED)
+    elif kind == "npy":
+        major = data[6]
+        hlen_size = 2 if major == 1 else 4
+        hlen = int.from_bytes(data[8 : 8 + hlen_size], "little")
+        start = 8 + hlen_size
+        header = ast.literal_eval(data[start : start + hlen].decode("latin1"))
+        descr = header.get("descr") if isinstance(header, dict) else None
+        if isinstance(descr, str) and descr.lstrip("|<>=").startswith("O"):
+            yield data[start + hlen :]
+        return
+    elif kind == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith(".pkl") or info.filename.endswith(".metadata"):
+                    yield from container_payloads(zf.read(info), depth + 1)
+        return
+    else:
+        yield data
+        return
+    yield from container_payloads(inner, depth + 1)
+
+
+class Opaque:
+    """A value the decoder does not model (the result of a call, an object)."""
+
+    def __init__(self, func: str | None = None, args: Any = None) -> None:
+        self.func = func
+        self.args = args
+        self.state: Any = None
+
+
+MARK = object()
+
+
+def stream_globals(data: bytes) -> tuple[list[str], list[str]]:
+    """(names written, problems) for every stacked pickle in ``data``, decoded with genops.
+
+    A small stack model (literal values, opaque call results, the memo) follows
+    ``STACK_GLOBAL`` names and joblib's inline arrays: after the ``BUILD`` of a
+    ``NumpyArrayWrapper`` the raw array bytes (or, for an object array, an inner pickle)
+    follow in the stream, sized from the wrapper's shape and dtype as joblib reads them.
+    """
+    names: list[str] = []
+    problems: list[str] = []
+    buf = io.BytesIO(data)
+    streams = 0
+    while buf.tell() < len(data) and streams < 1000:
+        streams += 1
+        start = buf.tell()
+        if data[start : start + 1] not in (b"\x80",) and not _plausible_start(data[start:]):
+            if start == 0:
+                problems.append("no pickle (raw data)")
+            break
+        try:
+            _walk(buf, names)
+        except _Break as exc:
+            problems.append(str(exc))
+            break
+    return names, problems
+
+
+class _Break(Exception):
+    pass
+
+
+def _plausible_start(rest: bytes) -> bool:
+    """A protocol 0/1 stream starts with any opcode (stacked streams after a STOP too)."""
+    return rest[:1].decode("latin1") in pickletools.code2op
+
+
+def _walk(buf: io.BytesIO, names: list[str]) -> None:
+    stack: list[Any] = []
+    memo: dict[int, Any] = {}
+    pos = buf.tell()
+    try:
+        for op, arg, pos in pickletools.genops(buf):
+            n = op.name
+            if n in ("GLOBAL", "INST"):
+                mod, _, name = str(arg).partition(" ")
+                names.append(f"{mod}.{name}")
+                if n == "INST":
+                    _pop_mark(stack)
+                stack.append(Opaque(f"{mod}.{name}"))
+            elif n == "STACK_GLOBAL":
+                name, mod = stack.pop(), stack.pop()
+                if not (isinstance(mod, str) and isinstance(name, str)):
+                    raise _Break(f"STACK_GLOBAL on a computed name at {pos}")
+                names.append(f"{mod}.{name}")
+                stack.append(Opaque(f"{mod}.{name}"))
+            elif n in ("MARK",):
+                stack.append(MARK)
+            elif n in ("STOP",):
+                return
+            elif n in ("PROTO", "FRAME"):
+                pass
+            elif n in ("MEMOIZE",):
+                memo[len(memo)] = stack[-1]
+            elif n in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = stack[-1]
+            elif n in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo.get(int(arg), Opaque()))
+            elif n == "POP":
+                if stack:
+                    stack.pop()
+            elif n == "POP_MARK":
+                _pop_mark(stack)
+            elif n == "DUP":
+                stack.append(stack[-1])
+            elif n in ("TUPLE", "LIST", "DICT", "FROZENSET", "OBJ"):
+                items = _pop_mark(stack)
+                if n == "TUPLE":
+                    stack.append(tuple(items))
+                elif n == "LIST":
+                    stack.append(list(items))
+                elif n == "DICT":
+                    stack.append(dict(_pairs(items)))
+                elif n == "OBJ":
+                    stack.append(Opaque(getattr(items[0], "func", None) if items else None))
+                else:
+                    stack.append(Opaque())
+            elif n in ("EMPTY_TUPLE",):
+                stack.append(())
+            elif n in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                k = int(n[-1])
+                items = stack[-k:]
+                del stack[-k:]
+                stack.append(tuple(items))
+            elif n == "EMPTY_LIST":
+                stack.append([])
+            elif n == "EMPTY_DICT":
+                stack.append({})
+            elif n == "EMPTY_SET":
+                stack.append(Opaque())
+            elif n in ("APPEND",):
+                v = stack.pop()
+                if isinstance(stack[-1], list):
+                    stack[-1].append(v)
+            elif n in ("APPENDS", "ADDITEMS"):
+                items = _pop_mark(stack)
+                if isinstance(stack[-1], list):
+                    stack[-1].extend(items)
+            elif n == "SETITEM":
+                v, k = stack.pop(), stack.pop()
+                if isinstance(stack[-1], dict):
+                    with contextlib.suppress(TypeError):
+                        stack[-1][k] = v
+            elif n == "SETITEMS":
+                items = _pop_mark(stack)
+                if isinstance(stack[-1], dict):
+                    with contextlib.suppress(TypeError):
+                        stack[-1].update(_pairs(items))
+            elif n in ("REDUCE", "NEWOBJ"):
+                a = stack.pop()
+                f = stack.pop()
+                stack.append(Opaque(getattr(f, "func", None), a))
+            elif n == "NEWOBJ_EX":
+                del stack[-3:]
+                stack.append(Opaque())
+            elif n == "BUILD":
+                state = stack.pop()
+                target = stack[-1]
+                if isinstance(target, Opaque):
+                    target.state = state
+                    if (target.func or "").endswith("NumpyArrayWrapper"):
+                        _skip_inline_array(buf, state, names)
+            elif n in ("PERSID", "BINPERSID"):
+                if n == "BINPERSID":
+                    stack.pop()
+                stack.append(Opaque())
+            elif n in ("EXT1", "EXT2", "EXT4"):
+                names.append(f"<extension {arg}>")
+                stack.append(Opaque())
+            elif n == "NEXT_BUFFER":
+                stack.append(Opaque())
+            elif n == "READONLY_BUFFER":
+                pass
+            else:  # a push of a literal value
+                stack.append(arg)
+    except _Break:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise _Break(f"stream breaks near offset {pos}: {exc}") from None
+    raise _Break("stream ends without STOP")
+
+
+def _pop_mark(stack: list[Any]) -> list[Any]:
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is MARK:
+            items = stack[i + 1 :]
+            del stack[i:]
+            return items
+    raise _Break("no MARK on the stack")
+
+
+def _pairs(items: list[Any]) -> Iterator[tuple[Any, Any]]:
+    for i in range(0, len(items) - 1, 2):
+        k = items[i]
+        if isinstance(k, (str, int, bytes, tuple)):
+            yield k, items[i + 1]
+
+
+def _itemsize(dtype: Any) -> tuple[int, bool]:
+    """(itemsize, is object) of a dtype decoded as ``numpy.dtype(spec, ...)`` plus state."""
+    spec = None
+    if isinstance(dtype, Opaque) and (dtype.func or "").endswith(".dtype"):
+        if isinstance(dtype.args, tuple) and dtype.args:
+            spec = dtype.args[0]
+    if not isinstance(spec, str):
+        raise _Break("joblib array wrapper with a dtype the decoder does not model")
+    code = spec.lstrip("|<>=")
+    if code.startswith("O"):
+        return 0, True
+    letter, digits = code[:1], code[1:]
+    size = int(digits) if digits.isdigit() else {"?": 1, "b": 1, "B": 1}.get(letter, 0)
+    if letter == "U":
+        size *= 4
+    if size <= 0:
+        raise _Break(f"joblib array wrapper with dtype {spec!r}")
+    return size, False
+
+
+def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
+    if not isinstance(state, dict):
+        raise _Break("joblib array wrapper state is not a dict")
+    shape, dtype = state.get("shape"), state.get("dtype")
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) for d in shape):
+        raise _Break("joblib array wrapper shape is not a tuple of ints")
+    itemsize, is_object = _itemsize(dtype)
+    if is_object:
+        _walk(buf, names)  # an inner pickle of the object array
+        return
+    if "numpy_array_alignment_bytes" in state:
+        pad = buf.read(1)
+        buf.seek(pad[0] if pad else 0, io.SEEK_CUR)
+    count = 1
+    for d in shape:
+        count *= d
+    buf.seek(count * itemsize, io.SEEK_CUR)
+
+
+def decode_file(data: bytes) -> tuple[list[str], list[str]]:
+    names: list[str] = []
+    problems: list[str] = []
+    try:
+        payloads = list(container_payloads(data))
+    except Exception as exc:  # a broken container is a problem to report, not a crash
+        return [], [f"container: {exc}"]
+    for payload in payloads:
+        n, p = stream_globals(payload)
+        names += n
+        problems += p
+    return names, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Pickling one object every way
+
+
+class Dumper:
+    def __init__(self, workdir: Path, fast: bool) -> None:
+        self.workdir = workdir
+        self.fast = fast
+        self.count = 0
+
+    def _check_stream(self, data: bytes, what: str) -> None:
+        names, problems = decode_file(data)
+        for problem in problems:
+            HARVEST.failures[f"decode:{HARVEST.library}"].append(f"{what}: {problem}")
+        for name in names:
+            if name not in HARVEST.globals:
+                self._resolve_unseen(name)
+
+    def _resolve_unseen(self, written: str) -> None:
+        """A name in a file we wrote with a C pickler: resolve it (our own output)."""
+        mod, _, qual = written.rpartition(".")
+        obj: Any = None
+        for split in range(written.count("."), 0, -1):
+            parts = written.split(".")
+            mod, qual = ".".join(parts[:split]), ".".join(parts[split:])
+            try:
+                import _compat_pickle
+
+                mod = _compat_pickle.IMPORT_MAPPING.get(mod, mod)
+                obj = resolve(mod, qual)
+                break
+            except Exception:
+                continue
+        if obj is None:
+            HARVEST.unmapped.add(written)
+            return
+        HARVEST.note_global(written, obj)
+
+    def pickle_all(self, obj: Any, label: str, *, torch_save: bool = False,
+                   joblib_dump: bool = True, pandas: bool = False) -> None:
+        HARVEST.objects[HARVEST.library] += 1
+        protocols = (2, 4) if self.fast else PROTOCOLS
+        if label.partition("[")[0] in NO_PROTOCOL_0:
+            protocols = tuple(p for p in protocols if p >= 2)
+        for proto in protocols:
+            self._try(f"{label}/p{proto}", lambda p=proto: self._pickle(obj, p))
+        if joblib_dump:
+            self._try(f"{label}/joblib", lambda: self._joblib(obj))
+        if torch_save:
+            self._try(f"{label}/torch", lambda: self._torch(obj, True))
+            if not self.fast:
+                self._try(f"{label}/torch-legacy", lambda: self._torch(obj, False))
+        if pandas:
+            self._try(f"{label}/pandas", lambda: self._pandas(obj))
+
+    def _try(self, what: str, fn: Callable[[], None]) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn()
+            HARVEST.pickles[HARVEST.library] += 1
+        except Exception as exc:
+            HARVEST.failures[HARVEST.library].append(f"{what}: {type(exc).__name__}: {exc}"[:200])
+
+    def _pickle(self, obj: Any, proto: int) -> None:
+        f = io.BytesIO()
+        try:
+            RecordingPickler(f, protocol=proto).dump(obj)
+        except AssertionError:
+            # pickle._Pickler memoizes the temporary bytes of a PickleBuffer by id and trips
+            # on a reused id (a CPython bug of the pure-Python pickler): the C pickler writes
+            # the same globals; they are decoded and resolved from our own output.
+            self._check_stream(pickle.dumps(obj, protocol=proto), f"C pickle p{proto}")
+            return
+        self._check_stream(f.getvalue(), f"pickle p{proto}")
+
+    def _joblib(self, obj: Any) -> None:
+        import joblib.numpy_pickle as jnp
+
+        class RecordingNumpyPickler(RecordingMixin, jnp.NumpyPickler):  # type: ignore[misc]
+            dispatch = jnp.NumpyPickler.dispatch.copy()
+
+        self.count += 1
+        path = self.workdir / f"o{self.count}.joblib"
+        orig = jnp.NumpyPickler
+        jnp.NumpyPickler = RecordingNumpyPickler  # type: ignore[misc]
+        try:
+            jnp.dump(obj, path)
+        finally:
+            jnp.NumpyPickler = orig  # type: ignore[misc]
+        self._check_stream(path.read_bytes(), "joblib.dump")
+        path.unlink()
+
+    def _torch(self, obj: Any, zip_format: bool) -> None:
+        import torch
+
+        f = io.BytesIO()
+        torch.save(
+            obj, f, pickle_module=recording_pickle_module(),
+            _use_new_zipfile_serialization=zip_format,
+        )
+        data = f.getvalue()
+        if zip_format:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for info in zf.infolist():
+                    if info.filename.endswith("data.pkl"):
+                        self._check_stream(zf.read(info), "torch.save data.pkl")
+        else:
+            # Five stacked pickles, then raw storage bytes (not opcodes): decode problems
+            # after the last pickle are expected; every name was recorded live.
+            names, _ = decode_file(data)
+            for name in names:
+                if name not in HARVEST.globals:
+                    self._resolve_unseen(name)
+
+    def _pandas(self, obj: Any) -> None:
+        import pandas as pd
+
+        self.count += 1
+        path = self.workdir / f"o{self.count}.pkl"
+        pd.to_pickle(obj, path, compression=None)
+        self._check_stream(path.read_bytes(), "pandas.to_pickle")
+        path.unlink()
+
+    def decoded_file(self, path: Path, what: str) -> None:
+        """A file a library wrote with its own (C) pickler: decode it, resolve what we wrote."""
+        HARVEST.pickles[HARVEST.library] += 1
+        self._check_stream(path.read_bytes(), what)
+
+
+# --------------------------------------------------------------------------------------------
+# The objects
+
+
+def stdlib_objects() -> Iterator[tuple[str, Any]]:
+    import array
+    import collections
+    import datetime as dt
+    import decimal
+    import fractions
+    import functools
+    import http
+    import ipaddress
+    import pathlib
+    import re
+    import uuid
+    import zoneinfo
+
+    yield "scalars", [1, 2.5, 3j, True, None, b"x", bytearray(b"y"), "s", ..., NotImplemented]
+    yield "containers", (set([1]), frozenset([2]), range(3), slice(1, 2, 3), {"a": [1]})
+    yield "datetime", [
+        dt.date(2024, 1, 2), dt.time(1, 2, 3), dt.datetime(2024, 1, 2, 3, 4, 5),
+        dt.timedelta(days=1), dt.timezone.utc, dt.timezone(dt.timedelta(hours=2), "X"),
+        dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    ]
+    with contextlib.suppress(Exception):
+        z = zoneinfo.ZoneInfo("Europe/Paris")
+        yield "zoneinfo", [z, dt.datetime(2024, 6, 1, tzinfo=z), zoneinfo.ZoneInfo("UTC")]
+    yield "numbers", [decimal.Decimal("1.5"), fractions.Fraction(1, 3), decimal.Context()]
+    yield "collections", [
+        collections.OrderedDict(a=1), collections.defaultdict(list, a=[1]),
+        collections.deque([1, 2], maxlen=5), collections.Counter("aab"),
+        collections.ChainMap({"a": 1}, {"b": 2}), types.SimpleNamespace(a=1),
+    ]
+    yield "enums", [http.HTTPStatus.OK, re.RegexFlag.IGNORECASE, decimal.ROUND_HALF_EVEN]
+    yield "uuid", uuid.UUID(int=12345)
+    yield "paths", [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x"),
+                    pathlib.Path("rel/x")]
+    yield "re", [re.compile(r"a+b", re.I), re.compile(rb"x")]
+    yield "ipaddress", [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
+    yield "array", array.array("d", [1.0, 2.0])
+    yield "partial", functools.partial(int, base=2)
+    # types stored as values (estimator parameters such as dtype=float)
+    yield "builtins", [int, float, str, list, dict, tuple, set, bytes, object, bool, complex]
+
+
+def numpy_objects() -> Iterator[tuple[str, Any]]:
+    import numpy as np
+
+    dtypes = [
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64", "longdouble", "complex64", "complex128",
+        "clongdouble", "datetime64[ns]", "datetime64[D]", "timedelta64[s]", "S5", "U5",
+        "V4", "O",
+    ]
+    arrays = []
+    for d in dtypes:
+        a = np.zeros(3, dtype=d)
+        arrays.append(a)
+        arrays.append(a[0])  # the scalar
+        arrays.append(np.dtype(d))
+    yield "arrays", arrays
+    with contextlib.suppress(Exception):
+        yield "stringdtype", np.array(["a", "bc"], dtype=np.dtypes.StringDType())
+    yield "big-endian", [np.arange(3, dtype=">i4"), np.dtype(">f8")]
+    yield "structured", np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8", (2,)), ("c", "S3")])
+    yield "record", np.rec.array([(1, 2.0)], dtype=[("x", "i4"), ("y", "f8")])
+    yield "masked", [np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]), np.ma.masked]
+    yield "matrix", np.matrix([[1, 2], [3, 4]])
+    yield "fortran", np.asfortranarray(np.ones((2, 3)))
+    yield "objects", np.array([{"a": 1}, None, "x"], dtype=object)
+    yield "2d-large", np.arange(5000, dtype=np.float64).reshape(50, 100)
+    yield "rng", [
+        np.random.RandomState(0), np.random.default_rng(0), np.random.get_state(),
+        np.random.Generator(np.random.PCG64DXSM(1)), np.random.Generator(np.random.Philox(1)),
+        np.random.Generator(np.random.SFC64(1)), np.random.MT19937(1), np.random.SeedSequence(1),
+    ]
+    yield "ufunc", [np.add, np.sin, np.float64, np.int32]
+    yield "memmap-like", np.lib.stride_tricks.as_strided(np.arange(4), (2,), (8,))
+    with contextlib.suppress(Exception):
+        yield "poly", [np.polynomial.Polynomial([1, 2]), np.poly1d([1, 2])]
+
+
+def scipy_objects() -> Iterator[tuple[str, Any]]:
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy import interpolate, optimize, spatial, stats
+
+    dense = np.array([[0, 1.0], [2.0, 0]])
+    mats = []
+    for fmt in ("csr", "csc", "coo", "lil", "dok", "bsr", "dia"):
+        mats.append(getattr(sp, f"{fmt}_matrix")(dense))
+        mats.append(getattr(sp, f"{fmt}_array")(dense))
+    yield "sparse", mats
+    yield "distributions", [
+        stats.norm(0, 1), stats.gamma(2.0), stats.poisson(3), stats.beta(2, 3),
+        stats.multivariate_normal([0, 0]), stats.uniform(), stats.expon(),
+        stats.gaussian_kde(np.random.RandomState(0).rand(20)),
+    ]
+    yield "spatial", [
+        spatial.KDTree(np.random.RandomState(0).rand(10, 2)),
+        spatial.cKDTree(np.random.RandomState(0).rand(10, 2)),
+        spatial.transform.Rotation.from_euler("z", 30, degrees=True),
+    ]
+    x = np.linspace(0, 1, 6)
+    yield "interpolate", [
+        interpolate.CubicSpline(x, x**2), interpolate.PchipInterpolator(x, x),
+        interpolate.make_interp_spline(x, x**2), interpolate.RegularGridInterpolator((x,), x),
+    ]
+    yield "optimize", optimize.minimize(lambda v: (v**2).sum(), np.ones(2))
+
+
+def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
+    import numpy as np
+    from sklearn.utils import all_estimators
+
+    try:
+        from sklearn.utils._test_common.instance_generator import _construct_instances
+    except ImportError:  # older layouts
+
+        def _construct_instances(cls: Any) -> Iterator[Any]:
+            yield cls()
+
+    rng = np.random.RandomState(0)
+    X = np.abs(rng.rand(40, 4)) + 0.1
+    y_cls = np.array([0, 1, 2, 0] * 10)
+    y_bin = np.array([0, 1] * 20)
+    y_reg = rng.rand(40)
+    Y_multi = np.stack([y_bin, y_bin[::-1]], axis=1)
+    text = ["the cat sat", "a dog ran", "cats and dogs", "the end"] * 10
+    estimators = all_estimators()
+    if fast:
+        estimators = estimators[::5]
+    for name, cls in estimators:
+        try:
+            instances = list(_construct_instances(cls))
+        except Exception:
+            continue
+        for est in instances[:1]:
+            fitted = None
+            for attempt in (
+                lambda e=est: e.fit(X, y_cls),
+                lambda e=est: e.fit(X, y_reg),
+                lambda e=est: e.fit(X),
+                lambda e=est: e.fit(X, Y_multi),
+                lambda e=est: e.fit(X, y_bin),
+                lambda e=est: e.fit(text),
+                lambda e=est: e.fit([{"a": 1, "b": "x"}, {"a": 2}] * 5),
+                lambda e=est: e.fit([["a", "b"], ["c"]] * 5),
+                lambda e=est: e.fit(y_cls),
+            ):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        fitted = attempt()
+                    break
+                except Exception:
+                    continue
+            if fitted is None:
+                HARVEST.failures["scikit-learn"].append(f"{name}: not fitted (pickled unfitted)")
+            yield f"{name}", fitted if fitted is not None else est
+    yield from sklearn_compositions()
+
+
+def sklearn_compositions() -> Iterator[tuple[str, Any]]:
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    rng = np.random.RandomState(0)
+    df = pd.DataFrame(
+        {"n": rng.rand(30), "c": list("abc") * 10, "t": ["red fox", "blue sky", "sky"] * 10}
+    )
+    y = np.array([0, 1, 0] * 10)
+    ct = ColumnTransformer(
+        [("num", make_pipeline(SimpleImputer(), StandardScaler()), ["n"]),
+         ("cat", OneHotEncoder(handle_unknown="ignore"), ["c"]),
+         ("txt", TfidfVectorizer(), "t")]
+    )
+    pipe = make_pipeline(ct, LogisticRegression()).fit(df, y)
+    yield "pipeline-columns", pipe
+    yield "feature-union", make_pipeline(
+        FeatureUnion([("a", StandardScaler()), ("b", FunctionTransformer(np.log1p))]),
+        RandomForestClassifier(n_estimators=3),
+    ).fit(np.abs(rng.rand(30, 3)), y)
+    yield "grid", GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(rng.rand(30, 3),
+                                                                         rng.rand(30))
+    yield "ttr", TransformedTargetRegressor(func=np.log1p, inverse_func=np.expm1).fit(
+        rng.rand(30, 2), rng.rand(30))
+    yield "hgb-categorical", HistGradientBoostingClassifier(
+        max_iter=5, categorical_features="from_dtype"
+    ).fit(df[["n", "c"]].astype({"c": "category"}), y)
+
+
+def pandas_objects() -> Iterator[tuple[str, Any]]:
+    import numpy as np
+    import pandas as pd
+
+    n = 4
+    cols: dict[str, Any] = {
+        "i": np.arange(n), "f": np.linspace(0, 1, n), "b": [True, False] * 2,
+        "s": list("abcd"), "o": [1, "a", None, 2.0],
+        "cat": pd.Categorical(list("abab")),
+        "ocat": pd.Categorical(list("abab"), categories=["b", "a"], ordered=True),
+        "dt": pd.date_range("2024-01-01", periods=n),
+        "dttz": pd.date_range("2024-01-01", periods=n, tz="Europe/Paris"),
+        "dtutc": pd.date_range("2024-01-01", periods=n, tz="UTC"),
+        "td": pd.to_timedelta(np.arange(n), unit="s"),
+        "per": pd.period_range("2024-01", periods=n, freq="M"),
+        "iv": pd.interval_range(0, n),
+        "sp": pd.arrays.SparseArray([0, 1, 0, 2]),
+        "Int64": pd.array([1, None, 3, 4], dtype="Int64"),
+        "UInt8": pd.array([1, None, 3, 4], dtype="UInt8"),
+        "Float64": pd.array([1.0, None, 3, 4], dtype="Float64"),
+        "boolean": pd.array([True, None, False, True], dtype="boolean"),
+        "string": pd.array(["a", None, "c", "d"], dtype="string"),
+        "str_py": pd.array(["a", None, "c", "d"], dtype=pd.StringDtype("python")),
+        "c128": np.array([1j] * n),
+    }
+    with contextlib.suppress(Exception):
+        cols["arrow"] = pd.array([1, 2, 3, 4], dtype="int64[pyarrow]")
+    frame = pd.DataFrame(cols)
+    yield "frame", frame
+    for name in cols:
+        yield f"series-{name}", frame[name]
+    yield "multiindex", pd.DataFrame(
+        {"v": range(4)}, index=pd.MultiIndex.from_product([["a", "b"], [1, 2]])
+    )
+    yield "indexes", [
+        pd.RangeIndex(5), pd.Index([1.5, 2.5]), pd.CategoricalIndex(list("ab")),
+        pd.DatetimeIndex(["2024-01-01"]), pd.IntervalIndex.from_breaks([0, 1, 2]),
+        pd.PeriodIndex(["2024-01"], freq="M"), pd.TimedeltaIndex(["1D"]),
+    ]
+    yield "scalars", [
+        pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="Asia/Tokyo"),
+        pd.Timedelta("1D"), pd.Period("2024-01", "M"), pd.Interval(0, 1), pd.NaT, pd.NA,
+        pd.offsets.MonthEnd(2), pd.offsets.BDay(), pd.DateOffset(days=2),
+        pd.offsets.Week(weekday=1), pd.tseries.frequencies.to_offset("h"),
+    ]
+    yield "dtypes", [
+        pd.CategoricalDtype(["a"]), pd.DatetimeTZDtype(tz="UTC"), pd.PeriodDtype("D"),
+        pd.IntervalDtype("int64"), pd.SparseDtype("float"), pd.Int32Dtype(), pd.StringDtype(),
+    ]
+    with contextlib.suppress(Exception):
+        yield "styler-free-attrs", frame.set_flags(allows_duplicate_labels=False)
+
+
+def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    tensors = [
+        torch.zeros(2, dtype=d)
+        for d in (
+            torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8,
+            torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool,
+            torch.complex64, torch.complex128,
+        )
+    ]
+    for name in ("float8_e4m3fn", "float8_e5m2", "uint16", "uint32", "uint64"):
+        with contextlib.suppress(Exception):
+            tensors.append(torch.zeros(2, dtype=getattr(torch, name)))
+    yield "tensors", tensors
+    yield "views", [torch.arange(10)[2:5], torch.ones(3, 4).t(), torch.ones(2, 2).expand(2, 2)]
+    yield "parameter", nn.Parameter(torch.ones(3))
+    # (memory formats are not picklable at all)
+    yield "buffers-misc", [torch.Size([2, 3]), torch.device("cpu"), torch.float32, torch.strided,
+                           torch.sparse_coo, torch.finfo(torch.float32).bits]
+    yield "sparse", [
+        torch.eye(3).to_sparse(), torch.eye(3).to_sparse_csr(), torch.eye(3).to_sparse_csc(),
+        torch.eye(4).to_sparse_bsr((2, 2)), torch.eye(4).to_sparse_bsc((2, 2)),
+    ]
+    q = []
+    with contextlib.suppress(Exception):
+        q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.quint8))
+        q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.qint8))
+        q.append(torch.quantize_per_channel(torch.rand(2, 2), torch.tensor([0.1, 0.2]),
+                                            torch.tensor([0, 0]), 0, torch.qint8))
+        q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.qint32))
+    yield "quantized", q
+    with contextlib.suppress(Exception):
+        from torch.ao.nn.quantized import Linear as QLinear
+
+        yield "quantized-module", QLinear(4, 2)
+    with contextlib.suppress(Exception):
+        yield "dynamic-quantized", torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(nn.Linear(4, 4)), {nn.Linear}, dtype=torch.qint8)
+    yield "rng", [torch.get_rng_state(), torch.Generator().manual_seed(1).get_state(),
+                  torch.Generator().manual_seed(1)]
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Dropout(0.1), nn.LazyLinear(3) if False else nn.Linear(2, 3), nn.GELU(), nn.SiLU(),
+        nn.Tanh(), nn.Sigmoid(), nn.Softmax(dim=-1), nn.LayerNorm(3), nn.Identity(),
+    )
+    modules: list[Any] = [
+        model, nn.LSTM(3, 4, batch_first=True), nn.GRU(3, 4), nn.RNN(3, 4),
+        nn.Embedding(10, 3), nn.EmbeddingBag(10, 3),
+        nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 1),
+        nn.MultiheadAttention(8, 2), nn.ModuleDict({"a": nn.Linear(2, 2)}),
+        nn.ModuleList([nn.LeakyReLU(), nn.PReLU(), nn.ELU(), nn.Mish(), nn.Hardswish(),
+                       nn.Softplus(), nn.LogSoftmax(dim=1), nn.GroupNorm(1, 2),
+                       nn.InstanceNorm1d(2), nn.ConvTranspose2d(1, 1, 2), nn.Conv1d(1, 1, 2),
+                       nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=2),
+                       nn.CrossEntropyLoss(), nn.MSELoss(), nn.BCEWithLogitsLoss()]),
+        nn.ParameterList([nn.Parameter(torch.ones(1))]),
+        nn.ParameterDict({"p": nn.Parameter(torch.ones(1))}),
+    ]
+    if not fast:
+        modules.append(nn.Transformer(8, 2, 1, 1, 16))
+    for m in modules:
+        yield f"module-{type(m).__name__}", m
+        yield f"state-{type(m).__name__}", m.state_dict()
+    # (modules with torch.nn.utils.parametrizations refuse to pickle: state_dict only)
+    with contextlib.suppress(Exception):
+        yield "spectral-old", torch.nn.utils.weight_norm(nn.Linear(2, 2))
+    lin = nn.Linear(4, 2)
+    lin(torch.ones(1, 4)).sum().backward()
+    opts = [
+        torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9),
+        torch.optim.Adam(lin.parameters()), torch.optim.AdamW(lin.parameters()),
+        torch.optim.RMSprop(lin.parameters()), torch.optim.Adagrad(lin.parameters()),
+        torch.optim.Adadelta(lin.parameters()), torch.optim.LBFGS(lin.parameters()),
+        torch.optim.NAdam(lin.parameters()), torch.optim.RAdam(lin.parameters()),
+        torch.optim.Adamax(lin.parameters()), torch.optim.ASGD(lin.parameters()),
+        torch.optim.Rprop(lin.parameters()),
+    ]
+    for opt in opts:
+        with contextlib.suppress(Exception):
+            if not isinstance(opt, torch.optim.LBFGS):
+                opt.step()
+        yield f"optim-{type(opt).__name__}", opt.state_dict()
+        yield f"optim-obj-{type(opt).__name__}", opt
+    sgd = opts[0]
+    sched = [
+        torch.optim.lr_scheduler.StepLR(sgd, 2),
+        torch.optim.lr_scheduler.CosineAnnealingLR(sgd, 10),
+        torch.optim.lr_scheduler.OneCycleLR(sgd, 1.0, total_steps=10),
+        torch.optim.lr_scheduler.ReduceLROnPlateau(sgd),
+        torch.optim.lr_scheduler.ExponentialLR(sgd, 0.9),
+        torch.optim.lr_scheduler.CyclicLR(sgd, 0.01, 0.1),
+        torch.optim.lr_scheduler.LinearLR(sgd),
+        torch.optim.lr_scheduler.MultiStepLR(sgd, [1, 2]),
+        torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sgd, 2),
+        torch.optim.lr_scheduler.PolynomialLR(sgd),
+    ]
+    for s in sched:
+        yield f"sched-{type(s).__name__}", s.state_dict()
+        yield f"sched-obj-{type(s).__name__}", s
+    with contextlib.suppress(Exception):
+        from torch.optim.swa_utils import AveragedModel
+
+        yield "swa", AveragedModel(nn.Linear(2, 2))
+    scaler = torch.amp.GradScaler("cpu")
+    yield "gradscaler-state", scaler.state_dict()
+    yield "gradscaler", scaler
+    yield "checkpoint-dict", {
+        "epoch": 3, "model": model.state_dict(), "optimizer": sgd.state_dict(),
+        "scheduler": sched[0].state_dict(), "scaler": scaler.state_dict(),
+        "rng": {"torch": torch.get_rng_state()}, "args": {"lr": 0.1},
+    }
+    with contextlib.suppress(Exception):
+        from torch.utils.data import TensorDataset
+
+        yield "dataset", TensorDataset(torch.ones(3, 2))
+    with contextlib.suppress(Exception):
+        yield "distributions", [torch.distributions.Normal(0.0, 1.0),
+                                torch.distributions.Categorical(torch.ones(3))]
+
+
+def dcp_objects(dumper: Dumper) -> None:
+    """A distributed checkpoint written locally (no process group): its ``.metadata``."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch import nn
+
+    with tempfile.TemporaryDirectory() as d:
+        state = {"model": nn.Linear(3, 2).state_dict(), "step": 7, "extra": {"s": "x"},
+                 "io": io.BytesIO(b"abc")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcp.save(state, checkpoint_id=d, no_dist=True)  # type: ignore[call-arg]
+        HARVEST.objects[HARVEST.library] += 1
+        for p in Path(d).iterdir():
+            if p.name == ".metadata":
+                dumper.decoded_file(p, "dcp .metadata")
+        # The metadata objects themselves, pickled by us (live objects, every protocol).
+        from torch.distributed.checkpoint import metadata as md
+
+        meta = md.Metadata(
+            state_dict_metadata={
+                "w": md.TensorStorageMetadata(
+                    md.TensorProperties(dtype=torch.float32), torch.Size([2]),
+                    [md.ChunkStorageMetadata(torch.Size([0]), torch.Size([2]))],
+                ),
+                "b": md.BytesStorageMetadata(),
+            },
+            storage_data={md.MetadataIndex("w", (0,), 0): "x"},
+        )
+        dumper.pickle_all(meta, "dcp-metadata", torch_save=True)
+
+
+def xgboost_objects() -> Iterator[tuple[str, Any]]:
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(30, 3), np.array([0, 1, 2] * 10)
+    clf = xgb.XGBClassifier(n_estimators=3, max_depth=2).fit(X, y)
+    yield "classifier", clf
+    yield "regressor", xgb.XGBRegressor(n_estimators=3).fit(X, rng.rand(30))
+    yield "ranker", xgb.XGBRanker(n_estimators=2).fit(X, y, qid=np.repeat([0, 1, 2], 10))
+    yield "rf", xgb.XGBRFClassifier(n_estimators=2).fit(X, y)
+    yield "booster", clf.get_booster()
+    yield "dmatrix-free-params", {"params": clf.get_xgb_params()}
+
+
+def lightgbm_objects() -> Iterator[tuple[str, Any]]:
+    import lightgbm as lgb
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(60, 3), np.array([0, 1, 2] * 20)
+    clf = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y)
+    yield "classifier", clf
+    yield "regressor", lgb.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, rng.rand(60))
+    yield "ranker", lgb.LGBMRanker(n_estimators=2, verbose=-1, min_child_samples=1).fit(
+        X, y % 2, group=[30, 30])
+    yield "booster", clf.booster_
+
+
+def transformers_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import transformers as tr
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s"]
+    vocab_file = workdir / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    small = dict(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
+                 num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)
+    configs = [tr.BertConfig(**small), tr.GPT2Config(n_embd=8, n_layer=1, n_head=2),
+               tr.PretrainedConfig(), tr.GenerationConfig(max_new_tokens=3)]
+    with contextlib.suppress(Exception):
+        configs.append(tr.LlamaConfig(hidden_size=8, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=16))
+    yield "configs", configs
+    slow = tr.BertTokenizer(str(vocab_file))
+    yield "bert-tokenizer", slow
+    tok = Tokenizer(models.WordLevel({v: i for i, v in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    yield "tokenizers-tokenizer", tok
+    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]",
+                                      pad_token="[PAD]")
+    yield "fast-tokenizer", fast
+    with contextlib.suppress(Exception):
+        yield "bert-fast", tr.BertTokenizerFast(tokenizer_object=tok)
+    yield "encoding", slow("the cat sat")
+    yield "added-token", tr.AddedToken("<x>", lstrip=True)
+    import torch
+
+    model = tr.BertModel(tr.BertConfig(**small))
+    yield "bert-model", model
+    yield "bert-state", model.state_dict()
+    with contextlib.suppress(Exception):
+        yield "gpt2-model", tr.GPT2LMHeadModel(tr.GPT2Config(n_embd=8, n_layer=1, n_head=2,
+                                                             vocab_size=16, n_positions=16))
+    with contextlib.suppress(Exception):
+        args = tr.TrainingArguments(output_dir=str(workdir / "out"), report_to=[],
+                                    use_cpu=True)
+        yield "training-args", args
+    with contextlib.suppress(Exception):
+        yield "trainer-state", tr.TrainerState(global_step=3)
+    del torch
+
+
+def safetensors_objects() -> Iterator[tuple[str, Any]]:
+    # safetensors writes no pickle; its Python objects are plain dicts and tensors.
+    import numpy as np
+    import safetensors.numpy as stn
+
+    data = stn.save({"a": np.ones(2, dtype=np.float32)})
+    yield "safetensors-bytes", data
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+
+def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tuple[str, Any]]],
+                *, torch_save: bool = False, pandas: bool = False) -> None:
+    HARVEST.library = library
+    try:
+        items = iter(factory())
+        while True:
+            try:
+                label, obj = next(items)
+            except StopIteration:
+                break
+            # A list of samples: each element on its own (one that a protocol cannot pickle
+            # must not hide the others).
+            for i, one in enumerate(obj if type(obj) is list else [obj]):
+                name = f"{library}:{label}" + (f"[{i}]" if type(obj) is list else "")
+                dumper.pickle_all(one, name, torch_save=torch_save, pandas=pandas)
+    except ImportError as exc:
+        HARVEST.failures["skipped"].append(f"{library}: not installed ({exc})")
+    except Exception as exc:
+        HARVEST.failures[library].append(f"factory: {type(exc).__name__}: {exc}"[:300])
+
+
+IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+def installed(lib: str) -> bool:
+    try:
+        return importlib.util.find_spec(IMPORT_NAMES.get(lib, lib)) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def dist_version(dist: str) -> str | None:
+    for name in (dist, f"{dist}-cpu", f"{dist}_cpu"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(name)
+    return None
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for dist in LIBRARIES:
+        version = dist_version(dist)
+        if version is not None:
+            out[dist] = version
+    return out
+
+
+def harvest(fast: bool = False, only: set[str] | None = None) -> Harvest:
+    """Run the harvest in-process (fills and returns the module-level HARVEST)."""
+    global HARVEST
+    HARVEST = Harvest()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+    def want(lib: str) -> bool:
+        if only is not None and lib not in only:
+            return False
+        if lib != "stdlib" and not installed(lib):
+            HARVEST.failures["skipped"].append(f"{lib}: not installed")
+            return False
+        return True
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        dumper = Dumper(work, fast)
+        if want("stdlib"):
+            run_library(dumper, "stdlib", stdlib_objects)
+        if want("numpy"):
+            run_library(dumper, "numpy", numpy_objects, torch_save=not fast)
+        if want("scipy"):
+            run_library(dumper, "scipy", scipy_objects)
+        if want("pandas"):
+            run_library(dumper, "pandas", pandas_objects, pandas=True)
+        if want("scikit-learn"):
+            run_library(dumper, "scikit-learn", lambda: sklearn_objects(fast))
+        if want("torch"):
+            run_library(dumper, "torch", lambda: torch_objects(fast), torch_save=True)
+            HARVEST.library = "torch"
+            try:
+                dcp_objects(dumper)
+            except Exception as exc:
+                HARVEST.failures["torch"].append(f"dcp: {type(exc).__name__}: {exc}"[:300])
+        if want("xgboost"):
+            run_library(dumper, "xgboost", xgboost_objects)
+        if want("lightgbm"):
+            run_library(dumper, "lightgbm", lightgbm_objects)
+        if want("transformers"):
+            run_library(dumper, "transformers", lambda: transformers_objects(work),
+                        torch_save=True)
+        if want("safetensors"):
+            run_library(dumper, "safetensors", safetensors_objects)
+    return HARVEST
+
+
+def joblib_test_data() -> Path | None:
+    try:
+        spec = importlib.util.find_spec("joblib")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "test" / "data"
+    return folder if folder.is_dir() else None
+
+
+def joblib_old_globals(folder: Path) -> dict[str, dict[str, list[str]]]:
+    """{file name: {"globals": [...], "problems": [...]}} for joblib's shipped old pickles."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".py" or not path.is_file():
+            continue
+        names, problems = decode_file(path.read_bytes())
+        out[path.name] = {"globals": sorted(set(names)), "problems": problems}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Checking against the shipped allowlist
+
+
+def load_allowlist(path: Path = ALLOWLIST) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def unexplained(names: Iterable[str], allowlist: dict[str, Any]) -> list[str]:
+    """Names that are neither an entry, an alias nor a reviewed finding."""
+    known = set(allowlist["entries"]) | set(allowlist["aliases"])
+    known |= set(allowlist["reviewed_findings"])
+    return sorted({n for n in names if n not in known})
+
+
+def harvested_names(h: Harvest) -> set[str]:
+    names = set(h.globals) | h.unmapped
+    return {n for n in names if n.partition(".")[0] not in OWN_MODULES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, help="write the harvest (JSON) here")
+    ap.add_argument("--fast", action="store_true", help="a subset (the test's run)")
+    ap.add_argument("--only", action="append", help="only this library (repeatable)")
+    ap.add_argument("--check", action="store_true", help="compare with the shipped allowlist")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    t0 = time.perf_counter()
+    h = harvest(fast=args.fast, only=set(args.only) if args.only else None)
+    elapsed = time.perf_counter() - t0
+    result = h.to_dict()
+    result["seconds"] = round(elapsed, 1)
+    folder = joblib_test_data()
+    if folder is not None:
+        result["joblib_test_data"] = joblib_old_globals(folder)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    glob_count = len(harvested_names(h))
+    print(
+        f"harvest: {sum(h.objects.values())} objects, {sum(h.pickles.values())} pickles, "
+        f"{glob_count} distinct globals in {elapsed:.1f}s",
+        file=sys.stderr,
+    )
+    for lib, count in sorted(h.objects.items()):
+        print(f"  {lib}: {count} objects, {h.pickles[lib]} pickles", file=sys.stderr)
+    if not args.check:
+        return 0
+    allow = load_allowlist()
+    bad = unexplained(harvested_names(h), allow)
+    old = {n for v in result.get("joblib_test_data", {}).values() for n in v["globals"]}
+    bad_old = unexplained(old, allow)
+    for name in bad + bad_old:
+        print(f"unexplained global: {name}", file=sys.stderr)
+    return 1 if bad or bad_old else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
