@@ -224,10 +224,10 @@ def _spelling(s: str, spell: dict[str, tuple[int, bool]]) -> tuple[int, bool]:
 #: joblib < 0.10 kept arrays in sibling files that joblib loads with allow_pickle=True
 OLD_WRAPPERS = frozenset(
     {
-        "joblib.numpy_pickle_compat.NDArrayWrapper",
-        "joblib.numpy_pickle.NDArrayWrapper",
-        "sklearn.externals.joblib.numpy_pickle.NDArrayWrapper",
-        "sklearn.externals.joblib.numpy_pickle_compat.NDArrayWrapper",
+        f"{pkg}.{mod}.{cls}"
+        for pkg in ("joblib", "sklearn.externals.joblib")
+        for mod in ("numpy_pickle", "numpy_pickle_compat")
+        for cls in ("NDArrayWrapper", "ZNDArrayWrapper")
     }
 )
 _PLAIN_NAME = re.compile(r"[^/\\\x00]+\Z")

@@ -20,7 +20,19 @@ from collections.abc import Callable
 from typing import Any
 
 from mlverify.scan.model import Severity
-from mlverify.scan.pickle.values import KEEP, TRACKED, Blob, Call, ImportRecord, Opaque, Ref, render
+from mlverify.scan.pickle.values import (
+    ANY,
+    ARRAY,
+    KEEP,
+    SET,
+    TRACKED,
+    Blob,
+    Call,
+    ImportRecord,
+    Opaque,
+    Ref,
+    render,
+)
 from mlverify.scan.policy import GETATTR, Entry, Policy, Verdict, canonical
 
 Emit = Callable[[str, Severity, int, str, str, str], None]
@@ -157,6 +169,29 @@ class Judge:
                 return cls.rec.verdict.name if e is not None and e.kind == "class" else None
         return None
 
+    @staticmethod
+    def maybe_str(v: Any) -> bool:
+        """Could ``v`` be an exact ``str`` at load time (STACK_GLOBAL requires one)?
+
+        Plain data and what allowed callables return cannot (``str`` of a constant is
+        computed as the string itself); a non-allowlisted import, what it returns, what a
+        loader's persistent_load returns, or a string too long to keep could be.
+        """
+        if v.__class__ is str:
+            return True
+        if isinstance(v, Blob):
+            return v.kind == "str"
+        if v.__class__ in _PLAIN:
+            return False
+        if isinstance(v, Ref):
+            return bool(v.rec.verdict.kind != "allow")
+        if isinstance(v, Call):
+            f = v.func
+            if isinstance(f, Ref) and f.rec.verdict.kind == "allow":
+                return bool(f.rec.verdict.name == "builtins.str")
+            return True
+        return v not in (ARRAY, SET, ANY)
+
     def safe_callable(self, v: Any, depth: int = 0) -> bool:
         """Calling ``v`` calls only what the allowlist allows (bounded nesting)."""
         while depth < 8:
@@ -204,7 +239,17 @@ class Judge:
                 render(call),
             )
 
-    def call(self, func: Any, args: Any, kind: str, offset: int) -> Call:
+    def call(self, func: Any, args: Any, kind: str, offset: int) -> Any:
+        """What ``func(*args)`` pushes: a Call (or, for ``str`` of a constant, the string)."""
+        if (
+            kind == "REDUCE"
+            and isinstance(func, Ref)
+            and func.rec.verdict.name == "builtins.str"
+            and isinstance(args, tuple)
+            and len(args) == 1
+            and args[0].__class__ in (str, bool, type(None))
+        ):
+            return str(args[0])  # exact: an allowed call that makes a name from data
         call = Call(func, args, kind, offset, None)
         argt = args if isinstance(args, tuple) else ()
         if isinstance(func, Ref):

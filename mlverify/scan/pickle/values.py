@@ -29,6 +29,8 @@ class Opaque:
 ANY = Opaque("object")
 PERSISTENT = Opaque("persistent object")
 BUFFER = Opaque("out-of-band buffer")
+ARRAY = Opaque("numpy array read by joblib")
+SET = Opaque("set")
 
 
 class Blob:

@@ -39,11 +39,13 @@ from mlverify.scan.pickle.operands import LoaderError
 from mlverify.scan.pickle.resync import OVERLAP, find_imports
 from mlverify.scan.pickle.values import (
     ANY,
+    ARRAY,
     BUFFER,
     KEEP,
     KEEP_STR,
     PERSISTENT,
     SCALAR_KEYS,
+    SET,
     TRACKED,
     Blob,
     Call,
@@ -709,9 +711,7 @@ class PickleWalker:
                     mod_v = stack.pop()
                     if mod_v.__class__ is str and name_v.__class__ is str:
                         stack.append(judge.import_(mod_v, name_v, op_off, "STACK_GLOBAL"))
-                    elif isinstance(mod_v, (int, float, bytes, tuple, list, dict, type(None))) or (
-                        isinstance(name_v, (int, float, bytes, tuple, list, dict, type(None)))
-                    ):
+                    elif not (judge.maybe_str(mod_v) and judge.maybe_str(name_v)):
                         raise LoaderError("STACK_GLOBAL requires str")
                     else:
                         judge._emit(
@@ -769,7 +769,7 @@ class PickleWalker:
                         self._joblib_array(obj)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
                         safe = blen - 9
-                        stack[-1] = Opaque("numpy array read by joblib")
+                        stack[-1] = ARRAY
                     else:
                         judge.build(obj, state, op_off)
                         if obj.__class__ is Call:
@@ -818,7 +818,7 @@ class PickleWalker:
                             d[k] = items[i + 1]
                     stack.append(d)
                 elif op == 0x8F:  # EMPTY_SET
-                    stack.append(Opaque("set"))
+                    stack.append(SET)
                 elif op == 0x91:  # FROZENSET
                     pop_mark()
                     stack.append(Opaque("frozenset"))
