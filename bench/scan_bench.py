@@ -1,4 +1,4 @@
-"""Benchmark `mlverify scan` against picklescan, modelscan and fickling (not a test).
+"""Benchmark `mlverify scan` against picklescan, modelscan, fickling and ModelAudit (not a test).
 
 Generates a labelled corpus (malicious samples built from raw pickle opcodes,
 never loaded; benign files written with torch / scikit-learn / joblib / numpy /
@@ -8,7 +8,11 @@ prints a Markdown table.
 
     .venv/bin/python bench/scan_bench.py --blob-mb 200 --dense-mb 10 --torch-mb 1024
 
-Peers are optional: `pip install picklescan modelscan fickling` into the venv.
+Peers are optional and live in their own venv (their pins must not move ours):
+`python3 -m venv .venv-peers && .venv-peers/bin/pip install picklescan modelscan fickling
+modelaudit` (``--peer-python`` names another). A second table gives detection and false
+positives per weakness class of the pickle scanner (bench/pickle_corpus.py), and a third the
+speed of an opcode-dense pickle beside CPython's C unpickler loading the same benign bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import pickle
 import struct
 import subprocess
@@ -31,6 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.scan.builders import (  # noqa: E402
     EVIL0,
@@ -47,7 +53,8 @@ from tests.scan.builders import (  # noqa: E402
     u,
 )
 
-TOOLS = ["mlverify", "picklescan", "modelscan", "fickling"]
+TOOLS = ["mlverify", "picklescan", "modelscan", "fickling", "modelaudit"]
+PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
 BYPASS = [
     ("pip", "main"), ("runpy", "_run_code"), ("pydoc", "locate"), ("pkgutil", "resolve_name"),
@@ -227,14 +234,15 @@ def throughput_files(out: Path, blob_mb: int, dense_mb: int, torch_mb: int) -> d
                 f.write(chunk)
             f.write(b".")
     files["(a) blob pickle"] = blob
-    dense = out / f"b_dense_{dense_mb}MB.pkl"
+    dense = out / f"b_dicts_{dense_mb}MB.pkl"
     if not dense.exists():
 
         def items(n: int) -> list[object]:
-            return [(i, str(i), {"k": i}) for i in range(n)]
+            # the issue's shape: small dicts of ints, floats and short strings
+            return [{"id": i, "score": i / 7, "name": f"n{i % 1000}", "k": 3 * i} for i in range(n)]
 
         per = len(pickle.dumps(items(10000), protocol=4)) / 10000
-        dense.write_bytes(pickle.dumps(items(int(0.8 * dense_mb * 1024 * 1024 / per)), protocol=4))
+        dense.write_bytes(pickle.dumps(items(int(dense_mb * 1024 * 1024 / per)), protocol=4))
     files["(b) opcode-dense pickle"] = dense
     big = out / f"c_torch_{torch_mb}MB.pt"
     if not big.exists():
@@ -276,6 +284,13 @@ def _scan_one(tool: str, path: str) -> tuple[bool, bool]:
 
         res = fickling.scan_file(path, graceful=True)
         return not res.is_safe, bool(res.errors)
+    if tool == "modelaudit":
+        from modelaudit.core import scan_model_directory_or_file
+
+        out = scan_model_directory_or_file(path).model_dump()
+        sev = {"critical", "high", "warning", "medium"}
+        flagged = any(str(i.get("severity", "")).lower() in sev for i in out.get("issues", []))
+        return flagged, bool(out.get("has_errors"))
     raise ValueError(tool)
 
 
@@ -318,9 +333,11 @@ def run_worker(
     if res.exists():
         res.unlink()
     t0 = time.perf_counter()
+    python = sys.executable if tool == "mlverify" else str(_peer_python())
+    env = {**os.environ, "PROMPTFOO_DISABLE_TELEMETRY": "1"}  # ModelAudit: no telemetry
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", tool, "--list", str(lst), "--result", str(res)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [python, __file__, "--worker", tool, "--list", str(lst), "--result", str(res)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     status = "ok"
     deadline = t0 + timeout
@@ -335,20 +352,27 @@ def run_worker(
     return doc["results"], wall, float(doc["peak_rss_mb"]), status
 
 
+_PEER: list[Path] = []
+
+
+def _peer_python() -> Path:
+    return _PEER[0] if _PEER else PEER_PYTHON
+
+
 def available(tool: str) -> bool:
     mod = {"mlverify": "mlverify.scan", "picklescan": "picklescan", "modelscan": "modelscan",
-           "fickling": "fickling"}[tool]  # fmt: skip
-    try:
-        __import__(mod)
-    except ImportError:
+           "fickling": "fickling", "modelaudit": "modelaudit.core"}[tool]  # fmt: skip
+    python = sys.executable if tool == "mlverify" else str(_peer_python())
+    if not Path(python).exists():
         return False
-    return True
+    probe = subprocess.run([python, "-c", f"import {mod}"], capture_output=True, check=False)
+    return probe.returncode == 0
 
 
 def startup(tool: str, sample: Path) -> float | None:
     cmd = {
         "mlverify": [str(Path(sys.executable).parent / "mlverify"), "scan", str(sample)],
-        "picklescan": [str(Path(sys.executable).parent / "picklescan"), "-p", str(sample)],
+        "picklescan": [str(_peer_python().parent / "picklescan"), "-p", str(sample)],
     }.get(tool)
     if cmd is None or not Path(cmd[0]).exists():
         return None
@@ -360,6 +384,47 @@ def startup(tool: str, sample: Path) -> float | None:
     return sorted(times)[len(times) // 2]  # median
 
 
+def c_unpickler_seconds(path: Path) -> float:
+    """The physical reference: pickle.loads of a benign file this benchmark wrote itself
+    (ints, floats, strings and dicts only: no import can run), best of three, in a child."""
+    code = (
+        "import pickle,sys,time; d=open(sys.argv[1],'rb').read(); b=9e9\n"
+        "for _ in range(3):\n t=time.perf_counter(); pickle.loads(d); "
+        "b=min(b,time.perf_counter()-t)\nprint(b)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    return float(out.stdout.strip() or "nan")
+
+
+def per_class(tools: list[str], out: Path, tmp: Path, timeout: float) -> None:
+    """Detection and false positives per weakness class of the pickle scanner."""
+    import pickle_corpus
+
+    mal: dict[str, list[Path]] = {}
+    for cls, items in pickle_corpus.malicious().items():
+        d = out / "malicious" / cls.split()[0]
+        d.mkdir(parents=True, exist_ok=True)
+        for name, data in items.items():
+            (d / name).write_bytes(data)
+            mal.setdefault(cls, []).append(d / name)
+    ben = pickle_corpus.benign(out / "benign")
+    files = [p for ps in mal.values() for p in ps] + [p for ps in ben.values() for p in ps]
+    flagged: dict[str, dict[str, bool]] = {}
+    for tool in tools:
+        res, _, _, _ = run_worker(tool, files, tmp, timeout)
+        flagged[tool] = {r["path"]: bool(r["flagged"]) for r in res}
+    print("\n| pickle class (malicious caught) | files | " + " | ".join(tools) + " |")
+    print("|---|---|" + "---|" * len(tools))
+    for label, group, want in [(c, ps, True) for c, ps in mal.items()] + [
+        (f"benign: {c}", ps, False) for c, ps in ben.items()
+    ]:
+        cells = []
+        for tool in tools:
+            hit = sum(1 for p in group if flagged[tool].get(str(p), False) == want)
+            cells.append(f"{hit}/{len(group)}" if want else f"{len(group) - hit} flagged")
+        print(f"| {label} | {len(group)} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
@@ -368,6 +433,7 @@ def main() -> None:
     ap.add_argument("--torch-mb", type=int, default=1024)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--peer-python", default=str(PEER_PYTHON))
     ap.add_argument("--worker")
     ap.add_argument("--list")
     ap.add_argument("--result")
@@ -375,6 +441,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.list, args.result)
         return
+    _PEER.append(Path(args.peer_python))
     out = Path(args.out)
     mal_dir, ben_dir, thr_dir, tmp = (out / d for d in ("malicious", "benign", "throughput", "tmp"))
     for d in (mal_dir, ben_dir, thr_dir, tmp):
@@ -424,6 +491,9 @@ def main() -> None:
                 f"{s:.3f} s ({rate:.2f} GB/s, {rss:.0f} MB{', error' if res[0]['error'] else ''})"
             )
         print(f"| {label} | {size / 1e6:.0f} MB | " + " | ".join(cells) + " |")
+    ref = c_unpickler_seconds(thr["(b) opcode-dense pickle"])
+    print(f"\n(b) with CPython's C unpickler loading the same benign bytes: {ref:.3f} s")
+    per_class(tools, out / "classes", tmp, args.timeout)
     # a pip install compiles bytecode; an editable checkout under PYTHONDONTWRITEBYTECODE
     # would not, and start-up would then measure the compiler
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mlverify")], check=False,

@@ -109,5 +109,6 @@ class Limits:
     max_stack: int = 20_000_000  # pickle stack + memo entries
     small_value: int = 1 << 16  # strings/bytes longer than this are skipped by offset
     max_resync: int = 1 << 30  # bytes searched for imports after the walker had to stop
+    max_findings: int = 1000  # findings kept per pickle stream (the rest are counted)
     nested_min: int = 16  # bytes objects shorter than this are not probed for formats
     extra_allow: frozenset[str] = field(default_factory=frozenset)

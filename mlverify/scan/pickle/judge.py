@@ -43,7 +43,6 @@ Nested = Callable[[Any, int, int, str, bool], None]
 _CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"})
 #: allowed callables that only ``__new__`` their first argument (then BUILD sets its state)
 _NEW_ONLY_OK = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__"})
-_MAX_FINDINGS = 1000
 #: plain data values: never callable
 _PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, list, dict})
 
@@ -51,8 +50,11 @@ _PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, 
 class Judge:
     """Judges a walk's events; one per stream, shared by the pickles stacked in it."""
 
-    def __init__(self, policy: Policy, emit: Emit, nested: Nested | None, base: int) -> None:
+    def __init__(
+        self, policy: Policy, emit: Emit, nested: Nested | None, base: int, max_findings: int
+    ) -> None:
         self.policy = policy
+        self.max_findings = max_findings
         self.emit = emit
         self.nested = nested
         self.base = base
@@ -66,12 +68,16 @@ class Judge:
         self, rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str
     ) -> None:
         self._emitted += 1
-        if self._emitted <= _MAX_FINDINGS:
+        if self._emitted <= self.max_findings:
             if self.view:
                 chain = (
                     f"{chain}; when read by {self.view}" if chain else f"when read by {self.view}"
                 )
             self.emit(rule, sev, self.base + offset, subject, msg, chain)
+
+    def dropped(self) -> int:
+        """Findings over ``max_findings``, not kept."""
+        return max(0, self._emitted - self.max_findings)
 
     # -- imports -------------------------------------------------------------
     def import_(self, module: str, name: str, offset: int, opcode: str) -> Ref:

@@ -172,7 +172,7 @@ class PickleWalker:
         self.reopen = reopen
         self.probe = probe
         self.joblib = joblib
-        self.judge = Judge(policy, emit, nested, base_offset)
+        self.judge = Judge(policy, emit, nested, base_offset, limits.max_findings)
         self.judge.view = view
         self.buf = b""
         self.pos = 0
@@ -402,6 +402,17 @@ class PickleWalker:
                 judge.flush()
             res.end = self._tell()
         res.imports = judge.imports
+        dropped = judge.dropped()
+        if dropped:
+            judge.emit(
+                "MLV302",
+                Severity.HIGH,
+                self.base + res.end,
+                "findings",
+                f"{dropped} more findings in this pickle stream were not kept "
+                f"(Limits.max_findings = {self.limits.max_findings})",
+                "",
+            )
         if self.arrays and self.reopen is not None and not self.probe and not judge.view:
             PickleWalker(
                 self.reopen(),
