@@ -45,6 +45,7 @@ class Verdict:
 
 
 GETATTR = "builtins.getattr"
+TORCHSCRIPT = "__torch__"
 _RANK = {"allow": 0, "getattr": 1, "unknown": 2, "deny": 3}
 
 
@@ -182,6 +183,10 @@ class Policy:
         entry = self.entry(full)
         if entry is not None:
             return Verdict("allow", Severity.INFO, "allowlisted", entry, self.defining(full))
+        if module == TORCHSCRIPT or module.startswith(TORCHSCRIPT + "."):
+            # TorchScript classes: no Python module has this name (a Python loader raises),
+            # the TorchScript loader binds them to the archive's code, which is judged there
+            return Verdict("allow", Severity.INFO, "TorchScript class", Entry("class"), full)
         if any(seg.startswith("__") and seg.endswith("__") for seg in nparts):
             return Verdict("deny", Severity.HIGH, "dunder attribute traversal")
         if full in self._extra_exact or any(full.startswith(p) for p in self._extra_prefix):
