@@ -138,7 +138,6 @@ ARRAY3 = b"\x05" + b"\xff" * 5 + b"\x00" * 24  # padding byte, padding, 3 float6
         (_state(b"K\x03\x85", _dtype(sg("numpy", "float64"))), ARRAY3),  # dtype(scalar type)
         (_state(b"K\x03\x85", _dtype(u("float64"))), ARRAY3),  # another spelling
         (_state(b"K\x03\x85", F8, align=False), b"\x00" * 24),  # joblib <= 1.1: no padding
-        (_state(b"G@\x08\x00\x00\x00\x00\x00\x00\x85", F8), ARRAY3),  # float dims (3.0)
         (_state(b")", F8), b"\x05" + b"\xff" * 5 + b"\x00" * 8),  # shape () is one element
         (
             _state(b"\x8a\x05\x00\x00\x00\x00\x01\x8a\x05\x00\x00\x00\x00\x01\x86", F8),
@@ -154,7 +153,6 @@ ARRAY3 = b"\x05" + b"\xff" * 5 + b"\x00" * 24  # padding byte, padding, 3 float6
         "dtype-of-type",
         "spelling",
         "no-align",
-        "float-dims",
         "scalar-shape",
         "int64-wrap",
     ],
@@ -182,9 +180,18 @@ def test_joblib_object_arrays_are_an_inline_pickle(scan_bytes: Scan) -> None:
     assert caught(report), report
 
 
-def test_joblib_array_the_scanner_cannot_size_is_medium_and_searched(scan_bytes: Scan) -> None:
-    odd = _dtype(u("i4,f8"))  # a comma spelling: structured, not sized from a table
-    report = scan_bytes(_joblib(_state(b"K\x03\x85", odd), ARRAY3), "model.joblib")
+@pytest.mark.parametrize(
+    "state",
+    [
+        _state(b"K\x03\x85", _dtype(u("i4,f8"))),  # a comma spelling: not sized from a table
+        _state(b"G@\x08\x00\x00\x00\x00\x00\x00\x85", F8),  # float dims (numpy.int64(3.0))
+    ],
+    ids=["comma-dtype", "float-dims"],
+)
+def test_joblib_array_the_scanner_cannot_size_is_medium_and_searched(
+    scan_bytes: Scan, state: bytes
+) -> None:
+    report = scan_bytes(_joblib(state, ARRAY3), "model.joblib")
     assert "MLV108" in rules(report)
     assert report.max_severity is not None and report.max_severity >= Severity.MEDIUM
     assert "os.system" in subjects(report)  # found by searching the rest of the stream

@@ -139,7 +139,6 @@ def _underflow() -> Any:
 
 
 _I4 = struct.Struct("<i")
-_F8 = struct.Struct(">d")
 
 
 class PickleWalker:
@@ -352,54 +351,61 @@ class PickleWalker:
             start += len(data) - len(keep)
             data = keep + chunk
 
-    def walk(self) -> WalkResult:
-        """Walk all pickles in the stream (stacked pickles included)."""
+    def _walk_next(self) -> bool:
+        """Walk one pickle; False when the stream stops being followed."""
         res = self.result
         judge = self.judge
-        while True:
-            if not self._fill(1):
-                break
-            start = self._tell()
-            if res.pickles and self.buf[self.pos] not in VALID_OPCODES:
-                res.end = start
-                break  # trailing bytes after the last pickle: data, not opcodes
-            try:
-                self._walk_one()
-                res.pickles += 1
-            except CannotFollow as e:
-                res.broken = True
-                res.end = self._tell()
-                judge.flush()
+        try:
+            self._walk_one()
+        except CannotFollow as e:
+            res.broken = True
+            res.end = self._tell()
+            judge.flush()
+            judge._emit(
+                "MLV108",
+                Severity.MEDIUM,
+                res.end,
+                "stream",
+                f"cannot follow the pickle stream past offset {self.base + res.end}: {e}; "
+                "a loader reads on from here, so the file cannot be shown safe",
+                "",
+            )
+            self._resync(str(e))
+            return False
+        except LoaderError as e:
+            res.broken = True
+            res.end = self._tell()
+            judge.flush()
+            if res.pickles == 0 and not judge.view:
                 judge._emit(
                     "MLV108",
                     Severity.MEDIUM,
                     res.end,
                     "stream",
-                    f"cannot follow the pickle stream past offset {self.base + res.end}: {e}; "
-                    "a loader reads on from here, so the file cannot be shown safe",
+                    f"the pickle stream breaks at offset {self.base + res.end}: {e}; "
+                    "loaders run the opcodes before the break (analysed) and then fail: "
+                    "not a complete pickle",
                     "",
                 )
                 self._resync(str(e))
-                break
-            except LoaderError as e:
-                res.broken = True
-                res.end = self._tell()
-                judge.flush()
-                if res.pickles == 0 and not judge.view:
-                    judge._emit(
-                        "MLV108",
-                        Severity.MEDIUM,
-                        res.end,
-                        "stream",
-                        f"the pickle stream breaks at offset {self.base + res.end}: {e}; "
-                        "loaders run the opcodes before the break (analysed) and then fail: "
-                        "not a complete pickle",
-                        "",
-                    )
-                    self._resync(str(e))
-                break
+            return False
+        res.pickles += 1
+        return True
+
+    def walk(self) -> WalkResult:
+        """Walk all pickles in the stream (stacked pickles included)."""
+        res = self.result
+        judge = self.judge
+        going = True
+        while going and self._fill(1):
+            start = self._tell()
+            if res.pickles and self.buf[self.pos] not in VALID_OPCODES:
+                res.end = start
+                break  # trailing bytes after the last pickle: data, not opcodes
+            try:
+                going = self._walk_next()
             finally:
-                judge.flush()
+                judge.flush()  # whatever stops the walk, what was seen is reported
             res.end = self._tell()
         res.imports = judge.imports
         dropped = judge.dropped()
@@ -445,7 +451,6 @@ class PickleWalker:
         scalar_keys = SCALAR_KEYS
         scalar_set = frozenset(SCALAR_KEYS)
         unpack_i4 = _I4.unpack_from
-        unpack_f8 = _F8.unpack_from
         nested = self.nested
 
         def pop_mark() -> list[Any]:
@@ -473,7 +478,14 @@ class PickleWalker:
                         raise _Limit("the pickle stack and memo pass the configured bound")
                 op = buf[pos]
                 pos += 1
-                if op == 0x94:  # MEMOIZE
+                if op == 0x68:  # BINGET (the most frequent opcode of real pickles)
+                    k = buf[pos]
+                    pos += 1
+                    try:
+                        stack.append(dense[k])
+                    except IndexError:
+                        stack.append(memo.get(k))
+                elif op == 0x94:  # MEMOIZE
                     if not stack:
                         _underflow()
                     v = stack[-1]
@@ -502,13 +514,6 @@ class PickleWalker:
                 elif op == 0x4B:  # BININT1
                     stack.append(buf[pos])
                     pos += 1
-                elif op == 0x68:  # BINGET
-                    k = buf[pos]
-                    pos += 1
-                    try:
-                        stack.append(dense[k])
-                    except IndexError:
-                        stack.append(memo.get(k))
                 elif op == 0x7D:  # EMPTY_DICT
                     v = {}
                     stack.append(v)
@@ -627,8 +632,8 @@ class PickleWalker:
                         judge.stored((v,), bs + pos - 1)
                 elif op == 0x85:  # TUPLE1
                     stack[-1] = (stack[-1],)
-                elif op == 0x47:  # BINFLOAT
-                    stack.append(unpack_f8(buf, pos)[0])
+                elif op == 0x47:  # BINFLOAT (the value never decides anything: not kept)
+                    stack.append(ANY)
                     pos += 8
                 elif op == 0x4E:  # NONE
                     stack.append(None)
@@ -913,7 +918,8 @@ class PickleWalker:
                         lv = ops.parse_long(line)
                         stack.append(ANY if lv is None else lv)
                     elif op == 0x46:
-                        stack.append(ops.parse_float(line))
+                        ops.parse_float(line)  # validated as the loaders do, value not kept
+                        stack.append(ANY)
                     elif op == 0x53:
                         sval = ops.parse_string(line)
                         stack.append(sval.decode("latin-1"))
