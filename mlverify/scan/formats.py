@@ -90,11 +90,8 @@ def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True)
     from mlverify.scan.model import Limits
     from mlverify.scan.policy import get_policy
 
-    subjects: list[str] = []
-
     def emit(rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str) -> None:
-        if rule in ("MLV101", "MLV102"):
-            subjects.append(subject)
+        pass  # detection only: the scan proper reports
 
     stream: Stream = (
         _Budget(src.open(), 16 * 1024)
@@ -110,7 +107,11 @@ def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True)
         return True
     if not deep:
         return False  # a value inside a pickle: only a whole pickle counts (loaders: forced)
-    return bool(subjects) and all(_NAME_OK.match(s) for s in subjects)
+    if res.cannot_follow:
+        return True  # the walker could not tell where a loader goes: scan it as a pickle
+    # imports before the stream breaks run in a loader (allowed ones too: they may load
+    # nested bytes); names that cannot be modules mean the bytes were never a pickle
+    return bool(res.names) and all(_NAME_OK.match(s) for s in res.names)
 
 
 class PickleScanner:

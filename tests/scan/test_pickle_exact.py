@@ -375,3 +375,23 @@ def test_npy_structured_field_holding_objects(scan_bytes: Scan) -> None:
 def test_python2_npy_header_with_long_suffixes_is_data(scan_bytes: Scan) -> None:
     report = scan_bytes(_npy("<f8", b"\x00" * 24, shape="(3L,)"), "x.npy")
     assert not report.findings, report
+
+
+# -- detection: a header-less stream is a pickle when a loader would do anything with it ------
+def test_headerless_stream_the_walker_cannot_follow_is_scanned(scan_bytes: Scan) -> None:
+    data = _wrapper(_state(b"K\x03\x85", _dtype(u("i4,f8")))) + ARRAY3 + b"0" + PAYLOAD0 + b"."
+    report = scan_bytes(data, "model.joblib")
+    assert "MLV108" in rules(report) and "os.system" in subjects(report), report
+
+
+def test_headerless_allowed_loader_before_a_break_is_scanned(scan_bytes: Scan) -> None:
+    # allowed imports only, then a break: the loader still ran _load_from_bytes first
+    inner = b"N0" + PAYLOAD4 + b"."
+    body = g0("torch.storage", "_load_from_bytes") + b"(" + binbytes(inner) + b"tR" + b"\xff"
+    assert caught(scan_bytes(body))
+
+
+def test_partial_of_a_loader_still_scans_what_it_loads(scan_bytes: Scan) -> None:
+    inner = b"N0" + PAYLOAD4 + b"."
+    part = sg("functools", "partial") + b"(" + sg("torch.storage", "_load_from_bytes") + b"tR"
+    assert caught(scan_bytes(p4(part + b"(" + binbytes(inner) + b"tR")))

@@ -60,6 +60,7 @@ class Judge:
         self.base = base
         self.records: dict[tuple[str, str], ImportRecord] = {}
         self.imports = 0
+        self.first_names: list[str] = []  # the first imports seen (format detection)
         self._emitted = 0
         self.view = ""  # "" for the primary reading, else the loader named in findings
 
@@ -88,6 +89,8 @@ class Judge:
             rec = ImportRecord(module, name, offset, opcode, verdict)
             self.records[key] = rec
             self.imports += 1
+            if len(self.first_names) < 8:
+                self.first_names.append(rec.full)
         rec.count += 1
         return Ref(rec)
 
@@ -363,6 +366,25 @@ class Judge:
                 )
 
     @staticmethod
+    def _partial_target(v: Call) -> tuple[Ref, tuple[Any, ...]] | None:
+        """(f, bound arguments) of ``functools.partial(f, *bound)``, nested partials unfolded."""
+        bound: tuple[Any, ...] = ()
+        for _ in range(8):
+            f = v.func
+            if not (isinstance(f, Ref) and f.rec.verdict.name == "functools.partial"):
+                return None
+            if not isinstance(v.args, tuple) or not v.args:
+                return None
+            bound = tuple(v.args[1:]) + bound
+            target = v.args[0]
+            if isinstance(target, Ref):
+                return target, bound
+            if not isinstance(target, Call):
+                return None
+            v = target
+        return None
+
+    @staticmethod
     def _new_only_misused(a: Any, callee: str, index: int) -> bool:
         """A construct-only class handed to a callee that would call (not __new__) it."""
         if not isinstance(a, Ref):
@@ -428,6 +450,14 @@ class Judge:
     ) -> None:
         """Calling a computed value: a known method, a partial of allowed callables, ..."""
         if self.safe_callable(func):
+            inner = self._partial_target(func)
+            if inner is not None:
+                # partial(f, *a)(*b) is f(*a, *b): f's own call-through applies
+                f, bound = inner
+                e = f.rec.verdict.entry
+                if e is not None:
+                    self._through(e, f.rec.verdict.name or f.rec.full, bound + args, call,
+                                  offset, "REDUCE")  # fmt: skip
             return
         ft = func.target
         if ft is not None and ft.startswith("attrgetter:"):

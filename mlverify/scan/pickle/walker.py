@@ -75,9 +75,11 @@ PROBE_FIRST = frozenset(b"\x80ci(P\x93\x1fB\xfdx]7\x89GZ\x04(\x28")
 class WalkResult:
     """What a walk saw: complete pickles, distinct imports, where it stopped."""
 
-    __slots__ = ("broken", "end", "imports", "opcodes", "pickles")
+    __slots__ = ("broken", "cannot_follow", "end", "imports", "names", "opcodes", "pickles")
 
     def __init__(self) -> None:
+        self.names: list[str] = []  # the first few imports seen, allowed or not
+        self.cannot_follow = False
         self.pickles = 0
         self.opcodes = 0
         self.imports = 0
@@ -359,6 +361,7 @@ class PickleWalker:
             self._walk_one()
         except CannotFollow as e:
             res.broken = True
+            res.cannot_follow = True
             res.end = self._tell()
             judge.flush()
             judge._emit(
@@ -408,6 +411,7 @@ class PickleWalker:
                 judge.flush()  # whatever stops the walk, what was seen is reported
             res.end = self._tell()
         res.imports = judge.imports
+        res.names = judge.first_names
         dropped = judge.dropped()
         if dropped:
             judge.emit(
