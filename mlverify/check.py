@@ -10,15 +10,12 @@ time-of-check / time-of-use gap is papered over).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlverify import __version__
 from mlverify.artifact import ModelTree, walk_model
 from mlverify.attest.intoto import discover_attestations, read_attestations
 from mlverify.attest.provenance import Dependency, ProvenanceRequirements
@@ -28,7 +25,6 @@ from mlverify.errors import (
     InputError,
     MlverifyError,
     UntrustedSignerError,
-    UsageError,
 )
 from mlverify.evidence import (
     ArtifactEvidence,
@@ -58,7 +54,6 @@ class CheckResult:
     artifact: str
     decisions: tuple[Decision, ...]
     evidence: dict[str, Any]  #: the evidence document (JSON shape)
-    cached: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -69,7 +64,6 @@ class CheckResult:
             "schema_version": RESULT_SCHEMA,
             "artifact": self.artifact,
             "allowed": self.allowed,
-            "cached": self.cached,
             "decisions": [d.to_json() for d in self.decisions],
             "evidence": self.evidence,
         }
@@ -87,45 +81,10 @@ class CheckResult:
             )
             for d in doc["decisions"]
         )
-        return cls(doc["artifact"], decisions, doc["evidence"], cached=True)
+        return cls(doc["artifact"], decisions, doc["evidence"])
 
 
 RESULT_SCHEMA = "mlverify.dev/check-result/v1"
-
-
-class VerdictCache:
-    """Results keyed by (artifact digest, policies, trust material, evidence files,
-    mlverify version, day): a re-check of an unchanged model is near-instant."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        import sqlite3
-
-        from mlverify.manifest.cache import default_cache_path
-
-        self.path = path or default_cache_path().with_name("verdicts.sqlite3")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
-            self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, doc TEXT)")
-        except (OSError, sqlite3.Error) as e:
-            raise InputError(
-                f"{self.path}: cannot open the verdict cache ({e}); use --no-cache"
-            ) from None
-
-    def get(self, key: str) -> CheckResult | None:
-        row = self._db.execute("SELECT doc FROM verdicts WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return CheckResult.from_json(json.loads(row[0]))
-        except (KeyError, TypeError, ValueError):
-            return None  # an unreadable entry is a miss, never a verdict
-
-    def put(self, key: str, result: CheckResult) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO verdicts VALUES (?, ?)", (key, json.dumps(result.to_json()))
-        )
-        self._db.commit()
 
 
 class _KnownDigests:
@@ -411,27 +370,16 @@ def check_artifact(
     sig_paths = list(signatures) or signature_candidates(path)
     tree = walk_model(path, extra_excluded=sig_paths)
     before = {str(f.path): _stat_key(f.path) for f in tree.files}
+    # Evidence may be cached (digests of unchanged files, opt-in), decisions never:
+    # matching and evaluation run every time, on this reference, names and environment.
     cache = None
-    verdicts = None
     if use_cache:
         from mlverify.manifest.cache import DigestCache
 
         cache = DigestCache()
-        verdicts = VerdictCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
-    key = ""
-    hashing: BackgroundCall[Manifest] | None = None
-    if verdicts is not None:
-        # The verdict cache needs the digest first (a hit skips everything else).
-        manifest = build_manifest(tree, serialization, cache)
-        evidence_files = [*sig_paths, *discover_attestations(path)]
-        key = verdict_cache_key(manifest.root_digest, policies, evidence_files, today)
-        hit = verdicts.get(key)
-        if hit is not None:
-            return hit
-    else:
-        # Hash in the background (hashlib releases the GIL) while this thread scans.
-        hashing = BackgroundCall(build_manifest, tree, serialization, None)
+    # Hash in the background (hashlib releases the GIL) while this thread scans.
+    hashing = BackgroundCall(build_manifest, tree, serialization, cache)
 
     allow = frozenset(g for p in policies for g in p.allow_globals)
     limits = Limits(extra_allow=allow)
@@ -457,8 +405,7 @@ def check_artifact(
             )
             for x in report.findings
         )
-    if hashing is not None:
-        manifest = hashing.result()
+    manifest = hashing.result()
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
@@ -496,10 +443,7 @@ def check_artifact(
     governing = [p for p in policies if matches(p, base)]
     known = _KnownDigests(tree, manifest)
     if not governing:
-        result = CheckResult(str(path), tuple(decide(policies, base, today)), base.to_json())
-        if verdicts is not None:
-            verdicts.put(key, result)
-        return result
+        return CheckResult(str(path), tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
@@ -517,35 +461,4 @@ def check_artifact(
             time_source=base.time_source,
         )
         decisions.extend(decide([policy], evidence, today))
-    result = CheckResult(str(path), tuple(decisions), evidence.to_json())
-    if verdicts is not None:
-        verdicts.put(key, result)
-    return result
-
-
-def verdict_cache_key(
-    root_digest: str, policies: Sequence[Policy], extra_files: Sequence[Path], today: dt.date
-) -> str:
-    """(artifact digest, policy digests, trust material and evidence files, version, day)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([root_digest, __version__, str(today)]).encode())
-    for p in policies:
-        h.update(p.digest.encode())
-        for k in p.signatures.keys:
-            h.update(_file_digest(k.path).encode())
-        for c in p.signatures.certificates:
-            for r in c.roots:
-                h.update(_file_digest(r).encode())
-        for s in p.signatures.sigstore:
-            if s.trust_root:
-                h.update(_file_digest(s.trust_root).encode())
-    for f in extra_files:
-        h.update(_file_digest(f).encode())
-    return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        raise UsageError(f"{path}: trust material named by the policy cannot be read") from None
+    return CheckResult(str(path), tuple(decisions), evidence.to_json())

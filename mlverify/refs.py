@@ -155,8 +155,7 @@ def check_ref(
             policies,
             signatures=list(signatures) or r.signatures,
             environment=environment,
-            # a private copy has new inodes every time: no digest cache to gain, and
-            # a cached verdict would name another run's temporary files
+            # a private copy has new inodes every time: no digest cache to gain
             use_cache=use_cache and r.kind == "path",
         )
         return annotate(result, r)

@@ -25,8 +25,7 @@ def check_text(results: Sequence[CheckResult], *, explain: bool = False) -> str:
             else:
                 verdict = "ALLOWED" if d.allowed else "DENIED"
             policy = f"policy {d.policy}" if d.policy else "no policy"
-            cached = ", cached verdict" if r.cached else ""
-            lines.append(f"{verdict}: {r.artifact} ({policy}{cached})")
+            lines.append(f"{verdict}: {r.artifact} ({policy})")
             for reason in d.reasons:
                 line = f"  {_MARK[reason.level]} {reason.message}"
                 if reason.remedy and reason.level != "info":

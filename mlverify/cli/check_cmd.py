@@ -53,7 +53,8 @@ FORMATS = ("text", "json", "sarif")
     "use_cache",
     default=True,
     show_default=True,
-    help="Verdict cache (and digest cache) for unchanged artifacts; see docs/digest-cache.md.",
+    help="Reuse digests of files whose inode, size and timestamps are unchanged (evidence "
+    "only: every decision is made afresh); see docs/digest-cache.md for the trade-off.",
 )
 def check_command(
     paths: tuple[str, ...],
