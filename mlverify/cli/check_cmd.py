@@ -51,10 +51,11 @@ FORMATS = ("text", "json", "sarif")
 @click.option(
     "--cache/--no-cache",
     "use_cache",
-    default=True,
+    default=False,
     show_default=True,
-    help="Reuse digests of files whose inode, size and timestamps are unchanged (evidence "
-    "only: every decision is made afresh); see docs/digest-cache.md for the trade-off.",
+    help="Developer loops only: reuse digests of files whose inode, size and timestamps are "
+    "unchanged (a writer through a shared mapping keeps them; see docs/digest-cache.md). "
+    "Default: hash every byte.",
 )
 def check_command(
     paths: tuple[str, ...],

@@ -39,7 +39,6 @@ class ServeConfig:
     workers: int = 4
     cache_size: int = 10_000
     plain_http: bool = False  #: talk HTTP to registries (loopback always does)
-    use_digest_cache: bool = True  #: local paths, hf://: content-keyed verdict cache
 
 
 @dataclass
@@ -167,7 +166,7 @@ class Service:
                 self.config.policies,
                 environment="admission",
                 roots=self.config.roots,
-                use_cache=self.config.use_digest_cache and not ref.startswith("oci://"),
+                use_cache=False,  # an admission service hashes every byte
                 insecure_http=self.config.plain_http,
                 authorization=authorization,
             )
