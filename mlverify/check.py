@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,64 +128,82 @@ def signature_candidates(artifact: Path) -> list[Path]:
     return out
 
 
-def trust_sets(policy: Policy, today: dt.date) -> list[TrustSet]:
+@dataclass(frozen=True)
+class OwnedTrust:
+    """A trust set of a policy and who its signers are (the policy's ``owner``s)."""
+
+    trust: TrustSet
+    key_owners: Mapping[str, str] = field(default_factory=dict)  #: key identity -> owner
+    owner: str = ""  #: owner of every signer of this set (a certificate or Sigstore entry)
+
+    def owner_of(self, signer: str) -> str:
+        return self.key_owners.get(signer) or self.owner or signer
+
+
+def trust_sets(policy: Policy, today: dt.date) -> list[OwnedTrust]:
     """One trust set per trusted signer kind of the policy (keys outside their
     rotation window, judged today, are left out); empty when it trusts nobody."""
-    from mlverify.signing.keys import load_public_key
+    from mlverify.signing.keys import key_fingerprint, load_public_key
     from mlverify.signing.trustset import TrustSet
 
     rules = policy.signatures
-    sets: list[TrustSet] = []
-    keys = [
-        load_public_key(str(k.path))
-        for k in rules.keys
-        if (k.not_before is None or k.not_before <= today)
-        and (k.not_after is None or today <= k.not_after)
-    ]
+    sets: list[OwnedTrust] = []
+    keys = []
+    owners: dict[str, str] = {}
+    for k in rules.keys:
+        if (k.not_before is None or k.not_before <= today) and (
+            k.not_after is None or today <= k.not_after
+        ):
+            key = load_public_key(str(k.path))
+            keys.append(key)
+            if k.owner:
+                owners[f"key {key_fingerprint(key)}"] = k.owner
     if keys:
-        sets.append(TrustSet(keys=keys))
+        sets.append(OwnedTrust(TrustSet(keys=keys), key_owners=owners))
     for c in rules.certificates:
         from mlverify.signing.x509 import CertificateIdentity, load_certificates
 
         roots = [cert for r in c.roots for cert in load_certificates(r, what="root certificate")]
-        sets.append(
-            TrustSet(
-                cert_roots=roots,
-                cert_identity=CertificateIdentity(identities=c.identities, regex=c.identity_regex),
-            )
+        trust = TrustSet(
+            cert_roots=roots,
+            cert_identity=CertificateIdentity(identities=c.identities, regex=c.identity_regex),
         )
+        sets.append(OwnedTrust(trust, owner=c.owner))
     for st in rules.sigstore:
         from mlverify.signing.sigstore_verify import SigstoreVerifier, identity_from_options
 
-        sets.append(
-            TrustSet(
-                sigstore_identity=identity_from_options(
-                    st.identities,
-                    st.identity_regex,
-                    st.issuer,
-                    source_repo=st.source_repo,
-                    source_ref=st.source_ref,
-                    workflow=st.workflow,
-                ),
-                sigstore=SigstoreVerifier(st.trust_root),
-            )
+        trust = TrustSet(
+            sigstore_identity=identity_from_options(
+                st.identities,
+                st.identity_regex,
+                st.issuer,
+                source_repo=st.source_repo,
+                source_ref=st.source_ref,
+                workflow=st.workflow,
+            ),
+            sigstore=SigstoreVerifier(st.trust_root),
         )
+        sets.append(OwnedTrust(trust, owner=st.owner))
     return sets
 
 
-def verify_with(bundle: SignatureBundle, sets: Sequence[TrustSet]) -> list[VerifiedStatement]:
-    """Signers of ``bundle`` trusted by any of ``sets``; the most telling error if none."""
+def verify_with(
+    bundle: SignatureBundle, sets: Sequence[OwnedTrust]
+) -> list[tuple[VerifiedStatement, str]]:
+    """Signers of ``bundle`` trusted by any of ``sets``, each with its owner, once per
+    signer identity; the most telling error if none."""
     from mlverify.signing.trustset import verify_bundle
 
-    found: list[VerifiedStatement] = []
+    found: dict[str, tuple[VerifiedStatement, str]] = {}
     errors: list[MlverifyError] = []
     for t in sets:
         try:
-            found.extend(verify_bundle(bundle, t))
+            for v in verify_bundle(bundle, t.trust):
+                found.setdefault(v.signer, (v, t.owner_of(v.signer)))
         except MlverifyError as e:
             errors.append(e)
     if found:
-        return found
+        return list(found.values())
     raise (
         errors[-1]
         if len(errors) == 1
@@ -247,11 +265,13 @@ def _signature_evidence(
             )
             continue
         try:
-            for s in verify_with(bundle, sets):
+            for s, owner in verify_with(bundle, sets):
                 result = verify_model(artifact, s, signature_path=p, cache=known)
                 if result.diff.ok:
                     out.append(
-                        SignatureEvidence(str(p), "verified", s.method, s.signer, anchor=s.anchor)
+                        SignatureEvidence(
+                            str(p), "verified", s.method, s.signer, anchor=s.anchor, owner=owner
+                        )
                     )
                 else:
                     out.append(
@@ -323,7 +343,7 @@ def _attestation_evidence(
                 v = verify_attestation(
                     artifact,
                     bundle,
-                    lambda b: verify_with(b, sets)[0],
+                    lambda b: verify_with(b, sets)[0][0],
                     requirements=_requirements(policy),
                     digests=digests,
                 )

@@ -46,6 +46,9 @@ class SignatureEvidence:
     signer: str  #: who signed (or who the file claims signed, if unverified)
     reason: str = ""  #: why it did not verify
     anchor: str = ""  #: the trust material that matched (key, root certificate, Sigstore root)
+    #: who the policy says the signer is (its ``owner``, else the signer's identity):
+    #: thresholds count distinct owners
+    owner: str = ""
 
     @property
     def verified(self) -> bool:
@@ -117,6 +120,7 @@ class Evidence:
                     "signer": s.signer,
                     "reason": s.reason,
                     "anchor": s.anchor,
+                    "owner": s.owner,
                 }
                 for s in self.signatures
             ],
@@ -178,6 +182,7 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
                     signer=str(s.get("signer", "")),
                     reason=str(s.get("reason", "")),
                     anchor=str(s.get("anchor", "")),
+                    owner=str(s.get("owner", "")),
                 )
                 for s in doc.get("signatures", ())
             ),

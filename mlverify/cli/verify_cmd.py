@@ -164,7 +164,9 @@ def verify_command(
     for each in results.values():
         require_match(each, path)
     if output_format == "text":
-        by = "; ".join(s.signer for s in signers)
+        by = "; ".join(
+            s.signer + (f", judged at {s.judged_at}" if s.judged_at else "") for s in signers
+        )
         shown = click.get_current_context().meta.get("mlverify.reference", path)
         click.echo(
             f"verified: {shown} ({result.checked_files} files, "

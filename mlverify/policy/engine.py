@@ -93,7 +93,9 @@ def _exemption_for(finding: FindingEvidence, exemptions: Sequence[Exemption]) ->
 def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
     rules = policy.signatures
     out: list[Reason] = []
-    verified = {s.signer for s in ev.signatures if s.verified}
+    # distinct people: the same signature given twice, or one owner's old and new key,
+    # count once
+    verified = {s.owner or s.signer for s in ev.signatures if s.verified}
     for s in ev.signatures:
         if s.verified:
             out.append(Reason("info", "signature.verified", f"signed by {s.signer} ({s.source})"))
@@ -137,7 +139,9 @@ def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
             Reason(
                 "deny",
                 "signature.threshold",
-                f"{len(verified)} distinct trusted signer(s), {rules.threshold} required",
+                f"{len(verified)} distinct trusted signer(s)"
+                + (f" ({', '.join(sorted(verified))})" if verified else "")
+                + f", {rules.threshold} required",
                 "add signatures by other trusted signers",
             )
         )

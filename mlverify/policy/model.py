@@ -32,6 +32,7 @@ class TrustedKey:
     path: Path
     not_before: dt.date | None = None
     not_after: dt.date | None = None
+    owner: str = ""  #: the person or team; thresholds count owners, not keys
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TrustedCertificate:
     roots: tuple[Path, ...]
     identities: tuple[str, ...] = ()
     identity_regex: str | None = None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class TrustedSigstore:
     source_ref: str | None = None
     workflow: str | None = None
     trust_root: Path | None = None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -290,12 +293,20 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                 f"{sig.source}: 'spec.signatures.trusted[{i}]' needs exactly one of key, "
                 "certificate, sigstore"
             )
+        owner = r.get("owner", str, "")
+        if threshold > 1 and not owner:
+            raise PolicyError(
+                f"{sig.source}: 'spec.signatures.trusted[{i}]' needs an 'owner' because "
+                f"threshold is {threshold}: a threshold counts people, and only the policy "
+                "knows which keys or identities belong to one person (e.g. old and new key)"
+            )
         if kinds == ["key"]:
             keys.append(
                 TrustedKey(
                     path=_path(base, r.get("key", str)),
                     not_before=r.date("not_before"),
                     not_after=r.date("not_after"),
+                    owner=owner,
                 )
             )
         elif kinds == ["certificate"]:
@@ -309,7 +320,9 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                     f"{sig.source}: certificate signer needs 'identities' or 'identity_regex' "
                     "(a chain to a root proves nothing about who signed)"
                 )
-            certs.append(TrustedCertificate(tuple(_path(base, x) for x in roots), ids, rx))
+            certs.append(
+                TrustedCertificate(tuple(_path(base, x) for x in roots), ids, rx, owner=owner)
+            )
             c.done()
         else:
             s = r.child("sigstore")
@@ -330,6 +343,7 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                     source_ref=s.get("source_ref", str),
                     workflow=s.get("workflow", str),
                     trust_root=_path(base, trust_root) if trust_root else None,
+                    owner=owner,
                 )
             )
             s.done()

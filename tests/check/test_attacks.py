@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.helpers import Result, evil_pickle, run, write_key_pair
+from tests.core.helpers import Result, evil_pickle, run, safetensors, write_key_pair
 
 SYSTEM_PICKLE = b"cos\nsystem\n(S'true'\ntR."
 
@@ -121,3 +121,124 @@ def test_bytes_changed_with_timestamps_kept_are_seen_by_default(
     again = run(capsys, "check", "--policy", p, model)
     assert again.code == 1 and "differ" in again.out, again.out
     assert run(capsys, "verify", model, "--key", public).code == 1
+
+
+# ------------------------------------------------------------------ 3: one signer, once
+
+
+def _sign(capsys: pytest.CaptureFixture[str], model: Path, key: Path, sig: Path) -> None:
+    assert run(capsys, "sign", model, "--key", key, "--signature", sig).code == 0
+
+
+def test_one_person_with_old_and_new_key_is_one_signer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped two-party example: Bob's two keys under rotation are one owner."""
+    import shutil
+
+    import yaml
+
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    keys = tmp_path / "keys"
+    for who in ("alice", "bob-2025", "bob-2026"):
+        (keys / who).mkdir(parents=True)
+        private, public = write_key_pair(keys / who, "p256")
+        shutil.copy(public, keys / f"{who}.pub")
+        shutil.copy(private, keys / f"{who}.key")
+    example = Path(__file__).resolve().parents[2] / "policies" / "examples" / "two-party.yaml"
+    doc = yaml.safe_load(example.read_text())
+    doc["spec"]["signatures"]["trusted"][2]["not_after"] = "2099-12-31"  # both bob keys valid
+    doc["spec"]["signatures"]["trusted"][1]["not_before"] = "2000-01-01"
+    p = tmp_path / "two-party.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    _sign(capsys, model, keys / "bob-2025.key", tmp_path / "model.sig")
+    _sign(capsys, model, keys / "bob-2026.key", tmp_path / "model-2.sig")
+    args = ["check", "--policy", p, model]
+    sigs = ["--signature", tmp_path / "model.sig", "--signature", tmp_path / "model-2.sig"]
+    r = run(capsys, *args, *sigs)
+    assert r.code == 1 and "1 distinct trusted signer(s) (bob), 2 required" in r.out, r.out
+    _sign(capsys, model, keys / "alice.key", tmp_path / "model-3.sig")
+    r = run(capsys, *args, *sigs, "--signature", tmp_path / "model-3.sig")
+    assert r.code == 0, r.out
+
+
+def test_the_same_signature_twice_is_one_signer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    private, public = write_key_pair(tmp_path, "p256")
+    sig = tmp_path / "model.sig"
+    _sign(capsys, model, private, sig)
+    copy = tmp_path / "copy.sig"
+    copy.write_bytes(sig.read_bytes())
+    p = policy(
+        tmp_path,
+        f"""
+        spec:
+          signatures:
+            required: true
+            threshold: 2
+            trusted: [{{key: {public}, owner: alice}}]
+        """,
+    )
+    r = run(capsys, "check", "--policy", p, model, "--signature", sig, "--signature", copy)
+    assert r.code == 1 and "1 distinct trusted signer(s)" in r.out, r.out
+    r = run(capsys, "verify", model, "--key", public, "--signature", sig, "--signature", copy,
+            "--threshold", "2")  # fmt: skip
+    assert r.code == 1 and "1 distinct trusted signer(s)" in r.err, r.err
+
+
+def test_a_threshold_policy_must_name_owners(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, public = write_key_pair(tmp_path, "p256")
+    p = policy(
+        tmp_path,
+        f"spec:\n  signatures:\n    required: true\n    threshold: 2\n"
+        f"    trusted: [{{key: {public}}}, {{key: {public}}}]\n",
+    )
+    r = run(capsys, "check", "--policy", p, tmp_path)
+    assert r.code == 2 and "needs an 'owner' because threshold is 2" in r.err, r.err
+
+
+def test_the_same_certificate_signature_twice_is_one_signer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certificate signer's identity once held the time it was judged at, so each
+    copy of one signature looked like another signer."""
+    from cryptography import x509
+
+    from tests.signing.helpers import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    key, cert = pki.leaf("signer", [x509.RFC822Name("rel@example.com")])
+    sig = tmp_path / "model.sig"
+    r = run(capsys, "sign", model, "--key", key, "--cert", cert, "--cert-chain", pki.inter_pem,
+            "--signature", sig)  # fmt: skip
+    assert r.code == 0, r.err
+    copy = tmp_path / "copy.sig"
+    copy.write_bytes(sig.read_bytes())
+    r = run(capsys, "verify", model, "--cert-chain", pki.root_pem, "--identity", "rel@example.com",
+            "--signature", sig, "--signature", copy, "--threshold", "2")  # fmt: skip
+    assert r.code == 1 and "1 distinct trusted signer(s)" in r.err, r.err
+    p = policy(
+        tmp_path,
+        f"""
+        spec:
+          signatures:
+            required: true
+            threshold: 2
+            trusted:
+              - certificate: {{roots: [{pki.root_pem}], identities: [rel@example.com]}}
+                owner: release-team
+        """,
+    )
+    r = run(capsys, "check", "--policy", p, model, "--signature", sig, "--signature", copy)
+    assert r.code == 1 and "1 distinct trusted signer(s) (release-team)" in r.out, r.out

@@ -139,11 +139,13 @@ def test_threshold_two_distinct_signers(
             threshold: 2
             trusted:
               - key: {signed_model["public"]}
+                owner: alice
               - key: {public2}
+                owner: bob
         """,
     )
     r = check(capsys, signed_model["model"], "--policy", p)
-    assert r.code == 1 and "1 distinct trusted signer(s), 2 required" in r.out
+    assert r.code == 1 and "1 distinct trusted signer(s) (alice), 2 required" in r.out
     sig2 = tmp_path / "model.sig"  # beside the model: found by convention
     assert (
         run(capsys, "sign", signed_model["model"], "--key", private2, "--signature", sig2).code == 0
