@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlverify.artifact import ModelTree, walk_model
+from mlverify.artifact import ModelTree, has_signature_name, parses_as_signature, walk_model
 from mlverify.attest.intoto import discover_attestations, read_attestations
 from mlverify.attest.provenance import Dependency, ProvenanceRequirements
 from mlverify.background import BackgroundCall
@@ -213,9 +213,12 @@ def verify_with(
 
 def _signature_evidence(
     artifact: Path, sig_paths: Sequence[Path], policy: Policy, known: _KnownDigests, today: dt.date
-) -> list[SignatureEvidence]:
+) -> tuple[list[SignatureEvidence], set[str] | None]:
+    """The evidence of each signature file, and the file names every verified
+    signature covers (None when none verified)."""
     sets = trust_sets(policy, today)
     out = []
+    covered: set[str] | None = None
     for p in sig_paths:
         try:
             bundle = read_bundle(p)
@@ -268,6 +271,8 @@ def _signature_evidence(
             for s, owner in verify_with(bundle, sets):
                 result = verify_model(artifact, s, signature_path=p, cache=known)
                 if result.diff.ok:
+                    names = {r.path for r in result.manifest.resources}
+                    covered = names if covered is None else covered & names
                     out.append(
                         SignatureEvidence(
                             str(p), "verified", s.method, s.signer, anchor=s.anchor, owner=owner
@@ -291,7 +296,7 @@ def _signature_evidence(
             out.append(SignatureEvidence(str(p), "untrusted", method, "", str(e)))
         except MlverifyError as e:
             out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
-    return out
+    return out, covered
 
 
 def _requirements(policy: Policy) -> ProvenanceRequirements:
@@ -406,10 +411,21 @@ def check_artifact(
     findings: list[FindingEvidence] = []
     status: dict[str, str] = {}
     formats: list[str] = []
-    for f in tree.files:
+    # Every regular file is scanned, hashed or not (git metadata, files under
+    # signature names): a loader can be pointed at any of them. Signature and
+    # attestation documents are evidence, not content: their formats do not count.
+    documents = {
+        f.name
+        for f in tree.left_out
+        if f.path.resolve() in {p.resolve() for p in sig_paths}
+        or (has_signature_name(f.name) and parses_as_signature(f.path))
+    }
+    scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
+    before.update({str(f.path): _stat_key(f.path) for f in tree.left_out})
+    for f in scanned:
         report = scan_file(f.path, limits, display=f.name)
         status[f.name] = report.status.value
-        for fmt in report.formats:
+        for fmt in report.formats if f.name not in documents else ():
             if fmt not in formats:
                 formats.append(fmt)
         findings.extend(
@@ -429,7 +445,7 @@ def check_artifact(
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
-    after = {str(f.path): _stat_key(f.path) for f in tree.files}
+    after = {str(f.path): _stat_key(f.path) for f in scanned}
     if after != before:
         changed = sorted(p for p in before if before[p] != after.get(p))
         raise InputError(
@@ -467,11 +483,25 @@ def check_artifact(
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
-        sigs = _signature_evidence(path, sig_paths, policy, known, today)
+        sigs, covered = _signature_evidence(path, sig_paths, policy, known, today)
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
+        unsigned: tuple[str, ...] = ()
+        if covered is not None and not tree.is_single_file:
+            # Content no verified signature covers: left out by name (git metadata,
+            # a signature name that is not a signature) or by the signer's own
+            # ignore paths. Git's store (.git/) is scanned but is not model content.
+            unsigned = tuple(
+                f.name
+                for f in scanned
+                if f.name not in covered
+                and f.name not in documents
+                and not f.name.startswith(".git/")
+                and f.size > 0
+            )
         evidence = Evidence(
             artifact=artifact,
             signatures=tuple(sigs),
+            unsigned_files=unsigned,
             attestations=tuple(good),
             failed_attestations=tuple(bad),
             findings=base.findings,

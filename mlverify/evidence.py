@@ -95,6 +95,9 @@ class Evidence:
     findings: tuple[FindingEvidence, ...]
     #: per file: clean | data | findings | unsupported
     scan_status: dict[str, str] = field(default_factory=dict)
+    #: files of the artifact no verified signature covers (left out of hashing by
+    #: name, or by the signer's ignore paths), signature documents and .git/ excepted
+    unsigned_files: tuple[str, ...] = ()
     environment: str = "cli"  #: cli | ci | pre-commit | admission (serve)
     time: str = ""  #: ISO 8601, UTC
     time_source: str = "local clock"
@@ -151,6 +154,7 @@ class Evidence:
                 for f in self.findings
             ],
             "scan_status": dict(sorted(self.scan_status.items())),
+            "unsigned_files": list(self.unsigned_files),
             "environment": self.environment,
             "time": self.time,
             "time_source": self.time_source,
@@ -214,6 +218,7 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
                 for f in doc.get("findings", ())
             ),
             scan_status={str(k): str(v) for k, v in doc.get("scan_status", {}).items()},
+            unsigned_files=tuple(str(n) for n in doc.get("unsigned_files", ())),
             environment=str(doc.get("environment", "cli")),
             time=str(doc.get("time", "")),
             time_source=str(doc.get("time_source", "")),

@@ -19,7 +19,7 @@ from mlverify.policy.model import Policy, load_policy
 EVIDENCE_FIELDS = {
     "": {
         "schema_version", "artifact", "signatures", "attestations", "failed_attestations",
-        "findings", "scan_status", "environment", "time", "time_source",
+        "findings", "scan_status", "unsigned_files", "environment", "time", "time_source",
     },
     "artifact": {"ref", "kind", "formats", "size", "root_digest", "files"},
 }  # fmt: skip

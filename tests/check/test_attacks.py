@@ -5,6 +5,7 @@ Each test reproduces one attack and asserts it is refused now.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import textwrap
@@ -242,3 +243,78 @@ def test_the_same_certificate_signature_twice_is_one_signer(
     )
     r = run(capsys, "check", "--policy", p, model, "--signature", sig, "--signature", copy)
     assert r.code == 1 and "1 distinct trusted signer(s) (release-team)" in r.out, r.out
+
+
+# ------------------------------------------------------------------ 4: excluded names
+
+BENIGN_PICKLE = b"\x80\x04K\x01."  # the integer 1: no imports at all
+
+
+@pytest.mark.parametrize(
+    "planted", ["attestations/extra.bin", "adapter.sigstore", ".github/x.pkl", "model.sig/x.bin"]
+)
+def test_files_under_signature_names_do_not_ride_along(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    private, public = write_key_pair(tmp_path, "p256")
+    sig = tmp_path / "model.sig"  # beside the model: found by convention
+    _sign(capsys, model, private, sig)
+    p = policy(
+        tmp_path,
+        f"""
+        spec:
+          signatures: {{required: true, trusted: [{{key: {public}}}]}}
+          formats: {{allow: [safetensors]}}
+        """,
+    )
+    assert run(capsys, "check", "--policy", p, model).code == 0
+    target = model / planted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(BENIGN_PICKLE)
+    r = run(capsys, "check", "--policy", p, model, "--format", "json")
+    assert r.code == 1, r.out
+    doc = json.loads(r.out)
+    assert planted in doc["results"][0]["evidence"]["scan_status"]
+    assert "pickle" in doc["results"][0]["evidence"]["artifact"]["formats"]
+    # also: a malicious one is found by the scan, whatever the policy
+    target.write_bytes(SYSTEM_PICKLE)
+    r = run(capsys, "check", model)
+    assert r.code == 1 and "os.system" in r.out and planted in r.out, r.out
+
+
+def test_unsigned_content_under_git_metadata_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    private, public = write_key_pair(tmp_path, "p256")
+    _sign(capsys, model, private, tmp_path / "model.sig")
+    (model / ".github").mkdir()
+    safetensors(model / ".github" / "shadow.safetensors")  # a loader can be pointed here
+    p = policy(tmp_path, f"spec:\n  signatures: {{required: true, trusted: [{{key: {public}}}]}}\n")
+    r = run(capsys, "check", "--policy", p, model)
+    assert r.code == 1 and "unsigned content" in r.out and ".github/shadow.safetensors" in r.out
+
+
+def test_a_real_signature_document_is_not_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    private, public = write_key_pair(tmp_path, "p256")
+    _sign(capsys, model, private, model / "model.sig")
+    p = policy(
+        tmp_path,
+        f"""
+        spec:
+          signatures: {{required: true, trusted: [{{key: {public}}}]}}
+          formats: {{allow: [safetensors]}}
+        """,
+    )
+    r = run(capsys, "check", "--policy", p, model)
+    assert r.code == 0, r.out
