@@ -42,6 +42,7 @@ from mlverify.policy.engine import Decision, Reason, decide, matches
 from mlverify.policy.model import Policy
 from mlverify.signing.bundle import SignatureBundle, read_bundle
 from mlverify.signing.oms import Method, VerifiedStatement, verify_model
+from mlverify.subject import Subject
 
 if TYPE_CHECKING:
     from mlverify.signing.trustset import TrustSet
@@ -383,8 +384,14 @@ def check_artifact(
     environment: str | None = None,
     use_cache: bool = False,
     now: dt.datetime | None = None,
+    subject: Subject | None = None,
 ) -> CheckResult:
-    """Everything about one artifact, and the decision of every governing policy."""
+    """Everything about one artifact, and the decision of every governing policy.
+
+    ``subject``: the reference the bytes at ``path`` stand for (``oci://``, ``hf://``);
+    policies match on it and the evidence names it. Default: ``path`` itself.
+    """
+    reference = subject.reference if subject is not None else str(path)
     from mlverify.scan.engine import scan_file
     from mlverify.scan.model import Limits
 
@@ -455,7 +462,7 @@ def check_artifact(
 
     digest_by_name = {r.path: r.digest for r in manifest.resources}
     artifact = ArtifactEvidence(
-        ref=str(path),
+        ref=reference,
         kind="file" if tree.is_single_file else "directory",
         formats=tuple(formats),
         size=tree.total_size,
@@ -479,7 +486,7 @@ def check_artifact(
     governing = [p for p in policies if matches(p, base)]
     known = _KnownDigests(tree, manifest)
     if not governing:
-        return CheckResult(str(path), tuple(decide(policies, base, today)), base.to_json())
+        return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
@@ -511,4 +518,4 @@ def check_artifact(
             time_source=base.time_source,
         )
         decisions.extend(decide([policy], evidence, today))
-    return CheckResult(str(path), tuple(decisions), evidence.to_json())
+    return CheckResult(reference, tuple(decisions), evidence.to_json())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlverify.errors import UsageError
 from mlverify.lfs import not_fetched_note, pointers_in
+from mlverify.subject import Subject
 
 if TYPE_CHECKING:
     from mlverify.check import CheckResult
@@ -48,6 +49,16 @@ class Resolved:
 
     def to_json(self) -> dict[str, Any]:
         return {"ref": self.ref, "kind": self.kind, "digest": self.digest, **self.metadata}
+
+    @property
+    def name(self) -> str:
+        """The reference as reported and matched: a tag is named with what it resolved to."""
+        if self.kind == "oci" and "@" not in self.ref:
+            return f"{self.ref}@{self.digest}"
+        return self.ref
+
+    def subject(self) -> Subject:
+        return Subject(self.name, self.path, self.digest)
 
 
 def is_reference(text: str) -> bool:
@@ -105,13 +116,8 @@ def annotate(result: CheckResult, resolved: Resolved) -> CheckResult:
     if resolved.kind == "path":
         return result
     evidence = dict(result.evidence)
-    art = dict(evidence.get("artifact", {}))
-    art["ref"] = resolved.ref
-    evidence["artifact"] = art
     evidence["reference"] = resolved.to_json()
-    name = resolved.ref
-    if resolved.kind == "oci" and "@" not in name:  # a tag: report what it resolved to
-        name = f"{name}@{resolved.digest}"
+    name = resolved.name
     # files of the private copy are named after the reference ("REF#/signatures/...")
     tmp = str(resolved.path.parent)
 
@@ -157,6 +163,7 @@ def check_ref(
             environment=environment,
             # a private copy has new inodes every time: no digest cache to gain
             use_cache=use_cache and r.kind == "path",
+            subject=r.subject(),
         )
         return annotate(result, r)
 
