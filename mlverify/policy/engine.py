@@ -213,6 +213,26 @@ def _format_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
     out: list[Reason] = []
     formats = set(ev.artifact.formats)
     if policy.allowed_formats:
+        # Unrecognised bytes named like a model file: a loader will read them as one
+        # (a format the scanner does not know is not an allowed format).
+        unknown = [
+            name
+            for name, status in sorted(ev.scan_status.items())
+            if status == "data"
+            and is_model_content(name, status)
+            and not any(fnmatch.fnmatchcase(name, g) for g in policy.allowed_data)
+        ]
+        if unknown:
+            out.append(
+                Reason(
+                    "deny",
+                    "format.unrecognised",
+                    f"{_names(unknown)}: named like a model file but in no format the scanner "
+                    f"recognises (allowed: {', '.join(policy.allowed_formats)})",
+                    "convert it to an allowed format, or list it in formats.allow_data "
+                    "if it is plain data",
+                )
+            )
         extra = sorted(formats - set(policy.allowed_formats))
         if extra:
             out.append(

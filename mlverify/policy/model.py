@@ -110,6 +110,9 @@ class Policy:
     signatures: SignatureRules
     provenance: ProvenanceRules
     allowed_formats: tuple[str, ...]
+    #: under ``allowed_formats``: globs of files whose unrecognised content ("data") is
+    #: allowed although named like a model file
+    allowed_data: tuple[str, ...]
     denied_formats: tuple[str, ...]
     max_severity: str
     allow_unsupported: bool
@@ -231,6 +234,12 @@ def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
 
     fmt = spec.child("formats")
     allowed = fmt.strings("allow")
+    allowed_data = fmt.strings("allow_data")
+    if allowed_data and not allowed:
+        raise PolicyError(
+            f"{source}: 'spec.formats.allow_data' applies under 'spec.formats.allow'; "
+            "list the allowed formats too"
+        )
     denied = fmt.strings("deny")
     allow_unsupported = fmt.get("allow_unsupported", bool, False)
     fmt.done()
@@ -263,6 +272,7 @@ def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
         signatures=signatures,
         provenance=provenance,
         allowed_formats=allowed,
+        allowed_data=allowed_data,
         denied_formats=denied,
         max_severity=max_severity,
         allow_unsupported=allow_unsupported,

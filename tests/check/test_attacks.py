@@ -318,3 +318,22 @@ def test_a_real_signature_document_is_not_content(
     )
     r = run(capsys, "check", "--policy", p, model)
     assert r.code == 0, r.out
+
+
+# ------------------------------------------------------------------ 6: allowlists vs data
+
+
+def test_unrecognised_bytes_named_like_a_model_fail_a_format_allowlist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    (model / "config.json").write_text('{"a": 1}')  # data without a model name: fine
+    (model / "pytorch_model.bin").write_bytes(os.urandom(4096))  # the scanner: "data"
+    p = policy(tmp_path, "spec:\n  formats: {allow: [safetensors]}\n")
+    r = run(capsys, "check", "--policy", p, model)
+    assert r.code == 1 and "pytorch_model.bin: named like a model file" in r.out, r.out
+    p2 = policy(tmp_path, "spec:\n  formats: {allow: [safetensors], allow_data: ['*.bin']}\n", "q")
+    r = run(capsys, "check", "--policy", p2, model)
+    assert r.code == 0, r.out
