@@ -181,6 +181,13 @@ def verify_model(
     ser = manifest.serialization
     expected = manifest.resources
     expected_paths = sorted({r.path for r in expected})
+    if not expected:
+        # `sign` refuses an empty model; a signature over nothing proves nothing about
+        # any bytes (and with --ignore-unsigned-files it would "verify" any directory).
+        raise ArtifactMismatchError(
+            f"{verified.source}: the signature covers no files (an empty model); it proves "
+            "nothing about these bytes: sign the model's files"
+        )
 
     if path.is_file() and not path.is_symlink():
         if len(expected_paths) != 1:

@@ -337,3 +337,32 @@ def test_unrecognised_bytes_named_like_a_model_fail_a_format_allowlist(
     p2 = policy(tmp_path, "spec:\n  formats: {allow: [safetensors], allow_data: ['*.bin']}\n", "q")
     r = run(capsys, "check", "--policy", p2, model)
     assert r.code == 0, r.out
+
+
+# ------------------------------------------------------------------ 7: empty models
+
+
+def test_a_signature_over_no_files_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlverify.manifest.manifest import Manifest, Serialization
+    from mlverify.signing.keys import KeySigner, load_private_key_pem
+    from mlverify.signing.oms import sign_manifest
+
+    private, public = write_key_pair(tmp_path, "p256")
+    signer = KeySigner(load_private_key_pem(private.read_bytes(), where="t", password=None))
+    sig = sign_manifest(Manifest("model", Serialization(), ()), signer)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "model.sig").write_bytes(sig)
+    r = run(capsys, "verify", empty, "--key", public)
+    assert r.code != 0 and "covers no files" in r.err, r.err
+    full = tmp_path / "model"
+    full.mkdir()
+    evil_pickle(full / "model.bin")
+    (full / "model.sig").write_bytes(sig)
+    r = run(capsys, "verify", full, "--key", public, "--ignore-unsigned-files")
+    assert r.code != 0 and "covers no files" in r.err, r.err
+    p = policy(tmp_path, f"spec:\n  signatures: {{required: true, trusted: [{{key: {public}}}]}}\n")
+    r = run(capsys, "check", "--policy", p, full)
+    assert r.code == 1 and "covers no files" in r.out, r.out
