@@ -192,15 +192,43 @@ def load_policy(path: Path) -> Policy:
     return parse_policy(raw, source=str(path), base=path.parent)
 
 
-def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
+#: Deepest nesting a policy (or policy test case) may have; real ones need about 6.
+MAX_YAML_DEPTH = 32
+
+
+def load_yaml(raw: bytes | str, *, source: str) -> Any:
+    """Safe YAML without aliases or anchors (a 680-byte "billion laughs" document
+    expands to gigabytes) and with bounded nesting; errors name the file and line."""
     import yaml
 
-    try:
-        doc = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+    def fail(what: str, mark: Any) -> PolicyError:
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{source}: not valid YAML{at}; fix the syntax") from None
+        return PolicyError(f"{source}: {what}{at}")
+
+    try:
+        depth = 0
+        for event in yaml.parse(raw, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise fail(
+                    "YAML anchors and aliases (&x, *x) are not allowed in policies; "
+                    "write the values out",
+                    event.start_mark,
+                )
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise fail(f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise fail("not valid YAML; fix the syntax", getattr(e, "problem_mark", None)) from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as e:
+        raise PolicyError(f"{source}: not a usable YAML document ({type(e).__name__})") from None
+
+
+def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
+    doc = load_yaml(raw, source=source)
     top = _Reader(doc, "policy", source)
     api = top.get("apiVersion", str)
     if api != API_VERSION:
@@ -381,10 +409,23 @@ def _provenance_rules(prov: _Reader) -> ProvenanceRules:
         builder_ids=prov.strings("builder_ids"),
         source_repo=prov.get("source_repo", str),
         source_ref=prov.get("source_ref", str),
-        parameters={str(k): str(v) for k, v in params.items()},
+        parameters=_scalar_map(params, prov),
         reject_unknown_parameters=prov.get("reject_unknown_parameters", bool, False),
         datasets=tuple(datasets),
     )
+
+
+def _scalar_map(params: Mapping[Any, Any], prov: _Reader) -> dict[str, str]:
+    """Provenance parameters: names to scalar values (compared as text)."""
+    out: dict[str, str] = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+            raise PolicyError(
+                f"{prov.source}: 'spec.attestations.provenance.parameters' maps names to "
+                f"scalar values; found {type(k).__name__} {str(k)[:40]!r}: {type(v).__name__}"
+            )
+        out[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out
 
 
 def _exemption(data: Any, i: int, source: str) -> Exemption:

@@ -256,8 +256,9 @@ def references_in(obj: Any) -> list[str]:
     walk(obj)
     spec = obj.get("spec") if isinstance(obj, dict) else None
     if isinstance(spec, dict) and isinstance(obj, dict) and obj.get("kind") == "Pod":
-        for vol in spec.get("volumes") or []:
-            image = (vol or {}).get("image") or {}
+        volumes = spec.get("volumes")
+        for vol in volumes if isinstance(volumes, list) else []:
+            image = vol.get("image") if isinstance(vol, dict) else None
             if isinstance(image, dict) and isinstance(image.get("reference"), str):
                 found.append("oci://" + image["reference"])
     return list(dict.fromkeys(found))

@@ -366,3 +366,54 @@ def test_a_signature_over_no_files_is_refused(
     p = policy(tmp_path, f"spec:\n  signatures: {{required: true, trusted: [{{key: {public}}}]}}\n")
     r = run(capsys, "check", "--policy", p, full)
     assert r.code == 1 and "covers no files" in r.out, r.out
+
+
+# ------------------------------------------------------------------ 12: malformed input
+
+
+def test_a_signature_with_a_non_string_media_type_is_invalid_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    private, _ = write_key_pair(tmp_path, "p256")
+    _sign(capsys, model, private, model / "model.sig")
+    doc = json.loads((model / "model.sig").read_text())
+    for bad in ([], {}, 3):
+        doc["mediaType"] = bad
+        (model / "model.sig").write_text(json.dumps(doc))
+        r = run(capsys, "check", "--format", "json", model)
+        assert r.code in (0, 1) and "internal error" not in r.err, r.err
+        sigs = json.loads(r.out)["results"][0]["evidence"]["signatures"]
+        assert sigs[0]["status"] == "invalid" and "mediaType" in sigs[0]["reason"]
+
+
+def test_a_policy_of_yaml_aliases_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    # each level repeats the one before 9 times (six levels here: harmless on the old
+    # code too; nine were 4.9 GB once str() expanded the parameters)
+    lines = ['      a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"      a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 6)]
+    bomb = policy(
+        tmp_path,
+        "spec:\n  attestations:\n    provenance:\n     parameters:\n" + "\n".join(lines) + "\n",
+    )
+    assert bomb.stat().st_size < 1000
+    t0 = time.perf_counter()
+    r = run(capsys, "check", "--policy", bomb, tmp_path)
+    assert time.perf_counter() - t0 < 5
+    assert r.code == 2 and "aliases" in r.err and r.err.count("\n") == 1, r.err
+
+
+@pytest.mark.parametrize("value", ["{a: 1}", "[1, 2]", "null"])
+def test_policy_parameters_must_be_scalars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    body = f"spec:\n  attestations:\n    provenance:\n      parameters: {{e: {value}}}\n"
+    p = policy(tmp_path, body)
+    r = run(capsys, "check", "--policy", p, tmp_path)
+    assert r.code == 2 and "scalar values" in r.err, r.err
