@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlverify import __version__
+from mlverify.text import shown
 
 if TYPE_CHECKING:
     from mlverify.check import CheckResult
@@ -24,12 +25,12 @@ def check_text(results: Sequence[CheckResult], *, explain: bool = False) -> str:
                 verdict = "ALLOWED (warn mode; would be DENIED)"
             else:
                 verdict = "ALLOWED" if d.allowed else "DENIED"
-            policy = f"policy {d.policy}" if d.policy else "no policy"
-            lines.append(f"{verdict}: {r.artifact} ({policy})")
+            policy = f"policy {shown(d.policy)}" if d.policy else "no policy"
+            lines.append(f"{verdict}: {shown(r.artifact)} ({policy})")
             for reason in d.reasons:
-                line = f"  {_MARK[reason.level]} {reason.message}"
+                line = f"  {_MARK[reason.level]} {shown(reason.message)}"
                 if reason.remedy and reason.level != "info":
-                    line += f" -> {reason.remedy}"
+                    line += f" -> {shown(reason.remedy)}"
                 lines.append(line)
         if explain:
             lines.append("  evidence:")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mlverify.text import shown
+
 if TYPE_CHECKING:
     from mlverify.check import CheckResult
 
@@ -14,12 +16,11 @@ _ICON = {"deny": ":x:", "warn": ":warning:", "info": ":white_check_mark:"}
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell (no pipes, no newlines, no raw HTML)."""
     return (
-        text.replace("\\", "\\\\")
+        shown(text.replace("\r", " ").replace("\n", " "))
+        .replace("\\", "\\\\")
         .replace("|", "\\|")
         .replace("<", "&lt;")
         .replace(">", "&gt;")
-        .replace("\r", " ")
-        .replace("\n", " ")
     )
 
 

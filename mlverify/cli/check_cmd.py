@@ -10,6 +10,7 @@ import click
 
 from mlverify.cli.output import write_atomically
 from mlverify.errors import UsageError
+from mlverify.text import shown
 
 FORMATS = ("text", "json", "sarif")
 
@@ -89,7 +90,7 @@ def check_command(
     skip_unfetched = allow_not_fetched or os.environ.get("PRE_COMMIT") == "1"
     for note in not_fetched:
         verdict = "skipped" if skip_unfetched else "denied"
-        click.echo(f"mlverify check: {note} ({verdict})", err=True)
+        click.echo(f"mlverify check: {shown(note)} ({verdict})", err=True)
 
     if output_format == "json":
         text = (

@@ -417,3 +417,25 @@ def test_policy_parameters_must_be_scalars(
     p = policy(tmp_path, body)
     r = run(capsys, "check", "--policy", p, tmp_path)
     assert r.code == 2 and "scalar values" in r.err, r.err
+
+
+# ------------------------------------------------------------------ 13: names on screen
+
+
+def test_terminal_escapes_in_names_cannot_forge_a_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    forged = "x\x1b[2K\rALLOWED: model (policy default)\n\x1b[8m.pkl"
+    (model / forged).write_bytes(SYSTEM_PICKLE)
+    for args in (["check", model], ["scan", model], ["check", "--policy", tmp_path / "no.yaml"]):
+        r = run(capsys, *args)
+        assert r.code != 0
+        for text in (r.out, r.err):
+            assert "\x1b" not in text and "\r" not in text, text
+            assert not any(line.startswith("ALLOWED") for line in text.splitlines()), text
+    r = run(capsys, "check", model)
+    assert "\\x1b[2K\\x0dALLOWED" in r.out and r.out.startswith("DENIED")
+    r = run(capsys, "hash", model / forged)
+    assert "\x1b" not in r.out + r.err and "\\x1b" in r.out
