@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlverify.artifact import ModelTree, has_signature_name, parses_as_signature, walk_model
 from mlverify.attest.intoto import discover_attestations, read_attestations
@@ -48,26 +48,58 @@ if TYPE_CHECKING:
     from mlverify.signing.trustset import TrustSet
 
 
+#: What became of an artifact that was not decided: it could not be checked (an
+#: operational error, or bytes that fail verification before any decision), or its
+#: Git LFS content is not fetched (skipped in a commit hook, denied anywhere else).
+Outcome = Literal["", "error", "not-fetched", "skipped"]
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """The decisions about one artifact and the evidence they rest on."""
+    """The decisions about one artifact and the evidence they rest on; or, when it
+    could not be decided, why (``outcome``, ``message``): every artifact gets one."""
 
     artifact: str
     decisions: tuple[Decision, ...]
     evidence: dict[str, Any]  #: the evidence document (JSON shape)
+    outcome: Outcome = ""
+    message: str = ""
+    error_exit: int = 2  #: the exit code an error outcome stands for
 
     @property
     def allowed(self) -> bool:
-        return all(d.allowed for d in self.decisions)
+        return not self.outcome and bool(self.decisions) and all(d.allowed for d in self.decisions)
+
+    @property
+    def status(self) -> str:
+        """allowed | denied | error | skipped (not-fetched content outside a hook: denied)."""
+        if self.outcome == "not-fetched":
+            return "denied"
+        return self.outcome or ("allowed" if self.allowed else "denied")
+
+    @property
+    def exit_code(self) -> int:
+        """0 allowed or skipped, 1 denied, 2 (or the error's own code) error."""
+        if self.outcome == "error":
+            return self.error_exit
+        return 0 if self.allowed or self.outcome == "skipped" else 1
+
+    @classmethod
+    def failed(cls, artifact: str, error: MlverifyError) -> CheckResult:
+        return cls(artifact, (), {}, "error", str(error), error.exit_code)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": RESULT_SCHEMA,
             "artifact": self.artifact,
+            "status": self.status,
             "allowed": self.allowed,
             "decisions": [d.to_json() for d in self.decisions],
             "evidence": self.evidence,
         }
+        if self.outcome:
+            out.update(outcome=self.outcome, message=self.message, exit_code=self.exit_code)
+        return out
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> CheckResult:
@@ -82,7 +114,17 @@ class CheckResult:
             )
             for d in doc["decisions"]
         )
-        return cls(doc["artifact"], decisions, doc["evidence"])
+        outcome = doc.get("outcome", "")
+        if outcome not in ("", "error", "not-fetched", "skipped"):
+            raise ValueError(f"unknown outcome {outcome!r}")
+        return cls(
+            str(doc["artifact"]),
+            decisions,
+            dict(doc["evidence"]),
+            outcome,
+            str(doc.get("message", "")),
+            int(doc.get("exit_code", 2)),
+        )
 
 
 RESULT_SCHEMA = "mlverify.dev/check-result/v1"

@@ -174,18 +174,28 @@ def check_refs(
     *,
     signatures: Sequence[Path] = (),
     use_cache: bool = False,
-) -> tuple[list[CheckResult], list[str]]:
-    """`mlverify check`'s loop: results for what could be checked, and a "not fetched"
-    note for each artifact that holds Git LFS pointers (its content was not checked)."""
+    skip_not_fetched: bool = False,
+) -> list[CheckResult]:
+    """`mlverify check`'s loop: one result for every reference, in order: decided, or
+    an error (as data: one failing artifact never hides the others' results), or Git
+    LFS content not fetched (its content was not checked: denied, or skipped)."""
+    from mlverify.check import CheckResult
+    from mlverify.errors import MlverifyError
+
     results: list[CheckResult] = []
-    notes: list[str] = []
     for ref in refs:
-        out = check_ref(ref, policies, signatures=signatures, use_cache=use_cache)
+        try:
+            out = check_ref(ref, policies, signatures=signatures, use_cache=use_cache)
+        except MlverifyError as e:
+            results.append(CheckResult.failed(str(ref), e))
+            continue
         if isinstance(out, str):
-            notes.append(out)
+            results.append(
+                CheckResult(str(ref), (), {}, "skipped" if skip_not_fetched else "not-fetched", out)
+            )
         else:
             results.append(out)
-    return results, notes
+    return results
 
 
 def scan_refs(refs: Sequence[str | Path], limits: Limits | None = None) -> list[ScanReport]:

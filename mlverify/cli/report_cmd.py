@@ -62,7 +62,8 @@ def report_command(
         except OSError as e:
             raise InputError(f"{markdown}: cannot write the summary ({e.strerror})") from None
     click.echo(check_text(results), nl=False)
-    denied = sum(1 for r in results if not r.allowed)
+    code = max((r.exit_code for r in results), default=0)
+    denied = sum(1 for r in results if r.exit_code)
     click.echo(f"mlverify report: {len(results) - denied} allowed, {denied} denied", err=True)
-    if denied and fail_on == "deny":
-        raise SystemExit(1)
+    if code and fail_on == "deny":
+        raise SystemExit(code)

@@ -439,3 +439,41 @@ def test_terminal_escapes_in_names_cannot_forge_a_verdict(
     assert "\\x1b[2K\\x0dALLOWED" in r.out and r.out.startswith("DENIED")
     r = run(capsys, "hash", model / forged)
     assert "\x1b" not in r.out + r.err and "\\x1b" in r.out
+
+
+# ------------------------------------------------------------------ 14: every artifact
+
+
+def test_one_failing_artifact_never_empties_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good"
+    good.mkdir()
+    safetensors(good / "w.safetensors")
+    pointer = tmp_path / "lfs"
+    pointer.mkdir()
+    (pointer / "w.bin").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 12\n"
+    )
+    missing = tmp_path / "missing"
+    r = run(capsys, "check", "--format", "json", good, missing, pointer)
+    assert r.code == 2, r.err
+    doc = json.loads(r.out)
+    assert [x["status"] for x in doc["results"]] == ["allowed", "error", "denied"]
+    assert doc["allowed"] is False and doc["exit_code"] == 2
+    assert "no such file" in doc["results"][1]["message"]
+    r = run(capsys, "check", "--format", "sarif", good, missing)
+    assert r.code == 2 and "no such file" in r.out
+    # a skipped (not fetched) artifact in a hook: exit 0 and the report says so
+    r = run(capsys, "check", "--format", "json", "--allow-not-fetched", good, pointer)
+    doc = json.loads(r.out)
+    assert r.code == 0 and doc["allowed"] is True
+    assert [x["status"] for x in doc["results"]] == ["allowed", "skipped"]
+    # not fetched outside a hook: denied, and the report agrees
+    r = run(capsys, "check", "--format", "json", good, pointer)
+    doc = json.loads(r.out)
+    assert r.code == 1 and doc["allowed"] is False and doc["exit_code"] == 1
+    saved = tmp_path / "r.json"
+    saved.write_text(r.out)
+    r = run(capsys, "report", saved)
+    assert r.code == 1 and "DENIED" in r.out
