@@ -147,6 +147,20 @@ def _lstat(path: Path) -> os.stat_result:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
+def _hf_snapshot_reference(link: Path) -> str:
+    """``hf://ORG/NAME@COMMIT`` when ``link`` is a file of a Hugging Face cache snapshot
+    (``models--ORG--NAME/snapshots/COMMIT/...`` linking into ``../blobs``), else ""."""
+    parts = link.absolute().parts
+    for i in range(len(parts) - 3, -1, -1):
+        if parts[i + 1 : i + 2] == ("snapshots",) and parts[i].startswith("models--"):
+            target = link.resolve()
+            if target.parent.name == "blobs" and target.parent.parent.name == parts[i]:
+                org_name = parts[i].removeprefix("models--").split("--", 1)
+                if len(org_name) == 2 and i + 2 < len(parts):
+                    return f"hf://{org_name[0]}/{org_name[1]}@{parts[i + 2]}"
+    return ""
+
+
 def _within(target: Path, root: Path) -> bool:
     try:
         target.relative_to(root)
@@ -245,12 +259,19 @@ def walk_model(
                 left_out.append(ModelFile(name=name, path=entry_path, size=est.st_size))
                 continue
             if stat.S_ISLNK(est.st_mode):
+                hf = _hf_snapshot_reference(entry_path)
+                if hf:
+                    raise InputError(
+                        f"{entry_path}: a Hugging Face cache snapshot (its files link into the "
+                        f"cache's blobs); check it by reference: {hf} (every blob is verified "
+                        "against its name)"
+                    )
                 if not allow_symlinks:
                     raise InputError(
                         f"{entry_path}: symlinks are refused by default "
                         f"(points to {os.readlink(entry_path)}); "
-                        "replace it with the file, or pass --allow-symlinks "
-                        "to follow links that stay inside the model"
+                        "replace it with the file (hash, sign and verify also take "
+                        "--allow-symlinks to follow links that stay inside the model)"
                     )
                 target = entry_path.resolve()
                 if not _within(target, real_root):

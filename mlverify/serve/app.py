@@ -179,6 +179,23 @@ def admission_response(uid: Any, allowed: bool, message: str = "") -> dict[str, 
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 
 
+#: Kubernetes truncates each admission warning to 256 characters.
+MAX_WARNING = 250
+
+
+def admission_warning(ref: str, text: str) -> str:
+    """The reason first, then a short form of the reference, within Kubernetes' limit:
+    a long reference never pushes the reason out of the warning."""
+    import re
+
+    short = re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}", r"\1", ref)
+    short = short if len(short) <= 80 else short[:37] + "..." + short[-40:]
+    tail = f" [{short}]"
+    room = MAX_WARNING - len(tail)
+    body = text if len(text) <= room else text[: room - 3] + "..."
+    return body + tail
+
+
 def _refuse(request: Request, message: str, status: int) -> JSONResponse:
     """An error answer; on the admission route also an AdmissionReview that denies."""
     if request.url.path == "/k8s/validate":
@@ -276,7 +293,7 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
                         f"{service.config.check_timeout:g}s); retry shortly"
                     )
                     continue
-                warnings.extend(f"{ref}: {w}" for w in verdict.warnings())
+                warnings.extend(admission_warning(ref, w) for w in verdict.warnings())
                 if not verdict.allowed:
                     allowed = False
                     messages.extend(f"{ref}: {m}" for m in verdict.messages() or ["denied"])
@@ -288,7 +305,7 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
                 "message": "mlverify: " + "; ".join(messages),
             }
         if warnings:
-            response["warnings"] = [w[:250] for w in warnings[:10]]
+            response["warnings"] = warnings[:10]
         return JSONResponse(
             {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
         )

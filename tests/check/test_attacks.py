@@ -477,3 +477,69 @@ def test_one_failing_artifact_never_empties_the_report(
     saved.write_text(r.out)
     r = run(capsys, "report", saved)
     assert r.code == 1 and "DENIED" in r.out
+
+
+# ------------------------------------------------------------------ 15: smaller ones
+
+
+def test_a_hugging_face_snapshot_path_suggests_its_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integrations.test_hf import COMMIT, add_snapshot
+
+    repo = add_snapshot(tmp_path / "hub", "acme/tiny", COMMIT, {"w.safetensors": b"x" * 10})
+    r = run(capsys, "check", repo / "snapshots" / COMMIT)
+    assert r.code == 2 and f"hf://acme/tiny@{COMMIT}" in r.err, r.err
+    assert "--allow-symlinks" not in r.err.split("hash, sign")[0]
+
+
+def test_provenance_names_a_local_dataset_without_the_signers_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import base64
+
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    data = tmp_path / "curated"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n")
+    private, _ = write_key_pair(tmp_path, "p256")
+    r = run(capsys, "attest", "provenance", model, "--builder-id", "https://ci.example/b",
+            "--source-repo", "https://github.com/acme/m", "--source-ref", "refs/tags/v1",
+            "--dataset", data, "--key", private)  # fmt: skip
+    assert r.code == 0, r.err
+    bundle = json.loads((tmp_path / "model.provenance.sigstore.json").read_text())
+    statement = base64.b64decode(bundle["dsseEnvelope"]["payload"]).decode()
+    assert "file://" not in statement and str(tmp_path) not in statement
+    deps = json.loads(statement)["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert [d["name"] for d in deps if d["annotations"]["kind"] == "dataset"] == ["curated"]
+
+
+def test_admission_warnings_keep_the_reason() -> None:
+    from mlverify.serve.app import admission_warning
+
+    ref = "oci://registry.example.com/" + "team/" * 30 + "model@sha256:" + "a" * 64
+    w = admission_warning(ref, "unsigned: nothing proves who produced these bytes")
+    assert w.startswith("unsigned: nothing proves who produced these bytes")
+    assert len(w) <= 250 and "sha256:aaaaaaaaaaaa" in w
+
+
+def test_writing_into_a_read_only_directory_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    r = run(capsys, "check", model, "--output", "/proc/report.txt")
+    assert r.code == 2 and "does not exist" not in r.err and "cannot write in /proc" in r.err
+
+
+def test_report_of_a_binary_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "r.json"
+    junk.write_bytes(b"\xff\xfe\x00binary")
+    r = run(capsys, "report", junk)
+    assert r.code == 2 and "UnicodeDecodeError(" not in r.err and "not text" in r.err
+    assert r.err.count("\n") == 1
