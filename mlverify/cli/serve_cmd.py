@@ -92,6 +92,21 @@ def configure_logging(level: str) -> None:
     show_default=True,
     help="Kubernetes: seconds to wait for a verdict not yet cached (then deny: retry).",
 )
+@click.option(
+    "--event-retries",
+    type=click.IntRange(0, 10),
+    default=3,
+    show_default=True,
+    help="Registry events: retries of a check that failed for an operational reason "
+    "(never quarantined, never cached).",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(0, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds before the first retry; doubles after each.",
+)
 @click.option("--workers", type=int, default=4, show_default=True, help="Concurrent checks.")
 @click.option(
     "--max-body", type=int, default=1 << 20, show_default=True, help="Largest request (bytes)."
@@ -111,6 +126,8 @@ def serve_command(
     require_digest: bool,
     quarantine: str,
     check_timeout: float,
+    event_retries: int,
+    retry_backoff: float,
     workers: int,
     max_body: int,
     plain_http: bool,
@@ -164,6 +181,8 @@ def serve_command(
         require_digest=require_digest,
         quarantine=quarantine,
         check_timeout=check_timeout,
+        event_retries=event_retries,
+        retry_backoff=retry_backoff,
         workers=workers,
         plain_http=plain_http,
     )

@@ -312,16 +312,28 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
 
     # -- registry notifications ------------------------------------------------------------
     def handle_push(host: str, repo: str, digest: str, tag: str) -> None:
+        """Judge a pushed manifest; quarantine it only on a policy decision made with
+        complete evidence. Operational errors (the registry answering 503, a pull cut
+        short) are retried with backoff, logged, and never cached or acted on."""
         from mlverify.oci import Registry
 
         ref = f"oci://{host}/{repo}@{digest}"
         reg = Registry(host, insecure_http=service.config.plain_http)
-        try:
-            data, _, _ = reg.get_manifest(repo, digest)
-            manifest = json.loads(data)
-        except (MlverifyError, ValueError) as e:
-            log.warning("event: manifest unreadable", extra={"ref": ref, "error": str(e)})
-            return
+        retries = service.config.event_retries
+        data = b""
+        for attempt in range(retries + 1):
+            try:
+                data, _, _ = reg.get_manifest(repo, digest)
+                manifest = json.loads(data)
+                break
+            except (MlverifyError, ValueError) as e:
+                if attempt == retries:
+                    log.warning(
+                        "event: manifest unreadable, not judged",
+                        extra={"ref": ref, "error": str(e)},
+                    )
+                    return
+                time.sleep(service.config.retry_backoff * 2**attempt)
         config_type = str((manifest.get("config") or {}).get("mediaType", ""))
         if manifest.get("subject") or config_type in (
             "application/vnd.oci.image.config.v1+json",
@@ -329,7 +341,22 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
         ):
             log.info("event: not a model, skipped", extra={"ref": ref})
             return
-        verdict = service.submit(ref).result()
+        for attempt in range(retries + 1):
+            verdict = service.submit(ref, refresh=attempt > 0).result()
+            if verdict.result is not None:
+                break
+            log.warning(
+                "event: check failed (operational error)",
+                extra={"ref": ref, "error": verdict.error or verdict.note, "attempt": attempt + 1},
+            )
+            if attempt < retries:
+                time.sleep(service.config.retry_backoff * 2**attempt)
+        if verdict.result is None:
+            log.error(
+                "event: not judged after retries; not quarantined",
+                extra={"ref": ref, "error": verdict.error or verdict.note},
+            )
+            return
         service.remember(ref, verdict)
         if verdict.allowed or service.config.quarantine == "none":
             return

@@ -39,6 +39,8 @@ class ServeConfig:
     workers: int = 4
     cache_size: int = 10_000
     plain_http: bool = False  #: talk HTTP to registries (loopback always does)
+    event_retries: int = 3  #: registry events: retries of an operational error
+    retry_backoff: float = 1.0  #: seconds before the first retry (doubling after)
 
 
 @dataclass

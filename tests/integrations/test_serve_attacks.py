@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mlverify.oci import Registry as OciRegistry
 from tests.core.helpers import safetensors
-from tests.integrations.conftest import Server
+from tests.integrations.conftest import Registry, Server, make_clean_model
+from tests.integrations.registry_proxy import Proxy, running
+from tests.integrations.test_oci import oras_push
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +64,69 @@ def test_a_signature_with_a_list_media_type_is_a_verdict_not_a_500(
     assert code == 200, doc
     sig = doc["evidence"]["signatures"][0]
     assert sig["status"] == "invalid" and "mediaType" in sig["reason"]
+
+
+# ------------------------------------------------------------------ 8: flaky registry
+
+
+def _wait(pred: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+def _event(host: str, repo: str, digest: str) -> dict[str, Any]:
+    return {
+        "events": [
+            {
+                "action": "push",
+                "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest,
+                    "repository": repo,
+                    "url": f"http://{host}/v2/{repo}/manifests/{digest}",
+                    "tag": "v1",
+                },
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize("failures", [1, 1000])
+def test_a_503_from_the_registry_never_quarantines(
+    serve_factory: Callable[..., Server],
+    registry: Registry,
+    tmp_path: Path,
+    failures: int,
+) -> None:
+    """One transient 503 during the pull once became DELETE of a good manifest, and
+    the deny stayed cached. Now: retried (and judged: clean, kept); a registry that
+    keeps failing gets no verdict at all, and nothing is deleted."""
+    repo = f"flaky/clean{failures}"
+    oras_push(registry, make_clean_model(tmp_path, "clean"), f"{repo}:v1")
+    digest = OciRegistry(registry.host).get_manifest(repo, "v1")[2]
+    with running(Proxy(registry.host, fail_blob_gets=failures)) as proxy:
+        srv = serve_factory("--registry", proxy.host, "--quarantine", "delete",
+                            "--retry-backoff", "0.2", "--event-retries", "2")  # fmt: skip
+        code, _, doc = srv.request("POST", "/registry/events", _event(proxy.host, repo, digest))
+        assert code == 200 and doc == {"queued": 1}
+
+        def logged(msg: str) -> bool:
+            return any(
+                json.loads(x).get("msg") == msg
+                for x in srv.log.read_text().splitlines()
+                if x.startswith("{")
+            )
+
+        if failures == 1:
+            assert _wait(lambda: bool(srv.request("GET", "/v1/verdicts")[2]["verdicts"]))
+            verdicts = srv.request("GET", "/v1/verdicts")[2]["verdicts"]
+            assert [v["allowed"] for v in verdicts] == [True]
+        else:
+            assert _wait(lambda: logged("event: not judged after retries; not quarantined"))
+            assert srv.request("GET", "/v1/verdicts")[2]["verdicts"] == []
+        assert not logged("quarantined")
+    assert OciRegistry(registry.host).manifest_exists(repo, digest)
