@@ -111,6 +111,21 @@ def configure_logging(level: str) -> None:
 @click.option(
     "--max-body", type=int, default=1 << 20, show_default=True, help="Largest request (bytes)."
 )
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(0.5, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request (headers and body); then the "
+    "connection is closed (slowloris).",
+)
+@click.option(
+    "--max-client-connections",
+    type=click.IntRange(1, 100_000),
+    default=64,
+    show_default=True,
+    help="Open connections one client address may hold at once.",
+)
 @click.option("--plain-http", is_flag=True, help="Talk HTTP to registries (loopback always does).")
 @click.option("--log-level", default="info", show_default=True)
 def serve_command(
@@ -130,6 +145,8 @@ def serve_command(
     retry_backoff: float,
     workers: int,
     max_body: int,
+    read_timeout: float,
+    max_client_connections: int,
     plain_http: bool,
     log_level: str,
 ) -> None:
@@ -198,8 +215,13 @@ def serve_command(
             "policies": [p.name for p in config.policies],
         },
     )
+    from mlverify.serve.transport import GuardedH11Protocol
+
     uconfig = uvicorn.Config(
         app,
+        http=GuardedH11Protocol.configured(
+            read_timeout=read_timeout, per_client=max_client_connections
+        ),
         host=host,
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,
@@ -208,7 +230,7 @@ def serve_command(
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls_client_ca else ssl.CERT_NONE,
         access_log=False,
         log_config=None,
-        limit_concurrency=256,
+        limit_concurrency=1024,
         timeout_keep_alive=5,
         server_header=False,
     )

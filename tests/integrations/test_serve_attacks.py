@@ -130,3 +130,32 @@ def test_a_503_from_the_registry_never_quarantines(
             assert srv.request("GET", "/v1/verdicts")[2]["verdicts"] == []
         assert not logged("quarantined")
     assert OciRegistry(registry.host).manifest_exists(repo, digest)
+
+
+# ------------------------------------------------------------------ 9: slowloris
+
+
+def test_slowloris_does_not_take_the_admission_path_down(
+    serve_factory: Callable[..., Server],
+) -> None:
+    """300 connections that never finish their headers once made every request,
+    /healthz included, answer 503 for as long as they were held."""
+    from bench.slowloris import closed_by_server, legit, open_slow
+
+    srv = serve_factory(
+        "--no-auth", "--read-timeout", "2", "--max-client-connections", "32", token=None
+    )
+    port = int(srv.base.rsplit(":", 1)[1])
+    socks = open_slow(port, 300)
+    try:
+        during = legit(port, 1.5)
+        assert set(during["codes"]) == {"/healthz 200", "/k8s/validate 200"}, during
+        assert during["max_ms"] < 2000
+        time.sleep(3)  # past the read timeout: every attacking connection is closed
+        assert closed_by_server(socks) == len(socks)
+    finally:
+        for s in socks:
+            s.close()
+    log = srv.log.read_text()
+    assert "too many open connections from this client" in log
+    assert "request not received in time" in log
