@@ -566,7 +566,8 @@ def pull(
     signatures: list[Path] = []
     attestations: list[Path] = []
     attached: list[dict[str, str]] = []
-    for n, desc in enumerate(reg.referrers(ref.repository, digest)[:MAX_REFERRERS]):
+    referrers = reg.referrers(ref.repository, digest)[:MAX_REFERRERS]
+    for n, desc in enumerate(referrers):
         if not isinstance(desc, dict):
             continue
         try:
@@ -605,8 +606,22 @@ def pull(
             "artifact_type": str(manifest.get("artifactType", "")),
             "layers": files,
             "attached": attached,
+            "referrers": referrer_set(referrers),
         },
     )
+
+
+def referrer_set(descriptors: list[Any]) -> list[str]:
+    """The digests of the manifests attached to a subject, sorted: what a verdict saw."""
+    return sorted({str(d.get("digest", "")) for d in descriptors if isinstance(d, dict)})
+
+
+def current_referrers(
+    host: str, repo: str, digest: str, *, insecure_http: bool = False
+) -> list[str]:
+    """The referrer set of ``digest`` now (one request, or two on the tag fallback)."""
+    reg = Registry(host, insecure_http=insecure_http, timeout=10)
+    return referrer_set(reg.referrers(repo, digest)[:MAX_REFERRERS])
 
 
 def _is_model_signature(bundle: Path) -> bool:

@@ -93,6 +93,21 @@ def configure_logging(level: str) -> None:
     help="Kubernetes: seconds to wait for a verdict not yet cached (then deny: retry).",
 )
 @click.option(
+    "--verdict-ttl",
+    type=click.FloatRange(0, 86400),
+    default=300.0,
+    show_default=True,
+    help="Seconds an oci:// verdict is reused at most (never past the end of the UTC day).",
+)
+@click.option(
+    "--referrers-recheck",
+    type=click.FloatRange(0, 3600),
+    default=10.0,
+    show_default=True,
+    help="A reused verdict re-reads the subject's attached manifests after this many "
+    "seconds; a change (a signature attached or removed) means judging again.",
+)
+@click.option(
     "--event-retries",
     type=click.IntRange(0, 10),
     default=3,
@@ -141,6 +156,8 @@ def serve_command(
     require_digest: bool,
     quarantine: str,
     check_timeout: float,
+    verdict_ttl: float,
+    referrers_recheck: float,
     event_retries: int,
     retry_backoff: float,
     workers: int,
@@ -198,6 +215,8 @@ def serve_command(
         require_digest=require_digest,
         quarantine=quarantine,
         check_timeout=check_timeout,
+        verdict_ttl=verdict_ttl,
+        referrer_recheck=referrers_recheck,
         event_retries=event_retries,
         retry_backoff=retry_backoff,
         workers=workers,

@@ -159,3 +159,50 @@ def test_slowloris_does_not_take_the_admission_path_down(
     log = srv.log.read_text()
     assert "too many open connections from this client" in log
     assert "request not received in time" in log
+
+
+# ------------------------------------------------------------------ 11: stale verdicts
+
+
+def test_a_signature_attached_later_is_seen_and_verdicts_expire(
+    serve_factory: Callable[..., Server],
+    registry: Registry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlverify.oci import attach
+    from tests.core.helpers import run, write_key_pair
+    from tests.integrations.conftest import write_key_policy
+
+    model = make_clean_model(tmp_path, "late")
+    r = run(capsys, "oci", "push", model, f"oci://{registry.host}/stale/late:v1")
+    assert r.code == 0, r.err
+    ref = r.out.strip()
+    private, public = write_key_pair(tmp_path)
+    policy = write_key_policy(tmp_path, public)
+    srv = serve_factory("--registry", registry.host, "--policy", str(policy),
+                        "--referrers-recheck", "0", "--verdict-ttl", "3")  # fmt: skip
+    code, _, first = srv.request("POST", "/v1/check", {"ref": ref})
+    assert code == 200 and first["allowed"] is False and "valid_until" in first
+    code, _, again = srv.request("POST", "/v1/check", {"ref": ref})
+    assert again["cached"] is True and again["allowed"] is False
+    # the publisher attaches the signature afterwards: the old deny is stale
+    sig = tmp_path / "late.sig"
+    assert run(capsys, "sign", model, "--key", private, "--signature", sig).code == 0
+    reg = OciRegistry(registry.host)
+    data, _, digest = reg.get_manifest("stale/late", ref.rsplit("@", 1)[1])
+    attach(reg, "stale/late", digest, len(data), sig.read_bytes())
+    code, _, after = srv.request("POST", "/v1/check", {"ref": ref})
+    assert after["cached"] is False and after["allowed"] is True, after
+    code, _, hit = srv.request("POST", "/v1/check", {"ref": ref})
+    assert hit["cached"] is True
+    time.sleep(3.2)  # past --verdict-ttl: judged again
+    code, _, expired = srv.request("POST", "/v1/check", {"ref": ref})
+    assert expired["cached"] is False and expired["allowed"] is True
+
+
+def test_unpinned_hf_references_are_refused(server: Server) -> None:
+    code, _, doc = server.request("POST", "/v1/check", {"ref": "hf://acme/tiny"})
+    assert code == 403 and "pinned to a commit" in doc["error"]
+    code, _, doc = server.request("POST", "/v1/check", {"ref": "hf://acme/tiny@main"})
+    assert code == 403
