@@ -339,9 +339,14 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                 "knows which keys or identities belong to one person (e.g. old and new key)"
             )
         if kinds == ["key"]:
+            key_path = r.get("key", str)
+            if not key_path:
+                raise PolicyError(
+                    f"{sig.source}: 'spec.signatures.trusted[{i}].key' must name a public key file"
+                )
             keys.append(
                 TrustedKey(
-                    path=_path(base, r.get("key", str)),
+                    path=_path(base, key_path),
                     not_before=r.date("not_before"),
                     not_after=r.date("not_after"),
                     owner=owner,
