@@ -463,11 +463,11 @@ def check_artifact(
     # Every regular file is scanned, hashed or not (git metadata, files under
     # signature names): a loader can be pointed at any of them. Signature and
     # attestation documents are evidence, not content: their formats do not count.
+    given = {p.resolve() for p in sig_paths}
     documents = {
         f.name
         for f in tree.left_out
-        if f.path.resolve() in {p.resolve() for p in sig_paths}
-        or (has_signature_name(f.name) and parses_as_signature(f.path))
+        if f.path.resolve() in given or (has_signature_name(f.name) and parses_as_signature(f.path))
     }
     scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
     before.update({str(f.path): _stat_key(f.path) for f in tree.left_out})

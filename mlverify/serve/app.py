@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mlverify import __version__
 from mlverify.errors import MlverifyError
 from mlverify.serve.service import Service, Verdict, is_pinned, references_in
+from mlverify.text import shown
 
 log = logging.getLogger("mlverify.serve")
 
@@ -293,16 +294,16 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
                         f"{service.config.check_timeout:g}s); retry shortly"
                     )
                     continue
-                warnings.extend(admission_warning(ref, w) for w in verdict.warnings())
+                warnings.extend(admission_warning(ref, shown(w)) for w in verdict.warnings())
                 if not verdict.allowed:
                     allowed = False
-                    messages.extend(f"{ref}: {m}" for m in verdict.messages() or ["denied"])
+                    messages.extend(shown(f"{ref}: {m}") for m in verdict.messages() or ["denied"])
         response: dict[str, Any] = {"uid": req["uid"], "allowed": allowed}
         if not allowed:
             response["status"] = {
                 "code": 403,
                 "reason": "Forbidden",
-                "message": "mlverify: " + "; ".join(messages),
+                "message": shown("mlverify: " + "; ".join(messages)),
             }
         if warnings:
             response["warnings"] = warnings[:10]

@@ -216,7 +216,9 @@ class Service:
                 "seconds": round(time.perf_counter() - t0, 3),
             },
         )
-        if ref.startswith("oci://") and verdict.digest and verdict.result is not None:
+        # Only a digest-pinned reference's verdict is reused, under exactly that name: a
+        # verdict reached through a tag was matched against the tag's name.
+        if _PINNED_OCI.match(ref) and verdict.digest and verdict.result is not None:
             now = time.time()
             tomorrow = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(1)
             midnight = dt.datetime.combine(tomorrow, dt.time(), dt.timezone.utc).timestamp()

@@ -206,3 +206,33 @@ def test_unpinned_hf_references_are_refused(server: Server) -> None:
     assert code == 403 and "pinned to a commit" in doc["error"]
     code, _, doc = server.request("POST", "/v1/check", {"ref": "hf://acme/tiny@main"})
     assert code == 403
+
+
+def test_a_verdict_reached_through_a_tag_is_not_reused_for_the_pinned_name(
+    serve_factory: Callable[..., Server],
+    registry: Registry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.core.helpers import run
+    from tests.integrations.conftest import make_evil_model
+
+    tagged = f"oci://{registry.host}/names/evil:release-1"
+    r = run(capsys, "oci", "push", make_evil_model(tmp_path, "evil"), tagged)
+    assert r.code == 0, r.err
+    pinned = r.out.strip()
+    pols = tmp_path / "pols"
+    pols.mkdir()
+    head = "apiVersion: mlverify.dev/v1\nkind: Policy\n"
+    (pols / "releases.yaml").write_text(
+        head + "metadata: {name: releases}\nspec:\n  mode: warn\n"
+        "  match: {paths: ['*:release-*']}\n"
+    )
+    (pols / "pinned.yaml").write_text(
+        head + "metadata: {name: pinned}\nspec:\n  match: {paths: ['*/evil@sha256:*']}\n"
+    )
+    srv = serve_factory("--registry", registry.host, "--policy", str(pols))
+    code, _, first = srv.request("POST", "/v1/check", {"ref": tagged})
+    assert code == 200 and first["allowed"] is True  # only the warn policy governs the tag
+    code, _, second = srv.request("POST", "/v1/check", {"ref": pinned})
+    assert second["cached"] is False and second["allowed"] is False, second
