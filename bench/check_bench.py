@@ -103,8 +103,8 @@ def main() -> None:
         Case("  part: mlverify scan", [ml, "scan", str(model)], "parts"),
         Case("  part: mlverify verify", [ml, "verify", str(model), "--key", str(pub)], "parts"),
         Case(
-            "mlverify check (verdict cache warm)",
-            [ml, "check", str(model), "--policy", str(policy)],
+            "mlverify check --cache (digest cache warm)",
+            [ml, "check", str(model), "--policy", str(policy), "--cache"],
             "cached",
         ),
     ]
@@ -137,7 +137,7 @@ def main() -> None:
                 "peers",
             ),
         ]
-    run_rounds(cases, args.rounds, warmup=[cases[4]])  # warm-up fills the verdict cache
+    run_rounds(cases, args.rounds, warmup=[cases[4]])  # warm-up fills the digest cache
     total = sum(p.stat().st_size for p in model.iterdir())
     print(
         f"model: {args.files} x {args.file_mib} MiB safetensors + pickle + config = "
@@ -158,7 +158,7 @@ def main() -> None:
             f"check vs modelscan + model_signing verify: {peers / check:.2f}x faster "
             f"({check:.3f} s vs {peers:.3f} s)"
         )
-    cached = med["mlverify check (verdict cache warm)"]
+    cached = med["mlverify check --cache (digest cache warm)"]
     print(f"cached re-check: {cached:.3f} s ({check / cached:.0f}x faster than uncached)")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

@@ -9,8 +9,8 @@ as a real process. Then, with N client threads on keep-alive connections:
 - oci miss: the same reference with "refresh": true (pull, verify digests and
   signature, hash, scan, decide; concurrent requests for one reference share the
   check in flight, so the miss is also measured with a single client);
-- path:     a model under --root (content-keyed verdict cache: re-hashes
-  the files with the digest cache, then answers from the verdict cache).
+- path:     a model under --root (a full check every time: every byte hashed,
+  scanned, decided).
 
     .venv/bin/python bench/serve_load.py --seconds 5 --clients 8 --workers 4
 """
@@ -126,7 +126,7 @@ def main() -> None:
             "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: bench\n"
             f"spec:\n  signatures:\n    required: true\n    trusted:\n      - key: {pub}\n"
         )
-        cases: dict[str, dict[str, Any]] = {"path (verdict cache)": {"ref": str(model)}}
+        cases: dict[str, dict[str, Any]] = {"path (full check)": {"ref": str(model)}}
         serve_args = ["--root", str(models)]
         if registry:
             rport = free_port()

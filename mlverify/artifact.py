@@ -2,9 +2,12 @@
 
 A model is a single regular file or a directory tree. The walk decides which
 files belong to the model (every regular file, dotfiles included), which are
-left out (ignore patterns, git metadata, signature files) and refuses what
-cannot be hashed safely: symlinks (unless allowed and staying inside the
-root), special files (a FIFO would hang a reader) and empty models.
+left out of hashing (ignore patterns, git metadata, and files that *parse* as
+signatures or attestations: a name alone never leaves a file out, and a
+directory is never left out for its name) and refuses what cannot be hashed
+safely: symlinks (unless allowed and staying inside the root), special files
+(a FIFO would hang a reader) and empty models. Every regular file left out is
+listed too (``left_out``), so that ``check`` scans every byte of the artifact.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mlverify.errors import InputError, UsageError
+from mlverify.errors import InputError, MlverifyError, UsageError
 
 #: Paths that git tooling adds to a model repository; never part of a model.
 GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
@@ -54,6 +57,9 @@ class ModelTree:
     #: paths, such as model_signing, skips the same files), sorted.
     ignore_paths: tuple[str, ...]
     allow_symlinks: bool
+    #: regular files not hashed (git metadata, ignore patterns, signature and
+    #: attestation documents, ``extra_excluded``): scanned by ``check`` all the same
+    left_out: tuple[ModelFile, ...] = ()
 
     @property
     def name(self) -> str:
@@ -65,10 +71,24 @@ class ModelTree:
         return sum(f.size for f in self.files)
 
 
-def is_signature_file(name: str) -> bool:
-    """True for paths that hold signatures or attestations, never model content."""
+def has_signature_name(name: str) -> bool:
+    """Named where signatures and attestations live by convention (a name is not proof)."""
     base = name.rsplit("/", 1)[-1]
-    return name in (DEFAULT_SIGNATURE_NAME, ATTESTATIONS_DIR) or base.endswith(SIGNATURE_SUFFIXES)
+    return (
+        name == DEFAULT_SIGNATURE_NAME
+        or name.startswith(ATTESTATIONS_DIR + "/")
+        or base.endswith(SIGNATURE_SUFFIXES)
+    )
+
+
+def parses_as_signature(path: Path) -> bool:
+    """Is the file a Sigstore bundle, a DSSE envelope or JSON lines of them?"""
+    from mlverify.attest.intoto import read_attestations
+
+    try:
+        return bool(read_attestations(path))
+    except MlverifyError:
+        return False
 
 
 def normalize_ignore(pattern: str) -> str:
@@ -127,6 +147,20 @@ def _lstat(path: Path) -> os.stat_result:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
+def _hf_snapshot_reference(link: Path) -> str:
+    """``hf://ORG/NAME@COMMIT`` when ``link`` is a file of a Hugging Face cache snapshot
+    (``models--ORG--NAME/snapshots/COMMIT/...`` linking into ``../blobs``), else ""."""
+    parts = link.absolute().parts
+    for i in range(len(parts) - 3, -1, -1):
+        if parts[i + 1 : i + 2] == ("snapshots",) and parts[i].startswith("models--"):
+            target = link.resolve()
+            if target.parent.name == "blobs" and target.parent.parent.name == parts[i]:
+                org_name = parts[i].removeprefix("models--").split("--", 1)
+                if len(org_name) == 2 and i + 2 < len(parts):
+                    return f"hf://{org_name[0]}/{org_name[1]}@{parts[i + 2]}"
+    return ""
+
+
 def _within(target: Path, root: Path) -> bool:
     try:
         target.relative_to(root)
@@ -174,7 +208,22 @@ def walk_model(
     root = path
     real_root = root.resolve()
     files: list[ModelFile] = []
+    left_out: list[ModelFile] = []
     ignored_found: set[str] = set()
+
+    def collect_left_out(directory: Path, rel: str) -> None:
+        """Regular files under an ignored directory (never following links)."""
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            est = entry.stat(follow_symlinks=False)
+            name = f"{rel}/{entry.name}"
+            if stat.S_ISDIR(est.st_mode):
+                collect_left_out(Path(entry.path), name)
+            elif stat.S_ISREG(est.st_mode):
+                left_out.append(ModelFile(name=name, path=Path(entry.path), size=est.st_size))
 
     def visit(directory: Path, rel: str, ancestors: frozenset[tuple[int, int]]) -> None:
         dst = os.stat(directory)
@@ -195,18 +244,34 @@ def walk_model(
             if rules.matches(name):
                 if not any(name.startswith(g + "/") or name == g for g in GIT_PATHS):
                     ignored_found.add(name)
-                continue
-            if is_signature_file(name) or (excluded and entry_path.resolve() in excluded):
-                ignored_found.add(name)
+                est = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(est.st_mode):
+                    collect_left_out(entry_path, name)
+                elif stat.S_ISREG(est.st_mode):
+                    left_out.append(ModelFile(name=name, path=entry_path, size=est.st_size))
                 continue
             est = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(est.st_mode) and (
+                (excluded and entry_path.resolve() in excluded)
+                or (has_signature_name(name) and parses_as_signature(entry_path))
+            ):
+                ignored_found.add(name)
+                left_out.append(ModelFile(name=name, path=entry_path, size=est.st_size))
+                continue
             if stat.S_ISLNK(est.st_mode):
+                hf = _hf_snapshot_reference(entry_path)
+                if hf:
+                    raise InputError(
+                        f"{entry_path}: a Hugging Face cache snapshot (its files link into the "
+                        f"cache's blobs); check it by reference: {hf} (every blob is verified "
+                        "against its name)"
+                    )
                 if not allow_symlinks:
                     raise InputError(
                         f"{entry_path}: symlinks are refused by default "
                         f"(points to {os.readlink(entry_path)}); "
-                        "replace it with the file, or pass --allow-symlinks "
-                        "to follow links that stay inside the model"
+                        "replace it with the file (hash, sign and verify also take "
+                        "--allow-symlinks to follow links that stay inside the model)"
                     )
                 target = entry_path.resolve()
                 if not _within(target, real_root):
@@ -241,4 +306,5 @@ def walk_model(
         files=tuple(files),
         ignore_paths=tuple(recorded),
         allow_symlinks=allow_symlinks,
+        left_out=tuple(sorted(left_out, key=lambda f: f.name)),
     )

@@ -10,16 +10,13 @@ time-of-check / time-of-use gap is papered over).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from mlverify import __version__
-from mlverify.artifact import ModelTree, walk_model
+from mlverify.artifact import ModelTree, has_signature_name, parses_as_signature, walk_model
 from mlverify.attest.intoto import discover_attestations, read_attestations
 from mlverify.attest.provenance import Dependency, ProvenanceRequirements
 from mlverify.background import BackgroundCall
@@ -28,7 +25,6 @@ from mlverify.errors import (
     InputError,
     MlverifyError,
     UntrustedSignerError,
-    UsageError,
 )
 from mlverify.evidence import (
     ArtifactEvidence,
@@ -46,33 +42,64 @@ from mlverify.policy.engine import Decision, Reason, decide, matches
 from mlverify.policy.model import Policy
 from mlverify.signing.bundle import SignatureBundle, read_bundle
 from mlverify.signing.oms import Method, VerifiedStatement, verify_model
+from mlverify.subject import Subject
 
 if TYPE_CHECKING:
     from mlverify.signing.trustset import TrustSet
 
 
+#: What became of an artifact that was not decided: it could not be checked (an
+#: operational error, or bytes that fail verification before any decision), or its
+#: Git LFS content is not fetched (skipped in a commit hook, denied anywhere else).
+Outcome = Literal["", "error", "not-fetched", "skipped"]
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """The decisions about one artifact and the evidence they rest on."""
+    """The decisions about one artifact and the evidence they rest on; or, when it
+    could not be decided, why (``outcome``, ``message``): every artifact gets one."""
 
     artifact: str
     decisions: tuple[Decision, ...]
     evidence: dict[str, Any]  #: the evidence document (JSON shape)
-    cached: bool = False
+    outcome: Outcome = ""
+    message: str = ""
+    error_exit: int = 2  #: the exit code an error outcome stands for
 
     @property
     def allowed(self) -> bool:
-        return all(d.allowed for d in self.decisions)
+        return not self.outcome and bool(self.decisions) and all(d.allowed for d in self.decisions)
+
+    @property
+    def status(self) -> str:
+        """allowed | denied | error | skipped (not-fetched content outside a hook: denied)."""
+        if self.outcome == "not-fetched":
+            return "denied"
+        return self.outcome or ("allowed" if self.allowed else "denied")
+
+    @property
+    def exit_code(self) -> int:
+        """0 allowed or skipped, 1 denied, 2 (or the error's own code) error."""
+        if self.outcome == "error":
+            return self.error_exit
+        return 0 if self.allowed or self.outcome == "skipped" else 1
+
+    @classmethod
+    def failed(cls, artifact: str, error: MlverifyError) -> CheckResult:
+        return cls(artifact, (), {}, "error", str(error), error.exit_code)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": RESULT_SCHEMA,
             "artifact": self.artifact,
+            "status": self.status,
             "allowed": self.allowed,
-            "cached": self.cached,
             "decisions": [d.to_json() for d in self.decisions],
             "evidence": self.evidence,
         }
+        if self.outcome:
+            out.update(outcome=self.outcome, message=self.message, exit_code=self.exit_code)
+        return out
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> CheckResult:
@@ -87,45 +114,20 @@ class CheckResult:
             )
             for d in doc["decisions"]
         )
-        return cls(doc["artifact"], decisions, doc["evidence"], cached=True)
+        outcome = doc.get("outcome", "")
+        if outcome not in ("", "error", "not-fetched", "skipped"):
+            raise ValueError(f"unknown outcome {outcome!r}")
+        return cls(
+            str(doc["artifact"]),
+            decisions,
+            dict(doc["evidence"]),
+            outcome,
+            str(doc.get("message", "")),
+            int(doc.get("exit_code", 2)),
+        )
 
 
 RESULT_SCHEMA = "mlverify.dev/check-result/v1"
-
-
-class VerdictCache:
-    """Results keyed by (artifact digest, policies, trust material, evidence files,
-    mlverify version, day): a re-check of an unchanged model is near-instant."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        import sqlite3
-
-        from mlverify.manifest.cache import default_cache_path
-
-        self.path = path or default_cache_path().with_name("verdicts.sqlite3")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
-            self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, doc TEXT)")
-        except (OSError, sqlite3.Error) as e:
-            raise InputError(
-                f"{self.path}: cannot open the verdict cache ({e}); use --no-cache"
-            ) from None
-
-    def get(self, key: str) -> CheckResult | None:
-        row = self._db.execute("SELECT doc FROM verdicts WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return CheckResult.from_json(json.loads(row[0]))
-        except (KeyError, TypeError, ValueError):
-            return None  # an unreadable entry is a miss, never a verdict
-
-    def put(self, key: str, result: CheckResult) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO verdicts VALUES (?, ?)", (key, json.dumps(result.to_json()))
-        )
-        self._db.commit()
 
 
 class _KnownDigests:
@@ -169,64 +171,82 @@ def signature_candidates(artifact: Path) -> list[Path]:
     return out
 
 
-def trust_sets(policy: Policy, today: dt.date) -> list[TrustSet]:
+@dataclass(frozen=True)
+class OwnedTrust:
+    """A trust set of a policy and who its signers are (the policy's ``owner``s)."""
+
+    trust: TrustSet
+    key_owners: Mapping[str, str] = field(default_factory=dict)  #: key identity -> owner
+    owner: str = ""  #: owner of every signer of this set (a certificate or Sigstore entry)
+
+    def owner_of(self, signer: str) -> str:
+        return self.key_owners.get(signer) or self.owner or signer
+
+
+def trust_sets(policy: Policy, today: dt.date) -> list[OwnedTrust]:
     """One trust set per trusted signer kind of the policy (keys outside their
     rotation window, judged today, are left out); empty when it trusts nobody."""
-    from mlverify.signing.keys import load_public_key
+    from mlverify.signing.keys import key_fingerprint, load_public_key
     from mlverify.signing.trustset import TrustSet
 
     rules = policy.signatures
-    sets: list[TrustSet] = []
-    keys = [
-        load_public_key(str(k.path))
-        for k in rules.keys
-        if (k.not_before is None or k.not_before <= today)
-        and (k.not_after is None or today <= k.not_after)
-    ]
+    sets: list[OwnedTrust] = []
+    keys = []
+    owners: dict[str, str] = {}
+    for k in rules.keys:
+        if (k.not_before is None or k.not_before <= today) and (
+            k.not_after is None or today <= k.not_after
+        ):
+            key = load_public_key(str(k.path))
+            keys.append(key)
+            if k.owner:
+                owners[f"key {key_fingerprint(key)}"] = k.owner
     if keys:
-        sets.append(TrustSet(keys=keys))
+        sets.append(OwnedTrust(TrustSet(keys=keys), key_owners=owners))
     for c in rules.certificates:
         from mlverify.signing.x509 import CertificateIdentity, load_certificates
 
         roots = [cert for r in c.roots for cert in load_certificates(r, what="root certificate")]
-        sets.append(
-            TrustSet(
-                cert_roots=roots,
-                cert_identity=CertificateIdentity(identities=c.identities, regex=c.identity_regex),
-            )
+        trust = TrustSet(
+            cert_roots=roots,
+            cert_identity=CertificateIdentity(identities=c.identities, regex=c.identity_regex),
         )
+        sets.append(OwnedTrust(trust, owner=c.owner))
     for st in rules.sigstore:
         from mlverify.signing.sigstore_verify import SigstoreVerifier, identity_from_options
 
-        sets.append(
-            TrustSet(
-                sigstore_identity=identity_from_options(
-                    st.identities,
-                    st.identity_regex,
-                    st.issuer,
-                    source_repo=st.source_repo,
-                    source_ref=st.source_ref,
-                    workflow=st.workflow,
-                ),
-                sigstore=SigstoreVerifier(st.trust_root),
-            )
+        trust = TrustSet(
+            sigstore_identity=identity_from_options(
+                st.identities,
+                st.identity_regex,
+                st.issuer,
+                source_repo=st.source_repo,
+                source_ref=st.source_ref,
+                workflow=st.workflow,
+            ),
+            sigstore=SigstoreVerifier(st.trust_root),
         )
+        sets.append(OwnedTrust(trust, owner=st.owner))
     return sets
 
 
-def verify_with(bundle: SignatureBundle, sets: Sequence[TrustSet]) -> list[VerifiedStatement]:
-    """Signers of ``bundle`` trusted by any of ``sets``; the most telling error if none."""
+def verify_with(
+    bundle: SignatureBundle, sets: Sequence[OwnedTrust]
+) -> list[tuple[VerifiedStatement, str]]:
+    """Signers of ``bundle`` trusted by any of ``sets``, each with its owner, once per
+    signer identity; the most telling error if none."""
     from mlverify.signing.trustset import verify_bundle
 
-    found: list[VerifiedStatement] = []
+    found: dict[str, tuple[VerifiedStatement, str]] = {}
     errors: list[MlverifyError] = []
     for t in sets:
         try:
-            found.extend(verify_bundle(bundle, t))
+            for v in verify_bundle(bundle, t.trust):
+                found.setdefault(v.signer, (v, t.owner_of(v.signer)))
         except MlverifyError as e:
             errors.append(e)
     if found:
-        return found
+        return list(found.values())
     raise (
         errors[-1]
         if len(errors) == 1
@@ -236,9 +256,12 @@ def verify_with(bundle: SignatureBundle, sets: Sequence[TrustSet]) -> list[Verif
 
 def _signature_evidence(
     artifact: Path, sig_paths: Sequence[Path], policy: Policy, known: _KnownDigests, today: dt.date
-) -> list[SignatureEvidence]:
+) -> tuple[list[SignatureEvidence], set[str] | None]:
+    """The evidence of each signature file, and the file names every verified
+    signature covers (None when none verified)."""
     sets = trust_sets(policy, today)
     out = []
+    covered: set[str] | None = None
     for p in sig_paths:
         try:
             bundle = read_bundle(p)
@@ -288,11 +311,15 @@ def _signature_evidence(
             )
             continue
         try:
-            for s in verify_with(bundle, sets):
+            for s, owner in verify_with(bundle, sets):
                 result = verify_model(artifact, s, signature_path=p, cache=known)
                 if result.diff.ok:
+                    names = {r.path for r in result.manifest.resources}
+                    covered = names if covered is None else covered & names
                     out.append(
-                        SignatureEvidence(str(p), "verified", s.method, s.signer, anchor=s.anchor)
+                        SignatureEvidence(
+                            str(p), "verified", s.method, s.signer, anchor=s.anchor, owner=owner
+                        )
                     )
                 else:
                     out.append(
@@ -312,7 +339,7 @@ def _signature_evidence(
             out.append(SignatureEvidence(str(p), "untrusted", method, "", str(e)))
         except MlverifyError as e:
             out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
-    return out
+    return out, covered
 
 
 def _requirements(policy: Policy) -> ProvenanceRequirements:
@@ -364,7 +391,7 @@ def _attestation_evidence(
                 v = verify_attestation(
                     artifact,
                     bundle,
-                    lambda b: verify_with(b, sets)[0],
+                    lambda b: verify_with(b, sets)[0][0],
                     requirements=_requirements(policy),
                     digests=digests,
                 )
@@ -399,8 +426,14 @@ def check_artifact(
     environment: str | None = None,
     use_cache: bool = False,
     now: dt.datetime | None = None,
+    subject: Subject | None = None,
 ) -> CheckResult:
-    """Everything about one artifact, and the decision of every governing policy."""
+    """Everything about one artifact, and the decision of every governing policy.
+
+    ``subject``: the reference the bytes at ``path`` stand for (``oci://``, ``hf://``);
+    policies match on it and the evidence names it. Default: ``path`` itself.
+    """
+    reference = subject.reference if subject is not None else str(path)
     from mlverify.scan.engine import scan_file
     from mlverify.scan.model import Limits
 
@@ -411,37 +444,37 @@ def check_artifact(
     sig_paths = list(signatures) or signature_candidates(path)
     tree = walk_model(path, extra_excluded=sig_paths)
     before = {str(f.path): _stat_key(f.path) for f in tree.files}
+    # Evidence may be cached (digests of unchanged files, opt-in), decisions never:
+    # matching and evaluation run every time, on this reference, names and environment.
     cache = None
-    verdicts = None
     if use_cache:
         from mlverify.manifest.cache import DigestCache
 
         cache = DigestCache()
-        verdicts = VerdictCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
-    key = ""
-    hashing: BackgroundCall[Manifest] | None = None
-    if verdicts is not None:
-        # The verdict cache needs the digest first (a hit skips everything else).
-        manifest = build_manifest(tree, serialization, cache)
-        evidence_files = [*sig_paths, *discover_attestations(path)]
-        key = verdict_cache_key(manifest.root_digest, policies, evidence_files, today)
-        hit = verdicts.get(key)
-        if hit is not None:
-            return hit
-    else:
-        # Hash in the background (hashlib releases the GIL) while this thread scans.
-        hashing = BackgroundCall(build_manifest, tree, serialization, None)
+    # Hash in the background (hashlib releases the GIL) while this thread scans.
+    hashing = BackgroundCall(build_manifest, tree, serialization, cache)
 
     allow = frozenset(g for p in policies for g in p.allow_globals)
     limits = Limits(extra_allow=allow)
     findings: list[FindingEvidence] = []
     status: dict[str, str] = {}
     formats: list[str] = []
-    for f in tree.files:
+    # Every regular file is scanned, hashed or not (git metadata, files under
+    # signature names): a loader can be pointed at any of them. Signature and
+    # attestation documents are evidence, not content: their formats do not count.
+    given = {p.resolve() for p in sig_paths}
+    documents = {
+        f.name
+        for f in tree.left_out
+        if f.path.resolve() in given or (has_signature_name(f.name) and parses_as_signature(f.path))
+    }
+    scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
+    before.update({str(f.path): _stat_key(f.path) for f in tree.left_out})
+    for f in scanned:
         report = scan_file(f.path, limits, display=f.name)
         status[f.name] = report.status.value
-        for fmt in report.formats:
+        for fmt in report.formats if f.name not in documents else ():
             if fmt not in formats:
                 formats.append(fmt)
         findings.extend(
@@ -457,12 +490,11 @@ def check_artifact(
             )
             for x in report.findings
         )
-    if hashing is not None:
-        manifest = hashing.result()
+    manifest = hashing.result()
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
-    after = {str(f.path): _stat_key(f.path) for f in tree.files}
+    after = {str(f.path): _stat_key(f.path) for f in scanned}
     if after != before:
         changed = sorted(p for p in before if before[p] != after.get(p))
         raise InputError(
@@ -472,7 +504,7 @@ def check_artifact(
 
     digest_by_name = {r.path: r.digest for r in manifest.resources}
     artifact = ArtifactEvidence(
-        ref=str(path),
+        ref=reference,
         kind="file" if tree.is_single_file else "directory",
         formats=tuple(formats),
         size=tree.total_size,
@@ -496,18 +528,29 @@ def check_artifact(
     governing = [p for p in policies if matches(p, base)]
     known = _KnownDigests(tree, manifest)
     if not governing:
-        result = CheckResult(str(path), tuple(decide(policies, base, today)), base.to_json())
-        if verdicts is not None:
-            verdicts.put(key, result)
-        return result
+        return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
-        sigs = _signature_evidence(path, sig_paths, policy, known, today)
+        sigs, covered = _signature_evidence(path, sig_paths, policy, known, today)
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
+        unsigned: tuple[str, ...] = ()
+        if covered is not None and not tree.is_single_file:
+            # Content no verified signature covers: left out by name (git metadata,
+            # a signature name that is not a signature) or by the signer's own
+            # ignore paths. Git's store (.git/) is scanned but is not model content.
+            unsigned = tuple(
+                f.name
+                for f in scanned
+                if f.name not in covered
+                and f.name not in documents
+                and not f.name.startswith(".git/")
+                and f.size > 0
+            )
         evidence = Evidence(
             artifact=artifact,
             signatures=tuple(sigs),
+            unsigned_files=unsigned,
             attestations=tuple(good),
             failed_attestations=tuple(bad),
             findings=base.findings,
@@ -517,35 +560,4 @@ def check_artifact(
             time_source=base.time_source,
         )
         decisions.extend(decide([policy], evidence, today))
-    result = CheckResult(str(path), tuple(decisions), evidence.to_json())
-    if verdicts is not None:
-        verdicts.put(key, result)
-    return result
-
-
-def verdict_cache_key(
-    root_digest: str, policies: Sequence[Policy], extra_files: Sequence[Path], today: dt.date
-) -> str:
-    """(artifact digest, policy digests, trust material and evidence files, version, day)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([root_digest, __version__, str(today)]).encode())
-    for p in policies:
-        h.update(p.digest.encode())
-        for k in p.signatures.keys:
-            h.update(_file_digest(k.path).encode())
-        for c in p.signatures.certificates:
-            for r in c.roots:
-                h.update(_file_digest(r).encode())
-        for s in p.signatures.sigstore:
-            if s.trust_root:
-                h.update(_file_digest(s.trust_root).encode())
-    for f in extra_files:
-        h.update(_file_digest(f).encode())
-    return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        raise UsageError(f"{path}: trust material named by the policy cannot be read") from None
+    return CheckResult(reference, tuple(decisions), evidence.to_json())

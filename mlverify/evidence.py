@@ -46,6 +46,9 @@ class SignatureEvidence:
     signer: str  #: who signed (or who the file claims signed, if unverified)
     reason: str = ""  #: why it did not verify
     anchor: str = ""  #: the trust material that matched (key, root certificate, Sigstore root)
+    #: who the policy says the signer is (its ``owner``, else the signer's identity):
+    #: thresholds count distinct owners
+    owner: str = ""
 
     @property
     def verified(self) -> bool:
@@ -92,6 +95,9 @@ class Evidence:
     findings: tuple[FindingEvidence, ...]
     #: per file: clean | data | findings | unsupported
     scan_status: dict[str, str] = field(default_factory=dict)
+    #: files of the artifact no verified signature covers (left out of hashing by
+    #: name, or by the signer's ignore paths), signature documents and .git/ excepted
+    unsigned_files: tuple[str, ...] = ()
     environment: str = "cli"  #: cli | ci | pre-commit | admission (serve)
     time: str = ""  #: ISO 8601, UTC
     time_source: str = "local clock"
@@ -117,6 +123,7 @@ class Evidence:
                     "signer": s.signer,
                     "reason": s.reason,
                     "anchor": s.anchor,
+                    "owner": s.owner,
                 }
                 for s in self.signatures
             ],
@@ -147,6 +154,7 @@ class Evidence:
                 for f in self.findings
             ],
             "scan_status": dict(sorted(self.scan_status.items())),
+            "unsigned_files": list(self.unsigned_files),
             "environment": self.environment,
             "time": self.time,
             "time_source": self.time_source,
@@ -178,6 +186,7 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
                     signer=str(s.get("signer", "")),
                     reason=str(s.get("reason", "")),
                     anchor=str(s.get("anchor", "")),
+                    owner=str(s.get("owner", "")),
                 )
                 for s in doc.get("signatures", ())
             ),
@@ -209,6 +218,7 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
                 for f in doc.get("findings", ())
             ),
             scan_status={str(k): str(v) for k, v in doc.get("scan_status", {}).items()},
+            unsigned_files=tuple(str(n) for n in doc.get("unsigned_files", ())),
             environment=str(doc.get("environment", "cli")),
             time=str(doc.get("time", "")),
             time_source=str(doc.get("time_source", "")),

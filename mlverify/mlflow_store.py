@@ -76,7 +76,11 @@ def decide(source: str, tracking_uri: str | None = None) -> tuple[bool, str]:
                     artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri
                 )
             )
-        result = check_artifact(path, policies, environment="mlflow-registry")
+        from mlverify.subject import Subject
+
+        # policies match the artifact URI, not the temporary download
+        subject = Subject(str(path) if tmp is None else source, path)
+        result = check_artifact(path, policies, environment="mlflow-registry", subject=subject)
     except MlverifyError as e:
         return False, str(e)
     finally:

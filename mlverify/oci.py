@@ -7,18 +7,33 @@ find signatures attached to the manifest (referrers API, else the tag fallback
 media types) with its signature attached, delete a manifest (quarantine).
 
 Plain HTTP is used for loopback registries, or when ``insecure_http`` is set
-(``MLVERIFY_OCI_PLAIN_HTTP=1``); HTTPS otherwise. Credentials, if any, come
-from ``MLVERIFY_OCI_USERNAME`` / ``MLVERIFY_OCI_PASSWORD`` (basic, or exchanged
-for a bearer token when the registry asks for one).
+(``MLVERIFY_OCI_PLAIN_HTTP=1``); HTTPS otherwise.
+
+Trust, as a client of hosts that may be hostile (docs/integrations.md):
+
+- credentials are bound to their registry host, docker ``config.json`` style
+  (``MLVERIFY_OCI_AUTH_FILE``, else ``~/.docker/config.json``; or
+  ``MLVERIFY_OCI_USERNAME`` / ``MLVERIFY_OCI_PASSWORD`` for the one host named by
+  ``MLVERIFY_OCI_REGISTRY``) and go to no other host;
+- a token ``realm`` gets them only over https on the registry's own host or a host
+  listed in ``MLVERIFY_OCI_TOKEN_HOSTS``; realms on other hosts are not contacted;
+- redirects are followed only for blob GETs, without credentials, at most 5 hops,
+  never to link-local, private or loopback addresses unless the registry is one;
+- error messages never echo what an unexpected host answered;
+- pulls are bounded: every layer needs a size, the layers' sum is at most
+  ``MLVERIFY_OCI_MAX_BYTES`` (100 GiB), and unpacking a tar layer stops beyond
+  100,000 members or 200 times the layer's (compressed) size.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import re
+import socket
 import tarfile
 import urllib.error
 import urllib.parse
@@ -42,6 +57,12 @@ EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 FILEPATH_ANNOTATIONS = ("org.cncf.model.filepath", "org.opencontainers.image.title")
 ACCEPT = ", ".join([OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX])
 MAX_MANIFEST = 4 << 20
+MAX_REDIRECTS = 5
+MAX_LAYERS = 10_000
+MAX_REFERRERS = 64
+MAX_TAR_MEMBERS = 100_000
+MAX_EXPANSION = 200  #: unpacked bytes per byte of a (compressed) tar layer, at most
+DEFAULT_MAX_PULL = 100 << 30
 _CHUNK = 1 << 20
 
 _REF = re.compile(
@@ -83,9 +104,114 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _hostname(host: str) -> str:
+    """The name or address of ``host[:port]`` (brackets of an IPv6 literal removed)."""
+    if host.startswith("["):
+        return host[1 : host.index("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _is_loopback(host: str) -> bool:
-    h = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-    return h in ("localhost", "[::1]") or h.startswith("127.")
+    h = _hostname(host)
+    return h == "localhost" or h == "::1" or h.startswith("127.")
+
+
+def _addresses(name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(name)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return [ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos]
+
+
+def is_internal(host: str, *, unresolved: bool = True) -> bool:
+    """Does ``host`` resolve to a loopback, link-local, private or otherwise non-public
+    address? A name that does not resolve counts as ``unresolved``."""
+    addrs = _addresses(_hostname(host))
+    return unresolved if not addrs else any(not a.is_global for a in addrs)
+
+
+def _bool_env(name: str) -> bool:
+    return os.environ.get(name) == "1"
+
+
+def credentials_for(host: str) -> str | None:
+    """The ``Authorization`` value for ``host`` only: ``MLVERIFY_OCI_USERNAME`` /
+    ``MLVERIFY_OCI_PASSWORD`` when ``MLVERIFY_OCI_REGISTRY`` names this host, else the
+    docker-style auth file's entry for it (``auths.HOST.auth`` or username/password)."""
+    user, password = (
+        os.environ.get("MLVERIFY_OCI_USERNAME"),
+        os.environ.get("MLVERIFY_OCI_PASSWORD"),
+    )
+    if user and password:
+        bound = os.environ.get("MLVERIFY_OCI_REGISTRY", "")
+        if not bound:
+            raise UsageError(
+                "MLVERIFY_OCI_USERNAME/PASSWORD are set but MLVERIFY_OCI_REGISTRY is not: "
+                "name the registry host they belong to (they are sent to no other host)"
+            )
+        if bound == host:
+            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    path = os.environ.get("MLVERIFY_OCI_AUTH_FILE") or os.path.join(
+        os.path.expanduser("~"), ".docker", "config.json"
+    )
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    auths = doc.get("auths") if isinstance(doc, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/", f"{host}/v2/"):
+        entry = auths.get(key)
+        if not isinstance(entry, dict):
+            continue
+        auth = entry.get("auth")
+        if isinstance(auth, str) and auth:
+            return "Basic " + auth
+        u, pw = entry.get("username"), entry.get("password")
+        if isinstance(u, str) and isinstance(pw, str) and u:
+            return "Basic " + base64.b64encode(f"{u}:{pw}".encode()).decode()
+    return None
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only for a blob GET, without credentials, to a public address
+    (or anywhere when the registry itself is internal), at most ``MAX_REDIRECTS`` hops."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        where = (
+            f"{self.registry.host}: {req.get_method()} {urllib.parse.urlsplit(req.full_url).path}"
+        )
+        if not getattr(req, "mlverify_blob", False) or req.get_method() != "GET":
+            raise InputError(f"{where}: the registry redirected (HTTP {code}); refused (only "
+                             "blob downloads may be redirected)")  # fmt: skip
+        target = urllib.parse.urlsplit(newurl)
+        if target.scheme not in ("https", "http") or not target.hostname:
+            raise InputError(f"{where}: redirect to an unsupported URL; refused")
+        internal_ok = is_internal(self.registry.host, unresolved=False)
+        if target.scheme == "http" and not self.registry.base.startswith("http://"):
+            raise InputError(f"{where}: redirect from https to plain http; refused")
+        if not internal_ok and is_internal(target.netloc):
+            raise InputError(
+                f"{where}: redirect to a loopback, link-local or private address; refused"
+            )
+        new = urllib.request.Request(newurl, method="GET")  # no credentials, no headers
+        new.mlverify_blob = True  # type: ignore[attr-defined]
+        new.mlverify_redirected = True  # type: ignore[attr-defined]
+        return new
 
 
 class Registry:
@@ -99,24 +225,14 @@ class Registry:
         timeout: float = 30,
         authorization: str | None = None,
     ) -> None:
-        plain = insecure_http or os.environ.get("MLVERIFY_OCI_PLAIN_HTTP") == "1"
+        plain = insecure_http or _bool_env("MLVERIFY_OCI_PLAIN_HTTP")
         self.base = f"{'http' if plain or _is_loopback(host) else 'https'}://{host}"
         self.host = host
         self.timeout = timeout
-        self._auth: str | None = None
-        user, password = (
-            os.environ.get("MLVERIFY_OCI_USERNAME"),
-            os.environ.get("MLVERIFY_OCI_PASSWORD"),
-        )
-        self._basic = (
-            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-            if user and password
-            else None
-        )
-        if self._basic:
-            self._auth = self._basic
-        if authorization:  # given by the caller (e.g. Harbor's scan request)
-            self._auth = authorization
+        # given by the caller for this host (e.g. Harbor's scan request), else bound to it
+        self._basic = authorization or credentials_for(host)
+        self._auth: str | None = self._basic
+        self._opener = urllib.request.build_opener(_Redirects(self))
 
     # -- transport ---------------------------------------------------------------
     def request(
@@ -128,49 +244,84 @@ class Registry:
         headers: dict[str, str] | None = None,
         ok: tuple[int, ...] = (200,),
         retry_auth: bool = True,
+        blob: bool = False,
     ) -> Any:
-        url = path if path.startswith(("http://", "https://")) else self.base + path
+        url = self.base + path
+        if path.startswith(("http://", "https://")):  # an upload Location: same host only
+            if urllib.parse.urlsplit(path).netloc != self.host:
+                raise InputError(f"{self.host}: the registry named another host; refused")
+            url = path
         req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-        if self._auth:  # not forwarded on a redirect (blob storage elsewhere)
+        req.mlverify_blob = blob  # type: ignore[attr-defined]
+        if self._auth:  # never forwarded on a redirect (unredirected header)
             req.add_unredirected_header("Authorization", self._auth)
+        shown = urllib.parse.urlsplit(url).path
         try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout)
+            resp = self._opener.open(req, timeout=self.timeout)
+        except InputError:
+            raise
         except urllib.error.HTTPError as e:
-            if e.code == 401 and retry_auth and self._token(e.headers.get("WWW-Authenticate", "")):
+            redirected = e.url != url if isinstance(e.url, str) else True
+            if (
+                e.code == 401
+                and retry_auth
+                and not redirected
+                and self._token(e.headers.get("WWW-Authenticate", ""))
+            ):
                 return self.request(
-                    method, path, data=data, headers=headers, ok=ok, retry_auth=False
+                    method, path, data=data, headers=headers, ok=ok, retry_auth=False, blob=blob
                 )
-            if e.code in ok:
+            if e.code in ok and not redirected:
                 return e
-            body = e.read(2000).decode("utf-8", "replace")
+            # only the registry's own structured error codes are repeated, never a body
+            # from elsewhere (a redirect target must not become an oracle)
+            detail = "" if redirected else _registry_error(e.read(2000).decode("utf-8", "replace"))
             raise InputError(
-                f"{self.host}: {method} {urllib.parse.urlsplit(url).path} gave HTTP {e.code}"
-                f" ({_registry_error(body)})"
+                f"{self.host}: {method} {shown} gave HTTP {e.code}"
+                + (f" ({detail})" if detail else "")
+                + (" after a redirect" if redirected else "")
             ) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise InputError(f"{self.host}: registry unreachable ({reason})") from None
         if resp.status not in ok:
-            raise InputError(f"{self.host}: {method} {path} gave HTTP {resp.status}")
+            raise InputError(f"{self.host}: {method} {shown} gave HTTP {resp.status}")
         return resp
 
     def _token(self, challenge: str) -> bool:
+        """Exchange for a bearer token at the challenge's realm, if it may be contacted:
+        https (or this plain-http loopback registry itself), on the registry's own host
+        or one listed in MLVERIFY_OCI_TOKEN_HOSTS. Credentials go nowhere else."""
         if not challenge.lower().startswith("bearer "):
             return False
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-        if "realm" not in params:
+        realm = urllib.parse.urlsplit(params.get("realm", ""))
+        allowed_hosts = {self.host} | {
+            h.strip()
+            for h in os.environ.get("MLVERIFY_OCI_TOKEN_HOSTS", "").split(",")
+            if h.strip()
+        }
+        same_plain = realm.scheme == "http" and self.base.startswith("http://")
+        if realm.netloc not in allowed_hosts or not (realm.scheme == "https" or same_plain):
+            return False
+        if (
+            realm.netloc != self.host
+            and is_internal(realm.netloc)
+            and not is_internal(self.host, unresolved=False)
+        ):
             return False
         query = urllib.parse.urlencode({k: v for k, v in params.items() if k != "realm"})
         req = urllib.request.Request(f"{params['realm']}?{query}")
+        req.mlverify_blob = False  # type: ignore[attr-defined]
         if self._basic:
-            req.add_header("Authorization", self._basic)
+            req.add_unredirected_header("Authorization", self._basic)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            with self._opener.open(req, timeout=self.timeout) as r:
                 doc = json.loads(r.read(1 << 20))
-        except (OSError, ValueError):
+        except (OSError, ValueError, InputError):
             return False
-        token = doc.get("token") or doc.get("access_token")
-        if not token:
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
             return False
         self._auth = f"Bearer {token}"
         return True
@@ -198,24 +349,33 @@ class Registry:
         )
         return int(resp.status if hasattr(resp, "status") else resp.code) == 200
 
-    def fetch_blob(self, repo: str, digest: str, size: int | None, dest: Path) -> None:
-        """Stream a blob to ``dest``, verifying its digest and size."""
+    def fetch_blob(self, repo: str, digest: str, size: object, dest: Path) -> None:
+        """Stream a blob to ``dest``, verifying its digest and its (required) size."""
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            raise InputError(f"{self.host}/{repo}: unsupported blob digest {digest!r}")
+            raise InputError(f"{self.host}/{repo}: unsupported blob digest {digest[:80]!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise VerificationError(
+                f"{self.host}/{repo}: blob {digest} has no valid size in its descriptor; "
+                "refusing an unbounded download"
+            )
         h = hashlib.sha256()
         n = 0
-        with self.request("GET", f"/v2/{repo}/blobs/{digest}") as resp, open(dest, "xb") as out:
-            while chunk := resp.read(_CHUNK):
+        with (
+            self.request("GET", f"/v2/{repo}/blobs/{digest}", blob=True) as resp,
+            open(dest, "xb") as out,
+        ):
+            while chunk := resp.read(min(_CHUNK, size - n + 1)):
                 n += len(chunk)
-                if size is not None and n > size:
+                if n > size:
                     break
                 h.update(chunk)
                 out.write(chunk)
-        if (size is not None and n != size) or "sha256:" + h.hexdigest() != digest:
+        if n != size or "sha256:" + h.hexdigest() != digest:
+            # what came back is not described (its digest or size would make a redirect
+            # to an internal address an oracle)
             raise VerificationError(
-                f"{self.host}/{repo}: blob {digest} does not match its digest or size "
-                f"(got sha256:{h.hexdigest()}, {n} bytes); the registry content is corrupt "
-                "or tampered with"
+                f"{self.host}/{repo}: blob {digest} does not match its digest or size; the "
+                "registry content is corrupt or tampered with"
             )
 
     def push_blob(self, repo: str, data: bytes) -> str:
@@ -274,11 +434,13 @@ class Registry:
 
 
 def _registry_error(body: str) -> str:
+    """The registry's structured error codes (distribution spec), nothing else of a body."""
     try:
         errors = json.loads(body).get("errors", [])
-        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors) or body[:200]
-    except (ValueError, AttributeError):
-        return body[:200] or "no details"
+        codes = [str(e.get("code"))[:40] for e in errors[:5] if isinstance(e, dict)]
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        return ""
+    return ", ".join(c for c in codes if re.fullmatch(r"[A-Z_]+", c))
 
 
 def _safe_relpath(name: str, where: str) -> PurePosixPath:
@@ -311,16 +473,41 @@ def _is_archive(layer: dict[str, Any]) -> bool:
     return bool(re.search(r"\.tar(\+gzip|\+zstd)?$", media))
 
 
-def _unpack(blob: Path, media: str, dest: Path, where: str) -> None:
-    """Unpack a tar layer (plain or gzip) with the 'data' filter: no links out, no devices."""
+def _unpack(blob: Path, media: str, dest: Path, where: str, budget: int) -> int:
+    """Unpack a tar layer (plain or gzip) with the 'data' filter (no links out, no
+    devices), at most ``MAX_TAR_MEMBERS`` members and ``budget`` bytes, and at most
+    ``MAX_EXPANSION`` times the layer's size; returns the bytes unpacked."""
     if media.endswith(("+zstd", ".zstd")):
         raise InputError(f"{where}: zstd layers are not supported yet ({media})")
     dest.mkdir(parents=True, exist_ok=True)
+    limit = min(budget, MAX_EXPANSION * blob.stat().st_size + (1 << 20))
+    total = 0
     try:
         with tarfile.open(blob, "r:*") as tf:
-            tf.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as e:
+            for count, member in enumerate(tf, start=1):
+                total += max(member.size, 0)
+                if count > MAX_TAR_MEMBERS:
+                    raise VerificationError(
+                        f"{where}: the layer has more than {MAX_TAR_MEMBERS} members; refused"
+                    )
+                if total > limit:
+                    raise VerificationError(
+                        f"{where}: the layer unpacks to more than {limit} bytes (a "
+                        "decompression bomb, or over MLVERIFY_OCI_MAX_BYTES); refused"
+                    )
+                tf.extract(member, dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         raise VerificationError(f"{where}: layer cannot be unpacked safely ({e})") from None
+    return total
+
+
+def max_pull_bytes() -> int:
+    raw = os.environ.get("MLVERIFY_OCI_MAX_BYTES", "")
+    if not raw:
+        return DEFAULT_MAX_PULL
+    if not raw.isdigit():
+        raise UsageError(f"MLVERIFY_OCI_MAX_BYTES={raw!r}: expected a number of bytes")
+    return int(raw)
 
 
 def pull(
@@ -341,6 +528,16 @@ def pull(
     layers = manifest.get("layers")
     if not isinstance(layers, list) or not layers:
         raise InputError(f"{ref}: the manifest has no layers; not a model artifact")
+    if len(layers) > MAX_LAYERS or not all(isinstance(x, dict) for x in layers):
+        raise VerificationError(f"{ref}: more than {MAX_LAYERS} layers, or malformed ones")
+    budget = max_pull_bytes()
+    sizes = [x.get("size") for x in layers]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
+        raise VerificationError(f"{ref}: a layer has no valid size; refusing an unbounded pull")
+    if sum(sizes) > budget:
+        raise VerificationError(
+            f"{ref}: the layers add up to more than {budget} bytes (MLVERIFY_OCI_MAX_BYTES)"
+        )
     name = PurePosixPath(ref.repository).name
     root = dest / name
     root.mkdir(parents=True)
@@ -351,12 +548,12 @@ def pull(
         where = f"{ref} layer {i}"
         ldigest = str(layer.get("digest", ""))
         lmedia = str(layer.get("mediaType", ""))
-        size = layer.get("size")
         rel = _layer_path(layer, i, where)
         blob = blobs / ldigest.replace(":", "-")
-        reg.fetch_blob(ref.repository, ldigest, size if isinstance(size, int) else None, blob)
+        reg.fetch_blob(ref.repository, ldigest, layer.get("size"), blob)
         if _is_archive(layer):
-            _unpack(blob, lmedia, root, where)  # a tar names its own paths
+            budget -= _unpack(blob, lmedia, root, where, budget)  # a tar names its own paths
+            blob.unlink()
         else:
             target = root / rel
             if target.exists():
@@ -369,7 +566,10 @@ def pull(
     signatures: list[Path] = []
     attestations: list[Path] = []
     attached: list[dict[str, str]] = []
-    for n, desc in enumerate(reg.referrers(ref.repository, digest)):
+    referrers = reg.referrers(ref.repository, digest)[:MAX_REFERRERS]
+    for n, desc in enumerate(referrers):
+        if not isinstance(desc, dict):
+            continue
         try:
             sdata, _, sdigest = reg.get_manifest(ref.repository, str(desc["digest"]))
             sman = json.loads(sdata)
@@ -406,8 +606,22 @@ def pull(
             "artifact_type": str(manifest.get("artifactType", "")),
             "layers": files,
             "attached": attached,
+            "referrers": referrer_set(referrers),
         },
     )
+
+
+def referrer_set(descriptors: list[Any]) -> list[str]:
+    """The digests of the manifests attached to a subject, sorted: what a verdict saw."""
+    return sorted({str(d.get("digest", "")) for d in descriptors if isinstance(d, dict)})
+
+
+def current_referrers(
+    host: str, repo: str, digest: str, *, insecure_http: bool = False
+) -> list[str]:
+    """The referrer set of ``digest`` now (one request, or two on the tag fallback)."""
+    reg = Registry(host, insecure_http=insecure_http, timeout=10)
+    return referrer_set(reg.referrers(repo, digest)[:MAX_REFERRERS])
 
 
 def _is_model_signature(bundle: Path) -> bool:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlverify.errors import UsageError
 from mlverify.lfs import not_fetched_note, pointers_in
+from mlverify.subject import Subject
 
 if TYPE_CHECKING:
     from mlverify.check import CheckResult
@@ -48,6 +49,16 @@ class Resolved:
 
     def to_json(self) -> dict[str, Any]:
         return {"ref": self.ref, "kind": self.kind, "digest": self.digest, **self.metadata}
+
+    @property
+    def name(self) -> str:
+        """The reference as reported and matched: a tag is named with what it resolved to."""
+        if self.kind == "oci" and "@" not in self.ref:
+            return f"{self.ref}@{self.digest}"
+        return self.ref
+
+    def subject(self) -> Subject:
+        return Subject(self.name, self.path, self.digest)
 
 
 def is_reference(text: str) -> bool:
@@ -105,13 +116,8 @@ def annotate(result: CheckResult, resolved: Resolved) -> CheckResult:
     if resolved.kind == "path":
         return result
     evidence = dict(result.evidence)
-    art = dict(evidence.get("artifact", {}))
-    art["ref"] = resolved.ref
-    evidence["artifact"] = art
     evidence["reference"] = resolved.to_json()
-    name = resolved.ref
-    if resolved.kind == "oci" and "@" not in name:  # a tag: report what it resolved to
-        name = f"{name}@{resolved.digest}"
+    name = resolved.name
     # files of the private copy are named after the reference ("REF#/signatures/...")
     tmp = str(resolved.path.parent)
 
@@ -155,9 +161,9 @@ def check_ref(
             policies,
             signatures=list(signatures) or r.signatures,
             environment=environment,
-            # a private copy has new inodes every time: no digest cache to gain, and
-            # a cached verdict would name another run's temporary files
+            # a private copy has new inodes every time: no digest cache to gain
             use_cache=use_cache and r.kind == "path",
+            subject=r.subject(),
         )
         return annotate(result, r)
 
@@ -168,18 +174,28 @@ def check_refs(
     *,
     signatures: Sequence[Path] = (),
     use_cache: bool = False,
-) -> tuple[list[CheckResult], list[str]]:
-    """`mlverify check`'s loop: results for what could be checked, and a "not fetched"
-    note for each artifact that holds Git LFS pointers (its content was not checked)."""
+    skip_not_fetched: bool = False,
+) -> list[CheckResult]:
+    """`mlverify check`'s loop: one result for every reference, in order: decided, or
+    an error (as data: one failing artifact never hides the others' results), or Git
+    LFS content not fetched (its content was not checked: denied, or skipped)."""
+    from mlverify.check import CheckResult
+    from mlverify.errors import MlverifyError
+
     results: list[CheckResult] = []
-    notes: list[str] = []
     for ref in refs:
-        out = check_ref(ref, policies, signatures=signatures, use_cache=use_cache)
+        try:
+            out = check_ref(ref, policies, signatures=signatures, use_cache=use_cache)
+        except MlverifyError as e:
+            results.append(CheckResult.failed(str(ref), e))
+            continue
         if isinstance(out, str):
-            notes.append(out)
+            results.append(
+                CheckResult(str(ref), (), {}, "skipped" if skip_not_fetched else "not-fetched", out)
+            )
         else:
             results.append(out)
-    return results, notes
+    return results
 
 
 def scan_refs(refs: Sequence[str | Path], limits: Limits | None = None) -> list[ScanReport]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlverify import __version__
+from mlverify.text import shown
 
 if TYPE_CHECKING:
     from mlverify.check import CheckResult
@@ -19,18 +20,22 @@ def check_text(results: Sequence[CheckResult], *, explain: bool = False) -> str:
     """One verdict line per artifact, then every reason in plain words."""
     lines: list[str] = []
     for r in results:
+        if r.outcome:
+            label = {"error": "ERROR", "skipped": "SKIPPED"}.get(r.outcome, "DENIED")
+            lines.append(f"{label}: {shown(r.artifact)}")
+            lines.append(f"  {'ok  ' if r.outcome == 'skipped' else 'deny'} {shown(r.message)}")
+            continue
         for d in r.decisions:
             if d.allowed and d.would_deny:
                 verdict = "ALLOWED (warn mode; would be DENIED)"
             else:
                 verdict = "ALLOWED" if d.allowed else "DENIED"
-            policy = f"policy {d.policy}" if d.policy else "no policy"
-            cached = ", cached verdict" if r.cached else ""
-            lines.append(f"{verdict}: {r.artifact} ({policy}{cached})")
+            policy = f"policy {shown(d.policy)}" if d.policy else "no policy"
+            lines.append(f"{verdict}: {shown(r.artifact)} ({policy})")
             for reason in d.reasons:
-                line = f"  {_MARK[reason.level]} {reason.message}"
+                line = f"  {_MARK[reason.level]} {shown(reason.message)}"
                 if reason.remedy and reason.level != "info":
-                    line += f" -> {reason.remedy}"
+                    line += f" -> {shown(reason.remedy)}"
                 lines.append(line)
         if explain:
             lines.append("  evidence:")
@@ -58,41 +63,53 @@ def check_sarif(results: Sequence[CheckResult]) -> str:
     out: list[dict[str, Any]] = []
     for r in results:
         uri = relative_uri(r.artifact)
-        for d in r.decisions:
-            for reason in d.reasons:
-                if reason.level == "info":
-                    continue
-                rule_id = f"MLV-{reason.code}"
-                level = "error" if reason.level == "deny" and not (d.allowed) else "warning"
-                rules.setdefault(
-                    rule_id,
-                    {
-                        "id": rule_id,
-                        "name": reason.code.replace(".", "-"),
-                        "shortDescription": {"text": f"mlverify policy: {reason.code}"},
-                        "fullDescription": {"text": f"mlverify policy check {reason.code}"},
-                        "help": {"text": reason.remedy or "see the message"},
-                        "defaultConfiguration": {"level": "error"},
-                        "properties": {"security-severity": "8.0", "tags": ["security"]},
+        pairs = [(d, reason) for d in r.decisions for reason in d.reasons]
+        if r.outcome:  # not decided: one result saying why, an error unless skipped
+            from mlverify.policy.engine import Decision, Reason
+
+            level_of: Any = "info" if r.outcome == "skipped" else "deny"
+            why = Reason(level_of, f"check.{r.outcome.replace('-', '_')}", r.message)
+            pairs = [(Decision(r.artifact, "", "", "enforce", False, (why,)), why)]
+        for d, reason in pairs:
+            if reason.level == "info" and not r.outcome:
+                continue
+            rule_id = f"MLV-{reason.code}"
+            level = (
+                "note"
+                if reason.level == "info"
+                else "error"
+                if reason.level == "deny" and not d.allowed
+                else "warning"
+            )
+            rules.setdefault(
+                rule_id,
+                {
+                    "id": rule_id,
+                    "name": reason.code.replace(".", "-"),
+                    "shortDescription": {"text": f"mlverify policy: {reason.code}"},
+                    "fullDescription": {"text": f"mlverify policy check {reason.code}"},
+                    "help": {"text": reason.remedy or "see the message"},
+                    "defaultConfiguration": {"level": "error"},
+                    "properties": {"security-severity": "8.0", "tags": ["security"]},
+                },
+            )
+            fp = hashlib.sha256(f"{rule_id}|{uri}|{reason.message}".encode()).hexdigest()[:32]
+            out.append(
+                {
+                    "ruleId": rule_id,
+                    "level": level,
+                    "message": {
+                        "text": reason.message
+                        + (f" Next: {reason.remedy}." if reason.remedy else "")
                     },
-                )
-                fp = hashlib.sha256(f"{rule_id}|{uri}|{reason.message}".encode()).hexdigest()[:32]
-                out.append(
-                    {
-                        "ruleId": rule_id,
-                        "level": level,
-                        "message": {
-                            "text": reason.message
-                            + (f" Next: {reason.remedy}." if reason.remedy else "")
-                        },
-                        "locations": [sarif_location(uri)],
-                        "partialFingerprints": {"primaryLocationLineHash": fp},
-                        "properties": {
-                            "policy": d.policy,
-                            "artifactDigest": r.evidence.get("artifact", {}).get("root_digest", ""),
-                        },
-                    }
-                )
+                    "locations": [sarif_location(uri)],
+                    "partialFingerprints": {"primaryLocationLineHash": fp},
+                    "properties": {
+                        "policy": d.policy,
+                        "artifactDigest": r.evidence.get("artifact", {}).get("root_digest", ""),
+                    },
+                }
+            )
     ordered = sorted(rules)
     for result in out:
         result["ruleIndex"] = ordered.index(result["ruleId"])

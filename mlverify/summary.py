@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mlverify.text import shown
+
 if TYPE_CHECKING:
     from mlverify.check import CheckResult
 
@@ -14,18 +16,17 @@ _ICON = {"deny": ":x:", "warn": ":warning:", "info": ":white_check_mark:"}
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell (no pipes, no newlines, no raw HTML)."""
     return (
-        text.replace("\\", "\\\\")
+        shown(text.replace("\r", " ").replace("\n", " "))
+        .replace("\\", "\\\\")
         .replace("|", "\\|")
         .replace("<", "&lt;")
         .replace(">", "&gt;")
-        .replace("\r", " ")
-        .replace("\n", " ")
     )
 
 
 def check_markdown(results: Sequence[CheckResult], *, title: str = "mlverify check") -> str:
     """A verdict table, then the deny / warn reasons of each artifact with their remedies."""
-    denied = sum(1 for r in results if not r.allowed)
+    denied = sum(1 for r in results if r.exit_code)
     lines = [
         f"## {title}",
         "",
@@ -36,6 +37,11 @@ def check_markdown(results: Sequence[CheckResult], *, title: str = "mlverify che
         return "\n".join([*lines, "Nothing was checked.", ""])
     lines += ["| Artifact | Verdict | Policy | Digest |", "|---|---|---|---|"]
     for r in results:
+        if r.outcome:
+            verdict = {"error": ":x: **error**", "skipped": ":warning: skipped"}.get(
+                r.outcome, ":x: **denied** (not fetched)"
+            )
+            lines.append(f"| `{_cell(r.artifact)}` | {verdict} | none | `` |")
         for d in r.decisions:
             if d.allowed and d.would_deny:
                 verdict = ":warning: allowed (warn mode)"
@@ -53,6 +59,9 @@ def check_markdown(results: Sequence[CheckResult], *, title: str = "mlverify che
         for reason in d.reasons
         if reason.level != "info"
     ]
+    from mlverify.policy.engine import Reason
+
+    details += [(r, Reason("deny", "check.error", r.message)) for r in results if r.outcome]
     if details:
         lines += ["", "### Reasons", ""]
         for r, reason in details:

@@ -38,12 +38,10 @@ class Dependency:
     digest: Mapping[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "uri": self.uri,
-            "digest": dict(self.digest),
-            "annotations": {"kind": self.kind},
-        }
+        out: dict[str, Any] = {"name": self.name}
+        if self.uri:  # a local path has none: the signing machine's paths mean nothing
+            out["uri"] = self.uri
+        return {**out, "digest": dict(self.digest), "annotations": {"kind": self.kind}}
 
 
 def dependency_from_arg(kind: str, value: str) -> Dependency:
@@ -61,7 +59,9 @@ def dependency_from_arg(kind: str, value: str) -> Dependency:
             "pass a file or directory to hash, or URI@sha256:HEX"
         )
     digest = artifact_digest(path)
-    return Dependency(kind, path.resolve().name, path.resolve().as_uri(), {"sha256": digest})
+    # named and pinned by digest; no file:// URI (an absolute path of the machine that
+    # signed, which leaks its layout and identifies nothing elsewhere)
+    return Dependency(kind, path.resolve().name, "", {"sha256": digest})
 
 
 def artifact_digest(path: Path) -> str:

@@ -91,7 +91,9 @@ def cli() -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    click.echo(f"mlverify: error: {message}", err=True)
+    from mlverify.text import shown
+
+    click.echo(f"mlverify: error: {shown(message)}", err=True)
     sys.exit(code)
 
 

@@ -10,6 +10,7 @@ import click
 
 from mlverify.cli.output import write_atomically
 from mlverify.errors import UsageError
+from mlverify.text import shown
 
 FORMATS = ("text", "json", "sarif")
 
@@ -51,9 +52,11 @@ FORMATS = ("text", "json", "sarif")
 @click.option(
     "--cache/--no-cache",
     "use_cache",
-    default=True,
+    default=False,
     show_default=True,
-    help="Verdict cache (and digest cache) for unchanged artifacts; see docs/digest-cache.md.",
+    help="Developer loops only: reuse digests of files whose inode, size and timestamps are "
+    "unchanged (a writer through a shared mapping keeps them; see docs/digest-cache.md). "
+    "Default: hash every byte.",
 )
 def check_command(
     paths: tuple[str, ...],
@@ -81,20 +84,29 @@ def check_command(
         raise UsageError("--signature applies to one artifact; check artifacts one at a time")
     from mlverify.refs import check_refs  # local paths, oci://, hf://; Git LFS pointers
 
-    results, not_fetched = check_refs(paths, policies, signatures=signatures, use_cache=use_cache)
     # Unfetched Git LFS content was not checked: never admitted, except in a commit hook
     # (pre-commit sets PRE_COMMIT=1), where a developer need not have pulled every model.
     skip_unfetched = allow_not_fetched or os.environ.get("PRE_COMMIT") == "1"
-    for note in not_fetched:
-        verdict = "skipped" if skip_unfetched else "denied"
-        click.echo(f"mlverify check: {note} ({verdict})", err=True)
+    results = check_refs(
+        paths,
+        policies,
+        signatures=signatures,
+        use_cache=use_cache,
+        skip_not_fetched=skip_unfetched,
+    )
+    for r in results:
+        if r.outcome:
+            click.echo(f"mlverify check: {shown(r.message)} ({r.status})", err=True)
+    # the exit code, and the report's verdict, from the same results
+    code = max((r.exit_code for r in results), default=0)
 
     if output_format == "json":
         text = (
             json.dumps(
                 {
                     "results": [r.to_json() for r in results],
-                    "allowed": all(r.allowed for r in results),
+                    "allowed": code == 0,
+                    "exit_code": code,
                 },
                 indent=2,
                 sort_keys=True,
@@ -113,16 +125,17 @@ def check_command(
         write_atomically(output, text.encode())
     else:
         click.echo(text, nl=False)
-    denied: list[object] = [r for r in results if not r.allowed]
-    if not skip_unfetched:
-        denied += not_fetched
+    counts = {k: sum(r.status == k for r in results) for k in ("allowed", "denied")}
+    summary = f"{counts['allowed']} allowed, {counts['denied']} denied"
+    unfetched = sum(r.outcome in ("not-fetched", "skipped") for r in results)
+    if unfetched:
+        summary += f", {unfetched} not fetched" + (" (skipped)" if skip_unfetched else "")
+    errors = sum(r.outcome == "error" for r in results)
+    if errors:
+        summary += f", {errors} could not be checked"
     warned = [r for r in results if r.allowed and any(d.would_deny for d in r.decisions)]
-    allowed = sum(r.allowed for r in results)
-    summary = f"{allowed} allowed, {len(denied)} denied"
-    if not_fetched:
-        summary += f", {len(not_fetched)} not fetched" + (" (skipped)" if skip_unfetched else "")
     if warned:
         summary += f" ({len(warned)} allowed only because the policy is in warn mode)"
     click.echo(f"mlverify check: {summary}", err=True)
-    if denied:
-        raise SystemExit(1)
+    if code:
+        raise SystemExit(code)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mlverify.cli.options import ignore_options, model_path_argument, serialization_options
+from mlverify.text import shown
 
 
 @click.command("hash")
@@ -53,4 +54,4 @@ def hash_command(
         doc = {"subject": manifest.subject(), "predicate": manifest.predicate()}
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        click.echo(f"sha256:{manifest.root_digest}  {path}")
+        click.echo(f"sha256:{manifest.root_digest}  {shown(path)}")

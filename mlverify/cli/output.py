@@ -14,10 +14,15 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except FileNotFoundError:
-        raise InputError(f"{path}: directory {directory} does not exist") from None
-    except PermissionError:
-        raise InputError(f"{path}: cannot write in {directory} (permission denied)") from None
+    except OSError as e:
+        if not directory.is_dir():
+            raise InputError(
+                f"{path}: directory {directory} does not exist; create it or write elsewhere"
+            ) from None
+        why = "permission denied" if isinstance(e, PermissionError) else e.strerror or str(e)
+        raise InputError(
+            f"{path}: cannot write in {directory} ({why}); choose a writable directory"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

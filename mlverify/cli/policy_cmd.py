@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlverify.errors import VerificationError
+from mlverify.text import shown
 
 
 @click.group("policy")
@@ -27,10 +28,10 @@ def lint_command(files: tuple[Path, ...]) -> None:
     for path in policy_paths(files):
         _, problems = lint_policy(path)
         for p in problems:
-            click.echo(f"{p.level}: {p.message}")
+            click.echo(f"{p.level}: {shown(p.message)}")
         errors += sum(p.level == "error" for p in problems)
         if not problems:
-            click.echo(f"ok: {path}")
+            click.echo(f"ok: {shown(path)}")
     if errors:
         raise VerificationError(f"{errors} policy error(s); fix them before using the policy")
 
@@ -44,7 +45,9 @@ def test_command(directory: Path) -> None:
     results = run_policy_tests(directory)
     for r in results:
         click.echo(
-            f"{'PASS' if r.passed else 'FAIL'} {r.name}" + ("" if r.passed else f": {r.detail}")
+            shown(
+                f"{'PASS' if r.passed else 'FAIL'} {r.name}" + ("" if r.passed else f": {r.detail}")
+            )
         )
     failed = sum(not r.passed for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed", err=True)

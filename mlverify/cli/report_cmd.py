@@ -41,17 +41,24 @@ def report_command(
     text verdicts. Exit 1 if any artifact was denied (unless --fail-on never)."""
     from mlverify.check import CheckResult
     from mlverify.cli.output import write_atomically
+    from mlverify.files import read_bounded
     from mlverify.report import check_sarif, check_text
     from mlverify.summary import check_markdown
 
+    data = read_bounded(results_file, what="results file", limit=256 << 20)
     try:
-        doc = json.loads(results_file.read_text(encoding="utf-8"))
+        doc = json.loads(data)
         results = [CheckResult.from_json(r) for r in doc["results"]]
-    except OSError as e:
-        raise InputError(f"{results_file}: cannot read the results ({e.strerror})") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except UnicodeDecodeError:
         raise InputError(
-            f"{results_file}: not the output of `mlverify check --format json` ({e!r})"
+            f"{results_file}: not text (not UTF-8); expected the JSON written by "
+            "`mlverify check --format json`"
+        ) from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        what = "not JSON" if isinstance(e, ValueError) else f"missing or wrong {type(e).__name__}"
+        raise InputError(
+            f"{results_file}: not the output of `mlverify check --format json` ({what}: "
+            f"{str(e)[:80]}); run check with --format json --output FILE"
         ) from None
     if sarif is not None:
         write_atomically(sarif, check_sarif(results).encode())
@@ -62,7 +69,8 @@ def report_command(
         except OSError as e:
             raise InputError(f"{markdown}: cannot write the summary ({e.strerror})") from None
     click.echo(check_text(results), nl=False)
-    denied = sum(1 for r in results if not r.allowed)
+    code = max((r.exit_code for r in results), default=0)
+    denied = sum(1 for r in results if r.exit_code)
     click.echo(f"mlverify report: {len(results) - denied} allowed, {denied} denied", err=True)
-    if denied and fail_on == "deny":
-        raise SystemExit(1)
+    if code and fail_on == "deny":
+        raise SystemExit(code)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
 from mlverify.errors import UsageError
+from mlverify.text import shown, shown_lines
 
 _FAIL_ON = ["low", "medium", "high", "critical"]
 
@@ -65,7 +67,11 @@ def scan_command(
 
     reports = scan_refs(paths, Limits(extra_allow=frozenset(allow)))
     render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]
+    if output_format == "text":  # names from the artifact never reach a terminal raw
+        reports = [dataclasses.replace(r, path=shown(r.path)) for r in reports]
     doc = render(reports)
+    if output_format == "text":
+        doc = shown_lines(doc)
     if output is not None:
         try:
             output.write_text(doc, encoding="utf-8")

@@ -92,9 +92,54 @@ def configure_logging(level: str) -> None:
     show_default=True,
     help="Kubernetes: seconds to wait for a verdict not yet cached (then deny: retry).",
 )
+@click.option(
+    "--verdict-ttl",
+    type=click.FloatRange(0, 86400),
+    default=300.0,
+    show_default=True,
+    help="Seconds an oci:// verdict is reused at most (never past the end of the UTC day).",
+)
+@click.option(
+    "--referrers-recheck",
+    type=click.FloatRange(0, 3600),
+    default=10.0,
+    show_default=True,
+    help="A reused verdict re-reads the subject's attached manifests after this many "
+    "seconds; a change (a signature attached or removed) means judging again.",
+)
+@click.option(
+    "--event-retries",
+    type=click.IntRange(0, 10),
+    default=3,
+    show_default=True,
+    help="Registry events: retries of a check that failed for an operational reason "
+    "(never quarantined, never cached).",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(0, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds before the first retry; doubles after each.",
+)
 @click.option("--workers", type=int, default=4, show_default=True, help="Concurrent checks.")
 @click.option(
     "--max-body", type=int, default=1 << 20, show_default=True, help="Largest request (bytes)."
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(0.5, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request (headers and body); then the "
+    "connection is closed (slowloris).",
+)
+@click.option(
+    "--max-client-connections",
+    type=click.IntRange(1, 100_000),
+    default=64,
+    show_default=True,
+    help="Open connections one client address may hold at once.",
 )
 @click.option("--plain-http", is_flag=True, help="Talk HTTP to registries (loopback always does).")
 @click.option("--log-level", default="info", show_default=True)
@@ -111,8 +156,14 @@ def serve_command(
     require_digest: bool,
     quarantine: str,
     check_timeout: float,
+    verdict_ttl: float,
+    referrers_recheck: float,
+    event_retries: int,
+    retry_backoff: float,
     workers: int,
     max_body: int,
+    read_timeout: float,
+    max_client_connections: int,
     plain_http: bool,
     log_level: str,
 ) -> None:
@@ -164,6 +215,10 @@ def serve_command(
         require_digest=require_digest,
         quarantine=quarantine,
         check_timeout=check_timeout,
+        verdict_ttl=verdict_ttl,
+        referrer_recheck=referrers_recheck,
+        event_retries=event_retries,
+        retry_backoff=retry_backoff,
         workers=workers,
         plain_http=plain_http,
     )
@@ -179,8 +234,13 @@ def serve_command(
             "policies": [p.name for p in config.policies],
         },
     )
+    from mlverify.serve.transport import GuardedH11Protocol
+
     uconfig = uvicorn.Config(
         app,
+        http=GuardedH11Protocol.configured(
+            read_timeout=read_timeout, per_client=max_client_connections
+        ),
         host=host,
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,
@@ -189,7 +249,7 @@ def serve_command(
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls_client_ca else ssl.CERT_NONE,
         access_log=False,
         log_config=None,
-        limit_concurrency=256,
+        limit_concurrency=1024,
         timeout_keep_alive=5,
         server_header=False,
     )

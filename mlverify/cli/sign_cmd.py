@@ -15,6 +15,7 @@ from mlverify.cli.options import (
 from mlverify.cli.output import write_atomically
 from mlverify.cli.secrets import password_source
 from mlverify.errors import UsageError
+from mlverify.text import shown
 
 
 def default_signature_path(model: Path) -> Path:
@@ -143,7 +144,9 @@ def sign_command(
         data = sign_manifest(manifest, signer)
     write_atomically(out, data)
     click.echo(
-        f"signed {path} ({len(manifest.resources)} resources, root sha256:{manifest.root_digest})"
-        f" -> {out}",
+        shown(
+            f"signed {path} ({len(manifest.resources)} resources, "
+            f"root sha256:{manifest.root_digest}) -> {out}"
+        ),
         err=True,
     )

@@ -11,6 +11,7 @@ import click
 from mlverify.cli.options import parse_key_values, text_or_json_option
 from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
 from mlverify.errors import SignatureNotFoundError
+from mlverify.text import shown
 
 
 @click.command("verify-attestation")
@@ -187,6 +188,6 @@ def verify_attestation_command(
             what = r.statement.predicate_type
             if r.provenance:
                 what = f"SLSA provenance, builder {r.provenance.builder_id}"
-            click.echo(f"verified: {path}: {what} ({r.source}, signed by {r.signer})")
+            click.echo(shown(f"verified: {path}: {what} ({r.source}, signed by {r.signer})"))
             for note in r.unvouched:
-                click.echo(f"  note: not vouched for by the certificate: {note}")
+                click.echo(shown(f"  note: not vouched for by the certificate: {note}"))

@@ -10,6 +10,7 @@ import click
 from mlverify.cli.options import text_or_json_option
 from mlverify.cli.trust_options import TrustArgs, identity_options, sigstore_identity
 from mlverify.errors import UsageError
+from mlverify.text import shown
 
 
 @click.command("verify-bundle")
@@ -74,6 +75,8 @@ def verify_bundle_command(
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
         click.echo(
-            f"verified: {artifact} (sha256 {result.sha256}, {result.content}, "
-            f"signed by {result.signer})"
+            shown(
+                f"verified: {artifact} (sha256 {result.sha256}, {result.content}, "
+                f"signed by {result.signer})"
+            )
         )

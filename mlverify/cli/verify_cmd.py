@@ -14,6 +14,7 @@ from mlverify.cli.sign_cmd import default_signature_path
 from mlverify.cli.trust_options import TrustArgs, build_trust_set, trust_options
 from mlverify.errors import UsageError
 from mlverify.refs import reference_path_argument
+from mlverify.text import shown
 
 
 @click.command("verify")
@@ -164,10 +165,14 @@ def verify_command(
     for each in results.values():
         require_match(each, path)
     if output_format == "text":
-        by = "; ".join(s.signer for s in signers)
-        shown = click.get_current_context().meta.get("mlverify.reference", path)
+        by = "; ".join(
+            s.signer + (f", judged at {s.judged_at}" if s.judged_at else "") for s in signers
+        )
+        name = click.get_current_context().meta.get("mlverify.reference", path)
+        ser = result.manifest.serialization
         click.echo(
-            f"verified: {shown} ({result.checked_files} files, "
-            f"{result.manifest.serialization.method}/{result.manifest.serialization.hash_type}, "
-            f"signed by {by})"
+            shown(
+                f"verified: {name} ({result.checked_files} files, "
+                f"{ser.method}/{ser.hash_type}, signed by {by})"
+            )
         )

@@ -90,10 +90,31 @@ def _exemption_for(finding: FindingEvidence, exemptions: Sequence[Exemption]) ->
     return None
 
 
+#: File name extensions of model weights and serialised objects: content with one of
+#: them is model content even when the scanner recognises no format in it ("data").
+MODEL_EXTENSIONS = (
+    ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".dill", ".safetensors",
+    ".gguf", ".ggml", ".onnx", ".h5", ".hdf5", ".keras", ".pb", ".tflite", ".npy", ".npz",
+    ".msgpack", ".model", ".mar", ".pte", ".pt2", ".mlmodel", ".llamafile", ".nemo",
+)  # fmt: skip
+
+
+def is_model_content(name: str, status: str | None) -> bool:
+    """Recognised by the scanner (anything but "data"), or named like a model file."""
+    return status != "data" or name.lower().endswith(MODEL_EXTENSIONS)
+
+
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
 def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
     rules = policy.signatures
     out: list[Reason] = []
-    verified = {s.signer for s in ev.signatures if s.verified}
+    # distinct people: the same signature given twice, or one owner's old and new key,
+    # count once
+    verified = {s.owner or s.signer for s in ev.signatures if s.verified}
     for s in ev.signatures:
         if s.verified:
             out.append(Reason("info", "signature.verified", f"signed by {s.signer} ({s.source})"))
@@ -109,6 +130,28 @@ def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
         else:
             level: Level = "deny" if rules.required else "warn"
             out.append(Reason(level, f"signature.{s.status}", s.reason))
+    if verified and ev.unsigned_files:
+        loadable = [n for n in ev.unsigned_files if is_model_content(n, ev.scan_status.get(n))]
+        other = [n for n in ev.unsigned_files if n not in loadable]
+        if loadable:
+            out.append(
+                Reason(
+                    "deny" if rules.required else "warn",
+                    "signature.unsigned_content",
+                    f"unsigned content: {_names(loadable)} ride(s) along with the signature "
+                    "but is not covered by it (a loader can be pointed at it)",
+                    "remove it, or re-sign the model so that the signature covers it",
+                )
+            )
+        if other:
+            out.append(
+                Reason(
+                    "info",
+                    "signature.unsigned_data",
+                    f"not covered by the signature (no model format, no model file "
+                    f"extension): {_names(other)}",
+                )
+            )
     if not ev.signatures:
         if rules.required:
             out.append(
@@ -137,7 +180,9 @@ def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
             Reason(
                 "deny",
                 "signature.threshold",
-                f"{len(verified)} distinct trusted signer(s), {rules.threshold} required",
+                f"{len(verified)} distinct trusted signer(s)"
+                + (f" ({', '.join(sorted(verified))})" if verified else "")
+                + f", {rules.threshold} required",
                 "add signatures by other trusted signers",
             )
         )
@@ -168,6 +213,26 @@ def _format_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
     out: list[Reason] = []
     formats = set(ev.artifact.formats)
     if policy.allowed_formats:
+        # Unrecognised bytes named like a model file: a loader will read them as one
+        # (a format the scanner does not know is not an allowed format).
+        unknown = [
+            name
+            for name, status in sorted(ev.scan_status.items())
+            if status == "data"
+            and is_model_content(name, status)
+            and not any(fnmatch.fnmatchcase(name, g) for g in policy.allowed_data)
+        ]
+        if unknown:
+            out.append(
+                Reason(
+                    "deny",
+                    "format.unrecognised",
+                    f"{_names(unknown)}: named like a model file but in no format the scanner "
+                    f"recognises (allowed: {', '.join(policy.allowed_formats)})",
+                    "convert it to an allowed format, or list it in formats.allow_data "
+                    "if it is plain data",
+                )
+            )
         extra = sorted(formats - set(policy.allowed_formats))
         if extra:
             out.append(

@@ -19,7 +19,7 @@ from mlverify.policy.model import Policy, load_policy
 EVIDENCE_FIELDS = {
     "": {
         "schema_version", "artifact", "signatures", "attestations", "failed_attestations",
-        "findings", "scan_status", "environment", "time", "time_source",
+        "findings", "scan_status", "unsigned_files", "environment", "time", "time_source",
     },
     "artifact": {"ref", "kind", "formats", "size", "root_digest", "files"},
 }  # fmt: skip
@@ -109,16 +109,15 @@ def run_policy_tests(directory: Path, today: dt.date | None = None) -> list[Case
     ``evidence`` document (inline mapping or a JSON file), ``expect: allow|deny``
     and optionally ``reasons``: substrings that must appear among the reasons.
     """
-    import yaml
+    from mlverify.files import read_bounded
+    from mlverify.policy.model import MAX_POLICY_BYTES, load_yaml
 
     files = sorted(p for p in directory.rglob("*.yaml") if p.is_file())
     results: list[CaseResult] = []
     found = False
     for f in files:
-        try:
-            doc = yaml.safe_load(f.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise InputError(f"{f}: cannot read the case file ({e})") from None
+        raw = read_bounded(f, what="policy test case file", limit=4 * MAX_POLICY_BYTES)
+        doc = load_yaml(raw, source=str(f))
         if not isinstance(doc, dict) or "cases" not in doc:
             continue
         found = True

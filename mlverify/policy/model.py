@@ -32,6 +32,7 @@ class TrustedKey:
     path: Path
     not_before: dt.date | None = None
     not_after: dt.date | None = None
+    owner: str = ""  #: the person or team; thresholds count owners, not keys
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TrustedCertificate:
     roots: tuple[Path, ...]
     identities: tuple[str, ...] = ()
     identity_regex: str | None = None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class TrustedSigstore:
     source_ref: str | None = None
     workflow: str | None = None
     trust_root: Path | None = None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class Policy:
     signatures: SignatureRules
     provenance: ProvenanceRules
     allowed_formats: tuple[str, ...]
+    #: under ``allowed_formats``: globs of files whose unrecognised content ("data") is
+    #: allowed although named like a model file
+    allowed_data: tuple[str, ...]
     denied_formats: tuple[str, ...]
     max_severity: str
     allow_unsupported: bool
@@ -186,15 +192,43 @@ def load_policy(path: Path) -> Policy:
     return parse_policy(raw, source=str(path), base=path.parent)
 
 
-def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
+#: Deepest nesting a policy (or policy test case) may have; real ones need about 6.
+MAX_YAML_DEPTH = 32
+
+
+def load_yaml(raw: bytes | str, *, source: str) -> Any:
+    """Safe YAML without aliases or anchors (a 680-byte "billion laughs" document
+    expands to gigabytes) and with bounded nesting; errors name the file and line."""
     import yaml
 
-    try:
-        doc = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+    def fail(what: str, mark: Any) -> PolicyError:
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{source}: not valid YAML{at}; fix the syntax") from None
+        return PolicyError(f"{source}: {what}{at}")
+
+    try:
+        depth = 0
+        for event in yaml.parse(raw, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise fail(
+                    "YAML anchors and aliases (&x, *x) are not allowed in policies; "
+                    "write the values out",
+                    event.start_mark,
+                )
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise fail(f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise fail("not valid YAML; fix the syntax", getattr(e, "problem_mark", None)) from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as e:
+        raise PolicyError(f"{source}: not a usable YAML document ({type(e).__name__})") from None
+
+
+def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
+    doc = load_yaml(raw, source=source)
     top = _Reader(doc, "policy", source)
     api = top.get("apiVersion", str)
     if api != API_VERSION:
@@ -228,6 +262,12 @@ def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
 
     fmt = spec.child("formats")
     allowed = fmt.strings("allow")
+    allowed_data = fmt.strings("allow_data")
+    if allowed_data and not allowed:
+        raise PolicyError(
+            f"{source}: 'spec.formats.allow_data' applies under 'spec.formats.allow'; "
+            "list the allowed formats too"
+        )
     denied = fmt.strings("deny")
     allow_unsupported = fmt.get("allow_unsupported", bool, False)
     fmt.done()
@@ -260,6 +300,7 @@ def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
         signatures=signatures,
         provenance=provenance,
         allowed_formats=allowed,
+        allowed_data=allowed_data,
         denied_formats=denied,
         max_severity=max_severity,
         allow_unsupported=allow_unsupported,
@@ -290,12 +331,25 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                 f"{sig.source}: 'spec.signatures.trusted[{i}]' needs exactly one of key, "
                 "certificate, sigstore"
             )
+        owner = r.get("owner", str, "")
+        if threshold > 1 and not owner:
+            raise PolicyError(
+                f"{sig.source}: 'spec.signatures.trusted[{i}]' needs an 'owner' because "
+                f"threshold is {threshold}: a threshold counts people, and only the policy "
+                "knows which keys or identities belong to one person (e.g. old and new key)"
+            )
         if kinds == ["key"]:
+            key_path = r.get("key", str)
+            if not key_path:
+                raise PolicyError(
+                    f"{sig.source}: 'spec.signatures.trusted[{i}].key' must name a public key file"
+                )
             keys.append(
                 TrustedKey(
-                    path=_path(base, r.get("key", str)),
+                    path=_path(base, key_path),
                     not_before=r.date("not_before"),
                     not_after=r.date("not_after"),
+                    owner=owner,
                 )
             )
         elif kinds == ["certificate"]:
@@ -309,7 +363,9 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                     f"{sig.source}: certificate signer needs 'identities' or 'identity_regex' "
                     "(a chain to a root proves nothing about who signed)"
                 )
-            certs.append(TrustedCertificate(tuple(_path(base, x) for x in roots), ids, rx))
+            certs.append(
+                TrustedCertificate(tuple(_path(base, x) for x in roots), ids, rx, owner=owner)
+            )
             c.done()
         else:
             s = r.child("sigstore")
@@ -330,6 +386,7 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                     source_ref=s.get("source_ref", str),
                     workflow=s.get("workflow", str),
                     trust_root=_path(base, trust_root) if trust_root else None,
+                    owner=owner,
                 )
             )
             s.done()
@@ -357,10 +414,23 @@ def _provenance_rules(prov: _Reader) -> ProvenanceRules:
         builder_ids=prov.strings("builder_ids"),
         source_repo=prov.get("source_repo", str),
         source_ref=prov.get("source_ref", str),
-        parameters={str(k): str(v) for k, v in params.items()},
+        parameters=_scalar_map(params, prov),
         reject_unknown_parameters=prov.get("reject_unknown_parameters", bool, False),
         datasets=tuple(datasets),
     )
+
+
+def _scalar_map(params: Mapping[Any, Any], prov: _Reader) -> dict[str, str]:
+    """Provenance parameters: names to scalar values (compared as text)."""
+    out: dict[str, str] = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+            raise PolicyError(
+                f"{prov.source}: 'spec.attestations.provenance.parameters' maps names to "
+                f"scalar values; found {type(k).__name__} {str(k)[:40]!r}: {type(v).__name__}"
+            )
+        out[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out
 
 
 def _exemption(data: Any, i: int, source: str) -> Exemption:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mlverify import __version__
 from mlverify.errors import MlverifyError
 from mlverify.serve.service import Service, Verdict, is_pinned, references_in
+from mlverify.text import shown
 
 log = logging.getLogger("mlverify.serve")
 
@@ -57,6 +58,38 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BadBody(ValueError):
+    """A body that is not the JSON expected: answered 400, never 500."""
+
+
+#: Deepest JSON nesting accepted in a request (an AdmissionReview needs about 20).
+MAX_JSON_DEPTH = 64
+
+
+def _check_depth(doc: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise BadBody(f"request body nested deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def parse_json_body(data: bytes) -> Any:
+    """JSON of a request body, bounded in depth; :class:`BadBody` for anything else."""
+    try:
+        doc = json.loads(data or b"null")
+    except RecursionError:
+        raise BadBody(f"request body nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadBody(f"request body is not valid JSON ({type(e).__name__})") from None
+    _check_depth(doc)
+    return doc
+
+
 async def read_json(request: Request, limit: int) -> Any:
     """The request's JSON body, refusing more than ``limit`` bytes (declared or sent)."""
     declared = request.headers.get("content-length")
@@ -69,7 +102,7 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
-    return json.loads(b"".join(chunks) or b"null")
+    return parse_json_body(b"".join(chunks))
 
 
 class Guard:
@@ -140,6 +173,38 @@ def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def admission_response(uid: Any, allowed: bool, message: str = "") -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid if isinstance(uid, str) else "", "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": message}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+#: Kubernetes truncates each admission warning to 256 characters.
+MAX_WARNING = 250
+
+
+def admission_warning(ref: str, text: str) -> str:
+    """The reason first, then a short form of the reference, within Kubernetes' limit:
+    a long reference never pushes the reason out of the warning."""
+    import re
+
+    short = re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}", r"\1", ref)
+    short = short if len(short) <= 80 else short[:37] + "..." + short[-40:]
+    tail = f" [{short}]"
+    room = MAX_WARNING - len(tail)
+    body = text if len(text) <= room else text[: room - 3] + "..."
+    return body + tail
+
+
+def _refuse(request: Request, message: str, status: int) -> JSONResponse:
+    """An error answer; on the admission route also an AdmissionReview that denies."""
+    if request.url.path == "/k8s/validate":
+        doc = admission_response("", False, f"mlverify: {message}")
+        return JSONResponse({**doc, "error": message}, status_code=status)
+    return _error(message, status)
+
+
 def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -> ASGIApp:
     """The ASGI application (routes wrapped in :class:`Guard`)."""
     harbor_jobs: dict[str, HarborJob] = {}
@@ -147,13 +212,24 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
     def endpoint(
         fn: Callable[[Request], Awaitable[Response]],
     ) -> Callable[[Request], Awaitable[Response]]:
+        """Bad bodies answer 4xx with one line; anything unexpected 500 without a
+        traceback in the response (logged once); admission reviews deny in all cases."""
+
         async def wrapped(request: Request) -> Response:
             try:
                 return await fn(request)
             except BodyTooLarge:
-                return _error("request body too large", 413)
-            except (ValueError, UnicodeDecodeError):
-                return _error("request body is not valid JSON")
+                return _refuse(request, "request body too large", 413)
+            except BadBody as e:
+                return _refuse(request, str(e), 400)
+            except ClientDisconnect:
+                return _error("client disconnected", 400)
+            except Exception as e:  # fail closed: an error never admits
+                log.error(
+                    "internal error",
+                    extra={"path": request.url.path, "error": f"{type(e).__name__}: {e}"[:500]},
+                )
+                return _refuse(request, f"internal error ({type(e).__name__})", 500)
 
         return wrapped
 
@@ -184,8 +260,10 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
     async def k8s_validate(request: Request) -> Response:
         review = await read_json(request, max_body)
         req = review.get("request") if isinstance(review, dict) else None
-        if not isinstance(req, dict) or "uid" not in req:
-            return _error("expected an AdmissionReview (admission.k8s.io/v1) with a request")
+        if not isinstance(req, dict) or not isinstance(req.get("uid"), str):
+            return _refuse(
+                request, "expected an AdmissionReview (admission.k8s.io/v1) with a request", 400
+            )
         allowed = True
         messages: list[str] = []
         warnings: list[str] = []
@@ -216,35 +294,47 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
                         f"{service.config.check_timeout:g}s); retry shortly"
                     )
                     continue
-                warnings.extend(f"{ref}: {w}" for w in verdict.warnings())
+                warnings.extend(admission_warning(ref, shown(w)) for w in verdict.warnings())
                 if not verdict.allowed:
                     allowed = False
-                    messages.extend(f"{ref}: {m}" for m in verdict.messages() or ["denied"])
+                    messages.extend(shown(f"{ref}: {m}") for m in verdict.messages() or ["denied"])
         response: dict[str, Any] = {"uid": req["uid"], "allowed": allowed}
         if not allowed:
             response["status"] = {
                 "code": 403,
                 "reason": "Forbidden",
-                "message": "mlverify: " + "; ".join(messages),
+                "message": shown("mlverify: " + "; ".join(messages)),
             }
         if warnings:
-            response["warnings"] = [w[:250] for w in warnings[:10]]
+            response["warnings"] = warnings[:10]
         return JSONResponse(
             {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
         )
 
     # -- registry notifications ------------------------------------------------------------
     def handle_push(host: str, repo: str, digest: str, tag: str) -> None:
+        """Judge a pushed manifest; quarantine it only on a policy decision made with
+        complete evidence. Operational errors (the registry answering 503, a pull cut
+        short) are retried with backoff, logged, and never cached or acted on."""
         from mlverify.oci import Registry
 
         ref = f"oci://{host}/{repo}@{digest}"
         reg = Registry(host, insecure_http=service.config.plain_http)
-        try:
-            data, _, _ = reg.get_manifest(repo, digest)
-            manifest = json.loads(data)
-        except (MlverifyError, ValueError) as e:
-            log.warning("event: manifest unreadable", extra={"ref": ref, "error": str(e)})
-            return
+        retries = service.config.event_retries
+        data = b""
+        for attempt in range(retries + 1):
+            try:
+                data, _, _ = reg.get_manifest(repo, digest)
+                manifest = json.loads(data)
+                break
+            except (MlverifyError, ValueError) as e:
+                if attempt == retries:
+                    log.warning(
+                        "event: manifest unreadable, not judged",
+                        extra={"ref": ref, "error": str(e)},
+                    )
+                    return
+                time.sleep(service.config.retry_backoff * 2**attempt)
         config_type = str((manifest.get("config") or {}).get("mediaType", ""))
         if manifest.get("subject") or config_type in (
             "application/vnd.oci.image.config.v1+json",
@@ -252,7 +342,22 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
         ):
             log.info("event: not a model, skipped", extra={"ref": ref})
             return
-        verdict = service.submit(ref).result()
+        for attempt in range(retries + 1):
+            verdict = service.submit(ref, refresh=attempt > 0).result()
+            if verdict.result is not None:
+                break
+            log.warning(
+                "event: check failed (operational error)",
+                extra={"ref": ref, "error": verdict.error or verdict.note, "attempt": attempt + 1},
+            )
+            if attempt < retries:
+                time.sleep(service.config.retry_backoff * 2**attempt)
+        if verdict.result is None:
+            log.error(
+                "event: not judged after retries; not quarantined",
+                extra={"ref": ref, "error": verdict.error or verdict.note},
+            )
+            return
         service.remember(ref, verdict)
         if verdict.allowed or service.config.quarantine == "none":
             return
@@ -285,8 +390,11 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
         for ev in events:
             if not isinstance(ev, dict) or ev.get("action") != "push":
                 continue  # pulls (and deletes) arrive even when configured out
-            target = ev.get("target") or {}
-            if target.get("mediaType") not in (OCI_MANIFEST, DOCKER_MANIFEST):
+            target = ev.get("target")
+            if not isinstance(target, dict) or target.get("mediaType") not in (
+                OCI_MANIFEST,
+                DOCKER_MANIFEST,
+            ):
                 continue
             digest, repo = str(target.get("digest", "")), str(target.get("repository", ""))
             host = urlsplit(str(target.get("url", ""))).netloc
@@ -349,6 +457,12 @@ def build_app(service: Service, *, token: str | None, max_body: int = 1 << 20) -
                 {"error": {"message": str(e)}}, status_code=422, media_type=HARBOR_ERROR
             )
         auth = registry.get("authorization") or None
+        if auth is not None and not isinstance(auth, str):
+            return JSONResponse(
+                {"error": {"message": "registry.authorization must be a string"}},
+                status_code=422,
+                media_type=HARBOR_ERROR,
+            )
         job = HarborJob(uuid.uuid4().hex, repo, digest, service.submit(ref, authorization=auth))
         harbor_jobs[job.id] = job
         if len(harbor_jobs) > 10_000:  # keep the newest

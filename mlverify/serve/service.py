@@ -7,6 +7,8 @@ Starlette routes in :mod:`mlverify.serve.app`.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import datetime as dt
 import logging
 import re
 import threading
@@ -39,7 +41,10 @@ class ServeConfig:
     workers: int = 4
     cache_size: int = 10_000
     plain_http: bool = False  #: talk HTTP to registries (loopback always does)
-    use_digest_cache: bool = True  #: local paths, hf://: content-keyed verdict cache
+    verdict_ttl: float = 300.0  #: seconds an OCI verdict is reused, at most
+    referrer_recheck: float = 10.0  #: seconds after which a hit re-reads the referrer set
+    event_retries: int = 3  #: registry events: retries of an operational error
+    retry_backoff: float = 1.0  #: seconds before the first retry (doubling after)
 
 
 @dataclass
@@ -53,6 +58,13 @@ class Verdict:
     error: str = ""
     result: CheckResult | None = None
     note: str = ""
+    #: when the verdict stops being valid (epoch seconds): the TTL, and the end of the
+    #: UTC day (key windows and exemptions are judged by date); 0: never reused
+    valid_until: float = 0.0
+    #: the manifests attached to the subject when it was judged (signatures,
+    #: attestations): a verdict is stale once they change
+    referrers: tuple[str, ...] = ()
+    referrers_seen_at: float = 0.0
 
     def to_json(self, *, evidence: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -65,6 +77,10 @@ class Verdict:
             out["error"] = self.error
         if self.note:
             out["note"] = self.note
+        if self.valid_until:
+            out["valid_until"] = dt.datetime.fromtimestamp(
+                self.valid_until, dt.timezone.utc
+            ).isoformat(timespec="seconds")
         if self.result is not None:
             doc = self.result.to_json()
             out["decisions"] = doc["decisions"]
@@ -127,7 +143,12 @@ class Service:
                     f"{ref}: registry {host} is not configured (serve --registry); refusing it"
                 )
         elif ref.startswith("hf://"):
-            return
+            if not _PINNED_HF.match(ref):
+                raise UsageError(
+                    f"{ref}: the service judges hf:// references pinned to a commit only "
+                    "(hf://ORG/NAME@<40-hex commit>): unpinned, the local cache's snapshot "
+                    "may not be what the runtime downloads"
+                )
         elif "://" in ref:
             raise UsageError(f"{ref}: unsupported scheme; use oci://, hf:// or a path")
         elif not self.config.roots:
@@ -167,7 +188,7 @@ class Service:
                 self.config.policies,
                 environment="admission",
                 roots=self.config.roots,
-                use_cache=self.config.use_digest_cache and not ref.startswith("oci://"),
+                use_cache=False,  # an admission service hashes every byte
                 insecure_http=self.config.plain_http,
                 authorization=authorization,
             )
@@ -195,9 +216,46 @@ class Service:
                 "seconds": round(time.perf_counter() - t0, 3),
             },
         )
-        if ref.startswith("oci://") and verdict.digest and not verdict.error:
+        # Only a digest-pinned reference's verdict is reused, under exactly that name: a
+        # verdict reached through a tag was matched against the tag's name.
+        if _PINNED_OCI.match(ref) and verdict.digest and verdict.result is not None:
+            now = time.time()
+            tomorrow = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(1)
+            midnight = dt.datetime.combine(tomorrow, dt.time(), dt.timezone.utc).timestamp()
+            seen = verdict.result.evidence.get("reference", {}).get("referrers", [])
+            verdict = dataclasses.replace(
+                verdict,
+                valid_until=min(now + self.config.verdict_ttl, midnight),
+                referrers=tuple(str(x) for x in seen),
+                referrers_seen_at=now,
+            )
             self.remember(self._oci_key(ref, verdict.digest), verdict)
         return verdict
+
+    def _still_valid(self, ref: str, hit: Verdict) -> bool:
+        """Not expired, and the subject's referrer set is the one it was judged with
+        (re-read at most every ``referrer_recheck`` seconds)."""
+        now = time.time()
+        if now >= hit.valid_until:
+            return False
+        if now - hit.referrers_seen_at < self.config.referrer_recheck:
+            return True
+        from mlverify.oci import current_referrers, parse_ref
+
+        r = parse_ref(ref)
+        try:
+            current = current_referrers(
+                r.host, r.repository, hit.digest, insecure_http=self.config.plain_http
+            )
+        except MlverifyError:
+            return False  # cannot tell: judge again (which fails closed if the registry does)
+        if tuple(current) != hit.referrers:
+            log.info("verdict stale: attached manifests changed", extra={"ref": ref})
+            return False
+        self.remember(
+            self._oci_key(ref, hit.digest), dataclasses.replace(hit, referrers_seen_at=now)
+        )
+        return True
 
     @staticmethod
     def _oci_key(ref: str, digest: str) -> str:
@@ -214,13 +272,9 @@ class Service:
         already running for the same reference."""
         if not refresh and _PINNED_OCI.match(ref):
             hit = self.cached(self._oci_key(ref, ref.rsplit("@", 1)[1]))
-            if hit is not None:
+            if hit is not None and self._still_valid(ref, hit):
                 done: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
-                done.set_result(
-                    Verdict(
-                        ref, hit.allowed, hit.digest, cached=True, result=hit.result, note=hit.note
-                    )
-                )
+                done.set_result(dataclasses.replace(hit, ref=ref, cached=True))
                 return done
         with self._lock:
             running = self._inflight.get(ref)
@@ -257,8 +311,9 @@ def references_in(obj: Any) -> list[str]:
     walk(obj)
     spec = obj.get("spec") if isinstance(obj, dict) else None
     if isinstance(spec, dict) and isinstance(obj, dict) and obj.get("kind") == "Pod":
-        for vol in spec.get("volumes") or []:
-            image = (vol or {}).get("image") or {}
+        volumes = spec.get("volumes")
+        for vol in volumes if isinstance(volumes, list) else []:
+            image = vol.get("image") if isinstance(vol, dict) else None
             if isinstance(image, dict) and isinstance(image.get("reference"), str):
                 found.append("oci://" + image["reference"])
     return list(dict.fromkeys(found))

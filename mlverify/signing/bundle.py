@@ -85,7 +85,7 @@ def parse_bundle(data: bytes, *, source: str) -> SignatureBundle:
     if not isinstance(doc, dict):
         raise InputError(f"{source}: expected a JSON object (Sigstore bundle)")
     media_type = doc.get("mediaType")
-    if media_type not in KNOWN_MEDIA_TYPES:
+    if not isinstance(media_type, str) or media_type not in KNOWN_MEDIA_TYPES:
         raise InputError(
             f"{source}: unknown bundle mediaType {media_type!r}; expected {BUNDLE_MEDIA_TYPE_V03!r}"
         )

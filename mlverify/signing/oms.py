@@ -50,13 +50,18 @@ class VerifiedStatement:
 
     source: str
     method: Method
-    signer: str  #: e.g. "key sha256:<fingerprint of the SPKI>"
+    #: the signer's stable identity, the same however often or whenever the signature
+    #: is checked: "key sha256:<SPKI fingerprint>", "certificate <SAN> (root sha256:<root
+    #: fingerprint>)", "sigstore <SAN> (issuer <URL>)"; thresholds count distinct ones
+    signer: str
     statement_payload: bytes
     #: what the signer's certificate vouches for (Sigstore: issuer, source
     #: repository, workflow ref...); empty for keys
     claims: Mapping[str, str] = field(default_factory=dict)
     #: the trust material that matched: a key, a root certificate, a Sigstore root
     anchor: str = ""
+    #: certificates: the time validity was judged at, and where that time came from
+    judged_at: str = ""
 
 
 def verify_envelope_with_keys(
@@ -176,6 +181,13 @@ def verify_model(
     ser = manifest.serialization
     expected = manifest.resources
     expected_paths = sorted({r.path for r in expected})
+    if not expected:
+        # `sign` refuses an empty model; a signature over nothing proves nothing about
+        # any bytes (and with --ignore-unsigned-files it would "verify" any directory).
+        raise ArtifactMismatchError(
+            f"{verified.source}: the signature covers no files (an empty model); it proves "
+            "nothing about these bytes: sign the model's files"
+        )
 
     if path.is_file() and not path.is_symlink():
         if len(expected_paths) != 1:

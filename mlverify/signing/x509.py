@@ -87,6 +87,11 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def certificate_fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 over the certificate's DER: a stable name for a trust anchor."""
+    return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
+
+
 def _spki(key: Any) -> bytes:
     der: bytes = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -426,10 +431,12 @@ def verify_envelope_with_certificates(
             f"{bundle.source}: certificate signature by {found} is valid, but that is not "
             f"a trusted identity (allowed: {identity.describe()}); check --identity"
         )
+    root_fp = certificate_fingerprint(chain[-1])
     return VerifiedStatement(
         source=bundle.source,
         method="certificate",
-        signer=f"certificate {matched} (root {_subject(chain[-1])}, judged at {when.describe()})",
+        signer=f"certificate {matched} (root {root_fp})",
         statement_payload=bundle.envelope.payload,
-        anchor=f"root certificate {_subject(chain[-1])}",
+        anchor=f"root certificate {_subject(chain[-1])} ({root_fp})",
+        judged_at=when.describe(),
     )

@@ -139,11 +139,13 @@ def test_threshold_two_distinct_signers(
             threshold: 2
             trusted:
               - key: {signed_model["public"]}
+                owner: alice
               - key: {public2}
+                owner: bob
         """,
     )
     r = check(capsys, signed_model["model"], "--policy", p)
-    assert r.code == 1 and "1 distinct trusted signer(s), 2 required" in r.out
+    assert r.code == 1 and "1 distinct trusted signer(s) (alice), 2 required" in r.out
     sig2 = tmp_path / "model.sig"  # beside the model: found by convention
     assert (
         run(capsys, "sign", signed_model["model"], "--key", private2, "--signature", sig2).code == 0
@@ -295,18 +297,18 @@ def test_sarif_output_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert loc["region"]["startLine"] == 1 and res["partialFingerprints"]
 
 
-def test_verdict_cache_hit_and_invalidation(
+def test_digest_cache_reuses_evidence_never_a_verdict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     model = make_model(tmp_path)
-    first = run(capsys, "check", model)
-    assert first.code == 0 and "cached verdict" not in first.out
-    second = run(capsys, "check", model)
-    assert second.code == 0 and "cached verdict" in second.out
+    first = run(capsys, "check", "--cache", model)
+    assert first.code == 0 and (tmp_path / "cache" / "mlverify" / "digests.sqlite3").exists()
+    second = run(capsys, "check", "--cache", model)
+    assert second.code == 0 and second.out == first.out
     evil_pickle(model / "extra.bin")
-    third = run(capsys, "check", model)
-    assert third.code == 1 and "cached verdict" not in third.out
+    third = run(capsys, "check", "--cache", model)
+    assert third.code == 1
 
 
 def test_file_changing_during_check_is_an_error(

@@ -30,7 +30,11 @@ def test_files_mode_covers_every_regular_file_and_records_exclusions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = make_model(tmp_path)
-    (model / "model.sig").write_text("{}")  # a stale signature is never hashed
+    # a stale signature is never hashed (it parses as a DSSE envelope)
+    (model / "model.sig").write_text(
+        '{"payloadType": "application/vnd.in-toto+json", "payload": "e30=", '
+        '"signatures": [{"sig": "AAAA"}]}'
+    )
     doc = _json(capsys, model)
     names = [r["name"] for r in doc["predicate"]["resources"]]
     assert names == [
