@@ -110,3 +110,7 @@ class Limits:
     small_value: int = 1 << 16  # strings/bytes longer than this are skipped by offset
     nested_min: int = 16  # bytes objects shorter than this are not probed for formats
     extra_allow: frozenset[str] = field(default_factory=frozenset)
+    # one budget per scanned file, shared by all its nested containers and streams:
+    # inflated bytes in all <= max(ratio_floor, max_ratio * file size) and this cap
+    max_total_decompressed: int = 16 * 1024**3
+    max_total_members: int = 1_000_000  # container members (zip, 7z) in one file
