@@ -467,15 +467,9 @@ class SevenZipScanner:
         return head[:6] == b"7z\xbc\xaf\x27\x1c"
 
     def scan(self, src: Source, ctx: Context, depth: int) -> None:
-        ctx.format("7z")
-        ctx.add(
-            "MLV301",
-            Severity.MEDIUM,
-            src.label,
-            0,
-            "7z",
-            "7z archive: its members (possibly a torch checkpoint) were not scanned",
-        )
+        from mlverify.scan.sevenzip import scan_7z
+
+        scan_7z(src, ctx, depth)
 
 
 class TarScanner:

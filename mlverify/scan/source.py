@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from mlverify.scan.engine import Context
 
 CHUNK = 1 << 20
+#: compressed bytes given to an inflater at a time: a checksum error loses at most the
+#: output of one such piece (Python's readers feed 8 KiB too)
+FEED = 8192
 
 
 class LimitExceeded(Exception):
@@ -218,9 +221,11 @@ class Inflater(Protocol):
     def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
 
 
-class _Zlib:
-    def __init__(self, wbits: int) -> None:
-        self._d = zlib.decompressobj(wbits)
+class _Deflate:
+    """A raw deflate stream (zip method 8)."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(-15)
 
     @property
     def eof(self) -> bool:
@@ -237,6 +242,80 @@ class _Zlib:
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
         tail = self._d.unconsumed_tail
         return self._d.decompress(tail + data if tail else data, max(max_length, 0))
+
+
+class _Wrapped:
+    """A gzip member or zlib stream: header, raw deflate, trailer; checksums are not checked.
+
+    ``gzip.open`` and joblib's zlib reader check the CRC only after handing out
+    the data, so a pickle in a member with a wrong checksum still runs: the
+    content is what the deflate data holds, whatever the trailer says.
+    """
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._hdr = b""
+        self._d: _Deflate | None = None
+        self._tail = b""  # bytes after the deflate data: trailer, then the next stream
+
+    def _header_length(self) -> int | None:
+        h = self._hdr
+        if not self._gzip:
+            if len(h) >= 2 and (h[0] & 0x0F != 8 or h[1] & 0x20):
+                raise CorruptData("not a zlib stream (method or preset dictionary)")
+            return 2 if len(h) >= 2 else None
+        if len(h) < 10:
+            return None
+        if h[:3] != b"\x1f\x8b\x08":
+            raise CorruptData("not a gzip member (magic or method)")
+        flags, pos = h[3], 10
+        if flags & 4:  # FEXTRA
+            if len(h) < pos + 2:
+                return None
+            pos += 2 + int.from_bytes(h[pos : pos + 2], "little")
+        for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+            if flags & bit:
+                end = h.find(b"\0", pos)
+                if end < 0:
+                    return None
+                pos = end + 1
+        if flags & 2:  # FHCRC
+            pos += 2
+        return pos if len(h) >= pos else None
+
+    @property
+    def eof(self) -> bool:
+        return self._d is not None and self._d.eof and len(self._tail) >= self._trailer
+
+    @property
+    def _trailer(self) -> int:
+        return 8 if self._gzip else 4
+
+    @property
+    def needs_input(self) -> bool:
+        return self._d is None or self._d.needs_input
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._tail[self._trailer :]
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if self._d is None:
+            self._hdr += data
+            n = self._header_length()
+            if n is None:
+                if len(self._hdr) > 1 << 20:
+                    raise CorruptData("gzip header longer than 1 MiB")
+                return b""
+            self._d = _Deflate()
+            data, self._hdr = self._hdr[n:], b""
+        if self._d.eof:
+            self._tail += data
+            return b""
+        out = self._d.decompress(data, max_length)
+        if self._d.eof:
+            self._tail += self._d.unused_data
+        return out
 
 
 ZSTD_SLICE = 512  # zstd inflates at most ~32 KiB per input byte: <= 16 MiB per call
@@ -375,15 +454,15 @@ def _frame(head: bytes) -> Inflater | None:
 
 
 CODECS: dict[str, Codec] = {
-    "zlib": Codec("zlib", _always(lambda: _Zlib(15))),
-    "gzip": Codec("gzip", _always(lambda: _Zlib(31)), padding=True),
-    "deflate": Codec("deflate", _always(lambda: _Zlib(-15)), multi=False),
+    "zlib": Codec("zlib", _always(lambda: _Wrapped(gzip=False))),
+    "gzip": Codec("gzip", _always(lambda: _Wrapped(gzip=True)), padding=True),
+    "deflate": Codec("deflate", _always(_Deflate), multi=False),
     "bz2": Codec("bz2", _always(_bz2)),
     "xz": Codec("xz", _always(_lzma(1)), padding=True),  # lzma.FORMAT_XZ
     "lzma": Codec("lzma", _always(_lzma(2))),  # lzma.FORMAT_ALONE
     "zstd": Codec("zstd", _frame),
     "lz4": Codec("lz4", _frame),
-    "zf": Codec("zf", _always(lambda: _Zlib(15)), multi=False),  # joblib < 0.10 "ZF" files
+    "zf": Codec("zf", _always(lambda: _Wrapped(gzip=False)), multi=False),  # joblib < 0.10 "ZF" files
     "zip-lzma": Codec("zip-lzma", _always(_ZipLzma), multi=False),
 }
 
@@ -412,7 +491,7 @@ class _Decompressed:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        data = self._raw.read(CHUNK)
+        data = self._raw.read(FEED)
         self._in += len(data)
         return data
 
@@ -421,7 +500,7 @@ class _Decompressed:
         if self._dec is not None:
             if not self._codec.multi:
                 return False
-            self._pending = self._dec.unused_data + self._pending
+            self._pending = (self._dec.unused_data or b"") + self._pending  # lz4: None
         self._fill_pending(8)
         if not self._pending:
             return False
@@ -439,7 +518,7 @@ class _Decompressed:
                 self._pending = self._pending.lstrip(b"\0")
             if len(self._pending) >= n:
                 return
-            data = self._raw.read(CHUNK)
+            data = self._raw.read(FEED)
             self._in += len(data)
             if not data:
                 return
@@ -494,7 +573,8 @@ class _Decompressed:
                 and self._out > self._limits.max_ratio * max(self._in, 1)
             ):
                 raise LimitExceeded(
-                    f"decompressed size passes {self._out} bytes from {self._in} compressed"
+                    f"over budget: a stream inflates to more than {self._out} bytes from "
+                    f"{self._in} compressed (Limits.max_ratio, ratio_floor, max_decompressed)"
                 )
 
     def read(self, n: int) -> bytes:
