@@ -125,9 +125,9 @@ def scan_7z(src: Source, ctx: Context, depth: int) -> None:
     spool = _Spool(budget)
     prefix = label + "!" if label else ""
     try:
-        with py7zr.SevenZipFile(
-            _Window(fsrc), mode="r", max_extract_size=max(budget.max_bytes - budget.inflated, 0)
-        ) as z:
+        window: Any = _Window(fsrc)
+        left = max(budget.max_bytes - budget.inflated, 0)
+        with py7zr.SevenZipFile(window, mode="r", max_extract_size=left) as z:
             infos = z.list()
             if len(infos) > ctx.limits.max_members:
                 ctx.add(

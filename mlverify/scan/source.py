@@ -462,7 +462,9 @@ CODECS: dict[str, Codec] = {
     "lzma": Codec("lzma", _always(_lzma(2))),  # lzma.FORMAT_ALONE
     "zstd": Codec("zstd", _frame),
     "lz4": Codec("lz4", _frame),
-    "zf": Codec("zf", _always(lambda: _Wrapped(gzip=False)), multi=False),  # joblib < 0.10 "ZF" files
+    "zf": Codec(
+        "zf", _always(lambda: _Wrapped(gzip=False)), multi=False
+    ),  # joblib < 0.10 "ZF" files
     "zip-lzma": Codec("zip-lzma", _always(_ZipLzma), multi=False),
 }
 
@@ -507,6 +509,8 @@ class _Decompressed:
         dec = self._codec.make(self._pending)
         if dec is None:
             return False  # trailing bytes that start no stream: every reader stops here
+        if self._budget is not None and self._streams:
+            self._budget.member()  # each further stream (gzip member, frame) is a member
         self._dec = dec
         self._streams += 1
         return True

@@ -248,9 +248,7 @@ def test_damaged_7z_is_unsupported(scan_bytes: Scan) -> None:
     assert report.status.value == "unsupported"
 
 
-def test_7z_without_py7zr_is_unsupported(
-    scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_7z_without_py7zr_is_unsupported(scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     data = seven({"archive/data.pkl": BENIGN})
