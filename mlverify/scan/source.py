@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from mlverify.scan.engine import Context
 
 CHUNK = 1 << 20
-#: compressed bytes given to an inflater at a time: a checksum error loses at most the
-#: output of one such piece (Python's readers feed 8 KiB too)
-FEED = 8192
+#: compressed bytes given to an inflater at a time (a failure is replayed byte by byte)
+FEED = 1 << 16
+OUT = 1 << 18  # decompressed bytes made per inflater call
 
 
 class LimitExceeded(Exception):
@@ -222,10 +222,12 @@ class Inflater(Protocol):
 
 
 class _Deflate:
-    """A raw deflate stream (zip method 8)."""
+    """A raw deflate stream (zip method 8). Asked for one byte, it is fed one byte at a time,
+    so it cannot look ahead into data that fails (and discard the byte before the failure)."""
 
     def __init__(self) -> None:
         self._d = zlib.decompressobj(-15)
+        self._tail = b""  # input not yet consumed
 
     @property
     def eof(self) -> bool:
@@ -233,15 +235,28 @@ class _Deflate:
 
     @property
     def needs_input(self) -> bool:
-        return not self._d.unconsumed_tail
+        return not self._tail
 
     @property
     def unused_data(self) -> bytes:
-        return self._d.unused_data
+        return self._d.unused_data + self._tail if self._d.eof else b""
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
-        tail = self._d.unconsumed_tail
-        return self._d.decompress(tail + data if tail else data, max(max_length, 0))
+        buf = self._tail + data if self._tail else data
+        if max_length != 1:
+            out = self._d.decompress(buf, max(max_length, 0))
+            self._tail = b"" if self._d.eof else self._d.unconsumed_tail
+            return out
+        out, i = b"", 0
+        while not out and not self._d.eof:
+            piece = buf[i : i + 1]
+            out = self._d.decompress(piece, 1)
+            used = len(piece) - len(self._d.unconsumed_tail)
+            i += used
+            if not out and not used:
+                break
+        self._tail = buf[i:]
+        return out
 
 
 class _Wrapped:
@@ -347,9 +362,10 @@ class _Zstd:
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
         self._in += data
+        step = min(ZSTD_SLICE, max(max_length, 1))  # small outputs asked: small slices fed
         while self._in and len(self._out) < max_length and not self._d.eof:
-            piece = bytes(self._in[:ZSTD_SLICE])
-            del self._in[:ZSTD_SLICE]
+            piece = bytes(self._in[:step])
+            del self._in[:step]
             self._out += self._d.decompress(piece)
             if self._d.eof:
                 self._unused = self._d.unused_data + bytes(self._in)
@@ -470,24 +486,41 @@ CODECS: dict[str, Codec] = {
 
 
 class _Decompressed:
-    """A bounded decompressing reader over all streams of a compressed source."""
+    """A bounded decompressing reader over all streams of a compressed source.
+
+    Output is made in calls of at most 64 KiB. An inflater that fails (bad data,
+    a checksum) discards the output of the failing call, while a loader reading
+    a few bytes at a time would have had those bytes first (and may have run a
+    pickle in them): so on the first failure the input is decoded again from its
+    start, one byte per call from where the failing call began, and everything
+    before the failure is handed out.
+    """
 
     seekable = False
 
-    def __init__(self, raw: Stream, codec: Codec, limits: Limits, budget: Budget | None) -> None:
-        self._raw = raw
+    def __init__(
+        self, open_raw: Callable[[], Stream], codec: Codec, limits: Limits, budget: Budget | None
+    ) -> None:
+        self._open_raw = open_raw
         self._codec = codec
         self._limits = limits
         self._budget = budget
-        self._dec: Inflater | None = None
-        self._pending = b""  # raw bytes read but not yet given to an inflater
         self._buf = b""
         self._pos = 0  # decompressed bytes handed out
-        self._out = 0  # decompressed bytes produced
+        self._out = 0  # decompressed bytes produced (handed out or buffered)
+        self._error: Exception | None = None
+        self._replay = False
+        self._skip_to = 0  # on the replay: output already produced, not handed out again
+        self._start()
+
+    def _start(self) -> None:
+        self._raw = self._open_raw()
+        self._dec: Inflater | None = None
+        self._pending = b""  # raw bytes read but not yet given to an inflater
         self._in = 0  # compressed bytes read
+        self._made = 0  # output made in this pass
         self._streams = 0
         self._done = False
-        self._error: Exception | None = None
 
     def _raw_read(self) -> bytes:
         if self._pending:
@@ -528,31 +561,43 @@ class _Decompressed:
                 return
             self._pending += data
 
+    def _limit(self, want: int) -> int:
+        if not self._replay or self._made >= self._skip_to + OUT:
+            return want
+        if self._made < self._skip_to:
+            return min(want, self._skip_to - self._made)  # up to where the failing call began
+        return 1  # then byte by byte through what the failing call would have made
+
     def _produce(self, want: int) -> bytes:
         """Up to ``want`` more bytes; b"" once every stream is read."""
         while not self._done:
+            limit = self._limit(want)
             if self._dec is None or self._dec.eof:
-                first = self._dec is None
+                later = self._dec is not None
                 if not self._next_stream():
                     self._done = True
                     break
                 assert self._dec is not None
                 try:
-                    out = self._dec.decompress(self._raw_read(), want)
+                    out = self._dec.decompress(self._raw_read(), limit)
                 except Exception:
-                    if first:
-                        raise
-                    # the bytes after a complete stream do not start another one: readers stop
-                    self._done = True
-                    break
+                    if later and limit == 1:
+                        # bytes after a complete stream that start no stream: readers stop
+                        self._done = True
+                        break
+                    raise
             elif self._dec.needs_input:
                 chunk = self._raw_read()
-                if not chunk:
+                out = self._dec.decompress(chunk, limit)
+                if not chunk and not out:
                     self._done = True  # truncated: what came out is what a loader sees
                     break
-                out = self._dec.decompress(chunk, want)
             else:
-                out = self._dec.decompress(b"", want)
+                out = self._dec.decompress(b"", limit)
+            before = self._made
+            self._made += len(out)
+            if before < self._skip_to:
+                out = out[self._skip_to - before :]
             if out:
                 return out
         return b""
@@ -560,12 +605,16 @@ class _Decompressed:
     def _fill(self, want: int) -> None:
         while len(self._buf) < want and not self._done and self._error is None:
             try:
-                out = self._produce(min(CHUNK, max(want - len(self._buf), 1 << 16)))
-            except (LimitExceeded, CorruptData):
+                out = self._produce(OUT)
+            except LimitExceeded:
                 raise
             except Exception as e:  # zlib.error, lzma.LZMAError, OSError, EOFError, ZstdError
-                self._error = CorruptData(f"{type(e).__name__}: {e}")
-                break
+                if self._replay:
+                    self._error = CorruptData(f"{type(e).__name__}: {e}")
+                    break
+                self._replay, self._skip_to = True, self._out
+                self._start()
+                continue
             if not out:
                 break
             self._out += len(out)
@@ -687,11 +736,14 @@ class DecompressedSource(Source):
         self.budget = budget
         self._head: bytes | None = None
 
-    def open(self) -> _Decompressed:
+    def _open_raw(self) -> Stream:
         raw = self.compressed.open()
         if self.codec == "zf":
             raw.skip(zf_header_length(self.compressed.head(22)) or 0)
-        return _Decompressed(raw, CODECS[self.codec], self.limits, self.budget)
+        return raw
+
+    def open(self) -> _Decompressed:
+        return _Decompressed(self._open_raw, CODECS[self.codec], self.limits, self.budget)
 
     def head(self, n: int = 4096) -> bytes:
         if self._head is None or len(self._head) < n:
