@@ -55,7 +55,7 @@ class _Spool:
     """Members written one after the other into one spool file, charged to the budget."""
 
     def __init__(self, budget: Budget) -> None:
-        self.file = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
+        self.file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
         self.budget = budget
         self.members: list[tuple[str, int, int]] = []  # name, offset, length
         self.current: object = None
@@ -102,7 +102,23 @@ def _step() -> int:
     return STEP
 
 
-STEP = 4 * 1024 * 1024
+STEP = 4 * 1024 * 1024  # py7zr inflates this much per step (its default: 128 MB)
+MAX_HEADER = 32 * 1024 * 1024  # decoded 7z header (py7zr: 256 MiB)
+MAX_FILES = 1 << 17  # entries in one archive (py7zr: 8 M, some 200 bytes of memory each)
+
+
+def _bound_py7zr() -> None:
+    """py7zr's own bounds, tightened: a 40 KB archive may not make it hold gigabytes.
+
+    These are module globals of py7zr read when it parses and extracts; they are set to
+    the same constants on every scan (thread-safe).
+    """
+    import py7zr.archiveinfo
+    import py7zr.py7zr
+
+    py7zr.py7zr.get_memory_limit = _step  # type: ignore[attr-defined]
+    py7zr.archiveinfo.MAX_HEADER_SIZE = MAX_HEADER
+    py7zr.archiveinfo.MAX_NUMFILES = MAX_FILES
 
 
 def scan_7z(src: Source, ctx: Context, depth: int) -> None:
@@ -118,8 +134,7 @@ def scan_7z(src: Source, ctx: Context, depth: int) -> None:
     except ImportError:
         unsupported("the py7zr package is not installed; its members were not scanned")
         return
-    # py7zr inflates up to 128 MB per step before its size check: 4 MiB steps bound memory
-    py7zr.py7zr.get_memory_limit = _step  # type: ignore[attr-defined]
+    _bound_py7zr()
     fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
     budget = budget_of(ctx, fsrc, ctx.limits)
     spool = _Spool(budget)

@@ -372,3 +372,36 @@ def test_member_budget(scan_bytes: Scan) -> None:
     data = make_zip({f"m{i}": b"x" for i in range(50)})
     assert "MLV302" in rules(scan_bytes(data, limits=Limits(max_total_members=10)))
     assert "MLV302" not in rules(scan_bytes(data))
+
+
+def test_7z_with_an_unknown_coder_is_unsupported(scan_bytes: Scan) -> None:
+    import zlib as _z
+
+    py7zr = pytest.importorskip("py7zr")
+    buf = io.BytesIO()
+    z = py7zr.SevenZipFile(buf, "w", filters=[{"id": py7zr.FILTER_DEFLATE}])
+    z.set_encoded_header_mode(False)
+    z.writestr(EVIL4, "archive/data.pkl")
+    z.close()
+    data = buf.getvalue()
+    i = data.rfind(b"\x04\x01\x08")  # the Deflate coder id in the (plain) header
+    data = data[:i] + b"\x04\x01\x7f" + data[i + 3 :]
+    nh_off, nh_size = struct.unpack("<QQ", data[12:28])
+    start = data[12:28] + struct.pack("<I", _z.crc32(data[32 + nh_off : 32 + nh_off + nh_size]))
+    data = data[:8] + struct.pack("<I", _z.crc32(start)) + start + data[32:]
+    report = scan_bytes(data)
+    assert report.status.value == "unsupported"
+    assert any("method" in f.message for f in report.findings)
+
+
+def test_7z_entry_bound(scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch) -> None:
+    py7zr = pytest.importorskip("py7zr")
+    from mlverify.scan import sevenzip
+
+    data = seven({f"f{i}": b"" for i in range(50)} | {"archive/data.pkl": EVIL4})
+    monkeypatch.setattr(py7zr.archiveinfo, "MAX_NUMFILES", py7zr.archiveinfo.MAX_NUMFILES)
+    monkeypatch.setattr(sevenzip, "MAX_FILES", 20)
+    report = scan_bytes(data)
+    assert report.status.value != "clean" and "MLV301" in rules(report)
+    monkeypatch.setattr(sevenzip, "MAX_FILES", 1 << 17)
+    assert "os.system" in subjects(scan_bytes(data))
