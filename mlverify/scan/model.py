@@ -113,4 +113,4 @@ class Limits:
     # one budget per scanned file, shared by all its nested containers and streams:
     # inflated bytes in all <= max(ratio_floor, max_ratio * file size) and this cap
     max_total_decompressed: int = 16 * 1024**3
-    max_total_members: int = 1_000_000  # container members (zip, 7z) in one file
+    max_total_members: int = 300_000  # container members, compressed streams: in one file
