@@ -663,7 +663,8 @@ def zf_header_length(head: bytes) -> int | None:
         int(head[2:21], 16)
     except ValueError:
         return None  # joblib cannot read the length either: it fails before unpickling
-    return 22 if head[21:22] == b" " else 21
+    n = 22 if head[21:22] == b" " else 21
+    return n if _zlib_header(head[n : n + 2]) else None  # else zlib.decompress fails first
 
 
 def _skippable_end(head: bytes) -> int:
@@ -695,16 +696,20 @@ def sniff_codec(head: bytes) -> str | None:
         return "lz4-legacy"
     if zf_header_length(head) is not None:
         return "zf"
-    # zlib: deflate (CM 8) with a window of at most 32 KiB, a valid check, no preset dictionary
-    if (
-        len(head) >= 2
-        and head[0] & 0x0F == 8
-        and head[0] >> 4 <= 7
-        and not head[1] & 0x20
-        and (head[0] * 256 + head[1]) % 31 == 0
-    ):
+    if _zlib_header(head):
         return "zlib"
     return None
+
+
+def _zlib_header(h: bytes) -> bool:
+    """Deflate (CM 8), a window of at most 32 KiB, a valid check, no preset dictionary."""
+    return (
+        len(h) >= 2
+        and h[0] & 0x0F == 8
+        and h[0] >> 4 <= 7
+        and not h[1] & 0x20
+        and (h[0] * 256 + h[1]) % 31 == 0
+    )
 
 
 #: the packages a codec needs beyond the standard library
@@ -739,7 +744,7 @@ class DecompressedSource(Source):
     def _open_raw(self) -> Stream:
         raw = self.compressed.open()
         if self.codec == "zf":
-            raw.skip(zf_header_length(self.compressed.head(22)) or 0)
+            raw.skip(zf_header_length(self.compressed.head(24)) or 0)
         return raw
 
     def open(self) -> _Decompressed:
@@ -802,5 +807,9 @@ def scan_compressed(src: Source, ctx: Context, depth: int) -> None:
             )  # fmt: skip
         return
     ctx.format(codec)
-    if inner:
+    if len(inner) >= 262 and inner[257:262] == b"ustar":
+        # a .tar.gz / .tar.zst ...: the tar reader needs to seek, so the content is copied
+        # aside (spooled to disk past 32 MiB; its inflation is charged to the budget)
+        ctx.scan(materialize(dec, ctx.limits.max_decompressed), depth + 1)
+    elif inner:
         ctx.scan(dec, depth + 1)

@@ -88,6 +88,9 @@ def test_zf_header_is_read_as_joblib_reads_it(scan_bytes: Scan) -> None:
     # joblib parses the length with int(..., 16), which fails here: joblib cannot load it
     bad = b"ZFzz" + b" " * 17 + zlib.compress(EVIL0)
     assert "zf" not in scan_bytes(bad).formats
+    # text that happens to start like a ZF header is not one (no zlib stream follows)
+    text = b"ZF 12 34 56          some notes\n" * 3
+    assert scan_bytes(text).status.value == "data"
 
 
 def test_trailing_bytes_after_the_last_stream_are_not_a_stream(scan_bytes: Scan) -> None:
@@ -405,3 +408,21 @@ def test_7z_entry_bound(scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch) -> No
     assert report.status.value != "clean" and "MLV301" in rules(report)
     monkeypatch.setattr(sevenzip, "MAX_FILES", 1 << 17)
     assert "os.system" in subjects(scan_bytes(data))
+
+
+@pytest.mark.parametrize("pack", [gzip.compress, bz2.compress, xz, zstd])
+def test_compressed_tar_members_are_scanned(
+    scan_bytes: Scan, pack: Callable[[bytes], bytes]
+) -> None:
+    """A model.tar.gz (SageMaker style) or a compressed legacy torch tar: members scanned."""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in (("code/inference.py", b"print(1)\n"), ("model/model.pkl", EVIL4)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    report = scan_bytes(pack(buf.getvalue()))
+    assert "tar" in report.formats
+    assert any(f.subject == "os.system" and "model/model.pkl" in f.member for f in report.findings)
