@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 #: compressed bytes given to an inflater at a time (a failure is replayed byte by byte)
 FEED = 1 << 16
-OUT = 1 << 18  # decompressed bytes made per inflater call
+OUT = 1 << 16  # decompressed bytes made per inflater call
 
 
 class LimitExceeded(Exception):
@@ -227,7 +227,8 @@ class _Deflate:
 
     def __init__(self) -> None:
         self._d = zlib.decompressobj(-15)
-        self._tail = b""  # input not yet consumed
+        self._tail = b""  # input not yet consumed: self._tail[self._at:]
+        self._at = 0
 
     @property
     def eof(self) -> bool:
@@ -235,27 +236,28 @@ class _Deflate:
 
     @property
     def needs_input(self) -> bool:
-        return not self._tail
+        return self._at >= len(self._tail)
 
     @property
     def unused_data(self) -> bytes:
-        return self._d.unused_data + self._tail if self._d.eof else b""
+        return self._d.unused_data + self._tail[self._at :] if self._d.eof else b""
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
-        buf = self._tail + data if self._tail else data
+        if data:
+            self._tail = self._tail[self._at :] + data if self._at < len(self._tail) else data
+            self._at = 0
         if max_length != 1:
-            out = self._d.decompress(buf, max(max_length, 0))
-            self._tail = b"" if self._d.eof else self._d.unconsumed_tail
+            out = self._d.decompress(self._tail[self._at :], max(max_length, 0))
+            self._tail, self._at = (b"" if self._d.eof else self._d.unconsumed_tail), 0
             return out
-        out, i = b"", 0
+        out = b""
         while not out and not self._d.eof:
-            piece = buf[i : i + 1]
+            piece = self._tail[self._at : self._at + 1]
             out = self._d.decompress(piece, 1)
             used = len(piece) - len(self._d.unconsumed_tail)
-            i += used
+            self._at += used
             if not out and not used:
                 break
-        self._tail = buf[i:]
         return out
 
 
