@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from mlverify.scan.model import Limits, Severity
 from mlverify.scan.source import (
+    CorruptData,
     DecompressedSource,
     FileSource,
     LimitExceeded,
@@ -353,7 +354,16 @@ def member_sources(
         if e.method == 0:
             yield e, raw
         elif codec is not None and codec_available(codec):
-            yield e, DecompressedSource(raw, codec, label, limits, budget)
+            member = DecompressedSource(raw, codec, label, limits, budget)
+            try:
+                member.head(4096)
+            except CorruptData as x:
+                ctx.add(
+                    "MLV301", Severity.MEDIUM, label, e.header_offset, "zip",
+                    f"member data cannot be decompressed ({x}): not scanned",
+                )  # fmt: skip
+                continue
+            yield e, member
         else:
             ctx.add(
                 "MLV301", Severity.MEDIUM, label, e.header_offset, "zip",

@@ -426,3 +426,10 @@ def test_compressed_tar_members_are_scanned(
     report = scan_bytes(pack(buf.getvalue()))
     assert "tar" in report.formats
     assert any(f.subject == "os.system" and "model/model.pkl" in f.member for f in report.findings)
+
+
+def test_zip_member_that_cannot_be_inflated_is_unsupported(scan_bytes: Scan) -> None:
+    crc = zlib.crc32(EVIL4)
+    data = raw_zip([("archive/data.pkl", 8, b"\xff" * 64, len(EVIL4), crc)])
+    report = scan_bytes(data)
+    assert report.status.value == "unsupported" and "MLV301" in rules(report)
