@@ -146,14 +146,22 @@ class Budget:
     """
 
     def __init__(self, limits: Limits, input_size: int) -> None:
-        self.input_size = input_size
-        self.max_bytes = min(
-            limits.max_total_decompressed,
-            max(limits.ratio_floor, limits.max_ratio * input_size),
-        )
+        self._limits = limits
         self.max_members = limits.max_total_members
         self.inflated = 0
         self.members = 0
+        self.input_size = 0
+        self.max_bytes = 0
+        self.grow(input_size)
+
+    def grow(self, input_size: int) -> None:
+        """A larger base: the scanned file itself, met after a value copied out of it."""
+        if input_size > self.input_size:
+            self.input_size = input_size
+            self.max_bytes = min(
+                self._limits.max_total_decompressed,
+                max(self._limits.ratio_floor, self._limits.max_ratio * input_size),
+            )
 
     @property
     def exhausted(self) -> bool:
@@ -180,28 +188,37 @@ class Budget:
 _BUDGETS: weakref.WeakKeyDictionary[object, Budget] = weakref.WeakKeyDictionary()
 
 
-def _file_size(src: Source) -> int:
-    """The size of the file object under ``src`` (the artifact for its members)."""
+def _file_size(src: Source) -> tuple[int, bool]:
+    """The size of the file object under ``src``, and whether it is a file on disk.
+
+    Content the scanner made (inflated streams, values copied out of a pickle, 7z
+    members) lives in memory or spooled temporary files, never in a plain file
+    object: only the scanned file itself is one.
+    """
     while isinstance(src, DecompressedSource):
         src = src.compressed
     if isinstance(src, FileSource):
+        on_disk = isinstance(src.f, (io.BufferedReader, io.FileIO))
         try:
-            return max(src.f.seek(0, io.SEEK_END), src.size or 0)
+            return max(src.f.seek(0, io.SEEK_END), src.size or 0), on_disk
         except (OSError, ValueError):
-            return src.size or 0
-    return src.size or 0
+            return src.size or 0, on_disk
+    return src.size or 0, False
 
 
 def budget_of(ctx: object, src: Source, limits: Limits) -> Budget:
     """The budget of the artifact being scanned by ``ctx`` (created on first use).
 
-    Its base is the size of the file object ``src`` lives in: the scanned file
-    itself for the file and its members, a value's own bytes for a value the
-    pickle walker copied out of a stream (whose inflation was already charged).
+    Its base is the size of the scanned file; until a source in that file is met
+    (a scan that starts inside a value the pickle walker copied out), the size of
+    the copy, which is smaller.
     """
+    size, on_disk = _file_size(src)
     b = _BUDGETS.get(ctx)
     if b is None:
-        b = _BUDGETS[ctx] = Budget(limits, _file_size(src))
+        b = _BUDGETS[ctx] = Budget(limits, size)
+    elif on_disk:
+        b.grow(size)
     return b
 
 

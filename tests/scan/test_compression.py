@@ -433,3 +433,23 @@ def test_zip_member_that_cannot_be_inflated_is_unsupported(scan_bytes: Scan) -> 
     data = raw_zip([("archive/data.pkl", 8, b"\xff" * 64, len(EVIL4), crc)])
     report = scan_bytes(data)
     assert report.status.value == "unsupported" and "MLV301" in rules(report)
+
+
+def test_budget_base_is_the_scanned_file(scan_bytes: Scan) -> None:
+    """A small compressed value met first does not shrink the budget of a big file: the
+    budget's base grows to the scanned file's size when one of its members is met."""
+    import os
+
+    from tests.scan.builders import binbytes
+    from tests.scan.test_containers import make_zip
+
+    n = 40 << 20
+    head, tail = big_value(n)
+    member = head + os.urandom(n) + tail  # incompressible: 40 MiB from 40 MiB
+    big_zip = make_zip({"archive/data.pkl": member}, zipfile.ZIP_DEFLATED)
+    small = gzip.compress(BENIGN + b"\0" * 100)
+    pad = b"\0" * (80 << 10)  # keeps the zip's end record out of reach of the file's own tail
+    body = binbytes(small) + b"0" + b"\x8e" + struct.pack("<Q", len(big_zip)) + big_zip + b"0"
+    report = scan_bytes(p4(body + binbytes(pad) + b"0N"))
+    assert "pytorch-zip" in report.formats and report.formats[0] == "pickle", report.formats
+    assert not any("over budget" in f.message for f in report.findings), report.findings
