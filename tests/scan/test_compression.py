@@ -292,6 +292,11 @@ def test_7z_members_are_scanned(scan_bytes: Scan) -> None:
     inner = make_zip({"m.7z": seven({"x/data.pkl": EVIL0})})
     report = scan_bytes(seven({"outer.zip": inner}))
     assert any(f.member == "outer.zip!m.7z!x/data.pkl" for f in report.findings if f.subject)
+    # ... and a 7z that is compressed content (copied aside to be read)
+    report = scan_bytes(gzip.compress(seven({"x/data.pkl": EVIL0})))
+    assert any(
+        f.member == "<gzip>!x/data.pkl" and f.subject == "os.system" for f in report.findings
+    )
 
 
 def test_7z_solid_and_filters(scan_bytes: Scan) -> None:
