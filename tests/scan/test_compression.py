@@ -458,3 +458,44 @@ def test_budget_base_is_the_scanned_file(scan_bytes: Scan) -> None:
     report = scan_bytes(p4(body + binbytes(pad) + b"0N"))
     assert "pytorch-zip" in report.formats and report.formats[0] == "pickle", report.formats
     assert not any("over budget" in f.message for f in report.findings), report.findings
+
+
+def _container_seeds() -> list[bytes]:
+    return [
+        MULTI["gzip-padded"](EVIL4, EVIL0),
+        MULTI["bz2"](EVIL4, EVIL0),
+        MULTI["xz-padded"](EVIL4, EVIL0),
+        MULTI["zstd-skippable"](EVIL4, EVIL0),
+        MULTI["lz4-skippable"](EVIL4, EVIL0),
+        zf(EVIL4),
+        zip_lzma(EVIL4),
+        seven({"a/data.pkl": EVIL4, "b": b"x" * 300}),
+    ]
+
+
+def test_mutated_containers_never_raise_or_hang() -> None:
+    """Bounded fuzzing of every container kind through the whole engine."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from mlverify.scan.engine import Context
+    from mlverify.scan.policy import get_policy
+    from mlverify.scan.source import bytes_source
+
+    seeds = _container_seeds()
+
+    @settings(max_examples=200, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.sampled_from(range(len(seeds))),
+        st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6),
+        st.integers(0, 30),
+    )
+    def run(which: int, edits: list[tuple[float, int]], cut: int) -> None:
+        b = bytearray(seeds[which])
+        for where, val in edits:
+            b[int(where * len(b))] = val
+        data = bytes(b[: max(1, len(b) - cut)])
+        ctx = Context("fuzz", Limits(max_depth=3), get_policy())
+        ctx.scan(bytes_source(data, ""), 0)
+
+    run()
