@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from mlverify.scan.model import Severity
 from mlverify.scan.pickle import VALID_OPCODES, PickleWalker
 from mlverify.scan.source import (
-    DecompressedSource,
     FileSource,
-    LimitExceeded,
     Source,
     Stream,
     bytes_source,
@@ -149,6 +147,7 @@ class ZipScanner:
 
     def scan(self, src: Source, ctx: Context, depth: int) -> None:
         from mlverify.scan.source import materialize
+        from mlverify.scan.zipreader import member_sources
 
         fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
         arc = read_zip(fsrc, ctx.limits)
@@ -176,55 +175,8 @@ class ZipScanner:
         if arc.start > 0 and not src.label and not looks_like_pickle(fsrc.head(4096)):
             pre = fsrc.sub(0, arc.start, "<before zip>")
             ctx.scan(pre, depth + 1, deep=False)
-        total = 0
-        for e in arc.entries:
-            if e.data_offset < 0 or e.name.endswith("/"):
-                continue
-            label = prefix + e.name
-            if e.usize > ctx.limits.max_decompressed or (
-                e.csize
-                and e.usize > ctx.limits.ratio_floor
-                and e.usize > ctx.limits.max_ratio * e.csize
-            ):
-                ctx.add(
-                    "MLV302",
-                    Severity.HIGH,
-                    label,
-                    e.header_offset,
-                    "zip",
-                    f"member inflates {e.csize} -> {e.usize} bytes: beyond the bomb limits; "
-                    "the rest of the archive was not scanned",
-                )
-                break
-            total += e.usize
-            if total > ctx.limits.max_decompressed:
-                ctx.add(
-                    "MLV302",
-                    Severity.HIGH,
-                    label,
-                    e.header_offset,
-                    "zip",
-                    "archive inflates beyond the configured total; the rest was not scanned",
-                )
-                break
-            raw = fsrc.sub(e.data_offset, e.csize, label)
-            member: Source
-            if e.method == 0:
-                member = raw
-            elif e.method == 8:
-                member = DecompressedSource(raw, "deflate", label, ctx.limits)
-            elif e.method == 12:
-                member = DecompressedSource(raw, "bz2", label, ctx.limits)
-            else:
-                ctx.add(
-                    "MLV301",
-                    Severity.MEDIUM,
-                    label,
-                    e.header_offset,
-                    "zip",
-                    f"member compressed with method {e.method}, which the scanner cannot read",
-                )
-                continue
+        for e, member in member_sources(fsrc, arc, ctx, prefix):
+            label = member.label
             recognised = ctx.scan(member, depth + 1)
             if recognised and e.method == 0 and e.csize <= 64 * 1024 * 1024:
                 crc = 0
@@ -397,62 +349,21 @@ class _Skipped(Source):
 
 # -- compressed streams (joblib) --------------------------------------------------
 def _codec_of(head: bytes) -> str | None:
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:3] == b"BZh" and head[3:4].isdigit():
-        return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if head[:3] == b"\x5d\x00\x00":
-        return "lzma"
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
-        return "zlib"
-    return None
+    from mlverify.scan.source import sniff_codec
+
+    return sniff_codec(head)
 
 
 class CompressedScanner:
     name = "compressed"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return _codec_of(head) is not None or head[:4] == b"\x04\x22\x4d\x18"
+        return _codec_of(head) is not None
 
     def scan(self, src: Source, ctx: Context, depth: int) -> None:
-        head = src.head(8)
-        codec = _codec_of(head)
-        if codec is None:
-            ctx.format("lz4")
-            ctx.add(
-                "MLV301",
-                Severity.MEDIUM,
-                src.label,
-                0,
-                "lz4",
-                "lz4-compressed content (joblib lz4): not decompressed, not scanned",
-            )
-            return
-        label = f"{src.label}!{codec}" if src.label else f"<{codec}>"
-        dec = DecompressedSource(src, codec, label, ctx.limits)
-        try:
-            inner = dec.head(4096)
-        except LimitExceeded:
-            raise
-        except (zlib.error, EOFError, ValueError, OSError) as e:
-            if codec in ("gzip", "xz", "bz2"):
-                ctx.format(codec)
-                ctx.add(
-                    "MLV301",
-                    Severity.MEDIUM,
-                    src.label,
-                    0,
-                    codec,
-                    f"{codec} stream cannot be decompressed: {e}",
-                )
-            return
-        if not inner:
-            return
-        ctx.format(codec)
-        if not ctx.scan(dec, depth + 1):
-            return
+        from mlverify.scan.source import scan_compressed
+
+        scan_compressed(src, ctx, depth)
 
 
 # -- safetensors ---------------------------------------------------------------
@@ -575,15 +486,9 @@ class SevenZipScanner:
         return head[:6] == b"7z\xbc\xaf\x27\x1c"
 
     def scan(self, src: Source, ctx: Context, depth: int) -> None:
-        ctx.format("7z")
-        ctx.add(
-            "MLV301",
-            Severity.MEDIUM,
-            src.label,
-            0,
-            "7z",
-            "7z archive: its members (possibly a torch checkpoint) were not scanned",
-        )
+        from mlverify.scan.sevenzip import scan_7z
+
+        scan_7z(src, ctx, depth)
 
 
 class TarScanner:

@@ -112,3 +112,7 @@ class Limits:
     max_findings: int = 1000  # findings kept per pickle stream (the rest are counted)
     nested_min: int = 16  # bytes objects shorter than this are not probed for formats
     extra_allow: frozenset[str] = field(default_factory=frozenset)
+    # one budget per scanned file, shared by all its nested containers and streams:
+    # inflated bytes in all <= max(ratio_floor, max_ratio * file size) and this cap
+    max_total_decompressed: int = 16 * 1024**3
+    max_total_members: int = 300_000  # container members, compressed streams: in one file

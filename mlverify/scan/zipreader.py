@@ -9,10 +9,23 @@ flag bits, data before or after the archive, overlapping members.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlverify.scan.model import Limits, Severity
-from mlverify.scan.source import FileSource
+from mlverify.scan.source import (
+    CorruptData,
+    DecompressedSource,
+    FileSource,
+    LimitExceeded,
+    Source,
+    budget_of,
+    codec_available,
+)
+
+if TYPE_CHECKING:
+    from mlverify.scan.engine import Context
 
 EOCD_SIG = b"PK\x05\x06"
 Z64_LOC_SIG = b"PK\x06\x07"
@@ -41,6 +54,7 @@ class ZipEntry:
     header_offset: int  # of the local header, in file coordinates
     data_offset: int = -1
     local_name: str | None = None
+    overlaps: str | None = None  # an earlier member whose bytes this one shares
 
 
 @dataclass
@@ -174,7 +188,6 @@ def _zip64(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, in
 
 
 def _check_locals(src: FileSource, arc: ZipArchive, size: int) -> None:
-    seen: dict[int, str] = {}
     for e in arc.entries:
         hdr = src.read_at(e.header_offset, 30)
         if len(hdr) < 30 or hdr[:4] != LOCAL_SIG:
@@ -228,17 +241,39 @@ def _check_locals(src: FileSource, arc: ZipArchive, size: int) -> None:
                     "member data runs past end of file",
                 )
             )
-        if e.data_offset in seen:
+    _check_overlaps(arc)
+
+
+def _check_overlaps(arc: ZipArchive) -> None:
+    """Members whose bytes (local header to end of data) overlap an earlier member's.
+
+    Overlapping members are how small zips inflate without bound (one kernel
+    shared by many members, nested archives re-read over and over); the first
+    member of each overlapping run is scanned, the ones sharing its bytes are a
+    finding and are not scanned again.
+    """
+    spans = sorted(
+        (e.header_offset, e.data_offset + max(e.csize, 0), i)
+        for i, e in enumerate(arc.entries)
+        if e.data_offset >= 0
+    )
+    end, owner = -1, ""
+    for start, stop, i in spans:
+        e = arc.entries[i]
+        if start < end:
+            e.overlaps = owner
             arc.problems.append(
                 ZipProblem(
                     "MLV302",
                     Severity.HIGH,
                     e.header_offset,
                     e.name,
-                    f"member shares its data with {seen[e.data_offset]!r} (overlapping zip bomb)",
+                    f"member shares its bytes with {owner!r} (overlapping members, a zip-bomb "
+                    "technique): not scanned again",
                 )
             )
-        seen[e.data_offset] = e.name
+        if stop > end:
+            end, owner = stop, e.name
 
 
 def _scan_local_headers(src: FileSource, arc: ZipArchive, limits: Limits) -> None:
@@ -267,3 +302,70 @@ def _scan_local_headers(src: FileSource, arc: ZipArchive, limits: Limits) -> Non
             break
         arc.entries.append(e)
         off = e.data_offset + csize
+
+
+#: zip compression methods the scanner reads (what zipfile, torch.load and numpy read)
+METHODS = {8: "deflate", 12: "bz2", 14: "zip-lzma", 93: "zstd"}
+
+
+def member_sources(
+    fsrc: FileSource, arc: ZipArchive, ctx: Context, prefix: str
+) -> Iterator[tuple[ZipEntry, Source]]:
+    """Each member to scan, with its (decompressing) source; limits are findings.
+
+    Members that overlap an earlier one are skipped (``read_zip`` reported
+    them); every member and every inflated byte is charged to the file's budget.
+    """
+    limits = ctx.limits
+    budget = budget_of(ctx, fsrc, limits)
+    total = 0
+    for e in arc.entries:
+        if e.data_offset < 0 or e.name.endswith("/") or e.overlaps is not None:
+            continue
+        label = prefix + e.name
+        try:
+            if budget.exhausted:
+                raise LimitExceeded("over budget: the file's work budget is spent")
+            budget.member()
+        except LimitExceeded as x:
+            ctx.add(
+                "MLV302", Severity.HIGH, label, e.header_offset, "zip",
+                f"{x}; the rest of the archive was not scanned",
+            )  # fmt: skip
+            return
+        if e.usize > limits.max_decompressed or (
+            e.csize and e.usize > limits.ratio_floor and e.usize > limits.max_ratio * e.csize
+        ):
+            ctx.add(
+                "MLV302", Severity.HIGH, label, e.header_offset, "zip",
+                f"member inflates {e.csize} -> {e.usize} bytes: beyond the bomb limits; "
+                "the rest of the archive was not scanned",
+            )  # fmt: skip
+            return
+        total += e.usize
+        if total > limits.max_decompressed:
+            ctx.add(
+                "MLV302", Severity.HIGH, label, e.header_offset, "zip",
+                "archive inflates beyond the configured total; the rest was not scanned",
+            )  # fmt: skip
+            return
+        raw = fsrc.sub(e.data_offset, e.csize, label)
+        codec = METHODS.get(e.method)
+        if e.method == 0:
+            yield e, raw
+        elif codec is not None and codec_available(codec):
+            member = DecompressedSource(raw, codec, label, limits, budget)
+            try:
+                member.head(4096)
+            except CorruptData as x:
+                ctx.add(
+                    "MLV301", Severity.MEDIUM, label, e.header_offset, "zip",
+                    f"member data cannot be decompressed ({x}): not scanned",
+                )  # fmt: skip
+                continue
+            yield e, member
+        else:
+            ctx.add(
+                "MLV301", Severity.MEDIUM, label, e.header_offset, "zip",
+                f"member compressed with method {e.method}, which the scanner cannot read",
+            )  # fmt: skip
