@@ -69,7 +69,7 @@ VALID_OPCODES = frozenset(
 
 #: first bytes of formats worth a nested scan of an arbitrary string (pickle, zip, npy,
 #: compressors, ...); the arguments of allowed loaders are scanned whatever they start with
-PROBE_FIRST = frozenset(b"\x80ci(P\x93\x1fB\xfdx]7\x89GZ\x04(\x28")
+PROBE_FIRST = frozenset(b"\x80ci(P\x93\x1fB\xfdx]7\x89GZ\x04\x08\x18\x388HXh")
 
 
 class WalkResult:
