@@ -113,8 +113,8 @@ def malicious() -> dict[str, dict[str, bytes]]:
         "second_gzip_member.pkl.gz": gzip.compress(benign) + gzip.compress(EVIL0),
         "second_bz2_stream.pkl.bz2": bz2.compress(benign) + bz2.compress(EVIL0),
         "second_xz_stream.pkl.xz": lzma.compress(benign) + lzma.compress(EVIL0),
-        "zf_container.pkl": b"ZF0x" + format(len(EVIL0), "x").encode() + b" "
-        + zlib.compress(EVIL0),
+        # joblib < 0.10: "ZF", hex(length) left-justified to 19 bytes, one zlib stream
+        "zf_container.pkl": b"ZF" + hex(len(EVIL0)).encode().ljust(19) + zlib.compress(EVIL0),
     }  # fmt: skip
     for name, pack in _codecs().items():
         comp[f"codec_{name}.pkl"] = pack(EVIL4)
