@@ -226,8 +226,9 @@ class Judge:
         return False
 
     # -- calls ---------------------------------------------------------------
-    def reach(self, target: str, call: Call, offset: int) -> None:
-        """A call evaluates to (or calls) ``target``: flag it if it is not allowed."""
+    def reach(self, target: str, call: Call, offset: int, via: str = "call chain") -> str:
+        """A call evaluates to (or calls) ``target``: flag it if it is not allowed (the
+        verdict's kind is returned)."""
         verdict = self.policy.is_dangerous_target(target)
         if verdict.kind == "deny":
             self._emit(
@@ -235,10 +236,10 @@ class Judge:
                 max(verdict.severity, Severity.HIGH),
                 offset,
                 target,
-                f"call chain reaches {target}: {verdict.reason}",
+                f"{via} reaches {target}: {verdict.reason}",
                 render(call) + f" at offset {self.base + offset}",
             )
-        elif verdict.kind != "allow":
+        elif verdict.kind != "allow" and via == "call chain":
             self._emit(
                 "MLV103",
                 Severity.HIGH,
@@ -247,6 +248,7 @@ class Judge:
                 f"an import helper reaches {target}, which is not on the allowlist",
                 render(call),
             )
+        return verdict.kind
 
     def call(self, func: Any, args: Any, kind: str, offset: int) -> Any:
         """What ``func(*args)`` pushes: a Call (or, for ``str`` of a constant, the string)."""
@@ -412,16 +414,7 @@ class Judge:
             if base is not None:
                 target = f"{base}.{attr}"
                 call.target = target
-                verdict = self.policy.is_dangerous_target(target)
-                if verdict.kind == "deny":
-                    self._emit(
-                        "MLV104",
-                        max(verdict.severity, Severity.HIGH),
-                        offset,
-                        target,
-                        f"getattr reaches {target}: {verdict.reason}",
-                        render(call),
-                    )
+                if self.reach(target, call, offset, "getattr") == "deny":
                     rec.uses.append(f"{render(call)} at offset {self.base + offset}")
                     return
             what = f"{cls or render(obj, 60)}"
