@@ -128,6 +128,8 @@ class Harvest:
         self.unmapped: set[str] = set()
         # defining name -> how the pickles use it (applied to the written names at the end)
         self.uses: dict[str, set[str]] = defaultdict(set)
+        self.other_pythons: list[str] = []
+        self.seconds: Counter[str] = Counter()
 
     # -- recording -----------------------------------------------------------------------
 
@@ -183,9 +185,13 @@ class Harvest:
         self.finish()
         return {
             "schema": "mlverify-pickle-harvest/1",
-            "harvested_with": library_versions(),
+            "harvested_with": {
+                **library_versions(),
+                **({"other_pythons": " ".join(self.other_pythons)} if self.other_pythons else {}),
+            },
             "objects": dict(sorted(self.objects.items())),
             "pickles": dict(sorted(self.pickles.items())),
+            "library_seconds": {k: round(v, 1) for k, v in sorted(self.seconds.items())},
             "failures": {k: sorted(v) for k, v in sorted(self.failures.items())},
             "globals": {k: v.to_dict() for k, v in sorted(self.globals.items())},
             "getattr": {k: sorted(v) for k, v in sorted(self.getattrs.items())},
@@ -394,16 +400,19 @@ def container_payloads(data: bytes, depth: int = 0) -> Iterator[bytes]:
 class Opaque:
     """A value the decoder does not model (the result of a call, an object)."""
 
-    def __init__(self, func: str | None = None, args: Any = None) -> None:
+    def __init__(self, func: str | None = None, args: Any = None, is_global: bool = False) -> None:
         self.func = func
         self.args = args
+        self.is_global = is_global
         self.state: Any = None
 
 
 MARK = object()
 
 
-def stream_globals(data: bytes) -> tuple[list[str], list[str]]:
+def stream_globals(
+    data: bytes, getattrs: list[tuple[str, str]] | None = None
+) -> tuple[list[str], list[str]]:
     """(names written, problems) for every stacked pickle in ``data``, decoded with genops.
 
     A small stack model (literal values, opaque call results, the memo) follows
@@ -423,7 +432,7 @@ def stream_globals(data: bytes) -> tuple[list[str], list[str]]:
                 problems.append("no pickle (raw data)")
             break
         try:
-            _walk(buf, names)
+            _walk(buf, names, getattrs)
         except _Break as exc:
             problems.append(str(exc))
             break
@@ -439,7 +448,11 @@ def _plausible_start(rest: bytes) -> bool:
     return rest[:1].decode("latin1") in pickletools.code2op
 
 
-def _walk(buf: io.BytesIO, names: list[str]) -> None:
+def _walk(
+    buf: io.BytesIO, names: list[str], getattrs: list[tuple[str, str]] | None = None
+) -> None:
+    """Decode one pickle; ``getattrs`` collects ``getattr(global or instance, "name")``
+    as (owner global, "cls:name" or "name")."""
     stack: list[Any] = []
     memo: dict[int, Any] = {}
     pos = buf.tell()
@@ -451,13 +464,13 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
                 names.append(f"{mod}.{name}")
                 if n == "INST":
                     _pop_mark(stack)
-                stack.append(Opaque(f"{mod}.{name}"))
+                stack.append(Opaque(f"{mod}.{name}", is_global=n == "GLOBAL"))
             elif n == "STACK_GLOBAL":
                 name, mod = stack.pop(), stack.pop()
                 if not (isinstance(mod, str) and isinstance(name, str)):
                     raise _Break(f"STACK_GLOBAL on a computed name at {pos}")
                 names.append(f"{mod}.{name}")
-                stack.append(Opaque(f"{mod}.{name}"))
+                stack.append(Opaque(f"{mod}.{name}", is_global=True))
             elif n in ("MARK",):
                 stack.append(MARK)
             elif n in ("STOP",):
@@ -523,7 +536,23 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
             elif n in ("REDUCE", "NEWOBJ"):
                 a = stack.pop()
                 f = stack.pop()
-                stack.append(Opaque(getattr(f, "func", None), a))
+                fname = getattr(f, "func", None) or ""
+                if fname.endswith("._reconstructor") and isinstance(a, tuple) and a:
+                    # copyreg._reconstructor(cls, base, state): an instance of cls
+                    fname = getattr(a[0], "func", None) or fname
+                if (
+                    getattrs is not None
+                    and getattr(f, "is_global", False)
+                    and fname.endswith((".getattr", "__builtin__.getattr"))
+                    and isinstance(a, tuple)
+                    and len(a) == 2
+                    and isinstance(a[1], str)
+                    and isinstance(a[0], Opaque)
+                    and a[0].func
+                ):
+                    owner = a[0]
+                    getattrs.append((owner.func, ("cls:" if owner.is_global else "") + a[1]))
+                stack.append(Opaque(fname or None, a))
             elif n == "NEWOBJ_EX":
                 del stack[-3:]
                 stack.append(Opaque())
@@ -533,7 +562,7 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
                 if isinstance(target, Opaque):
                     target.state = state
                     if (target.func or "").endswith("NumpyArrayWrapper"):
-                        _skip_inline_array(buf, state, names)
+                        _skip_inline_array(buf, state, names, getattrs)
             elif n in ("PERSID", "BINPERSID"):
                 if n == "BINPERSID":
                     stack.pop()
@@ -590,7 +619,9 @@ def _itemsize(dtype: Any) -> tuple[int, bool]:
     return size, False
 
 
-def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
+def _skip_inline_array(
+    buf: io.BytesIO, state: Any, names: list[str], getattrs: list[tuple[str, str]] | None
+) -> None:
     if not isinstance(state, dict):
         raise _Break("joblib array wrapper state is not a dict")
     shape, dtype = state.get("shape"), state.get("dtype")
@@ -598,7 +629,7 @@ def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
         raise _Break("joblib array wrapper shape is not a tuple of ints")
     itemsize, is_object = _itemsize(dtype)
     if is_object:
-        _walk(buf, names)  # an inner pickle of the object array
+        _walk(buf, names, getattrs)  # an inner pickle of the object array
         return
     if "numpy_array_alignment_bytes" in state:
         pad = buf.read(1)
@@ -609,7 +640,9 @@ def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
     buf.seek(count * itemsize, io.SEEK_CUR)
 
 
-def decode_file(data: bytes) -> tuple[list[str], list[str]]:
+def decode_file(
+    data: bytes, getattrs: list[tuple[str, str]] | None = None
+) -> tuple[list[str], list[str]]:
     names: list[str] = []
     problems: list[str] = []
     try:
@@ -617,7 +650,7 @@ def decode_file(data: bytes) -> tuple[list[str], list[str]]:
     except Exception as exc:  # a broken container is a problem to report, not a crash
         return [], [f"container: {exc}"]
     for payload in payloads:
-        n, p = stream_globals(payload)
+        n, p = stream_globals(payload, getattrs)
         names += n
         problems += p
     return names, problems
@@ -633,13 +666,18 @@ class Dumper:
         self.fast = fast
         self.count = 0
 
-    def _check_stream(self, data: bytes, what: str) -> None:
-        names, problems = decode_file(data)
-        for problem in problems:
+    def _check_stream(self, data: bytes, what: str, report: bool = True) -> None:
+        getattrs: list[tuple[str, str]] = []
+        names, problems = decode_file(data, getattrs)
+        for problem in problems if report else []:
             HARVEST.failures[f"decode:{HARVEST.library}"].append(f"{what}: {problem}")
         for name in names:
             if name not in HARVEST.globals:
                 self._resolve_unseen(name)
+        for owner, attr in getattrs:
+            seen = HARVEST.globals.get(owner)
+            if seen is not None:
+                HARVEST.getattrs[seen.defining].add(attr)
 
     def _resolve_unseen(self, written: str) -> None:
         """A name in a file we wrote with a C pickler: resolve it (our own output)."""
@@ -733,10 +771,7 @@ class Dumper:
         else:
             # Five stacked pickles, then raw storage bytes (not opcodes): decode problems
             # after the last pickle are expected; every name was recorded live.
-            names, _ = decode_file(data)
-            for name in names:
-                if name not in HARVEST.globals:
-                    self._resolve_unseen(name)
+            self._check_stream(data, "torch.save legacy", report=False)
 
     def _pandas(self, obj: Any) -> None:
         import pandas as pd
@@ -830,7 +865,17 @@ def numpy_objects() -> Iterator[tuple[str, Any]]:
         np.random.Generator(np.random.PCG64DXSM(1)), np.random.Generator(np.random.Philox(1)),
         np.random.Generator(np.random.SFC64(1)), np.random.MT19937(1), np.random.SeedSequence(1),
     ]
-    yield "ufunc", [np.add, np.sin, np.float64, np.int32]
+    yield "ufunc", [np.add, np.sin, np.log1p, np.expm1, np.sqrt, np.exp, np.log, np.abs]
+    # scalar types and dtype classes stored as values (estimator dtype= parameters)
+    yield "scalar-types", [
+        np.float16, np.float32, np.float64, np.longdouble, np.int8, np.int16, np.int32,
+        np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_, np.complex64,
+        np.complex128, np.str_, np.bytes_, np.object_, np.datetime64, np.timedelta64,
+        np.intp, np.uintp, np.void, np.number, np.floating, np.integer, np.generic,
+    ]
+    yield "dtype-classes", [type(np.dtype(d)) for d in ("f8", "i4", "O", "U3", "M8[s]")]
+    yield "finfo", [np.finfo(np.float32), np.iinfo(np.int32)]
+    yield "masked-fill", np.ma.masked_array([1.0, 2.0], mask=[1, 0], fill_value=-1.0)
     yield "memmap-like", np.lib.stride_tricks.as_strided(np.arange(4), (2,), (8,))
     with contextlib.suppress(Exception):
         yield "poly", [np.polynomial.Polynomial([1, 2]), np.poly1d([1, 2])]
@@ -863,6 +908,15 @@ def scipy_objects() -> Iterator[tuple[str, Any]]:
         interpolate.make_interp_spline(x, x**2), interpolate.RegularGridInterpolator((x,), x),
     ]
     yield "optimize", optimize.minimize(lambda v: (v**2).sum(), np.ones(2))
+    r = np.random.RandomState(0)
+    a, b = r.rand(10), r.rand(10)
+    yield "stats-results", [
+        stats.describe(a), stats.ttest_ind(a, b), stats.pearsonr(a, b), stats.linregress(a, b),
+        stats.ks_2samp(a, b), stats.mannwhitneyu(a, b), stats.spearmanr(a, b),
+    ]
+    yield "special-sparse", [sp.eye(3, format="csr"), sp.random(4, 4, density=0.5,
+                                                                random_state=0)]
+    yield "spatial-more", [spatial.distance.pdist(r.rand(4, 2)), spatial.ConvexHull(r.rand(6, 2))]
 
 
 def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
@@ -949,9 +1003,68 @@ def sklearn_compositions() -> Iterator[tuple[str, Any]]:
                                                                          rng.rand(30))
     yield "ttr", TransformedTargetRegressor(func=np.log1p, inverse_func=np.expm1).fit(
         rng.rand(30, 2), rng.rand(30))
+    yield from sklearn_variants()
     yield "hgb-categorical", HistGradientBoostingClassifier(
         max_iter=5, categorical_features="from_dtype"
     ).fit(df[["n", "c"]].astype({"c": "category"}), y)
+
+
+def sklearn_variants() -> Iterator[tuple[str, Any]]:
+    """Parameter choices that pickle other helper classes (losses, trees, metrics, kernels)."""
+    import numpy as np
+    from sklearn import ensemble, gaussian_process, linear_model, neighbors, neural_network
+    from sklearn.gaussian_process import kernels
+    from sklearn.metrics import DistanceMetric, make_scorer
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 3)
+    y = np.array([0, 1] * 20)
+    yr = rng.rand(40) + 0.1
+    for loss in ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron",
+                 "squared_error", "huber", "epsilon_insensitive"):
+        with contextlib.suppress(Exception):
+            yield f"sgd-{loss}", linear_model.SGDClassifier(loss=loss, max_iter=5).fit(X, y)
+    for loss in ("squared_error", "huber", "epsilon_insensitive",
+                 "squared_epsilon_insensitive"):
+        yield f"sgdr-{loss}", linear_model.SGDRegressor(loss=loss, max_iter=5).fit(X, yr)
+    for loss in ("squared_error", "absolute_error", "gamma", "poisson", "quantile"):
+        kw = {"quantile": 0.5} if loss == "quantile" else {}
+        yield f"hgbr-{loss}", ensemble.HistGradientBoostingRegressor(
+            loss=loss, max_iter=3, **kw).fit(X, yr)
+    for loss in ("squared_error", "absolute_error", "huber", "quantile"):
+        yield f"gbr-{loss}", ensemble.GradientBoostingRegressor(loss=loss, n_estimators=3).fit(
+            X, yr)
+    yield "gbc-exp", ensemble.GradientBoostingClassifier(loss="exponential",
+                                                         n_estimators=3).fit(X, y)
+    yield "tweedie", linear_model.TweedieRegressor(power=1.5).fit(X, yr)
+    for algo in ("ball_tree", "kd_tree", "brute"):
+        yield f"nn-{algo}", neighbors.NearestNeighbors(algorithm=algo).fit(X)
+    for metric in ("euclidean", "manhattan", "chebyshev", "minkowski", "haversine",
+                   "hamming", "canberra", "braycurtis", "jaccard", "mahalanobis"):
+        kw: dict[str, Any] = {"V": np.cov(X.T)} if metric == "mahalanobis" else {}
+        with contextlib.suppress(Exception):
+            yield f"metric-{metric}", DistanceMetric.get_metric(metric, **kw)
+        with contextlib.suppress(Exception):
+            yield f"balltree-{metric}", neighbors.BallTree(
+                X[:, :2] if metric == "haversine" else X, metric=metric, **kw)
+    yield "kde", neighbors.KernelDensity(kernel="epanechnikov").fit(X)
+    ks = [kernels.Matern(), kernels.WhiteKernel(), kernels.DotProduct(),
+          kernels.RationalQuadratic(), kernels.ExpSineSquared(),
+          kernels.RBF() + kernels.WhiteKernel(), kernels.ConstantKernel() ** 2,
+          kernels.PairwiseKernel()]
+    for k in ks:
+        yield f"gpr-{type(k).__name__}", gaussian_process.GaussianProcessRegressor(
+            kernel=k).fit(X, yr)
+    for solver in ("sgd", "adam", "lbfgs"):
+        yield f"mlp-{solver}", neural_network.MLPClassifier(
+            solver=solver, max_iter=5, hidden_layer_sizes=(3,)).fit(X, y)
+    for solver in ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga"):
+        yield f"logreg-{solver}", linear_model.LogisticRegression(solver=solver).fit(X, y)
+    yield "scorer", make_scorer(lambda a, b: 0.0) if False else make_scorer(
+        __import__("sklearn.metrics", fromlist=["f1_score"]).f1_score)
+    yield "forest-oob", ensemble.RandomForestRegressor(n_estimators=2, oob_score=True,
+                                                       bootstrap=True).fit(X, yr)
+    yield "isolation", ensemble.IsolationForest(n_estimators=2).fit(X)
 
 
 def pandas_objects() -> Iterator[tuple[str, Any]]:
@@ -1027,8 +1140,16 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     yield "views", [torch.arange(10)[2:5], torch.ones(3, 4).t(), torch.ones(2, 2).expand(2, 2)]
     yield "parameter", nn.Parameter(torch.ones(3))
     # (memory formats are not picklable at all)
-    yield "buffers-misc", [torch.Size([2, 3]), torch.device("cpu"), torch.float32, torch.strided,
-                           torch.sparse_coo, torch.finfo(torch.float32).bits]
+    yield "buffers-misc", [torch.Size([2, 3]), torch.device("cpu"), torch.device("meta"),
+                           torch.strided, torch.sparse_coo, torch.sparse_csr,
+                           torch.per_tensor_affine, torch.per_channel_affine]
+    yield "dtypes", [v for v in vars(torch).values() if isinstance(v, torch.dtype)]
+    yield "meta-tensor", torch.empty(3, device="meta")
+    with contextlib.suppress(Exception):
+        yield "buffer", torch.nn.Buffer(torch.ones(2))
+    yield "uninit-param", torch.nn.LazyLinear(2).weight
+    yield "named-tuple-ret", torch.ones(3).max(0)
+    yield "finfo", [torch.finfo(torch.float32), torch.iinfo(torch.int32)]
     yield "sparse", [
         torch.eye(3).to_sparse(), torch.eye(3).to_sparse_csr(), torch.eye(3).to_sparse_csc(),
         torch.eye(4).to_sparse_bsr((2, 2)), torch.eye(4).to_sparse_bsc((2, 2)),
@@ -1070,6 +1191,26 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     ]
     if not fast:
         modules.append(nn.Transformer(8, 2, 1, 1, 16))
+    # every torch.nn module class that builds without arguments (activations, losses, ...)
+    for cls_name in sorted(dir(nn)):
+        cls = getattr(nn, cls_name)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                modules.append(cls())
+        except Exception:
+            continue
+    modules += [nn.Bilinear(2, 2, 2), nn.Unflatten(1, (1, 1)), nn.ZeroPad2d(1),
+                nn.ConstantPad1d(1, 0.0), nn.ReflectionPad2d(1), nn.PixelShuffle(2),
+                nn.Conv3d(1, 1, 1), nn.BatchNorm1d(2), nn.BatchNorm3d(2), nn.LazyLinear(2),
+                nn.AvgPool1d(2), nn.MaxPool1d(2), nn.AdaptiveMaxPool1d(1), nn.LPPool1d(2, 2),
+                nn.LSTMCell(2, 2), nn.GRUCell(2, 2), nn.RNNCell(2, 2), nn.Fold((2, 2), 1),
+                nn.Unfold(1), nn.CosineSimilarity(), nn.PairwiseDistance(),
+                nn.Softmax2d(), nn.Threshold(0.1, 0.0), nn.GLU(), nn.RMSNorm(2),
+                nn.LocalResponseNorm(2), nn.ChannelShuffle(2), nn.TransformerDecoder(
+                    nn.TransformerDecoderLayer(8, 2, 16), 1)]
     for m in modules:
         yield f"module-{type(m).__name__}", m
         yield f"state-{type(m).__name__}", m.state_dict()
@@ -1253,6 +1394,15 @@ def safetensors_objects() -> Iterator[tuple[str, Any]]:
 def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tuple[str, Any]]],
                 *, torch_save: bool = False, pandas: bool = False) -> None:
     HARVEST.library = library
+    started = time.perf_counter()
+    try:
+        _run_library(dumper, library, factory, torch_save=torch_save, pandas=pandas)
+    finally:
+        HARVEST.seconds[library] += time.perf_counter() - started
+
+
+def _run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tuple[str, Any]]],
+                 *, torch_save: bool, pandas: bool) -> None:
     try:
         items = iter(factory())
         while True:
@@ -1272,6 +1422,124 @@ def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tup
 
 
 IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+# Runs under every other Python found (2.7 and 3.x): the standard library's own values,
+# pickled by that interpreter's pickle module, printed as JSON lines. Python 2 compatible.
+OTHER_PYTHON_SNIPPET = r"""
+import base64, json, pickle, sys
+objs = []
+def add(label, make):
+    try:
+        objs.append((label, make()))
+    except Exception:
+        pass
+import collections, datetime, decimal, fractions, uuid
+add("date", lambda: [datetime.date(2024, 1, 2), datetime.time(1, 2, 3),
+                     datetime.datetime(2024, 1, 2, 3, 4, 5), datetime.timedelta(days=1)])
+add("tz", lambda: [datetime.timezone.utc, datetime.timezone(datetime.timedelta(hours=2))])
+add("aware", lambda: datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+add("numbers", lambda: [decimal.Decimal("1.5"), fractions.Fraction(1, 3), 3j, 2 ** 70])
+add("context", lambda: decimal.Context())
+add("collections", lambda: [collections.OrderedDict(a=1), collections.deque([1], maxlen=3),
+                            collections.defaultdict(list), collections.Counter("aab")])
+add("chainmap", lambda: collections.ChainMap({"a": 1}))
+add("sets", lambda: [set([1]), frozenset([2]), bytearray(b"x"), b"bytes", u"text"])
+add("slices", lambda: [slice(1, 2), range(3)])
+add("uuid", lambda: uuid.UUID(int=5))
+add("types", lambda: [int, float, str, list, dict, tuple, set, bytes, object, bool, complex])
+def zi():
+    import zoneinfo
+    z = zoneinfo.ZoneInfo("UTC")
+    return [z, datetime.datetime(2024, 6, 1, tzinfo=z)]
+add("zoneinfo", zi)
+def enums():
+    import http, re
+    return [http.HTTPStatus.OK, re.IGNORECASE, re.compile("a+", re.I)]
+add("enums", enums)
+def paths():
+    import pathlib
+    return [pathlib.PurePosixPath("/a"), pathlib.PureWindowsPath("c:/x"), pathlib.Path("r")]
+add("paths", paths)
+def ns():
+    import types
+    return types.SimpleNamespace(a=1)
+add("namespace", ns)
+def ip():
+    import ipaddress
+    return [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
+add("ipaddress", ip)
+def arr():
+    import array
+    return array.array("d", [1.0])
+add("array", arr)
+def part():
+    import functools
+    return functools.partial(int, base=2)
+add("partial", part)
+for label, obj in objs:
+    for proto in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        try:
+            data = pickle.dumps(obj, proto)
+        except Exception:
+            continue
+        print(json.dumps([label, proto, base64.b64encode(data).decode("ascii")]))
+"""
+
+
+def other_pythons() -> list[str]:
+    """Other Python interpreters on this machine (pyenv versions, pythonX.Y on PATH)."""
+    import glob
+    import shutil
+
+    found: dict[str, str] = {}
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python")))
+    candidates += [
+        p for v in ("2.7", *(f"3.{m}" for m in range(6, 16)))
+        if (p := shutil.which(f"python{v}") or "")
+    ]
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real == os.path.realpath(sys.executable) or real in found.values():
+            continue
+        found[path] = real
+    return list(found)
+
+
+def run_other_pythons(dumper: Dumper) -> list[str]:
+    """Stdlib values pickled by every other interpreter; returns their versions."""
+    import base64
+    import subprocess
+
+    versions = []
+    for exe in other_pythons():
+        try:
+            proc = subprocess.run(
+                [exe, "-c", OTHER_PYTHON_SNIPPET], capture_output=True, timeout=60,
+                env={"PATH": os.environ.get("PATH", "")},
+            )
+            ver = subprocess.run(
+                [exe, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                capture_output=True, timeout=30,
+            ).stdout.decode().strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        own = ".".join(map(str, sys.version_info[:3]))
+        if proc.returncode != 0 or not ver or ver in versions or ver == own:
+            continue
+        versions.append(ver)
+        HARVEST.library = f"stdlib-python{ver}"
+        for line in proc.stdout.decode("ascii", "replace").splitlines():
+            try:
+                label, proto, b64 = json.loads(line)
+                data = base64.b64decode(b64)
+            except ValueError:
+                continue
+            HARVEST.objects[HARVEST.library] += 1
+            HARVEST.pickles[HARVEST.library] += 1
+            dumper._check_stream(data, f"python {ver} {label} p{proto}")
+    return versions
 
 
 def installed(lib: str) -> bool:
@@ -1297,7 +1565,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def harvest(fast: bool = False, only: set[str] | None = None) -> Harvest:
+def harvest(
+    fast: bool = False, only: set[str] | None = None, other_interpreters: bool = True
+) -> Harvest:
     """Run the harvest in-process (fills and returns the module-level HARVEST)."""
     global HARVEST
     HARVEST = Harvest()
@@ -1342,6 +1612,8 @@ def harvest(fast: bool = False, only: set[str] | None = None) -> Harvest:
                         torch_save=True)
         if want("safetensors"):
             run_library(dumper, "safetensors", safetensors_objects)
+        if want("stdlib") and other_interpreters:
+            HARVEST.other_pythons = run_other_pythons(dumper)
     return HARVEST
 
 
