@@ -130,6 +130,9 @@ class Harvest:
         self.uses: dict[str, set[str]] = defaultdict(set)
         self.other_pythons: list[str] = []
         self.seconds: Counter[str] = Counter()
+        self.unmapped_by: dict[str, set[str]] = defaultdict(set)
+        # written name -> (public name, interpreter version that verified they are one object)
+        self.other_aliases: dict[str, tuple[str, str]] = {}
 
     # -- recording -----------------------------------------------------------------------
 
@@ -201,6 +204,7 @@ class Harvest:
             },
             "builds": {k: sorted(v) for k, v in sorted(self.builds.items())},
             "unmapped": sorted(self.unmapped),
+            "other_python_aliases": {k: list(v) for k, v in sorted(self.other_aliases.items())},
         }
 
 
@@ -947,6 +951,10 @@ def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
             continue
         for est in instances[:1]:
             fitted = None
+            # deterministic harvests: the same classes every run
+            with contextlib.suppress(Exception):
+                if "random_state" in est.get_params(deep=False):
+                    est.set_params(random_state=0)
             for attempt in (
                 lambda e=est: e.fit(X, y_cls),
                 lambda e=est: e.fit(X, y_reg),
@@ -1487,6 +1495,38 @@ for label, obj in objs:
 """
 
 
+# Run by another interpreter on names its own pickles wrote that do not resolve here (a
+# private module moved between versions, e.g. pathlib._local in 3.13): is the object the
+# same as the one under the public parent module? Prints {written: public name}.
+OTHER_PYTHON_RESOLVE = r"""
+import importlib, json, sys
+out = {}
+for written in sys.argv[1:]:
+    parts = written.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            for a in parts[i:]:
+                obj = getattr(obj, a)
+        except Exception:
+            continue
+        mod, qual = parts[:i], parts[i:]
+        while len(mod) > 1 and mod[-1].startswith("_"):
+            mod = mod[:-1]
+            try:
+                cand = importlib.import_module(".".join(mod))
+                for a in qual:
+                    cand = getattr(cand, a)
+            except Exception:
+                continue
+            if cand is obj:
+                out[written] = ".".join(mod + qual)
+                break
+        break
+print(json.dumps(out))
+"""
+
+
 def other_pythons() -> list[str]:
     """Other Python interpreters on this machine (pyenv versions, pythonX.Y on PATH)."""
     import glob
@@ -1538,7 +1578,16 @@ def run_other_pythons(dumper: Dumper) -> list[str]:
                 continue
             HARVEST.objects[HARVEST.library] += 1
             HARVEST.pickles[HARVEST.library] += 1
+            before = set(HARVEST.unmapped)
             dumper._check_stream(data, f"python {ver} {label} p{proto}")
+            HARVEST.unmapped_by[exe] |= HARVEST.unmapped - before
+        unresolved = sorted(HARVEST.unmapped_by[exe])
+        if unresolved:
+            with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+                proc = subprocess.run([exe, "-c", OTHER_PYTHON_RESOLVE, *unresolved],
+                                      capture_output=True, timeout=60)
+                for written, public in json.loads(proc.stdout or b"{}").items():
+                    HARVEST.other_aliases[written] = (public, ver)
     return versions
 
 
@@ -1583,6 +1632,10 @@ def harvest(
             return False
         return True
 
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        numpy.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dumper = Dumper(work, fast)

@@ -169,8 +169,15 @@ def test_entries_are_defining_names_and_aliases_the_same_object(allow: dict[str,
             checked += 1
         assert checked > 300
         for written, target in allow["aliases"].items():
-            if _top_installed(target) and _top_installed(written):
-                assert _resolve(written) is _resolve(target), written
+            if not (_top_installed(target) and _top_installed(written)):
+                continue
+            try:
+                obj = _resolve(written)
+            except LookupError:
+                # another Python's module layout (pathlib._local in 3.13): the harvest
+                # verified the identity in that interpreter (other_python_aliases)
+                continue
+            assert obj is _resolve(target), written
 
 
 # ---------------------------------------------------------------------------------------------
