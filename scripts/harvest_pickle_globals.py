@@ -38,6 +38,7 @@ import ast
 import bz2
 import contextlib
 import copyreg
+import functools
 import gzip
 import importlib
 import importlib.metadata
@@ -129,7 +130,7 @@ class Harvest:
         # defining name -> how the pickles use it (applied to the written names at the end)
         self.uses: dict[str, set[str]] = defaultdict(set)
         self.other_pythons: list[str] = []
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         self.unmapped_by: dict[str, set[str]] = defaultdict(set)
         # written name -> (public name, interpreter version that verified they are one object)
         self.other_aliases: dict[str, tuple[str, str]] = {}
@@ -148,8 +149,9 @@ class Harvest:
         if name is not None:
             self.uses[name].add(use)
 
-    def note_reduce(self, func: Any, args: tuple[Any, ...], state: Any, setter: Any, obj: Any,
-                    proto: int) -> None:
+    def note_reduce(
+        self, func: Any, args: tuple[Any, ...], state: Any, setter: Any, obj: Any, proto: int
+    ) -> None:
         fname = getattr(func, "__name__", "")
         if proto >= 2 and fname == "__newobj__" and args:
             self.note_use(args[0], "NEWOBJ cls")
@@ -224,8 +226,8 @@ def kind_of(obj: Any) -> str:
 
 
 def describe(arg: Any) -> str:
-    if isinstance(arg, type) or isinstance(
-        arg, (types.FunctionType, types.BuiltinFunctionType, types.WrapperDescriptorType)
+    if isinstance(
+        arg, (type, types.FunctionType, types.BuiltinFunctionType, types.WrapperDescriptorType)
     ):
         return f"global:{live_name(arg)}"
     if isinstance(arg, types.MethodType):
@@ -274,7 +276,7 @@ def written_name(pickler: pickle._Pickler, obj: Any, name: str | None) -> str | 
         name = getattr(obj, "__qualname__", None)
     if name is None:
         name = obj.__name__
-    module_name = pickle.whichmodule(obj, name)
+    module_name = pickle.whichmodule(obj, name)  # type: ignore[attr-defined]
     try:
         __import__(module_name, level=0)
         module = sys.modules[module_name]
@@ -283,11 +285,12 @@ def written_name(pickler: pickle._Pickler, obj: Any, name: str | None) -> str | 
         return f"{module_name}.{name}"
     if pickler.proto >= 2 and copyreg._extension_registry.get((module_name, name)):  # type: ignore[attr-defined]
         return None
-    if pickler.proto >= 4:
+    proto: int = pickler.proto  # type: ignore[attr-defined]
+    if proto >= 4:
         return f"{module_name}.{name}"
     if parent is not module:
         return None
-    if pickler.proto < 3 and pickler.fix_imports:
+    if proto < 3 and pickler.fix_imports:  # type: ignore[attr-defined]
         import _compat_pickle
 
         if (module_name, name) in _compat_pickle.REVERSE_NAME_MAPPING:
@@ -311,8 +314,17 @@ class RecordingMixin:
             HARVEST.note_global(written, obj)
         super().save_global(obj, name)  # type: ignore[misc]
 
-    def save_reduce(self, func: Any, args: Any, state: Any = None, listitems: Any = None,
-                    dictitems: Any = None, state_setter: Any = None, *, obj: Any = None) -> None:
+    def save_reduce(
+        self,
+        func: Any,
+        args: Any,
+        state: Any = None,
+        listitems: Any = None,
+        dictitems: Any = None,
+        state_setter: Any = None,
+        *,
+        obj: Any = None,
+    ) -> None:
         if isinstance(args, tuple):
             HARVEST.note_reduce(func, args, state, state_setter, obj, self.proto)
         super().save_reduce(  # type: ignore[misc]
@@ -320,7 +332,7 @@ class RecordingMixin:
         )
 
 
-class RecordingPickler(RecordingMixin, pickle._Pickler):  # type: ignore[name-defined,misc]
+class RecordingPickler(RecordingMixin, pickle._Pickler):
     pass
 
 
@@ -449,17 +461,15 @@ class _Break(Exception):
 
 def _plausible_start(rest: bytes) -> bool:
     """A protocol 0/1 stream starts with any opcode (stacked streams after a STOP too)."""
-    return rest[:1].decode("latin1") in pickletools.code2op
+    return rest[:1].decode("latin1") in pickletools.code2op  # type: ignore[attr-defined]
 
 
-def _walk(
-    buf: io.BytesIO, names: list[str], getattrs: list[tuple[str, str]] | None = None
-) -> None:
+def _walk(buf: io.BytesIO, names: list[str], getattrs: list[tuple[str, str]] | None = None) -> None:
     """Decode one pickle; ``getattrs`` collects ``getattr(global or instance, "name")``
     as (owner global, "cls:name" or "name")."""
     stack: list[Any] = []
     memo: dict[int, Any] = {}
-    pos = buf.tell()
+    pos: int | None = buf.tell()
     try:
         for op, arg, pos in pickletools.genops(buf):
             n = op.name
@@ -484,9 +494,9 @@ def _walk(
             elif n in ("MEMOIZE",):
                 memo[len(memo)] = stack[-1]
             elif n in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = stack[-1]
+                memo[int(arg or 0)] = stack[-1]
             elif n in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo.get(int(arg), Opaque()))
+                stack.append(memo.get(int(arg or 0), Opaque()))
             elif n == "POP":
                 if stack:
                     stack.pop()
@@ -555,7 +565,8 @@ def _walk(
                     and a[0].func
                 ):
                     owner = a[0]
-                    getattrs.append((owner.func, ("cls:" if owner.is_global else "") + a[1]))
+                    prefix = "cls:" if owner.is_global else ""
+                    getattrs.append((owner.func or "", prefix + a[1]))
                 stack.append(Opaque(fname or None, a))
             elif n == "NEWOBJ_EX":
                 del stack[-3:]
@@ -606,9 +617,9 @@ def _pairs(items: list[Any]) -> Iterator[tuple[Any, Any]]:
 def _itemsize(dtype: Any) -> tuple[int, bool]:
     """(itemsize, is object) of a dtype decoded as ``numpy.dtype(spec, ...)`` plus state."""
     spec = None
-    if isinstance(dtype, Opaque) and (dtype.func or "").endswith(".dtype"):
-        if isinstance(dtype.args, tuple) and dtype.args:
-            spec = dtype.args[0]
+    is_dtype = isinstance(dtype, Opaque) and (dtype.func or "").endswith(".dtype")
+    if is_dtype and isinstance(dtype.args, tuple) and dtype.args:
+        spec = dtype.args[0]
     if not isinstance(spec, str):
         raise _Break("joblib array wrapper with a dtype the decoder does not model")
     code = spec.lstrip("|<>=")
@@ -703,14 +714,21 @@ class Dumper:
             return
         HARVEST.note_global(written, obj)
 
-    def pickle_all(self, obj: Any, label: str, *, torch_save: bool = False,
-                   joblib_dump: bool = True, pandas: bool = False) -> None:
+    def pickle_all(
+        self,
+        obj: Any,
+        label: str,
+        *,
+        torch_save: bool = False,
+        joblib_dump: bool = True,
+        pandas: bool = False,
+    ) -> None:
         HARVEST.objects[HARVEST.library] += 1
-        protocols = (2, 4) if self.fast else PROTOCOLS
+        protocols: tuple[int, ...] = (2, 4) if self.fast else PROTOCOLS
         if label.partition("[")[0] in NO_PROTOCOL_0:
             protocols = tuple(p for p in protocols if p >= 2)
         for proto in protocols:
-            self._try(f"{label}/p{proto}", lambda p=proto: self._pickle(obj, p))
+            self._try(f"{label}/p{proto}", functools.partial(self._pickle, obj, proto))
         if joblib_dump:
             self._try(f"{label}/joblib", lambda: self._joblib(obj))
         if torch_save:
@@ -750,11 +768,11 @@ class Dumper:
         self.count += 1
         path = self.workdir / f"o{self.count}.joblib"
         orig = jnp.NumpyPickler
-        jnp.NumpyPickler = RecordingNumpyPickler  # type: ignore[misc]
+        jnp.NumpyPickler = RecordingNumpyPickler
         try:
             jnp.dump(obj, path)
         finally:
-            jnp.NumpyPickler = orig  # type: ignore[misc]
+            jnp.NumpyPickler = orig
         self._check_stream(path.read_bytes(), "joblib.dump")
         path.unlink()
 
@@ -763,7 +781,9 @@ class Dumper:
 
         f = io.BytesIO()
         torch.save(
-            obj, f, pickle_module=recording_pickle_module(),
+            obj,
+            f,
+            pickle_module=recording_pickle_module(),
             _use_new_zipfile_serialization=zip_format,
         )
         data = f.getvalue()
@@ -812,24 +832,39 @@ def stdlib_objects() -> Iterator[tuple[str, Any]]:
 
     yield "scalars", [1, 2.5, 3j, True, None, b"x", bytearray(b"y"), "s", ..., NotImplemented]
     yield "containers", (set([1]), frozenset([2]), range(3), slice(1, 2, 3), {"a": [1]})
-    yield "datetime", [
-        dt.date(2024, 1, 2), dt.time(1, 2, 3), dt.datetime(2024, 1, 2, 3, 4, 5),
-        dt.timedelta(days=1), dt.timezone.utc, dt.timezone(dt.timedelta(hours=2), "X"),
-        dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
-    ]
+    yield (
+        "datetime",
+        [
+            dt.date(2024, 1, 2),
+            dt.time(1, 2, 3),
+            dt.datetime(2024, 1, 2, 3, 4, 5),
+            dt.timedelta(days=1),
+            dt.timezone.utc,
+            dt.timezone(dt.timedelta(hours=2), "X"),
+            dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        ],
+    )
     with contextlib.suppress(Exception):
         z = zoneinfo.ZoneInfo("Europe/Paris")
         yield "zoneinfo", [z, dt.datetime(2024, 6, 1, tzinfo=z), zoneinfo.ZoneInfo("UTC")]
     yield "numbers", [decimal.Decimal("1.5"), fractions.Fraction(1, 3), decimal.Context()]
-    yield "collections", [
-        collections.OrderedDict(a=1), collections.defaultdict(list, a=[1]),
-        collections.deque([1, 2], maxlen=5), collections.Counter("aab"),
-        collections.ChainMap({"a": 1}, {"b": 2}), types.SimpleNamespace(a=1),
-    ]
+    yield (
+        "collections",
+        [
+            collections.OrderedDict(a=1),
+            collections.defaultdict(list, a=[1]),
+            collections.deque([1, 2], maxlen=5),
+            collections.Counter("aab"),
+            collections.ChainMap({"a": 1}, {"b": 2}),
+            types.SimpleNamespace(a=1),
+        ],
+    )
     yield "enums", [http.HTTPStatus.OK, re.RegexFlag.IGNORECASE, decimal.ROUND_HALF_EVEN]
     yield "uuid", uuid.UUID(int=12345)
-    yield "paths", [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x"),
-                    pathlib.Path("rel/x")]
+    yield (
+        "paths",
+        [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x"), pathlib.Path("rel/x")],
+    )
     yield "re", [re.compile(r"a+b", re.I), re.compile(rb"x")]
     yield "ipaddress", [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
     yield "array", array.array("d", [1.0, 2.0])
@@ -842,16 +877,35 @@ def numpy_objects() -> Iterator[tuple[str, Any]]:
     import numpy as np
 
     dtypes = [
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "longdouble", "complex64", "complex128",
-        "clongdouble", "datetime64[ns]", "datetime64[D]", "timedelta64[s]", "S5", "U5",
-        "V4", "O",
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "longdouble",
+        "complex64",
+        "complex128",
+        "clongdouble",
+        "datetime64[ns]",
+        "datetime64[D]",
+        "timedelta64[s]",
+        "S5",
+        "U5",
+        "V4",
+        "O",
     ]
-    arrays = []
+    arrays: list[Any] = []
     for d in dtypes:
-        a = np.zeros(3, dtype=d)
-        arrays.append(a)
-        arrays.append(a[0])  # the scalar
+        zeros: Any = np.zeros(3, dtype=d)
+        arrays.append(zeros)
+        arrays.append(zeros[0])  # the scalar
         arrays.append(np.dtype(d))
     yield "arrays", arrays
     with contextlib.suppress(Exception):
@@ -864,19 +918,53 @@ def numpy_objects() -> Iterator[tuple[str, Any]]:
     yield "fortran", np.asfortranarray(np.ones((2, 3)))
     yield "objects", np.array([{"a": 1}, None, "x"], dtype=object)
     yield "2d-large", np.arange(5000, dtype=np.float64).reshape(50, 100)
-    yield "rng", [
-        np.random.RandomState(0), np.random.default_rng(0), np.random.get_state(),
-        np.random.Generator(np.random.PCG64DXSM(1)), np.random.Generator(np.random.Philox(1)),
-        np.random.Generator(np.random.SFC64(1)), np.random.MT19937(1), np.random.SeedSequence(1),
-    ]
+    yield (
+        "rng",
+        [
+            np.random.RandomState(0),
+            np.random.default_rng(0),
+            np.random.get_state(),
+            np.random.Generator(np.random.PCG64DXSM(1)),
+            np.random.Generator(np.random.Philox(1)),
+            np.random.Generator(np.random.SFC64(1)),
+            np.random.MT19937(1),
+            np.random.SeedSequence(1),
+        ],
+    )
     yield "ufunc", [np.add, np.sin, np.log1p, np.expm1, np.sqrt, np.exp, np.log, np.abs]
     # scalar types and dtype classes stored as values (estimator dtype= parameters)
-    yield "scalar-types", [
-        np.float16, np.float32, np.float64, np.longdouble, np.int8, np.int16, np.int32,
-        np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_, np.complex64,
-        np.complex128, np.str_, np.bytes_, np.object_, np.datetime64, np.timedelta64,
-        np.intp, np.uintp, np.void, np.number, np.floating, np.integer, np.generic,
-    ]
+    yield (
+        "scalar-types",
+        [
+            np.float16,
+            np.float32,
+            np.float64,
+            np.longdouble,
+            np.int8,
+            np.int16,
+            np.int32,
+            np.int64,
+            np.uint8,
+            np.uint16,
+            np.uint32,
+            np.uint64,
+            np.bool_,
+            np.complex64,
+            np.complex128,
+            np.str_,
+            np.bytes_,
+            np.object_,
+            np.datetime64,
+            np.timedelta64,
+            np.intp,
+            np.uintp,
+            np.void,
+            np.number,
+            np.floating,
+            np.integer,
+            np.generic,
+        ],
+    )
     yield "dtype-classes", [type(np.dtype(d)) for d in ("f8", "i4", "O", "U3", "M8[s]")]
     yield "finfo", [np.finfo(np.float32), np.iinfo(np.int32)]
     yield "masked-fill", np.ma.masked_array([1.0, 2.0], mask=[1, 0], fill_value=-1.0)
@@ -896,30 +984,53 @@ def scipy_objects() -> Iterator[tuple[str, Any]]:
         mats.append(getattr(sp, f"{fmt}_matrix")(dense))
         mats.append(getattr(sp, f"{fmt}_array")(dense))
     yield "sparse", mats
-    yield "distributions", [
-        stats.norm(0, 1), stats.gamma(2.0), stats.poisson(3), stats.beta(2, 3),
-        stats.multivariate_normal([0, 0]), stats.uniform(), stats.expon(),
-        stats.gaussian_kde(np.random.RandomState(0).rand(20)),
-    ]
-    yield "spatial", [
-        spatial.KDTree(np.random.RandomState(0).rand(10, 2)),
-        spatial.cKDTree(np.random.RandomState(0).rand(10, 2)),
-        spatial.transform.Rotation.from_euler("z", 30, degrees=True),
-    ]
+    yield (
+        "distributions",
+        [
+            stats.norm(0, 1),
+            stats.gamma(2.0),
+            stats.poisson(3),
+            stats.beta(2, 3),
+            stats.multivariate_normal([0, 0]),
+            stats.uniform(),
+            stats.expon(),
+            stats.gaussian_kde(np.random.RandomState(0).rand(20)),
+        ],
+    )
+    yield (
+        "spatial",
+        [
+            spatial.KDTree(np.random.RandomState(0).rand(10, 2)),
+            spatial.cKDTree(np.random.RandomState(0).rand(10, 2)),
+            spatial.transform.Rotation.from_euler("z", 30, degrees=True),
+        ],
+    )
     x = np.linspace(0, 1, 6)
-    yield "interpolate", [
-        interpolate.CubicSpline(x, x**2), interpolate.PchipInterpolator(x, x),
-        interpolate.make_interp_spline(x, x**2), interpolate.RegularGridInterpolator((x,), x),
-    ]
+    yield (
+        "interpolate",
+        [
+            interpolate.CubicSpline(x, x**2),
+            interpolate.PchipInterpolator(x, x),
+            interpolate.make_interp_spline(x, x**2),
+            interpolate.RegularGridInterpolator((x,), x),
+        ],
+    )
     yield "optimize", optimize.minimize(lambda v: (v**2).sum(), np.ones(2))
     r = np.random.RandomState(0)
     a, b = r.rand(10), r.rand(10)
-    yield "stats-results", [
-        stats.describe(a), stats.ttest_ind(a, b), stats.pearsonr(a, b), stats.linregress(a, b),
-        stats.ks_2samp(a, b), stats.mannwhitneyu(a, b), stats.spearmanr(a, b),
-    ]
-    yield "special-sparse", [sp.eye(3, format="csr"), sp.random(4, 4, density=0.5,
-                                                                random_state=0)]
+    yield (
+        "stats-results",
+        [
+            stats.describe(a),
+            stats.ttest_ind(a, b),
+            stats.pearsonr(a, b),
+            stats.linregress(a, b),
+            stats.ks_2samp(a, b),
+            stats.mannwhitneyu(a, b),
+            stats.spearmanr(a, b),
+        ],
+    )
+    yield "special-sparse", [sp.eye(3, format="csr"), sp.random(4, 4, density=0.5, random_state=0)]
     yield "spatial-more", [spatial.distance.pdist(r.rand(4, 2)), spatial.ConvexHull(r.rand(6, 2))]
 
 
@@ -955,21 +1066,22 @@ def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
             with contextlib.suppress(Exception):
                 if "random_state" in est.get_params(deep=False):
                     est.set_params(random_state=0)
-            for attempt in (
-                lambda e=est: e.fit(X, y_cls),
-                lambda e=est: e.fit(X, y_reg),
-                lambda e=est: e.fit(X),
-                lambda e=est: e.fit(X, Y_multi),
-                lambda e=est: e.fit(X, y_bin),
-                lambda e=est: e.fit(text),
-                lambda e=est: e.fit([{"a": 1, "b": "x"}, {"a": 2}] * 5),
-                lambda e=est: e.fit([["a", "b"], ["c"]] * 5),
-                lambda e=est: e.fit(y_cls),
-            ):
+            fit_inputs: list[tuple[Any, ...]] = [
+                (X, y_cls),
+                (X, y_reg),
+                (X,),
+                (X, Y_multi),
+                (X, y_bin),
+                (text,),
+                ([{"a": 1, "b": "x"}, {"a": 2}] * 5,),
+                ([["a", "b"], ["c"]] * 5,),
+                (y_cls,),
+            ]
+            for fit_args in fit_inputs:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        fitted = attempt()
+                        fitted = est.fit(*fit_args)
                     break
                 except Exception:
                     continue
@@ -997,24 +1109,38 @@ def sklearn_compositions() -> Iterator[tuple[str, Any]]:
     )
     y = np.array([0, 1, 0] * 10)
     ct = ColumnTransformer(
-        [("num", make_pipeline(SimpleImputer(), StandardScaler()), ["n"]),
-         ("cat", OneHotEncoder(handle_unknown="ignore"), ["c"]),
-         ("txt", TfidfVectorizer(), "t")]
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["n"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["c"]),
+            ("txt", TfidfVectorizer(), "t"),
+        ]
     )
     pipe = make_pipeline(ct, LogisticRegression()).fit(df, y)
     yield "pipeline-columns", pipe
-    yield "feature-union", make_pipeline(
-        FeatureUnion([("a", StandardScaler()), ("b", FunctionTransformer(np.log1p))]),
-        RandomForestClassifier(n_estimators=3),
-    ).fit(np.abs(rng.rand(30, 3)), y)
-    yield "grid", GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(rng.rand(30, 3),
-                                                                         rng.rand(30))
-    yield "ttr", TransformedTargetRegressor(func=np.log1p, inverse_func=np.expm1).fit(
-        rng.rand(30, 2), rng.rand(30))
+    yield (
+        "feature-union",
+        make_pipeline(
+            FeatureUnion([("a", StandardScaler()), ("b", FunctionTransformer(np.log1p))]),
+            RandomForestClassifier(n_estimators=3),
+        ).fit(np.abs(rng.rand(30, 3)), y),
+    )
+    yield (
+        "grid",
+        GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(rng.rand(30, 3), rng.rand(30)),
+    )
+    yield (
+        "ttr",
+        TransformedTargetRegressor(func=np.log1p, inverse_func=np.expm1).fit(
+            rng.rand(30, 2), rng.rand(30)
+        ),
+    )
     yield from sklearn_variants()
-    yield "hgb-categorical", HistGradientBoostingClassifier(
-        max_iter=5, categorical_features="from_dtype"
-    ).fit(df[["n", "c"]].astype({"c": "category"}), y)
+    yield (
+        "hgb-categorical",
+        HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype").fit(
+            df[["n", "c"]].astype({"c": "category"}), y
+        ),
+    )
 
 
 def sklearn_variants() -> Iterator[tuple[str, Any]]:
@@ -1022,56 +1148,94 @@ def sklearn_variants() -> Iterator[tuple[str, Any]]:
     import numpy as np
     from sklearn import ensemble, gaussian_process, linear_model, neighbors, neural_network
     from sklearn.gaussian_process import kernels
-    from sklearn.metrics import DistanceMetric, make_scorer
+    from sklearn.metrics import DistanceMetric, f1_score, make_scorer
 
     rng = np.random.RandomState(0)
     X = rng.rand(40, 3)
     y = np.array([0, 1] * 20)
     yr = rng.rand(40) + 0.1
-    for loss in ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron",
-                 "squared_error", "huber", "epsilon_insensitive"):
+    for loss in (
+        "hinge",
+        "log_loss",
+        "modified_huber",
+        "squared_hinge",
+        "perceptron",
+        "squared_error",
+        "huber",
+        "epsilon_insensitive",
+    ):
         with contextlib.suppress(Exception):
             yield f"sgd-{loss}", linear_model.SGDClassifier(loss=loss, max_iter=5).fit(X, y)
-    for loss in ("squared_error", "huber", "epsilon_insensitive",
-                 "squared_epsilon_insensitive"):
+    for loss in ("squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"):
         yield f"sgdr-{loss}", linear_model.SGDRegressor(loss=loss, max_iter=5).fit(X, yr)
     for loss in ("squared_error", "absolute_error", "gamma", "poisson", "quantile"):
-        kw = {"quantile": 0.5} if loss == "quantile" else {}
-        yield f"hgbr-{loss}", ensemble.HistGradientBoostingRegressor(
-            loss=loss, max_iter=3, **kw).fit(X, yr)
+        qkw = {"quantile": 0.5} if loss == "quantile" else {}
+        yield (
+            f"hgbr-{loss}",
+            ensemble.HistGradientBoostingRegressor(loss=loss, max_iter=3, **qkw).fit(X, yr),
+        )
     for loss in ("squared_error", "absolute_error", "huber", "quantile"):
-        yield f"gbr-{loss}", ensemble.GradientBoostingRegressor(loss=loss, n_estimators=3).fit(
-            X, yr)
-    yield "gbc-exp", ensemble.GradientBoostingClassifier(loss="exponential",
-                                                         n_estimators=3).fit(X, y)
+        yield (
+            f"gbr-{loss}",
+            ensemble.GradientBoostingRegressor(loss=loss, n_estimators=3).fit(X, yr),
+        )
+    yield (
+        "gbc-exp",
+        ensemble.GradientBoostingClassifier(loss="exponential", n_estimators=3).fit(X, y),
+    )
     yield "tweedie", linear_model.TweedieRegressor(power=1.5).fit(X, yr)
     for algo in ("ball_tree", "kd_tree", "brute"):
         yield f"nn-{algo}", neighbors.NearestNeighbors(algorithm=algo).fit(X)
-    for metric in ("euclidean", "manhattan", "chebyshev", "minkowski", "haversine",
-                   "hamming", "canberra", "braycurtis", "jaccard", "mahalanobis"):
+    for metric in (
+        "euclidean",
+        "manhattan",
+        "chebyshev",
+        "minkowski",
+        "haversine",
+        "hamming",
+        "canberra",
+        "braycurtis",
+        "jaccard",
+        "mahalanobis",
+    ):
         kw: dict[str, Any] = {"V": np.cov(X.T)} if metric == "mahalanobis" else {}
         with contextlib.suppress(Exception):
             yield f"metric-{metric}", DistanceMetric.get_metric(metric, **kw)
         with contextlib.suppress(Exception):
-            yield f"balltree-{metric}", neighbors.BallTree(
-                X[:, :2] if metric == "haversine" else X, metric=metric, **kw)
+            yield (
+                f"balltree-{metric}",
+                neighbors.BallTree(X[:, :2] if metric == "haversine" else X, metric=metric, **kw),
+            )
     yield "kde", neighbors.KernelDensity(kernel="epanechnikov").fit(X)
-    ks = [kernels.Matern(), kernels.WhiteKernel(), kernels.DotProduct(),
-          kernels.RationalQuadratic(), kernels.ExpSineSquared(),
-          kernels.RBF() + kernels.WhiteKernel(), kernels.ConstantKernel() ** 2,
-          kernels.PairwiseKernel()]
+    ks = [
+        kernels.Matern(),
+        kernels.WhiteKernel(),
+        kernels.DotProduct(),
+        kernels.RationalQuadratic(),
+        kernels.ExpSineSquared(),
+        kernels.RBF() + kernels.WhiteKernel(),
+        kernels.ConstantKernel() ** 2,
+        kernels.PairwiseKernel(),
+    ]
     for k in ks:
-        yield f"gpr-{type(k).__name__}", gaussian_process.GaussianProcessRegressor(
-            kernel=k).fit(X, yr)
+        yield (
+            f"gpr-{type(k).__name__}",
+            gaussian_process.GaussianProcessRegressor(kernel=k).fit(X, yr),
+        )
     for solver in ("sgd", "adam", "lbfgs"):
-        yield f"mlp-{solver}", neural_network.MLPClassifier(
-            solver=solver, max_iter=5, hidden_layer_sizes=(3,)).fit(X, y)
+        yield (
+            f"mlp-{solver}",
+            neural_network.MLPClassifier(solver=solver, max_iter=5, hidden_layer_sizes=(3,)).fit(
+                X, y
+            ),
+        )
     for solver in ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga"):
         yield f"logreg-{solver}", linear_model.LogisticRegression(solver=solver).fit(X, y)
-    yield "scorer", make_scorer(lambda a, b: 0.0) if False else make_scorer(
-        __import__("sklearn.metrics", fromlist=["f1_score"]).f1_score)
-    yield "forest-oob", ensemble.RandomForestRegressor(n_estimators=2, oob_score=True,
-                                                       bootstrap=True).fit(X, yr)
+    yield "scorer", make_scorer(f1_score)
+    yield (
+        "forest-oob",
+        ensemble.RandomForestRegressor(n_estimators=2, oob_score=True, bootstrap=True).fit(X, yr),
+    )
     yield "isolation", ensemble.IsolationForest(n_estimators=2).fit(X)
 
 
@@ -1081,8 +1245,11 @@ def pandas_objects() -> Iterator[tuple[str, Any]]:
 
     n = 4
     cols: dict[str, Any] = {
-        "i": np.arange(n), "f": np.linspace(0, 1, n), "b": [True, False] * 2,
-        "s": list("abcd"), "o": [1, "a", None, 2.0],
+        "i": np.arange(n),
+        "f": np.linspace(0, 1, n),
+        "b": [True, False] * 2,
+        "s": list("abcd"),
+        "o": [1, "a", None, 2.0],
         "cat": pd.Categorical(list("abab")),
         "ocat": pd.Categorical(list("abab"), categories=["b", "a"], ordered=True),
         "dt": pd.date_range("2024-01-01", periods=n),
@@ -1106,24 +1273,51 @@ def pandas_objects() -> Iterator[tuple[str, Any]]:
     yield "frame", frame
     for name in cols:
         yield f"series-{name}", frame[name]
-    yield "multiindex", pd.DataFrame(
-        {"v": range(4)}, index=pd.MultiIndex.from_product([["a", "b"], [1, 2]])
+    yield (
+        "multiindex",
+        pd.DataFrame({"v": range(4)}, index=pd.MultiIndex.from_product([["a", "b"], [1, 2]])),
     )
-    yield "indexes", [
-        pd.RangeIndex(5), pd.Index([1.5, 2.5]), pd.CategoricalIndex(list("ab")),
-        pd.DatetimeIndex(["2024-01-01"]), pd.IntervalIndex.from_breaks([0, 1, 2]),
-        pd.PeriodIndex(["2024-01"], freq="M"), pd.TimedeltaIndex(["1D"]),
-    ]
-    yield "scalars", [
-        pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="Asia/Tokyo"),
-        pd.Timedelta("1D"), pd.Period("2024-01", "M"), pd.Interval(0, 1), pd.NaT, pd.NA,
-        pd.offsets.MonthEnd(2), pd.offsets.BDay(), pd.DateOffset(days=2),
-        pd.offsets.Week(weekday=1), pd.tseries.frequencies.to_offset("h"),
-    ]
-    yield "dtypes", [
-        pd.CategoricalDtype(["a"]), pd.DatetimeTZDtype(tz="UTC"), pd.PeriodDtype("D"),
-        pd.IntervalDtype("int64"), pd.SparseDtype("float"), pd.Int32Dtype(), pd.StringDtype(),
-    ]
+    yield (
+        "indexes",
+        [
+            pd.RangeIndex(5),
+            pd.Index([1.5, 2.5]),
+            pd.CategoricalIndex(list("ab")),
+            pd.DatetimeIndex(["2024-01-01"]),
+            pd.IntervalIndex.from_breaks([0, 1, 2]),
+            pd.PeriodIndex(["2024-01"], freq="M"),
+            pd.TimedeltaIndex(["1D"]),
+        ],
+    )
+    yield (
+        "scalars",
+        [
+            pd.Timestamp("2024-01-01", tz="UTC"),
+            pd.Timestamp("2024-01-01", tz="Asia/Tokyo"),
+            pd.Timedelta("1D"),
+            pd.Period("2024-01", "M"),
+            pd.Interval(0, 1),
+            pd.NaT,
+            pd.NA,
+            pd.offsets.MonthEnd(2),
+            pd.offsets.BDay(),
+            pd.DateOffset(days=2),
+            pd.offsets.Week(weekday=1),
+            pd.tseries.frequencies.to_offset("h"),
+        ],
+    )
+    yield (
+        "dtypes",
+        [
+            pd.CategoricalDtype(["a"]),
+            pd.DatetimeTZDtype(tz="UTC"),
+            pd.PeriodDtype("D"),
+            pd.IntervalDtype("int64"),
+            pd.SparseDtype("float"),
+            pd.Int32Dtype(),
+            pd.StringDtype(),
+        ],
+    )
     with contextlib.suppress(Exception):
         yield "styler-free-attrs", frame.set_flags(allows_duplicate_labels=False)
 
@@ -1136,9 +1330,18 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     tensors = [
         torch.zeros(2, dtype=d)
         for d in (
-            torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8,
-            torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool,
-            torch.complex64, torch.complex128,
+            torch.float32,
+            torch.float64,
+            torch.float16,
+            torch.bfloat16,
+            torch.int8,
+            torch.uint8,
+            torch.int16,
+            torch.int32,
+            torch.int64,
+            torch.bool,
+            torch.complex64,
+            torch.complex128,
         )
     ]
     for name in ("float8_e4m3fn", "float8_e5m2", "uint16", "uint32", "uint64"):
@@ -1148,9 +1351,19 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     yield "views", [torch.arange(10)[2:5], torch.ones(3, 4).t(), torch.ones(2, 2).expand(2, 2)]
     yield "parameter", nn.Parameter(torch.ones(3))
     # (memory formats are not picklable at all)
-    yield "buffers-misc", [torch.Size([2, 3]), torch.device("cpu"), torch.device("meta"),
-                           torch.strided, torch.sparse_coo, torch.sparse_csr,
-                           torch.per_tensor_affine, torch.per_channel_affine]
+    yield (
+        "buffers-misc",
+        [
+            torch.Size([2, 3]),
+            torch.device("cpu"),
+            torch.device("meta"),
+            torch.strided,
+            torch.sparse_coo,
+            torch.sparse_csr,
+            torch.per_tensor_affine,
+            torch.per_channel_affine,
+        ],
+    )
     yield "dtypes", [v for v in vars(torch).values() if isinstance(v, torch.dtype)]
     yield "meta-tensor", torch.empty(3, device="meta")
     with contextlib.suppress(Exception):
@@ -1158,16 +1371,25 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     yield "uninit-param", torch.nn.LazyLinear(2).weight
     yield "named-tuple-ret", torch.ones(3).max(0)
     yield "finfo", [torch.finfo(torch.float32), torch.iinfo(torch.int32)]
-    yield "sparse", [
-        torch.eye(3).to_sparse(), torch.eye(3).to_sparse_csr(), torch.eye(3).to_sparse_csc(),
-        torch.eye(4).to_sparse_bsr((2, 2)), torch.eye(4).to_sparse_bsc((2, 2)),
-    ]
+    yield (
+        "sparse",
+        [
+            torch.eye(3).to_sparse(),
+            torch.eye(3).to_sparse_csr(),
+            torch.eye(3).to_sparse_csc(),
+            torch.eye(4).to_sparse_bsr((2, 2)),
+            torch.eye(4).to_sparse_bsc((2, 2)),
+        ],
+    )
     q = []
     with contextlib.suppress(Exception):
         q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.quint8))
         q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.qint8))
-        q.append(torch.quantize_per_channel(torch.rand(2, 2), torch.tensor([0.1, 0.2]),
-                                            torch.tensor([0, 0]), 0, torch.qint8))
+        q.append(
+            torch.quantize_per_channel(
+                torch.rand(2, 2), torch.tensor([0.1, 0.2]), torch.tensor([0, 0]), 0, torch.qint8
+            )
+        )
         q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.qint32))
     yield "quantized", q
     with contextlib.suppress(Exception):
@@ -1175,25 +1397,66 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
 
         yield "quantized-module", QLinear(4, 2)
     with contextlib.suppress(Exception):
-        yield "dynamic-quantized", torch.ao.quantization.quantize_dynamic(
-            nn.Sequential(nn.Linear(4, 4)), {nn.Linear}, dtype=torch.qint8)
-    yield "rng", [torch.get_rng_state(), torch.Generator().manual_seed(1).get_state(),
-                  torch.Generator().manual_seed(1)]
+        yield (
+            "dynamic-quantized",
+            torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(nn.Linear(4, 4)), {nn.Linear}, dtype=torch.qint8
+            ),
+        )
+    yield (
+        "rng",
+        [
+            torch.get_rng_state(),
+            torch.Generator().manual_seed(1).get_state(),
+            torch.Generator().manual_seed(1),
+        ],
+    )
     model = nn.Sequential(
-        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Dropout(0.1), nn.LazyLinear(3) if False else nn.Linear(2, 3), nn.GELU(), nn.SiLU(),
-        nn.Tanh(), nn.Sigmoid(), nn.Softmax(dim=-1), nn.LayerNorm(3), nn.Identity(),
+        nn.Conv2d(1, 2, 3),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.LazyLinear(3) if False else nn.Linear(2, 3),
+        nn.GELU(),
+        nn.SiLU(),
+        nn.Tanh(),
+        nn.Sigmoid(),
+        nn.Softmax(dim=-1),
+        nn.LayerNorm(3),
+        nn.Identity(),
     )
     modules: list[Any] = [
-        model, nn.LSTM(3, 4, batch_first=True), nn.GRU(3, 4), nn.RNN(3, 4),
-        nn.Embedding(10, 3), nn.EmbeddingBag(10, 3),
+        model,
+        nn.LSTM(3, 4, batch_first=True),
+        nn.GRU(3, 4),
+        nn.RNN(3, 4),
+        nn.Embedding(10, 3),
+        nn.EmbeddingBag(10, 3),
         nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 1),
-        nn.MultiheadAttention(8, 2), nn.ModuleDict({"a": nn.Linear(2, 2)}),
-        nn.ModuleList([nn.LeakyReLU(), nn.PReLU(), nn.ELU(), nn.Mish(), nn.Hardswish(),
-                       nn.Softplus(), nn.LogSoftmax(dim=1), nn.GroupNorm(1, 2),
-                       nn.InstanceNorm1d(2), nn.ConvTranspose2d(1, 1, 2), nn.Conv1d(1, 1, 2),
-                       nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=2),
-                       nn.CrossEntropyLoss(), nn.MSELoss(), nn.BCEWithLogitsLoss()]),
+        nn.MultiheadAttention(8, 2),
+        nn.ModuleDict({"a": nn.Linear(2, 2)}),
+        nn.ModuleList(
+            [
+                nn.LeakyReLU(),
+                nn.PReLU(),
+                nn.ELU(),
+                nn.Mish(),
+                nn.Hardswish(),
+                nn.Softplus(),
+                nn.LogSoftmax(dim=1),
+                nn.GroupNorm(1, 2),
+                nn.InstanceNorm1d(2),
+                nn.ConvTranspose2d(1, 1, 2),
+                nn.Conv1d(1, 1, 2),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Upsample(scale_factor=2),
+                nn.CrossEntropyLoss(),
+                nn.MSELoss(),
+                nn.BCEWithLogitsLoss(),
+            ]
+        ),
         nn.ParameterList([nn.Parameter(torch.ones(1))]),
         nn.ParameterDict({"p": nn.Parameter(torch.ones(1))}),
     ]
@@ -1210,15 +1473,36 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
                 modules.append(cls())
         except Exception:
             continue
-    modules += [nn.Bilinear(2, 2, 2), nn.Unflatten(1, (1, 1)), nn.ZeroPad2d(1),
-                nn.ConstantPad1d(1, 0.0), nn.ReflectionPad2d(1), nn.PixelShuffle(2),
-                nn.Conv3d(1, 1, 1), nn.BatchNorm1d(2), nn.BatchNorm3d(2), nn.LazyLinear(2),
-                nn.AvgPool1d(2), nn.MaxPool1d(2), nn.AdaptiveMaxPool1d(1), nn.LPPool1d(2, 2),
-                nn.LSTMCell(2, 2), nn.GRUCell(2, 2), nn.RNNCell(2, 2), nn.Fold((2, 2), 1),
-                nn.Unfold(1), nn.CosineSimilarity(), nn.PairwiseDistance(),
-                nn.Softmax2d(), nn.Threshold(0.1, 0.0), nn.GLU(), nn.RMSNorm(2),
-                nn.LocalResponseNorm(2), nn.ChannelShuffle(2), nn.TransformerDecoder(
-                    nn.TransformerDecoderLayer(8, 2, 16), 1)]
+    modules += [
+        nn.Bilinear(2, 2, 2),
+        nn.Unflatten(1, (1, 1)),
+        nn.ZeroPad2d(1),
+        nn.ConstantPad1d(1, 0.0),
+        nn.ReflectionPad2d(1),
+        nn.PixelShuffle(2),
+        nn.Conv3d(1, 1, 1),
+        nn.BatchNorm1d(2),
+        nn.BatchNorm3d(2),
+        nn.LazyLinear(2),
+        nn.AvgPool1d(2),
+        nn.MaxPool1d(2),
+        nn.AdaptiveMaxPool1d(1),
+        nn.LPPool1d(2, 2),
+        nn.LSTMCell(2, 2),
+        nn.GRUCell(2, 2),
+        nn.RNNCell(2, 2),
+        nn.Fold((2, 2), 1),
+        nn.Unfold(1),
+        nn.CosineSimilarity(),
+        nn.PairwiseDistance(),
+        nn.Softmax2d(),
+        nn.Threshold(0.1, 0.0),
+        nn.GLU(),
+        nn.RMSNorm(2),
+        nn.LocalResponseNorm(2),
+        nn.ChannelShuffle(2),
+        nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 1),
+    ]
     for m in modules:
         yield f"module-{type(m).__name__}", m
         yield f"state-{type(m).__name__}", m.state_dict()
@@ -1229,11 +1513,16 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     lin(torch.ones(1, 4)).sum().backward()
     opts = [
         torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9),
-        torch.optim.Adam(lin.parameters()), torch.optim.AdamW(lin.parameters()),
-        torch.optim.RMSprop(lin.parameters()), torch.optim.Adagrad(lin.parameters()),
-        torch.optim.Adadelta(lin.parameters()), torch.optim.LBFGS(lin.parameters()),
-        torch.optim.NAdam(lin.parameters()), torch.optim.RAdam(lin.parameters()),
-        torch.optim.Adamax(lin.parameters()), torch.optim.ASGD(lin.parameters()),
+        torch.optim.Adam(lin.parameters()),
+        torch.optim.AdamW(lin.parameters()),
+        torch.optim.RMSprop(lin.parameters()),
+        torch.optim.Adagrad(lin.parameters()),
+        torch.optim.Adadelta(lin.parameters()),
+        torch.optim.LBFGS(lin.parameters()),
+        torch.optim.NAdam(lin.parameters()),
+        torch.optim.RAdam(lin.parameters()),
+        torch.optim.Adamax(lin.parameters()),
+        torch.optim.ASGD(lin.parameters()),
         torch.optim.Rprop(lin.parameters()),
     ]
     for opt in opts:
@@ -1265,18 +1554,27 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     scaler = torch.amp.GradScaler("cpu")
     yield "gradscaler-state", scaler.state_dict()
     yield "gradscaler", scaler
-    yield "checkpoint-dict", {
-        "epoch": 3, "model": model.state_dict(), "optimizer": sgd.state_dict(),
-        "scheduler": sched[0].state_dict(), "scaler": scaler.state_dict(),
-        "rng": {"torch": torch.get_rng_state()}, "args": {"lr": 0.1},
-    }
+    yield (
+        "checkpoint-dict",
+        {
+            "epoch": 3,
+            "model": model.state_dict(),
+            "optimizer": sgd.state_dict(),
+            "scheduler": sched[0].state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "args": {"lr": 0.1},
+        },
+    )
     with contextlib.suppress(Exception):
         from torch.utils.data import TensorDataset
 
         yield "dataset", TensorDataset(torch.ones(3, 2))
     with contextlib.suppress(Exception):
-        yield "distributions", [torch.distributions.Normal(0.0, 1.0),
-                                torch.distributions.Categorical(torch.ones(3))]
+        yield (
+            "distributions",
+            [torch.distributions.Normal(0.0, 1.0), torch.distributions.Categorical(torch.ones(3))],
+        )
 
 
 def dcp_objects(dumper: Dumper) -> None:
@@ -1286,11 +1584,15 @@ def dcp_objects(dumper: Dumper) -> None:
     from torch import nn
 
     with tempfile.TemporaryDirectory() as d:
-        state = {"model": nn.Linear(3, 2).state_dict(), "step": 7, "extra": {"s": "x"},
-                 "io": io.BytesIO(b"abc")}
+        state = {
+            "model": nn.Linear(3, 2).state_dict(),
+            "step": 7,
+            "extra": {"s": "x"},
+            "io": io.BytesIO(b"abc"),
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dcp.save(state, checkpoint_id=d, no_dist=True)  # type: ignore[call-arg]
+            dcp.save(state, checkpoint_id=d, no_dist=True)
         HARVEST.objects[HARVEST.library] += 1
         for p in Path(d).iterdir():
             if p.name == ".metadata":
@@ -1301,7 +1603,8 @@ def dcp_objects(dumper: Dumper) -> None:
         meta = md.Metadata(
             state_dict_metadata={
                 "w": md.TensorStorageMetadata(
-                    md.TensorProperties(dtype=torch.float32), torch.Size([2]),
+                    md.TensorProperties(dtype=torch.float32),
+                    torch.Size([2]),
                     [md.ChunkStorageMetadata(torch.Size([0]), torch.Size([2]))],
                 ),
                 "b": md.BytesStorageMetadata(),
@@ -1335,8 +1638,12 @@ def lightgbm_objects() -> Iterator[tuple[str, Any]]:
     clf = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y)
     yield "classifier", clf
     yield "regressor", lgb.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, rng.rand(60))
-    yield "ranker", lgb.LGBMRanker(n_estimators=2, verbose=-1, min_child_samples=1).fit(
-        X, y % 2, group=[30, 30])
+    yield (
+        "ranker",
+        lgb.LGBMRanker(n_estimators=2, verbose=-1, min_child_samples=1).fit(
+            X, y % 2, group=[30, 30]
+        ),
+    )
     yield "booster", clf.booster_
 
 
@@ -1349,21 +1656,33 @@ def transformers_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s"]
     vocab_file = workdir / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n")
-    small = dict(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
-                 num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)
-    configs = [tr.BertConfig(**small), tr.GPT2Config(n_embd=8, n_layer=1, n_head=2),
-               tr.PretrainedConfig(), tr.GenerationConfig(max_new_tokens=3)]
+    small = dict(
+        vocab_size=len(vocab),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+    )
+    configs = [
+        tr.BertConfig(**small),
+        tr.GPT2Config(n_embd=8, n_layer=1, n_head=2),
+        tr.PretrainedConfig(),
+        tr.GenerationConfig(max_new_tokens=3),
+    ]
     with contextlib.suppress(Exception):
-        configs.append(tr.LlamaConfig(hidden_size=8, num_hidden_layers=1,
-                                      num_attention_heads=2, intermediate_size=16))
+        configs.append(
+            tr.LlamaConfig(
+                hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+            )
+        )
     yield "configs", configs
     slow = tr.BertTokenizer(str(vocab_file))
     yield "bert-tokenizer", slow
     tok = Tokenizer(models.WordLevel({v: i for i, v in enumerate(vocab)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     yield "tokenizers-tokenizer", tok
-    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]",
-                                      pad_token="[PAD]")
+    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
     yield "fast-tokenizer", fast
     with contextlib.suppress(Exception):
         yield "bert-fast", tr.BertTokenizerFast(tokenizer_object=tok)
@@ -1375,11 +1694,14 @@ def transformers_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
     yield "bert-model", model
     yield "bert-state", model.state_dict()
     with contextlib.suppress(Exception):
-        yield "gpt2-model", tr.GPT2LMHeadModel(tr.GPT2Config(n_embd=8, n_layer=1, n_head=2,
-                                                             vocab_size=16, n_positions=16))
+        yield (
+            "gpt2-model",
+            tr.GPT2LMHeadModel(
+                tr.GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=16, n_positions=16)
+            ),
+        )
     with contextlib.suppress(Exception):
-        args = tr.TrainingArguments(output_dir=str(workdir / "out"), report_to=[],
-                                    use_cpu=True)
+        args = tr.TrainingArguments(output_dir=str(workdir / "out"), report_to=[], use_cpu=True)
         yield "training-args", args
     with contextlib.suppress(Exception):
         yield "trainer-state", tr.TrainerState(global_step=3)
@@ -1399,8 +1721,14 @@ def safetensors_objects() -> Iterator[tuple[str, Any]]:
 # Driver
 
 
-def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tuple[str, Any]]],
-                *, torch_save: bool = False, pandas: bool = False) -> None:
+def run_library(
+    dumper: Dumper,
+    library: str,
+    factory: Callable[[], Iterable[tuple[str, Any]]],
+    *,
+    torch_save: bool = False,
+    pandas: bool = False,
+) -> None:
     HARVEST.library = library
     started = time.perf_counter()
     try:
@@ -1409,8 +1737,14 @@ def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tup
         HARVEST.seconds[library] += time.perf_counter() - started
 
 
-def _run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tuple[str, Any]]],
-                 *, torch_save: bool, pandas: bool) -> None:
+def _run_library(
+    dumper: Dumper,
+    library: str,
+    factory: Callable[[], Iterable[tuple[str, Any]]],
+    *,
+    torch_save: bool,
+    pandas: bool,
+) -> None:
     try:
         items = iter(factory())
         while True:
@@ -1536,7 +1870,8 @@ def other_pythons() -> list[str]:
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     candidates = sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python")))
     candidates += [
-        p for v in ("2.7", *(f"3.{m}" for m in range(6, 16)))
+        p
+        for v in ("2.7", *(f"3.{m}" for m in range(6, 16)))
         if (p := shutil.which(f"python{v}") or "")
     ]
     for path in candidates:
@@ -1556,13 +1891,20 @@ def run_other_pythons(dumper: Dumper) -> list[str]:
     for exe in other_pythons():
         try:
             proc = subprocess.run(
-                [exe, "-c", OTHER_PYTHON_SNIPPET], capture_output=True, timeout=60,
+                [exe, "-c", OTHER_PYTHON_SNIPPET],
+                capture_output=True,
+                timeout=60,
                 env={"PATH": os.environ.get("PATH", "")},
             )
-            ver = subprocess.run(
-                [exe, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                capture_output=True, timeout=30,
-            ).stdout.decode().strip()
+            ver = (
+                subprocess.run(
+                    [exe, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                    capture_output=True,
+                    timeout=30,
+                )
+                .stdout.decode()
+                .strip()
+            )
         except (OSError, subprocess.SubprocessError):
             continue
         own = ".".join(map(str, sys.version_info[:3]))
@@ -1584,8 +1926,9 @@ def run_other_pythons(dumper: Dumper) -> list[str]:
         unresolved = sorted(HARVEST.unmapped_by[exe])
         if unresolved:
             with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
-                proc = subprocess.run([exe, "-c", OTHER_PYTHON_RESOLVE, *unresolved],
-                                      capture_output=True, timeout=60)
+                proc = subprocess.run(
+                    [exe, "-c", OTHER_PYTHON_RESOLVE, *unresolved], capture_output=True, timeout=60
+                )
                 for written, public in json.loads(proc.stdout or b"{}").items():
                     HARVEST.other_aliases[written] = (public, ver)
     return versions
@@ -1661,8 +2004,7 @@ def harvest(
         if want("lightgbm"):
             run_library(dumper, "lightgbm", lightgbm_objects)
         if want("transformers"):
-            run_library(dumper, "transformers", lambda: transformers_objects(work),
-                        torch_save=True)
+            run_library(dumper, "transformers", lambda: transformers_objects(work), torch_save=True)
         if want("safetensors"):
             run_library(dumper, "safetensors", safetensors_objects)
         if want("stdlib") and other_interpreters:

@@ -59,7 +59,12 @@ def allow() -> dict[str, Any]:
 
 def test_top_level_schema(allow: dict[str, Any]) -> None:
     assert set(allow) == {
-        "schema", "version", "harvested_with", "entries", "aliases", "methods",
+        "schema",
+        "version",
+        "harvested_with",
+        "entries",
+        "aliases",
+        "methods",
         "reviewed_findings",
     }
     assert allow["schema"] == "mlverify-pickle-allowlist/2"
@@ -195,8 +200,14 @@ def test_recorder_sees_globals_reduce_and_getattr(harvester: ModuleType) -> None
     for proto in (0, 2, 4):
         harvester.RecordingPickler(io.BytesIO(), protocol=proto).dump(obj)
     h.finish()
-    assert {"functools.partial", "builtins.int", "datetime.datetime", "builtins.getattr",
-            "__builtin__.getattr", "__builtin__.long"} <= set(h.globals)
+    assert {
+        "functools.partial",
+        "builtins.int",
+        "datetime.datetime",
+        "builtins.getattr",
+        "__builtin__.getattr",
+        "__builtin__.long",
+    } <= set(h.globals)
     assert h.globals["__builtin__.long"].defining == "builtins.int"
     assert "cls:_unpickle" in h.getattrs["zoneinfo.ZoneInfo"]
     assert "global:builtins.int" in h.arguments["functools.partial"][0]
@@ -244,7 +255,8 @@ def test_reharvest_has_no_unexplained_global(
 ) -> None:
     skipped = harvest["failures"].get("skipped", [])
     names = {
-        n for n in set(harvest["globals"]) | set(harvest["unmapped"])
+        n
+        for n in set(harvest["globals"]) | set(harvest["unmapped"])
         if n.partition(".")[0] not in harvester.OWN_MODULES
     }
     assert len(names) > 100, "the harvest pickled almost nothing"
@@ -257,8 +269,13 @@ def test_reharvest_has_no_unexplained_global(
 
 @pytest.mark.slow
 def test_reharvest_pickled_every_installed_library(harvest: dict[str, Any]) -> None:
-    for lib, module in (("numpy", "numpy"), ("scikit-learn", "sklearn"), ("pandas", "pandas"),
-                        ("torch", "torch"), ("scipy", "scipy")):
+    for lib, module in (
+        ("numpy", "numpy"),
+        ("scikit-learn", "sklearn"),
+        ("pandas", "pandas"),
+        ("torch", "torch"),
+        ("scipy", "scipy"),
+    ):
         if importlib.util.find_spec(module) is None:
             continue
         assert harvest["objects"].get(lib, 0) >= 5, lib
