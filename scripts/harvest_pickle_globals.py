@@ -75,6 +75,7 @@ LIBRARIES = (
     "lightgbm",
     "transformers",
     "tokenizers",
+    "sentencepiece",
     "joblib",
     "safetensors",
     "accelerate",
@@ -1725,6 +1726,35 @@ def transformers_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
     del torch
 
 
+def sentencepiece_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
+    """A SentencePiece model trained offline on a few lines we write, and the transformers
+    tokenizers built on it (SentencePieceBackend subclasses)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import sentencepiece as spm
+
+    corpus = workdir / "corpus.txt"
+    corpus.write_text("\n".join(["the cat sat on the mat", "a dog ran", "hello world"] * 30))
+    prefix = workdir / "sp"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=30,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    model = f"{prefix}.model"
+    yield "processor", spm.SentencePieceProcessor(model_file=model)
+    with contextlib.suppress(ImportError):
+        from transformers.models.bert_generation import BertGenerationTokenizer
+        from transformers.models.siglip import SiglipTokenizer
+
+        yield "siglip-tokenizer", Lazy(functools.partial(SiglipTokenizer, vocab_file=model))
+        yield (
+            "bert-generation-tokenizer",
+            Lazy(functools.partial(BertGenerationTokenizer, vocab_file=model)),
+        )
+
+
 def safetensors_objects() -> Iterator[tuple[str, Any]]:
     # safetensors writes no pickle; its Python objects are plain dicts and tensors.
     import numpy as np
@@ -2030,6 +2060,8 @@ def harvest(
             run_library(dumper, "lightgbm", lightgbm_objects)
         if want("transformers"):
             run_library(dumper, "transformers", lambda: transformers_objects(work), torch_save=True)
+        if want("sentencepiece"):
+            run_library(dumper, "sentencepiece", lambda: sentencepiece_objects(work))
         if want("safetensors"):
             run_library(dumper, "safetensors", safetensors_objects)
         if want("stdlib") and other_interpreters:
@@ -2118,6 +2150,14 @@ RISKY_CALLS = frozenset(
         "dlopen",
         "CDLL",
         "LoadLibrary",
+        "Load",
+        "LoadFromFile",
+        "load_model",
+        "from_file",
+        "read_csv",
+        "read_pickle",
+        "read_parquet",
+        "Unpickler",
     }
 )
 
@@ -2283,11 +2323,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.simplefilter("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     h = harvest(fast=args.fast, only=set(args.only) if args.only else None)
     elapsed = time.perf_counter() - t0
     result = h.to_dict()
     result["seconds"] = round(elapsed, 1)
+    result["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     folder = joblib_test_data()
     if folder is not None:
         result["joblib_test_data"] = joblib_old_globals(folder)
