@@ -1967,13 +1967,16 @@ def run_other_pythons(dumper: Dumper) -> list[str]:
             continue
         versions.append(ver)
         HARVEST.library = f"stdlib-python{ver}"
+        labels: set[str] = set()
         for line in proc.stdout.decode("ascii", "replace").splitlines():
             try:
                 label, proto, b64 = json.loads(line)
                 data = base64.b64decode(b64)
             except ValueError:
                 continue
-            HARVEST.objects[HARVEST.library] += 1
+            if label not in labels:
+                labels.add(label)
+                HARVEST.objects[HARVEST.library] += 1
             HARVEST.pickles[HARVEST.library] += 1
             before = set(HARVEST.unmapped)
             dumper._check_stream(data, f"python {ver} {label} p{proto}")
