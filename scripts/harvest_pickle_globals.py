@@ -2085,12 +2085,45 @@ def joblib_test_data() -> Path | None:
 
 def joblib_old_globals(folder: Path) -> dict[str, dict[str, list[str]]]:
     """{file name: {"globals": [...], "problems": [...]}} for joblib's shipped old pickles."""
+    files = {
+        path.name: path.read_bytes()
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    }
+    return _old_globals(files)
+
+
+def joblib_archive_globals(archive: Path) -> dict[str, dict[str, list[str]]]:
+    """The same, read from a joblib wheel or sdist (``pip download joblib==1.4.2 --no-deps``)
+    without installing it: only members under ``joblib/test/data/`` are read, as bytes."""
+    import tarfile
+
+    files: dict[str, bytes] = {}
+    limit = 64 << 20
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                wanted = "joblib/test/data/" in name and not name.endswith((".py", "/"))
+                if wanted and info.file_size <= limit:
+                    files[name.rsplit("/", 1)[1]] = zf.read(info)
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                name = member.name
+                wanted = "joblib/test/data/" in name and not name.endswith(".py")
+                if member.isfile() and wanted and member.size <= limit:
+                    extracted = tf.extractfile(member)
+                    if extracted is not None:
+                        files[name.rsplit("/", 1)[1]] = extracted.read()
+    return _old_globals(files)
+
+
+def _old_globals(files: dict[str, bytes]) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix == ".py" or not path.is_file():
-            continue
-        names, problems = decode_file(path.read_bytes())
-        out[path.name] = {"globals": sorted(set(names)), "problems": problems}
+    for name, data in sorted(files.items()):
+        names, problems = decode_file(data)
+        out[name] = {"globals": sorted(set(names)), "problems": problems}
     return out
 
 
@@ -2312,6 +2345,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", help="only this library (repeatable)")
     ap.add_argument("--check", action="store_true", help="compare with the shipped allowlist")
     ap.add_argument(
+        "--joblib-archive",
+        type=Path,
+        help="read joblib's old test pickles from this wheel/sdist instead of the installed "
+        "joblib (when its wheel has no test/data folder)",
+    )
+    ap.add_argument(
         "--screen",
         nargs="*",
         metavar="NAME",
@@ -2333,7 +2372,9 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(elapsed, 1)
     result["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     folder = joblib_test_data()
-    if folder is not None:
+    if args.joblib_archive is not None:
+        result["joblib_test_data"] = joblib_archive_globals(args.joblib_archive)
+    elif folder is not None:
         result["joblib_test_data"] = joblib_old_globals(folder)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
