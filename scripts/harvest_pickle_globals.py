@@ -1077,6 +1077,8 @@ def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
                 ([{"a": 1, "b": "x"}, {"a": 2}] * 5,),
                 ([["a", "b"], ["c"]] * 5,),
                 (y_cls,),
+                (X[:, 0], y_reg),  # 1-d input (IsotonicRegression)
+                (X @ X.T,),  # a square kernel matrix (KernelCenterer)
             ]
             for fit_args in fit_inputs:
                 try:
@@ -1225,8 +1227,11 @@ def sklearn_variants() -> Iterator[tuple[str, Any]]:
         kernels.ConstantKernel() ** 2,
         kernels.PairwiseKernel(),
     ]
+    yield "kernels", list(ks)  # the kernel objects themselves (one may not fit on toy data)
     for k in ks:
-        gpr = gaussian_process.GaussianProcessRegressor(kernel=k, alpha=1e-2, random_state=0)
+        gpr = gaussian_process.GaussianProcessRegressor(
+            kernel=k, alpha=0.5, optimizer=None, random_state=0
+        )
         yield f"gpr-{type(k).__name__}", Lazy(functools.partial(gpr.fit, X, yr))
     yield (
         "gpc",
