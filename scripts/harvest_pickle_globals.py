@@ -38,6 +38,7 @@ import ast
 import bz2
 import contextlib
 import copyreg
+import functools
 import gzip
 import importlib
 import importlib.metadata
@@ -74,6 +75,7 @@ LIBRARIES = (
     "lightgbm",
     "transformers",
     "tokenizers",
+    "sentencepiece",
     "joblib",
     "safetensors",
     "accelerate",
@@ -128,6 +130,11 @@ class Harvest:
         self.unmapped: set[str] = set()
         # defining name -> how the pickles use it (applied to the written names at the end)
         self.uses: dict[str, set[str]] = defaultdict(set)
+        self.other_pythons: list[str] = []
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.unmapped_by: dict[str, set[str]] = defaultdict(set)
+        # written name -> (public name, interpreter version that verified they are one object)
+        self.other_aliases: dict[str, tuple[str, str]] = {}
 
     # -- recording -----------------------------------------------------------------------
 
@@ -143,8 +150,9 @@ class Harvest:
         if name is not None:
             self.uses[name].add(use)
 
-    def note_reduce(self, func: Any, args: tuple[Any, ...], state: Any, setter: Any, obj: Any,
-                    proto: int) -> None:
+    def note_reduce(
+        self, func: Any, args: tuple[Any, ...], state: Any, setter: Any, obj: Any, proto: int
+    ) -> None:
         fname = getattr(func, "__name__", "")
         if proto >= 2 and fname == "__newobj__" and args:
             self.note_use(args[0], "NEWOBJ cls")
@@ -183,9 +191,13 @@ class Harvest:
         self.finish()
         return {
             "schema": "mlverify-pickle-harvest/1",
-            "harvested_with": library_versions(),
+            "harvested_with": {
+                **library_versions(),
+                **({"other_pythons": " ".join(self.other_pythons)} if self.other_pythons else {}),
+            },
             "objects": dict(sorted(self.objects.items())),
             "pickles": dict(sorted(self.pickles.items())),
+            "library_seconds": {k: round(v, 1) for k, v in sorted(self.seconds.items())},
             "failures": {k: sorted(v) for k, v in sorted(self.failures.items())},
             "globals": {k: v.to_dict() for k, v in sorted(self.globals.items())},
             "getattr": {k: sorted(v) for k, v in sorted(self.getattrs.items())},
@@ -195,6 +207,7 @@ class Harvest:
             },
             "builds": {k: sorted(v) for k, v in sorted(self.builds.items())},
             "unmapped": sorted(self.unmapped),
+            "other_python_aliases": {k: list(v) for k, v in sorted(self.other_aliases.items())},
         }
 
 
@@ -214,8 +227,8 @@ def kind_of(obj: Any) -> str:
 
 
 def describe(arg: Any) -> str:
-    if isinstance(arg, type) or isinstance(
-        arg, (types.FunctionType, types.BuiltinFunctionType, types.WrapperDescriptorType)
+    if isinstance(
+        arg, (type, types.FunctionType, types.BuiltinFunctionType, types.WrapperDescriptorType)
     ):
         return f"global:{live_name(arg)}"
     if isinstance(arg, types.MethodType):
@@ -264,7 +277,7 @@ def written_name(pickler: pickle._Pickler, obj: Any, name: str | None) -> str | 
         name = getattr(obj, "__qualname__", None)
     if name is None:
         name = obj.__name__
-    module_name = pickle.whichmodule(obj, name)
+    module_name = pickle.whichmodule(obj, name)  # type: ignore[attr-defined]
     try:
         __import__(module_name, level=0)
         module = sys.modules[module_name]
@@ -273,11 +286,12 @@ def written_name(pickler: pickle._Pickler, obj: Any, name: str | None) -> str | 
         return f"{module_name}.{name}"
     if pickler.proto >= 2 and copyreg._extension_registry.get((module_name, name)):  # type: ignore[attr-defined]
         return None
-    if pickler.proto >= 4:
+    proto: int = pickler.proto  # type: ignore[attr-defined]
+    if proto >= 4:
         return f"{module_name}.{name}"
     if parent is not module:
         return None
-    if pickler.proto < 3 and pickler.fix_imports:
+    if proto < 3 and pickler.fix_imports:  # type: ignore[attr-defined]
         import _compat_pickle
 
         if (module_name, name) in _compat_pickle.REVERSE_NAME_MAPPING:
@@ -301,8 +315,17 @@ class RecordingMixin:
             HARVEST.note_global(written, obj)
         super().save_global(obj, name)  # type: ignore[misc]
 
-    def save_reduce(self, func: Any, args: Any, state: Any = None, listitems: Any = None,
-                    dictitems: Any = None, state_setter: Any = None, *, obj: Any = None) -> None:
+    def save_reduce(
+        self,
+        func: Any,
+        args: Any,
+        state: Any = None,
+        listitems: Any = None,
+        dictitems: Any = None,
+        state_setter: Any = None,
+        *,
+        obj: Any = None,
+    ) -> None:
         if isinstance(args, tuple):
             HARVEST.note_reduce(func, args, state, state_setter, obj, self.proto)
         super().save_reduce(  # type: ignore[misc]
@@ -310,7 +333,7 @@ class RecordingMixin:
         )
 
 
-class RecordingPickler(RecordingMixin, pickle._Pickler):  # type: ignore[name-defined,misc]
+class RecordingPickler(RecordingMixin, pickle._Pickler):
     pass
 
 
@@ -394,16 +417,19 @@ def container_payloads(data: bytes, depth: int = 0) -> Iterator[bytes]:
 class Opaque:
     """A value the decoder does not model (the result of a call, an object)."""
 
-    def __init__(self, func: str | None = None, args: Any = None) -> None:
+    def __init__(self, func: str | None = None, args: Any = None, is_global: bool = False) -> None:
         self.func = func
         self.args = args
+        self.is_global = is_global
         self.state: Any = None
 
 
 MARK = object()
 
 
-def stream_globals(data: bytes) -> tuple[list[str], list[str]]:
+def stream_globals(
+    data: bytes, getattrs: list[tuple[str, str]] | None = None
+) -> tuple[list[str], list[str]]:
     """(names written, problems) for every stacked pickle in ``data``, decoded with genops.
 
     A small stack model (literal values, opaque call results, the memo) follows
@@ -423,7 +449,7 @@ def stream_globals(data: bytes) -> tuple[list[str], list[str]]:
                 problems.append("no pickle (raw data)")
             break
         try:
-            _walk(buf, names)
+            _walk(buf, names, getattrs)
         except _Break as exc:
             problems.append(str(exc))
             break
@@ -436,13 +462,15 @@ class _Break(Exception):
 
 def _plausible_start(rest: bytes) -> bool:
     """A protocol 0/1 stream starts with any opcode (stacked streams after a STOP too)."""
-    return rest[:1].decode("latin1") in pickletools.code2op
+    return rest[:1].decode("latin1") in pickletools.code2op  # type: ignore[attr-defined]
 
 
-def _walk(buf: io.BytesIO, names: list[str]) -> None:
+def _walk(buf: io.BytesIO, names: list[str], getattrs: list[tuple[str, str]] | None = None) -> None:
+    """Decode one pickle; ``getattrs`` collects ``getattr(global or instance, "name")``
+    as (owner global, "cls:name" or "name")."""
     stack: list[Any] = []
     memo: dict[int, Any] = {}
-    pos = buf.tell()
+    pos: int | None = buf.tell()
     try:
         for op, arg, pos in pickletools.genops(buf):
             n = op.name
@@ -451,13 +479,13 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
                 names.append(f"{mod}.{name}")
                 if n == "INST":
                     _pop_mark(stack)
-                stack.append(Opaque(f"{mod}.{name}"))
+                stack.append(Opaque(f"{mod}.{name}", is_global=n == "GLOBAL"))
             elif n == "STACK_GLOBAL":
                 name, mod = stack.pop(), stack.pop()
                 if not (isinstance(mod, str) and isinstance(name, str)):
                     raise _Break(f"STACK_GLOBAL on a computed name at {pos}")
                 names.append(f"{mod}.{name}")
-                stack.append(Opaque(f"{mod}.{name}"))
+                stack.append(Opaque(f"{mod}.{name}", is_global=True))
             elif n in ("MARK",):
                 stack.append(MARK)
             elif n in ("STOP",):
@@ -467,9 +495,9 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
             elif n in ("MEMOIZE",):
                 memo[len(memo)] = stack[-1]
             elif n in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = stack[-1]
+                memo[int(arg or 0)] = stack[-1]
             elif n in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo.get(int(arg), Opaque()))
+                stack.append(memo.get(int(arg or 0), Opaque()))
             elif n == "POP":
                 if stack:
                     stack.pop()
@@ -523,7 +551,24 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
             elif n in ("REDUCE", "NEWOBJ"):
                 a = stack.pop()
                 f = stack.pop()
-                stack.append(Opaque(getattr(f, "func", None), a))
+                fname = getattr(f, "func", None) or ""
+                if fname.endswith("._reconstructor") and isinstance(a, tuple) and a:
+                    # copyreg._reconstructor(cls, base, state): an instance of cls
+                    fname = getattr(a[0], "func", None) or fname
+                if (
+                    getattrs is not None
+                    and getattr(f, "is_global", False)
+                    and fname.endswith((".getattr", "__builtin__.getattr"))
+                    and isinstance(a, tuple)
+                    and len(a) == 2
+                    and isinstance(a[1], str)
+                    and isinstance(a[0], Opaque)
+                    and a[0].func
+                ):
+                    owner = a[0]
+                    prefix = "cls:" if owner.is_global else ""
+                    getattrs.append((owner.func or "", prefix + a[1]))
+                stack.append(Opaque(fname or None, a))
             elif n == "NEWOBJ_EX":
                 del stack[-3:]
                 stack.append(Opaque())
@@ -533,7 +578,7 @@ def _walk(buf: io.BytesIO, names: list[str]) -> None:
                 if isinstance(target, Opaque):
                     target.state = state
                     if (target.func or "").endswith("NumpyArrayWrapper"):
-                        _skip_inline_array(buf, state, names)
+                        _skip_inline_array(buf, state, names, getattrs)
             elif n in ("PERSID", "BINPERSID"):
                 if n == "BINPERSID":
                     stack.pop()
@@ -573,9 +618,9 @@ def _pairs(items: list[Any]) -> Iterator[tuple[Any, Any]]:
 def _itemsize(dtype: Any) -> tuple[int, bool]:
     """(itemsize, is object) of a dtype decoded as ``numpy.dtype(spec, ...)`` plus state."""
     spec = None
-    if isinstance(dtype, Opaque) and (dtype.func or "").endswith(".dtype"):
-        if isinstance(dtype.args, tuple) and dtype.args:
-            spec = dtype.args[0]
+    is_dtype = isinstance(dtype, Opaque) and (dtype.func or "").endswith(".dtype")
+    if is_dtype and isinstance(dtype.args, tuple) and dtype.args:
+        spec = dtype.args[0]
     if not isinstance(spec, str):
         raise _Break("joblib array wrapper with a dtype the decoder does not model")
     code = spec.lstrip("|<>=")
@@ -590,7 +635,9 @@ def _itemsize(dtype: Any) -> tuple[int, bool]:
     return size, False
 
 
-def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
+def _skip_inline_array(
+    buf: io.BytesIO, state: Any, names: list[str], getattrs: list[tuple[str, str]] | None
+) -> None:
     if not isinstance(state, dict):
         raise _Break("joblib array wrapper state is not a dict")
     shape, dtype = state.get("shape"), state.get("dtype")
@@ -598,7 +645,7 @@ def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
         raise _Break("joblib array wrapper shape is not a tuple of ints")
     itemsize, is_object = _itemsize(dtype)
     if is_object:
-        _walk(buf, names)  # an inner pickle of the object array
+        _walk(buf, names, getattrs)  # an inner pickle of the object array
         return
     if "numpy_array_alignment_bytes" in state:
         pad = buf.read(1)
@@ -609,7 +656,9 @@ def _skip_inline_array(buf: io.BytesIO, state: Any, names: list[str]) -> None:
     buf.seek(count * itemsize, io.SEEK_CUR)
 
 
-def decode_file(data: bytes) -> tuple[list[str], list[str]]:
+def decode_file(
+    data: bytes, getattrs: list[tuple[str, str]] | None = None
+) -> tuple[list[str], list[str]]:
     names: list[str] = []
     problems: list[str] = []
     try:
@@ -617,7 +666,7 @@ def decode_file(data: bytes) -> tuple[list[str], list[str]]:
     except Exception as exc:  # a broken container is a problem to report, not a crash
         return [], [f"container: {exc}"]
     for payload in payloads:
-        n, p = stream_globals(payload)
+        n, p = stream_globals(payload, getattrs)
         names += n
         problems += p
     return names, problems
@@ -633,13 +682,18 @@ class Dumper:
         self.fast = fast
         self.count = 0
 
-    def _check_stream(self, data: bytes, what: str) -> None:
-        names, problems = decode_file(data)
-        for problem in problems:
+    def _check_stream(self, data: bytes, what: str, report: bool = True) -> None:
+        getattrs: list[tuple[str, str]] = []
+        names, problems = decode_file(data, getattrs)
+        for problem in problems if report else []:
             HARVEST.failures[f"decode:{HARVEST.library}"].append(f"{what}: {problem}")
         for name in names:
             if name not in HARVEST.globals:
                 self._resolve_unseen(name)
+        for owner, attr in getattrs:
+            seen = HARVEST.globals.get(owner)
+            if seen is not None:
+                HARVEST.getattrs[seen.defining].add(attr)
 
     def _resolve_unseen(self, written: str) -> None:
         """A name in a file we wrote with a C pickler: resolve it (our own output)."""
@@ -661,14 +715,21 @@ class Dumper:
             return
         HARVEST.note_global(written, obj)
 
-    def pickle_all(self, obj: Any, label: str, *, torch_save: bool = False,
-                   joblib_dump: bool = True, pandas: bool = False) -> None:
+    def pickle_all(
+        self,
+        obj: Any,
+        label: str,
+        *,
+        torch_save: bool = False,
+        joblib_dump: bool = True,
+        pandas: bool = False,
+    ) -> None:
         HARVEST.objects[HARVEST.library] += 1
-        protocols = (2, 4) if self.fast else PROTOCOLS
+        protocols: tuple[int, ...] = (2, 4) if self.fast else PROTOCOLS
         if label.partition("[")[0] in NO_PROTOCOL_0:
             protocols = tuple(p for p in protocols if p >= 2)
         for proto in protocols:
-            self._try(f"{label}/p{proto}", lambda p=proto: self._pickle(obj, p))
+            self._try(f"{label}/p{proto}", functools.partial(self._pickle, obj, proto))
         if joblib_dump:
             self._try(f"{label}/joblib", lambda: self._joblib(obj))
         if torch_save:
@@ -708,11 +769,11 @@ class Dumper:
         self.count += 1
         path = self.workdir / f"o{self.count}.joblib"
         orig = jnp.NumpyPickler
-        jnp.NumpyPickler = RecordingNumpyPickler  # type: ignore[misc]
+        jnp.NumpyPickler = RecordingNumpyPickler
         try:
             jnp.dump(obj, path)
         finally:
-            jnp.NumpyPickler = orig  # type: ignore[misc]
+            jnp.NumpyPickler = orig
         self._check_stream(path.read_bytes(), "joblib.dump")
         path.unlink()
 
@@ -721,7 +782,9 @@ class Dumper:
 
         f = io.BytesIO()
         torch.save(
-            obj, f, pickle_module=recording_pickle_module(),
+            obj,
+            f,
+            pickle_module=recording_pickle_module(),
             _use_new_zipfile_serialization=zip_format,
         )
         data = f.getvalue()
@@ -733,10 +796,7 @@ class Dumper:
         else:
             # Five stacked pickles, then raw storage bytes (not opcodes): decode problems
             # after the last pickle are expected; every name was recorded live.
-            names, _ = decode_file(data)
-            for name in names:
-                if name not in HARVEST.globals:
-                    self._resolve_unseen(name)
+            self._check_stream(data, "torch.save legacy", report=False)
 
     def _pandas(self, obj: Any) -> None:
         import pandas as pd
@@ -773,24 +833,39 @@ def stdlib_objects() -> Iterator[tuple[str, Any]]:
 
     yield "scalars", [1, 2.5, 3j, True, None, b"x", bytearray(b"y"), "s", ..., NotImplemented]
     yield "containers", (set([1]), frozenset([2]), range(3), slice(1, 2, 3), {"a": [1]})
-    yield "datetime", [
-        dt.date(2024, 1, 2), dt.time(1, 2, 3), dt.datetime(2024, 1, 2, 3, 4, 5),
-        dt.timedelta(days=1), dt.timezone.utc, dt.timezone(dt.timedelta(hours=2), "X"),
-        dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
-    ]
+    yield (
+        "datetime",
+        [
+            dt.date(2024, 1, 2),
+            dt.time(1, 2, 3),
+            dt.datetime(2024, 1, 2, 3, 4, 5),
+            dt.timedelta(days=1),
+            dt.timezone.utc,
+            dt.timezone(dt.timedelta(hours=2), "X"),
+            dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        ],
+    )
     with contextlib.suppress(Exception):
         z = zoneinfo.ZoneInfo("Europe/Paris")
         yield "zoneinfo", [z, dt.datetime(2024, 6, 1, tzinfo=z), zoneinfo.ZoneInfo("UTC")]
     yield "numbers", [decimal.Decimal("1.5"), fractions.Fraction(1, 3), decimal.Context()]
-    yield "collections", [
-        collections.OrderedDict(a=1), collections.defaultdict(list, a=[1]),
-        collections.deque([1, 2], maxlen=5), collections.Counter("aab"),
-        collections.ChainMap({"a": 1}, {"b": 2}), types.SimpleNamespace(a=1),
-    ]
+    yield (
+        "collections",
+        [
+            collections.OrderedDict(a=1),
+            collections.defaultdict(list, a=[1]),
+            collections.deque([1, 2], maxlen=5),
+            collections.Counter("aab"),
+            collections.ChainMap({"a": 1}, {"b": 2}),
+            types.SimpleNamespace(a=1),
+        ],
+    )
     yield "enums", [http.HTTPStatus.OK, re.RegexFlag.IGNORECASE, decimal.ROUND_HALF_EVEN]
     yield "uuid", uuid.UUID(int=12345)
-    yield "paths", [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x"),
-                    pathlib.Path("rel/x")]
+    yield (
+        "paths",
+        [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x"), pathlib.Path("rel/x")],
+    )
     yield "re", [re.compile(r"a+b", re.I), re.compile(rb"x")]
     yield "ipaddress", [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
     yield "array", array.array("d", [1.0, 2.0])
@@ -803,16 +878,35 @@ def numpy_objects() -> Iterator[tuple[str, Any]]:
     import numpy as np
 
     dtypes = [
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "longdouble", "complex64", "complex128",
-        "clongdouble", "datetime64[ns]", "datetime64[D]", "timedelta64[s]", "S5", "U5",
-        "V4", "O",
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "longdouble",
+        "complex64",
+        "complex128",
+        "clongdouble",
+        "datetime64[ns]",
+        "datetime64[D]",
+        "timedelta64[s]",
+        "S5",
+        "U5",
+        "V4",
+        "O",
     ]
-    arrays = []
+    arrays: list[Any] = []
     for d in dtypes:
-        a = np.zeros(3, dtype=d)
-        arrays.append(a)
-        arrays.append(a[0])  # the scalar
+        zeros: Any = np.zeros(3, dtype=d)
+        arrays.append(zeros)
+        arrays.append(zeros[0])  # the scalar
         arrays.append(np.dtype(d))
     yield "arrays", arrays
     with contextlib.suppress(Exception):
@@ -825,12 +919,56 @@ def numpy_objects() -> Iterator[tuple[str, Any]]:
     yield "fortran", np.asfortranarray(np.ones((2, 3)))
     yield "objects", np.array([{"a": 1}, None, "x"], dtype=object)
     yield "2d-large", np.arange(5000, dtype=np.float64).reshape(50, 100)
-    yield "rng", [
-        np.random.RandomState(0), np.random.default_rng(0), np.random.get_state(),
-        np.random.Generator(np.random.PCG64DXSM(1)), np.random.Generator(np.random.Philox(1)),
-        np.random.Generator(np.random.SFC64(1)), np.random.MT19937(1), np.random.SeedSequence(1),
-    ]
-    yield "ufunc", [np.add, np.sin, np.float64, np.int32]
+    yield (
+        "rng",
+        [
+            np.random.RandomState(0),
+            np.random.default_rng(0),
+            np.random.get_state(),
+            np.random.Generator(np.random.PCG64DXSM(1)),
+            np.random.Generator(np.random.Philox(1)),
+            np.random.Generator(np.random.SFC64(1)),
+            np.random.MT19937(1),
+            np.random.SeedSequence(1),
+        ],
+    )
+    yield "ufunc", [np.add, np.sin, np.log1p, np.expm1, np.sqrt, np.exp, np.log, np.abs]
+    # scalar types and dtype classes stored as values (estimator dtype= parameters)
+    yield (
+        "scalar-types",
+        [
+            np.float16,
+            np.float32,
+            np.float64,
+            np.longdouble,
+            np.int8,
+            np.int16,
+            np.int32,
+            np.int64,
+            np.uint8,
+            np.uint16,
+            np.uint32,
+            np.uint64,
+            np.bool_,
+            np.complex64,
+            np.complex128,
+            np.str_,
+            np.bytes_,
+            np.object_,
+            np.datetime64,
+            np.timedelta64,
+            np.intp,
+            np.uintp,
+            np.void,
+            np.number,
+            np.floating,
+            np.integer,
+            np.generic,
+        ],
+    )
+    yield "dtype-classes", [type(np.dtype(d)) for d in ("f8", "i4", "O", "U3", "M8[s]")]
+    yield "finfo", [np.finfo(np.float32), np.iinfo(np.int32)]
+    yield "masked-fill", np.ma.masked_array([1.0, 2.0], mask=[1, 0], fill_value=-1.0)
     yield "memmap-like", np.lib.stride_tricks.as_strided(np.arange(4), (2,), (8,))
     with contextlib.suppress(Exception):
         yield "poly", [np.polynomial.Polynomial([1, 2]), np.poly1d([1, 2])]
@@ -847,22 +985,54 @@ def scipy_objects() -> Iterator[tuple[str, Any]]:
         mats.append(getattr(sp, f"{fmt}_matrix")(dense))
         mats.append(getattr(sp, f"{fmt}_array")(dense))
     yield "sparse", mats
-    yield "distributions", [
-        stats.norm(0, 1), stats.gamma(2.0), stats.poisson(3), stats.beta(2, 3),
-        stats.multivariate_normal([0, 0]), stats.uniform(), stats.expon(),
-        stats.gaussian_kde(np.random.RandomState(0).rand(20)),
-    ]
-    yield "spatial", [
-        spatial.KDTree(np.random.RandomState(0).rand(10, 2)),
-        spatial.cKDTree(np.random.RandomState(0).rand(10, 2)),
-        spatial.transform.Rotation.from_euler("z", 30, degrees=True),
-    ]
+    yield (
+        "distributions",
+        [
+            stats.norm(0, 1),
+            stats.gamma(2.0),
+            stats.poisson(3),
+            stats.beta(2, 3),
+            stats.multivariate_normal([0, 0]),
+            stats.uniform(),
+            stats.expon(),
+            stats.gaussian_kde(np.random.RandomState(0).rand(20)),
+        ],
+    )
+    yield (
+        "spatial",
+        [
+            spatial.KDTree(np.random.RandomState(0).rand(10, 2)),
+            spatial.cKDTree(np.random.RandomState(0).rand(10, 2)),
+            spatial.transform.Rotation.from_euler("z", 30, degrees=True),
+        ],
+    )
     x = np.linspace(0, 1, 6)
-    yield "interpolate", [
-        interpolate.CubicSpline(x, x**2), interpolate.PchipInterpolator(x, x),
-        interpolate.make_interp_spline(x, x**2), interpolate.RegularGridInterpolator((x,), x),
-    ]
+    yield (
+        "interpolate",
+        [
+            interpolate.CubicSpline(x, x**2),
+            interpolate.PchipInterpolator(x, x),
+            interpolate.make_interp_spline(x, x**2),
+            interpolate.RegularGridInterpolator((x,), x),
+        ],
+    )
     yield "optimize", optimize.minimize(lambda v: (v**2).sum(), np.ones(2))
+    r = np.random.RandomState(0)
+    a, b = r.rand(10), r.rand(10)
+    yield (
+        "stats-results",
+        [
+            stats.describe(a),
+            stats.ttest_ind(a, b),
+            stats.pearsonr(a, b),
+            stats.linregress(a, b),
+            stats.ks_2samp(a, b),
+            stats.mannwhitneyu(a, b),
+            stats.spearmanr(a, b),
+        ],
+    )
+    yield "special-sparse", [sp.eye(3, format="csr"), sp.random(4, 4, density=0.5, random_state=0)]
+    yield "spatial-more", [spatial.distance.pdist(r.rand(4, 2)), spatial.ConvexHull(r.rand(6, 2))]
 
 
 def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
@@ -893,21 +1063,28 @@ def sklearn_objects(fast: bool) -> Iterator[tuple[str, Any]]:
             continue
         for est in instances[:1]:
             fitted = None
-            for attempt in (
-                lambda e=est: e.fit(X, y_cls),
-                lambda e=est: e.fit(X, y_reg),
-                lambda e=est: e.fit(X),
-                lambda e=est: e.fit(X, Y_multi),
-                lambda e=est: e.fit(X, y_bin),
-                lambda e=est: e.fit(text),
-                lambda e=est: e.fit([{"a": 1, "b": "x"}, {"a": 2}] * 5),
-                lambda e=est: e.fit([["a", "b"], ["c"]] * 5),
-                lambda e=est: e.fit(y_cls),
-            ):
+            # deterministic harvests: the same classes every run
+            with contextlib.suppress(Exception):
+                if "random_state" in est.get_params(deep=False):
+                    est.set_params(random_state=0)
+            fit_inputs: list[tuple[Any, ...]] = [
+                (X, y_cls),
+                (X, y_reg),
+                (X,),
+                (X, Y_multi),
+                (X, y_bin),
+                (text,),
+                ([{"a": 1, "b": "x"}, {"a": 2}] * 5,),
+                ([["a", "b"], ["c"]] * 5,),
+                (y_cls,),
+                (X[:, 0], y_reg),  # 1-d input (IsotonicRegression)
+                (X @ X.T,),  # a square kernel matrix (KernelCenterer)
+            ]
+            for fit_args in fit_inputs:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        fitted = attempt()
+                        fitted = est.fit(*fit_args)
                     break
                 except Exception:
                     continue
@@ -935,23 +1112,154 @@ def sklearn_compositions() -> Iterator[tuple[str, Any]]:
     )
     y = np.array([0, 1, 0] * 10)
     ct = ColumnTransformer(
-        [("num", make_pipeline(SimpleImputer(), StandardScaler()), ["n"]),
-         ("cat", OneHotEncoder(handle_unknown="ignore"), ["c"]),
-         ("txt", TfidfVectorizer(), "t")]
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["n"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["c"]),
+            ("txt", TfidfVectorizer(), "t"),
+        ]
     )
     pipe = make_pipeline(ct, LogisticRegression()).fit(df, y)
     yield "pipeline-columns", pipe
-    yield "feature-union", make_pipeline(
-        FeatureUnion([("a", StandardScaler()), ("b", FunctionTransformer(np.log1p))]),
-        RandomForestClassifier(n_estimators=3),
-    ).fit(np.abs(rng.rand(30, 3)), y)
-    yield "grid", GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(rng.rand(30, 3),
-                                                                         rng.rand(30))
-    yield "ttr", TransformedTargetRegressor(func=np.log1p, inverse_func=np.expm1).fit(
-        rng.rand(30, 2), rng.rand(30))
-    yield "hgb-categorical", HistGradientBoostingClassifier(
-        max_iter=5, categorical_features="from_dtype"
-    ).fit(df[["n", "c"]].astype({"c": "category"}), y)
+    yield (
+        "feature-union",
+        make_pipeline(
+            FeatureUnion([("a", StandardScaler()), ("b", FunctionTransformer(np.log1p))]),
+            RandomForestClassifier(n_estimators=3),
+        ).fit(np.abs(rng.rand(30, 3)), y),
+    )
+    yield (
+        "grid",
+        GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(rng.rand(30, 3), rng.rand(30)),
+    )
+    yield (
+        "ttr",
+        TransformedTargetRegressor(func=np.log1p, inverse_func=np.expm1).fit(
+            rng.rand(30, 2), rng.rand(30)
+        ),
+    )
+    yield from sklearn_variants()
+    yield (
+        "hgb-categorical",
+        HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype").fit(
+            df[["n", "c"]].astype({"c": "category"}), y
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A sample built when it is pickled (its failure skips only that sample)."""
+
+    make: Callable[[], Any]
+
+
+def sklearn_variants() -> Iterator[tuple[str, Any]]:
+    """Parameter choices that pickle other helper classes (losses, trees, metrics, kernels)."""
+    import numpy as np
+    from sklearn import ensemble, gaussian_process, linear_model, neighbors, neural_network
+    from sklearn.gaussian_process import kernels
+    from sklearn.metrics import DistanceMetric, f1_score, make_scorer
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 3)
+    y = np.array([0, 1] * 20)
+    yr = rng.rand(40) + 0.1
+    for loss in (
+        "hinge",
+        "log_loss",
+        "modified_huber",
+        "squared_hinge",
+        "perceptron",
+        "squared_error",
+        "huber",
+        "epsilon_insensitive",
+    ):
+        with contextlib.suppress(Exception):
+            yield f"sgd-{loss}", linear_model.SGDClassifier(loss=loss, max_iter=5).fit(X, y)
+    for loss in ("squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"):
+        yield f"sgdr-{loss}", linear_model.SGDRegressor(loss=loss, max_iter=5).fit(X, yr)
+    for loss in ("squared_error", "absolute_error", "gamma", "poisson", "quantile"):
+        qkw = {"quantile": 0.5} if loss == "quantile" else {}
+        yield (
+            f"hgbr-{loss}",
+            ensemble.HistGradientBoostingRegressor(loss=loss, max_iter=3, **qkw).fit(X, yr),
+        )
+    for loss in ("squared_error", "absolute_error", "huber", "quantile"):
+        yield (
+            f"gbr-{loss}",
+            ensemble.GradientBoostingRegressor(loss=loss, n_estimators=3).fit(X, yr),
+        )
+    yield (
+        "gbc-exp",
+        ensemble.GradientBoostingClassifier(loss="exponential", n_estimators=3).fit(X, y),
+    )
+    yield "tweedie", linear_model.TweedieRegressor(power=1.5).fit(X, yr)
+    for algo in ("ball_tree", "kd_tree", "brute"):
+        yield f"nn-{algo}", neighbors.NearestNeighbors(algorithm=algo).fit(X)
+    for metric in (
+        "euclidean",
+        "manhattan",
+        "chebyshev",
+        "minkowski",
+        "haversine",
+        "hamming",
+        "canberra",
+        "braycurtis",
+        "jaccard",
+        "mahalanobis",
+    ):
+        kw: dict[str, Any] = {"V": np.cov(X.T)} if metric == "mahalanobis" else {}
+        with contextlib.suppress(Exception):
+            yield f"metric-{metric}", DistanceMetric.get_metric(metric, **kw)
+        with contextlib.suppress(Exception):
+            yield (
+                f"balltree-{metric}",
+                neighbors.BallTree(X[:, :2] if metric == "haversine" else X, metric=metric, **kw),
+            )
+    yield "kde", neighbors.KernelDensity(kernel="epanechnikov").fit(X)
+    ks = [
+        kernels.Matern(),
+        kernels.WhiteKernel(),
+        kernels.DotProduct(),
+        kernels.RationalQuadratic(),
+        kernels.ExpSineSquared(),
+        kernels.RBF() + kernels.WhiteKernel(),
+        kernels.ConstantKernel() ** 2,
+        kernels.PairwiseKernel(),
+    ]
+    yield "kernels", list(ks)  # the kernel objects themselves (one may not fit on toy data)
+    for k in ks:
+        gpr = gaussian_process.GaussianProcessRegressor(
+            kernel=k, alpha=0.5, optimizer=None, random_state=0
+        )
+        yield f"gpr-{type(k).__name__}", Lazy(functools.partial(gpr.fit, X, yr))
+    yield (
+        "gpc",
+        Lazy(
+            functools.partial(
+                gaussian_process.GaussianProcessClassifier(
+                    kernels.RBF() * kernels.DotProduct()
+                ).fit,
+                X,
+                y,
+            )
+        ),
+    )
+    for solver in ("sgd", "adam", "lbfgs"):
+        yield (
+            f"mlp-{solver}",
+            neural_network.MLPClassifier(solver=solver, max_iter=5, hidden_layer_sizes=(3,)).fit(
+                X, y
+            ),
+        )
+    for solver in ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga"):
+        yield f"logreg-{solver}", linear_model.LogisticRegression(solver=solver).fit(X, y)
+    yield "scorer", make_scorer(f1_score)
+    yield (
+        "forest-oob",
+        ensemble.RandomForestRegressor(n_estimators=2, oob_score=True, bootstrap=True).fit(X, yr),
+    )
+    yield "isolation", ensemble.IsolationForest(n_estimators=2).fit(X)
 
 
 def pandas_objects() -> Iterator[tuple[str, Any]]:
@@ -960,8 +1268,11 @@ def pandas_objects() -> Iterator[tuple[str, Any]]:
 
     n = 4
     cols: dict[str, Any] = {
-        "i": np.arange(n), "f": np.linspace(0, 1, n), "b": [True, False] * 2,
-        "s": list("abcd"), "o": [1, "a", None, 2.0],
+        "i": np.arange(n),
+        "f": np.linspace(0, 1, n),
+        "b": [True, False] * 2,
+        "s": list("abcd"),
+        "o": [1, "a", None, 2.0],
         "cat": pd.Categorical(list("abab")),
         "ocat": pd.Categorical(list("abab"), categories=["b", "a"], ordered=True),
         "dt": pd.date_range("2024-01-01", periods=n),
@@ -985,24 +1296,51 @@ def pandas_objects() -> Iterator[tuple[str, Any]]:
     yield "frame", frame
     for name in cols:
         yield f"series-{name}", frame[name]
-    yield "multiindex", pd.DataFrame(
-        {"v": range(4)}, index=pd.MultiIndex.from_product([["a", "b"], [1, 2]])
+    yield (
+        "multiindex",
+        pd.DataFrame({"v": range(4)}, index=pd.MultiIndex.from_product([["a", "b"], [1, 2]])),
     )
-    yield "indexes", [
-        pd.RangeIndex(5), pd.Index([1.5, 2.5]), pd.CategoricalIndex(list("ab")),
-        pd.DatetimeIndex(["2024-01-01"]), pd.IntervalIndex.from_breaks([0, 1, 2]),
-        pd.PeriodIndex(["2024-01"], freq="M"), pd.TimedeltaIndex(["1D"]),
-    ]
-    yield "scalars", [
-        pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="Asia/Tokyo"),
-        pd.Timedelta("1D"), pd.Period("2024-01", "M"), pd.Interval(0, 1), pd.NaT, pd.NA,
-        pd.offsets.MonthEnd(2), pd.offsets.BDay(), pd.DateOffset(days=2),
-        pd.offsets.Week(weekday=1), pd.tseries.frequencies.to_offset("h"),
-    ]
-    yield "dtypes", [
-        pd.CategoricalDtype(["a"]), pd.DatetimeTZDtype(tz="UTC"), pd.PeriodDtype("D"),
-        pd.IntervalDtype("int64"), pd.SparseDtype("float"), pd.Int32Dtype(), pd.StringDtype(),
-    ]
+    yield (
+        "indexes",
+        [
+            pd.RangeIndex(5),
+            pd.Index([1.5, 2.5]),
+            pd.CategoricalIndex(list("ab")),
+            pd.DatetimeIndex(["2024-01-01"]),
+            pd.IntervalIndex.from_breaks([0, 1, 2]),
+            pd.PeriodIndex(["2024-01"], freq="M"),
+            pd.TimedeltaIndex(["1D"]),
+        ],
+    )
+    yield (
+        "scalars",
+        [
+            pd.Timestamp("2024-01-01", tz="UTC"),
+            pd.Timestamp("2024-01-01", tz="Asia/Tokyo"),
+            pd.Timedelta("1D"),
+            pd.Period("2024-01", "M"),
+            pd.Interval(0, 1),
+            pd.NaT,
+            pd.NA,
+            pd.offsets.MonthEnd(2),
+            pd.offsets.BDay(),
+            pd.DateOffset(days=2),
+            pd.offsets.Week(weekday=1),
+            pd.tseries.frequencies.to_offset("h"),
+        ],
+    )
+    yield (
+        "dtypes",
+        [
+            pd.CategoricalDtype(["a"]),
+            pd.DatetimeTZDtype(tz="UTC"),
+            pd.PeriodDtype("D"),
+            pd.IntervalDtype("int64"),
+            pd.SparseDtype("float"),
+            pd.Int32Dtype(),
+            pd.StringDtype(),
+        ],
+    )
     with contextlib.suppress(Exception):
         yield "styler-free-attrs", frame.set_flags(allows_duplicate_labels=False)
 
@@ -1012,12 +1350,23 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     from torch import nn
 
     torch.manual_seed(0)
+    from torch.nn.parameter import UninitializedParameter as UninitializedParam
+
     tensors = [
         torch.zeros(2, dtype=d)
         for d in (
-            torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8,
-            torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool,
-            torch.complex64, torch.complex128,
+            torch.float32,
+            torch.float64,
+            torch.float16,
+            torch.bfloat16,
+            torch.int8,
+            torch.uint8,
+            torch.int16,
+            torch.int32,
+            torch.int64,
+            torch.bool,
+            torch.complex64,
+            torch.complex128,
         )
     ]
     for name in ("float8_e4m3fn", "float8_e5m2", "uint16", "uint32", "uint64"):
@@ -1027,18 +1376,45 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     yield "views", [torch.arange(10)[2:5], torch.ones(3, 4).t(), torch.ones(2, 2).expand(2, 2)]
     yield "parameter", nn.Parameter(torch.ones(3))
     # (memory formats are not picklable at all)
-    yield "buffers-misc", [torch.Size([2, 3]), torch.device("cpu"), torch.float32, torch.strided,
-                           torch.sparse_coo, torch.finfo(torch.float32).bits]
-    yield "sparse", [
-        torch.eye(3).to_sparse(), torch.eye(3).to_sparse_csr(), torch.eye(3).to_sparse_csc(),
-        torch.eye(4).to_sparse_bsr((2, 2)), torch.eye(4).to_sparse_bsc((2, 2)),
-    ]
+    yield (
+        "buffers-misc",
+        [
+            torch.Size([2, 3]),
+            torch.device("cpu"),
+            torch.device("meta"),
+            torch.strided,
+            torch.sparse_coo,
+            torch.sparse_csr,
+            torch.per_tensor_affine,
+            torch.per_channel_affine,
+        ],
+    )
+    yield "dtypes", [v for v in vars(torch).values() if isinstance(v, torch.dtype)]
+    yield "meta-tensor", torch.empty(3, device="meta")
+    with contextlib.suppress(Exception):
+        yield "buffer", torch.nn.Buffer(torch.ones(2))
+    yield "uninit-param", torch.nn.LazyLinear(2).weight
+    yield "named-tuple-ret", torch.ones(3).max(0)
+    yield "finfo", [torch.finfo(torch.float32), torch.iinfo(torch.int32)]
+    yield (
+        "sparse",
+        [
+            torch.eye(3).to_sparse(),
+            torch.eye(3).to_sparse_csr(),
+            torch.eye(3).to_sparse_csc(),
+            torch.eye(4).to_sparse_bsr((2, 2)),
+            torch.eye(4).to_sparse_bsc((2, 2)),
+        ],
+    )
     q = []
     with contextlib.suppress(Exception):
         q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.quint8))
         q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.qint8))
-        q.append(torch.quantize_per_channel(torch.rand(2, 2), torch.tensor([0.1, 0.2]),
-                                            torch.tensor([0, 0]), 0, torch.qint8))
+        q.append(
+            torch.quantize_per_channel(
+                torch.rand(2, 2), torch.tensor([0.1, 0.2]), torch.tensor([0, 0]), 0, torch.qint8
+            )
+        )
         q.append(torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.qint32))
     yield "quantized", q
     with contextlib.suppress(Exception):
@@ -1046,30 +1422,118 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
 
         yield "quantized-module", QLinear(4, 2)
     with contextlib.suppress(Exception):
-        yield "dynamic-quantized", torch.ao.quantization.quantize_dynamic(
-            nn.Sequential(nn.Linear(4, 4)), {nn.Linear}, dtype=torch.qint8)
-    yield "rng", [torch.get_rng_state(), torch.Generator().manual_seed(1).get_state(),
-                  torch.Generator().manual_seed(1)]
+        yield (
+            "dynamic-quantized",
+            torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(nn.Linear(4, 4)), {nn.Linear}, dtype=torch.qint8
+            ),
+        )
+    yield (
+        "rng",
+        [
+            torch.get_rng_state(),
+            torch.Generator().manual_seed(1).get_state(),
+            torch.Generator().manual_seed(1),
+        ],
+    )
     model = nn.Sequential(
-        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Dropout(0.1), nn.LazyLinear(3) if False else nn.Linear(2, 3), nn.GELU(), nn.SiLU(),
-        nn.Tanh(), nn.Sigmoid(), nn.Softmax(dim=-1), nn.LayerNorm(3), nn.Identity(),
+        nn.Conv2d(1, 2, 3),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.LazyLinear(3) if False else nn.Linear(2, 3),
+        nn.GELU(),
+        nn.SiLU(),
+        nn.Tanh(),
+        nn.Sigmoid(),
+        nn.Softmax(dim=-1),
+        nn.LayerNorm(3),
+        nn.Identity(),
     )
     modules: list[Any] = [
-        model, nn.LSTM(3, 4, batch_first=True), nn.GRU(3, 4), nn.RNN(3, 4),
-        nn.Embedding(10, 3), nn.EmbeddingBag(10, 3),
+        model,
+        nn.LSTM(3, 4, batch_first=True),
+        nn.GRU(3, 4),
+        nn.RNN(3, 4),
+        nn.Embedding(10, 3),
+        nn.EmbeddingBag(10, 3),
         nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 1),
-        nn.MultiheadAttention(8, 2), nn.ModuleDict({"a": nn.Linear(2, 2)}),
-        nn.ModuleList([nn.LeakyReLU(), nn.PReLU(), nn.ELU(), nn.Mish(), nn.Hardswish(),
-                       nn.Softplus(), nn.LogSoftmax(dim=1), nn.GroupNorm(1, 2),
-                       nn.InstanceNorm1d(2), nn.ConvTranspose2d(1, 1, 2), nn.Conv1d(1, 1, 2),
-                       nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=2),
-                       nn.CrossEntropyLoss(), nn.MSELoss(), nn.BCEWithLogitsLoss()]),
+        nn.MultiheadAttention(8, 2),
+        nn.ModuleDict({"a": nn.Linear(2, 2)}),
+        nn.ModuleList(
+            [
+                nn.LeakyReLU(),
+                nn.PReLU(),
+                nn.ELU(),
+                nn.Mish(),
+                nn.Hardswish(),
+                nn.Softplus(),
+                nn.LogSoftmax(dim=1),
+                nn.GroupNorm(1, 2),
+                nn.InstanceNorm1d(2),
+                nn.ConvTranspose2d(1, 1, 2),
+                nn.Conv1d(1, 1, 2),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Upsample(scale_factor=2),
+                nn.CrossEntropyLoss(),
+                nn.MSELoss(),
+                nn.BCEWithLogitsLoss(),
+            ]
+        ),
         nn.ParameterList([nn.Parameter(torch.ones(1))]),
         nn.ParameterDict({"p": nn.Parameter(torch.ones(1))}),
     ]
     if not fast:
         modules.append(nn.Transformer(8, 2, 1, 1, 16))
+    # every torch.nn module class that builds without arguments (activations, losses, ...)
+    for cls_name in sorted(dir(nn)):
+        cls = getattr(nn, cls_name)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                built = cls()
+        except Exception:
+            continue
+        # default-size giants (nn.Transformer() has 44M parameters) are covered small above
+        if (
+            sum(p.numel() for p in built.parameters() if not isinstance(p, UninitializedParam))
+            < 1e5
+        ):
+            modules.append(built)
+    modules += [
+        nn.Bilinear(2, 2, 2),
+        nn.Unflatten(1, (1, 1)),
+        nn.ZeroPad2d(1),
+        nn.ConstantPad1d(1, 0.0),
+        nn.ReflectionPad2d(1),
+        nn.PixelShuffle(2),
+        nn.Conv3d(1, 1, 1),
+        nn.BatchNorm1d(2),
+        nn.BatchNorm3d(2),
+        nn.LazyLinear(2),
+        nn.AvgPool1d(2),
+        nn.MaxPool1d(2),
+        nn.AdaptiveMaxPool1d(1),
+        nn.LPPool1d(2, 2),
+        nn.LSTMCell(2, 2),
+        nn.GRUCell(2, 2),
+        nn.RNNCell(2, 2),
+        nn.Fold((2, 2), 1),
+        nn.Unfold(1),
+        nn.CosineSimilarity(),
+        nn.PairwiseDistance(),
+        nn.Softmax2d(),
+        nn.Threshold(0.1, 0.0),
+        nn.GLU(),
+        nn.RMSNorm(2),
+        nn.LocalResponseNorm(2),
+        nn.ChannelShuffle(2),
+        nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 1),
+    ]
     for m in modules:
         yield f"module-{type(m).__name__}", m
         yield f"state-{type(m).__name__}", m.state_dict()
@@ -1080,11 +1544,16 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     lin(torch.ones(1, 4)).sum().backward()
     opts = [
         torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9),
-        torch.optim.Adam(lin.parameters()), torch.optim.AdamW(lin.parameters()),
-        torch.optim.RMSprop(lin.parameters()), torch.optim.Adagrad(lin.parameters()),
-        torch.optim.Adadelta(lin.parameters()), torch.optim.LBFGS(lin.parameters()),
-        torch.optim.NAdam(lin.parameters()), torch.optim.RAdam(lin.parameters()),
-        torch.optim.Adamax(lin.parameters()), torch.optim.ASGD(lin.parameters()),
+        torch.optim.Adam(lin.parameters()),
+        torch.optim.AdamW(lin.parameters()),
+        torch.optim.RMSprop(lin.parameters()),
+        torch.optim.Adagrad(lin.parameters()),
+        torch.optim.Adadelta(lin.parameters()),
+        torch.optim.LBFGS(lin.parameters()),
+        torch.optim.NAdam(lin.parameters()),
+        torch.optim.RAdam(lin.parameters()),
+        torch.optim.Adamax(lin.parameters()),
+        torch.optim.ASGD(lin.parameters()),
         torch.optim.Rprop(lin.parameters()),
     ]
     for opt in opts:
@@ -1116,18 +1585,27 @@ def torch_objects(fast: bool) -> Iterator[tuple[str, Any]]:
     scaler = torch.amp.GradScaler("cpu")
     yield "gradscaler-state", scaler.state_dict()
     yield "gradscaler", scaler
-    yield "checkpoint-dict", {
-        "epoch": 3, "model": model.state_dict(), "optimizer": sgd.state_dict(),
-        "scheduler": sched[0].state_dict(), "scaler": scaler.state_dict(),
-        "rng": {"torch": torch.get_rng_state()}, "args": {"lr": 0.1},
-    }
+    yield (
+        "checkpoint-dict",
+        {
+            "epoch": 3,
+            "model": model.state_dict(),
+            "optimizer": sgd.state_dict(),
+            "scheduler": sched[0].state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "args": {"lr": 0.1},
+        },
+    )
     with contextlib.suppress(Exception):
         from torch.utils.data import TensorDataset
 
         yield "dataset", TensorDataset(torch.ones(3, 2))
     with contextlib.suppress(Exception):
-        yield "distributions", [torch.distributions.Normal(0.0, 1.0),
-                                torch.distributions.Categorical(torch.ones(3))]
+        yield (
+            "distributions",
+            [torch.distributions.Normal(0.0, 1.0), torch.distributions.Categorical(torch.ones(3))],
+        )
 
 
 def dcp_objects(dumper: Dumper) -> None:
@@ -1137,11 +1615,15 @@ def dcp_objects(dumper: Dumper) -> None:
     from torch import nn
 
     with tempfile.TemporaryDirectory() as d:
-        state = {"model": nn.Linear(3, 2).state_dict(), "step": 7, "extra": {"s": "x"},
-                 "io": io.BytesIO(b"abc")}
+        state = {
+            "model": nn.Linear(3, 2).state_dict(),
+            "step": 7,
+            "extra": {"s": "x"},
+            "io": io.BytesIO(b"abc"),
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dcp.save(state, checkpoint_id=d, no_dist=True)  # type: ignore[call-arg]
+            dcp.save(state, checkpoint_id=d, no_dist=True)
         HARVEST.objects[HARVEST.library] += 1
         for p in Path(d).iterdir():
             if p.name == ".metadata":
@@ -1152,7 +1634,8 @@ def dcp_objects(dumper: Dumper) -> None:
         meta = md.Metadata(
             state_dict_metadata={
                 "w": md.TensorStorageMetadata(
-                    md.TensorProperties(dtype=torch.float32), torch.Size([2]),
+                    md.TensorProperties(dtype=torch.float32),
+                    torch.Size([2]),
                     [md.ChunkStorageMetadata(torch.Size([0]), torch.Size([2]))],
                 ),
                 "b": md.BytesStorageMetadata(),
@@ -1186,8 +1669,12 @@ def lightgbm_objects() -> Iterator[tuple[str, Any]]:
     clf = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y)
     yield "classifier", clf
     yield "regressor", lgb.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, rng.rand(60))
-    yield "ranker", lgb.LGBMRanker(n_estimators=2, verbose=-1, min_child_samples=1).fit(
-        X, y % 2, group=[30, 30])
+    yield (
+        "ranker",
+        lgb.LGBMRanker(n_estimators=2, verbose=-1, min_child_samples=1).fit(
+            X, y % 2, group=[30, 30]
+        ),
+    )
     yield "booster", clf.booster_
 
 
@@ -1200,21 +1687,33 @@ def transformers_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s"]
     vocab_file = workdir / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n")
-    small = dict(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
-                 num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)
-    configs = [tr.BertConfig(**small), tr.GPT2Config(n_embd=8, n_layer=1, n_head=2),
-               tr.PretrainedConfig(), tr.GenerationConfig(max_new_tokens=3)]
+    small = dict(
+        vocab_size=len(vocab),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+    )
+    configs = [
+        tr.BertConfig(**small),
+        tr.GPT2Config(n_embd=8, n_layer=1, n_head=2),
+        tr.PretrainedConfig(),
+        tr.GenerationConfig(max_new_tokens=3),
+    ]
     with contextlib.suppress(Exception):
-        configs.append(tr.LlamaConfig(hidden_size=8, num_hidden_layers=1,
-                                      num_attention_heads=2, intermediate_size=16))
+        configs.append(
+            tr.LlamaConfig(
+                hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+            )
+        )
     yield "configs", configs
     slow = tr.BertTokenizer(str(vocab_file))
     yield "bert-tokenizer", slow
     tok = Tokenizer(models.WordLevel({v: i for i, v in enumerate(vocab)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     yield "tokenizers-tokenizer", tok
-    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]",
-                                      pad_token="[PAD]")
+    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
     yield "fast-tokenizer", fast
     with contextlib.suppress(Exception):
         yield "bert-fast", tr.BertTokenizerFast(tokenizer_object=tok)
@@ -1226,15 +1725,47 @@ def transformers_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
     yield "bert-model", model
     yield "bert-state", model.state_dict()
     with contextlib.suppress(Exception):
-        yield "gpt2-model", tr.GPT2LMHeadModel(tr.GPT2Config(n_embd=8, n_layer=1, n_head=2,
-                                                             vocab_size=16, n_positions=16))
+        yield (
+            "gpt2-model",
+            tr.GPT2LMHeadModel(
+                tr.GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=16, n_positions=16)
+            ),
+        )
     with contextlib.suppress(Exception):
-        args = tr.TrainingArguments(output_dir=str(workdir / "out"), report_to=[],
-                                    use_cpu=True)
+        args = tr.TrainingArguments(output_dir=str(workdir / "out"), report_to=[], use_cpu=True)
         yield "training-args", args
     with contextlib.suppress(Exception):
         yield "trainer-state", tr.TrainerState(global_step=3)
     del torch
+
+
+def sentencepiece_objects(workdir: Path) -> Iterator[tuple[str, Any]]:
+    """A SentencePiece model trained offline on a few lines we write, and the transformers
+    tokenizers built on it (SentencePieceBackend subclasses)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import sentencepiece as spm
+
+    corpus = workdir / "corpus.txt"
+    corpus.write_text("\n".join(["the cat sat on the mat", "a dog ran", "hello world"] * 30))
+    prefix = workdir / "sp"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=30,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    model = f"{prefix}.model"
+    yield "processor", spm.SentencePieceProcessor(model_file=model)
+    with contextlib.suppress(ImportError):
+        from transformers.models.bert_generation import BertGenerationTokenizer
+        from transformers.models.siglip import SiglipTokenizer
+
+        yield "siglip-tokenizer", Lazy(functools.partial(SiglipTokenizer, vocab_file=model))
+        yield (
+            "bert-generation-tokenizer",
+            Lazy(functools.partial(BertGenerationTokenizer, vocab_file=model)),
+        )
 
 
 def safetensors_objects() -> Iterator[tuple[str, Any]]:
@@ -1250,9 +1781,30 @@ def safetensors_objects() -> Iterator[tuple[str, Any]]:
 # Driver
 
 
-def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tuple[str, Any]]],
-                *, torch_save: bool = False, pandas: bool = False) -> None:
+def run_library(
+    dumper: Dumper,
+    library: str,
+    factory: Callable[[], Iterable[tuple[str, Any]]],
+    *,
+    torch_save: bool = False,
+    pandas: bool = False,
+) -> None:
     HARVEST.library = library
+    started = time.perf_counter()
+    try:
+        _run_library(dumper, library, factory, torch_save=torch_save, pandas=pandas)
+    finally:
+        HARVEST.seconds[library] += time.perf_counter() - started
+
+
+def _run_library(
+    dumper: Dumper,
+    library: str,
+    factory: Callable[[], Iterable[tuple[str, Any]]],
+    *,
+    torch_save: bool,
+    pandas: bool,
+) -> None:
     try:
         items = iter(factory())
         while True:
@@ -1260,6 +1812,14 @@ def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tup
                 label, obj = next(items)
             except StopIteration:
                 break
+            if isinstance(obj, Lazy):  # built here, so that one failure skips one sample
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        obj = obj.make()
+                except Exception as exc:
+                    HARVEST.failures[library].append(f"{label}: {type(exc).__name__}: {exc}"[:200])
+                    continue
             # A list of samples: each element on its own (one that a protocol cannot pickle
             # must not hide the others).
             for i, one in enumerate(obj if type(obj) is list else [obj]):
@@ -1272,6 +1832,177 @@ def run_library(dumper: Dumper, library: str, factory: Callable[[], Iterable[tup
 
 
 IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+# Runs under every other Python found (2.7 and 3.x): the standard library's own values,
+# pickled by that interpreter's pickle module, printed as JSON lines. Python 2 compatible.
+OTHER_PYTHON_SNIPPET = r"""
+import base64, json, pickle, sys
+objs = []
+def add(label, make):
+    try:
+        objs.append((label, make()))
+    except Exception:
+        pass
+import collections, datetime, decimal, fractions, uuid
+add("date", lambda: [datetime.date(2024, 1, 2), datetime.time(1, 2, 3),
+                     datetime.datetime(2024, 1, 2, 3, 4, 5), datetime.timedelta(days=1)])
+add("tz", lambda: [datetime.timezone.utc, datetime.timezone(datetime.timedelta(hours=2))])
+add("aware", lambda: datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+add("numbers", lambda: [decimal.Decimal("1.5"), fractions.Fraction(1, 3), 3j, 2 ** 70])
+add("context", lambda: decimal.Context())
+add("collections", lambda: [collections.OrderedDict(a=1), collections.deque([1], maxlen=3),
+                            collections.defaultdict(list), collections.Counter("aab")])
+add("chainmap", lambda: collections.ChainMap({"a": 1}))
+add("sets", lambda: [set([1]), frozenset([2]), bytearray(b"x"), b"bytes", u"text"])
+add("slices", lambda: [slice(1, 2), range(3)])
+add("uuid", lambda: uuid.UUID(int=5))
+add("types", lambda: [int, float, str, list, dict, tuple, set, bytes, object, bool, complex])
+def zi():
+    import zoneinfo
+    z = zoneinfo.ZoneInfo("UTC")
+    return [z, datetime.datetime(2024, 6, 1, tzinfo=z)]
+add("zoneinfo", zi)
+def enums():
+    import http, re
+    return [http.HTTPStatus.OK, re.IGNORECASE, re.compile("a+", re.I)]
+add("enums", enums)
+def paths():
+    import pathlib
+    return [pathlib.PurePosixPath("/a"), pathlib.PureWindowsPath("c:/x"), pathlib.Path("r")]
+add("paths", paths)
+def ns():
+    import types
+    return types.SimpleNamespace(a=1)
+add("namespace", ns)
+def ip():
+    import ipaddress
+    return [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
+add("ipaddress", ip)
+def arr():
+    import array
+    return array.array("d", [1.0])
+add("array", arr)
+def part():
+    import functools
+    return functools.partial(int, base=2)
+add("partial", part)
+for label, obj in objs:
+    for proto in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        try:
+            data = pickle.dumps(obj, proto)
+        except Exception:
+            continue
+        print(json.dumps([label, proto, base64.b64encode(data).decode("ascii")]))
+"""
+
+
+# Run by another interpreter on names its own pickles wrote that do not resolve here (a
+# private module moved between versions, e.g. pathlib._local in 3.13): is the object the
+# same as the one under the public parent module? Prints {written: public name}.
+OTHER_PYTHON_RESOLVE = r"""
+import importlib, json, sys
+out = {}
+for written in sys.argv[1:]:
+    parts = written.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            for a in parts[i:]:
+                obj = getattr(obj, a)
+        except Exception:
+            continue
+        mod, qual = parts[:i], parts[i:]
+        while len(mod) > 1 and mod[-1].startswith("_"):
+            mod = mod[:-1]
+            try:
+                cand = importlib.import_module(".".join(mod))
+                for a in qual:
+                    cand = getattr(cand, a)
+            except Exception:
+                continue
+            if cand is obj:
+                out[written] = ".".join(mod + qual)
+                break
+        break
+print(json.dumps(out))
+"""
+
+
+def other_pythons() -> list[str]:
+    """Other Python interpreters on this machine (pyenv versions, pythonX.Y on PATH)."""
+    import glob
+    import shutil
+
+    found: dict[str, str] = {}
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python")))
+    candidates += [
+        p
+        for v in ("2.7", *(f"3.{m}" for m in range(6, 16)))
+        if (p := shutil.which(f"python{v}") or "")
+    ]
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real == os.path.realpath(sys.executable) or real in found.values():
+            continue
+        found[path] = real
+    return list(found)
+
+
+def run_other_pythons(dumper: Dumper) -> list[str]:
+    """Stdlib values pickled by every other interpreter; returns their versions."""
+    import base64
+    import subprocess
+
+    versions = []
+    for exe in other_pythons():
+        try:
+            proc = subprocess.run(
+                [exe, "-c", OTHER_PYTHON_SNIPPET],
+                capture_output=True,
+                timeout=60,
+                env={"PATH": os.environ.get("PATH", "")},
+            )
+            ver = (
+                subprocess.run(
+                    [exe, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                    capture_output=True,
+                    timeout=30,
+                )
+                .stdout.decode()
+                .strip()
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        own = ".".join(map(str, sys.version_info[:3]))
+        if proc.returncode != 0 or not ver or ver in versions or ver == own:
+            continue
+        versions.append(ver)
+        HARVEST.library = f"stdlib-python{ver}"
+        labels: set[str] = set()
+        for line in proc.stdout.decode("ascii", "replace").splitlines():
+            try:
+                label, proto, b64 = json.loads(line)
+                data = base64.b64decode(b64)
+            except ValueError:
+                continue
+            if label not in labels:
+                labels.add(label)
+                HARVEST.objects[HARVEST.library] += 1
+            HARVEST.pickles[HARVEST.library] += 1
+            before = set(HARVEST.unmapped)
+            dumper._check_stream(data, f"python {ver} {label} p{proto}")
+            HARVEST.unmapped_by[exe] |= HARVEST.unmapped - before
+        unresolved = sorted(HARVEST.unmapped_by[exe])
+        if unresolved:
+            with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+                proc = subprocess.run(
+                    [exe, "-c", OTHER_PYTHON_RESOLVE, *unresolved], capture_output=True, timeout=60
+                )
+                for written, public in json.loads(proc.stdout or b"{}").items():
+                    HARVEST.other_aliases[written] = (public, ver)
+    return versions
 
 
 def installed(lib: str) -> bool:
@@ -1297,7 +2028,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def harvest(fast: bool = False, only: set[str] | None = None) -> Harvest:
+def harvest(
+    fast: bool = False, only: set[str] | None = None, other_interpreters: bool = True
+) -> Harvest:
     """Run the harvest in-process (fills and returns the module-level HARVEST)."""
     global HARVEST
     HARVEST = Harvest()
@@ -1313,6 +2046,10 @@ def harvest(fast: bool = False, only: set[str] | None = None) -> Harvest:
             return False
         return True
 
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        numpy.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dumper = Dumper(work, fast)
@@ -1338,10 +2075,13 @@ def harvest(fast: bool = False, only: set[str] | None = None) -> Harvest:
         if want("lightgbm"):
             run_library(dumper, "lightgbm", lightgbm_objects)
         if want("transformers"):
-            run_library(dumper, "transformers", lambda: transformers_objects(work),
-                        torch_save=True)
+            run_library(dumper, "transformers", lambda: transformers_objects(work), torch_save=True)
+        if want("sentencepiece"):
+            run_library(dumper, "sentencepiece", lambda: sentencepiece_objects(work))
         if want("safetensors"):
             run_library(dumper, "safetensors", safetensors_objects)
+        if want("stdlib") and other_interpreters:
+            HARVEST.other_pythons = run_other_pythons(dumper)
     return HARVEST
 
 
@@ -1358,12 +2098,235 @@ def joblib_test_data() -> Path | None:
 
 def joblib_old_globals(folder: Path) -> dict[str, dict[str, list[str]]]:
     """{file name: {"globals": [...], "problems": [...]}} for joblib's shipped old pickles."""
+    files = {
+        path.name: path.read_bytes()
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    }
+    return _old_globals(files)
+
+
+def joblib_archive_globals(archive: Path) -> dict[str, dict[str, list[str]]]:
+    """The same, read from a joblib wheel or sdist (``pip download joblib==1.4.2 --no-deps``)
+    without installing it: only members under ``joblib/test/data/`` are read, as bytes."""
+    import tarfile
+
+    files: dict[str, bytes] = {}
+    limit = 64 << 20
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                wanted = "joblib/test/data/" in name and not name.endswith((".py", "/"))
+                if wanted and info.file_size <= limit:
+                    files[name.rsplit("/", 1)[1]] = zf.read(info)
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                name = member.name
+                wanted = "joblib/test/data/" in name and not name.endswith(".py")
+                if member.isfile() and wanted and member.size <= limit:
+                    extracted = tf.extractfile(member)
+                    if extracted is not None:
+                        files[name.rsplit("/", 1)[1]] = extracted.read()
+    return _old_globals(files)
+
+
+def _old_globals(files: dict[str, bytes]) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix == ".py" or not path.is_file():
+    for name, data in sorted(files.items()):
+        names, problems = decode_file(data)
+        out[name] = {"globals": sorted(set(names)), "problems": problems}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# A review aid: what the code an unpickler reaches implicitly may do (read it, then decide)
+
+# Methods the unpickler (or a container it fills) calls implicitly on an object it builds.
+IMPLICIT_METHODS = (
+    "__new__",
+    "__init__",
+    "__post_init__",
+    "__setstate__",
+    "__setattr__",
+    "__getattr__",
+    "__getattribute__",
+    "__setitem__",
+    "append",
+    "extend",
+    "add",
+    "__hash__",
+    "__eq__",
+    "__del__",
+    "__call__",
+)
+RISKY_CALLS = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "import_module",
+        "open",
+        "system",
+        "popen",
+        "Popen",
+        "run",
+        "check_output",
+        "load",
+        "loads",
+        "urlopen",
+        "socket",
+        "create_connection",
+        "init_process_group",
+        "from_pretrained",
+        "hf_hub_download",
+        "snapshot_download",
+        "read_text",
+        "read_bytes",
+        "fromfile",
+        "memmap",
+        "locate",
+        "resolve_name",
+        "getattr",
+        "setattr",
+        "globals",
+        "locals",
+        "vars",
+        "spawn",
+        "fork",
+        "dlopen",
+        "CDLL",
+        "LoadLibrary",
+        "Load",
+        "LoadFromFile",
+        "load_model",
+        "from_file",
+        "read_csv",
+        "read_pickle",
+        "read_parquet",
+        "Unpickler",
+    }
+)
+
+
+def screen(name: str, depth: int = 3) -> list[str]:
+    """Risky calls in the Python code reachable from ``name``'s implicit methods (or the
+    function itself), following ``self.method()`` and module functions ``depth`` deep; and
+    constructor parameters stored on ``self`` and called by a method (``calls`` /
+    ``result_calls`` candidates). Compiled code has no source: "no source" is reported."""
+    import ast
+    import inspect
+    import textwrap
+
+    parts = name.split(".")
+    obj: Any = None
+    for i in range(len(parts) - 1, 0, -1):
+        with contextlib.suppress(Exception):
+            obj = resolve(".".join(parts[:i]), ".".join(parts[i:]))
+            break
+    if obj is None:
+        return ["unresolvable"]
+    out: list[str] = []
+    seen: set[int] = set()
+
+    def walk(fn: Any, cls: Any, level: int, path: str) -> None:
+        fn = getattr(fn, "__func__", fn)
+        fn = fn.fget if isinstance(fn, property) else fn
+        if id(fn) in seen or level > depth:
+            return
+        seen.add(id(fn))
+        try:
+            src = textwrap.dedent(inspect.getsource(fn))
+            tree = ast.parse(src)
+        except (OSError, TypeError, SyntaxError):
+            if level == 0:
+                out.append(f"{path}: no source")
+            return
+        env = getattr(fn, "__globals__", {})
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            called = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+            constant_name = (
+                called in ("getattr", "setattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+            )
+            if called in RISKY_CALLS and not constant_name:
+                out.append(f"{path}: {(ast.get_source_segment(src, node) or called)[:100]}")
+            target: Any = None
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and cls is not None:
+                if f.value.id in ("self", "cls"):
+                    target = inspect.getattr_static(cls, f.attr, None)
+            elif isinstance(f, ast.Name) and not isinstance(env.get(f.id), type):
+                target = env.get(f.id)
+            inner = getattr(target, "__func__", target)
+            if inspect.isfunction(inner) or isinstance(target, property):
+                walk(target, cls, level + 1, f"{path} > {getattr(inner, '__qualname__', '?')}")
+
+    if isinstance(obj, type):
+        for method in IMPLICIT_METHODS:
+            owner = next((k for k in obj.__mro__ if method in vars(k)), None)
+            if owner is not None and owner.__module__ != "builtins":
+                walk(vars(owner)[method], obj, 0, f"{owner.__qualname__}.{method}")
+        out += _stored_and_called(obj)
+    elif callable(obj):
+        walk(obj, None, 0, name)
+    return sorted(set(out))
+
+
+def _stored_and_called(cls: type) -> list[str]:
+    """``self.X = <parameter>`` in __init__ and ``self.X(...)`` in any method of the class."""
+    import ast
+    import inspect
+    import textwrap
+
+    init = getattr(cls, "__init__", None)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(init)))  # type: ignore[arg-type]
+    except (OSError, TypeError, SyntaxError):
+        return []
+    fdef = tree.body[0]
+    if not isinstance(fdef, ast.FunctionDef):
+        return []
+    params = [a.arg for a in fdef.args.args[1:] + fdef.args.kwonlyargs]
+    stored = {}
+    for node in ast.walk(fdef):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
+            for t in node.targets:
+                if (
+                    isinstance(t, ast.Attribute)
+                    and isinstance(t.value, ast.Name)
+                    and t.value.id == "self"
+                    and node.value.id in params
+                ):
+                    stored[t.attr] = node.value.id
+    out = []
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins":
             continue
-        names, problems = decode_file(path.read_bytes())
-        out[path.name] = {"globals": sorted(set(names)), "problems": problems}
+        for meth_name, meth in vars(klass).items():
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(meth)))
+            except (OSError, TypeError, SyntaxError, IndentationError):
+                continue
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "self"
+                    and node.func.attr in stored
+                ):
+                    param = stored[node.func.attr]
+                    index = params.index(param)
+                    out.append(
+                        f"{klass.__qualname__}.{meth_name} calls parameter {param!r} "
+                        f"(positional index {index})"
+                    )
     return out
 
 
@@ -1394,16 +2357,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast", action="store_true", help="a subset (the test's run)")
     ap.add_argument("--only", action="append", help="only this library (repeatable)")
     ap.add_argument("--check", action="store_true", help="compare with the shipped allowlist")
+    ap.add_argument(
+        "--joblib-archive",
+        type=Path,
+        help="read joblib's old test pickles from this wheel/sdist instead of the installed "
+        "joblib (when its wheel has no test/data folder)",
+    )
+    ap.add_argument(
+        "--screen",
+        nargs="*",
+        metavar="NAME",
+        help="review aid: risky calls reachable from these names (default: every entry)",
+    )
     args = ap.parse_args(argv)
+    if args.screen is not None:
+        warnings.simplefilter("ignore")
+        for name in args.screen or sorted(load_allowlist()["entries"]):
+            for line in screen(name):
+                print(f"{name}: {line}")
+        return 0
     warnings.simplefilter("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     h = harvest(fast=args.fast, only=set(args.only) if args.only else None)
     elapsed = time.perf_counter() - t0
     result = h.to_dict()
     result["seconds"] = round(elapsed, 1)
+    result["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     folder = joblib_test_data()
-    if folder is not None:
+    if args.joblib_archive is not None:
+        result["joblib_test_data"] = joblib_archive_globals(args.joblib_archive)
+    elif folder is not None:
         result["joblib_test_data"] = joblib_old_globals(folder)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")

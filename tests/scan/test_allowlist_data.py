@@ -19,7 +19,9 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 import warnings
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -178,8 +180,15 @@ def test_entries_are_defining_names_and_aliases_the_same_object(allow: dict[str,
             checked += 1
         assert checked > 300
         for written, target in allow["aliases"].items():
-            if _top_installed(target) and _top_installed(written):
-                assert _resolve(written) is _resolve(target), written
+            if not (_top_installed(target) and _top_installed(written)):
+                continue
+            try:
+                obj = _resolve(written)
+            except LookupError:
+                # another Python's module layout (pathlib._local in 3.13): the harvest
+                # verified the identity in that interpreter (other_python_aliases)
+                continue
+            assert obj is _resolve(target), written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +232,41 @@ def test_decoder_follows_joblib_inline_arrays(harvester: ModuleType, tmp_path: P
     assert "numpy._core.multiarray._reconstruct" in names or (
         "numpy.core.multiarray._reconstruct" in names
     )
+
+
+def test_joblib_archive_reader_matches_the_folder(harvester: ModuleType, tmp_path: Path) -> None:
+    folder = harvester.joblib_test_data()
+    if folder is None:
+        pytest.skip("the installed joblib ships no test/data folder")
+    wheel = tmp_path / "joblib-0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                zf.write(path, f"joblib/test/data/{path.name}")
+    expected = harvester.joblib_old_globals(folder)
+    assert harvester.joblib_archive_globals(wheel) == expected
+    sdist = tmp_path / "joblib-0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tf:
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                tf.add(path, f"joblib-0/joblib/test/data/{path.name}")
+    assert harvester.joblib_archive_globals(sdist) == expected
+
+
+def test_screen_finds_the_reviewed_gadgets(harvester: ModuleType) -> None:
+    """The review aid (--screen) reports what made these reviewed findings, and nothing for
+    an ordinary estimator."""
+    pytest.importorskip("scipy")
+    pytest.importorskip("sklearn")
+    warnings.simplefilter("ignore")
+    norm = harvester.screen("scipy.stats._continuous_distns.norm_gen")
+    assert any("exec(self._parse_arg_template" in line for line in norm), norm
+    assert harvester.screen("sklearn.preprocessing._data.StandardScaler") == []
+    if importlib.util.find_spec("torch") is not None:
+        loads = harvester.screen("torch.storage._load_from_bytes")
+        assert any("torch.load(" in line for line in loads), loads
+        cyclic = harvester.screen("torch.optim.lr_scheduler.CyclicLR")
+        assert any("'scale_fn' (positional index 7)" in line for line in cyclic), cyclic
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +322,8 @@ def test_reharvest_pickled_every_installed_library(harvest: dict[str, Any]) -> N
         assert harvest["objects"].get(lib, 0) >= 5, lib
     if importlib.util.find_spec("sklearn") is not None:
         assert harvest["objects"]["scikit-learn"] >= 150  # every estimator that fits
-    assert harvest["seconds"] < 120
+    # the full harvest stays under two minutes of CPU (wall time depends on other load)
+    assert harvest["cpu_seconds"] < 120
 
 
 @pytest.mark.slow
@@ -306,8 +351,9 @@ def test_joblib_old_pickles_are_explained(harvester: ModuleType, allow: dict[str
     files = harvester.joblib_old_globals(folder)
     with_names = {f: v for f, v in files.items() if v["globals"]}
     assert len(with_names) >= 40, sorted(files)
-    zf = [f for f in with_names if (folder / f).read_bytes()[:4] == b"ZF0x"]
-    assert len(zf) >= 5, "the ZF container files were not decoded"
+    # nine ZF containers: six pickles and three sidecars of raw array bytes
+    zf = [f for f in files if (folder / f).read_bytes()[:4] == b"ZF0x"]
+    assert len(zf) >= 9 and len([f for f in zf if f in with_names]) >= 6, zf
     for name, v in files.items():
         # every problem is a sidecar of raw array bytes (no pickle inside), nothing else
         assert all(p == "no pickle (raw data)" for p in v["problems"]), (name, v["problems"])
