@@ -15,6 +15,7 @@ from mlverify.scan.policy import Policy, get_policy
 from mlverify.scan.source import FileSource, LimitExceeded, Source
 
 HEAD = 4096
+NESTED_TEXT_MAX = 256 * 1024 * 1024  # bytes of encoded text decoded for a nested scan
 
 
 class Context:
@@ -109,18 +110,36 @@ class Context:
                 sub: Source = data
             elif data is not None:
                 sub = bytes_source(data, label)
+            elif parent.seekable and kind == "latin1":
+                # bytes written as _codecs.encode(text, "latin1") (protocol < 3): the text
+                # is UTF-8 in the stream; the loader gets its latin-1 encoding
+                if length > NESTED_TEXT_MAX:
+                    msg = (
+                        f"a {length}-byte encoded value is over the bound the scanner decodes; "
+                        "what a loader deserialises from it is not checked"
+                    )
+                    self.add("MLV302", Severity.HIGH, parent.label, offset, kind, msg)
+                    return
+                text = parent.read_at(offset, length).decode("utf-8", "replace")
+                sub = bytes_source(text.encode("latin-1", "replace"), label)
             elif parent.seekable:
                 sub = parent.sub(offset, length, label)
             else:
+                if forced:
+                    self.add("MLV105", Severity.HIGH, parent.label, offset, kind,
+                             "an allowed loader deserialises a value the scanner could not "
+                             "keep (a stream that cannot seek): it cannot be checked")  # fmt: skip
                 return
             before = len(self.findings)
             found = self.scan(sub, depth + 1, deep=False)
-            if not found and forced and depth + 1 <= self.limits.max_depth:
-                # an allowed loader deserialises these bytes: read them as it would
+            # what torch.load does with bytes: a zip if they open like one, else a pickle
+            # (read by the plain unpickler), whatever else they may look like
+            zipped = sub.head(4) == b"PK\x03\x04"
+            if forced and not zipped and depth + 1 <= self.limits.max_depth:
                 from mlverify.scan.formats import walk_pickle
 
                 self.format("pickle")
-                walk_pickle(sub, self, depth + 1)
+                walk_pickle(sub, self, depth + 1, joblib=False)
                 found = True
             if found:
                 self.add(

@@ -124,7 +124,8 @@ class PickleScanner:
         walk_pickle(src, ctx, depth)
 
 
-def walk_pickle(src: Source, ctx: Context, depth: int) -> None:
+def walk_pickle(src: Source, ctx: Context, depth: int, *, joblib: bool = True) -> None:
+    """Walk ``src`` as a pickle (``joblib``: as joblib's unpickler too, when it holds arrays)."""
     w = PickleWalker(
         src.open(),
         ctx.policy,
@@ -132,6 +133,7 @@ def walk_pickle(src: Source, ctx: Context, depth: int) -> None:
         _emitter(ctx, src.label),
         ctx.nested(src, depth),
         reopen=src.open,
+        joblib=joblib,
     )
     w.walk()
 

@@ -108,6 +108,12 @@ class Policy:
         self._methods: dict[str, frozenset[str]] = {
             str(k): frozenset(str(m) for m in v) for k, v in allow.get("methods", {}).items()
         }
+        #: attribute names a loader looks up on an object and calls (BUILD, APPEND(S),
+        #: ADDITEMS) or that getattr may fetch as a method: an instance attribute of that
+        #: name shadows the class's method
+        self.behaviour_names = frozenset({"__setstate__", "append", "extend", "add"}).union(
+            *self._methods.values()
+        )
         self._extra_exact = frozenset(e for e in extra_allow if not e.endswith(".*"))
         self._extra_prefix = tuple(e[:-1] for e in extra_allow if e.endswith(".*"))
         self.classify = lru_cache(maxsize=8192)(self._classify)

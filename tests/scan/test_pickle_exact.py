@@ -395,3 +395,42 @@ def test_partial_of_a_loader_still_scans_what_it_loads(scan_bytes: Scan) -> None
     inner = b"N0" + PAYLOAD4 + b"."
     part = sg("functools", "partial") + b"(" + sg("torch.storage", "_load_from_bytes") + b"tR"
     assert caught(scan_bytes(p4(part + b"(" + binbytes(inner) + b"tR")))
+
+
+# -- red-team classes: BUILD planting methods, wrappers hiding call-through, identity ---------
+def test_build_planting_a_setstate_is_a_finding(scan_bytes: Scan) -> None:
+    # BUILD 1 makes __setstate__ an instance attribute; BUILD 2 would call it
+    loader = g0("torch.storage", "_load_from_bytes")
+    filler = b"".join(u(f"k{i}") + b"N" for i in range(70))  # past the kept 64 keys
+    obj = g0("argparse", "Namespace") + b")\x81"
+    data = b"\x80\x02" + obj + b"}(" + filler + u("__setstate__") + loader + b"ub" + b"Nb."
+    report = scan_bytes(data)
+    assert "MLV106" in rules(report), report
+
+
+def test_known_method_name_planted_by_build_is_a_finding(scan_bytes: Scan) -> None:
+    obj = sg("torch.optim.lr_scheduler", "CyclicLR") + b")\x81"
+    state = b"}" + u("_triangular_scale_fn") + sg("torch.storage", "_load_from_bytes") + b"sb"
+    report = scan_bytes(p4(obj + state))
+    assert "MLV106" in rules(report), report
+
+
+def test_a_wrapper_may_not_hide_what_its_callee_loads(scan_bytes: Scan) -> None:
+    vec = sg("numpy", "vectorize") + b"(" + sg("torch.storage", "_load_from_bytes") + b"tR"
+    report = scan_bytes(p4(vec + b"]" + binbytes(b"N0" + PAYLOAD4 + b".") + b"a\x85R"))
+    assert "MLV105" in rules(report) or caught(report), report
+
+
+def test_an_object_that_may_be_a_joblib_wrapper_is_cannot_follow(scan_bytes: Scan) -> None:
+    naw = sg("joblib.numpy_pickle", "NumpyArrayWrapper")
+    ident = sg("torch._tensor", "_rebuild_from_type_v2") + b"(" + naw + naw + b")NtR"
+    data = b"\x80\x04" + ident + b"}b" + b"B\x05\x00\x00\x00" + b"0" + PAYLOAD4 + b"."
+    report = scan_bytes(data, "model.joblib")
+    assert report.max_severity is not None and report.max_severity >= Severity.MEDIUM, report
+
+
+@pytest.mark.parametrize("line", [b"I\x00\n", b"I\x00\x00\n", b"I68\x00O\n", b"I 7\x00x\n"])
+def test_c_strtol_stopping_at_a_nul(scan_bytes: Scan, line: bytes) -> None:
+    # CPython <= 3.12's C loader accepts a number that strtol ends at a NUL (or no number)
+    report = scan_bytes(line + b"0" + PAYLOAD0 + b".")
+    assert caught(report) and "MLV108" not in rules(report), report

@@ -74,6 +74,19 @@ def wrapper_of(obj: Any, defining: Any) -> bool:
     return False
 
 
+def maybe_wrapper(obj: Any, defining: Any) -> bool:
+    """Could ``obj`` be a wrapper made some other way (an allowed function returning one of
+    its arguments, say)? joblib tests the object's type, not how it was made."""
+    if not isinstance(obj, Call) or not isinstance(obj.args, tuple):
+        return False
+    for a in obj.args[:16]:
+        if isinstance(a, Ref) and defining(a.rec.full) in WRAPPERS:
+            return True
+        if isinstance(a, Call) and wrapper_of(a, defining):
+            return True
+    return False
+
+
 def _attributes(obj: Call, states: list[Any], defining: Any) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     direct = isinstance(obj.func, Ref) and defining(obj.func.rec.full) in WRAPPERS

@@ -42,7 +42,13 @@ Nested = Callable[[Any, int, int, str, bool], None]
 #: allowed functions that make an instance of their first argument (class inference)
 _CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"})
 #: allowed callables that only ``__new__`` their first argument (then BUILD sets its state)
-_NEW_ONLY_OK = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__"})
+_NEW_ONLY_OK = frozenset(
+    {
+        "copyreg.__newobj__",
+        "copyreg.__newobj_ex__",
+        "numpy._core.multiarray._reconstruct",  # ndarray.__new__(subtype, ...)
+    }
+)
 #: plain data values: never callable
 _PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, list, dict})
 
@@ -98,6 +104,8 @@ class Judge:
         """The record of a non-allowlisted import behind ``v`` still collecting uses."""
         depth = 0
         while isinstance(v, Call) and depth < 8:
+            if v.method:
+                return None  # a known method fetched by getattr: that use is allowed
             v = v.func
             depth += 1
         if isinstance(v, Ref):
@@ -261,6 +269,19 @@ class Judge:
             and args[0].__class__ in (str, bool, type(None))
         ):
             return str(args[0])  # exact: an allowed call that makes a name from data
+        if (
+            kind == "REDUCE"
+            and isinstance(func, Ref)
+            and func.rec.verdict.name == "_codecs.encode"
+            and isinstance(args, tuple)
+            and len(args) == 2
+            and args[1] in ("latin1", "latin-1")
+        ):
+            # protocol < 3 writes bytes as _codecs.encode(text, "latin1"): the bytes themselves
+            if args[0].__class__ is str:
+                return args[0].encode("latin-1", "replace")
+            if isinstance(args[0], Blob) and args[0].kind == "str":
+                return Blob("latin1", args[0].offset, args[0].length)
         call = Call(func, args, kind, offset, None)
         argt = args if isinstance(args, tuple) else ()
         if isinstance(func, Ref):
@@ -333,6 +354,17 @@ class Judge:
             a = args[i]
             if a.__class__ in _PLAIN:
                 continue  # data where a callable goes: the loader raises, nothing runs
+            if self._hides_semantics(a, name):
+                self._emit(
+                    "MLV105",
+                    Severity.HIGH,
+                    offset,
+                    name,
+                    f"{name} is handed {render(a, 60)}, which calls or loads what it is given: "
+                    "what that will be cannot be checked here",
+                    render(call),
+                )
+                continue
             if self.safe_callable(a) and not self._new_only_misused(a, name, i):
                 continue
             if isinstance(a, Ref) and a.rec.verdict.kind != "allow":
@@ -387,6 +419,17 @@ class Judge:
         return None
 
     @staticmethod
+    def _hides_semantics(a: Any, callee: str) -> bool:
+        """An allowed function that calls or loads its arguments, handed to a callee that
+        calls it with arguments of its own (only ``partial`` is followed exactly)."""
+        if callee == "functools.partial" or not isinstance(a, Ref):
+            return False
+        e = a.rec.verdict.entry
+        if e is None or e.kind != "function":
+            return False
+        return bool(e.calls or e.result_calls or e.loads or e.state_calls)
+
+    @staticmethod
     def _new_only_misused(a: Any, callee: str, index: int) -> bool:
         """A construct-only class handed to a callee that would call (not __new__) it."""
         if not isinstance(a, Ref):
@@ -394,7 +437,11 @@ class Judge:
         e = a.rec.verdict.entry
         if e is None or not e.new_only:
             return False
-        return not (callee in _NEW_ONLY_OK or (callee == "copyreg._reconstructor" and index == 0))
+        if callee in _NEW_ONLY_OK or (callee == "copyreg._reconstructor" and index == 0):
+            return False
+        # Cython's pickle helpers: __pyx_unpickle_X(type, ...) and newObj(type) are type.__new__
+        leaf = callee.rpartition(".")[2]
+        return not (index == 0 and (leaf.startswith("__pyx_unpickle_") or leaf == "newObj"))
 
     def _getattr(self, rec: ImportRecord, args: tuple[Any, ...], call: Call, offset: int) -> None:
         """``getattr(obj, name)``: allowed only for a method the allowlist names."""
@@ -533,6 +580,7 @@ class Judge:
         if not isinstance(obj, Call):
             return
         obj.state = state
+        self._planted(obj, state, offset)
         cls = self.class_of(obj)
         entry = self.policy.entry(cls) if cls is not None else None
         if entry is not None and entry.state_calls:
@@ -549,6 +597,28 @@ class Judge:
                         rec_.uses.append(
                             f"state of {render(obj, 60)} at offset {self.base + offset}"
                         )
+
+    def _planted(self, obj: Call, state: Any, offset: int) -> None:
+        """BUILD makes ``state``'s keys instance attributes: a callable under a name the
+        loader (or an allowed getattr) later looks up as a method replaces that method."""
+        parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+        for part in parts:
+            if not isinstance(part, dict):
+                continue
+            for key, value in part.items():
+                if value.__class__ in _PLAIN or not isinstance(key, str):
+                    continue
+                dunder = key.startswith("__") and key.endswith("__")
+                if dunder or key in self.policy.behaviour_names:
+                    self._emit(
+                        "MLV106",
+                        Severity.HIGH,
+                        offset,
+                        key,
+                        f"BUILD sets the attribute {key!r} of {render(obj, 60)} to "
+                        f"{render(value, 60)}: a loader or a method fetch calls it later",
+                        f"{render(obj, 60)}.__setstate__({render(state, 80)})",
+                    )
 
     def _state_calls(self, entry: Entry, cls: str, obj: Call, state: Any, offset: int) -> None:
         """BUILD hands an allowed class callables it will call: they must be allowed."""

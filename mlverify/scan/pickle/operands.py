@@ -66,19 +66,26 @@ def _parse_int(line: bytes) -> int | bool:
     v = _pylong(line, 0)  # pickle._Unpickler: int(data, 0)
     if v is not None:
         return v
-    # _pickle: strtol(s, &end, 0) ending exactly at the newline ...
-    m = _STRTOL.fullmatch(line)
-    if m is not None:
-        digits = m.group(2)
-        if digits[:2] in (b"0x", b"0X"):
-            x = int(digits[2:], 16)
-        elif len(digits) > 1:
-            x = int(digits[1:], 8)
-        else:
-            x = int(digits)
-        x = -x if m.group(1) == b"-" else x
-        if _LONG_MIN <= x <= _LONG_MAX:
-            return x
+    # _pickle: strtol(s, &end, 0), accepted when it stops at the newline or at a NUL
+    # (CPython <= 3.12; newer ones want the newline): with no digits at all, end is the
+    # start of the line, so a line that starts with a NUL is 0
+    m = _STRTOL.match(line)
+    if m is None:
+        if line[:1] == b"\0":
+            return False if len(line) == 2 else 0  # len(line + newline) == 3: a bool
+    else:
+        stop = line[m.end() : m.end() + 1]
+        if stop in (b"", b"\0"):
+            digits = m.group(2)
+            if digits[:2] in (b"0x", b"0X"):
+                x = int(digits[2:], 16)
+            elif digits[:1] == b"0" and len(digits) > 1:
+                x = int(digits[1:], 8)
+            else:
+                x = int(digits)
+            x = -x if m.group(1) == b"-" else x
+            if _LONG_MIN <= x <= _LONG_MAX:
+                return bool(x) if len(line) == 2 and x in (0, 1) else x
     # ... else PyLong_FromString(s, NULL, 0) on the C string
     v = _pylong(_c_string(line + b"\n"), 0)
     if v is not None:

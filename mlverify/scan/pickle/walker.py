@@ -31,6 +31,7 @@ from mlverify.scan.pickle import operands as ops
 from mlverify.scan.pickle.joblib import (
     CannotFollow,
     array_layout,
+    maybe_wrapper,
     ndarray_wrapper_problem,
     wrapper_of,
 )
@@ -130,6 +131,25 @@ class _Memo:
 
 class _Limit(Exception):
     pass
+
+
+_PLAIN_VALUES = frozenset({str, bytes, int, float, bool, type(None), tuple, list, dict})
+
+
+def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[str]) -> None:
+    """Set key/value ``items`` in a simulated dict: the first ``KEEP`` scalar keys, and
+    beyond them every key naming a method a loader calls, when its value could be called
+    (a dict that BUILD applies would plant it: the judge must see it however big the dict)."""
+    for i in range(0, len(items) - 1, 2):
+        k = items[i]
+        if k.__class__ not in SCALAR_KEYS:
+            continue
+        if len(target) < KEEP or (
+            k.__class__ is str
+            and (k in behaviour or (k.startswith("__") and k.endswith("__")))
+            and items[i + 1].__class__ not in _PLAIN_VALUES
+        ):
+            target[k] = items[i + 1]
 
 
 def _latin1(s: str) -> bytes:
@@ -454,6 +474,7 @@ class PickleWalker:
         tracked = TRACKED
         scalar_keys = SCALAR_KEYS
         scalar_set = frozenset(SCALAR_KEYS)
+        behaviour = self.policy.behaviour_names
         unpack_i4 = _I4.unpack_from
         nested = self.nested
 
@@ -528,12 +549,11 @@ class PickleWalker:
                     v = stack.pop()
                     k = stack.pop()
                     target = stack[-1]
-                    if (
-                        target.__class__ is dict
-                        and len(target) < KEEP
-                        and k.__class__ in scalar_keys
-                    ):
-                        target[k] = v
+                    if target.__class__ is dict and k.__class__ in scalar_keys:
+                        if len(target) < KEEP:
+                            target[k] = v
+                        else:
+                            _put_items(target, [k, v], behaviour)
                     if v.__class__ in tracked:
                         judge.stored((v,), bs + pos - 1)
                 elif op == 0x87:  # TUPLE3
@@ -583,17 +603,12 @@ class PickleWalker:
                     elif op == 0x75:
                         if len(items) % 2:
                             raise LoaderError("SETITEMS with an odd number of items")
-                        if target.__class__ is dict and len(target) < KEEP:
+                        if target.__class__ is dict:
                             keys = items[0::2]
                             if {*map(type, keys)} <= scalar_set and len(target) + len(keys) <= KEEP:
                                 target.update(zip(keys, items[1::2], strict=True))
                             else:
-                                for i in range(0, min(len(items), 2 * KEEP), 2):
-                                    if len(target) >= KEEP:
-                                        break
-                                    k = items[i]
-                                    if k.__class__ in scalar_keys:
-                                        target[k] = items[i + 1]
+                                _put_items(target, items, behaviour)
                     if Ref in classes or Call in classes:
                         judge.stored(items, op_off)
                 elif op in (0x8C, 0x43, 0x55):  # SHORT_BINUNICODE SHORT_BINBYTES SHORT_BINSTRING
@@ -792,6 +807,13 @@ class PickleWalker:
                         stack[-1] = ARRAY
                     else:
                         judge.build(obj, state, op_off)
+                        if self.joblib and maybe_wrapper(obj, self.policy.defining):
+                            self.pos = pos
+                            self.arrays += 1  # read the file as pickle.load does as well
+                            raise CannotFollow(
+                                f"BUILD on {render(obj, 60)}, which joblib may take for an array "
+                                "wrapper (and then read array bytes the scanner cannot size)"
+                            )
                         if obj.__class__ is Call:
                             problem = ndarray_wrapper_problem(obj, state, self.policy.defining)
                             if problem:
@@ -832,10 +854,7 @@ class PickleWalker:
                     if len(items) % 2:
                         raise LoaderError("DICT with an odd number of items")
                     d: dict[Any, Any] = {}
-                    for i in range(0, min(len(items), 2 * KEEP), 2):
-                        k = items[i]
-                        if k.__class__ in scalar_keys:
-                            d[k] = items[i + 1]
+                    _put_items(d, items, behaviour)
                     stack.append(d)
                 elif op == 0x8F:  # EMPTY_SET
                     stack.append(SET)
