@@ -434,3 +434,30 @@ def test_c_strtol_stopping_at_a_nul(scan_bytes: Scan, line: bytes) -> None:
     # CPython <= 3.12's C loader accepts a number that strtol ends at a NUL (or no number)
     report = scan_bytes(line + b"0" + PAYLOAD0 + b".")
     assert caught(report) and "MLV108" not in rules(report), report
+
+
+@pytest.mark.parametrize("frame_len", [64, 16384])
+def test_a_value_crossing_a_frame_end_is_read_as_the_c_file_reader_reads_it(
+    scan_bytes: Scan, frame_len: int
+) -> None:
+    # the C unpickler reading a file (torch.load hands it a BytesIO) takes a string that
+    # crosses the frame's end from after the frame: the 5 "A"s inside the frame are skipped
+    tail = b"\x8c\x0a" + b"A" * 5
+    fill = frame_len - len(tail) - 6
+    frame = b"B" + struct.pack("<I", fill) + b"\0" * fill + b"0" + tail
+    pay = b"0" + PAYLOAD0 + b"."
+    data = b"\x80\x04\x95" + struct.pack("<Q", frame_len) + frame + b"A" * 5
+    data += b"B" + struct.pack("<I", len(pay)) + pay + b"."
+    report = scan_bytes(data)
+    assert caught(report) and "MLV108" in rules(report), report
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", data)
+    assert caught(scan_bytes(buf.getvalue(), "model.pt"))
+
+
+def test_real_framed_pickles_never_cross_a_frame(scan_bytes: Scan) -> None:
+    import pickle
+
+    data = pickle.dumps([{"k": "v" * 300, "n": i} for i in range(3000)], protocol=5)
+    assert not scan_bytes(data).findings

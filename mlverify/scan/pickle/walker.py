@@ -28,6 +28,7 @@ from typing import Any
 
 from mlverify.scan.model import Limits, Severity
 from mlverify.scan.pickle import operands as ops
+from mlverify.scan.pickle.frames import linearize
 from mlverify.scan.pickle.joblib import (
     CannotFollow,
     array_layout,
@@ -57,7 +58,7 @@ from mlverify.scan.pickle.values import (
     slim,
 )
 from mlverify.scan.policy import Policy
-from mlverify.scan.source import FileSource, Source, Stream
+from mlverify.scan.source import FileSource, Source, Stream, bytes_source
 
 _STREAM_ERRORS = (EOFError, ValueError, OSError)  # source.CorruptData is a ValueError
 
@@ -202,6 +203,7 @@ class PickleWalker:
         self.result = WalkResult()
         self.arrays = 0  # joblib arrays skipped as joblib reads them
         self.eof_line = False  # the last line read ran into the end of the stream
+        self.straddled = False  # a value crossed a frame's end (the C file reader differs)
 
     # -- buffer ----------------------------------------------------------
     def _fill(self, need: int) -> bool:
@@ -415,6 +417,53 @@ class PickleWalker:
         res.pickles += 1
         return True
 
+    def _frame_view(self) -> None:
+        """A value crossed a frame's end: read the stream as the C unpickler reading a file
+        object reads it (``frames.py``), and say that loaders disagree on this file."""
+        self.judge._emit(
+            "MLV108",
+            Severity.MEDIUM,
+            self.result.end,
+            "FRAME",
+            "a value crosses the end of its FRAME: the C unpickler reading a file skips the "
+            "rest of the frame, the pure-Python one raises, pickle.loads reads on (no pickler "
+            "writes this); the stream was also read as the C file reader reads it",
+            "",
+        )
+        if self.reopen is None:
+            return
+        cap = self.limits.max_resync
+        stream = self.reopen()
+        parts: list[bytes] = []
+        size = 0
+        while size <= cap:
+            chunk = self._read_from(stream, 1 << 20)
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        if size > cap:
+            return  # the MEDIUM finding stands: too big to re-read
+        linear = linearize(b"".join(parts), size + 16)
+        PickleWalker(
+            bytes_source(linear, "").open(),
+            self.policy,
+            self.limits,
+            self.judge.emit,
+            self.nested,
+            self.base,
+            joblib=False,
+            view="the C unpickler reading a file object (torch.load, pickle.load(f)), which "
+            "takes a value that crosses a frame's end from after the frame",
+        ).walk()
+
+    @staticmethod
+    def _read_from(stream: Stream, n: int) -> bytes:
+        try:
+            return stream.read(n)
+        except _STREAM_ERRORS:
+            return b""
+
     def walk(self) -> WalkResult:
         """Walk all pickles in the stream (stacked pickles included)."""
         res = self.result
@@ -443,6 +492,8 @@ class PickleWalker:
                 f"(Limits.max_findings = {self.limits.max_findings})",
                 "",
             )
+        if self.straddled and not self.probe and not judge.view:
+            self._frame_view()
         if self.arrays and self.reopen is not None and not self.probe and not judge.view:
             PickleWalker(
                 self.reopen(),
@@ -461,6 +512,7 @@ class PickleWalker:
         stack: list[Any] = []
         marks: list[int] = []
         memo = _Memo()
+        fe = -1  # where the current frame ends (stream offset), -1 outside frames
         limit = self.limits.max_stack
         small = self.limits.small_value
         buf = self.buf
@@ -493,10 +545,14 @@ class PickleWalker:
         try:
             while True:
                 if pos > safe:
+                    if 0 <= fe <= bs + pos:  # the first opcode at or past the frame's end
+                        if bs + pos != fe:
+                            self.straddled = True  # the last value crossed the frame's end
+                        fe = -1
                     self.pos = pos
                     self._fill(9)
                     buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                    safe = blen - 9
+                    safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                     if pos >= blen:
                         raise LoaderError("truncated: the stream ends before STOP")
                     if len(stack) + len(memo) > limit:
@@ -619,7 +675,7 @@ class PickleWalker:
                         if not self._fill(n):
                             raise LoaderError("truncated string")
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                        safe = blen - 9
+                        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                     raw = buf[pos : pos + n]
                     pos += n
                     if op == 0x8C:
@@ -671,7 +727,11 @@ class PickleWalker:
                     pos += 4
                     stack.append(dense[k] if k < len(dense) else memo.get(k))
                 elif op == 0x95:  # FRAME: a prefetch hint (the C loader reads across frames)
+                    if fe >= 0 and bs + pos - 1 != fe:
+                        self.straddled = True  # a frame that starts inside another
+                    fe = bs + pos + 8 + int.from_bytes(buf[pos : pos + 8], "little")
                     pos += 8
+                    safe = min(blen - 9, fe - bs - 1)
                 elif op in (0x58, 0x42, 0x54, 0x8D, 0x8E, 0x96):
                     # BINUNICODE BINBYTES BINSTRING BINUNICODE8 BINBYTES8 BYTEARRAY8
                     w = 4 if op in (0x58, 0x42, 0x54) else 8
@@ -680,7 +740,7 @@ class PickleWalker:
                         if not self._fill(w):
                             raise LoaderError("truncated length")
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                        safe = blen - 9
+                        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                     n = int.from_bytes(buf[pos : pos + w], "little", signed=(op == 0x54))
                     pos += w
                     if n < 0:
@@ -693,7 +753,7 @@ class PickleWalker:
                             if not self._fill(n):
                                 raise LoaderError("truncated string")
                             buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                            safe = blen - 9
+                            safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                         raw = buf[pos : pos + n]
                         pos += n
                         if op in (0x58, 0x8D):
@@ -718,7 +778,7 @@ class PickleWalker:
                             self._probe(None, data_off, n, kind)
                             self._skip(n)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                        safe = blen - 9
+                        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                         stack.append(Blob(kind, data_off, n))
                 elif op in (0x63, 0x69):  # GLOBAL INST
                     op_off = bs + pos - 1
@@ -726,7 +786,7 @@ class PickleWalker:
                     mod_b = self._readline()
                     name_b = self._readline()
                     buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                    safe = blen - 9
+                    safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                     if mod_b is None or name_b is None:
                         raise CannotFollow("a GLOBAL name too long to judge")
                     if not mod_b and self.eof_line:
@@ -803,7 +863,7 @@ class PickleWalker:
                         self.pos = pos
                         self._joblib_array(obj)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                        safe = blen - 9
+                        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                         stack[-1] = ARRAY
                     else:
                         judge.build(obj, state, op_off)
@@ -874,7 +934,7 @@ class PickleWalker:
                         self.pos = pos
                         line = self._readline()
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                        safe = blen - 9
+                        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                         if self.eof_line:
                             raise LoaderError("truncated: the stream ends in a PERSID")
                         pid = Opaque("long id") if line is None else line.decode("latin-1")
@@ -902,14 +962,14 @@ class PickleWalker:
                             if not self._fill(n):
                                 raise LoaderError("truncated long")
                             buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                            safe = blen - 9
+                            safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                         stack.append(int.from_bytes(buf[pos : pos + n], "little", signed=True))
                         pos += n
                     else:
                         self.pos = pos
                         self._skip(n)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                        safe = blen - 9
+                        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                         stack.append(ANY)
                 elif op in (0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70):
                     # INT LONG FLOAT STRING UNICODE GET PUT: a text operand
@@ -917,7 +977,7 @@ class PickleWalker:
                     self.pos = pos
                     line = self._readline()
                     buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                    safe = blen - 9
+                    safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
                     if self.eof_line:
                         raise LoaderError("truncated: the stream ends in a text operand")
                     if op in (0x67, 0x70):
