@@ -694,6 +694,23 @@ def _skippable_end(head: bytes) -> int:
     return off
 
 
+def _lzma_alone_header(head: bytes) -> bool:
+    """A .lzma ("alone") header as liblzma's auto decoder (``lzma.open``, joblib) accepts it:
+    a properties byte below 225, a dictionary size of 2**n or 2**n + 2**(n-1) (or -1), an
+    uncompressed size under 2**38 or -1 (unknown)."""
+    if len(head) < 13 or head[0] >= 225:
+        return False
+    d = int.from_bytes(head[1:5], "little")
+    size = int.from_bytes(head[5:13], "little")
+    if d != 0xFFFFFFFF:
+        if d == 0:
+            return False
+        top = 1 << (d.bit_length() - 1)
+        if d not in (top, top + (top >> 1)):
+            return False
+    return size == (1 << 64) - 1 or size < 1 << 38
+
+
 def sniff_codec(head: bytes) -> str | None:
     """The compressed-stream format these first bytes start, or None."""
     if head[:2] == b"\x1f\x8b":
@@ -702,7 +719,7 @@ def sniff_codec(head: bytes) -> str | None:
         return "bz2"
     if head[:6] == b"\xfd7zXZ\x00":
         return "xz"
-    if head[:3] == b"\x5d\x00\x00":
+    if _lzma_alone_header(head):
         return "lzma"
     if head[:4] == ZSTD_MAGIC:
         return "zstd"

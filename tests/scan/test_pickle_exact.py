@@ -461,3 +461,20 @@ def test_real_framed_pickles_never_cross_a_frame(scan_bytes: Scan) -> None:
 
     data = pickle.dumps([{"k": "v" * 300, "n": i} for i in range(3000)], protocol=5)
     assert not scan_bytes(data).findings
+
+
+def test_old_joblib_wrapper_naming_a_sibling_says_so(scan_bytes: Scan) -> None:
+    cls = g0("joblib.numpy_pickle_compat", "NDArrayWrapper")
+    state = b"(dp0\n" + s0("filename") + s0("model.pkl_01.npy") + b"s"
+    report = scan_bytes(b"\x80\x02" + cls + b")\x81" + state + b"b.")
+    hits = [f for f in report.findings if f.rule_id == "MLV112"]
+    assert hits and hits[0].severity == Severity.LOW and hits[0].subject == "model.pkl_01.npy"
+
+
+def test_lzma_alone_with_any_dictionary_size_liblzma_accepts(scan_bytes: Scan) -> None:
+    import lzma
+
+    filt = [{"id": lzma.FILTER_LZMA1, "dict_size": 8192}]
+    data = lzma.compress(EVIL4, format=lzma.FORMAT_ALONE, filters=filt)
+    assert data[:3] != b"\x5d\x00\x00"  # not the default 8 MiB dictionary
+    assert caught(scan_bytes(data, "model.pkl"))

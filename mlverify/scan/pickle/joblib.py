@@ -248,7 +248,8 @@ _PLAIN_NAME = re.compile(r"[^/\\\x00]+\Z")
 
 def ndarray_wrapper_problem(obj: Call, state: Any, defining: Any) -> str | None:
     """An old joblib NDArrayWrapper names the file joblib then loads with allow_pickle=True:
-    anything but a plain sibling file name reaches outside the artifact."""
+    anything but a plain sibling file name reaches outside the artifact (the problem), a
+    plain name is ``"sibling:NAME"`` (that file must be scanned with this one)."""
     if not isinstance(obj.func, Ref):
         return None
     name = defining(obj.func.rec.full)
@@ -261,7 +262,7 @@ def ndarray_wrapper_problem(obj: Call, state: Any, defining: Any) -> str | None:
         state = state[0] if isinstance(state[0], dict) else state[1]
     filename = state.get("filename") if isinstance(state, dict) else None
     if isinstance(filename, str) and _PLAIN_NAME.match(filename) and filename not in (".", ".."):
-        return None
+        return "sibling:" + filename
     return (
         f"an old joblib array wrapper makes joblib load the file {filename!r:.80} with "
         "allow_pickle=True: only a plain file name beside the pickle can be scanned with it"

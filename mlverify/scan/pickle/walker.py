@@ -860,6 +860,10 @@ class PickleWalker:
                         judge.build(obj, state, op_off)
                         obj.state = (prev if isinstance(prev, list) else
                                      ([] if prev is None else [prev])) + [state]  # fmt: skip
+                        if fe > bs + pos:
+                            # joblib reads the array from the file, which is past the frame
+                            raise CannotFollow("a joblib array inside a FRAME")
+                        fe = -1  # joblib's writer ends the frame before the array bytes
                         self.pos = pos
                         self._joblib_array(obj)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
@@ -876,7 +880,13 @@ class PickleWalker:
                             )
                         if obj.__class__ is Call:
                             problem = ndarray_wrapper_problem(obj, state, self.policy.defining)
-                            if problem:
+                            if problem and problem.startswith("sibling:"):
+                                judge._emit("MLV112", Severity.LOW, op_off, problem[8:],
+                                            f"joblib loads the sibling file {problem[8:]!r} "
+                                            "with allow_pickle=True: it is part of this model "
+                                            "and must be scanned with it (a directory scan "
+                                            "or check does)", render(obj))  # fmt: skip
+                            elif problem:
                                 judge._emit("MLV112", Severity.HIGH, op_off, "NDArrayWrapper",
                                             problem, render(obj))  # fmt: skip
                 elif op == 0x2E:  # STOP
