@@ -53,13 +53,13 @@ def render_json(reports: list[ScanReport]) -> str:
 def render_sarif(reports: list[ScanReport]) -> str:
     import hashlib
 
-    from mlverify.scan.rules import RULES
+    from mlverify.scan.formats import catalogue
 
     used = sorted({f.rule_id for r in reports for f in r.findings})
     index = {rid: i for i, rid in enumerate(used)}
     rules = []
     for rid in used:
-        rule = RULES[rid]
+        rule = catalogue()[rid]
         rules.append(
             {
                 "id": rid,

@@ -377,7 +377,7 @@ def test_large_nested_payload_inside_compressed_streams(scan_bytes: Scan) -> Non
 def test_a_scanner_failure_is_unsupported_not_a_pass(
     scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlverify.scan import formats
+    from mlverify.scan.formats import safetensors as formats
 
     def boom(self: object, src: object, ctx: object, depth: int) -> None:
         raise ValueError("bug")

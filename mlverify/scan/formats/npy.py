@@ -1,0 +1,84 @@
+"""NumPy ``.npy`` arrays: an object dtype makes the body a pickle."""
+
+from __future__ import annotations
+
+import ast
+import struct
+from typing import Any
+
+from mlverify.scan.context import ScanContext
+from mlverify.scan.formats.pickle import walk_pickle
+from mlverify.scan.rules import UNSUPPORTED, Rule
+from mlverify.scan.source import FileSource, Source, Stream
+
+RULES: tuple[Rule, ...] = ()
+
+
+class NpyScanner:
+    name = "npy"
+
+    def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        return head[:6] == b"\x93NUMPY"
+
+    def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        ctx.format("npy")
+        head = src.head(12)
+        major = head[6] if len(head) > 6 else 0
+        if major == 1 and len(head) >= 10:
+            hlen, start = struct.unpack("<H", head[8:10])[0], 10
+        elif major in (2, 3) and len(head) >= 12:
+            hlen, start = struct.unpack("<I", head[8:12])[0], 12
+        else:
+            ctx.add(UNSUPPORTED, src.label, 6, "npy", f"unknown .npy version {major}")
+            return
+        if hlen > 1 << 20:
+            ctx.add(UNSUPPORTED, src.label, 8, "npy", ".npy header is implausibly long")
+            return
+        header_src = src.open()
+        header_src.read(start)
+        text = header_src.read(hlen)
+        try:
+            header = ast.literal_eval(text.decode("latin-1"))
+            descr = header["descr"]
+        except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
+            ctx.add(UNSUPPORTED, src.label, start, "npy", ".npy header cannot be parsed")
+            return
+        if _npy_has_object(descr):
+            ctx.format("pickle")
+            body: Source
+            if isinstance(src, FileSource):
+                body = src.sub(start + hlen, (src.size or 0) - start - hlen, src.label)
+            else:
+                body = _Skipped(src, start + hlen)
+            walk_pickle(body, ctx, depth)
+
+
+def _npy_has_object(descr: Any, depth: int = 0) -> bool:
+    """Does a .npy ``descr`` (type string or structured field list) hold Python objects?"""
+    if depth > 20:
+        return True
+    if isinstance(descr, str):
+        return descr.lstrip("<>|=").startswith("O")
+    if isinstance(descr, (list, tuple)):
+        for fld in descr:
+            if isinstance(fld, (list, tuple)) and len(fld) >= 2:
+                if _npy_has_object(fld[1], depth + 1):
+                    return True
+            elif _npy_has_object(fld, depth + 1):
+                return True
+        return False
+    return True  # unknown shape of descr: let the walker decide
+
+
+class _Skipped(Source):
+    """A non-seekable source without its first ``n`` bytes."""
+
+    def __init__(self, inner: Source, n: int) -> None:
+        super().__init__(inner.label)
+        self.inner = inner
+        self.n = n
+
+    def open(self) -> Stream:
+        s = self.inner.open()
+        s.skip(self.n)
+        return s
