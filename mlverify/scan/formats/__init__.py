@@ -11,6 +11,7 @@ from __future__ import annotations
 from mlverify.scan.context import FormatScanner
 from mlverify.scan.formats import (
     compressed,
+    configs,
     gguf,
     hdf5,
     keras,
@@ -39,14 +40,14 @@ SCANNERS: list[FormatScanner] = [
     onnx.OnnxScanner(),
     savedmodel.SavedModelScanner(),
     lfs.LfsPointerScanner(),
-    keras.KerasConfigScanner(),
+    configs.ConfigScanner(),
     compressed.CompressedScanner(),
     pickle.PickleScanner(),
 ]
 
 _MODULES = (
-    compressed, gguf, hdf5, keras, lfs, npy, onnx, pickle, safetensors, savedmodel, sevenzip,
-    tar, torchscript, zip,
+    compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle, safetensors, savedmodel,
+    sevenzip, tar, torchscript, zip,
 )  # fmt: skip
 
 #: the rules the formats declare (the core ones are in mlverify.scan.rules)

@@ -1,0 +1,182 @@
+"""Configs that name code: JSON and YAML files in a model directory or archive.
+
+Decoded with the format's own parser (JSON, or YAML's safe loader), then judged:
+
+* a Keras object config (``class_name`` + ``config``) is judged as Keras
+  (``formats/keras.py``);
+* Hydra / OmegaConf ``_target_`` values (``hydra.utils.instantiate`` imports and calls
+  them) must be on the pickle allowlist of callables (the same verdicts as a pickle's
+  imports);
+* Hugging Face ``auto_map`` entries (code in the repository, ``module.Class``, or in
+  another one, ``org/repo--module.Class``) and ``custom_pipelines`` name Python files the
+  loader runs with ``trust_remote_code``; a ``trust_remote_code: true`` flag is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from mlverify.scan.context import ScanContext
+from mlverify.scan.formats import keras
+from mlverify.scan.model import Severity
+from mlverify.scan.rules import RESOURCE_LIMIT, Rule
+from mlverify.scan.source import Source
+
+CONFIG_CODE_TARGET = Rule(
+    "MLV1001",
+    "config-code-target",
+    Severity.HIGH,
+    "A Hydra/OmegaConf config instantiates a callable outside the allowlist (_target_).",
+    "hydra.utils.instantiate imports and calls the _target_ with the config's arguments "
+    "(NeMo, Lightning and Hydra-based loaders do so on load). Allow it per artifact if "
+    "the callable is trusted.",
+)
+HF_REMOTE_CODE = Rule(
+    "MLV1002",
+    "hf-remote-code",
+    Severity.HIGH,
+    "A Hugging Face config maps a model class to Python code (auto_map, custom_pipelines).",
+    "With trust_remote_code the loader imports that Python file from this repository or "
+    "from another one (org/repo--module.Class). Review the code; allow per artifact.",
+)
+CUSTOM_CODE_FLAG = Rule(
+    "MLV1003",
+    "custom-code-flag",
+    Severity.MEDIUM,
+    "A config switches on custom code (trust_remote_code: true).",
+    "The model asks its loader to run code shipped with it.",
+)
+RULES = (CONFIG_CODE_TARGET, HF_REMOTE_CODE, CUSTOM_CODE_FLAG)
+
+MAX_CONFIG = 16 * 1024 * 1024
+MAX_NODES = 2_000_000
+#: text that may hold a code-naming key; anything escaped is decoded and judged too
+_HINTS = (b"_target_", b"auto_map", b"custom_pipelines", b"remote_code", b"class_name")
+_ESCAPE = re.compile(rb"\\[uUxN0-9]")
+_FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
+
+
+def _text_head(head: bytes) -> bool:
+    if not head or b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start > len(head) - 4  # a multi-byte character cut at the end
+    return True
+
+
+class ConfigScanner:
+    name = "config"
+
+    def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        if not deep or not _text_head(head) or head[:4] == b"PK\x03\x04":
+            return False
+        if src.size is not None and src.size > MAX_CONFIG:
+            return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+        raw = src.open().read(MAX_CONFIG)
+        return any(h in raw for h in _HINTS) or bool(_ESCAPE.search(raw))
+
+    def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        raw = src.open().read(MAX_CONFIG + 1)
+        label = src.label
+        if len(raw) > MAX_CONFIG:
+            ctx.add(RESOURCE_LIMIT, label, None, "config", f"config passes {MAX_CONFIG} bytes")
+            return
+        docs = _decode(raw)
+        if docs is None:
+            return  # neither JSON nor YAML: no loader reads it as a config
+        for doc in docs:
+            if keras.is_keras_config(doc):
+                ctx.format("keras-config")
+                keras.judge(doc, ctx, label, depth, "config")
+            judge(doc, ctx, label)
+
+
+def _decode(raw: bytes) -> list[Any] | None:
+    text = raw.decode("utf-8", "replace").lstrip("\ufeff")
+    try:
+        return [json.loads(text)]
+    except (ValueError, RecursionError):
+        pass
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return list(yaml.load_all(text, Loader=loader))
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return None
+
+
+def _walk(doc: Any) -> Iterator[Any]:
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def judge(doc: Any, ctx: ScanContext, label: str) -> None:
+    """Report every code-naming entry of a decoded config."""
+    for walked, node in enumerate(_walk(doc)):
+        if walked > MAX_NODES:
+            ctx.add(RESOURCE_LIMIT, label, None, "config", f"config has over {MAX_NODES} nodes")
+            return
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key == "_target_":
+                _target(value, ctx, label)
+            elif key == "auto_map" and isinstance(value, dict):
+                for auto, refs in value.items():
+                    for ref in refs if isinstance(refs, list) else [refs]:
+                        if ref is not None:
+                            _code_ref(str(ref), f"auto_map {auto}", ctx, label)
+            elif key == "custom_pipelines" and isinstance(value, dict):
+                for task, spec in value.items():
+                    impl = spec.get("impl") if isinstance(spec, dict) else spec
+                    _code_ref(str(impl), f"custom pipeline {task}", ctx, label)
+            elif key in _FLAGS and value is True:
+                ctx.add(CUSTOM_CODE_FLAG, label, None, str(key), f"config sets {key}: true")
+
+
+def _target(value: Any, ctx: ScanContext, label: str) -> None:
+    if not isinstance(value, str):
+        msg = f"_target_ is not a dotted name ({type(value).__name__}): cannot be judged"
+        ctx.add(CONFIG_CODE_TARGET, label, None, repr(value)[:120], msg)
+        return
+    target = value.strip()
+    verdict = ctx.policy.is_dangerous_target(target)
+    if verdict.kind == "allow":
+        return
+    sev = Severity.CRITICAL if verdict.kind == "deny" else None
+    ctx.add(
+        CONFIG_CODE_TARGET,
+        label,
+        None,
+        target[:200],
+        f"_target_ instantiates {target[:200]!r} ({verdict.reason})",
+        severity=sev,
+    )
+
+
+def _code_ref(ref: str, where: str, ctx: ScanContext, label: str) -> None:
+    repo, sep, path = ref.partition("--")
+    if not sep:
+        repo, path = "", ref
+    module = path.rpartition(".")[0] or path
+    file = module.replace(".", "/") + ".py"
+    place = f"from the repository {repo!r}" if repo else "from this repository"
+    ctx.add(
+        HF_REMOTE_CODE,
+        label,
+        None,
+        ref[:200],
+        f"{where} runs {path[:200]!r}: Python file {file[:200]!r} {place}",
+    )

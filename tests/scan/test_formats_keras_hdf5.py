@@ -1,0 +1,91 @@
+"""Keras configs and HDF5: real files written by keras / h5py pass, every attack shape is caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlverify.scan import Severity, scan_file
+from tests.scan.conftest import rules
+from tests.scan.format_samples import Sample, hdf5_samples, keras_samples
+
+pytest.importorskip("h5py")
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> list[Sample]:
+    out = tmp_path_factory.mktemp("kerash5")
+    return keras_samples(out / "keras") + hdf5_samples(out / "h5")
+
+
+def test_every_attack_is_caught_and_every_real_file_passes(samples: list[Sample]) -> None:
+    assert sum(s.malicious for s in samples) >= 25
+    missed, flagged = [], []
+    for s in samples:
+        report = scan_file(s.path)
+        if s.malicious and s.rule not in rules(report):
+            missed.append((s.name, sorted(rules(report))))
+        if not s.malicious and (report.max_severity or Severity.INFO) > Severity.INFO:
+            flagged.append((s.name, [f.message for f in report.findings]))
+    assert missed == [] and flagged == []
+
+
+def test_real_keras_files_are_checked_as_keras(samples: list[Sample]) -> None:
+    pytest.importorskip("keras")
+    real = {s.name: s for s in samples}
+    report = scan_file(real["real_sequential"].path)
+    assert "keras" in report.formats and report.status.value == "clean"
+    assert report.findings == ()
+    # the weights member and a weights-only file are data (no model_config): no finding
+    weights = scan_file(real["real_weights_h5"].path)
+    assert weights.findings == () and weights.status.value == "data"
+    legacy = scan_file(real["real_legacy_h5_model"].path)
+    assert "keras-h5" in legacy.formats and legacy.findings == ()
+
+
+def test_lambda_found_by_keras_is_critical(samples: list[Sample]) -> None:
+    pytest.importorskip("keras")
+    s = next(s for s in samples if s.name == "real_lambda_written_by_keras")
+    assert scan_file(s.path).max_severity == Severity.CRITICAL
+
+
+def test_torch_module_wrapper_is_scanned_as_a_nested_pickle(samples: list[Sample]) -> None:
+    s = next(s for s in samples if s.name == "torch_module_wrapper")
+    report = scan_file(s.path)
+    assert {"MLV504", "MLV101"} <= rules(report)
+    assert any(f.member.endswith("config.json!TorchModuleWrapper") for f in report.findings)
+
+
+def test_hdf5_plain_data_is_data(samples: list[Sample]) -> None:
+    s = next(s for s in samples if s.name == "plain_data")
+    report = scan_file(s.path)
+    assert report.status.value == "data" and report.findings == ()
+
+
+def test_hdf5_garbage_after_signature_is_unsupported(tmp_path: Path) -> None:
+    p = tmp_path / "broken.h5"
+    p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x01" * 600)
+    report = scan_file(p)
+    assert report.status.value == "unsupported" and rules(report) == {"MLV301"}
+
+
+def test_hdf5_without_h5py_is_unsupported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    s = tmp_path / "x.h5"
+    import h5py
+    import numpy as np
+
+    with h5py.File(s, "w") as f:
+        f["x"] = np.zeros(3)
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    report = scan_file(s)
+    assert report.status.value == "unsupported" and "MLV301" in rules(report)
+
+
+def test_config_json_that_is_not_keras_is_not_judged_as_keras(tmp_path: Path) -> None:
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"model_type": "bert", "hidden_size": 8, "path": "/abs/where"}))
+    assert scan_file(p).findings == ()
