@@ -300,3 +300,290 @@ def hdf5_samples(out: Path) -> list[Sample]:
 
     h5("virtual_dataset", virtual, "MLV506")
     return samples
+
+
+# -- ONNX ----------------------------------------------------------------------------
+def _varint(n: int, pad: int = 0) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n or pad:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            break
+        if not n:
+            pad -= 1
+            if pad == 0:
+                out.append(0)
+                break
+    return bytes(out)
+
+
+def reorder_fields(data: bytes, pad: int = 3) -> bytes:
+    """The same message with its top-level fields reversed and every key and length
+    varint padded to a non-minimal encoding (what a parser must still accept)."""
+    fields = []
+    off = 0
+
+    def read_varint(o: int) -> tuple[int, int]:
+        v = s = 0
+        while True:
+            b = data[o]
+            o += 1
+            v |= (b & 0x7F) << s
+            s += 7
+            if not b & 0x80:
+                return v, o
+
+    while off < len(data):
+        key, off = read_varint(off)
+        wt = key & 7
+        if wt == 0:
+            val, off = read_varint(off)
+            fields.append(_varint(key, pad) + _varint(val, pad))
+        elif wt == 2:
+            ln, off = read_varint(off)
+            fields.append(_varint(key, pad) + _varint(ln, pad) + data[off : off + ln])
+            off += ln
+        else:
+            raise ValueError(wt)
+    return b"".join(reversed(fields))
+
+
+def onnx_samples(out: Path) -> list[Sample]:
+    if not _importable("onnx"):
+        return []
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out.mkdir(parents=True, exist_ok=True)
+    samples: list[Sample] = []
+
+    def tensor(name: str, shape: tuple[int, ...] = (2, 2)) -> Any:
+        return numpy_helper.from_array(np.ones(shape, dtype=np.float32), name)
+
+    def external(t: Any, location: str) -> Any:
+        t.data_location = TensorProto.EXTERNAL
+        t.ClearField("raw_data")
+        for k, v in (("location", location), ("offset", "0"), ("length", "16")):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        return t
+
+    def model(nodes: list[Any], inits: list[Any], **kw: Any) -> Any:
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])], inits,
+        )  # fmt: skip
+        return helper.make_model(graph, opset_imports=kw.pop("opsets", None)
+                                 or [helper.make_opsetid("", 17)], **kw)  # fmt: skip
+
+    def save(name: str, m: Any, rule: str | None, raw: bytes | None = None) -> None:
+        p = out / f"{name}.onnx"
+        p.write_bytes(raw if raw is not None else m.SerializeToString())
+        samples.append(Sample("onnx", name, p, rule))
+
+    add = helper.make_node("Add", ["x", "w"], ["y"])
+    plain = model([add], [tensor("w")])
+    onnx.checker.check_model(plain)
+    save("real_add", plain, None)
+    # a real model with external data written by onnx itself (relative location)
+    ext_dir = out / "external"
+    ext_dir.mkdir(exist_ok=True)
+    big = model([add], [numpy_helper.from_array(np.ones((64, 64), np.float32), "w")])
+    onnx.save_model(
+        big,
+        ext_dir / "model.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx_data",
+        size_threshold=0,
+    )
+    samples.append(Sample("onnx", "real_external_data", ext_dir / "model.onnx", None))
+    # subgraph (If) and a model-local function in its own domain: benign
+    then_g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+    )
+    cond = helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=then_g)
+    with_if = model([helper.make_node("Constant", [], ["c"], value=helper.make_tensor(
+        "c", TensorProto.BOOL, [], [True])), cond], [])  # fmt: skip
+    save("real_if_subgraph", with_if, None)
+    fn = helper.make_function("local.fns", "Twice", ["a"], ["b"],
+                              [helper.make_node("Add", ["a", "a"], ["b"])],
+                              [helper.make_opsetid("", 17)])  # fmt: skip
+    with_fn = model([helper.make_node("Twice", ["x"], ["y"], domain="local.fns")], [],
+                    opsets=[helper.make_opsetid("", 17), helper.make_opsetid("local.fns", 1)],
+                    functions=[fn])  # fmt: skip
+    save("real_local_function", with_fn, None)
+    save("real_reordered_fields", plain, None, reorder_fields(plain.SerializeToString()))
+    # attacks: a traversing location in every place a TensorProto sits
+    for loc_name, loc in (("dotdot", "../../../etc/passwd"), ("absolute", "/etc/shadow"),
+                          ("windows", "C:\\Windows\\win.ini"), ("inner", "a/../../x"),
+                          ("unc", "\\\\host\\share\\w.bin")):  # fmt: skip
+        save(f"ext_initializer_{loc_name}", model([add], [external(tensor("w"), loc)]), "MLV701")
+    loc = "../../../etc/passwd"
+    const = helper.make_node("Constant", [], ["w"], value=external(tensor("w"), loc))
+    save("ext_attribute_t", model([const, add], []), "MLV701")
+    attr_tensors = helper.make_node("Add", ["x", "x"], ["y"])
+    a = attr_tensors.attribute.add()
+    a.name, a.type = "extra", onnx.AttributeProto.TENSORS
+    a.tensors.append(tensor("ok"))
+    a.tensors.append(external(tensor("t2"), loc))
+    save("ext_attribute_tensors", model([attr_tensors], []), "MLV701")
+    sparse = helper.make_sparse_tensor(external(tensor("v", (2,)), loc),
+                                       numpy_helper.from_array(np.array([0, 3], np.int64), "i"),
+                                       [2, 2])  # fmt: skip
+    m = model([add], [tensor("w")])
+    m.graph.sparse_initializer.append(sparse)
+    save("ext_sparse_values", m, "MLV701")
+    sparse2 = helper.make_sparse_tensor(tensor("v", (2,)), external(numpy_helper.from_array(
+        np.array([0, 3], np.int64), "i"), loc), [2, 2])  # fmt: skip
+    m = model([add], [tensor("w")])
+    m.graph.sparse_initializer.append(sparse2)
+    save("ext_sparse_indices", m, "MLV701")
+    evil_then = helper.make_graph([helper.make_node("Identity", ["k"], ["y"])], "then", [],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+                                  [external(tensor("k"), loc)])  # fmt: skip
+    deep_if = helper.make_node("If", ["c"], ["y"], then_branch=evil_then, else_branch=then_g)
+    save("ext_subgraph_initializer", model([deep_if], []), "MLV701")
+    evil_fn = helper.make_function("local.fns", "Twice", ["a"], ["b"],
+                                   [helper.make_node("Constant", [], ["b"],
+                                                     value=external(tensor("k"), loc))],
+                                   [helper.make_opsetid("", 17)])  # fmt: skip
+    save("ext_function_constant",
+         model([helper.make_node("Twice", ["x"], ["y"], domain="local.fns")], [],
+               opsets=[helper.make_opsetid("", 17), helper.make_opsetid("local.fns", 1)],
+               functions=[evil_fn]), "MLV701")  # fmt: skip
+    ti = model([add], [tensor("w")])
+    info = ti.training_info.add()
+    info.initialization.CopyFrom(helper.make_graph([], "init", [], [],
+                                                   [external(tensor("z"), loc)]))  # fmt: skip
+    save("ext_training_info", ti, "MLV701")
+    evil = model([add], [external(tensor("w"), loc)])
+    save("ext_reordered_nonminimal", evil, "MLV701", reorder_fields(evil.SerializeToString()))
+    dup = model([add], [external(tensor("w"), "weights.bin")])
+    e = dup.graph.initializer[0].external_data.add()
+    e.key, e.value = "location", loc  # the last entry wins in the runtime
+    save("ext_duplicate_location", dup, "MLV701")
+    custom = model(
+        [helper.make_node("Evil", ["x"], ["y"], domain="evil.custom")],
+        [],
+        opsets=[helper.make_opsetid("", 17), helper.make_opsetid("evil.custom", 1)],
+    )
+    save("custom_domain", custom, "MLV702")
+    return samples
+
+
+# -- TensorFlow SavedModel (TF is not a test dependency: messages encoded per its schema) ----
+def _pf(num: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(num << 3) + _varint(payload)
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _node(name: str, op: str, **attrs: bytes) -> bytes:
+    body = _pf(1, name.encode()) + _pf(2, op.encode())
+    for key, value in attrs.items():
+        body += _pf(5, _pf(1, key.encode()) + _pf(2, value))
+    return body
+
+
+def saved_model(graph_nodes: list[bytes], functions: dict[str, list[bytes]],
+                assets: tuple[str, ...] = ()) -> bytes:  # fmt: skip
+    library = b"".join(
+        _pf(1, _pf(1, _pf(1, fname.encode())) + b"".join(_pf(3, n) for n in nodes))
+        for fname, nodes in functions.items()
+    )
+    graph = b"".join(_pf(1, n) for n in graph_nodes) + _pf(2, library)
+    meta = _pf(1, _pf(4, b"serve")) + _pf(2, graph)
+    for a in assets:
+        meta += _pf(6, _pf(2, a.encode()))
+    return _pf(1, 1) + _pf(2, meta)
+
+
+def _tf2_shape(extra: list[bytes]) -> bytes:
+    """The shape TF2 writes: a serving graph calling functions that do the work."""
+    f_attr = _pf(10, _pf(1, b"__inference_serve_42"))
+    graph = [
+        _node("serving_default_x", "Placeholder"),
+        _node("StatefulPartitionedCall", "StatefulPartitionedCall", f=f_attr),
+        _node("saver_filename", "Placeholder"),
+        _node("Const", "Const"),
+        _node("NoOp", "NoOp"),
+    ]
+    serve = [_node(n, op) for n, op in (("x", "_Arg"), ("r", "ReadVariableOp"), ("m", "MatMul"),
+             ("b", "BiasAdd"), ("a", "Relu"), ("s", "Softmax"), ("i", "Identity"),
+             ("o", "_Retval"))] + extra  # fmt: skip
+    save = [
+        _node(n, op)
+        for n, op in (
+            ("sf", "StaticRegexFullMatch"),
+            ("sel", "Select"),
+            ("j", "StringJoin"),
+            ("sh", "ShardedFilename"),
+            ("sv", "SaveV2"),
+            ("mg", "MergeV2Checkpoints"),
+            ("rs", "RestoreV2"),
+            ("av", "AssignVariableOp"),
+        )
+    ]
+    return saved_model(graph, {"__inference_serve_42": serve, "__inference_save_7": save},
+                       assets=("vocab.txt",))  # fmt: skip
+
+
+SAVEDMODEL_ATTACKS: dict[str, tuple[list[bytes], str]] = {
+    "readfile": ([_node("rf", "ReadFile")], "MLV901"),
+    "writefile": ([_node("wf", "WriteFile")], "MLV901"),
+    "matchingfiles": ([_node("mf", "MatchingFiles")], "MLV901"),
+    "pyfunc": ([_node("p", "PyFunc", token=_pf(2, b"pyfunc_0"))], "MLV901"),
+    "eagerpyfunc": ([_node("p", "EagerPyFunc")], "MLV901"),
+    "immutableconst": (
+        [_node("c", "ImmutableConst", memory_region_name=_pf(2, b"/etc/passwd"))],
+        "MLV901",
+    ),
+    "summary_writer": (
+        [_node("w", "CreateSummaryFileWriter"), _node("s", "WriteSummary")],
+        "MLV901",
+    ),
+    "dataset_to_tfrecord": ([_node("d", "DatasetToTFRecord")], "MLV901"),
+    "tfrecord_dataset": ([_node("d", "TFRecordDatasetV2")], "MLV901"),
+    "debug_identity_url": (
+        [_node("d", "DebugIdentityV2", debug_urls=_pf(1, _pf(2, b"file:///tmp/dump")))],
+        "MLV901",
+    ),
+    "printv2_to_file": (
+        [_node("p", "PrintV2", output_stream=_pf(2, b"file:///etc/cron.d/x"))],
+        "MLV901",
+    ),
+    "custom_op": ([_node("c", "MyCustomKernelOp")], "MLV902"),
+    "init_table_from_file": ([_node("t", "InitializeTableFromTextFileV2")], "MLV901"),
+}
+
+
+def savedmodel_samples(out: Path) -> list[Sample]:
+    out.mkdir(parents=True, exist_ok=True)
+    samples = []
+
+    def save(name: str, data: bytes, rule: str | None) -> None:
+        d = out / name
+        d.mkdir(exist_ok=True)
+        (d / "saved_model.pb").write_bytes(data)
+        samples.append(Sample("savedmodel", name, d / "saved_model.pb", rule))
+
+    save("tf2_shape", _tf2_shape([]), None)
+    save("tf2_shape_print_to_stderr",
+         _tf2_shape([_node("p", "PrintV2", output_stream=_pf(2, b"stderr"))]), None)  # fmt: skip
+    save("tf2_shape_reordered", reorder_fields(_tf2_shape([])), None)
+    for name, (nodes, rule) in SAVEDMODEL_ATTACKS.items():
+        save(name, _tf2_shape(nodes), rule)
+    save("readfile_reordered_nonminimal", reorder_fields(_tf2_shape([_node("r", "ReadFile")])),
+         "MLV901")  # fmt: skip
+    save("readfile_in_top_graph", saved_model([_node("r", "ReadFile")], {}), "MLV901")
+    save("asset_traversal", saved_model([], {}, assets=("../../../etc/passwd",)), "MLV903")
+    return samples

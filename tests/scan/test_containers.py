@@ -354,7 +354,7 @@ def test_onnx_external_data_path_escape(scan_bytes: Scan) -> None:
 def test_tensorflow_savedmodel_ops(scan_bytes: Scan) -> None:
     def saved_model(*ops: bytes) -> bytes:
         nodes = b"".join(_field(1, _field(1, b"n") + _field(2, op)) for op in ops)
-        meta = _field(1, _field(1, b"serve")) + _field(2, _field(1, nodes))
+        meta = _field(1, _field(1, b"serve")) + _field(2, nodes)
         return _field(1, 1) + _field(2, meta)
 
     benign = scan_bytes(saved_model(b"MatMul", b"Relu", b"SaveV2"))

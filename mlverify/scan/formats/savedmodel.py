@@ -1,72 +1,147 @@
-"""TensorFlow SavedModel."""
+"""TensorFlow SavedModel (``saved_model.pb``), parsed with the SavedModel schema.
+
+The protobuf is walked by message type (``_protobuf.py``, any field order): every
+``NodeDef`` of every meta graph and of every library function (where TF2 puts the real
+graph) is judged by its op against ``data/tf_ops.json``: compute ops pass, Python ops
+(``PyFunc`` family) and ops that read, write, list, map or delete files, write summaries
+or reach the network are findings, unknown ops are medium, ``PrintV2`` is a finding when
+its ``output_stream`` is a file. Asset file names that escape the model directory are
+findings too.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from functools import cache
+from importlib import resources
 
 from mlverify.scan.context import ScanContext
+from mlverify.scan.formats import _protobuf as pb
 from mlverify.scan.model import Severity
-from mlverify.scan.rules import Rule
-from mlverify.scan.source import Source
+from mlverify.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
+from mlverify.scan.source import FileSource, Source
 
 SAVEDMODEL_DANGEROUS_OP = Rule(
     "MLV901",
     "savedmodel-dangerous-op",
     Severity.HIGH,
-    "A TensorFlow SavedModel graph uses an op that runs Python or touches files.",
-    "PyFunc-family ops call Python; ReadFile/WriteFile/MatchingFiles reach the file system.",
+    "A TensorFlow SavedModel graph uses an op that runs Python, touches files or the network.",
+    "PyFunc-family ops call Python; ReadFile/WriteFile/MatchingFiles, summary writers, "
+    "file-reading datasets, debug ops with URLs and checkpoint deletion reach the host.",
 )
-RULES = (SAVEDMODEL_DANGEROUS_OP,)
-
-# -- TensorFlow SavedModel ---------------------------------------------------------
-_TF_OPS = {
-    b"PyFunc": Severity.HIGH, b"PyFuncStateless": Severity.HIGH, b"EagerPyFunc": Severity.HIGH,
-    b"ReadFile": Severity.MEDIUM, b"WriteFile": Severity.MEDIUM, b"MatchingFiles": Severity.MEDIUM,
-    b"DebugIdentityV3": Severity.LOW, b"PrintV2": Severity.LOW,
-}  # fmt: skip
-# NodeDef.op is field 2 (tag 0x12) followed by its one-byte length
-_TF_OP_RX = re.compile(
-    b"\\x12(?:" + b"|".join(bytes([len(k)]) + k for k in _TF_OPS) + b")(?![A-Za-z0-9_])"
+SAVEDMODEL_UNKNOWN_OP = Rule(
+    "MLV902",
+    "savedmodel-unknown-op",
+    Severity.MEDIUM,
+    "A TensorFlow SavedModel graph uses an op outside the compute-op allowlist.",
+    "Custom ops need a native library loaded by the runtime; other ops may reach the host. "
+    "Review the op; allow it per artifact.",
 )
+SAVEDMODEL_ASSET_PATH = Rule(
+    "MLV903",
+    "savedmodel-asset-path",
+    Severity.HIGH,
+    "A SavedModel asset file name escapes the assets directory.",
+    "Absolute paths or '..' make the loader read other files of the host.",
+)
+RULES = (SAVEDMODEL_DANGEROUS_OP, SAVEDMODEL_UNKNOWN_OP, SAVEDMODEL_ASSET_PATH)
+
+_ATTRS = {1: "tensorflow.ListValue", 2: "string", 10: "tensorflow.NameAttrList"}
+#: the part of the SavedModel schema (tensorflow/core/protobuf/*.proto) that holds ops
+SCHEMA: pb.Schema = {
+    "tensorflow.SavedModel": {2: "tensorflow.MetaGraphDef"},
+    "tensorflow.MetaGraphDef": {2: "tensorflow.GraphDef", 6: "tensorflow.AssetFileDef"},
+    "tensorflow.AssetFileDef": {2: "string"},
+    "tensorflow.GraphDef": {1: "tensorflow.NodeDef", 2: "tensorflow.FunctionDefLibrary"},
+    "tensorflow.FunctionDefLibrary": {1: "tensorflow.FunctionDef"},
+    "tensorflow.FunctionDef": {3: "tensorflow.NodeDef"},
+    "tensorflow.NodeDef": {1: "string", 2: "string", 5: "tensorflow.NodeDef.AttrEntry"},
+    "tensorflow.NodeDef.AttrEntry": {1: "string", 2: "tensorflow.AttrValue"},
+    "tensorflow.AttrValue": _ATTRS,
+    "tensorflow.ListValue": {2: "string"},
+    "tensorflow.NameAttrList": {},
+}
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def _is_savedmodel(head: bytes) -> bool:
-    if len(head) < 8 or head[:3] != b"\x08\x01\x12":
+@cache
+def ops() -> dict[str, frozenset[str]]:
+    text = resources.files("mlverify.scan").joinpath("data/tf_ops.json").read_text()
+    data = json.loads(text)
+    return {k: frozenset(v) for k, v in data.items() if isinstance(v, list)}
+
+
+def looks_like_savedmodel(src: Source) -> bool:
+    """A whole message of (schema version varint, meta graphs): what TF writes."""
+    if not isinstance(src, FileSource) or not src.size:
         return False
-    i = 3
-    while i < min(len(head), 13) and head[i] & 0x80:
-        i += 1
-    return i + 1 < len(head) and head[i + 1] == 0x0A
+    seen = pb.top_level(src)
+    return seen is not None and seen.get(2) == {2} and seen.get(1) == {0} and len(seen) == 2
 
 
 class SavedModelScanner:
     name = "savedmodel"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return _is_savedmodel(head)
+        return pb.first_key(head) in ((1, 0), (2, 2)) and looks_like_savedmodel(src)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        assert isinstance(src, FileSource)
         ctx.format("tf-savedmodel")
-        stream = src.open()
-        tail = b""
-        read = 0
-        seen: set[bytes] = set()
-        while read < 1024 * 1024 * 1024:
-            chunk = stream.read(1 << 20)
-            if not chunk:
-                break
-            window = tail + chunk
-            for m in _TF_OP_RX.finditer(window):
-                op = m.group(0)[2:]
-                if op not in seen:
-                    seen.add(op)
-                    ctx.add(
-                        SAVEDMODEL_DANGEROUS_OP,
-                        src.label,
-                        read - len(tail) + m.start(),
-                        op.decode(),
-                        f"SavedModel graph uses the {op.decode()} op",
-                        severity=_TF_OPS[op],
-                    )
-            tail = window[-64:]
-            read += len(chunk)
+        judge = _Judge(ctx, src.label)
+        try:
+            pb.walk(src, SCHEMA, "tensorflow.SavedModel", judge.visit)
+        except pb.Malformed as e:
+            ctx.add(UNSUPPORTED, src.label, None, "savedmodel", f"SavedModel is malformed: {e}")
+        except pb.DepthExceeded as e:
+            ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", str(e))
+
+
+class _Judge:
+    def __init__(self, ctx: ScanContext, label: str) -> None:
+        self.ctx = ctx
+        self.label = label
+        self.op = ""
+        self.attr = ""
+        self.reported: set[str] = set()
+
+    def visit(self, typ: str, s: dict[int, list[str]], off: int, parent: str, pfield: int) -> None:
+        # messages are visited depth first: a node's attributes follow the node
+        if typ == "tensorflow.NodeDef":
+            self.op = s.get(2, [""])[-1]
+            self._op(self.op, off)
+        elif typ == "tensorflow.NodeDef.AttrEntry":
+            self.attr = s.get(1, [""])[-1]
+        elif typ == "tensorflow.AttrValue" and self.op == "PrintV2":
+            stream = s.get(2, [""])[-1]
+            if self.attr == "output_stream" and stream.startswith("file://"):
+                self._add(SAVEDMODEL_DANGEROUS_OP, off, "PrintV2", f"PrintV2 writes to {stream!r}")
+        elif typ == "tensorflow.AssetFileDef":
+            for name in s.get(2, []):
+                norm = name.replace("\\", "/")
+                if norm.startswith("/") or _DRIVE.match(norm) or ".." in norm.split("/"):
+                    msg = f"asset file {name[:200]!r} escapes the assets directory"
+                    self.ctx.add(SAVEDMODEL_ASSET_PATH, self.label, off, name[:200], msg)
+
+    def _op(self, op: str, off: int) -> None:
+        table = ops()
+        if op in table["compute"]:
+            return
+        if op in table["python"]:
+            self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op runs Python code")
+        elif op in table["files"]:
+            self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op reaches host files")
+        elif op in table["checkpoint_delete"]:
+            msg = f"the {op} op can delete checkpoint directories (standard savers use it)"
+            self._add(SAVEDMODEL_DANGEROUS_OP, off, op, msg, Severity.LOW)
+        else:
+            msg = f"the {op[:120]!r} op is not on the compute-op allowlist"
+            self._add(SAVEDMODEL_UNKNOWN_OP, off, op[:120], msg)
+
+    def _add(
+        self, rule: Rule, off: int, op: str, msg: str, severity: Severity | None = None
+    ) -> None:
+        if msg not in self.reported:
+            self.reported.add(msg)
+            self.ctx.add(rule, self.label, off, op, f"SavedModel graph: {msg}", severity=severity)
