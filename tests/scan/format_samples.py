@@ -587,3 +587,71 @@ def savedmodel_samples(out: Path) -> list[Sample]:
     save("readfile_in_top_graph", saved_model([_node("r", "ReadFile")], {}), "MLV901")
     save("asset_traversal", saved_model([], {}, assets=("../../../etc/passwd",)), "MLV903")
     return samples
+
+
+# -- GGUF chat templates ----------------------------------------------------------------
+def gguf_bytes(templates: dict[str, str], version: int = 3) -> bytes:
+    import struct
+
+    def s(x: str) -> bytes:
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    kv = s("general.architecture") + struct.pack("<I", 8) + s("llama")
+    kv += s("general.name") + struct.pack("<I", 8) + s("tiny")
+    kv += s("llama.context_length") + struct.pack("<II", 4, 4096)
+    kv += s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + s("a") + s("b") + s("c")
+    kv += s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, 3) + struct.pack("<3f", 0, 0, 0)
+    for key, template in templates.items():
+        kv += s(key) + struct.pack("<I", 8) + s(template)
+    n_kv = 5 + len(templates)
+    tensor_info = s("token_embd.weight") + struct.pack("<IQQIQ", 2, 4, 3, 0, 0)
+    header = b"GGUF" + struct.pack("<IQQ", version, 1, n_kv) + kv + tensor_info
+    pad = (-len(header)) % 32
+    return header + b"\0" * pad + b"\0" * 48
+
+
+def gguf_samples(out: Path) -> list[Sample]:
+    from tests.scan.chat_templates import ATTACKS, BENIGN
+
+    out.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for name, tmpl in BENIGN.items():
+        p = out / f"real_{name}.gguf"
+        p.write_bytes(gguf_bytes({"tokenizer.chat_template": tmpl}))
+        samples.append(Sample("gguf", f"real_{name}", p, None))
+    p = out / "real_named_templates.gguf"
+    p.write_bytes(
+        gguf_bytes(
+            {
+                "tokenizer.chat_template": BENIGN["chatml"],
+                "tokenizer.chat_template.tool_use": BENIGN["qwen2.5-tools"],
+            }
+        )
+    )
+    samples.append(Sample("gguf", "real_named_templates", p, None))
+    for name, tmpl in ATTACKS.items():
+        p = out / f"{name}.gguf"
+        p.write_bytes(gguf_bytes({"tokenizer.chat_template": tmpl}))
+        samples.append(Sample("gguf", name, p, "MLV601"))
+    # the payload hidden in a named template behind a benign default one
+    p = out / "named_template_payload.gguf"
+    p.write_bytes(
+        gguf_bytes(
+            {
+                "tokenizer.chat_template": BENIGN["chatml"],
+                "tokenizer.chat_template.rag": ATTACKS["cycler_globals"],
+            }
+        )
+    )
+    samples.append(Sample("gguf", "named_template_payload", p, "MLV601"))
+    # the same checks on a Hugging Face tokenizer_config.json
+    p = out / "tokenizer_config.json"
+    p.write_text(json.dumps({"bos_token": "<s>", "chat_template": [
+        {"name": "default", "template": BENIGN["chatml"]},
+        {"name": "tool_use", "template": ATTACKS["item_concat"]}]}))  # fmt: skip
+    samples.append(Sample("gguf", "hf_tokenizer_config_template", p, "MLV601"))
+    p = out / "real_tokenizer_config.json"
+    p.write_text(json.dumps({"bos_token": "<s>", "chat_template": BENIGN["llama-3.1-tools"]}))
+    samples.append(Sample("gguf", "real_hf_tokenizer_config", p, None))
+    return samples

@@ -7,6 +7,7 @@ Decoded with the format's own parser (JSON, or YAML's safe loader), then judged:
 * Hydra / OmegaConf ``_target_`` values (``hydra.utils.instantiate`` imports and calls
   them) must be on the pickle allowlist of callables (the same verdicts as a pickle's
   imports);
+* chat templates (``chat_template`` in tokenizer configs) are judged as Jinja, as in GGUF;
 * Hugging Face ``auto_map`` entries (code in the repository, ``module.Class``, or in
   another one, ``org/repo--module.Class``) and ``custom_pipelines`` name Python files the
   loader runs with ``trust_remote_code``; a ``trust_remote_code: true`` flag is reported.
@@ -54,7 +55,9 @@ RULES = (CONFIG_CODE_TARGET, HF_REMOTE_CODE, CUSTOM_CODE_FLAG)
 MAX_CONFIG = 16 * 1024 * 1024
 MAX_NODES = 2_000_000
 #: text that may hold a code-naming key; anything escaped is decoded and judged too
-_HINTS = (b"_target_", b"auto_map", b"custom_pipelines", b"remote_code", b"class_name")
+_HINTS = (
+    b"_target_", b"auto_map", b"custom_pipelines", b"remote_code", b"class_name", b"chat_template"
+)  # fmt: skip
 _ESCAPE = re.compile(rb"\\[uUxN0-9]")
 _FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
 
@@ -142,8 +145,23 @@ def judge(doc: Any, ctx: ScanContext, label: str) -> None:
                 for task, spec in value.items():
                     impl = spec.get("impl") if isinstance(spec, dict) else spec
                     _code_ref(str(impl), f"custom pipeline {task}", ctx, label)
+            elif key == "chat_template":
+                _chat_templates(value, ctx, label)
             elif key in _FLAGS and value is True:
                 ctx.add(CUSTOM_CODE_FLAG, label, None, str(key), f"config sets {key}: true")
+
+
+def _chat_templates(value: Any, ctx: ScanContext, label: str) -> None:
+    """tokenizer_config.json: one template, or a list of named ones."""
+    from mlverify.scan.formats.gguf import judge_template
+
+    if isinstance(value, str):
+        judge_template(value, "chat_template", ctx, label, None)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and isinstance(item.get("template"), str):
+                name = f"chat_template {str(item.get('name'))[:60]}"
+                judge_template(item["template"], name, ctx, label, None)
 
 
 def _target(value: Any, ctx: ScanContext, label: str) -> None:
