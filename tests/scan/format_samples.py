@@ -655,3 +655,139 @@ def gguf_samples(out: Path) -> list[Sample]:
     p.write_text(json.dumps({"bos_token": "<s>", "chat_template": BENIGN["llama-3.1-tools"]}))
     samples.append(Sample("gguf", "real_hf_tokenizer_config", p, None))
     return samples
+
+
+# -- TorchScript -------------------------------------------------------------------------
+TORCHSCRIPT_ATTACKS: dict[str, tuple[str, str]] = {
+    "setstate_from_file": (
+        "  def __setstate__(self: __torch__.M, state: Tuple[int]) -> None:\n"
+        "    _0 = torch.from_file(\"/etc/passwd\", False, 16)\n    return None\n", "MLV801"),
+    "aten_save": ("  def leak(self: __torch__.M, x: Tensor) -> None:\n"
+                  "    ops.aten.save(x, \"/tmp/x.pt\")\n    return None\n", "MLV801"),
+    "torch_ops_from_file": ("  def m(self: __torch__.M) -> Tensor:\n"
+                            "    return torch.ops.aten.from_file(\"/etc/shadow\", False, 8)\n",
+                            "MLV801"),
+    "custom_op": ("  def m(self: __torch__.M, x: Tensor) -> Tensor:\n"
+                  "    return ops.evil_ns.run(x)\n", "MLV802"),
+    "custom_class": ("  def m(self: __torch__.M) -> None:\n"
+                     "    _0 = torch.classes.evil.Shell()\n    return None\n", "MLV802"),
+    "rpc": ("  def m(self: __torch__.M, x: Tensor) -> Tensor:\n"
+            "    return torch.distributed.rpc.rpc_sync(\"worker\", torch.add, (x, 1))\n", "MLV801"),
+    "c10d_namespace": ("  def m(self: __torch__.M, x: Tensor) -> Tensor:\n"
+                       "    return ops.c10d.allreduce_(x)\n", "MLV801"),
+    "import_builtin": ("  def m(self: __torch__.M) -> None:\n"
+                       "    _0 = __import__(\"os\").system(\"true\")\n    return None\n", "MLV801"),
+    "getattr_globals": ("  def m(self: __torch__.M) -> None:\n"
+                        "    _0 = getattr(self.forward, \"__globals__\")\n    return None\n",
+                        "MLV801"),
+}  # fmt: skip
+
+
+def torchscript_samples(out: Path) -> list[Sample]:
+    if not _importable("torch"):
+        return []
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = []
+    seq = torch.jit.script(
+        torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    )
+    torch.jit.save(seq, out / "real_scripted.pt")
+    samples.append(Sample("torchscript", "real_scripted", out / "real_scripted.pt", None))
+    lstm = torch.jit.script(torch.nn.LSTM(3, 4, batch_first=True))
+    torch.jit.save(lstm, out / "real_lstm.pt")
+    samples.append(Sample("torchscript", "real_lstm", out / "real_lstm.pt", None))
+    traced = torch.jit.trace(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(-1)),
+                             torch.ones(1, 4))  # fmt: skip
+    torch.jit.save(traced, out / "real_traced.pt")
+    samples.append(Sample("torchscript", "real_traced", out / "real_traced.pt", None))
+    try:
+        q = torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(torch.nn.Linear(4, 4)), {torch.nn.Linear}, dtype=torch.qint8
+        )
+        torch.jit.save(torch.jit.script(q), out / "real_quantized.pt")
+        samples.append(Sample("torchscript", "real_quantized", out / "real_quantized.pt", None))
+    except Exception:  # no quantized engine on this CPU
+        pass
+    base = zipfile.ZipFile(out / "real_scripted.pt")
+    names = base.namelist()
+    top = next(n for n in names if "/code/__torch__/torch/nn/" in n and n.endswith(".py"))
+    for name, (method, rule) in TORCHSCRIPT_ATTACKS.items():
+        members = {n: base.read(n) for n in names}
+        members[top] = members[top].rstrip(b"\n") + b"\n" + method.encode()
+        p = out / f"{name}.pt"
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        p.write_bytes(buf.getvalue())
+        samples.append(Sample("torchscript", name, p, rule))
+    return samples
+
+
+# -- configs that name code -----------------------------------------------------------------
+CONFIG_ATTACKS: dict[str, tuple[str, str, str]] = {
+    "hydra_os_system": ("model_config.yaml",
+                        "model:\n  _target_: os.system\n  command: 'true'\n", "MLV1001"),
+    "hydra_unknown_target": ("config.yaml",
+                             "trainer:\n  callbacks:\n    - _target_: evilpkg.Callback\n",
+                             "MLV1001"),
+    "hydra_escaped_key": ("config.yaml", "model:\n  \"\\x5ftarget_\": builtins.exec\n",
+                          "MLV1001"),
+    "hydra_json": ("hparams.json", json.dumps({"net": {"_target_": "subprocess.Popen",
+                                                          "args": ["true"]}}), "MLV1001"),
+    "hydra_json_escaped": ("hparams.json",
+                           '{"net": {"\\u005ftarget_": "subprocess.Popen"}}', "MLV1001"),
+    "hf_auto_map_local": ("config.json", json.dumps({"model_type": "x", "auto_map": {
+        "AutoModel": "modeling_x.XModel", "AutoConfig": "configuration_x.XConfig"}}),
+        "MLV1002"),
+    "hf_auto_map_remote": ("config.json", json.dumps({"auto_map": {
+        "AutoModelForCausalLM": "evil-org/evil-repo--modeling.Evil"}}), "MLV1002"),
+    "hf_tokenizer_auto_map": ("tokenizer_config.json", json.dumps({"auto_map": {
+        "AutoTokenizer": ["tokenization_x.XTokenizer", None]}}), "MLV1002"),
+    "hf_custom_pipeline": ("config.json", json.dumps({"custom_pipelines": {"text-x": {
+        "impl": "pipeline_x.XPipeline", "pt": ["AutoModel"]}}}), "MLV1002"),
+    "trust_remote_code_flag": ("config.json", json.dumps({"trust_remote_code": True}),
+                               "MLV1003"),
+}  # fmt: skip
+
+
+def config_samples(out: Path) -> list[Sample]:
+    import tarfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for name, (fname, text, rule) in CONFIG_ATTACKS.items():
+        d = out / name
+        d.mkdir(exist_ok=True)
+        (d / fname).write_text(text)
+        samples.append(Sample("config", name, d / fname, rule))
+    benign = {
+        "hf_config": ("config.json", json.dumps({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+            "torch_dtype": "bfloat16", "rope_scaling": None, "_name_or_path": "/home/x/model"})),
+        "hydra_torch_targets": ("config.yaml",
+                                "optim:\n  _target_: torch.optim.AdamW\n  lr: 0.001\n"
+                                "model:\n  _target_: torch.nn.Linear\n  in_features: 3\n"),
+        "plain_yaml": ("params.yaml", "lr: 0.1\nlayers: [1, 2, 3]\nname: run_1\n"),
+        "generation_config": ("generation_config.json",
+                              json.dumps({"bos_token_id": 1, "do_sample": True})),
+    }  # fmt: skip
+    for name, (fname, text) in benign.items():
+        d = out / name
+        d.mkdir(exist_ok=True)
+        (d / fname).write_text(text)
+        samples.append(Sample("config", name, d / fname, None))
+    # a .nemo archive (a tar) whose model_config.yaml instantiates os.system
+    nemo = out / "evil.nemo"
+    with tarfile.open(nemo, "w") as tar:
+        cfg = CONFIG_ATTACKS["hydra_os_system"][1].encode()
+        info = tarfile.TarInfo("./model_config.yaml")
+        info.size = len(cfg)
+        tar.addfile(info, io.BytesIO(cfg))
+    samples.append(Sample("config", "nemo_tar_target", nemo, "MLV1001"))
+    return samples

@@ -23,7 +23,7 @@ class ZipScanner:
         return deep and isinstance(src, FileSource) and find_eocd(src) is not None
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        from mlverify.scan.formats.torchscript import judge_code_member
+        from mlverify.scan.formats.torchscript import judge_code_member, report_archive
         from mlverify.scan.source import materialize
 
         fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
@@ -47,8 +47,10 @@ class ZipScanner:
             ctx.format("keras")
         else:
             ctx.format("zip")
+        code_files = [n for n in names if "/code/" in "/" + n and n.endswith(".py")]
         if any("/code/" in n or n.startswith("code/") for n in names):
             ctx.format("torchscript")
+            report_archive(ctx, src.label, len(code_files))
         if arc.start > 0 and not src.label and not looks_like_pickle(fsrc.head(4096)):
             pre = fsrc.sub(0, arc.start, "<before zip>")
             ctx.scan(pre, depth + 1, deep=False)
