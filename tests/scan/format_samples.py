@@ -791,3 +791,16 @@ def config_samples(out: Path) -> list[Sample]:
         tar.addfile(info, io.BytesIO(cfg))
     samples.append(Sample("config", "nemo_tar_target", nemo, "MLV1001"))
     return samples
+
+
+def all_samples(out: Path) -> list[Sample]:
+    """Every format's samples (those whose writing library is installed)."""
+    return (
+        keras_samples(out / "keras")
+        + hdf5_samples(out / "hdf5")
+        + onnx_samples(out / "onnx")
+        + savedmodel_samples(out / "savedmodel")
+        + gguf_samples(out / "gguf")
+        + torchscript_samples(out / "torchscript")
+        + config_samples(out / "config")
+    )

@@ -34,17 +34,18 @@ class DepthExceeded(Exception):
 class Wire:
     """Reads fields from a ``FileSource`` through a 1 MiB window."""
 
-    def __init__(self, src: FileSource) -> None:
+    def __init__(self, src: FileSource, window: int = _WINDOW) -> None:
         self.src = src
         self.size = src.size or 0
         self._buf = b""
         self._at = 0
+        self._window = window
         self.fields_read = 0
 
     def _bytes(self, off: int, n: int) -> bytes:
         if not (self._at <= off and off + n <= self._at + len(self._buf)):
             self._at = off
-            self._buf = self.src.read_at(off, max(n, _WINDOW))
+            self._buf = self.src.read_at(off, max(n, self._window))
         return self._buf[off - self._at : off - self._at + n]
 
     def varint(self, off: int, end: int) -> tuple[int, int]:
@@ -117,9 +118,13 @@ class Wire:
         return self._bytes(off, min(ln, limit)).decode("utf-8", "replace")
 
 
-def top_level(src: FileSource, limit: int = 100_000) -> dict[int, set[int]] | None:
-    """Wire types seen per top-level field, if the whole source parses as one message."""
-    wire = Wire(src)
+def top_level(src: FileSource, limit: int = 4096) -> dict[int, set[int]] | None:
+    """Wire types seen per top-level field, if the source parses as one message.
+
+    Cheap enough to run on every file: small reads, at most ``limit`` fields (a message
+    with more fields than that, all valid so far, counts as parsing).
+    """
+    wire = Wire(src, window=512)
     seen: dict[int, set[int]] = {}
     try:
         for i, (num, wt, _v, _l) in enumerate(wire.fields(0, wire.size)):
