@@ -198,6 +198,14 @@ def keras_samples(out: Path) -> list[Sample]:
     p = out / "escaped_lambda.keras"
     p.write_bytes(_zip({"config.json": _escaped_lambda(), "model.weights.h5": weights}))
     samples.append(Sample("keras", "escaped_lambda", p, "MLV501"))
+    p = out / "utf16_config.keras"
+    utf16 = json.dumps(KERAS_ATTACKS["lambda_layer"][0]).encode("utf-16")  # json.loads reads it
+    p.write_bytes(_zip({"config.json": utf16, "model.weights.h5": weights}))
+    samples.append(Sample("keras", "utf16_config", p, "MLV501"))
+    p = out / "vocabulary_relative_file.keras"
+    cfg = _sequential(_layer("StringLookup", {"name": "s", "vocabulary": "vocab.txt"}))
+    p.write_bytes(_zip({"config.json": json.dumps(cfg).encode(), "model.weights.h5": weights}))
+    samples.append(Sample("keras", "vocabulary_relative_file", p, "MLV505"))
     p = out / "bare_config.json"
     p.write_text(json.dumps(KERAS_ATTACKS["keras_utils_get_file"][0]))
     samples.append(Sample("keras", "bare_config_json", p, "MLV503"))
@@ -282,6 +290,13 @@ def hdf5_samples(out: Path) -> list[Sample]:
     train = json.dumps({"loss": _fn("builtins", "eval"), "metrics": None}).encode()
     h5("training_config_eval", lambda f: f.attrs.__setitem__("training_config", train),
        "MLV503")  # fmt: skip
+
+    p = out / "userblock_lambda.h5"
+    with h5py.File(p, "w", userblock_size=512) as f:
+        f.attrs["model_config"] = lam
+    with open(p, "r+b") as fh:  # what precedes the superblock is free for anything
+        fh.write(b"#!/bin/sh\n# not HDF5 at byte 0\n")
+    samples.append(Sample("hdf5", "userblock_lambda", p, "MLV501"))
 
     def ext_link(f: Any) -> None:
         f["w"] = h5py.ExternalLink("/etc/passwd", "/")
@@ -471,6 +486,9 @@ def onnx_samples(out: Path) -> list[Sample]:
     e = dup.graph.initializer[0].external_data.add()
     e.key, e.value = "location", loc  # the last entry wins in the runtime
     save("ext_duplicate_location", dup, "MLV701")
+    p = out / "ext_in_deflated_zip.zip"
+    p.write_bytes(_zip({"model/model.onnx": evil.SerializeToString()}))
+    samples.append(Sample("onnx", "ext_in_deflated_zip", p, "MLV701"))
     custom = model(
         [helper.make_node("Evil", ["x"], ["y"], domain="evil.custom")],
         [],
@@ -586,6 +604,31 @@ def savedmodel_samples(out: Path) -> list[Sample]:
          "MLV901")  # fmt: skip
     save("readfile_in_top_graph", saved_model([_node("r", "ReadFile")], {}), "MLV901")
     save("asset_traversal", saved_model([], {}, assets=("../../../etc/passwd",)), "MLV903")
+    p = out / "readfile_in_deflated_zip.zip"
+    p.write_bytes(_zip({"m/saved_model.pb": _tf2_shape([_node("r", "ReadFile")])}))
+    samples.append(Sample("savedmodel", "readfile_in_deflated_zip", p, "MLV901"))
+
+    def metadata(layers: list[dict[str, Any]]) -> bytes:
+        nodes = b""
+        for i, layer in enumerate(layers):
+            nodes += _pf(
+                1,
+                _pf(2, i)
+                + _pf(3, f"root.layer-{i}".encode())
+                + _pf(4, b"_tf_keras_layer")
+                + _pf(5, json.dumps(layer).encode()),
+            )
+        return nodes
+
+    dense = {"name": "dense", "class_name": "Dense", "config": {"units": 2}, "trainable": True}
+    lam = {"name": "lambda", "class_name": "Lambda",
+           "config": {"function": ["4wEAAAAA", None, None], "function_type": "lambda"}}  # fmt: skip
+    for name, layers, rule in (("keras_metadata_plain", [dense], None),
+                               ("keras_metadata_lambda", [dense, lam], "MLV501")):  # fmt: skip
+        d = out / name
+        d.mkdir(exist_ok=True)
+        (d / "keras_metadata.pb").write_bytes(metadata(layers))
+        samples.append(Sample("savedmodel", name, d / "keras_metadata.pb", rule))
     return samples
 
 
@@ -751,6 +794,8 @@ CONFIG_ATTACKS: dict[str, tuple[str, str, str]] = {
         "AutoTokenizer": ["tokenization_x.XTokenizer", None]}}), "MLV1002"),
     "hf_custom_pipeline": ("config.json", json.dumps({"custom_pipelines": {"text-x": {
         "impl": "pipeline_x.XPipeline", "pt": ["AutoModel"]}}}), "MLV1002"),
+    "lightning_cli_class_path": ("config.yaml", "model:\n  class_path: os.system\n"
+                                 "  init_args: {command: 'true'}\n", "MLV1001"),
     "trust_remote_code_flag": ("config.json", json.dumps({"trust_remote_code": True}),
                                "MLV1003"),
 }  # fmt: skip

@@ -39,6 +39,7 @@ SCANNERS: list[FormatScanner] = [
     gguf.GgufScanner(),
     onnx.OnnxScanner(),
     savedmodel.SavedModelScanner(),
+    savedmodel.KerasMetadataScanner(),
     lfs.LfsPointerScanner(),
     configs.ConfigScanner(),
     compressed.CompressedScanner(),

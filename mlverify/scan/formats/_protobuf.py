@@ -13,13 +13,15 @@ from collections.abc import Callable, Iterator
 
 from mlverify.scan.source import FileSource
 
-#: message type -> field number -> the message type it holds, or "string" (collected)
+#: message type -> field number -> the message type it holds, or "string" (collected,
+#: first 4 KiB), "blob" (collected whole, up to MAX_BLOB) or "varint"
 Schema = dict[str, dict[int, str]]
 #: (message type, string fields by number, offset, parent type, parent field number)
 Visit = Callable[[str, dict[int, list[str]], int, str, int], None]
 
 MAX_DEPTH = 100  # protobuf's default recursion limit: deeper messages do not parse
 MAX_FIELDS = 50_000_000
+MAX_BLOB = 64 * 1024 * 1024
 _WINDOW = 1 << 20
 
 
@@ -28,7 +30,7 @@ class Malformed(Exception):
 
 
 class DepthExceeded(Exception):
-    """Messages nest past ``MAX_DEPTH``."""
+    """Messages nest past ``MAX_DEPTH`` (or a string passes ``MAX_BLOB``)."""
 
 
 class Wire:
@@ -152,9 +154,13 @@ def walk(src: FileSource, schema: Schema, root: str, visit: Visit) -> None:
                 continue
             if wt == 2 and kind == "string":
                 strings.setdefault(num, []).append(wire.text(val, ln))
+            elif wt == 2 and kind == "blob":
+                if ln > MAX_BLOB:
+                    raise DepthExceeded(f"a {ln}-byte string at offset {val} passes {MAX_BLOB}")
+                strings.setdefault(num, []).append(wire.text(val, ln, ln))
             elif wt == 0 and kind == "varint":
                 strings.setdefault(num, []).append(str(val))
-            elif wt == 2 and kind not in ("string", "varint"):
+            elif wt == 2 and kind not in ("string", "blob", "varint"):
                 stack.append((kind, val, val + ln, typ, num, depth + 1))
         visit(typ, strings, start, parent, pfield)
 

@@ -30,7 +30,8 @@ CONFIG_CODE_TARGET = Rule(
     "MLV1001",
     "config-code-target",
     Severity.HIGH,
-    "A Hydra/OmegaConf config instantiates a callable outside the allowlist (_target_).",
+    "A Hydra/OmegaConf or LightningCLI config instantiates a callable outside the allowlist "
+    "(_target_, class_path).",
     "hydra.utils.instantiate imports and calls the _target_ with the config's arguments "
     "(NeMo, Lightning and Hydra-based loaders do so on load). Allow it per artifact if "
     "the callable is trusted.",
@@ -55,33 +56,39 @@ RULES = (CONFIG_CODE_TARGET, HF_REMOTE_CODE, CUSTOM_CODE_FLAG)
 MAX_CONFIG = 16 * 1024 * 1024
 MAX_NODES = 2_000_000
 #: text that may hold a code-naming key; anything escaped is decoded and judged too
-_HINTS = (
-    b"_target_", b"auto_map", b"custom_pipelines", b"remote_code", b"class_name", b"chat_template"
-)  # fmt: skip
+_HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
+          b"class_name", b"chat_template")  # fmt: skip
 _ESCAPE = re.compile(rb"\\[uUxN0-9]")
+#: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
+_TARGET_KEYS = frozenset({"_target_", "class_path"})
 _FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
 
 
-def _text_head(head: bytes) -> bool:
-    if not head or b"\0" in head:
-        return False
+def _encoding(head: bytes) -> str | None:
+    """The text encoding a JSON or YAML loader would read, or None for binary data."""
+    if not head:
+        return None
+    enc = json.detect_encoding(head)  # UTF-8/16/32 by BOM or NUL pattern, as json.loads
+    if enc in ("utf-8", "utf-8-sig") and b"\0" in head:
+        return None
     try:
-        head.decode("utf-8")
+        head.decode(enc)
     except UnicodeDecodeError as e:
-        return e.start > len(head) - 4  # a multi-byte character cut at the end
-    return True
+        return enc if e.start > len(head) - 4 else None  # a character cut at the end
+    return enc
 
 
 class ConfigScanner:
     name = "config"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        if not deep or not _text_head(head) or head[:4] == b"PK\x03\x04":
+        enc = _encoding(head)
+        if not deep or enc is None or head[:4] == b"PK\x03\x04":
             return False
         if src.size is not None and src.size > MAX_CONFIG:
-            return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
-        raw = src.open().read(MAX_CONFIG)
-        return any(h in raw for h in _HINTS) or bool(_ESCAPE.search(raw))
+            return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
+        text = src.open().read(MAX_CONFIG).decode(enc, "replace").encode("utf-8", "replace")
+        return any(h in text for h in _HINTS) or bool(_ESCAPE.search(text))
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         raw = src.open().read(MAX_CONFIG + 1)
@@ -100,7 +107,7 @@ class ConfigScanner:
 
 
 def _decode(raw: bytes) -> list[Any] | None:
-    text = raw.decode("utf-8", "replace").lstrip("\ufeff")
+    text = raw.decode(_encoding(raw[:4096]) or "utf-8", "replace").lstrip("\ufeff")
     try:
         return [json.loads(text)]
     except (ValueError, RecursionError):
@@ -134,7 +141,7 @@ def judge(doc: Any, ctx: ScanContext, label: str) -> None:
         if not isinstance(node, dict):
             continue
         for key, value in node.items():
-            if key == "_target_":
+            if key in _TARGET_KEYS:
                 _target(value, ctx, label)
             elif key == "auto_map" and isinstance(value, dict):
                 for auto, refs in value.items():
@@ -166,7 +173,7 @@ def _chat_templates(value: Any, ctx: ScanContext, label: str) -> None:
 
 def _target(value: Any, ctx: ScanContext, label: str) -> None:
     if not isinstance(value, str):
-        msg = f"_target_ is not a dotted name ({type(value).__name__}): cannot be judged"
+        msg = f"the target is not a dotted name ({type(value).__name__}): cannot be judged"
         ctx.add(CONFIG_CODE_TARGET, label, None, repr(value)[:120], msg)
         return
     target = value.strip()
@@ -179,7 +186,7 @@ def _target(value: Any, ctx: ScanContext, label: str) -> None:
         label,
         None,
         target[:200],
-        f"_target_ instantiates {target[:200]!r} ({verdict.reason})",
+        f"the config instantiates {target[:200]!r} ({verdict.reason})",
         severity=sev,
     )
 

@@ -34,6 +34,22 @@ MAX_ATTR = keras.MAX_CONFIG
 _CONFIG_ATTRS = ("model_config", "training_config")
 
 
+def signature_offset(head: bytes, src: Source) -> int | None:
+    """Where the HDF5 superblock is: at 0, or after a user block of 512 * 2**k bytes
+    (whatever precedes it: the library, and so h5py and Keras, finds it there)."""
+    off = 0
+    while True:
+        if off + 8 <= len(head):
+            if head[off : off + 8] == SIGNATURE:
+                return off
+        elif isinstance(src, FileSource) and off + 8 <= (src.size or 0):
+            if src.read_at(off, 8) == SIGNATURE:
+                return off
+        else:
+            return None
+        off = 512 if off == 0 else off * 2
+
+
 class _Window(io.RawIOBase):
     """A read-only file object over a ``FileSource`` (what h5py's fileobj driver needs)."""
 
@@ -67,7 +83,7 @@ class Hdf5Scanner:
     name = "hdf5"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return head[:8] == SIGNATURE
+        return signature_offset(head, src) is not None
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         try:

@@ -96,6 +96,11 @@ _UNSAFE_NAME = re.compile(
     r"(?i)(get_file|download|load|save|unsafe|open|read|write|exec|eval|system|popen|spawn"
     r"|import|remove|unlink|rmtree|rename|copy|move|mkdir|glob|listdir|walk)"
 )
+#: config keys whose string value Keras layers open as a file (lookup vocabularies, ...)
+_FILE_KEYS = frozenset(
+    {"vocabulary", "idf_weights", "filepath", "file_path", "filename", "vocabulary_file",
+     "vocab_file", "path", "weights_path", "saved_model_dir"}
+)  # fmt: skip
 _HOST = re.compile(
     r"^\s*(?:[/\\~]|[A-Za-z]:[\\/]|file:|[A-Za-z][A-Za-z0-9+.-]*://)|(?:^|[\\/])\.\.(?:[\\/]|$)"
 )
@@ -135,18 +140,19 @@ def judge(doc: Any, ctx: ScanContext, label: str, depth: int, what: str = "confi
         if isinstance(node, dict):
             if "class_name" in node:
                 _judge_object(node, ctx, label, depth, what)
-        elif (
-            isinstance(node, str)
-            and key not in (None, "code", "module")
-            and len(node) <= 4096
-            and _HOST.search(node)
-        ):
+        elif isinstance(node, str) and key not in (None, "code", "module"):
+            if key in _FILE_KEYS and node:
+                why = "a file the loader reads"
+            elif len(node) <= 4096 and _HOST.search(node):
+                why = "a host path or URL"
+            else:
+                continue
             ctx.add(
                 KERAS_HOST_REFERENCE,
                 label,
                 None,
                 node[:200],
-                f"Keras {what} sets {key!r} to the host path or URL {node[:200]!r}",
+                f"Keras {what} sets {key!r} to {node[:200]!r}: {why}",
             )
 
 

@@ -20,7 +20,7 @@ from mlverify.scan.formats import _protobuf as pb
 from mlverify.scan.formats.savedmodel import looks_like_savedmodel
 from mlverify.scan.model import Severity
 from mlverify.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
-from mlverify.scan.source import FileSource, Source
+from mlverify.scan.source import FileSource, Source, materialize
 
 ONNX_EXTERNAL_PATH = Rule(
     "MLV701",
@@ -92,15 +92,18 @@ class OnnxScanner:
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
         key = pb.first_key(head)
-        if len(head) < 4 or key is None or key[1] not in (0, 2) or not isinstance(src, FileSource):
+        if len(head) < 4 or key is None or key[1] not in (0, 2):
             return False
         # a whole message with a graph; or the opening exporters write (ir_version, then
-        # a string or the graph), whose damage below is then reported, not passed
+        # a string or the graph), whose damage below is then reported, not passed; a
+        # compressed archive member is judged by that opening and read to its end
         opening = head[0] == 0x08 and 1 <= head[1] <= 20 and head[2] in (0x12, 0x1A, 0x22, 0x3A)
+        if not isinstance(src, FileSource):
+            return opening and head[:3] != b"\x08\x01\x12"
         return looks_like_onnx(src) or (opening and not looks_like_savedmodel(src))
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        assert isinstance(src, FileSource)
+        src = materialize(src, ctx.limits.max_decompressed)
         ctx.format("onnx")
         try:
             sch = schema()

@@ -20,7 +20,7 @@ from mlverify.scan.context import ScanContext
 from mlverify.scan.formats import _protobuf as pb
 from mlverify.scan.model import Severity
 from mlverify.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
-from mlverify.scan.source import FileSource, Source
+from mlverify.scan.source import FileSource, Source, materialize
 
 SAVEDMODEL_DANGEROUS_OP = Rule(
     "MLV901",
@@ -46,6 +46,13 @@ SAVEDMODEL_ASSET_PATH = Rule(
     "Absolute paths or '..' make the loader read other files of the host.",
 )
 RULES = (SAVEDMODEL_DANGEROUS_OP, SAVEDMODEL_UNKNOWN_OP, SAVEDMODEL_ASSET_PATH)
+
+#: keras_metadata.pb (Keras 2 SavedModels): SavedMetadata.nodes -> SavedObject, whose
+#: ``metadata`` (5) is the layer's JSON config, what Keras 2 rebuilds the model from
+KERAS_METADATA_SCHEMA: pb.Schema = {
+    "keras.SavedMetadata": {1: "keras.SavedObject"},
+    "keras.SavedObject": {3: "string", 4: "string", 5: "blob"},
+}
 
 _ATTRS = {1: "tensorflow.ListValue", 2: "string", 10: "tensorflow.NameAttrList"}
 #: the part of the SavedModel schema (tensorflow/core/protobuf/*.proto) that holds ops
@@ -84,10 +91,12 @@ class SavedModelScanner:
     name = "savedmodel"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        if not isinstance(src, FileSource):  # a compressed member: the opening TF writes
+            return head[:3] == b"\x08\x01\x12"
         return pb.first_key(head) in ((1, 0), (2, 2)) and looks_like_savedmodel(src)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        assert isinstance(src, FileSource)
+        src = materialize(src, ctx.limits.max_decompressed)
         ctx.format("tf-savedmodel")
         judge = _Judge(ctx, src.label)
         try:
@@ -96,6 +105,55 @@ class SavedModelScanner:
             ctx.add(UNSUPPORTED, src.label, None, "savedmodel", f"SavedModel is malformed: {e}")
         except pb.DepthExceeded as e:
             ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", str(e))
+
+
+def looks_like_keras_metadata(src: Source) -> bool:
+    if not isinstance(src, FileSource) or not src.size:
+        return False
+    seen = pb.top_level(src)
+    if seen is None or set(seen) != {1} or seen[1] != {2}:
+        return False
+    wire = pb.Wire(src, window=4096)
+    try:
+        _num, _wt, off, ln = next(wire.fields(0, wire.size))
+        for num, wt, val, vlen in wire.fields(off, off + ln):
+            if num == 4 and wt == 2:
+                return wire.text(val, vlen, 64).startswith("_tf_keras")
+    except (pb.Malformed, StopIteration):
+        return False
+    return False
+
+
+class KerasMetadataScanner:
+    """``keras_metadata.pb`` of a Keras 2 SavedModel: every layer config judged as Keras."""
+
+    name = "keras-metadata"
+
+    def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        return head[:1] == b"\x0a" and looks_like_keras_metadata(src)
+
+    def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        from mlverify.scan.formats import keras
+
+        assert isinstance(src, FileSource)
+        ctx.format("keras-metadata")
+
+        def visit(typ: str, s: dict[int, list[str]], off: int, parent: str, pf: int) -> None:
+            if typ != "keras.SavedObject":
+                return
+            for meta in s.get(5, []):
+                what = f"metadata of {s.get(3, ['?'])[-1][:80]!r}"
+                if meta and not keras.judge_text(meta.encode(), ctx, src.label, depth, what):
+                    msg = f"the {what} is not JSON: not verified"
+                    ctx.add(UNSUPPORTED, src.label, off, "keras-metadata", msg)
+
+        try:
+            pb.walk(src, KERAS_METADATA_SCHEMA, "keras.SavedMetadata", visit)
+        except pb.Malformed as e:
+            msg = f"keras_metadata.pb is malformed: {e}"
+            ctx.add(UNSUPPORTED, src.label, None, "keras-metadata", msg)
+        except pb.DepthExceeded as e:
+            ctx.add(RESOURCE_LIMIT, src.label, None, "keras-metadata", str(e))
 
 
 class _Judge:
