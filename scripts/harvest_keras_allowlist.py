@@ -79,6 +79,8 @@ def main() -> None:
         "public": public,
         "internal": sorted(internal),
         "builtin_functions": sorted(set(functions)),
+        # tf.keras 2 names its legacy loader maps onto these classes (mixed precision)
+        "keras2_names": ["Policy"],
     }
     out = Path(__file__).resolve().parents[1] / "mlverify/scan/data/keras_allowlist.json"
     out.write_text(json.dumps(doc, indent=0) + "\n")

@@ -280,6 +280,51 @@ def hdf5_samples(out: Path) -> list[Sample]:
         f.attrs["note"] = "plain data"
 
     h5("plain_data", data, None)
+    # what tf.keras 2 writes (no "module" keys; TF 2.11+ optimizer names), as data
+    keras2 = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "config": {
+                        "batch_input_shape": [None, 4],
+                        "dtype": "float32",
+                        "name": "input_1",
+                    },
+                },
+                {
+                    "class_name": "Dense",
+                    "config": {
+                        "name": "dense",
+                        "units": 2,
+                        "activation": "relu",
+                        "dtype": {"class_name": "Policy", "config": {"name": "mixed_float16"}},
+                        "kernel_initializer": {
+                            "class_name": "GlorotUniform",
+                            "config": {"seed": None},
+                        },
+                        "bias_initializer": {"class_name": "Zeros", "config": {}},
+                    },
+                },
+            ],
+        },
+    }
+    train = {"loss": "binary_crossentropy", "metrics": [[{"class_name": "MeanMetricWrapper",
+             "config": {"name": "accuracy", "dtype": "float32", "fn": "binary_accuracy"}}]],
+             "optimizer_config": {"class_name": "Custom>Adam", "config": {"name": "Adam",
+                                  "learning_rate": 0.001}}}  # fmt: skip
+
+    def keras2_file(f: Any) -> None:
+        f.attrs["keras_version"] = "2.12.0"
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["model_config"] = json.dumps(keras2)
+        f.attrs["training_config"] = json.dumps(train)
+        g = f.create_group("model_weights/dense/dense")
+        g.create_dataset("kernel:0", data=np.zeros((4, 2), dtype="f4"))
+
+    h5("keras2_style_model", keras2_file, None)
     lam = json.dumps(KERAS_ATTACKS["tfoplambda_keras2"][0])
     h5("model_config_lambda", lambda f: f.attrs.__setitem__("model_config", lam), "MLV501")
     spaced = _escaped_lambda()

@@ -78,6 +78,9 @@ RULES = (
 MAX_CONFIG = 64 * 1024 * 1024  # bytes of JSON decoded
 MAX_NODES = 2_000_000  # objects + lists + values walked per config
 _KERAS_PACKAGES = frozenset({"keras", "keras_hub", "keras_cv", "keras_nlp", "tf_keras"})
+#: libraries of Keras models (not harvested here): the loader accepts only their
+#: KerasSaveable classes, so their references are low, not medium
+_KERAS_LIBRARIES = frozenset({"keras_hub", "keras_cv", "keras_nlp"})
 #: pure-data objects of the serialization format (no class is resolved for them)
 _DATA_OBJECTS = frozenset(
     {"__tensor__", "__numpy__", "__bytes__", "__ellipsis__", "__slice__", "__keras_tensor__"}
@@ -112,7 +115,7 @@ def allowlist() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     text = resources.files("mlverify.scan").joinpath("data/keras_allowlist.json").read_text()
     data = json.loads(text)
     refs = frozenset(data["public"]) | frozenset(data["internal"])
-    names = frozenset(r.rpartition(".")[2] for r in refs)
+    names = frozenset(r.rpartition(".")[2] for r in refs) | frozenset(data.get("keras2_names", []))
     return refs, names, frozenset(data["builtin_functions"])
 
 
@@ -199,7 +202,12 @@ def _judge_object(
     if short in _UNSAFE_LAYERS:
         _unsafe(ctx, label, class_name, f"the {class_name} layer loads or calls foreign code", what)
         return
-    if isinstance(registered, str) and registered not in (class_name, "function"):
+    package = module.split(".")[0] if isinstance(module, str) else ""
+    if (
+        isinstance(registered, str)
+        and registered not in (class_name, "function")
+        and not (package in _KERAS_LIBRARIES and registered.startswith(package + ">"))
+    ):
         _external(ctx, label, registered[:200], "a registered custom object", what, Severity.MEDIUM)
     if class_name == "__typespec__":
         class_name = str(node.get("spec_name", ""))
@@ -216,6 +224,8 @@ def _judge_object(
             return
         class_name = inner
     if module is None:
+        if class_name.startswith("Custom>"):  # tf.keras 2.11+ names of its own optimizers
+            class_name = class_name[len("Custom>") :]
         if class_name not in names:  # Keras 2 style: resolved by name among Keras objects
             _external(ctx, label, class_name[:200], "a class Keras does not define", what,
                       Severity.MEDIUM)  # fmt: skip
@@ -230,6 +240,11 @@ def _judge_object(
     if parts[0] in _KERAS_PACKAGES:
         if _UNSAFE_SEGMENTS.intersection(parts) or _UNSAFE_NAME.search(class_name):
             _unsafe(ctx, label, ref[:200], "a non-modelling Keras API", what)
+        elif parts[0] == "keras" and class_name in names:
+            pass  # a Keras modelling class or function saved under another version's path
+        elif parts[0] in _KERAS_LIBRARIES:
+            _external(ctx, label, ref[:200], f"a {parts[0]} class (a Keras library)", what,
+                      Severity.LOW)  # fmt: skip
         else:
             _external(ctx, label, ref[:200], "a Keras name not on the allowlist", what,
                       Severity.MEDIUM)  # fmt: skip
