@@ -482,6 +482,25 @@ def onnx_samples(out: Path) -> list[Sample]:
                     functions=[fn])  # fmt: skip
     save("real_local_function", with_fn, None)
     save("real_reordered_fields", plain, None, reorder_fields(plain.SerializeToString()))
+    if _importable("torch"):  # what torch.onnx.export writes (TorchScript-based exporter)
+        import warnings
+
+        import torch
+
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                  torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                  torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (torch.ones(1, 3, 8, 8),),
+                str(out / "real_torch_export.onnx"),
+                dynamo=False,
+                input_names=["x"],
+                dynamic_axes={"x": {0: "b"}},
+            )
+        samples.append(Sample("onnx", "real_torch_export", out / "real_torch_export.onnx", None))
     # attacks: a traversing location in every place a TensorProto sits
     for loc_name, loc in (("dotdot", "../../../etc/passwd"), ("absolute", "/etc/shadow"),
                           ("windows", "C:\\Windows\\win.ini"), ("inner", "a/../../x"),
