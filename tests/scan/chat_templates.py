@@ -306,4 +306,6 @@ ATTACKS = {
     "macro_argument_pieces": "{% macro g(o, k) %}{{ o[k] }}{% endmacro %}{{ g('', '_' ~ '_class__') }}",
     "range_attribute": "{{ range.__self__ }}",
     "dict_item": "{{ dict['fromkeys'] }}",
+    "map_attr_computed": "{% set k = '_' ~ '_class_' ~ '_' %}{{ messages | map('attr', k) | list }}",
+    "map_computed_filter": "{% set f = 'at' ~ 'tr' %}{{ messages | map(f, 'x') | list }}",
 }

@@ -858,6 +858,8 @@ CONFIG_ATTACKS: dict[str, tuple[str, str, str]] = {
         "AutoTokenizer": ["tokenization_x.XTokenizer", None]}}), "MLV1002"),
     "hf_custom_pipeline": ("config.json", json.dumps({"custom_pipelines": {"text-x": {
         "impl": "pipeline_x.XPipeline", "pt": ["AutoModel"]}}}), "MLV1002"),
+    "hydra_yaml_line_continuation": ("config.yaml",
+                                     'model:\n  ? "_tar\\\n    get_"\n  : os.system\n', "MLV1001"),
     "lightning_cli_class_path": ("config.yaml", "model:\n  class_path: os.system\n"
                                  "  init_args: {command: 'true'}\n", "MLV1001"),
     "trust_remote_code_flag": ("config.json", json.dumps({"trust_remote_code": True}),
@@ -899,6 +901,13 @@ def config_samples(out: Path) -> list[Sample]:
         info.size = len(cfg)
         tar.addfile(info, io.BytesIO(cfg))
     samples.append(Sample("config", "nemo_tar_target", nemo, "MLV1001"))
+    nemo_gz = out / "evil_gz.nemo"
+    with tarfile.open(nemo_gz, "w:gz") as tar:
+        tar.add(nemo, arcname="inner.nemo")  # a gzipped tar holding the tar above
+        info = tarfile.TarInfo("./model_config.yaml")
+        info.size = len(cfg)
+        tar.addfile(info, io.BytesIO(cfg))
+    samples.append(Sample("config", "nemo_tar_gz_target", nemo_gz, "MLV1001"))
     return samples
 
 

@@ -40,6 +40,7 @@ _ALWAYS_BAD_GLOBALS = frozenset(
 _CALL_ONLY_GLOBALS = frozenset({"namespace", "range", "dict"})
 _ATTR_FILTERS = {"attr": 0, "map": None, "selectattr": 0, "rejectattr": 0, "sort": None,
                  "groupby": 0, "sum": None, "unique": None, "min": None, "max": None}  # fmt: skip
+_DISPATCH_FILTERS = frozenset({"map", "select", "reject", "selectattr", "rejectattr"})
 _NUMERIC_FILTERS = frozenset({"length", "count", "int", "float", "abs", "round"})
 _DUNDER = re.compile(r"__\w*__|^_[A-Za-z]")
 _CHAR_CODE = re.compile(r"%[-#0 +]*\d*c|\{[^{}]*:[^{}]*c\}")
@@ -223,11 +224,19 @@ class _Judge:
 
     def _filter(self, node: Any) -> None:
         n = self.n
-        if node.name in _ATTR_FILTERS:
-            pos = _ATTR_FILTERS[node.name]
+        if node.name in _ATTR_FILTERS or node.name in _DISPATCH_FILTERS:
+            pos = _ATTR_FILTERS.get(node.name)
             names = [kw.value for kw in node.kwargs if kw.key == "attribute"]
             if pos is not None and len(node.args) > pos:
                 names.append(node.args[pos])
+            # map('attr', name) / select('attr', ...): the filter named by the first
+            # argument gets the rest; a computed filter name is itself a finding
+            if node.name in _DISPATCH_FILTERS and node.args:
+                first = node.args[0]
+                if not isinstance(first, n.Const):
+                    self.add(node, _describe(first, n), f"{node.name} with a computed filter")
+                elif first.value in _ATTR_FILTERS or first.value == "format":
+                    names.extend(node.args[1:])
             for v in names:
                 if isinstance(v, n.Const) and isinstance(v.value, str):
                     for part in v.value.split("."):

@@ -58,7 +58,7 @@ MAX_NODES = 2_000_000
 #: text that may hold a code-naming key; anything escaped is decoded and judged too
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
           b"class_name", b"chat_template")  # fmt: skip
-_ESCAPE = re.compile(rb"\\[uUxN0-9]")
+_ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
 #: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
 _TARGET_KEYS = frozenset({"_target_", "class_path"})
 _FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})

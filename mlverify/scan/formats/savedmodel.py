@@ -190,8 +190,8 @@ class _Judge:
             self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op runs Python code")
         elif op in table["files"]:
             self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op reaches host files")
-        elif op in table["checkpoint_delete"]:
-            msg = f"the {op} op can delete checkpoint directories (standard savers use it)"
+        elif op in table["checkpoint"]:
+            msg = f"the {op} op writes, reads or deletes checkpoint files (savers use it)"
             self._add(SAVEDMODEL_DANGEROUS_OP, off, op, msg, Severity.LOW)
         else:
             msg = f"the {op[:120]!r} op is not on the compute-op allowlist"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlverify.scan.context import ScanContext
 from mlverify.scan.rules import ZIP_MALFORMED, Rule
-from mlverify.scan.source import FileSource, Source
+from mlverify.scan.source import Source, materialize
 
 RULES: tuple[Rule, ...] = ()
 
@@ -13,10 +13,11 @@ class TarScanner:
     name = "tar"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return len(head) >= 262 and head[257:262] == b"ustar" and isinstance(src, FileSource)
+        return len(head) >= 262 and head[257:262] == b"ustar"
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        assert isinstance(src, FileSource)
+        # a compressed tar (.tar.gz, a gzipped .nemo) is copied out first, bounded
+        src = materialize(src, ctx.limits.max_decompressed)
         ctx.format("tar")
         size = src.size or 0
         off = 0
