@@ -101,7 +101,8 @@ class ConfigScanner:
             return  # neither JSON nor YAML: no loader reads it as a config
         for doc in docs:
             if keras.is_keras_config(doc):
-                ctx.format("keras-config")
+                if not label:  # inside a .keras archive the archive is the format
+                    ctx.format("keras-config")
                 keras.judge(doc, ctx, label, depth, "config")
             judge(doc, ctx, label)
 

@@ -77,7 +77,12 @@ _BAD_BUILTINS = frozenset(
 
 
 def judge_code_member(member: Source, ctx: ScanContext, label: str) -> None:
-    raw = member.open().read(MAX_CODE + 1)
+    try:
+        raw = member.open().read(MAX_CODE + 1)
+    except (ValueError, EOFError, OSError) as e:  # a damaged compressed member
+        msg = f"TorchScript code cannot be read ({type(e).__name__}): not verified"
+        ctx.add(UNSUPPORTED, label, None, "torchscript", msg)
+        return
     if len(raw) > MAX_CODE:
         ctx.add(UNSUPPORTED, label, None, "torchscript", f"code passes {MAX_CODE} bytes")
         return
