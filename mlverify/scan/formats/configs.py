@@ -58,6 +58,7 @@ MAX_NODES = 2_000_000
 #: text that may hold a code-naming key; anything escaped is decoded and judged too
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
           b"class_name", b"chat_template")  # fmt: skip
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
 #: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
 _TARGET_KEYS = frozenset({"_target_", "class_path"})
@@ -69,8 +70,8 @@ def _encoding(head: bytes) -> str | None:
     if not head:
         return None
     enc = json.detect_encoding(head)  # UTF-8/16/32 by BOM or NUL pattern, as json.loads
-    if enc in ("utf-8", "utf-8-sig") and b"\0" in head:
-        return None
+    if enc in ("utf-8", "utf-8-sig") and _CONTROL.search(head):
+        return None  # binary: text has no control bytes but tab, newlines and form feed
     try:
         head.decode(enc)
     except UnicodeDecodeError as e:
