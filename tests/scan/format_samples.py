@@ -668,6 +668,19 @@ def savedmodel_samples(out: Path) -> list[Sample]:
          "MLV901")  # fmt: skip
     save("readfile_in_top_graph", saved_model([_node("r", "ReadFile")], {}), "MLV901")
     save("asset_traversal", saved_model([], {}, assets=("../../../etc/passwd",)), "MLV903")
+    pbtxt = (
+        'saved_model_schema_version: 1\nmeta_graphs {\n  meta_info_def { tags: "serve" }\n'
+        '  graph_def {\n    node { name: "x" op: "Placeholder" }\n'
+        '    library { function { signature { name: "f" }\n'
+        '      node_def { name: "m" op: "MatMul" }\n      node_def { name: "r" op: %s } } }\n'
+        "  }\n}\n"
+    )
+    for name, op, rule in (("text_format_plain", '"Identity"', None),
+                           ("text_format_readfile", "'Read' \"File\"", "MLV901")):  # fmt: skip
+        d = out / name
+        d.mkdir(exist_ok=True)
+        (d / "saved_model.pbtxt").write_text(pbtxt % op)
+        samples.append(Sample("savedmodel", name, d / "saved_model.pbtxt", rule))
     p = out / "readfile_in_deflated_zip.zip"
     p.write_bytes(_zip({"m/saved_model.pb": _tf2_shape([_node("r", "ReadFile")])}))
     samples.append(Sample("savedmodel", "readfile_in_deflated_zip", p, "MLV901"))
@@ -862,6 +875,9 @@ CONFIG_ATTACKS: dict[str, tuple[str, str, str]] = {
                                      'model:\n  ? "_tar\\\n    get_"\n  : os.system\n', "MLV1001"),
     "lightning_cli_class_path": ("config.yaml", "model:\n  class_path: os.system\n"
                                  "  init_args: {command: 'true'}\n", "MLV1001"),
+    "diffusers_custom_component": ("model_index.json", json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
+        "unet": ["my_unet", "MyUNet"], "vae": ["diffusers", "AutoencoderKL"]}), "MLV1002"),
     "trust_remote_code_flag": ("config.json", json.dumps({"trust_remote_code": True}),
                                "MLV1003"),
 }  # fmt: skip
@@ -885,6 +901,12 @@ def config_samples(out: Path) -> list[Sample]:
                                 "optim:\n  _target_: torch.optim.AdamW\n  lr: 0.001\n"
                                 "model:\n  _target_: torch.nn.Linear\n  in_features: 3\n"),
         "plain_yaml": ("params.yaml", "lr: 0.1\nlayers: [1, 2, 3]\nname: run_1\n"),
+        "diffusers_model_index": ("model_index.json", json.dumps({
+            "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
+            "feature_extractor": ["transformers", "CLIPImageProcessor"],
+            "safety_checker": [None, None], "scheduler": ["diffusers", "PNDMScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "unet": ["diffusers", "UNet2DConditionModel"]})),
         "generation_config": ("generation_config.json",
                               json.dumps({"bos_token_id": 1, "do_sample": True})),
     }  # fmt: skip

@@ -40,6 +40,7 @@ SCANNERS: list[FormatScanner] = [
     onnx.OnnxScanner(),
     savedmodel.SavedModelScanner(),
     savedmodel.KerasMetadataScanner(),
+    savedmodel.SavedModelTextScanner(),
     lfs.LfsPointerScanner(),
     configs.ConfigScanner(),
     compressed.CompressedScanner(),

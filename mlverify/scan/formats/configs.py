@@ -57,11 +57,15 @@ MAX_CONFIG = 16 * 1024 * 1024
 MAX_NODES = 2_000_000
 #: text that may hold a code-naming key; anything escaped is decoded and judged too
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
-          b"class_name", b"chat_template")  # fmt: skip
+          b"class_name", b"chat_template", b"_diffusers_version")  # fmt: skip
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
 #: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
 _TARGET_KEYS = frozenset({"_target_", "class_path"})
+#: what diffusers' loader imports by library name (anything else is a file of the repo)
+_DIFFUSERS_LIBRARIES = frozenset(
+    {"diffusers", "transformers", "onnxruntime", "onnxruntime.training", "flax", "torch"}
+)  # fmt: skip
 _FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
 
 
@@ -156,6 +160,8 @@ def judge(doc: Any, ctx: ScanContext, label: str) -> None:
                     _code_ref(str(impl), f"custom pipeline {task}", ctx, label)
             elif key == "chat_template":
                 _chat_templates(value, ctx, label)
+            elif key == "_diffusers_version":
+                _diffusers_components(node, ctx, label)
             elif key in _FLAGS and value is True:
                 ctx.add(CUSTOM_CODE_FLAG, label, None, str(key), f"config sets {key}: true")
 
@@ -171,6 +177,22 @@ def _chat_templates(value: Any, ctx: ScanContext, label: str) -> None:
             if isinstance(item, dict) and isinstance(item.get("template"), str):
                 name = f"chat_template {str(item.get('name'))[:60]}"
                 judge_template(item["template"], name, ctx, label, None)
+
+
+def _diffusers_components(index: dict[Any, Any], ctx: ScanContext, label: str) -> None:
+    """model_index.json: ``component: [library, class]``; a library that is not one diffusers
+    imports itself is a module of the repository (custom components: remote code)."""
+    for name, spec in index.items():
+        if (
+            isinstance(spec, list)
+            and len(spec) == 2
+            and isinstance(spec[0], str)
+            and spec[0] not in _DIFFUSERS_LIBRARIES
+        ):
+            _code_ref(f"{spec[0]}.{spec[1]}", f"diffusers component {name}", ctx, label)
+    cls = index.get("_class_name")
+    if isinstance(cls, list):  # ["module_in_repo", "CustomPipeline"]
+        _code_ref(".".join(str(x) for x in cls), "diffusers pipeline", ctx, label)
 
 
 def _target(value: Any, ctx: ScanContext, label: str) -> None:

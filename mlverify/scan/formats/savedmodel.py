@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 
@@ -105,6 +106,102 @@ class SavedModelScanner:
             ctx.add(UNSUPPORTED, src.label, None, "savedmodel", f"SavedModel is malformed: {e}")
         except pb.DepthExceeded as e:
             ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", str(e))
+
+
+_PBTXT_TOKEN = re.compile(
+    rb"""\s+|\#[^\n]*|(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+    rb"""|(?P<word>[A-Za-z0-9_.+\-\[\]/]+)|(?P<punct>[{}<>:,;])"""
+)
+_PBTXT_START = re.compile(rb"\A(?:\s|\#[^\n]*\n)*(saved_model_schema_version|meta_graphs)\b")
+MAX_PBTXT = 256 * 1024 * 1024
+
+
+def _unquote(tok: bytes) -> str:
+    body = tok[1:-1]
+    try:
+        return body.decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return body.decode("utf-8", "replace")
+
+
+def pbtxt_fields(raw: bytes) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(path of field names, scalar value) of a protobuf text-format message.
+
+    The grammar text_format reads: ``name: value``, ``name { ... }`` / ``name: < ... >``,
+    ``name: [v, v]`` lists, ``#`` comments, adjacent string literals concatenated.
+    """
+    path: list[str] = []
+    pending: str | None = None  # a field name waiting for its value
+    value: str | None = None
+    for m in _PBTXT_TOKEN.finditer(raw):
+        if m.lastgroup is None:
+            continue
+        tok = m.group(m.lastgroup)
+        if m.lastgroup == "str":
+            value = (value or "") + _unquote(tok) if pending is not None else None
+            continue
+        if value is not None and pending is not None:
+            yield (*path, pending), value
+            value = None
+            if tok not in (b",", b"]"):
+                pending = None
+        if m.lastgroup == "punct":
+            if tok in (b"{", b"<"):
+                if pending is None:
+                    raise ValueError(f"a message without a field name at byte {m.start()}")
+                if len(path) >= 100:
+                    raise ValueError("text-format messages nest deeper than 100")
+                path.append(pending)
+                pending = None
+            elif tok in (b"}", b">"):
+                if not path:
+                    raise ValueError(f"unbalanced {tok.decode()} at byte {m.start()}")
+                path.pop()
+                pending = None
+            continue
+        word = tok.decode("ascii", "replace")
+        if pending is not None and word not in ("[", "]"):
+            if word.startswith("["):
+                continue  # a list: values follow
+            yield (*path, pending), word
+            pending = None
+        else:
+            pending = word.strip("[]") or pending
+    if value is not None and pending is not None:
+        yield (*path, pending), value
+    if path:
+        raise ValueError("the text-format message is not closed")
+
+
+class SavedModelTextScanner:
+    """``saved_model.pbtxt``: TF loads the text form when there is no binary one."""
+
+    name = "savedmodel-text"
+
+    def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        return bool(_PBTXT_START.match(head))
+
+    def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        ctx.format("tf-savedmodel")
+        raw = src.open().read(MAX_PBTXT + 1)
+        if len(raw) > MAX_PBTXT:
+            ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", f"passes {MAX_PBTXT} bytes")
+            return
+        judge = _Judge(ctx, src.label)
+        try:
+            for path, value in pbtxt_fields(raw):
+                name = path[-1]
+                parent = path[-2] if len(path) > 1 else ""
+                if name == "op" and parent in ("node", "node_def"):
+                    judge.visit("tensorflow.NodeDef", {2: [value]}, 0, "", 0)
+                elif name == "key" and parent == "attr":
+                    judge.visit("tensorflow.NodeDef.AttrEntry", {1: [value]}, 0, "", 0)
+                elif name == "s" and parent == "value":
+                    judge.visit("tensorflow.AttrValue", {2: [value]}, 0, "", 0)
+                elif name == "filename" and parent == "asset_file_def":
+                    judge.visit("tensorflow.AssetFileDef", {2: [value]}, 0, "", 0)
+        except ValueError as e:
+            ctx.add(UNSUPPORTED, src.label, None, "savedmodel", f"saved_model.pbtxt: {e}")
 
 
 def looks_like_keras_metadata(src: Source) -> bool:
