@@ -280,6 +280,13 @@ def hdf5_samples(out: Path) -> list[Sample]:
         f.attrs["note"] = "plain data"
 
     h5("plain_data", data, None)
+
+    def cycle(f: Any) -> None:  # a hard-link cycle: walked once, not forever
+        g = f.create_group("a/b")
+        g["x"] = np.zeros(3)
+        g["up"] = f["/"]
+
+    h5("hard_link_cycle", cycle, None)
     # what tf.keras 2 writes (no "module" keys; TF 2.11+ optimizer names), as data
     keras2 = {
         "class_name": "Sequential",

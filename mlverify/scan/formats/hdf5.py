@@ -111,33 +111,30 @@ def _walk(f: Any, h5py: Any, ctx: ScanContext, label: str, depth: int) -> None:
             if raw is not None and not keras.judge_text(raw, ctx, label, depth, attr):
                 msg = f"the {attr} attribute is not JSON: not verified"
                 ctx.add(UNSUPPORTED, label, None, attr, msg)
-    stack: list[tuple[str, Any]] = [("/", f)]
+    # H5Lvisit: every link once, hard-link cycles included (a cycle is not walked twice)
     seen = 0
-    while stack:
-        path, group = stack.pop()
-        for name in group:
-            seen += 1
-            if seen > MAX_OBJECTS:
-                msg = f"HDF5 file has over {MAX_OBJECTS} objects; the rest was not checked"
-                ctx.add(RESOURCE_LIMIT, label, None, "hdf5", msg)
-                return
-            child = f"{path.rstrip('/')}/{name}"
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                _external(ctx, label, child, f"external link to {link.filename!r}")
-                continue
-            if isinstance(link, h5py.SoftLink):
-                continue
-            obj = group.get(name)
-            if isinstance(obj, h5py.Group):
-                stack.append((child, obj))
-            elif isinstance(obj, h5py.Dataset):
+
+    def visit(name: str, link: Any) -> bool | None:
+        nonlocal seen
+        seen += 1
+        if seen > MAX_OBJECTS:
+            msg = f"HDF5 file has over {MAX_OBJECTS} links; the rest was not checked"
+            ctx.add(RESOURCE_LIMIT, label, None, "hdf5", msg)
+            return True  # stops the visit
+        if isinstance(link, h5py.ExternalLink):
+            _external(ctx, label, name, f"external link to {link.filename!r}")
+        elif isinstance(link, h5py.HardLink):
+            obj = f.get(name)
+            if isinstance(obj, h5py.Dataset):
                 if obj.external:
                     files = ", ".join(repr(e[0]) for e in obj.external[:3])
-                    _external(ctx, label, child, f"external storage in {files}")
+                    _external(ctx, label, name, f"external storage in {files}")
                 if obj.is_virtual:
                     files = ", ".join(repr(m.file_name) for m in obj.virtual_sources()[:3])
-                    _external(ctx, label, child, f"virtual dataset mapping {files}")
+                    _external(ctx, label, name, f"virtual dataset mapping {files}")
+        return None
+
+    f.visititems_links(visit)
 
 
 def _attr_bytes(f: Any, attr: str, ctx: ScanContext, label: str) -> bytes | None:

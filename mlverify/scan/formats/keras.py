@@ -219,8 +219,9 @@ def _judge_object(
                 verdict = ctx.policy.is_dangerous_target(f"builtins.{inner}")
                 if verdict.kind == "deny":
                     _unsafe(ctx, label, f"builtins.{inner}", "a Python builtin", what)
-                else:
-                    _external(ctx, label, inner[:200], "a function outside Keras", what)
+                else:  # resolved among Keras's functions, then registered custom ones
+                    why = "a registered custom function"
+                    _external(ctx, label, inner[:200], why, what, Severity.MEDIUM)
             return
         class_name = inner
     if module is None:
