@@ -828,6 +828,22 @@ def torchscript_samples(out: Path) -> list[Sample]:
     lstm = torch.jit.script(torch.nn.LSTM(3, 4, batch_first=True))
     torch.jit.save(lstm, out / "real_lstm.pt")
     samples.append(Sample("torchscript", "real_lstm", out / "real_lstm.pt", None))
+
+    class Forked(torch.nn.Module):  # async tasks, an exported method, a module attribute
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = 2.0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            fut = torch.jit.fork(torch.relu, x)
+            return torch.jit.wait(fut) * self.scale + self.helper(x)
+
+        @torch.jit.export
+        def helper(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.softmax(x.view(-1), dim=0).view(x.shape)
+
+    torch.jit.save(torch.jit.script(Forked()), out / "real_forked.pt")
+    samples.append(Sample("torchscript", "real_forked", out / "real_forked.pt", None))
     traced = torch.jit.trace(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(-1)),
                              torch.ones(1, 4))  # fmt: skip
     torch.jit.save(traced, out / "real_traced.pt")

@@ -60,10 +60,8 @@ _DANGEROUS = frozenset(
      "_c10d_functional", "c10d_functional", "distributed", "_distributed_c10d", "system",
      "popen", "spawn",
      "exec", "eval", "compile", "__import__", "__builtins__", "__globals__", "getattr",
-     "setattr", "import_module", "load_library", "_dlopen", "subprocess", "os", "sys",
-     "fork", "_fork", "wait"}
+     "setattr", "import_module", "load_library", "_dlopen", "subprocess", "os", "sys"}
 )  # fmt: skip
-_SAFE_JIT = frozenset({"fork", "wait", "_fork", "_wait"})  # torch.jit.fork: in-process tasks
 _INTERNAL_DUNDERS = frozenset(
     {"__class__", "__globals__", "__builtins__", "__import__", "__subclasses__", "__mro__",
      "__bases__", "__base__", "__dict__", "__code__", "__getattribute__", "__reduce__",
@@ -165,8 +163,6 @@ def _judge(ref: str, method: str, line: int, ctx: ScanContext, label: str) -> No
         hit = set(_BAD_BUILTINS.intersection(parts)) | set(_INTERNAL_DUNDERS.intersection(parts))
     elif parts[0] in _GLOBAL_ROOTS:
         hit = set(_DANGEROUS.intersection(parts[1:]))
-        if parts[:2] == ["torch", "jit"]:
-            hit -= _SAFE_JIT
     else:  # a local value or self: only Python internals matter
         hit = set(_INTERNAL_DUNDERS.intersection(parts))
     if hit:
