@@ -82,18 +82,21 @@ class Context:
             return False
         found = False
         for scanner in SCANNERS:
-            if not scanner.detect(head, src, deep):
-                continue
-            found = True
             try:
+                if not scanner.detect(head, src, deep):
+                    continue
+                found = True
                 scanner.scan(src, self, depth)
             except LimitExceeded as e:
+                found = True
                 self.add(RESOURCE_LIMIT, src.label, None, scanner.name, str(e))
             except (RecursionError, MemoryError, ValueError, KeyError, IndexError, TypeError,
                     AttributeError, struct.error, zlib.error, EOFError) as e:  # fmt: skip
                 if os.environ.get("MLVERIFY_DEBUG"):
                     raise
-                # a scanner bug or an input it cannot take: never a silent pass
+                # a scanner bug or an input it cannot take (when detecting or scanning):
+                # never a silent pass
+                found = True
                 self.add(
                     UNSUPPORTED, src.label, None, scanner.name,
                     f"the {scanner.name} scanner could not read this content "

@@ -92,7 +92,11 @@ class ConfigScanner:
             return False
         if src.size is not None and src.size > MAX_CONFIG:
             return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
-        text = src.open().read(MAX_CONFIG).decode(enc, "replace").encode("utf-8", "replace")
+        try:
+            raw = src.open().read(MAX_CONFIG)
+        except (ValueError, EOFError, OSError):
+            return False  # a damaged compressed member: what no loader reads either
+        text = raw.decode(enc, "replace").encode("utf-8", "replace")
         return any(h in text for h in _HINTS) or bool(_ESCAPE.search(text))
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
