@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mlverify.scan.formats as formats_pkg
 from mlverify.scan.formats import SCANNERS, catalogue
 from mlverify.scan.rules import CORE
@@ -69,3 +71,20 @@ def test_importing_the_scanner_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_detector_failure_is_unsupported_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlverify.scan import scan_file
+    from mlverify.scan.formats import configs
+
+    def boom(self: object, head: bytes, src: object, deep: bool) -> bool:
+        raise ValueError("detector bug")
+
+    monkeypatch.setattr(configs.ConfigScanner, "detect", boom)
+    p = tmp_path / "config.json"
+    p.write_text('{"a": 1}')
+    report = scan_file(p)
+    assert report.status.value == "unsupported"
+    assert [f.rule_id for f in report.findings] == ["MLV301"]
