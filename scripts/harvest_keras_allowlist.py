@@ -40,7 +40,9 @@ NEVER = ("keras.layers.Lambda", "keras.layers.TorchModuleWrapper", "keras.layers
          "keras.layers.JaxLayer", "keras.layers.FlaxLayer")  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     import keras
     from keras.src import api_export
     from keras.src.saving.keras_saveable import KerasSaveable
@@ -82,7 +84,10 @@ def main() -> None:
         # tf.keras 2 names its legacy loader maps onto these classes (mixed precision)
         "keras2_names": ["Policy"],
     }
-    out = Path(__file__).resolve().parents[1] / "mlverify/scan/data/keras_allowlist.json"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = Path(__file__).resolve().parents[1] / "mlverify/scan/data/keras_allowlist.json"
+    ap.add_argument("--out", type=Path, default=default)
+    out = ap.parse_args(argv).out
     out.write_text(json.dumps(doc, indent=0) + "\n")
     print(f"{out}: {len(public)} public, {len(internal)} internal, {len(functions)} functions")
 

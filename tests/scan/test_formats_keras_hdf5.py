@@ -89,3 +89,32 @@ def test_config_json_that_is_not_keras_is_not_judged_as_keras(tmp_path: Path) ->
     p = tmp_path / "config.json"
     p.write_text(json.dumps({"model_type": "bert", "hidden_size": 8, "path": "/abs/where"}))
     assert scan_file(p).findings == ()
+
+
+@pytest.mark.slow
+def test_the_shipped_allowlist_is_what_the_installed_keras_gives(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    keras = pytest.importorskip("keras")
+    shipped = json.loads(
+        (Path(__file__).parents[2] / "mlverify/scan/data/keras_allowlist.json").read_text()
+    )
+    if shipped["keras_version"] != keras.__version__:
+        pytest.skip(f"allowlist harvested from Keras {shipped['keras_version']}")
+    out = tmp_path / "allow.json"
+    script = Path(__file__).parents[2] / "scripts/harvest_keras_allowlist.py"
+    subprocess.run([sys.executable, str(script), "--out", str(out)], check=True,
+                   capture_output=True, env={**__import__("os").environ,
+                                             "KERAS_BACKEND": "torch"})  # fmt: skip
+    assert json.loads(out.read_text()) == shipped
+    # nothing that runs code or reads files is on it
+    refs = set(shipped["public"]) | set(shipped["internal"])
+    for bad in (
+        "keras.layers.Lambda",
+        "keras.layers.TorchModuleWrapper",
+        "keras.utils.get_file",
+        "keras.config.enable_unsafe_deserialization",
+        "keras.saving.load_model",
+    ):
+        assert bad not in refs
