@@ -707,6 +707,9 @@ def savedmodel_samples(out: Path) -> list[Sample]:
     dense = {"name": "dense", "class_name": "Dense", "config": {"units": 2}, "trainable": True}
     lam = {"name": "lambda", "class_name": "Lambda",
            "config": {"function": ["4wEAAAAA", None, None], "function_type": "lambda"}}  # fmt: skip
+    obj_graph = _pf(1, _pf(4, _pf(1, b"_tf_keras_layer") + _pf(3, json.dumps(lam).encode())))
+    sm = _pf(1, 1) + _pf(2, _pf(1, _pf(4, b"serve")) + _pf(7, obj_graph))
+    save("object_graph_keras_lambda", sm, "MLV501")
     for name, layers, rule in (("keras_metadata_plain", [dense], None),
                                ("keras_metadata_lambda", [dense, lam], "MLV501")):  # fmt: skip
         d = out / name

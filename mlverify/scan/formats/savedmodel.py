@@ -59,7 +59,15 @@ _ATTRS = {1: "tensorflow.ListValue", 2: "string", 10: "tensorflow.NameAttrList"}
 #: the part of the SavedModel schema (tensorflow/core/protobuf/*.proto) that holds ops
 SCHEMA: pb.Schema = {
     "tensorflow.SavedModel": {2: "tensorflow.MetaGraphDef"},
-    "tensorflow.MetaGraphDef": {2: "tensorflow.GraphDef", 6: "tensorflow.AssetFileDef"},
+    "tensorflow.MetaGraphDef": {
+        2: "tensorflow.GraphDef",
+        6: "tensorflow.AssetFileDef",
+        7: "tensorflow.SavedObjectGraph",
+    },
+    # Keras 2 kept each layer's JSON config in the object graph too (user_object.metadata)
+    "tensorflow.SavedObjectGraph": {1: "tensorflow.SavedObject"},
+    "tensorflow.SavedObject": {4: "tensorflow.SavedUserObject"},
+    "tensorflow.SavedUserObject": {1: "string", 3: "blob"},
     "tensorflow.AssetFileDef": {2: "string"},
     "tensorflow.GraphDef": {1: "tensorflow.NodeDef", 2: "tensorflow.FunctionDefLibrary"},
     "tensorflow.FunctionDefLibrary": {1: "tensorflow.FunctionDef"},
@@ -99,7 +107,7 @@ class SavedModelScanner:
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         src = materialize(src, ctx.limits.max_decompressed)
         ctx.format("tf-savedmodel")
-        judge = _Judge(ctx, src.label)
+        judge = _Judge(ctx, src.label, depth)
         try:
             pb.walk(src, SCHEMA, "tensorflow.SavedModel", judge.visit)
         except pb.Malformed as e:
@@ -254,9 +262,10 @@ class KerasMetadataScanner:
 
 
 class _Judge:
-    def __init__(self, ctx: ScanContext, label: str) -> None:
+    def __init__(self, ctx: ScanContext, label: str, depth: int = 0) -> None:
         self.ctx = ctx
         self.label = label
+        self.depth = depth
         self.op = ""
         self.attr = ""
         self.reported: set[str] = set()
@@ -272,6 +281,14 @@ class _Judge:
             stream = s.get(2, [""])[-1]
             if self.attr == "output_stream" and stream.startswith("file://"):
                 self._add(SAVEDMODEL_DANGEROUS_OP, off, "PrintV2", f"PrintV2 writes to {stream!r}")
+        elif typ == "tensorflow.SavedUserObject":
+            ident = s.get(1, [""])[-1]
+            for meta in s.get(3, []):
+                if ident.startswith("_tf_keras") and meta.lstrip().startswith("{"):
+                    from mlverify.scan.formats import keras
+
+                    what = f"{ident} metadata"
+                    keras.judge_text(meta.encode(), self.ctx, self.label, self.depth, what)
         elif typ == "tensorflow.AssetFileDef":
             for name in s.get(2, []):
                 norm = name.replace("\\", "/")
