@@ -242,7 +242,34 @@ def _real_keras(out: Path) -> list[Sample]:
     emb = keras.layers.Embedding(50, 4, mask_zero=True)(ids)
     gru = keras.layers.Bidirectional(keras.layers.GRU(3))(emb)
     lookup_model = keras.Model(ids, keras.layers.Dense(2)(gru))
-    for name, model in (("sequential", seq), ("functional", functional),
+    layers = keras.layers
+    img = keras.Input((16, 16, 3))
+    y = layers.Rescaling(1 / 255.0)(img)
+    y = layers.RandomFlip("horizontal")(y)
+    y = layers.Resizing(8, 8)(y)
+    y = layers.Normalization(mean=0.5, variance=0.25)(y)
+    y = layers.Conv2D(4, 3, padding="same", activation="swish",
+                      kernel_constraint=keras.constraints.MaxNorm(2))(y)  # fmt: skip
+    y = layers.SeparableConv2D(4, 3, padding="same")(y)
+    y = layers.GroupNormalization(2)(y)
+    y = layers.MaxPooling2D()(y)
+    y = layers.Conv2DTranspose(4, 3, strides=2, padding="same")(y)
+    y = layers.Reshape((64, 4))(y)
+    y = layers.GRU(4, return_sequences=True)(y)
+    y = layers.UnitNormalization()(y)
+    y = layers.Dense(4, activation=keras.activations.gelu,
+                     kernel_regularizer=keras.regularizers.L1L2(0.01, 0.01))(y)  # fmt: skip
+    y = layers.GlobalAveragePooling1D()(y)
+    y = layers.PReLU()(y)
+    y = layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.Orthogonal(),
+                     bias_initializer=keras.initializers.Constant(0.1))(y)  # fmt: skip
+    many = keras.Model(img, y)
+    many.compile(
+        optimizer=keras.optimizers.RMSprop(keras.optimizers.schedules.CosineDecay(0.01, 100)),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseTopKCategoricalAccuracy(2)],
+    )
+    for name, model in (("many_layers", many), ("sequential", seq), ("functional", functional),
                         ("embedding", lookup_model)):  # fmt: skip
         p = out / f"real_{name}.keras"
         model.save(p)
