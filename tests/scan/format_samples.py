@@ -768,6 +768,28 @@ def gguf_bytes(templates: dict[str, str], version: int = 3) -> bytes:
     return header + b"\0" * pad + b"\0" * 48
 
 
+def _write_gguf(path: Path, templates: dict[str, str]) -> None:
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny")
+    w.add_context_length(128)
+    w.add_block_count(1)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<s>", "</s>", "a"])
+    w.add_token_scores([0.0, 0.0, 0.0])
+    w.add_chat_template(templates["default"])
+    named = [{"name": k, "template": v} for k, v in templates.items() if k != "default"]
+    if named:  # written as tokenizer.chat_template.<name> plus the tokenizer.chat_templates list
+        w.add_chat_template([*named, {"name": "default", "template": templates["default"]}])
+    w.add_tensor("token_embd.weight", np.zeros((3, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def gguf_samples(out: Path) -> list[Sample]:
     from tests.scan.chat_templates import ATTACKS, BENIGN
 
@@ -791,6 +813,16 @@ def gguf_samples(out: Path) -> list[Sample]:
         p = out / f"{name}.gguf"
         p.write_bytes(gguf_bytes({"tokenizer.chat_template": tmpl}))
         samples.append(Sample("gguf", name, p, "MLV601"))
+    if _importable("gguf"):  # files written by llama.cpp's own gguf writer
+        for name, templates, rule in (
+            ("real_gguf_writer", {"default": BENIGN["llama-3.1-tools"],
+                                  "tool_use": BENIGN["qwen2.5-tools"]}, None),
+            ("gguf_writer_named_payload", {"default": BENIGN["gemma"],
+                                           "rag": ATTACKS["lipsum_globals"]}, "MLV601"),
+        ):  # fmt: skip
+            p = out / f"{name}.gguf"
+            _write_gguf(p, templates)
+            samples.append(Sample("gguf", name, p, rule))
     # the payload hidden in a named template behind a benign default one
     p = out / "named_template_payload.gguf"
     p.write_bytes(
