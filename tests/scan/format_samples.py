@@ -584,6 +584,10 @@ def onnx_samples(out: Path) -> list[Sample]:
     e = dup.graph.initializer[0].external_data.add()
     e.key, e.value = "location", loc  # the last entry wins in the runtime
     save("ext_duplicate_location", dup, "MLV701")
+    # fields of another wire type are unknown fields to protobuf: they must not hide a model
+    raw = evil.SerializeToString()
+    save("ext_ir_version_also_bytes", evil, "MLV701", raw + _pf(1, b"x"))
+    save("ext_graph_also_varint", evil, "MLV701", raw + _pf(7, 5))
     p = out / "ext_in_deflated_zip.zip"
     p.write_bytes(_zip({"model/model.onnx": evil.SerializeToString()}))
     samples.append(Sample("onnx", "ext_in_deflated_zip", p, "MLV701"))
@@ -701,6 +705,11 @@ def savedmodel_samples(out: Path) -> list[Sample]:
     save("readfile_reordered_nonminimal", reorder_fields(_tf2_shape([_node("r", "ReadFile")])),
          "MLV901")  # fmt: skip
     save("readfile_in_top_graph", saved_model([_node("r", "ReadFile")], {}), "MLV901")
+    # TF parses unknown fields and does not need the schema version: neither hides the graph
+    evil = _tf2_shape([_node("r", "ReadFile")])
+    save("readfile_unknown_field", evil + _pf(99, b"padding"), "MLV901")
+    save("readfile_no_version", evil[len(_pf(1, 1)) :], "MLV901")
+    save("readfile_onnx_graph_field", evil + _pf(7, b"\x0a\x00"), "MLV901")
     save("asset_traversal", saved_model([], {}, assets=("../../../etc/passwd",)), "MLV903")
     pbtxt = (
         'saved_model_schema_version: 1\nmeta_graphs {\n  meta_info_def { tags: "serve" }\n'

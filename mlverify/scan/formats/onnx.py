@@ -82,9 +82,11 @@ def looks_like_onnx(src: Source) -> bool:
     if not isinstance(src, FileSource) or not src.size:
         return False
     seen = pb.top_level(src)
-    if seen is None or seen.get(_MODEL_GRAPH) != {2}:
+    if seen is None or 2 not in seen.get(_MODEL_GRAPH, set()):
         return False
-    return seen.get(1, {0}) == {0}  # ir_version, when present, is a varint
+    # the runtime needs an ir_version varint; other wire types of a field are unknown
+    # fields to protobuf, skipped (so they cannot hide the file)
+    return 0 in seen.get(1, {0})
 
 
 class OnnxScanner:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from mlverify.scan.context import ScanContext
 from mlverify.scan.formats import _protobuf as pb
@@ -88,12 +89,58 @@ def ops() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in data.items() if isinstance(v, list)}
 
 
-def looks_like_savedmodel(src: Source) -> bool:
-    """A whole message of (schema version varint, meta graphs): what TF writes."""
+def savedmodel_shape(src: Source) -> str | None:
+    """ "strong": what TF writes (schema version varint, meta graphs, no ONNX graph);
+    "weak": any message with meta graphs whose first one opens like a MetaGraphDef (TF
+    also loads a SavedModel without the version, or with unknown fields); else None."""
     if not isinstance(src, FileSource) or not src.size:
-        return False
+        return None
     seen = pb.top_level(src)
-    return seen is not None and seen.get(2) == {2} and seen.get(1) == {0} and len(seen) == 2
+    if seen is None or 2 not in seen.get(2, set()):
+        return None
+    if 1 in seen and 0 not in seen[1]:
+        return None  # field 1 is no varint: another schema (sentencepiece, ...)
+    if 0 in seen.get(1, set()) and 7 not in seen:
+        return "strong"
+    wire = pb.Wire(src, window=4096)
+    try:
+        for num, wt, off, ln in wire.fields(0, wire.size):
+            if num == 2 and wt == 2:
+                first = next(wire.fields(off, off + ln), None)
+                return "weak" if first is not None and first[:2] in ((1, 2), (2, 2)) else None
+    except pb.Malformed:
+        return None
+    return None
+
+
+def looks_like_savedmodel(src: Source) -> bool:
+    return savedmodel_shape(src) is not None
+
+
+class _Buffered:
+    """A ScanContext that keeps findings until the walk is known to be a SavedModel."""
+
+    def __init__(self, ctx: ScanContext) -> None:
+        self.inner = ctx
+        self.path, self.limits, self.policy = ctx.path, ctx.limits, ctx.policy
+        self.held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.nodes = 0
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.held.append((args, kwargs))
+
+    def format(self, name: str) -> None:
+        self.inner.format(name)
+
+    def scan(self, src: Source, depth: int, *, deep: bool = True) -> bool:
+        return self.inner.scan(src, depth, deep=deep)
+
+    def nested(self, parent: Source, depth: int) -> Any:
+        return self.inner.nested(parent, depth)
+
+    def flush(self) -> None:
+        for args, kwargs in self.held:
+            self.inner.add(*args, **kwargs)
 
 
 class SavedModelScanner:
@@ -102,18 +149,32 @@ class SavedModelScanner:
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
         if not isinstance(src, FileSource):  # a compressed member: the opening TF writes
             return head[:3] == b"\x08\x01\x12"
-        return pb.first_key(head) in ((1, 0), (2, 2)) and looks_like_savedmodel(src)
+        return looks_like_savedmodel(src)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         src = materialize(src, ctx.limits.max_decompressed)
-        ctx.format("tf-savedmodel")
-        judge = _Judge(ctx, src.label, depth)
+        if savedmodel_shape(src) != "weak":
+            ctx.format("tf-savedmodel")
+            judge = _Judge(ctx, src.label, depth)
+            try:
+                pb.walk(src, SCHEMA, "tensorflow.SavedModel", judge.visit)
+            except pb.Malformed as e:
+                msg = f"SavedModel is malformed: {e}"
+                ctx.add(UNSUPPORTED, src.label, None, "savedmodel", msg)
+            except pb.DepthExceeded as e:
+                ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", str(e))
+            return
+        # weak: judged only if it parses as a SavedModel with nodes (else it is another
+        # protobuf, which TF could not load either)
+        held = _Buffered(ctx)
+        judge = _Judge(held, src.label, depth)
         try:
             pb.walk(src, SCHEMA, "tensorflow.SavedModel", judge.visit)
-        except pb.Malformed as e:
-            ctx.add(UNSUPPORTED, src.label, None, "savedmodel", f"SavedModel is malformed: {e}")
-        except pb.DepthExceeded as e:
-            ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", str(e))
+        except (pb.Malformed, pb.DepthExceeded):
+            return
+        if judge.nodes:
+            ctx.format("tf-savedmodel")
+            held.flush()
 
 
 _PBTXT_TOKEN = re.compile(
@@ -266,6 +327,7 @@ class _Judge:
         self.ctx = ctx
         self.label = label
         self.depth = depth
+        self.nodes = 0
         self.op = ""
         self.attr = ""
         self.reported: set[str] = set()
@@ -273,6 +335,7 @@ class _Judge:
     def visit(self, typ: str, s: dict[int, list[str]], off: int, parent: str, pfield: int) -> None:
         # messages are visited depth first: a node's attributes follow the node
         if typ == "tensorflow.NodeDef":
+            self.nodes += 1
             self.op = s.get(2, [""])[-1]
             self._op(self.op, off)
         elif typ == "tensorflow.NodeDef.AttrEntry":
