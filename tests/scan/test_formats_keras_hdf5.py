@@ -118,3 +118,11 @@ def test_the_shipped_allowlist_is_what_the_installed_keras_gives(tmp_path: Path)
         "keras.saving.load_model",
     ):
         assert bad not in refs
+
+
+def test_a_file_that_crashes_the_hdf5_library_is_unsupported() -> None:
+    # found by mutating a real h5py file: libhdf5 dies with SIGSEGV on it; the library
+    # runs in a child process, so the scan reports it instead of dying
+    vector = Path(__file__).parent / "data" / "hdf5_segfaults_libhdf5.h5"
+    report = scan_file(vector)
+    assert report.status.value == "unsupported" and rules(report) == {"MLV301"}

@@ -1,7 +1,8 @@
 """HDF5 (Keras 2 / legacy ``.h5`` models, ``model.weights.h5``, plain weight files).
 
-Read with ``h5py`` (the HDF5 library): attributes, link kinds and dataset layouts only,
-never data, never a filter or plugin call. A ``model_config`` (and ``training_config``)
+Read with ``h5py`` (the HDF5 library) in a child process (``_h5probe.py``: the library
+can crash on hostile files): attributes, link kinds and dataset layouts only, never data,
+never a filter or plugin call. A ``model_config`` (and ``training_config``)
 attribute is JSON-decoded and judged as Keras (``formats/keras.py``). An HDF5 file
 without one is data. External links, external raw storage and virtual datasets make a
 reader open other files of the loading host: findings.
@@ -9,7 +10,9 @@ reader open other files of the loading host: findings.
 
 from __future__ import annotations
 
-import io
+import base64
+import json
+import os
 from typing import Any
 
 from mlverify.scan.context import ScanContext
@@ -30,8 +33,6 @@ RULES = (HDF5_EXTERNAL_FILE,)
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_OBJECTS = 1_000_000
-MAX_ATTR = keras.MAX_CONFIG
-_CONFIG_ATTRS = ("model_config", "training_config")
 
 
 def signature_offset(head: bytes, src: Source) -> int | None:
@@ -50,33 +51,7 @@ def signature_offset(head: bytes, src: Source) -> int | None:
         off = 512 if off == 0 else off * 2
 
 
-class _Window(io.RawIOBase):
-    """A read-only file object over a ``FileSource`` (what h5py's fileobj driver needs)."""
-
-    def __init__(self, src: FileSource) -> None:
-        self._src = src
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        size = self._src.size or 0
-        base = {0: 0, 1: self._pos, 2: size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, b: Any) -> int:
-        data = self._src.read_at(self._pos, len(b))
-        b[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+PROBE_TIMEOUT = 120  # seconds for the HDF5 library to read one file's metadata
 
 
 class Hdf5Scanner:
@@ -86,70 +61,73 @@ class Hdf5Scanner:
         return signature_offset(head, src) is not None
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        try:
-            import h5py
-        except ImportError:
+        label = src.label
+        facts = _probe(src, ctx)
+        if "error" in facts:
             ctx.format("hdf5")
-            msg = "HDF5 file: h5py is not installed, contents not verified (pip install h5py)"
-            ctx.add(UNSUPPORTED, src.label, 0, "hdf5", msg)
+            what = "h5py" if facts.get("missing") else "the HDF5 library"
+            msg = f"HDF5 file: {what} could not read it ({facts['error']}): not verified"
+            ctx.add(UNSUPPORTED, label, None, "hdf5", msg)
             return
-        fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
-        try:
-            with h5py.File(_Window(fsrc), "r") as f:
-                _walk(f, h5py, ctx, src.label, depth)
-        except (OSError, RuntimeError, KeyError, ValueError) as e:
-            ctx.format("hdf5")
-            msg = f"HDF5 structure cannot be read ({type(e).__name__}: {str(e)[:120]})"
-            ctx.add(UNSUPPORTED, src.label, None, "hdf5", msg)
-
-
-def _walk(f: Any, h5py: Any, ctx: ScanContext, label: str, depth: int) -> None:
-    for attr in _CONFIG_ATTRS:
-        if attr in f.attrs:
+        for attr, why in facts["config_errors"].items():
             ctx.format("keras-h5")
-            raw = _attr_bytes(f, attr, ctx, label)
-            if raw is not None and not keras.judge_text(raw, ctx, label, depth, attr):
+            ctx.add(RESOURCE_LIMIT, label, None, attr, f"the {attr} attribute {why}")
+        for attr, b64 in facts["configs"].items():
+            ctx.format("keras-h5")
+            raw = base64.b64decode(b64)
+            if not keras.judge_text(raw, ctx, label, depth, attr):
                 msg = f"the {attr} attribute is not JSON: not verified"
                 ctx.add(UNSUPPORTED, label, None, attr, msg)
-    # H5Lvisit: every link once, hard-link cycles included (a cycle is not walked twice)
-    seen = 0
-
-    def visit(name: str, link: Any) -> bool | None:
-        nonlocal seen
-        seen += 1
-        if seen > MAX_OBJECTS:
+        for name, what in facts["external"]:
+            _external(ctx, label, name, what)
+        if facts["too_many"]:
             msg = f"HDF5 file has over {MAX_OBJECTS} links; the rest was not checked"
             ctx.add(RESOURCE_LIMIT, label, None, "hdf5", msg)
-            return True  # stops the visit
-        if isinstance(link, h5py.ExternalLink):
-            _external(ctx, label, name, f"external link to {link.filename!r}")
-        elif isinstance(link, h5py.HardLink):
-            obj = f.get(name)
-            if isinstance(obj, h5py.Dataset):
-                if obj.external:
-                    files = ", ".join(repr(e[0]) for e in obj.external[:3])
-                    _external(ctx, label, name, f"external storage in {files}")
-                if obj.is_virtual:
-                    files = ", ".join(repr(m.file_name) for m in obj.virtual_sources()[:3])
-                    _external(ctx, label, name, f"virtual dataset mapping {files}")
-        return None
-
-    f.visititems_links(visit)
 
 
-def _attr_bytes(f: Any, attr: str, ctx: ScanContext, label: str) -> bytes | None:
-    a = f.attrs.get_id(attr)
-    if a.get_storage_size() > MAX_ATTR:
-        ctx.add(RESOURCE_LIMIT, label, None, attr, f"the {attr} attribute passes {MAX_ATTR} bytes")
-        return None
-    value = f.attrs[attr]
-    if hasattr(value, "tobytes") and not isinstance(value, (bytes, str)):
-        value = value.item() if getattr(value, "shape", None) == () else value.tobytes()
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode()
+def _probe(src: Source, ctx: ScanContext) -> dict[str, Any]:
+    """Run ``_h5probe`` on the source in a child process (a crash there is a finding)."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+
+    try:
+        found = importlib.util.find_spec("h5py") is not None
+    except (ValueError, ImportError):  # a module set to None (blocked) counts as missing
+        found = False
+    if not found:
+        return {"error": "h5py is not installed (pip install h5py)", "missing": True}
+    fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
+    name = getattr(fsrc.f, "name", None)
+    tmp = None
+    if isinstance(name, str) and os.path.isfile(name):
+        path, base = name, fsrc.base
+    else:  # in memory or spooled: a private copy for the child
+        tmp = tempfile.NamedTemporaryFile(prefix="mlverify-h5-", delete=False)  # noqa: SIM115
+        with tmp:
+            stream = fsrc.open()
+            while chunk := stream.read(1 << 20):
+                tmp.write(chunk)
+        path, base = tmp.name, 0
+    # the probe runs as a script: only the standard library and h5py are imported there
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_h5probe.py")
+    cmd = [sys.executable, script, path, str(base), str(fsrc.size)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no answer within {PROBE_TIMEOUT} s"}
+    finally:
+        if tmp is not None:
+            os.unlink(tmp.name)
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        return {"error": f"the reader died ({how})"}
+    try:
+        facts: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError:
+        return {"error": "the reader gave no answer"}
+    return facts
 
 
 def _external(ctx: ScanContext, label: str, path: str, what: str) -> None:
