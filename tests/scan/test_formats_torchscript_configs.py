@@ -50,3 +50,15 @@ def test_remote_auto_map_names_the_other_repository(samples: list[Sample]) -> No
 def test_hydra_dangerous_target_is_critical(samples: list[Sample]) -> None:
     report = scan_file(next(s for s in samples if s.name == "hydra_os_system").path)
     assert report.max_severity == Severity.CRITICAL
+
+
+def test_a_project_allowlist_allows_its_own_targets(samples: list[Sample]) -> None:
+    from mlverify.scan import Limits
+
+    s = next(s for s in samples if s.name == "hydra_unknown_target")
+    assert "MLV1001" in rules(scan_file(s.path))
+    allowed = scan_file(s.path, Limits(extra_allow=frozenset({"evilpkg.Callback"})))
+    assert allowed.findings == ()
+    # the denylist still wins over a project's allowlist
+    s = next(s for s in samples if s.name == "hydra_os_system")
+    assert "MLV1001" in rules(scan_file(s.path, Limits(extra_allow=frozenset({"os.system"}))))
