@@ -265,7 +265,11 @@ GEMMA = """{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_excep
 
 ZEPHYR_GENERATION = """{% for message in messages %}{% if message['role'] == 'assistant' %}{% generation %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endgeneration %}{% else %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"""
 
+#: ordinary constructs near the judged ones: ids built with an underscore, macros
+TOOLS_MACRO = """{%- macro render(args, prefix='call_') -%}{%- for key in args -%}{{ prefix ~ key ~ '=' ~ args[key] }}{%- endfor -%}{%- endmacro -%}{%- for message in messages -%}{%- if message.tool_calls -%}{%- for call in message.tool_calls -%}{{ 'tool_' ~ loop.index0 ~ ': ' }}{{ render(call.function.arguments) }}{%- endfor -%}{%- else -%}{{ message['content'] | map('trim') | join('') if message['content'] is not string else message['content'] }}{%- endif -%}{%- endfor -%}"""
+
 BENIGN = {
+    "tools-macro-underscores": TOOLS_MACRO,
     "llama-3.1-tools": LLAMA_3_1,
     "chatml": CHATML,
     "qwen2.5-tools": QWEN2_5_TOOLS,
@@ -307,5 +311,7 @@ ATTACKS = {
     "range_attribute": "{{ range.__self__ }}",
     "dict_item": "{{ dict['fromkeys'] }}",
     "map_attr_computed": "{% set k = '_' ~ '_class_' ~ '_' %}{{ messages | map('attr', k) | list }}",
+    "macro_argument_variable": "{% macro g(o, k) %}{{ o[k] }}{% endmacro %}{% set p = 'a_b'[1] %}{{ g('', p ~ p ~ 'class' ~ p ~ p) }}",
+    "macro_keyword_argument": "{% macro g(o, k='x') %}{{ o[k] }}{% endmacro %}{{ g('', k='cl' | replace('c', '__c') ~ 'ass__') }}",
     "map_computed_filter": "{% set f = 'at' ~ 'tr' %}{{ messages | map(f, 'x') | list }}",
 }

@@ -107,6 +107,24 @@ class _Judge:
         for node in self.tree.find_all(n.For):
             for name in _target_names(node.target, n):
                 self.loop_over.setdefault(name, []).append(node.iter)
+        # a macro's parameters hold what its callers pass (and its defaults)
+        macros = {m.name: m for m in self.tree.find_all(n.Macro)}
+        for m in macros.values():
+            params = [a.name for a in m.args]
+            for param, default in zip(
+                params[len(params) - len(m.defaults) :], m.defaults, strict=True
+            ):
+                self.assigned.setdefault(param, []).append(default)
+        for call in self.tree.find_all(n.Call):
+            if isinstance(call.node, n.Name) and call.node.name in macros:
+                params = [a.name for a in macros[call.node.name].args]
+                for param, arg in zip(params, call.args, strict=False):  # extras: varargs
+                    self.assigned.setdefault(param, []).append(arg)
+                for kw in call.kwargs:
+                    self.assigned.setdefault(kw.key, []).append(kw.value)
+                if call.dyn_args is not None or call.dyn_kwargs is not None:
+                    for param in params:
+                        self.assigned.setdefault(param, []).append(None)  # unknown
         for node in _walk(self.tree):
             self.visit(node)
 
@@ -280,12 +298,12 @@ def _target_names(target: Any, n: Any) -> list[str]:
 
 
 def _underscore_piece(p: Any, n: Any) -> bool:
-    return (
-        isinstance(p, n.Const)
-        and isinstance(p.value, str)
-        and bool(p.value)
-        and (p.value[0] == "_" or p.value[-1] == "_")
-    )
+    """A literal that can only be there to build a dunder: ``_`` itself, or one that opens
+    or closes with ``__`` (``'call_' ~ id`` is ordinary)."""
+    if not (isinstance(p, n.Const) and isinstance(p.value, str)):
+        return False
+    v = p.value
+    return v == "_" or v.startswith("__") or v.endswith("__")
 
 
 def _describe(e: Any, n: Any) -> str:
