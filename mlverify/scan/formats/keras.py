@@ -184,7 +184,7 @@ def _judge_object(
         return
     if class_name in _DATA_OBJECTS:
         return
-    short = class_name.rpartition(">")[2]
+    short = re.split(r"[>.]", class_name)[-1]  # "pkg>Name", "keras.layers.Name"
     if short in _LAMBDAS:
         name = inner.get("name", "?") if isinstance(inner, dict) else "?"
         ctx.add(
