@@ -366,7 +366,7 @@ class _Judge:
         if op in table["python"]:
             self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op runs Python code")
         elif op in table["files"]:
-            self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op reaches host files")
+            self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op reaches host files or hosts")
         elif op in table["checkpoint"]:
             msg = f"the {op} op writes, reads or deletes checkpoint files (savers use it)"
             self._add(SAVEDMODEL_DANGEROUS_OP, off, op, msg, Severity.LOW)
