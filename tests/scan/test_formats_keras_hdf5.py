@@ -126,3 +126,23 @@ def test_a_file_that_crashes_the_hdf5_library_is_unsupported() -> None:
     vector = Path(__file__).parent / "data" / "hdf5_segfaults_libhdf5.h5"
     report = scan_file(vector)
     assert report.status.value == "unsupported" and rules(report) == {"MLV301"}
+
+
+def test_the_hdf5_probe_runs_alone_as_a_script(samples: list[Sample], tmp_path: Path) -> None:
+    # only the standard library and h5py: the format modules next to it (pickle.py, ...)
+    # must not shadow the standard library there, whatever the environment
+    import os
+    import subprocess
+    import sys
+
+    import mlverify.scan.formats as formats
+
+    s = next(s for s in samples if s.name == "model_config_lambda")
+    script = Path(formats.__file__).with_name("_h5probe.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, str(script), str(s.path), "0", str(s.path.stat().st_size)],
+        capture_output=True, text=True, check=True, cwd=script.parent, env=env,
+    )  # fmt: skip
+    facts = json.loads(out.stdout)
+    assert "error" not in facts and set(facts["configs"]) == {"model_config"}

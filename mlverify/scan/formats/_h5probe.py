@@ -12,11 +12,18 @@ what], ...], "too_many": bool}``
 
 from __future__ import annotations
 
-import base64
-import io
-import json
+import os
 import sys
-from typing import Any
+
+# run as a script, this directory comes first on sys.path, where the format modules
+# (pickle.py, zip.py, ...) would shadow the standard library for h5py and numpy
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import base64  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+from typing import Any  # noqa: E402
 
 MAX_OBJECTS = 1_000_000
 MAX_ATTR = 64 * 1024 * 1024
@@ -114,8 +121,8 @@ def main(argv: list[str]) -> int:
     path, base, size = argv[0], int(argv[1]), int(argv[2])
     try:
         result: dict[str, Any] = probe(path, base, size)
-    except ImportError:
-        result = {"error": "h5py is not installed (pip install h5py)", "missing": True}
+    except ImportError as e:
+        result = {"error": f"h5py cannot be imported ({e})", "missing": True}
     except Exception as e:  # the HDF5 library raises many kinds (SystemError too)
         result = {"error": f"{type(e).__name__}: {str(e)[:160]}"}
     sys.stdout.write(json.dumps(result))
