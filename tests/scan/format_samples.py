@@ -849,6 +849,13 @@ def gguf_samples(out: Path) -> list[Sample]:
         {"name": "default", "template": BENIGN["chatml"]},
         {"name": "tool_use", "template": ATTACKS["item_concat"]}]}))  # fmt: skip
     samples.append(Sample("gguf", "hf_tokenizer_config_template", p, "MLV601"))
+    for name, tmpl, rule in (("real_chat_template_jinja", BENIGN["llama-3.1-tools"], None),
+                             ("chat_template_jinja_payload", ATTACKS["item_concat"] + "\n"
+                              + BENIGN["chatml"], "MLV601")):  # fmt: skip
+        d = out / name
+        d.mkdir(exist_ok=True)
+        (d / "chat_template.jinja").write_text(tmpl)
+        samples.append(Sample("gguf", name, d / "chat_template.jinja", rule))
     p = out / "real_tokenizer_config.json"
     p.write_text(json.dumps({"bos_token": "<s>", "chat_template": BENIGN["llama-3.1-tools"]}))
     samples.append(Sample("gguf", "real_hf_tokenizer_config", p, None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mlverify.scan.context import FormatScanner
 from mlverify.scan.formats import (
+    chat_template,
     compressed,
     configs,
     gguf,
@@ -43,13 +44,14 @@ SCANNERS: list[FormatScanner] = [
     savedmodel.SavedModelTextScanner(),
     lfs.LfsPointerScanner(),
     configs.ConfigScanner(),
+    chat_template.ChatTemplateScanner(),
     compressed.CompressedScanner(),
     pickle.PickleScanner(),
 ]
 
 _MODULES = (
-    compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle, safetensors, savedmodel,
-    sevenzip, tar, torchscript, zip,
+    chat_template, compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle, safetensors,
+    savedmodel, sevenzip, tar, torchscript, zip,
 )  # fmt: skip
 
 #: the rules the formats declare (the core ones are in mlverify.scan.rules)
