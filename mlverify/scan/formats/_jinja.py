@@ -144,7 +144,8 @@ class _Judge:
         elif isinstance(node, n.Filter):
             self._filter(node)
         elif isinstance(node, n.Name) and node.ctx == "load":
-            if node.name in _ALWAYS_BAD_GLOBALS and node.name not in self.assigned:
+            bound = node.name in self.assigned or node.name in self.loop_over
+            if node.name in _ALWAYS_BAD_GLOBALS and not bound:  # not a local of that name
                 self.add(node, node.name, f"uses the {node.name!r} global")
         elif isinstance(node, n.Const) and isinstance(node.value, str):
             if re.search(r"__\w*__", node.value):
