@@ -36,13 +36,21 @@ class DepthExceeded(Exception):
 class Wire:
     """Reads fields from a ``FileSource`` through a 1 MiB window."""
 
-    def __init__(self, src: FileSource, window: int = _WINDOW) -> None:
+    def __init__(
+        self, src: FileSource, window: int = _WINDOW, max_fields: int = MAX_FIELDS
+    ) -> None:
         self.src = src
         self.size = src.size or 0
         self._buf = b""
         self._at = 0
         self._window = window
+        self.max_fields = max_fields  # fields read in all, groups' insides included
         self.fields_read = 0
+
+    def _count(self) -> None:
+        self.fields_read += 1
+        if self.fields_read > self.max_fields:
+            raise Malformed(f"more than {self.max_fields} fields")
 
     def _bytes(self, off: int, n: int) -> bytes:
         if not (self._at <= off and off + n <= self._at + len(self._buf)):
@@ -63,9 +71,7 @@ class Wire:
         """Yield (field number, wire type, value or offset, length) for [start, end)."""
         off = start
         while off < end:
-            self.fields_read += 1
-            if self.fields_read > MAX_FIELDS:
-                raise Malformed(f"more than {MAX_FIELDS} fields")
+            self._count()
             key, off = self.varint(off, end)
             num, wt = key >> 3, key & 7
             if num == 0:
@@ -93,6 +99,7 @@ class Wire:
     def _skip_group(self, num: int, off: int, end: int) -> int:
         depth = 1
         while off < end:
+            self._count()
             key, off = self.varint(off, end)
             n, wt = key >> 3, key & 7
             if wt == 3:
@@ -126,7 +133,7 @@ def top_level(src: FileSource, limit: int = 4096) -> dict[int, set[int]] | None:
     Cheap enough to run on every file: small reads, at most ``limit`` fields (a message
     with more fields than that, all valid so far, counts as parsing).
     """
-    wire = Wire(src, window=512)
+    wire = Wire(src, window=512, max_fields=4 * limit)
     seen: dict[int, set[int]] = {}
     try:
         for i, (num, wt, _v, _l) in enumerate(wire.fields(0, wire.size)):

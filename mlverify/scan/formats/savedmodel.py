@@ -102,7 +102,7 @@ def savedmodel_shape(src: Source) -> str | None:
         return None  # field 1 is no varint: another schema (sentencepiece, ...)
     if 0 in seen.get(1, set()) and 7 not in seen:
         return "strong"
-    wire = pb.Wire(src, window=4096)
+    wire = pb.Wire(src, window=4096, max_fields=16_384)
     try:
         for num, wt, off, ln in wire.fields(0, wire.size):
             if num == 2 and wt == 2:
@@ -279,7 +279,7 @@ def looks_like_keras_metadata(src: Source) -> bool:
     seen = pb.top_level(src)
     if seen is None or set(seen) != {1} or seen[1] != {2}:
         return False
-    wire = pb.Wire(src, window=4096)
+    wire = pb.Wire(src, window=4096, max_fields=16_384)
     try:
         _num, _wt, off, ln = next(wire.fields(0, wire.size))
         for num, wt, val, vlen in wire.fields(off, off + ln):
