@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     import keras
     from keras.src import api_export
     from keras.src.saving.keras_saveable import KerasSaveable
-    from keras.src.saving.serialization_lib import BUILTIN_MODULES
+    from keras.src.saving.serialization_lib import BUILTIN_MODULES, NON_MODELING_APIS
 
     registry = api_export.REGISTERED_NAMES_TO_OBJS
     never = {id(registry[n]) for n in NEVER if n in registry}
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         "builtin_functions": sorted(set(functions)),
         # tf.keras 2 names its legacy loader maps onto these classes (mixed precision)
         "keras2_names": ["Policy"],
+        # what Keras's own loader refuses as non-modelling (files, saving, global state)
+        "non_modeling": sorted(NON_MODELING_APIS),
     }
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1] / "mlverify/scan/data/keras_allowlist.json"

@@ -127,6 +127,10 @@ KERAS_ATTACKS: dict[str, tuple[dict[str, Any], str]] = {
         _sequential(_dense(activation=_fn("keras.src.saving.saving_lib", "load_model"))),
         "MLV503",
     ),
+    "model_from_json": (
+        _sequential(_dense(activation=_fn("keras.models", "model_from_json"))),
+        "MLV503",
+    ),
     "tfsm_layer": (
         _sequential(_layer("TFSMLayer", {"name": "t", "filepath": "/tmp/sm"})),
         "MLV503",

@@ -112,11 +112,23 @@ _HOST = re.compile(
 @cache
 def allowlist() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(allowed ``module.Name`` references, allowed class names, builtin function names)."""
-    text = resources.files("mlverify.scan").joinpath("data/keras_allowlist.json").read_text()
-    data = json.loads(text)
+    data = _data()
     refs = frozenset(data["public"]) | frozenset(data["internal"])
     names = frozenset(r.rpartition(".")[2] for r in refs) | frozenset(data.get("keras2_names", []))
     return refs, names, frozenset(data["builtin_functions"])
+
+
+@cache
+def non_modeling() -> frozenset[str]:
+    """Names Keras's loader refuses as non-modelling APIs (their last part)."""
+    return frozenset(n.rpartition(".")[2] for n in _data().get("non_modeling", []))
+
+
+@cache
+def _data() -> dict[str, Any]:
+    text = resources.files("mlverify.scan").joinpath("data/keras_allowlist.json").read_text()
+    data: dict[str, Any] = json.loads(text)
+    return data
 
 
 def is_keras_config(doc: Any) -> bool:
@@ -239,7 +251,11 @@ def _judge_object(
         return
     parts = module.split(".")
     if parts[0] in _KERAS_PACKAGES:
-        if _UNSAFE_SEGMENTS.intersection(parts) or _UNSAFE_NAME.search(class_name):
+        if (
+            _UNSAFE_SEGMENTS.intersection(parts)
+            or _UNSAFE_NAME.search(class_name)
+            or class_name in non_modeling()
+        ):
             _unsafe(ctx, label, ref[:200], "a non-modelling Keras API", what)
         elif parts[0] == "keras" and class_name in names:
             pass  # a Keras modelling class or function saved under another version's path
