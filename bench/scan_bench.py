@@ -7,6 +7,7 @@ every importable tool in its own child process (so peak RSS is per tool) and
 prints a Markdown table.
 
     .venv/bin/python bench/scan_bench.py --blob-mb 200 --dense-mb 10 --torch-mb 1024
+    .venv/bin/python bench/scan_bench.py --sections formats   # per-format detection only
 
 Peers are optional and live in their own venv (their pins must not move ours):
 `python3 -m venv .venv-peers && .venv-peers/bin/pip install picklescan modelscan fickling
@@ -37,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+if os.environ.get("SCAN_BENCH_PEERS"):
+    sys.path.append(os.environ["SCAN_BENCH_PEERS"])
 
 from tests.scan.builders import (  # noqa: E402
     EVIL0,
@@ -262,35 +265,36 @@ def throughput_files(out: Path, blob_mb: int, dense_mb: int, torch_mb: int) -> d
 
 
 # -- workers --------------------------------------------------------------------
-def _scan_one(tool: str, path: str) -> tuple[bool, bool]:
-    """(flagged, error) for one file."""
+def _scan_one(tool: str, path: str) -> tuple[bool, bool, list[str]]:
+    """(flagged, error, rule ids reported: mlverify only) for one file."""
     if tool == "mlverify":
         from mlverify.scan import Severity, scan_file
 
         r = scan_file(Path(path))
-        return any(f.severity >= Severity.MEDIUM for f in r.findings), False
+        ids = sorted({f.rule_id for f in r.findings if f.severity > Severity.INFO})
+        return any(f.severity >= Severity.MEDIUM for f in r.findings), False, ids
     if tool == "picklescan":
         from picklescan.scanner import scan_file_path
 
         res = scan_file_path(path)
-        return res.issues_count > 0 or res.infected_files > 0, bool(res.scan_err)
+        return res.issues_count > 0 or res.infected_files > 0, bool(res.scan_err), []
     if tool == "modelscan":
         from modelscan.modelscan import ModelScan
 
         out = ModelScan().scan(path)
-        return bool(out.get("issues")), bool(out.get("errors"))
+        return bool(out.get("issues")), bool(out.get("errors")), []
     if tool == "fickling":
         import fickling
 
         res = fickling.scan_file(path, graceful=True)
-        return not res.is_safe, bool(res.errors)
+        return not res.is_safe, bool(res.errors), []
     if tool == "modelaudit":
         from modelaudit.core import scan_model_directory_or_file
 
         out = scan_model_directory_or_file(path).model_dump()
         sev = {"critical", "high", "warning", "medium"}
         flagged = any(str(i.get("severity", "")).lower() in sev for i in out.get("issues", []))
-        return flagged, bool(out.get("has_errors"))
+        return flagged, bool(out.get("has_errors")), []
     raise ValueError(tool)
 
 
@@ -302,12 +306,14 @@ def worker(tool: str, list_file: str, result_file: str) -> None:
     results = []
     for p in paths:
         t0 = time.perf_counter()
+        ids: list[str] = []
         try:
-            flagged, err = _scan_one(tool, p)
+            flagged, err, ids = _scan_one(tool, p)
         except Exception as e:  # a peer's crash is an error, not the end of the run
             flagged, err = False, True
             print(f"{tool}: {p}: {type(e).__name__}: {e}"[:200], file=sys.stderr)
-        results.append({"path": p, "flagged": flagged, "error": err, "s": time.perf_counter() - t0})
+        results.append({"path": p, "flagged": flagged, "error": err, "rules": ids,
+                        "s": time.perf_counter() - t0})  # fmt: skip
     Path(result_file).write_text(json.dumps({"results": results, "peak_rss_mb": _peak_rss_mb()}))
 
 
@@ -425,6 +431,50 @@ def per_class(tools: list[str], out: Path, tmp: Path, timeout: float) -> None:
         print(f"| {label} | {len(group)} | " + " | ".join(cells) + " |")
 
 
+def format_section(out: Path, tools: list[str], tmp: Path, timeout: float) -> None:
+    """Detection and false positives per non-pickle format, beside the peers.
+
+    mlverify counts a malicious sample as caught when it reports the rule the sample is
+    built for (tests/scan/format_samples.py), a peer when it flags the file at all; a
+    benign file is a false positive when flagged at medium or above (what the default
+    policy denies), and "noted" when it has any finding above info.
+    """
+    from tests.scan.format_samples import all_samples
+
+    samples = all_samples(out / "formats")
+    by_fmt: dict[str, list[Any]] = {}
+    for s in samples:
+        by_fmt.setdefault(s.fmt, []).append(s)
+    results = {}
+    for tool in tools:
+        res, _wall, _rss, status = run_worker(tool, [s.path for s in samples], tmp, timeout)
+        results[tool] = ({r["path"]: r for r in res}, status)
+    print("\n| format | malicious | benign | " + " | ".join(
+        f"{t} caught | {t} benign flagged" for t in tools) + " |")  # fmt: skip
+    print("|---|---|---|" + "---|---|" * len(tools))
+    for fmt, group in by_fmt.items():
+        mal = [s for s in group if s.malicious]
+        ben = [s for s in group if not s.malicious]
+        cells = []
+        for tool in tools:
+            by, _status = results[tool]
+            if tool == "mlverify":
+                caught = sum(1 for s in mal if s.rule in by.get(str(s.path), {}).get("rules", []))
+                noted = sum(1 for s in ben if by.get(str(s.path), {}).get("rules"))
+            else:
+                caught = sum(1 for s in mal if by.get(str(s.path), {}).get("flagged"))
+                noted = 0
+            flagged = sum(1 for s in ben if by.get(str(s.path), {}).get("flagged"))
+            extra = f" (noted {noted})" if noted else ""
+            cells.append(f"{caught}/{len(mal)} | {flagged}/{len(ben)}{extra}")
+        print(f"| {fmt} | {len(mal)} | {len(ben)} | " + " | ".join(cells) + " |")
+    missed = [s.name for s in samples if s.malicious
+              and s.rule not in results.get("mlverify", ({}, ""))[0].get(str(s.path), {}).get(
+                  "rules", [])]  # fmt: skip
+    if missed:
+        print(f"\nmlverify missed: {', '.join(missed)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
@@ -434,6 +484,8 @@ def main() -> None:
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--peer-python", default=str(PEER_PYTHON))
+    ap.add_argument("--sections", default="pickle,formats",
+                    help="pickle (corpus, throughput, start-up) and/or formats")  # fmt: skip
     ap.add_argument("--worker")
     ap.add_argument("--list")
     ap.add_argument("--result")
@@ -446,6 +498,18 @@ def main() -> None:
     mal_dir, ben_dir, thr_dir, tmp = (out / d for d in ("malicious", "benign", "throughput", "tmp"))
     for d in (mal_dir, ben_dir, thr_dir, tmp):
         d.mkdir(parents=True, exist_ok=True)
+    sections = set(args.sections.split(","))
+    if "pickle" in sections:
+        pickle_section(args, out, mal_dir, ben_dir, thr_dir, tmp)
+    if "formats" in sections:
+        tools = [t for t in args.tools.split(",") if available(t)]
+        print(f"\nnon-pickle formats; tools: {', '.join(tools)}")
+        format_section(out, tools, tmp, args.timeout)
+
+
+def pickle_section(
+    args: argparse.Namespace, out: Path, mal_dir: Path, ben_dir: Path, thr_dir: Path, tmp: Path
+) -> None:
     malicious = []
     for name, data in malicious_samples().items():
         p = mal_dir / name

@@ -10,16 +10,28 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mlverify.errors import InputError
+from mlverify.scan.context import Probe
+from mlverify.scan.formats import SCANNERS
 from mlverify.scan.model import Finding, Limits, ScanReport, Severity, Status
 from mlverify.scan.policy import Policy, get_policy
-from mlverify.scan.source import FileSource, LimitExceeded, Source
+from mlverify.scan.rules import (
+    NESTED_PAYLOAD,
+    PICKLE_INDIRECT_CALL,
+    RESOURCE_LIMIT,
+    UNSUPPORTED,
+    Rule,
+)
+from mlverify.scan.source import FileSource, LimitExceeded, Source, bytes_source
 
 HEAD = 4096
 NESTED_TEXT_MAX = 256 * 1024 * 1024  # bytes of encoded text decoded for a nested scan
 
 
 class Context:
-    """State of one file's scan: findings, formats seen, limits, policy."""
+    """State of one file's scan: findings, formats seen, limits, policy.
+
+    Implements ``mlverify.scan.context.ScanContext``, all the format scanners see.
+    """
 
     def __init__(self, path: str, limits: Limits, policy: Policy) -> None:
         self.path = path
@@ -32,20 +44,22 @@ class Context:
 
     def add(
         self,
-        rule: str,
-        severity: Severity,
+        rule: Rule,
         member: str,
         offset: int | None,
         subject: str,
         message: str,
         chain: str = "",
+        *,
+        severity: Severity | None = None,
     ) -> None:
-        key = (rule, member, offset, subject)
+        key = (rule.id, member, offset, subject)
         if key in self._seen:
             return
         self._seen.add(key)
+        sev = rule.severity if severity is None else severity
         self.findings.append(
-            Finding(rule, severity, self.path, member, offset, subject, message, chain)
+            Finding(rule.id, sev, self.path, member, offset, subject, message, chain)
         )
 
     def format(self, name: str) -> None:
@@ -54,12 +68,9 @@ class Context:
 
     def scan(self, src: Source, depth: int, *, deep: bool = True) -> bool:
         """Run every scanner that recognises ``src``; True if any did."""
-        from mlverify.scan.formats import SCANNERS
-
         if depth > self.limits.max_depth:
             self.add(
-                "MLV302",
-                Severity.HIGH,
+                RESOURCE_LIMIT,
                 src.label,
                 0,
                 "nesting",
@@ -70,7 +81,7 @@ class Context:
         try:
             head = src.head(HEAD)
         except LimitExceeded as e:
-            self.add("MLV302", Severity.HIGH, src.label, 0, "decompression", str(e))
+            self.add(RESOURCE_LIMIT, src.label, 0, "decompression", str(e))
             return True
         except (zlib.error, EOFError, ValueError, OSError) as e:
             if isinstance(e, OSError) and src.label == "":
@@ -78,28 +89,30 @@ class Context:
             return False
         found = False
         for scanner in SCANNERS:
-            if not scanner.detect(head, src, deep):
-                continue
-            found = True
             try:
+                if not scanner.detect(head, src, deep):
+                    continue
+                found = True
                 scanner.scan(src, self, depth)
             except LimitExceeded as e:
-                self.add("MLV302", Severity.HIGH, src.label, None, scanner.name, str(e))
+                found = True
+                self.add(RESOURCE_LIMIT, src.label, None, scanner.name, str(e))
             except (RecursionError, MemoryError, ValueError, KeyError, IndexError, TypeError,
                     AttributeError, struct.error, zlib.error, EOFError) as e:  # fmt: skip
                 if os.environ.get("MLVERIFY_DEBUG"):
                     raise
-                # a scanner bug or an input it cannot take: never a silent pass
+                # a scanner bug or an input it cannot take (when detecting or scanning):
+                # never a silent pass
+                found = True
                 self.add(
-                    "MLV301", Severity.MEDIUM, src.label, None, scanner.name,
+                    UNSUPPORTED, src.label, None, scanner.name,
                     f"the {scanner.name} scanner could not read this content "
                     f"({type(e).__name__}: {str(e)[:120]})",
                 )  # fmt: skip
         return found
 
-    def nested(self, parent: Source, depth: int):  # type: ignore[no-untyped-def]
+    def nested(self, parent: Source, depth: int) -> Probe:
         """A callback for the pickle walker: scan string/bytes values as files."""
-        from mlverify.scan.source import bytes_source
 
         def probe(
             data: bytes | Source | None, offset: int, length: int, kind: str, forced: bool
@@ -118,7 +131,7 @@ class Context:
                         f"a {length}-byte encoded value is over the bound the scanner decodes; "
                         "what a loader deserialises from it is not checked"
                     )
-                    self.add("MLV302", Severity.HIGH, parent.label, offset, kind, msg)
+                    self.add(RESOURCE_LIMIT, parent.label, offset, kind, msg)
                     return
                 text = parent.read_at(offset, length).decode("utf-8", "replace")
                 sub = bytes_source(text.encode("latin-1", "replace"), label)
@@ -126,7 +139,7 @@ class Context:
                 sub = parent.sub(offset, length, label)
             else:
                 if forced:
-                    self.add("MLV105", Severity.HIGH, parent.label, offset, kind,
+                    self.add(PICKLE_INDIRECT_CALL, parent.label, offset, kind,
                              "an allowed loader deserialises a value the scanner could not "
                              "keep (a stream that cannot seek): it cannot be checked")  # fmt: skip
                 return
@@ -136,15 +149,14 @@ class Context:
             # (read by the plain unpickler), whatever else they may look like
             zipped = sub.head(4) == b"PK\x03\x04"
             if forced and not zipped and depth + 1 <= self.limits.max_depth:
-                from mlverify.scan.formats import walk_pickle
+                from mlverify.scan.formats.pickle import walk_pickle
 
                 self.format("pickle")
                 walk_pickle(sub, self, depth + 1, joblib=False)
                 found = True
             if found:
                 self.add(
-                    "MLV109",
-                    Severity.INFO,
+                    NESTED_PAYLOAD,
                     parent.label,
                     offset,
                     kind,
@@ -156,9 +168,10 @@ class Context:
 
 
 def status_of(formats: list[str], findings: list[Finding]) -> Status:
-    if any(f.severity > Severity.INFO and f.rule_id != "MLV301" for f in findings):
+    unsupported = UNSUPPORTED.id
+    if any(f.severity > Severity.INFO and f.rule_id != unsupported for f in findings):
         return Status.FINDINGS
-    if any(f.rule_id == "MLV301" for f in findings):
+    if any(f.rule_id == unsupported for f in findings):
         return Status.UNSUPPORTED
     return Status.CLEAN if formats else Status.DATA
 

@@ -53,13 +53,18 @@ def render_json(reports: list[ScanReport]) -> str:
 def render_sarif(reports: list[ScanReport]) -> str:
     import hashlib
 
-    from mlverify.scan.rules import RULES
+    from mlverify.scan.formats import catalogue
+    from mlverify.scan.rules import by_id
 
     used = sorted({f.rule_id for r in reports for f in r.findings})
     index = {rid: i for i, rid in enumerate(used)}
     rules = []
+    known = catalogue()
     for rid in used:
-        rule = RULES[rid]
+        # an id outside the catalogue (a component reporting a new id) is still described
+        sev = max(f.severity for r in reports for f in r.findings if f.rule_id == rid)
+        first = next(f for r in reports for f in r.findings if f.rule_id == rid)
+        rule = known.get(rid) or by_id(rid, sev, first.message)
         rules.append(
             {
                 "id": rid,

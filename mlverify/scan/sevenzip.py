@@ -14,11 +14,11 @@ import io
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from mlverify.scan.model import Severity
+from mlverify.scan.rules import RESOURCE_LIMIT, UNSUPPORTED
 from mlverify.scan.source import Budget, FileSource, LimitExceeded, Source, budget_of, materialize
 
 if TYPE_CHECKING:
-    from mlverify.scan.engine import Context
+    from mlverify.scan.context import ScanContext
 
 MAGIC = b"7z\xbc\xaf\x27\x1c"
 
@@ -121,12 +121,12 @@ def _bound_py7zr() -> None:
     py7zr.archiveinfo.MAX_NUMFILES = MAX_FILES
 
 
-def scan_7z(src: Source, ctx: Context, depth: int) -> None:
+def scan_7z(src: Source, ctx: ScanContext, depth: int) -> None:
     ctx.format("7z")
     label = src.label
 
     def unsupported(why: str) -> None:
-        ctx.add("MLV301", Severity.MEDIUM, label, 0, "7z", f"7z archive: {why}")
+        ctx.add(UNSUPPORTED, label, 0, "7z", f"7z archive: {why}")
 
     try:
         import py7zr
@@ -146,7 +146,7 @@ def scan_7z(src: Source, ctx: Context, depth: int) -> None:
             infos = z.list()
             if len(infos) > ctx.limits.max_members:
                 ctx.add(
-                    "MLV302", Severity.HIGH, label, 0, "7z",
+                    RESOURCE_LIMIT, label, 0, "7z",
                     f"over budget: {len(infos)} members exceed Limits.max_members; not scanned",
                 )  # fmt: skip
                 return
@@ -157,9 +157,9 @@ def scan_7z(src: Source, ctx: Context, depth: int) -> None:
                 return
             z.extractall(factory=_factory(spool))
     except LimitExceeded as e:
-        ctx.add("MLV302", Severity.HIGH, label, None, "7z", f"{e}; the rest was not scanned")
+        ctx.add(RESOURCE_LIMIT, label, None, "7z", f"{e}; the rest was not scanned")
     except x7.DecompressionBombError as e:
-        ctx.add("MLV302", Severity.HIGH, label, None, "7z", f"over budget: {e}")
+        ctx.add(RESOURCE_LIMIT, label, None, "7z", f"over budget: {e}")
     except x7.PasswordRequired:
         unsupported("encrypted (needs a password): its members were not scanned")
     except x7.UnsupportedCompressionMethodError as e:

@@ -15,10 +15,11 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from mlverify.scan.model import Limits, Severity
+from mlverify.scan.model import Limits
+from mlverify.scan.rules import UNSUPPORTED
 
 if TYPE_CHECKING:
-    from mlverify.scan.engine import Context
+    from mlverify.scan.context import ScanContext
 
 CHUNK = 1 << 20
 #: compressed bytes given to an inflater at a time (a failure is replayed byte by byte)
@@ -813,7 +814,7 @@ def materialize(src: Source, limit: int) -> FileSource:
     return FileSource(out, 0, total, src.label)  # type: ignore[arg-type]
 
 
-def scan_compressed(src: Source, ctx: Context, depth: int) -> None:
+def scan_compressed(src: Source, ctx: ScanContext, depth: int) -> None:
     """Decompress every stream of ``src`` (a sniffed compressed format) and scan the content."""
     codec = sniff_codec(src.head(4096))
     if codec is None:
@@ -826,7 +827,7 @@ def scan_compressed(src: Source, ctx: Context, depth: int) -> None:
             else f"the {CODEC_PACKAGES[codec]} package is not installed"
         )
         ctx.add(
-            "MLV301", Severity.MEDIUM, src.label, 0, codec,
+            UNSUPPORTED, src.label, 0, codec,
             f"{codec}-compressed content not scanned: {why}",
         )  # fmt: skip
         return
@@ -838,7 +839,7 @@ def scan_compressed(src: Source, ctx: Context, depth: int) -> None:
         if codec not in ("zlib", "lzma"):  # two-byte magics: often just data
             ctx.format(codec)
             ctx.add(
-                "MLV301", Severity.MEDIUM, src.label, 0, codec,
+                UNSUPPORTED, src.label, 0, codec,
                 f"{codec} stream cannot be decompressed ({e}): its content was not scanned",
             )  # fmt: skip
         return

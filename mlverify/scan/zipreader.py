@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mlverify.scan.model import Limits, Severity
+from mlverify.scan.rules import RESOURCE_LIMIT, UNSUPPORTED
 from mlverify.scan.source import (
     CorruptData,
     DecompressedSource,
@@ -25,7 +26,7 @@ from mlverify.scan.source import (
 )
 
 if TYPE_CHECKING:
-    from mlverify.scan.engine import Context
+    from mlverify.scan.context import ScanContext
 
 EOCD_SIG = b"PK\x05\x06"
 Z64_LOC_SIG = b"PK\x06\x07"
@@ -309,7 +310,7 @@ METHODS = {8: "deflate", 12: "bz2", 14: "zip-lzma", 93: "zstd"}
 
 
 def member_sources(
-    fsrc: FileSource, arc: ZipArchive, ctx: Context, prefix: str
+    fsrc: FileSource, arc: ZipArchive, ctx: ScanContext, prefix: str
 ) -> Iterator[tuple[ZipEntry, Source]]:
     """Each member to scan, with its (decompressing) source; limits are findings.
 
@@ -329,7 +330,7 @@ def member_sources(
             budget.member()
         except LimitExceeded as x:
             ctx.add(
-                "MLV302", Severity.HIGH, label, e.header_offset, "zip",
+                RESOURCE_LIMIT, label, e.header_offset, "zip",
                 f"{x}; the rest of the archive was not scanned",
             )  # fmt: skip
             return
@@ -337,7 +338,7 @@ def member_sources(
             e.csize and e.usize > limits.ratio_floor and e.usize > limits.max_ratio * e.csize
         ):
             ctx.add(
-                "MLV302", Severity.HIGH, label, e.header_offset, "zip",
+                RESOURCE_LIMIT, label, e.header_offset, "zip",
                 f"member inflates {e.csize} -> {e.usize} bytes: beyond the bomb limits; "
                 "the rest of the archive was not scanned",
             )  # fmt: skip
@@ -345,7 +346,7 @@ def member_sources(
         total += e.usize
         if total > limits.max_decompressed:
             ctx.add(
-                "MLV302", Severity.HIGH, label, e.header_offset, "zip",
+                RESOURCE_LIMIT, label, e.header_offset, "zip",
                 "archive inflates beyond the configured total; the rest was not scanned",
             )  # fmt: skip
             return
@@ -359,13 +360,13 @@ def member_sources(
                 member.head(4096)
             except CorruptData as x:
                 ctx.add(
-                    "MLV301", Severity.MEDIUM, label, e.header_offset, "zip",
+                    UNSUPPORTED, label, e.header_offset, "zip",
                     f"member data cannot be decompressed ({x}): not scanned",
                 )  # fmt: skip
                 continue
             yield e, member
         else:
             ctx.add(
-                "MLV301", Severity.MEDIUM, label, e.header_offset, "zip",
+                UNSUPPORTED, label, e.header_offset, "zip",
                 f"member compressed with method {e.method}, which the scanner cannot read",
             )  # fmt: skip
