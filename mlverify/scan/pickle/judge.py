@@ -67,6 +67,7 @@ class Judge:
         self.records: dict[tuple[str, str], ImportRecord] = {}
         self.imports = 0
         self.first_names: list[str] = []  # the first imports seen (format detection)
+        self._loaded: dict[tuple[Any, ...], Any] = {}  # values already scanned as nested files
         self._emitted = 0
         self.view = ""  # "" for the primary reading, else the loader named in findings
 
@@ -119,6 +120,7 @@ class Judge:
             rec = self.wants(it)
             if rec is not None:
                 rec.uses.append(f"stored in a container at offset {self.base + op_off}")
+        self.escaped("stored in a container", list(items)[:KEEP], op_off)
 
     def flush(self) -> None:
         for rec in self.records.values():
@@ -186,8 +188,7 @@ class Judge:
                 return cls.rec.verdict.name if e is not None and e.kind == "class" else None
         return None
 
-    @staticmethod
-    def maybe_str(v: Any) -> bool:
+    def maybe_str(self, v: Any) -> bool:
         """Could ``v`` be an exact ``str`` at load time (STACK_GLOBAL requires one)?
 
         Plain data and what allowed callables return cannot (``str`` of a constant is
@@ -203,10 +204,21 @@ class Judge:
         if isinstance(v, Ref):
             return bool(v.rec.verdict.kind != "allow")
         if isinstance(v, Call):
+            if v.method:
+                return True  # what a method returns is not known
             f = v.func
             if isinstance(f, Ref) and f.rec.verdict.kind == "allow":
-                return bool(f.rec.verdict.name == "builtins.str")
-            return True
+                e = f.rec.verdict.entry
+                if e is not None and e.kind == "class":
+                    return bool(f.rec.verdict.name == "builtins.str")
+                if f.rec.verdict.name in _CONSTRUCTORS or f.rec.verdict.name in _NEW_ONLY_OK:
+                    cls = v.args[0] if isinstance(v.args, tuple) and v.args else None
+                    return not (
+                        isinstance(cls, Ref)
+                        and cls.rec.verdict.kind == "allow"
+                        and cls.rec.verdict.name != "builtins.str"
+                    )
+            return True  # a function's result (codecs.encode(..., "rot13") is a str)
         return v not in (ARRAY, SET, ANY)
 
     def safe_callable(self, v: Any, depth: int = 0) -> bool:
@@ -318,6 +330,14 @@ class Judge:
                 rec_ = self.wants(a)
                 if rec_ is not None:
                     rec_.uses.append(f"argument of {render(call)} at offset {self.base + offset}")
+        if argt:
+            callee = func.rec.verdict.name if isinstance(func, Ref) else ""
+            for i, a in enumerate(argt[:KEEP]):
+                if isinstance(a, Ref) and not self._new_only_misused(a, callee, i):
+                    e = a.rec.verdict.entry
+                    if e is not None and e.new_only:
+                        continue  # a construct-only class that the callee only __new__s
+                self.escaped(f"an argument of {render(func, 60)}", a, offset)
         return call
 
     def _through(
@@ -325,16 +345,37 @@ class Judge:
     ) -> None:
         """Call-through: what an allowed callable calls, stores to call, or loads must be
         allowed or scanned."""
-        if entry.new_only and kind in ("REDUCE", "INST", "OBJ"):
+        if entry.new_only and (
+            kind in ("REDUCE", "INST", "OBJ")
+            or (kind in ("NEWOBJ", "NEWOBJ_EX") and not (isinstance(args, tuple) and not args))
+        ):
             self._emit(
                 "MLV105",
                 Severity.HIGH,
                 offset,
                 name,
-                f"calls {name}(...), whose constructor is not data (only its __new__ and "
-                "state reconstruction is allowed)",
+                f"calls {name}(...) or its __new__ with arguments, which is not data (only "
+                "reconstruction without arguments and BUILD is allowed)",
                 render(call),
             )
+        if name in ("copyreg.__newobj__", "copyreg.__newobj_ex__") and isinstance(args, tuple):
+            cls = args[0] if args else None
+            extra = (
+                args[1:] if name == "copyreg.__newobj__" else tuple(args[1:2]) + tuple(args[2:3])
+            )
+            has_extra = any(x not in ((), {}, None) for x in extra)
+            e = cls.rec.verdict.entry if isinstance(cls, Ref) else None
+            if isinstance(cls, Ref) and e is not None and e.new_only and has_extra:
+                cname = cls.rec.verdict.name
+                self._emit(
+                    "MLV105",
+                    Severity.HIGH,
+                    offset,
+                    cname,
+                    f"{name} hands {cname}.__new__ arguments: its __new__ is "
+                    "not data with them (numpy.memmap's opens a file)",
+                    render(call),
+                )
         calls = entry.calls + tuple(i for i in entry.result_calls if i not in entry.calls)
         if not calls and not entry.loads:
             return
@@ -354,17 +395,6 @@ class Judge:
             a = args[i]
             if a.__class__ in _PLAIN:
                 continue  # data where a callable goes: the loader raises, nothing runs
-            if self._hides_semantics(a, name):
-                self._emit(
-                    "MLV105",
-                    Severity.HIGH,
-                    offset,
-                    name,
-                    f"{name} is handed {render(a, 60)}, which calls or loads what it is given: "
-                    "what that will be cannot be checked here",
-                    render(call),
-                )
-                continue
             if self.safe_callable(a) and not self._new_only_misused(a, name, i):
                 continue
             if isinstance(a, Ref) and a.rec.verdict.kind != "allow":
@@ -382,6 +412,10 @@ class Judge:
             if i >= len(args):
                 continue
             a = args[i]
+            key = ("blob", a.offset, a.length, a.kind) if isinstance(a, Blob) else ("obj", id(a))
+            if key in self._loaded:
+                continue  # the same value loaded again (memo): scanned once
+            self._loaded[key] = a  # kept alive, so its id is not reused by another value
             if isinstance(a, (bytes, bytearray)):
                 if self.nested is not None:
                     self.nested(bytes(a), offset, len(a), "bytes", True)
@@ -419,15 +453,51 @@ class Judge:
         return None
 
     @staticmethod
-    def _hides_semantics(a: Any, callee: str) -> bool:
-        """An allowed function that calls or loads its arguments, handed to a callee that
-        calls it with arguments of its own (only ``partial`` is followed exactly)."""
-        if callee == "functools.partial" or not isinstance(a, Ref):
+    def sensitive(v: Any) -> bool:
+        """An allowed callable that is only data when called right here, by REDUCE, with
+        arguments the judge checks: a loader (``loads``), a function that calls what it is
+        given (``calls``) or a construct-only class."""
+        if not isinstance(v, Ref) or v.rec.verdict.kind != "allow":
             return False
-        e = a.rec.verdict.entry
-        if e is None or e.kind != "function":
+        e = v.rec.verdict.entry
+        if e is None:
             return False
-        return bool(e.calls or e.result_calls or e.loads or e.state_calls)
+        if e.new_only or e.loads:
+            return True
+        return e.kind == "function" and bool(e.calls or e.result_calls or e.state_calls)
+
+    def escaped(self, where: str, values: Any, offset: int) -> None:
+        """Flag sensitive callables among ``values`` (searched a few levels deep): stored,
+        passed or set as state, they are called later with arguments nobody checked."""
+        seen = 0
+        todo = [(values, 0)]
+        while todo and seen < 512:
+            v, depth = todo.pop()
+            seen += 1
+            if isinstance(v, Ref):
+                if self.sensitive(v):
+                    name = v.rec.verdict.name or v.rec.full
+                    self._emit(
+                        "MLV105",
+                        Severity.HIGH,
+                        offset,
+                        name,
+                        f"{name} (which loads, calls or opens what it is given) is {where}: "
+                        "whatever calls it later does so with arguments the scanner never saw",
+                        render(values, 120),
+                    )
+                continue
+            if depth >= 4:
+                continue
+            if isinstance(v, (tuple, list)):
+                todo.extend((x, depth + 1) for x in v[:KEEP])
+            elif isinstance(v, dict):
+                todo.extend((x, depth + 1) for x in list(v.values())[:KEEP])
+            elif isinstance(v, Call):
+                args = v.args if isinstance(v.args, tuple) else (v.args,)
+                todo.extend((x, depth + 1) for x in args[:KEEP])
+                if v.state is not None:
+                    todo.append((v.state, depth + 1))
 
     @staticmethod
     def _new_only_misused(a: Any, callee: str, index: int) -> bool:
@@ -438,7 +508,7 @@ class Judge:
         if e is None or not e.new_only:
             return False
         if callee in _NEW_ONLY_OK or (callee == "copyreg._reconstructor" and index == 0):
-            return False
+            return False  # (copyreg.__newobj__ with more arguments is judged in _through)
         # Cython's pickle helpers: __pyx_unpickle_X(type, ...) and newObj(type) are type.__new__
         leaf = callee.rpartition(".")[2]
         return not (index == 0 and (leaf.startswith("__pyx_unpickle_") or leaf == "newObj"))
@@ -581,6 +651,7 @@ class Judge:
             return
         obj.state = state
         self._planted(obj, state, offset)
+        self.escaped(f"set as state of {render(obj, 60)}", state, offset)
         cls = self.class_of(obj)
         entry = self.policy.entry(cls) if cls is not None else None
         if entry is not None and entry.state_calls:

@@ -892,6 +892,7 @@ class PickleWalker:
                 elif op == 0x2E:  # STOP
                     if stack:
                         top = stack[-1]
+                        judge.escaped("the unpickled object", top, bs + pos - 1)
                         if isinstance(top, Ref):
                             rec_ = judge.wants(top)
                             if rec_ is not None:
