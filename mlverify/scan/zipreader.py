@@ -182,7 +182,9 @@ class _Window:
         return bytes(self.data[p : p + n])
 
 
-def _read_dir(src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive) -> list[ZipEntry]:
+def _read_dir(
+    src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive, failures: list[ZipProblem]
+) -> tuple[list[ZipEntry], bool]:
     """The records ``d.reader`` reads, then any valid records right after them.
 
     zipfile reads records until ``size`` bytes are used, miniz reads ``count``
@@ -192,8 +194,8 @@ def _read_dir(src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive) -> list
     size = src.size or 0
     out: list[ZipEntry] = []
     if d.start < 0 or d.start >= size:
-        if d.count:
-            arc.problems.append(
+        if d.count or d.size:
+            failures.append(
                 ZipProblem(
                     "MLV205",
                     Severity.MEDIUM,
@@ -202,7 +204,8 @@ def _read_dir(src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive) -> list
                     f"central directory offsets are out of range (as {d.reader} reads them)",
                 )
             )
-        return out
+            return out, False
+        return out, True
     w = _Window(src, d.start)
     p = i = extra = 0
     while p < d.size or i < d.count:
@@ -210,7 +213,7 @@ def _read_dir(src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive) -> list
         rec = w.get(p, 46)
         if len(rec) < 46 or rec[:4] != CD_SIG:
             if own:
-                arc.problems.append(
+                failures.append(
                     ZipProblem(
                         "MLV205",
                         Severity.MEDIUM,
@@ -219,6 +222,7 @@ def _read_dir(src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive) -> list
                         f"central directory is truncated (as {d.reader} reads it)",
                     )
                 )
+                return out, False
             break
         if len(out) >= limits.max_members:
             arc.problems.append(
@@ -255,7 +259,7 @@ def _read_dir(src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive) -> list
                 "them, other zip readers do; scanned",
             )
         )
-    return out
+    return out, True
 
 
 def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
@@ -276,7 +280,9 @@ def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
         _check_overlaps(arc.entries, arc.problems)
         return arc
     seen: dict[tuple[int, int, int], ZipEntry] = {}
-    views: dict[str, list[ZipEntry]] = {}
+    views: dict[str, list[ZipEntry]] = {}  # the members of each reader that opens the archive
+    failures: list[ZipProblem] = []
+    read: list[list[ZipEntry]] = []  # the members of each reader, opening or failing
     for d in dirs:
         if d.end < size:
             arc.problems.append(
@@ -288,9 +294,13 @@ def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
                     f"{size - d.end} bytes after the end of the zip archive",
                 )
             )
-        view = views.setdefault(d.reader, [])
+        view: list[ZipEntry] = []
         in_view: set[tuple[int, int, int]] = set()
-        for e in _read_dir(src, d, limits, arc):
+        records, ok = _read_dir(src, d, limits, arc, failures)
+        read.append(view)
+        if ok:
+            views[d.reader] = view
+        for e in records:
             key = (e.header_offset, e.method, e.csize)
             if key in in_view:  # a second record of the same member: its bytes are shared
                 arc.problems.append(_shared(e, seen[key].name))
@@ -304,9 +314,11 @@ def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
                 arc.entries.append(e)
             view.append(e)
     _disagreement(views, arc)
+    if not views:  # no reader opens the archive
+        arc.problems.extend(failures)
     if not arc.entries:
         _scan_local_headers(src, arc, limits)
-        views = {"local headers": arc.entries}
+        read = [arc.entries]
     starts = [e.header_offset for e in arc.entries]
     arc.start = min(starts) if starts else min(max(d.start, 0) for d in dirs)
     if arc.start > 0:
@@ -320,7 +332,7 @@ def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
             )
         )
     _check_locals(src, arc, size)
-    for view in views.values():
+    for view in read:
         _check_overlaps(view, arc.problems)
     return arc
 

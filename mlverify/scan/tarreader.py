@@ -1,0 +1,287 @@
+"""Tar archives, read by Python's own ``tarfile`` (the parser the loaders use).
+
+``torch.load`` (legacy tar checkpoints), ``pandas.read_pickle`` and
+``tarfile`` users accept every header ``tarfile`` accepts: v7 headers without
+the ``ustar`` magic, PAX records that override a header's size or name, GNU
+long names and sparse members. So the scanner lets ``tarfile`` itself parse
+the headers, over a bounded, seekable view of the file (reads are capped, the
+archive is never extracted), walks the members lazily within the member
+bounds and scans each member's data as ``extractfile`` would hand it out
+(sparse members materialised with their holes, bounded by the budget).
+
+torch's legacy tar format stores raw tensor bytes between the pickles of its
+``storages`` and ``tensors`` members; they are walked as ``legacy_load`` reads
+them: one pickle, the byte count, the raw bytes skipped, the next pickle.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tempfile
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
+
+from mlverify.scan.model import Severity
+from mlverify.scan.pickle import PickleWalker
+from mlverify.scan.source import (
+    CHUNK,
+    FileSource,
+    LimitExceeded,
+    Source,
+    budget_of,
+    materialize,
+)
+
+if TYPE_CHECKING:
+    import tarfile
+
+    from mlverify.scan.engine import Context
+    from mlverify.scan.pickle import WalkResult
+
+#: bytes ``tarfile`` may read at once (PAX records, GNU long names, sparse maps)
+READ_MAX = 64 * 1024 * 1024
+
+#: the element size of each storage class a legacy ``storages`` record may name
+#: (``torch._utils._element_size(cls._dtype)``)
+_SIZES = {
+    "BFloat16": 2, "Bool": 1, "Byte": 1, "Char": 1, "ComplexDouble": 16, "ComplexFloat": 8,
+    "Double": 8, "Float": 4, "Half": 2, "Int": 4, "Long": 8, "Short": 2,
+}  # fmt: skip
+_Q_SIZES = {"QInt32": 4, "QInt8": 1, "QUInt2x4": 1, "QUInt4x2": 1, "QUInt8": 1}
+STORAGE_SIZES: dict[str, int] = {
+    **{f"torch.{k}Storage": v for k, v in {**_SIZES, **_Q_SIZES}.items()},
+    **{f"torch.cuda.{k}Storage": v for k, v in _SIZES.items()},
+    "torch.Storage": 4,
+}
+
+
+def is_tar(head: bytes) -> bool:
+    """What ``tarfile.open(mode="r:")`` takes for a tar: a first header it can parse."""
+    if len(head) < 512 or head[:512] == b"\0" * 512:
+        return False  # an all-zero block opens as an empty archive: nothing to scan
+    import tarfile
+
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except (tarfile.HeaderError, ValueError, OverflowError):
+        return False
+    return True
+
+
+class _View:
+    """A seekable, read-only view of a source for ``tarfile``; single reads are capped."""
+
+    def __init__(self, src: FileSource) -> None:
+        self.src = src
+        self.pos = 0
+        self.capped = False
+        self.name = ""
+
+    def read(self, n: int | None = -1) -> bytes:
+        size = self.src.size or 0
+        if n is None or n < 0:
+            n = size - self.pos
+        if n > READ_MAX:
+            n = READ_MAX
+            self.capped = True
+        data = self.src.read_at(self.pos, n)
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.src.size or 0}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+def scan_tar(src: Source, ctx: Context, depth: int) -> None:
+    """Scan every member ``tarfile`` reads from ``src``; limits and read errors are findings."""
+    import tarfile
+
+    ctx.format("tar")
+    fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
+    prefix = src.label + "!" if src.label else ""
+    limits = ctx.limits
+    budget = budget_of(ctx, fsrc, limits)
+    view = _View(fsrc)
+    try:
+        tf = tarfile.open(fileobj=cast(IO[bytes], view), mode="r:")  # noqa: SIM115
+    except (tarfile.TarError, ValueError, OSError, EOFError) as e:
+        ctx.add("MLV205", Severity.MEDIUM, src.label, 0, "tar",
+                f"tarfile cannot open the archive ({e}); its members were not scanned")  # fmt: skip
+        return
+    count = 0
+    legacy: list[tuple[str, Source]] = []
+    while True:
+        at = tf.offset
+        try:
+            ti = tf.next()
+        except (tarfile.TarError, ValueError, OSError, EOFError, OverflowError) as e:
+            # loaders list the members first and fail here; a cut archive is only damaged
+            if "unexpected end of data" not in str(e):
+                ctx.add("MLV205", Severity.MEDIUM, src.label, at, "tar",
+                        f"tarfile cannot read the header at offset {at} ({e}): loaders fail "
+                        "here; the members before it were scanned")  # fmt: skip
+            break
+        if view.capped:
+            ctx.add("MLV302", Severity.HIGH, src.label, at, "tar",
+                    f"a tar header extension is larger than {READ_MAX} bytes; the rest of "
+                    "the archive was not scanned")  # fmt: skip
+            break
+        if ti is None:
+            break
+        count += 1
+        label = prefix + ti.name
+        try:
+            if count > limits.max_members:
+                raise LimitExceeded(f"more than {limits.max_members} members (Limits.max_members)")
+            if budget.exhausted:
+                raise LimitExceeded("over budget: the file's work budget is spent")
+            budget.member()
+        except LimitExceeded as x:
+            ctx.add("MLV302", Severity.HIGH, label, ti.offset, "tar",
+                    f"{x}; the rest of the archive was not scanned")  # fmt: skip
+            break
+        tf.members = []  # type: ignore[attr-defined]  # scanned as they come: keep no list
+        name = posixpath.normpath(ti.name)
+        if ti.islnk() or ti.issym():
+            if name in ("storages", "tensors", "pickle"):
+                ctx.add("MLV205", Severity.MEDIUM, label, ti.offset, "tar",
+                        f"torch's legacy member {name!r} is a link to {ti.linkname!r}: "
+                        "torch.load reads that file instead")  # fmt: skip
+            continue
+        if not (ti.isreg() or ti.type not in tarfile.SUPPORTED_TYPES):
+            continue  # directories, devices, FIFOs: no data a loader reads
+        member = _member(tf, ti, fsrc, label, ctx)
+        if member is None:
+            continue
+        ctx.scan(member, depth + 1)
+        if name in ("storages", "tensors"):
+            legacy.append((name, member))
+    for name, member in legacy:
+        walk_legacy(member, name, ctx, depth + 1)
+
+
+def _member(
+    tf: tarfile.TarFile, ti: tarfile.TarInfo, fsrc: FileSource, label: str, ctx: Context
+) -> Source | None:
+    """The member's data as ``extractfile`` hands it out (sparse holes filled, bounded)."""
+    import tarfile
+
+    if not ti.issparse():
+        return fsrc.sub(ti.offset_data, ti.size, label)
+    limits = ctx.limits
+    if ti.size > limits.max_decompressed:
+        ctx.add("MLV302", Severity.HIGH, label, ti.offset, "tar",
+                f"sparse member expands to {ti.size} bytes: beyond Limits.max_decompressed; "
+                "not scanned")  # fmt: skip
+        return None
+    budget = budget_of(ctx, fsrc, limits)
+    out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
+    total = 0
+    f = tf.extractfile(ti)
+    assert f is not None
+    try:
+        while chunk := f.read(CHUNK):
+            budget.inflate(len(chunk))
+            out.write(chunk)
+            total += len(chunk)
+    except (tarfile.TarError, ValueError, OSError, EOFError) as e:
+        msg = f"sparse member data cannot be read whole ({e}): the part read is scanned"
+        ctx.add("MLV205", Severity.MEDIUM, label, ti.offset, "tar", msg)
+    out.seek(0)
+    return FileSource(cast(BinaryIO, out), 0, total, label)
+
+
+# -- torch's legacy tar format -----------------------------------------------------------
+class _OnePickle(PickleWalker):
+    """Walks the first pickle of its stream only: one ``pickle.load`` call."""
+
+    def _walk_next(self) -> bool:
+        super()._walk_next()
+        return False
+
+
+def walk_one_pickle(src: FileSource, offset: int, ctx: Context, depth: int) -> WalkResult:
+    """Walk the one pickle at ``offset`` of ``src`` (findings at file offsets); ``.end``
+    is where it ended, relative to ``offset``; ``.pickles`` is 0 if it broke."""
+    piece = src.sub(offset, (src.size or 0) - offset, src.label)
+    label = src.label
+
+    def emit(rule: str, sev: Severity, off: int, subject: str, msg: str, chain: str) -> None:
+        ctx.add(rule, sev, label, off, subject, msg, chain)
+
+    w = _OnePickle(
+        piece.open(), ctx.policy, ctx.limits, emit, ctx.nested(piece, depth), offset, joblib=False
+    )
+    return w.walk()
+
+
+def walk_legacy(member: Source, name: str, ctx: Context, depth: int) -> None:
+    """Walk a legacy ``storages`` or ``tensors`` member as ``torch.serialization.legacy_load``
+    reads it: a count, then per record a pickle followed by raw bytes; ``storages`` ends with
+    one more pickle (the storage views).
+
+    The count is a value the walker does not keep, so records are told by content: a
+    ``storages`` record names its storage class (whose element size sizes the raw bytes);
+    a pickle naming none is the storage-views pickle, which must end the member. What
+    cannot be sized is "cannot follow": a loader reads on from there.
+    """
+    if not isinstance(member, FileSource):
+        return
+    size = member.size or 0
+    label = member.label
+    pos = index = 0
+    while pos < size:
+        if index > ctx.limits.max_members:
+            ctx.add("MLV302", Severity.HIGH, label, pos, "torch-legacy",
+                    f"more than {ctx.limits.max_members} records in {name!r}; not followed "
+                    "further")  # fmt: skip
+            return
+        res = walk_one_pickle(member, pos, ctx, depth)
+        if not res.pickles or res.cannot_follow:
+            return  # the walker reported where the loader stops or what it cannot follow
+        end = pos + res.end
+        index += 1
+        if index == 1:  # the record count
+            pos = end
+            continue
+        if name == "tensors":
+            head = member.read_at(end, 4)
+            if len(head) < 4:
+                return
+            ndim = int.from_bytes(head, "little", signed=True)
+            if ndim < 0:
+                return  # struct.unpack fails: the loader stops here
+            pos = end + 4 + 4 + 16 * ndim + 8
+            continue
+        sizes = {STORAGE_SIZES[n] for n in res.names if n in STORAGE_SIZES}
+        if not sizes and end >= size:
+            return  # the storage views: the last pickle torch reads from this member
+        if len(sizes) != 1 or res.imports != len(res.names):
+            why = (
+                "names no storage class torch can size, and data follows it"
+                if not sizes
+                else "names storage classes of different element sizes (or more imports "
+                "than the scanner keeps)"
+            )
+            ctx.add("MLV108", Severity.MEDIUM, label, pos, "torch-legacy",
+                    f"cannot follow torch's legacy {name!r} member past offset {end}: the "
+                    f"record pickle at offset {pos} {why}; torch.load reads on from here, so "
+                    "the file cannot be shown safe")  # fmt: skip
+            return
+        count = member.read_at(end, 8)
+        if len(count) < 8:
+            return
+        n = int.from_bytes(count, "little", signed=True)
+        if n < 0:
+            return
+        pos = end + 8 + n * sizes.pop()
