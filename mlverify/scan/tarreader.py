@@ -17,6 +17,7 @@ them: one pickle, the byte count, the raw bytes skipped, the next pickle.
 from __future__ import annotations
 
 import posixpath
+import struct
 import tempfile
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
@@ -58,6 +59,8 @@ def is_tar(head: bytes) -> bool:
     """What ``tarfile.open(mode="r:")`` takes for a tar: a first header it can parse."""
     if len(head) < 512 or head[:512] == b"\0" * 512:
         return False  # an all-zero block opens as an empty archive: nothing to scan
+    if not _checksum_may_match(head):
+        return False  # the cheap test first: most files are not tars (tarfile is imported late)
     import tarfile
 
     try:
@@ -65,6 +68,24 @@ def is_tar(head: bytes) -> bool:
     except (tarfile.HeaderError, ValueError, OverflowError):
         return False
     return True
+
+
+def _checksum_may_match(block: bytes) -> bool:
+    """The header checksum test of ``tarfile.nti``/``calc_chksums``, without ``tarfile``
+    (False only where ``TarInfo.frombuf`` would reject the block too)."""
+    field = block[148:156]
+    if field[0] in (0o200, 0o377):
+        return True  # base-256: left to tarfile
+    try:
+        text = field.split(b"\0", 1)[0].decode("ascii")
+        want = int(text.strip() or "0", 8)
+    except ValueError:
+        return False
+    unsigned = 256 + sum(block[:148]) + sum(block[156:512])
+    signed = (
+        256 + sum(struct.unpack_from("148b", block)) + sum(struct.unpack_from("356b", block, 156))
+    )
+    return want in (unsigned, signed)
 
 
 class _View:
