@@ -123,15 +123,21 @@ class _View:
         return True
 
 
+#: bytes after the point where ``tarfile`` stops that are searched for more members
+TAIL_MAX = 64 * 1024 * 1024
+
+
 def scan_tar(src: Source, ctx: Context, depth: int) -> None:
-    """Scan every member ``tarfile`` reads from ``src``; limits and read errors are findings."""
+    """Scan every member ``tarfile`` reads from ``src``; limits and read errors are findings.
+
+    ``tarfile`` (so torch and pandas) stops at the first zero block or damaged header;
+    GNU tar ``-i`` and ``tarfile(ignore_zeros=True)`` read on. Members after that point are
+    scanned too (searched up to ``TAIL_MAX`` bytes further) and are a finding.
+    """
     import tarfile
 
     ctx.format("tar")
     fsrc = src if isinstance(src, FileSource) else materialize(src, ctx.limits.max_decompressed)
-    prefix = src.label + "!" if src.label else ""
-    limits = ctx.limits
-    budget = budget_of(ctx, fsrc, limits)
     view = _View(fsrc)
     try:
         tf = tarfile.open(fileobj=cast(IO[bytes], view), mode="r:")  # noqa: SIM115
@@ -139,56 +145,102 @@ def scan_tar(src: Source, ctx: Context, depth: int) -> None:
         ctx.add("MLV205", Severity.MEDIUM, src.label, 0, "tar",
                 f"tarfile cannot open the archive ({e}); its members were not scanned")  # fmt: skip
         return
-    count = 0
-    legacy: list[tuple[str, Source]] = []
-    while True:
-        at = tf.offset
+    walk = _Walk(src.label, fsrc, ctx, depth)
+    end = walk.run(tf, view, after=False)
+    size = fsrc.size or 0
+    if end is not None and end < size:
+        tail = _View(fsrc.sub(0, min(size, end + TAIL_MAX), src.label))
+        tail.seek(end)
         try:
-            ti = tf.next()
-        except (tarfile.TarError, ValueError, OSError, EOFError, OverflowError) as e:
-            # loaders list the members first and fail here; a cut archive is only damaged
-            if "unexpected end of data" not in str(e):
-                ctx.add("MLV205", Severity.MEDIUM, src.label, at, "tar",
-                        f"tarfile cannot read the header at offset {at} ({e}): loaders fail "
-                        "here; the members before it were scanned")  # fmt: skip
-            break
-        if view.capped:
-            ctx.add("MLV302", Severity.HIGH, src.label, at, "tar",
-                    f"a tar header extension is larger than {READ_MAX} bytes; the rest of "
-                    "the archive was not scanned")  # fmt: skip
-            break
-        if ti is None:
-            break
-        count += 1
-        label = prefix + ti.name
+            tf2 = tarfile.open(fileobj=cast(IO[bytes], tail), mode="r:", ignore_zeros=True)  # noqa: SIM115
+        except (tarfile.TarError, ValueError, OSError, EOFError):
+            tf2 = None
+        more = walk.run(tf2, tail, after=True) if tf2 is not None else None
+        if more is not None and end + TAIL_MAX < size:
+            ctx.add("MLV302", Severity.HIGH, src.label, end, "tar",
+                    f"{size - end} bytes follow the end of the tar archive: searched for "
+                    f"members {TAIL_MAX} bytes far, the rest was not")  # fmt: skip
+    for name, member in walk.legacy:
+        walk_legacy(member, name, ctx, depth + 1)
+
+
+class _Walk:
+    """One archive's members, over one or more ``TarFile`` readings."""
+
+    def __init__(self, label: str, fsrc: FileSource, ctx: Context, depth: int) -> None:
+        self.label = label
+        self.prefix = label + "!" if label else ""
+        self.fsrc = fsrc
+        self.ctx = ctx
+        self.depth = depth
+        self.count = 0
+        self.budget = budget_of(ctx, fsrc, ctx.limits)
+        self.legacy: list[tuple[str, Source]] = []
+
+    def run(self, tf: tarfile.TarFile, view: _View, *, after: bool) -> int | None:
+        """Scan the members ``tf`` lists; where it stopped (None: the scan must not go on)."""
+        import tarfile
+
+        ctx = self.ctx
+        while True:
+            at = tf.offset
+            try:
+                ti = tf.next()
+            except (tarfile.TarError, ValueError, OSError, EOFError, OverflowError) as e:
+                # loaders list the members first and fail here; a cut archive is only damaged
+                if "unexpected end of data" not in str(e) and not after:
+                    ctx.add("MLV205", Severity.MEDIUM, self.label, at, "tar",
+                            f"tarfile cannot read the header at offset {at} ({e}): loaders "
+                            "fail here; the members before it were scanned")  # fmt: skip
+                return None
+            if view.capped:
+                ctx.add("MLV302", Severity.HIGH, self.label, at, "tar",
+                        f"a tar header extension is larger than {READ_MAX} bytes; the rest of "
+                        "the archive was not scanned")  # fmt: skip
+                return None
+            if ti is None:
+                return tf.offset
+            if not self._member(tf, ti, after):
+                return None
+
+    def _member(self, tf: tarfile.TarFile, ti: tarfile.TarInfo, after: bool) -> bool:
+        import tarfile
+
+        ctx = self.ctx
+        limits = ctx.limits
+        self.count += 1
+        label = self.prefix + ti.name
         try:
-            if count > limits.max_members:
+            if self.count > limits.max_members:
                 raise LimitExceeded(f"more than {limits.max_members} members (Limits.max_members)")
-            if budget.exhausted:
+            if self.budget.exhausted:
                 raise LimitExceeded("over budget: the file's work budget is spent")
-            budget.member()
+            self.budget.member()
         except LimitExceeded as x:
             ctx.add("MLV302", Severity.HIGH, label, ti.offset, "tar",
                     f"{x}; the rest of the archive was not scanned")  # fmt: skip
-            break
+            return False
         tf.members = []  # type: ignore[attr-defined]  # scanned as they come: keep no list
+        if after:
+            ctx.add("MLV205", Severity.MEDIUM, label, ti.offset, "tar",
+                    "member after the point where tarfile stops (an end-of-archive block or "
+                    "a damaged header): torch and pandas do not read it, GNU tar -i and "
+                    "tarfile(ignore_zeros=True) do; scanned")  # fmt: skip
         name = posixpath.normpath(ti.name)
         if ti.islnk() or ti.issym():
             if name in ("storages", "tensors", "pickle"):
                 ctx.add("MLV205", Severity.MEDIUM, label, ti.offset, "tar",
                         f"torch's legacy member {name!r} is a link to {ti.linkname!r}: "
                         "torch.load reads that file instead")  # fmt: skip
-            continue
+            return True
         if not (ti.isreg() or ti.type not in tarfile.SUPPORTED_TYPES):
-            continue  # directories, devices, FIFOs: no data a loader reads
-        member = _member(tf, ti, fsrc, label, ctx)
-        if member is None:
-            continue
-        ctx.scan(member, depth + 1)
-        if name in ("storages", "tensors"):
-            legacy.append((name, member))
-    for name, member in legacy:
-        walk_legacy(member, name, ctx, depth + 1)
+            return True  # directories, devices, FIFOs: no data a loader reads
+        member = _member(tf, ti, self.fsrc, label, ctx)
+        if member is not None:
+            ctx.scan(member, self.depth + 1)
+            if name in ("storages", "tensors"):
+                self.legacy.append((name, member))
+        return True
 
 
 def _member(

@@ -372,3 +372,14 @@ def test_real_tars_stay_clean(scan_bytes: Scan, tmp_path: Path) -> None:
     torch.save({"w": torch.arange(4)}, zpt)
     report = scan_bytes(_tar([("new.pt", zpt.read_bytes())], tarfile.PAX_FORMAT), "z.tar")
     assert all(f.severity < Severity.MEDIUM for f in report.findings), report.findings
+
+
+@pytest.mark.parametrize("gap", [b"\0" * 1024, b"\x01" * 512])
+def test_member_after_where_tarfile_stops(scan_bytes: Scan, gap: bytes) -> None:
+    """GNU tar -i and tarfile(ignore_zeros=True) read past the end block or a damaged one."""
+    first = _tar([("a.txt", b"hello")])
+    first = first[: first.index(b"hello") + 512]  # the member, without the end blocks
+    data = first + gap + _tar([("m.pkl", EVIL4)])
+    report = scan_bytes(data, "m.tar")
+    assert "os.system" in subjects(report)
+    assert any(f.rule_id == "MLV205" and "tarfile stops" in f.message for f in report.findings)
