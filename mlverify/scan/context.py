@@ -59,3 +59,21 @@ class FormatScanner(Protocol):
     def detect(self, head: bytes, src: Source, deep: bool) -> bool: ...
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None: ...
+
+
+def add_by_id(
+    ctx: ScanContext,
+    rule_id: str,
+    severity: Severity,
+    member: str,
+    offset: int | None,
+    subject: str,
+    message: str,
+    chain: str = "",
+) -> None:
+    """Report through ``ctx`` a finding a component names by rule id and severity (the
+    archive readers, as the pickle walker does): the catalogue's rule for that id."""
+    from mlverify.scan.rules import by_id
+
+    ctx.add(by_id(rule_id, severity, message), member, offset, subject, message, chain,
+            severity=severity)  # fmt: skip

@@ -1,9 +1,17 @@
-"""A tolerant zip reader of our own: central directory first, local headers checked.
+"""A tolerant zip reader of our own: every member any real loader would open.
 
-It reads what loaders such as ``torch.load`` read (the central directory,
-prefix data allowed, flag bits and CRCs ignored) and reports every place where
-another zip reader could see something else: local/central name mismatch,
-flag bits, data before or after the archive, overlapping members.
+Loaders read the central directory with different rules: Python's ``zipfile``
+(numpy ``.npz``, pandas, joblib) finds it right before the end record (or the
+zip64 record right before the locator), shifts every offset by the data
+prepended to the archive and reads records until ``size_cd`` bytes are used;
+miniz (``torch.load``'s ``PyTorchStreamReader``) reads it at the recorded
+offset (the zip64 record at the locator's offset) and reads as many records as
+the end record counts. The scanner reads the directory under each reader's
+rules and scans the union of the members (deduplicated by local header,
+method and size), never skipping one because of its name; where the readers
+disagree, or records follow the ones a reader counts, that is a finding. Other
+differences are reported too: local/central name mismatch, flag bits, data
+before or after the archive, overlapping members.
 """
 
 from __future__ import annotations
@@ -34,6 +42,14 @@ Z64_EOCD_SIG = b"PK\x06\x06"
 CD_SIG = b"PK\x01\x02"
 LOCAL_SIG = b"PK\x03\x04"
 
+ZIPFILE = "Python's zipfile (numpy.load, pandas, joblib)"
+MINIZ = "miniz (torch.load)"
+#: how far from the end each reader looks for the end record (zipfile: a 64 KiB comment;
+#: miniz scans 4 KiB blocks backwards until it passed 64 KiB + 22 bytes: 16 blocks more)
+_ZIPFILE_WINDOW = (1 << 16) + 22
+_MINIZ_WINDOW = 4096 + 16 * 4093
+_CD_READ_MAX = 64 * 1024 * 1024  # bytes of central directory read per reader
+
 
 @dataclass
 class ZipProblem:
@@ -56,6 +72,7 @@ class ZipEntry:
     data_offset: int = -1
     local_name: str | None = None
     overlaps: str | None = None  # an earlier member whose bytes this one shares
+    readers: set[str] = field(default_factory=set)  # the readers that open this member
 
 
 @dataclass
@@ -65,95 +82,246 @@ class ZipArchive:
     start: int = 0  # where the archive's first local header is
 
 
-def find_eocd(src: FileSource) -> int | None:
+@dataclass
+class _Dir:
+    """Where one reader finds the central directory, and how it reads it."""
+
+    reader: str
+    eocd: int  # the end record's offset
+    start: int  # of the first central directory record
+    size: int  # central directory bytes (zipfile reads records until they are used up)
+    count: int  # records (miniz reads this many)
+    delta: int  # added to every local header offset (zipfile: data prepended to the archive)
+    end: int  # end of the archive (end record and its comment)
+
+
+def _last_sig(src: FileSource, window: int) -> int | None:
+    """The last end record signature with a whole record after it, in the last ``window``."""
     size = src.size or 0
-    n = min(size, 65535 + 22)
-    tail = src.read_at(size - n, n)
-    i = tail.rfind(EOCD_SIG)
-    while i >= 0:
-        if i + 22 <= len(tail):
-            return size - n + i
-        i = tail.rfind(EOCD_SIG, 0, i)
-    return None
+    start = max(0, size - window)
+    tail = src.read_at(start, size - start)
+    i = tail.rfind(EOCD_SIG, 0, max(0, len(tail) - 18))
+    return start + i if i >= 0 else None
+
+
+def find_eocd(src: FileSource) -> int | None:
+    """An end record some reader uses (miniz looks furthest back)."""
+    return _last_sig(src, _MINIZ_WINDOW)
+
+
+def _eocd_fields(src: FileSource, at: int) -> tuple[int, int, int, int, int, int]:
+    """(entries on this disk, total entries, cd size, cd offset, comment length, disks)"""
+    (_, disk, cd_disk, n_here, n_total, cd_size, cd_off, clen) = struct.unpack(
+        "<4sHHHHIIH", src.read_at(at, 22)
+    )
+    return n_here, n_total, cd_size, cd_off, clen, disk | cd_disk
+
+
+def _zipfile_dir(src: FileSource) -> _Dir | None:
+    """``zipfile._EndRecData`` and ``_RealGetContents`` (CPython 3.11)."""
+    size = src.size or 0
+    if size < 22:
+        return None
+    eocd: int | None = size - 22
+    last = src.read_at(size - 22, 22)
+    if not (last[:4] == EOCD_SIG and last[-2:] == b"\0\0"):
+        start = max(size - _ZIPFILE_WINDOW, 0)
+        tail = src.read_at(start, size - start)
+        i = tail.rfind(EOCD_SIG)
+        eocd = start + i if i >= 0 and len(tail) - i >= 22 else None
+    if eocd is None:
+        return None
+    _n_here, count, cd_size, cd_off, clen, _ = _eocd_fields(src, eocd)
+    concat = eocd - cd_size - cd_off
+    loc = src.read_at(eocd - 20, 20) if eocd >= 20 else b""
+    if len(loc) == 20 and loc[:4] == Z64_LOC_SIG and eocd >= 76:
+        z64 = src.read_at(eocd - 76, 56)  # zipfile: the record right before the locator
+        if z64[:4] == Z64_EOCD_SIG:
+            count, cd_size, cd_off = struct.unpack("<QQQ", z64[32:56])
+            concat = eocd - cd_size - cd_off - 76
+    return _Dir(ZIPFILE, eocd, cd_off + concat, cd_size, count, concat, eocd + 22 + clen)
+
+
+def _miniz_dir(src: FileSource) -> _Dir | None:
+    """``mz_zip_reader_read_central_dir`` (miniz 3, as torch's ``PyTorchStreamReader``)."""
+    size = src.size or 0
+    eocd = _last_sig(src, _MINIZ_WINDOW)
+    if eocd is None:
+        return None
+    _n_here, count, cd_size, cd_off, clen, _ = _eocd_fields(src, eocd)
+    if eocd >= 76:
+        loc = src.read_at(eocd - 20, 20)
+        if loc[:4] == Z64_LOC_SIG:
+            z64_off = struct.unpack("<Q", loc[8:16])[0]
+            if z64_off > size - 56:
+                return None  # miniz: not an archive
+            z64 = src.read_at(z64_off, 56)
+            if z64[:4] == Z64_EOCD_SIG:  # miniz: the record the locator names
+                count, cd_size, cd_off = struct.unpack("<QQQ", z64[32:56])
+    return _Dir(MINIZ, eocd, cd_off, cd_size, count, 0, eocd + 22 + clen)
 
 
 def _decode(raw: bytes, flags: int) -> str:
     return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
 
 
-def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
-    """Parse the archive; never raises on malformed input (problems are returned)."""
-    arc = ZipArchive()
+class _Window:
+    """Central directory bytes from ``start``, read as they are needed (at most 64 MiB)."""
+
+    def __init__(self, src: FileSource, start: int) -> None:
+        self.src = src
+        self.start = start
+        self.data = bytearray()
+        self.done = False
+
+    def get(self, p: int, n: int) -> bytes:
+        while p + n > len(self.data) and not self.done and len(self.data) < _CD_READ_MAX:
+            want = min(max(p + n - len(self.data), 1 << 20), _CD_READ_MAX - len(self.data))
+            chunk = self.src.read_at(self.start + len(self.data), want)
+            self.data += chunk
+            self.done = len(chunk) < want
+        return bytes(self.data[p : p + n])
+
+
+def _read_dir(
+    src: FileSource, d: _Dir, limits: Limits, arc: ZipArchive, failures: list[ZipProblem]
+) -> tuple[list[ZipEntry], bool]:
+    """The records ``d.reader`` reads, then any valid records right after them.
+
+    zipfile reads records until ``size`` bytes are used, miniz reads ``count``
+    records; both rules are followed here (so records one reader skips are
+    still scanned) and records beyond the reader's own rule are a finding.
+    """
     size = src.size or 0
-    eocd = find_eocd(src)
-    if eocd is None:
-        arc.problems.append(
-            ZipProblem("MLV205", Severity.MEDIUM, 0, "", "no end-of-central-directory record")
-        )
-        _scan_local_headers(src, arc, limits)
-        return arc
-    rec = src.read_at(eocd, 22)
-    (_, _disk, _cd_disk, _n_here, n_total, cd_size, cd_off, comment_len) = struct.unpack(
-        "<4sHHHHIIH", rec
-    )
-    end_of_archive = eocd + 22 + comment_len
-    loc = src.read_at(eocd - 20, 20) if eocd >= 20 else b""
-    if len(loc) == 20 and loc[:4] == Z64_LOC_SIG:
-        z64_off = struct.unpack("<Q", loc[8:16])[0]
-        z64 = src.read_at(z64_off, 56)
-        if len(z64) != 56 or z64[:4] != Z64_EOCD_SIG:
-            # prefix data shifts the zip64 record too: look just before the locator
-            z64_off = eocd - 20 - 56
-            z64 = src.read_at(z64_off, 56) if z64_off >= 0 else b""
-        if len(z64) == 56 and z64[:4] == Z64_EOCD_SIG:
-            n_total, cd_size, cd_off = struct.unpack("<QQQ", z64[32:56])
-            eocd = z64_off
-    if end_of_archive < size:
-        arc.problems.append(
-            ZipProblem(
-                "MLV204",
-                Severity.LOW,
-                end_of_archive,
-                "",
-                f"{size - end_of_archive} bytes after the end of the zip archive",
+    out: list[ZipEntry] = []
+    if d.start < 0 or d.start >= size:
+        if d.count or d.size:
+            failures.append(
+                ZipProblem(
+                    "MLV205",
+                    Severity.MEDIUM,
+                    d.eocd,
+                    "",
+                    f"central directory offsets are out of range (as {d.reader} reads them)",
+                )
             )
-        )
-    # data before the archive shifts every offset (self-extracting style, polyglots)
-    cd_start = eocd - cd_size
-    delta = cd_start - cd_off
-    if cd_start < 0 or delta < 0:
-        arc.problems.append(
-            ZipProblem(
-                "MLV205", Severity.MEDIUM, eocd, "", "central directory offsets are out of range"
-            )
-        )
-        _scan_local_headers(src, arc, limits)
-        return arc
-    if n_total > limits.max_members:
-        arc.problems.append(
-            ZipProblem("MLV302", Severity.HIGH, eocd, "", f"{n_total} members exceed the limit")
-        )
-        n_total = limits.max_members
-    cd = src.read_at(cd_start, min(cd_size, 64 * 1024 * 1024))
-    p = 0
-    for _ in range(n_total):
-        if p + 46 > len(cd) or cd[p : p + 4] != CD_SIG:
+            return out, False
+        return out, True
+    w = _Window(src, d.start)
+    p = i = extra = 0
+    while p < d.size or i < d.count:
+        own = p < d.size if d.reader == ZIPFILE else i < d.count
+        rec = w.get(p, 46)
+        if len(rec) < 46 or rec[:4] != CD_SIG:
+            if own:
+                failures.append(
+                    ZipProblem(
+                        "MLV205",
+                        Severity.MEDIUM,
+                        d.start + p,
+                        "",
+                        f"central directory is truncated (as {d.reader} reads it)",
+                    )
+                )
+                return out, False
+            break
+        if len(out) >= limits.max_members:
             arc.problems.append(
                 ZipProblem(
-                    "MLV205", Severity.MEDIUM, cd_start + p, "", "central directory is truncated"
+                    "MLV302",
+                    Severity.HIGH,
+                    d.start + p,
+                    "",
+                    f"more than {limits.max_members} members (Limits.max_members): "
+                    "the rest of the archive was not scanned",
                 )
             )
             break
         (flags, method, crc, csize, usize, nlen, xlen, clen, lho) = struct.unpack(
-            "<8xHH4xIIIHHH8xI", cd[p : p + 46]
+            "<8xHH4xIIIHHH8xI", rec
         )
-        name = _decode(cd[p + 46 : p + 46 + nlen], flags)
-        extra = cd[p + 46 + nlen : p + 46 + nlen + xlen]
-        usize, csize, lho = _zip64(extra, usize, csize, lho)
+        name = _decode(w.get(p + 46, nlen), flags)
+        usize, csize, lho = _zip64(w.get(p + 46 + nlen, xlen), usize, csize, lho)
         p += 46 + nlen + xlen + clen
-        arc.entries.append(ZipEntry(name, flags, method, csize, usize, crc, lho + delta))
+        i += 1
+        extra += not own
+        e = ZipEntry(name, flags, method, csize, usize, crc, lho + d.delta)
+        e.readers.add(d.reader)
+        out.append(e)
+    if extra:
+        rule = "its recorded size" if d.reader == ZIPFILE else "the count in the end record"
+        arc.problems.append(
+            ZipProblem(
+                "MLV205",
+                Severity.MEDIUM,
+                d.start,
+                "",
+                f"{extra} central directory record(s) follow {rule}: {d.reader} does not read "
+                "them, other zip readers do; scanned",
+            )
+        )
+    return out, True
+
+
+def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
+    """Parse the archive as each reader does; never raises on malformed input.
+
+    ``entries`` is the union of the members the readers open (deduplicated by
+    local header offset, method and compressed size); problems are returned.
+    """
+    arc = ZipArchive()
+    size = src.size or 0
+    dirs = [d for d in (_zipfile_dir(src), _miniz_dir(src)) if d is not None]
+    if not dirs:
+        arc.problems.append(
+            ZipProblem("MLV205", Severity.MEDIUM, 0, "", "no end-of-central-directory record")
+        )
+        _scan_local_headers(src, arc, limits)
+        _check_locals(src, arc, size)
+        _check_overlaps(arc.entries, arc.problems)
+        return arc
+    seen: dict[tuple[int, int, int], ZipEntry] = {}
+    views: dict[str, list[ZipEntry]] = {}  # the members of each reader that opens the archive
+    failures: list[ZipProblem] = []
+    read: list[list[ZipEntry]] = []  # the members of each reader, opening or failing
+    for d in dirs:
+        if d.end < size:
+            arc.problems.append(
+                ZipProblem(
+                    "MLV204",
+                    Severity.LOW,
+                    d.end,
+                    "",
+                    f"{size - d.end} bytes after the end of the zip archive",
+                )
+            )
+        view: list[ZipEntry] = []
+        in_view: set[tuple[int, int, int]] = set()
+        records, ok = _read_dir(src, d, limits, arc, failures)
+        read.append(view)
+        if ok:
+            views[d.reader] = view
+        for e in records:
+            key = (e.header_offset, e.method, e.csize)
+            if key in in_view:  # a second record of the same member: its bytes are shared
+                arc.problems.append(_shared(e, seen[key].name))
+                continue
+            in_view.add(key)
+            if key in seen:
+                seen[key].readers.add(d.reader)
+                e = seen[key]
+            else:
+                seen[key] = e
+                arc.entries.append(e)
+            view.append(e)
+    _disagreement(views, arc)
+    if not views:  # no reader opens the archive
+        arc.problems.extend(failures)
+    if not arc.entries:
+        _scan_local_headers(src, arc, limits)
+        read = [arc.entries]
     starts = [e.header_offset for e in arc.entries]
-    arc.start = min(starts) if starts else cd_start
+    arc.start = min(starts) if starts else min(max(d.start, 0) for d in dirs)
     if arc.start > 0:
         arc.problems.append(
             ZipProblem(
@@ -165,7 +333,29 @@ def read_zip(src: FileSource, limits: Limits) -> ZipArchive:
             )
         )
     _check_locals(src, arc, size)
+    for view in read:
+        _check_overlaps(view, arc.problems)
     return arc
+
+
+def _disagreement(views: dict[str, list[ZipEntry]], arc: ZipArchive) -> None:
+    if len(views) < 2:
+        return
+    (ra, va), (rb, vb) = list(views.items())[:2]
+    ia, ib = {id(e) for e in va}, {id(e) for e in vb}
+    only = [e for e in arc.entries if (id(e) in ia) != (id(e) in ib)]
+    if only:
+        names = ", ".join(repr(e.name) for e in only[:3]) + (", ..." if len(only) > 3 else "")
+        arc.problems.append(
+            ZipProblem(
+                "MLV205",
+                Severity.MEDIUM,
+                only[0].header_offset,
+                "",
+                f"zip readers disagree on the members: {ra} opens {len(va)}, {rb} opens "
+                f"{len(vb)}; {len(only)} only one of them opens ({names}): all are scanned",
+            )
+        )
 
 
 def _zip64(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, int]:
@@ -242,10 +432,20 @@ def _check_locals(src: FileSource, arc: ZipArchive, size: int) -> None:
                     "member data runs past end of file",
                 )
             )
-    _check_overlaps(arc)
 
 
-def _check_overlaps(arc: ZipArchive) -> None:
+def _shared(e: ZipEntry, owner: str) -> ZipProblem:
+    return ZipProblem(
+        "MLV302",
+        Severity.HIGH,
+        e.header_offset,
+        e.name,
+        f"member shares its bytes with {owner!r} (overlapping members, a zip-bomb "
+        "technique): not scanned again",
+    )
+
+
+def _check_overlaps(entries: list[ZipEntry], problems: list[ZipProblem]) -> None:
     """Members whose bytes (local header to end of data) overlap an earlier member's.
 
     Overlapping members are how small zips inflate without bound (one kernel
@@ -255,24 +455,15 @@ def _check_overlaps(arc: ZipArchive) -> None:
     """
     spans = sorted(
         (e.header_offset, e.data_offset + max(e.csize, 0), i)
-        for i, e in enumerate(arc.entries)
+        for i, e in enumerate(entries)
         if e.data_offset >= 0
     )
     end, owner = -1, ""
     for start, stop, i in spans:
-        e = arc.entries[i]
-        if start < end:
+        e = entries[i]
+        if start < end and e.overlaps is None:
             e.overlaps = owner
-            arc.problems.append(
-                ZipProblem(
-                    "MLV302",
-                    Severity.HIGH,
-                    e.header_offset,
-                    e.name,
-                    f"member shares its bytes with {owner!r} (overlapping members, a zip-bomb "
-                    "technique): not scanned again",
-                )
-            )
+            problems.append(_shared(e, owner))
         if stop > end:
             end, owner = stop, e.name
 
@@ -321,7 +512,7 @@ def member_sources(
     budget = budget_of(ctx, fsrc, limits)
     total = 0
     for e in arc.entries:
-        if e.data_offset < 0 or e.name.endswith("/") or e.overlaps is not None:
+        if e.data_offset < 0 or e.overlaps is not None:  # a name ending in "/" is read too
             continue
         label = prefix + e.name
         try:

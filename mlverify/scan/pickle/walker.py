@@ -185,6 +185,7 @@ class PickleWalker:
         probe: bool = False,
         joblib: bool = True,
         view: str = "",
+        max_pickles: int = 0,
     ) -> None:
         self.stream = stream
         self.policy = policy
@@ -194,6 +195,7 @@ class PickleWalker:
         self.reopen = reopen
         self.probe = probe
         self.joblib = joblib
+        self.max_pickles = max_pickles  # 0: every stacked pickle (one pickle.load: 1)
         self.judge = Judge(policy, emit, nested, base_offset, limits.max_findings)
         self.judge.view = view
         self.buf = b""
@@ -470,6 +472,8 @@ class PickleWalker:
         judge = self.judge
         going = True
         while going and self._fill(1):
+            if self.max_pickles and res.pickles + res.broken >= self.max_pickles:
+                break
             start = self._tell()
             if res.pickles and self.buf[self.pos] not in VALID_OPCODES:
                 res.end = start
