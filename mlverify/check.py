@@ -241,7 +241,7 @@ def _signature_evidence(
     out = []
     for p in sig_paths:
         try:
-            bundle = read_bundle(p)
+            bundle = read_bundle(p, model=artifact)
         except MlverifyError as e:
             out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(e)))
             continue
@@ -347,7 +347,7 @@ def _attestation_evidence(
         if f.resolve() in skipped:
             continue
         try:
-            items = read_attestations(f)
+            items = read_attestations(f, artifact=artifact)
         except MlverifyError as e:
             bad.append(FailedAttestation(str(f), str(e)))
             continue

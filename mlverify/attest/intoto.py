@@ -15,7 +15,7 @@ from typing import Any
 
 from mlverify.errors import InputError
 from mlverify.files import read_bounded
-from mlverify.signing.bundle import MAX_BUNDLE_BYTES, SignatureBundle, parse_bundle
+from mlverify.signing.bundle import SignatureBundle, bundle_limit, parse_bundle
 from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from mlverify.signing.statement import STATEMENT_TYPE, load_statement
 
@@ -99,13 +99,16 @@ def resolve_predicate_type(name: str) -> str:
     return PREDICATE_ALIASES.get(name, name)
 
 
-def read_attestations(path: Path) -> list[SignatureBundle | Envelope]:
+def read_attestations(
+    path: Path, *, artifact: Path | None = None
+) -> list[SignatureBundle | Envelope]:
     """Every attestation in a file: a Sigstore bundle, a bare DSSE envelope, or
-    JSON lines of either (``*.intoto.jsonl``)."""
+    JSON lines of either (``*.intoto.jsonl``). ``artifact`` (what it is about)
+    sets the size bound (an OMS dataset attestation lists every file)."""
     data = read_bounded(
         path,
         what="attestation file",
-        limit=MAX_BUNDLE_BYTES,
+        limit=bundle_limit(path, artifact),
         too_big_text="oversize envelope; refusing to parse it",
     )
     text = data.strip()

@@ -137,7 +137,7 @@ def verify_attestation_command(
     results = []
     failures: list[str] = []
     for f in files:
-        for item in read_attestations(f):
+        for item in read_attestations(f, artifact=path):
             bundle = as_bundle(item, str(f))
             if not attestations:
                 # Found by convention: only statements of the wanted type are considered.

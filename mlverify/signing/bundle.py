@@ -1,19 +1,23 @@
 """OMS signature files: Sigstore bundle v0.3 around a DSSE envelope.
 
-Reading is strict and bounded: a signature file larger than
-:data:`MAX_BUNDLE_BYTES`, malformed JSON, a missing envelope or missing
+Reading is strict and bounded: a signature file larger than the most a
+signature of the model being verified can need (see
+:mod:`mlverify.manifest.limits`; :data:`MAX_BUNDLE_BYTES` when no model is
+given) is refused from its size, before it is read; malformed JSON, a missing envelope or missing
 verification material are input errors that name the defect.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mlverify.errors import InputError, SignatureNotFoundError
 from mlverify.files import read_bounded
+from mlverify.manifest.limits import FLOOR, signature_limit_for
 from mlverify.signing.dsse import (
     INTOTO_PAYLOAD_TYPE,
     DsseSignature,
@@ -32,7 +36,8 @@ KNOWN_MEDIA_TYPES = frozenset(
         "application/vnd.dev.sigstore.bundle+json;version=0.1",
     }
 )
-MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+#: the bound when no model is given (the model-derived bound never goes below it)
+MAX_BUNDLE_BYTES = FLOOR
 
 MaterialKind = Literal["publicKey", "x509CertificateChain", "certificate"]
 
@@ -59,18 +64,41 @@ class SignatureBundle:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
-def read_bundle(path: Path) -> SignatureBundle:
-    """Read and structurally validate the signature file at ``path``."""
+def bundle_limit(path: Path, model: Path | None) -> int:
+    """How large the signature file at ``path`` may be to be read for ``model``."""
+    if model is None:
+        return MAX_BUNDLE_BYTES
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0  # the read reports it
+    return signature_limit_for(model, needed=size)
+
+
+def read_bundle(path: Path, *, model: Path | None = None) -> SignatureBundle:
+    """Read and structurally validate the signature file at ``path``.
+
+    ``model`` (the model it is meant to verify) sets the size bound.
+    """
     data = read_bounded(
         path,
         what="signature file",
-        limit=MAX_BUNDLE_BYTES,
+        limit=bundle_limit(path, model),
         missing=SignatureNotFoundError,
         missing_text="no signature found; sign the model first (mlverify sign) "
         "or point --signature at its signature file",
-        too_big_text="this is not an OMS signature",
+        too_big_text=_too_big(model),
     )
     return parse_bundle(data, source=str(path))
+
+
+def _too_big(model: Path | None) -> str:
+    if model is None:
+        return "this is not an OMS signature"
+    return (
+        f"that is more than a signature of the model at {model} can need (16 MiB plus about "
+        "1 KiB per file under it): this is not its signature"
+    )
 
 
 def parse_bundle(data: bytes, *, source: str) -> SignatureBundle:
