@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from mlverify.errors import InputError, UsageError
 
@@ -33,13 +34,24 @@ SIGNATURE_SUFFIXES: tuple[str, ...] = (".sigstore.json", ".sigstore", ".intoto.j
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass(frozen=True)
-class ModelFile:
-    """One regular file of a model."""
-
+class _ModelFileFields(NamedTuple):
     name: str  #: POSIX path relative to the model root ("." never appears here)
-    path: Path  #: where to read it
+    location: str  #: where to read it (a path string)
     size: int
+
+
+class ModelFile(_ModelFileFields):
+    """One regular file of a model: an immutable value (a million-file dataset makes a
+    million, so it holds a path string and makes a ``Path`` only when asked)."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, path: str | os.PathLike[str], size: int) -> ModelFile:
+        return super().__new__(cls, name, os.fspath(path), size)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,15 @@ class IgnoreRules:
                     return True
         return False
 
+    def matches_entry(self, name: str, base: str) -> bool:
+        """:meth:`matches` for an entry whose parent directories are known not to match."""
+        if name in self.literal:
+            return True
+        for g in self.globs:
+            if fnmatch.fnmatchcase(name, g) or ("/" not in g and fnmatch.fnmatchcase(base, g)):
+                return True
+        return False
+
 
 def _lstat(path: Path) -> os.stat_result:
     try:
@@ -156,7 +177,10 @@ def walk_model(
         raise InputError(
             f"{path}: the model path is a symlink; pass the real path ({path.resolve()})"
         )
-    excluded = {p.resolve() for p in extra_excluded if p.exists()}
+    excluded_paths = [p for p in extra_excluded if p.exists()]
+    excluded = {p.resolve() for p in excluded_paths}
+    # compared by file identity: no resolve() per file (a hard link is the same file)
+    excluded_ids = {(s.st_dev, s.st_ino) for s in (p.stat() for p in excluded_paths)}
 
     if stat.S_ISREG(st.st_mode):
         if patterns:
@@ -191,16 +215,23 @@ def walk_model(
             raise InputError(f"{directory}: permission denied listing the directory") from None
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
-            entry_path = Path(entry.path)
-            if rules.matches(name):
+            # the parent directories did not match (or this would not be visited)
+            if rules.matches_entry(name, entry.name):
                 if not any(name.startswith(g + "/") or name == g for g in GIT_PATHS):
                     ignored_found.add(name)
                 continue
-            if is_signature_file(name) or (excluded and entry_path.resolve() in excluded):
+            if is_signature_file(name):
                 ignored_found.add(name)
                 continue
             est = entry.stat(follow_symlinks=False)
+            if excluded and (
+                (est.st_dev, est.st_ino) in excluded_ids
+                or (stat.S_ISLNK(est.st_mode) and Path(entry.path).resolve() in excluded)
+            ):
+                ignored_found.add(name)
+                continue
             if stat.S_ISLNK(est.st_mode):
+                entry_path = Path(entry.path)
                 if not allow_symlinks:
                     raise InputError(
                         f"{entry_path}: symlinks are refused by default "
@@ -218,12 +249,12 @@ def walk_model(
                     raise InputError(f"{entry_path}: dangling symlink (target {target} missing)")
                 est = target.stat()
             if stat.S_ISDIR(est.st_mode):
-                visit(entry_path, name, ancestors)
+                visit(Path(entry.path), name, ancestors)
             elif stat.S_ISREG(est.st_mode):
-                files.append(ModelFile(name=name, path=entry_path, size=est.st_size))
+                files.append(ModelFile(name, entry.path, est.st_size))
             else:
                 raise InputError(
-                    f"{entry_path}: not a regular file (FIFO, socket or device); "
+                    f"{entry.path}: not a regular file (FIFO, socket or device); "
                     "remove it from the model or --ignore it"
                 )
 

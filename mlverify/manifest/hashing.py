@@ -1,9 +1,11 @@
 """Streaming, parallel hashing of files and byte ranges.
 
 Memory is bounded: each worker thread reuses one read buffer. Both cores are
-used: jobs (whole files or shards) run on a thread pool, largest first, and
-``hashlib`` releases the GIL while it hashes a large buffer. BLAKE3 hashes whole
-files through its own memory-mapped, multi-threaded path.
+used: large jobs (whole files or shards) run on a thread pool, largest first,
+and ``hashlib`` releases the GIL while it hashes a large buffer. BLAKE3 hashes
+whole files through its own memory-mapped, multi-threaded path. Small whole
+files (up to :data:`SMALL_FILE`), where Python's own work per file dominates,
+are hashed in batches by worker processes (:mod:`mlverify.manifest.smallfiles`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import Literal, NamedTuple, Protocol, get_args
 
 from mlverify.errors import InputError
 
@@ -25,6 +26,8 @@ HASH_TYPES: tuple[str, ...] = get_args(HashType)
 HASH_ALIASES: dict[str, HashType] = {"blake2": "blake2b"}
 
 READ_BUFFER = 4 * 1024 * 1024
+#: whole files up to this size are hashed in batches (worker processes)
+SMALL_FILE = 1024 * 1024
 _local = threading.local()
 
 
@@ -61,11 +64,13 @@ def _buffer() -> bytearray:
     return buf
 
 
-@dataclass(frozen=True)
-class HashJob:
-    """Hash bytes ``[start, end)`` of ``path``; ``end`` None means the whole file."""
+class HashJob(NamedTuple):
+    """Hash bytes ``[start, end)`` of ``path``; ``end`` None means the whole file.
 
-    path: Path
+    A named tuple: a million of them are made for a million-file dataset.
+    """
+
+    path: Path | str
     start: int = 0
     end: int | None = None
     size_hint: int = 0
@@ -105,7 +110,7 @@ def hash_range(job: HashJob, hash_type: HashType) -> str:
         raise InputError(f"{job.path}: expected a file, found a directory") from None
 
 
-def _blake3_whole_file(path: Path) -> str:
+def _blake3_whole_file(path: Path | str) -> str:
     import blake3
 
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
@@ -141,24 +146,75 @@ def hash_all(
 
     ``lookup`` / ``store`` plug in an optional digest cache.
     """
-    results: list[str | None] = [lookup(j) if lookup else None for j in jobs]
-    todo = [i for i, r in enumerate(results) if r is None]
+    results: list[str | None] = [lookup(j) for j in jobs] if lookup else [None] * len(jobs)
+    small: list[int] = []
+    large: list[int] = []
+    batchable = hash_type != "blake3"
+    for i, r in enumerate(results):
+        if r is not None:
+            continue
+        j = jobs[i]
+        if batchable and j.end is None and not j.start and j.size_hint <= SMALL_FILE:
+            small.append(i)
+        else:
+            large.append(i)
     # Largest first keeps both workers busy to the end.
-    todo.sort(key=lambda i: jobs[i].size_hint, reverse=True)
-    workers = min(worker_count(), len(todo))
-    if workers <= 1:
-        for i in todo:
-            results[i] = hash_range(jobs[i], hash_type)
-    else:
-        ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash")
-        try:
-            futures = {i: ex.submit(hash_range, jobs[i], hash_type) for i in todo}
-            for i, fut in futures.items():
-                results[i] = fut.result()
-        finally:
+    large.sort(key=lambda i: jobs[i].size_hint, reverse=True)
+    workers = min(worker_count(), len(large))
+    ex: ThreadPoolExecutor | None = None
+    futures: dict[int, Future[str]] = {}
+    try:
+        if workers > 1 or (workers == 1 and small):
+            ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash")
+            futures = {i: ex.submit(hash_range, jobs[i], hash_type) for i in large}
+        else:
+            for i in large:
+                results[i] = hash_range(jobs[i], hash_type)
+        if small:
+            for i, digest in zip(
+                small, _hash_small([jobs[i] for i in small], hash_type), strict=True
+            ):
+                results[i] = digest
+        for i, fut in futures.items():
+            results[i] = fut.result()
+    finally:
+        if ex is not None:
             # on an error, do not hash the rest of a large model before reporting it
             ex.shutdown(wait=True, cancel_futures=True)
     if store:
-        for i in todo:
+        for i in (*small, *large):
             store(jobs[i], results[i])  # type: ignore[arg-type]
     return results  # type: ignore[return-value]
+
+
+def _hash_small(jobs: Sequence[HashJob], hash_type: HashType) -> list[str]:
+    """Hex digests of small whole files: batched in worker processes, or here."""
+    from mlverify.manifest import smallfiles
+
+    paths = [os.fspath(j.path) for j in jobs]
+    workers = worker_count()
+    try:
+        if workers > 1 and len(paths) >= smallfiles.PROCESS_MIN_FILES:
+            raw = smallfiles.hash_in_workers(paths, hash_type, workers)
+        else:
+            raw = smallfiles.hash_inline(paths, hash_type)
+    except smallfiles.WorkerError as e:
+        raise _file_error(jobs[e.index].path, e.errno) from None
+    except OSError as e:
+        raise InputError(f"cannot hash the files: {e}; try again") from None
+    return [d.hex() for d in raw]
+
+
+def _file_error(path: Path | str, errno_: int) -> InputError:
+    import errno
+
+    if errno_ == errno.ENOENT:
+        return InputError(f"{path}: file disappeared while hashing")
+    if errno_ in (errno.EACCES, errno.EPERM):
+        return InputError(f"{path}: permission denied; make it readable")
+    if errno_ in (errno.EISDIR, -1):
+        return InputError(
+            f"{path}: expected a regular file, found something else (changed "
+            "while hashing?); hash again once it stops changing"
+        )
+    return InputError(f"{path}: cannot read ({os.strerror(errno_)})")

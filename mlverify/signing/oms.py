@@ -175,7 +175,7 @@ def verify_model(
     manifest = manifest_from_statement(statement, where=verified.source)
     ser = manifest.serialization
     expected = manifest.resources
-    expected_paths = sorted({r.path for r in expected})
+    expected_paths = sorted(set(manifest.compact.paths))
 
     if path.is_file() and not path.is_symlink():
         if len(expected_paths) != 1:
@@ -186,7 +186,7 @@ def verify_model(
         tree = walk_model(path)
         # "." (reference tool) or the file's name (spec, legacy): the bytes matter.
         pairs = [(expected_paths[0], tree.files[0])]
-        extra: list[str] = []
+        extra_names: list[str] = []
     else:
         if expected_paths == [SINGLE_FILE_NAME]:
             raise ArtifactMismatchError(
@@ -202,25 +202,33 @@ def verify_model(
             extra_excluded=excluded,
             require_files=False,
         )
-        on_disk = {f.name: f for f in tree.files}
+        # Both sides are sorted by name: one merge, no dictionary of either.
+        on_disk = tree.files
         pairs = []
+        extra = []
+        j = 0
         for name in expected_paths:
-            f = on_disk.get(name)
-            if f is None:
-                # A signed file our walk leaves out (e.g. named like a signature):
-                # still check it if it is safely inside the model.
-                found = _resolve_inside(path, name, ser.allow_symlinks)
-                if found is None:
-                    continue
-                f = ModelFile(name=name, path=found, size=found.stat().st_size)
-            pairs.append((name, f))
-        signed = set(expected_paths)
-        extra = [] if ignore_unsigned_files else sorted(n for n in on_disk if n not in signed)
+            while j < len(on_disk) and on_disk[j].name < name:
+                extra.append(on_disk[j])
+                j += 1
+            if j < len(on_disk) and on_disk[j].name == name:
+                pairs.append((name, on_disk[j]))
+                j += 1
+                continue
+            # A signed file our walk leaves out (e.g. named like a signature):
+            # still check it if it is safely inside the model.
+            found = _resolve_inside(path, name, ser.allow_symlinks)
+            if found is not None:
+                pairs.append((name, ModelFile(name=name, path=found, size=found.stat().st_size)))
+        extra.extend(on_disk[j:])
+        if ignore_unsigned_files:
+            extra = []
         if ser.method == "shards":
             # empty files have no shards, so they are not extra
-            extra = [n for n in extra if on_disk[n].size > 0]
+            extra = [f for f in extra if f.size > 0]
+        extra_names = [f.name for f in extra]
     found_resources = hash_files(pairs, ser, cache)
-    diff = diff_resources(expected, found_resources, extra)
+    diff = diff_resources(expected, found_resources, extra_names)
     return ModelVerification(
         signature=verified, manifest=manifest, diff=diff, checked_files=len(pairs)
     )
