@@ -53,6 +53,9 @@ def hash_files(
         lookup=cache.lookup_for(serialization.hash_type) if cache else None,
         store=cache.store_for(serialization.hash_type) if cache else None,
     )
+    commit = getattr(cache, "commit", None)
+    if commit is not None:
+        commit()  # the digest cache writes once per run
     raw = bytes.fromhex("".join(digests))
     del digests
     return ResourceList(paths, raw, DIGEST_SIZES[serialization.hash_type], ranges)

@@ -121,7 +121,11 @@ def _blake3_whole_file(path: Path | str) -> str:
 
 
 class DigestStore(Protocol):
-    """Somewhere digests can be looked up before hashing and stored after."""
+    """Somewhere digests can be looked up before hashing and stored after.
+
+    A store may also have a ``commit()`` method, called once after each batch
+    of stores (the digest cache writes one transaction per run).
+    """
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]: ...
 
