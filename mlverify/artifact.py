@@ -265,11 +265,15 @@ def walk_model(
             "an empty model cannot be signed or verified"
         )
     files.sort(key=lambda f: f.name)
+    found = tuple(files)
+    # visit refers to itself (a cycle through its closure) and to ``files``: empty
+    # the list, so a million ModelFiles are freed with the tree, not at the next GC
+    files.clear()
     recorded = sorted({*GIT_PATHS, *patterns, *ignored_found})
     return ModelTree(
         root=root,
         is_single_file=False,
-        files=tuple(files),
+        files=found,
         ignore_paths=tuple(recorded),
         allow_symlinks=allow_symlinks,
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from mlverify.errors import InputError
 from mlverify.files import read_bounded
-from mlverify.signing.bundle import SignatureBundle, bundle_limit, parse_bundle
+from mlverify.signing.bundle import SignatureBundle, bundle_from_doc, bundle_limit
 from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from mlverify.signing.statement import STATEMENT_TYPE, load_statement
 
@@ -128,7 +128,7 @@ def read_attestations(
     for i, doc in enumerate(docs):
         where = str(path) if len(docs) == 1 else f"{path} line {i + 1}"
         if isinstance(doc, dict) and "mediaType" in doc:
-            out.append(parse_bundle(json.dumps(doc).encode(), source=where))
+            out.append(bundle_from_doc(doc, source=where))
         elif isinstance(doc, dict) and "payloadType" in doc:
             env = Envelope.from_json(doc, where=where)
             if env.payload_type != INTOTO_PAYLOAD_TYPE:

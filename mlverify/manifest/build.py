@@ -9,10 +9,16 @@ from itertools import pairwise
 from pathlib import Path
 
 from mlverify.artifact import ModelFile, ModelTree, walk_model
-from mlverify.manifest.hashing import DigestStore, HashJob, hash_all, parse_hash_type
+from mlverify.manifest.hashing import (
+    DIGEST_SIZES,
+    DigestStore,
+    HashJob,
+    hash_all,
+    hash_whole_files,
+    parse_hash_type,
+)
 from mlverify.manifest.manifest import (
     DEFAULT_SHARD_SIZE,
-    DIGEST_SIZES,
     SINGLE_FILE_NAME,
     Manifest,
     Resource,
@@ -33,6 +39,17 @@ def hash_files(
 ) -> ResourceList:
     """Hash ``(resource path, file)`` pairs into resources, in the order given."""
     paths: list[str] = []
+    width = DIGEST_SIZES[serialization.hash_type]
+    if serialization.method == "files" and cache is None:
+        # the dataset path: no job object per file, digests in one buffer
+        locations: list[str] = []
+        sizes: list[int] = []
+        for resource_path, f in files:
+            paths.append(resource_path)
+            locations.append(f.location)
+            sizes.append(f.size)
+        raw = hash_whole_files(locations, sizes, serialization.hash_type)
+        return ResourceList(paths, raw, width, None)
     jobs: list[HashJob] = []
     ranges: array[int] | None = None
     if serialization.method == "files":
@@ -58,7 +75,7 @@ def hash_files(
         commit()  # the digest cache writes once per run
     raw = bytes.fromhex("".join(digests))
     del digests
-    return ResourceList(paths, raw, DIGEST_SIZES[serialization.hash_type], ranges)
+    return ResourceList(paths, raw, width, ranges)
 
 
 def _in_resource_order(rl: ResourceList) -> ResourceList:
@@ -88,9 +105,9 @@ def build_manifest(
     code-point order of their names.
     """
     if tree.is_single_file:
-        pairs = [(SINGLE_FILE_NAME, tree.files[0])]
+        pairs: Iterable[tuple[str, ModelFile]] = [(SINGLE_FILE_NAME, tree.files[0])]
     else:
-        pairs = [(f.name, f) for f in tree.files]
+        pairs = ((f.name, f) for f in tree.files)
     resources = _in_resource_order(hash_files(pairs, serialization, cache))
     return Manifest(subject_name=tree.name, serialization=serialization, resources=resources)
 

@@ -24,6 +24,8 @@ HashType = Literal["sha256", "blake2b", "blake3"]
 HASH_TYPES: tuple[str, ...] = get_args(HashType)
 #: Names other tools write for the same algorithms.
 HASH_ALIASES: dict[str, HashType] = {"blake2": "blake2b"}
+#: raw digest sizes, in bytes
+DIGEST_SIZES: dict[str, int] = {"sha256": 32, "blake2b": 64, "blake3": 32}
 
 READ_BUFFER = 4 * 1024 * 1024
 #: whole files up to this size are hashed in batches (worker processes)
@@ -162,51 +164,89 @@ def hash_all(
             small.append(i)
         else:
             large.append(i)
-    # Largest first keeps both workers busy to the end.
-    large.sort(key=lambda i: jobs[i].size_hint, reverse=True)
-    workers = min(worker_count(), len(large))
-    ex: ThreadPoolExecutor | None = None
-    futures: dict[int, Future[str]] = {}
-    try:
-        if workers > 1 or (workers == 1 and small):
-            ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash")
-            futures = {i: ex.submit(hash_range, jobs[i], hash_type) for i in large}
-        else:
-            for i in large:
-                results[i] = hash_range(jobs[i], hash_type)
-        if small:
-            for i, digest in zip(
-                small, _hash_small([jobs[i] for i in small], hash_type), strict=True
-            ):
-                results[i] = digest
-        for i, fut in futures.items():
-            results[i] = fut.result()
-    finally:
-        if ex is not None:
-            # on an error, do not hash the rest of a large model before reporting it
-            ex.shutdown(wait=True, cancel_futures=True)
+    large_hex, small_raw = _hash_parts(
+        [jobs[i] for i in large], [os.fspath(jobs[i].path) for i in small], hash_type
+    )
+    w = DIGEST_SIZES[hash_type]
+    for k, i in enumerate(small):
+        results[i] = small_raw[k * w : (k + 1) * w].hex()
+    for k, i in enumerate(large):
+        results[i] = large_hex[k]
     if store:
         for i in (*small, *large):
             store(jobs[i], results[i])  # type: ignore[arg-type]
     return results  # type: ignore[return-value]
 
 
-def _hash_small(jobs: Sequence[HashJob], hash_type: HashType) -> list[str]:
-    """Hex digests of small whole files: batched in worker processes, or here."""
+def hash_whole_files(locations: Sequence[str], sizes: Sequence[int], hash_type: HashType) -> bytes:
+    """Raw digests (concatenated, in order) of whole files: the dataset path.
+
+    No object per file: small files go to the batched hashers by path, and
+    their digests come back in one buffer.
+    """
+    n = len(locations)
+    w = DIGEST_SIZES[hash_type]
+    if hash_type != "blake3" and all(s <= SMALL_FILE for s in sizes):
+        return _hash_parts([], locations, hash_type)[1]
+    big = [i for i in range(n) if hash_type == "blake3" or sizes[i] > SMALL_FILE]
+    big_set = set(big)
+    small = [i for i in range(n) if i not in big_set]
+    large_hex, small_raw = _hash_parts(
+        [HashJob(locations[i], 0, None, sizes[i]) for i in big],
+        [locations[i] for i in small],
+        hash_type,
+    )
+    out = bytearray(n * w)
+    for k, i in enumerate(small):
+        out[i * w : (i + 1) * w] = small_raw[k * w : (k + 1) * w]
+    for k, i in enumerate(big):
+        out[i * w : (i + 1) * w] = bytes.fromhex(large_hex[k])
+    return bytes(out)
+
+
+def _hash_parts(
+    large: Sequence[HashJob], small: Sequence[str], hash_type: HashType
+) -> tuple[list[str], bytes]:
+    """Hex digests of ``large`` (threads, largest first) and raw digests of the
+    ``small`` whole files (batched), computed at the same time."""
+    order = sorted(range(len(large)), key=lambda i: large[i].size_hint, reverse=True)
+    out: list[str] = [""] * len(large)
+    workers = min(worker_count(), len(large))
+    ex: ThreadPoolExecutor | None = None
+    futures: dict[int, Future[str]] = {}
+    small_raw = b""
+    try:
+        if workers > 1 or (workers == 1 and small):
+            # Largest first keeps both workers busy to the end.
+            ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlverify-hash")
+            futures = {i: ex.submit(hash_range, large[i], hash_type) for i in order}
+        else:
+            for i in order:
+                out[i] = hash_range(large[i], hash_type)
+        if small:
+            small_raw = _hash_small(small, hash_type)
+        for i, fut in futures.items():
+            out[i] = fut.result()
+    finally:
+        if ex is not None:
+            # on an error, do not hash the rest of a large model before reporting it
+            ex.shutdown(wait=True, cancel_futures=True)
+    return out, small_raw
+
+
+def _hash_small(paths: Sequence[str], hash_type: HashType) -> bytes:
+    """Raw digests of small whole files: batched in worker processes, or here."""
     from mlverify.manifest import smallfiles
 
-    paths = [os.fspath(j.path) for j in jobs]
     workers = worker_count()
     try:
         if workers > 1 and len(paths) >= smallfiles.PROCESS_MIN_FILES:
-            raw = smallfiles.hash_in_workers(paths, hash_type, workers)
-        else:
-            raw = smallfiles.hash_inline(paths, hash_type)
+            return smallfiles.hash_in_workers(paths, hash_type, workers)
+        return smallfiles.hash_inline(paths, hash_type)
     except smallfiles.WorkerError as e:
-        raise _file_error(jobs[e.index].path, e.errno) from None
+        raise _file_error(paths[e.index], e.errno) from None
     except OSError as e:
         raise InputError(f"cannot hash the files: {e}; try again") from None
-    return [d.hex() for d in raw]
 
 
 def _file_error(path: Path | str, errno_: int) -> InputError:

@@ -17,7 +17,7 @@ from itertools import pairwise
 from typing import Any, Literal, overload
 
 from mlverify.errors import InputError
-from mlverify.manifest.hashing import HashType, parse_hash_type
+from mlverify.manifest.hashing import DIGEST_SIZES, HashType, parse_hash_type
 
 Method = Literal["files", "shards"]
 METHODS: tuple[str, ...] = ("files", "shards")
@@ -110,10 +110,6 @@ class Resource:
         return self.start is not None
 
 
-#: raw digest sizes, in bytes
-DIGEST_SIZES: dict[str, int] = {"sha256": 32, "blake2b": 64, "blake3": 32}
-
-
 class ResourceList(Sequence[Resource]):
     """The resources of a manifest, stored compactly.
 
@@ -200,11 +196,11 @@ class ResourceList(Sequence[Resource]):
             return self.paths
         return [self.name(i) for i in range(len(self.paths))]
 
-    def by_name(self) -> tuple[list[str], list[int]]:
+    def by_name(self) -> tuple[list[str], Sequence[int]]:
         """Names in code-point order, and the index of each (a sorted stream)."""
         names = self.names()
         if all(a < b for a, b in pairwise(names)):
-            return names, list(range(len(names)))
+            return names, range(len(names))
         order = sorted(range(len(names)), key=names.__getitem__)
         return [names[i] for i in order], order
 
@@ -342,11 +338,8 @@ def _parse_resources(raw: list[Any], ser: Serialization, *, where: str) -> Resou
                     f"{ser.hash_type!r}"
                 )
             algorithms_ok.add(algorithm)
-        if len(digest) != 2 * width or not _is_hex(digest):
-            raise InputError(
-                f"{where}: resource {name!r} has a digest that is not {2 * width} hex digits "
-                f"(a {ser.hash_type} digest)"
-            )
+        if len(digest) != 2 * width:
+            raise _bad_digest(name, ser, where)
         hexes.append(digest)
         if ranges is None:
             paths.append(check_resource_path(name, where=where))
@@ -360,7 +353,23 @@ def _parse_resources(raw: list[Any], ser: Serialization, *, where: str) -> Resou
             raise InputError(f"{where}: shard resource {name!r} has an invalid byte range")
         paths.append(check_resource_path(path, where=where))
         ranges.extend((start, end))
-    return ResourceList(paths, bytes.fromhex("".join(hexes)), width, ranges)
+    try:
+        # fromhex skips whitespace: a digest holding any decodes short
+        raw_digests = bytes.fromhex("".join(hexes))
+    except ValueError:
+        raw_digests = b""
+    if len(raw_digests) != width * len(hexes):
+        bad = next(i for i, h in enumerate(hexes) if not _is_hex(h))
+        raise _bad_digest(paths[bad] if bad < len(paths) else "?", ser, where)
+    return ResourceList(paths, raw_digests, width, ranges)
+
+
+def _bad_digest(name: str, ser: Serialization, where: str) -> InputError:
+    width = 2 * DIGEST_SIZES[ser.hash_type]
+    return InputError(
+        f"{where}: resource {name!r} has a digest that is not {width} hex digits "
+        f"(a {ser.hash_type} digest)"
+    )
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")

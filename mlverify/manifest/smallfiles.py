@@ -5,9 +5,10 @@ objects around them), not the hash's, and Python threads share one GIL. So
 small whole files are hashed in batches (:data:`BATCH` names per request) by
 worker processes, one per core, each a bare interpreter (``-I -S``, stdlib
 only: about 15 ms to start) running :data:`WORKER`. A request is the files'
-paths; a reply is one fixed-size record per file: an errno (0: hashed, -1:
-not a regular file) and the raw digest. Below :data:`PROCESS_MIN_FILES` files
-(or on one core) the same loop runs in this process.
+paths; a reply is an errno per file (0: hashed, -1: not a regular file), then
+the raw digests, which land in one buffer for all files (no object per file).
+Below :data:`PROCESS_MIN_FILES` files (or on one core) the same loop runs in
+this process.
 
 Workers open with ``O_NONBLOCK`` (a FIFO swapped in after the walk cannot hang
 them), check it is a regular file and read it in bounded chunks.
@@ -58,16 +59,19 @@ def main():
         if count == 0:
             return
         names = bytes(exact(length)).split(b"\0")
-        reply = bytearray()
+        errs = bytearray()
+        digests = bytearray()
         for name in names:
             try:
                 fd = oopen(name, flags)
             except OSError as e:
-                reply += pack(e.errno or 5) + zero
+                errs += pack(e.errno or 5)
+                digests += zero
                 continue
             try:
                 if not isreg(fstat(fd).st_mode):
-                    reply += pack(-1) + zero
+                    errs += pack(-1)
+                    digests += zero
                     continue
                 h = new()
                 while True:
@@ -75,11 +79,14 @@ def main():
                     if not n:
                         break
                     h.update(view[:n])
-                reply += pack(0) + h.digest()
+                errs += pack(0)
+                digests += h.digest()
             except OSError as e:
-                reply += pack(e.errno or 5) + zero
+                errs += pack(e.errno or 5)
+                digests += zero
             finally:
                 close(fd)
+        reply = errs + digests
         view_out = memoryview(reply)
         while view_out:
             view_out = view_out[wr.write(view_out):]
@@ -101,8 +108,8 @@ def _digest_size(hash_type: str) -> int:
     return 32 if hash_type == "sha256" else 64
 
 
-def hash_inline(paths: Sequence[str], hash_type: str) -> list[bytes]:
-    """Raw digests of whole files, in this process (the workers' loop)."""
+def hash_inline(paths: Sequence[str], hash_type: str) -> bytes:
+    """Raw digests of whole files, concatenated, computed in this process."""
     import hashlib
     import stat
 
@@ -110,7 +117,7 @@ def hash_inline(paths: Sequence[str], hash_type: str) -> list[bytes]:
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     buf = bytearray(1 << 20)
     view = memoryview(buf)
-    out: list[bytes] = []
+    out = bytearray()
     for i, p in enumerate(paths):
         try:
             fd = os.open(p, flags)
@@ -122,20 +129,20 @@ def hash_inline(paths: Sequence[str], hash_type: str) -> list[bytes]:
             h = new()
             while n := os.readv(fd, [buf]):
                 h.update(view[:n])
-            out.append(h.digest())
+            out += h.digest()
         except OSError as e:
             raise WorkerError(i, e.errno or 5) from None
         finally:
             os.close(fd)
-    return out
+    return bytes(out)
 
 
-def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> list[bytes]:
-    """Raw digests of whole files, in ``workers`` processes; raises :class:`WorkerError`
-    for the first file (in the given order) that could not be hashed."""
+def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> bytes:
+    """Raw digests of whole files, concatenated, computed by ``workers`` processes;
+    raises :class:`WorkerError` for the first file (in the given order) that could
+    not be hashed."""
     size = _digest_size(hash_type)
-    record = 4 + size
-    results: list[bytes | None] = [None] * len(paths)
+    slab = bytearray(size * len(paths))
     errors: list[WorkerError] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
@@ -159,20 +166,21 @@ def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> list[
                 if start is None:
                     break
                 chunk = paths[start : start + BATCH]
+                n = len(chunk)
                 names = b"\0".join(os.fsencode(p) for p in chunk)
-                proc.stdin.write(struct.pack("<II", len(chunk), len(names)) + names)
+                proc.stdin.write(struct.pack("<II", n, len(names)) + names)
                 proc.stdin.flush()
-                reply = proc.stdout.read(record * len(chunk))
-                if len(reply) != record * len(chunk):
+                reply = proc.stdout.read((4 + size) * n)
+                if len(reply) != (4 + size) * n:
                     raise OSError("a hashing worker exited early")
-                for j in range(len(chunk)):
-                    off = j * record
-                    err = int.from_bytes(reply[off : off + 4], "little", signed=True)
-                    if err:
-                        with lock:
-                            errors.append(WorkerError(start + j, err))
-                        return
-                    results[start + j] = reply[off + 4 : off + record]
+                if reply[: 4 * n].count(0) != 4 * n:
+                    for j in range(n):
+                        err = int.from_bytes(reply[4 * j : 4 * j + 4], "little", signed=True)
+                        if err:
+                            with lock:
+                                errors.append(WorkerError(start + j, err))
+                            return
+                slab[start * size : (start + n) * size] = reply[4 * n :]
         except BaseException as e:  # reported by the caller's thread
             failures.append(e)
 
@@ -202,4 +210,4 @@ def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> list[
         raise min(errors, key=lambda e: e.index)
     if failures:
         raise OSError(f"hashing workers failed ({failures[0]})")
-    return results  # type: ignore[return-value]
+    return bytes(slab)

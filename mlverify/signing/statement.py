@@ -37,27 +37,36 @@ def statement_bytes(manifest: Manifest) -> bytes:
         return text.encode()
     # the only newline-delimited occurrence: strings cannot hold a raw newline
     assert text.count(_RESOURCES_SLOT) == 1
+    before, after = text.split(_RESOURCES_SLOT)
     enc = json.encoder.encode_basestring_ascii
     head = (
-        '      {\n        "algorithm": '
-        + enc(manifest.serialization.hash_type)
-        + (',\n        "digest": "')
+        '      {\n        "algorithm": ' + enc(manifest.serialization.hash_type) + ","
+        '\n        "digest": "'
     )
+    if len(rl) > 20_000:
+        from mlverify.memory import release_large_blocks
+
+        release_large_blocks()
     names = rl.names()
     w = rl.width
     raw = rl.digests
-    entries = ",\n".join(
-        f'{head}{raw[i * w : (i + 1) * w].hex()}",\n        "name": {enc(names[i])}\n      }}'
-        for i in range(len(names))
-    )
-    block = '\n    "resources": [\n' + entries + "\n    ],\n"
-    return text.replace(_RESOURCES_SLOT, block, 1).encode()
+    # written into one growing buffer: no list of a million entry strings
+    out = bytearray((before + '\n    "resources": [\n').encode())
+    for i in range(len(names)):
+        if i:
+            out += b",\n"
+        out += (
+            f'{head}{raw[i * w : (i + 1) * w].hex()}",\n        "name": {enc(names[i])}\n      }}'
+        ).encode()
+    out += ("\n    ],\n" + after).encode()
+    return bytes(out)
 
 
-def load_statement(payload: bytes, *, where: str) -> dict[str, Any]:
+def load_statement(payload: bytes, *, where: str, compact: bool = False) -> dict[str, Any]:
+    """The statement object; ``compact``: resource-shaped objects decode to tuples
+    (see :func:`compact_resource_hook`), for :func:`manifest_from_statement` only."""
     try:
-        # resource entries decode to tuples, not dicts (see compact_resource_hook)
-        statement = json.loads(payload, object_hook=compact_resource_hook)
+        statement = json.loads(payload, object_hook=compact_resource_hook if compact else None)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{where}: the signed payload is not JSON ({e})") from None
     if not isinstance(statement, dict):
@@ -67,6 +76,28 @@ def load_statement(payload: bytes, *, where: str) -> dict[str, Any]:
             f"{where}: payload _type is {statement.get('_type')!r}; expected {STATEMENT_TYPE!r}"
         )
     return statement
+
+
+#: the last payload parsed by :func:`manifest_of_payload`, and its manifest
+_last_parsed: tuple[bytes, Manifest] | None = None
+
+
+def manifest_of_payload(payload: bytes, *, where: str) -> Manifest:
+    """The manifest of an OMS statement's bytes.
+
+    The same payload object is parsed once (verify checks it before and after
+    the signature, a million entries each time): bytes are immutable and the
+    manifest depends on nothing else. Errors are never remembered.
+    """
+    global _last_parsed
+    last = _last_parsed
+    if last is not None and last[0] is payload:
+        return last[1]
+    manifest = manifest_from_statement(
+        load_statement(payload, where=where, compact=True), where=where
+    )
+    _last_parsed = (payload, manifest)
+    return manifest
 
 
 def manifest_from_statement(statement: dict[str, Any], *, where: str) -> Manifest:

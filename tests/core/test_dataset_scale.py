@@ -125,7 +125,7 @@ def test_small_files_hashed_in_worker_processes(
 ) -> None:
     paths = _files(tmp_path, smallfiles.PROCESS_MIN_FILES + 7)
 
-    def no_inline(*_: object) -> list[bytes]:
+    def no_inline(*_: object) -> bytes:
         raise AssertionError("expected the worker processes")
 
     monkeypatch.setattr(smallfiles, "hash_inline", no_inline)
