@@ -134,12 +134,13 @@ class _KnownDigests:
 
     def __init__(self, tree: ModelTree, manifest: Manifest) -> None:
         self._by_path = {}
+        rl = manifest.compact
         if tree.is_single_file:
-            self._by_path[str(tree.files[0].path)] = manifest.resources[0].digest
+            self._by_path[tree.files[0].location] = rl.digest(0)
         else:
-            by_name = {r.path: r.digest for r in manifest.resources}
+            by_name = dict(zip(rl.paths, range(len(rl)), strict=True))
             for f in tree.files:
-                self._by_path[str(f.path)] = by_name[f.name]
+                self._by_path[f.location] = rl.digest(by_name[f.name])
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
         def lookup(job: HashJob) -> str | None:
@@ -153,7 +154,7 @@ class _KnownDigests:
         return lambda job, digest: None
 
 
-def _stat_key(path: Path) -> tuple[int, ...]:
+def _stat_key(path: Path | str) -> tuple[int, ...]:
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -410,7 +411,7 @@ def check_artifact(
     today = now.date()
     sig_paths = list(signatures) or signature_candidates(path)
     tree = walk_model(path, extra_excluded=sig_paths)
-    before = {str(f.path): _stat_key(f.path) for f in tree.files}
+    before = {f.location: _stat_key(f.location) for f in tree.files}
     cache = None
     verdicts = None
     if use_cache:
@@ -462,7 +463,7 @@ def check_artifact(
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
-    after = {str(f.path): _stat_key(f.path) for f in tree.files}
+    after = {f.location: _stat_key(f.location) for f in tree.files}
     if after != before:
         changed = sorted(p for p in before if before[p] != after.get(p))
         raise InputError(
@@ -470,7 +471,8 @@ def check_artifact(
             "check again once nothing writes to the model"
         )
 
-    digest_by_name = {r.path: r.digest for r in manifest.resources}
+    rl = manifest.compact
+    digest_by_name = dict(zip(rl.paths, map(rl.digest, range(len(rl))), strict=True))
     artifact = ArtifactEvidence(
         ref=str(path),
         kind="file" if tree.is_single_file else "directory",

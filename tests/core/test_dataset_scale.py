@@ -195,3 +195,31 @@ def test_many_files_sign_verify_and_name_every_difference(
     assert r.code == 1
     assert "changed: part-1/f00007" in r.err and "missing: part-2/f00009" in r.err
     assert "extra (unsigned): part-3/new" in r.err
+
+
+def test_lfs_pointer_listing_matches_os_walk(tmp_path: Path) -> None:
+    """pointers_in lists with one lstat per file; same names and order as os.walk did."""
+    from mlverify.lfs import pointers_in, read_pointer
+
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 3\n"
+    for rel in ["b.bin", "a/z.bin", "a/b/c.bin", "c/d.bin", ".git/lfs.bin", "a/a.bin"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(pointer)
+    (tmp_path / "a" / "big.bin").write_bytes(pointer + b"x" * 2000)
+    (tmp_path / "a" / "plain.txt").write_bytes(b"not a pointer")
+    os.symlink("b.bin", tmp_path / "link.bin")
+    os.symlink("a", tmp_path / "dirlink")
+
+    def old(path: Path) -> list[str]:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                if not p.is_symlink() and read_pointer(p) is not None:
+                    found.append(p.relative_to(path).as_posix())
+        return found
+
+    assert pointers_in(tmp_path) == old(tmp_path) == [
+        "b.bin", "a/a.bin", "a/z.bin", "a/b/c.bin", "c/d.bin",
+    ]  # fmt: skip
