@@ -241,12 +241,13 @@ def _hash_small(paths: Sequence[str], hash_type: HashType) -> bytes:
     workers = worker_count()
     try:
         if workers > 1 and len(paths) >= smallfiles.PROCESS_MIN_FILES:
-            return smallfiles.hash_in_workers(paths, hash_type, workers)
+            try:
+                return smallfiles.hash_in_workers(paths, hash_type, workers)
+            except OSError:
+                pass  # no worker could start or one died: the same work, in this process
         return smallfiles.hash_inline(paths, hash_type)
     except smallfiles.WorkerError as e:
         raise _file_error(paths[e.index], e.errno) from None
-    except OSError as e:
-        raise InputError(f"cannot hash the files: {e}; try again") from None
 
 
 def _file_error(path: Path | str, errno_: int) -> InputError:

@@ -147,15 +147,22 @@ def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> bytes
     failures: list[BaseException] = []
     lock = threading.Lock()
     batches = iter(range(0, len(paths), BATCH))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", WORKER, hash_type],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        for _ in range(workers)
-    ]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", WORKER, hash_type],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    close_fds=True,
+                )
+            )
+    except OSError:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise
 
     def feed(proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdin is not None and proc.stdout is not None
@@ -191,10 +198,15 @@ def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> bytes
         for t in threads:
             t.join()
     finally:
+        # interrupted (Ctrl-C): stop the workers now; their feeders then see EOF and end
+        interrupted = any(t.is_alive() for t in threads)
         for p in procs:
             try:
                 assert p.stdin is not None
-                p.stdin.write(struct.pack("<II", 0, 0))
+                if interrupted:
+                    p.kill()
+                else:
+                    p.stdin.write(struct.pack("<II", 0, 0))
                 p.stdin.close()
             except OSError:
                 pass

@@ -223,3 +223,13 @@ def test_lfs_pointer_listing_matches_os_walk(tmp_path: Path) -> None:
     assert pointers_in(tmp_path) == old(tmp_path) == [
         "b.bin", "a/a.bin", "a/z.bin", "a/b/c.bin", "c/d.bin",
     ]  # fmt: skip
+
+
+def test_workers_that_cannot_start_fall_back_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path, smallfiles.PROCESS_MIN_FILES + 1)
+    monkeypatch.setattr("sys.executable", str(tmp_path / "no-such-python"))
+    monkeypatch.setattr("mlverify.manifest.hashing.worker_count", lambda: 2)
+    got = hash_all([HashJob(p) for p in paths], "sha256")
+    assert got == [_h(p.read_bytes()) for p in paths]
