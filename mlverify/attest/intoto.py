@@ -116,9 +116,13 @@ def read_attestations(
         raise InputError(f"{path}: the attestation file is empty")
     try:
         docs = [json.loads(text)]
+    except RecursionError:
+        raise InputError(f"{path}: the attestation's JSON is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         try:
             docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except RecursionError:
+            raise InputError(f"{path}: the attestation's JSON is nested too deeply") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(
                 f"{path}: not JSON nor JSON lines ({e}); expected a Sigstore bundle or a "

@@ -131,6 +131,10 @@ def _json_doc(data: bytes | str, *, source: str) -> object:
         raise InputError(
             f"{source}: the signature is not valid JSON ({e}); expected a Sigstore bundle"
         ) from None
+    except RecursionError:
+        raise InputError(
+            f"{source}: the signature's JSON is nested too deeply; expected a Sigstore bundle"
+        ) from None
 
 
 def bundle_from_doc(doc: object, *, source: str) -> SignatureBundle:

@@ -69,6 +69,8 @@ def load_statement(payload: bytes, *, where: str, compact: bool = False) -> dict
         statement = json.loads(payload, object_hook=compact_resource_hook if compact else None)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{where}: the signed payload is not JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{where}: the signed payload's JSON is nested too deeply") from None
     if not isinstance(statement, dict):
         raise InputError(f"{where}: the signed payload is not a JSON object")
     if statement.get("_type") != STATEMENT_TYPE:

@@ -130,3 +130,33 @@ def test_limit_counts_every_entry_and_sizes_only_when_needed(tmp_path: Path) -> 
     assert one(7, 10 << 20) == (limits.ENTRY_OVERHEAD + 6 * 7 + limits.SHARD_SUFFIX) * 10 * 4 // 3
     # a single file: the floor and its one entry
     assert limits.signature_limit_for(big_file) == limits.FLOOR + one(7, 10 << 20)
+
+
+def test_deeply_nested_signature_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nesting within the size bound must not reach Python's recursion limit as a traceback."""
+    import base64
+    import json
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "a.bin").write_bytes(b"a")
+    _, public = write_key_pair(tmp_path, "p256")
+    sig = tmp_path / "deep.sig"
+    sig.write_text("[" * 200_000 + "]" * 200_000)
+    r = run(capsys, "verify", model, "--signature", sig, "--key", public)
+    assert r.code == 2 and "nested too deeply" in r.err and "Traceback" not in r.err
+    payload = base64.b64encode(b"[" * 200_000 + b"]" * 200_000).decode()
+    bundle = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "x"}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": payload,
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64.b64encode(b"x").decode(), "keyid": ""}],
+        },
+    }
+    sig.write_text(json.dumps(bundle))
+    r = run(capsys, "verify", model, "--signature", sig, "--key", public)
+    assert r.code == 2 and "nested too deeply" in r.err and "Traceback" not in r.err
