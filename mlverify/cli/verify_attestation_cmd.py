@@ -126,7 +126,9 @@ def verify_attestation_command(
             "*.intoto.jsonl, model.sig beside and inside it); pass --attestation FILE"
         )
     wanted = resolve_predicate_type(predicate_type)
-    digests = artifact_digests(path)
+    import functools
+
+    digests = functools.cache(lambda: artifact_digests(path))  # not for OMS manifests
 
     def check(bundle: SignatureBundle) -> VerifiedStatement:
         return verify_bundle(bundle, trust)[0]
