@@ -113,13 +113,16 @@ class Resource:
 class ResourceList(Sequence[Resource]):
     """The resources of a manifest, stored compactly.
 
-    A million-file dataset has a million resources: their paths are one list
-    of strings, their digests one buffer of raw digests (``width`` bytes
-    each) and shard ranges one array, instead of an object per resource.
-    :class:`Resource` objects are made only when indexed or iterated.
+    A million-file dataset has a million resources: their paths are one
+    string (NUL-separated: no resource name holds a NUL), their digests one
+    buffer of raw digests (``width`` bytes each) and shard ranges one array,
+    instead of objects per resource. Holding no string per path also lets the
+    memory of the walk that found them be returned whole. :class:`Resource`
+    objects are made only when indexed or iterated; :attr:`paths` makes the
+    list of path strings on each use.
     """
 
-    __slots__ = ("digests", "paths", "ranges", "width")
+    __slots__ = ("_blob", "_count", "_offsets", "digests", "ranges", "width")
 
     def __init__(
         self, paths: list[str], digests: bytes, width: int, ranges: array[int] | None = None
@@ -128,10 +131,29 @@ class ResourceList(Sequence[Resource]):
             ranges is not None and len(ranges) != 2 * len(paths)
         ):
             raise ValueError("resource arrays of different lengths")
-        self.paths = paths
+        self._blob = "\0".join(paths)
+        if paths and self._blob.count("\0") != len(paths) - 1:
+            raise ValueError("a resource path holds a NUL")
+        self._count = len(paths)
+        self._offsets: array[int] | None = None  # start of each path, made when indexed
         self.digests = digests
         self.width = width
         self.ranges = ranges
+
+    @property
+    def paths(self) -> list[str]:
+        """The resource paths, in listed order (a new list each time)."""
+        return self._blob.split("\0") if self._count else []
+
+    def path(self, i: int) -> str:
+        if self._offsets is None:
+            offsets = array("Q", [0])
+            pos = 0
+            for p in self.paths:
+                pos += len(p) + 1
+                offsets.append(pos)
+            self._offsets = offsets
+        return self._blob[self._offsets[i] : self._offsets[i + 1] - 1]
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> ResourceList:
@@ -152,7 +174,7 @@ class ResourceList(Sequence[Resource]):
         )
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return self._count
 
     @overload
     def __getitem__(self, i: int) -> Resource: ...
@@ -163,19 +185,29 @@ class ResourceList(Sequence[Resource]):
             return tuple(self[j] for j in range(*i.indices(len(self))))
         if i < 0:
             i += len(self)
-        if not 0 <= i < len(self.paths):
+        if not 0 <= i < self._count:
             raise IndexError(i)
         if self.ranges is None:
-            return Resource(self.paths[i], self.digest(i))
-        return Resource(self.paths[i], self.digest(i), self.ranges[2 * i], self.ranges[2 * i + 1])
+            return Resource(self.path(i), self.digest(i))
+        return Resource(self.path(i), self.digest(i), self.ranges[2 * i], self.ranges[2 * i + 1])
 
     def __iter__(self) -> Iterator[Resource]:
-        return (self[i] for i in range(len(self.paths)))
+        paths = self.paths
+        for i, p in enumerate(paths):
+            if self.ranges is None:
+                yield Resource(p, self.digest(i))
+            else:
+                yield Resource(p, self.digest(i), self.ranges[2 * i], self.ranges[2 * i + 1])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ResourceList):
             return NotImplemented
-        return (self.paths, self.digests, self.ranges) == (other.paths, other.digests, other.ranges)
+        return (self._count, self._blob, self.digests, self.ranges) == (
+            other._count,
+            other._blob,
+            other.digests,
+            other.ranges,
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -188,13 +220,25 @@ class ResourceList(Sequence[Resource]):
 
     def name(self, i: int) -> str:
         if self.ranges is None:
-            return self.paths[i]
-        return f"{self.paths[i]}:{self.ranges[2 * i]}:{self.ranges[2 * i + 1]}"
+            return self.path(i)
+        return f"{self.path(i)}:{self.ranges[2 * i]}:{self.ranges[2 * i + 1]}"
 
     def names(self) -> list[str]:
-        if self.ranges is None:
-            return self.paths
-        return [self.name(i) for i in range(len(self.paths))]
+        """Resource names (``path`` or ``path:start:end``), in listed order."""
+        paths = self.paths
+        r = self.ranges
+        if r is None:
+            return paths
+        return [f"{p}:{r[2 * i]}:{r[2 * i + 1]}" for i, p in enumerate(paths)]
+
+    def same_names(self, other: ResourceList) -> bool:
+        """The same resource names in the same order, with digests of one size."""
+        return (
+            self._count == other._count
+            and self.width == other.width
+            and self.ranges == other.ranges
+            and self._blob == other._blob
+        )
 
     def by_name(self) -> tuple[list[str], Sequence[int]]:
         """Names in code-point order, and the index of each (a sorted stream)."""

@@ -106,6 +106,16 @@ def test_diff_compares_sorted_streams() -> None:
     diff = diff_resources(shards, moved)
     assert diff.changed == (("f:10:20", x, y),) and not diff.missing and not diff.extra
     assert diff_resources(shards, list(reversed(shards))).ok
+    # same names in the same order (the usual case): the digest buffers are compared
+    same = [Resource(n, x) for n in ("b", "a", "c")]
+    other = [Resource("b", x), Resource("a", y), Resource("c", y)]
+    assert diff_resources(same, same, ["z"]) == diff_resources(same, same[::-1], ["z"])
+    diff = diff_resources(same, other)
+    assert diff.changed == (("a", x, y), ("c", x, y)) and not diff.missing and not diff.extra
+    rl = ResourceList.of(other)
+    assert rl.paths == ["b", "a", "c"] and rl[1] == Resource("a", y) and rl.name(2) == "c"
+    with pytest.raises(ValueError, match="NUL"):
+        ResourceList(["a\0b"], b"\0" * 32, 32)
 
 
 def _files(root: Path, n: int) -> list[Path]:
