@@ -20,6 +20,8 @@ class Case:
     ok_codes: tuple[int, ...] = (0,)
     walls: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
+    #: user + system CPU seconds of the command and everything it waited for
+    cpus: list[float] = field(default_factory=list)
 
 
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
@@ -57,6 +59,7 @@ def run_timed(case: Case) -> None:
     if code not in case.ok_codes:
         raise SystemExit(f"{case.name} failed ({code}): {err.decode().strip()[:500]}")
     case.walls.append(wall)
+    case.cpus.append(usage.ru_utime + usage.ru_stime)
     text = Path(rss_path).read_text().strip()
     os.unlink(rss_path)
     case.rss_kib.append(int(text.splitlines()[-1]) if GNU_TIME and text else usage.ru_maxrss)
@@ -68,6 +71,7 @@ def run_rounds(cases: Sequence[Case], rounds: int, warmup: Sequence[Case] = ()) 
         run_timed(c)
         c.walls.clear()
         c.rss_kib.clear()
+        c.cpus.clear()
     for _ in range(rounds):
         for c in cases:
             run_timed(c)

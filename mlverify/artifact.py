@@ -18,6 +18,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from mlverify.errors import InputError, MlverifyError, UsageError
 
@@ -36,13 +37,24 @@ SIGNATURE_SUFFIXES: tuple[str, ...] = (".sigstore.json", ".sigstore", ".intoto.j
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass(frozen=True)
-class ModelFile:
-    """One regular file of a model."""
-
+class _ModelFileFields(NamedTuple):
     name: str  #: POSIX path relative to the model root ("." never appears here)
-    path: Path  #: where to read it
+    location: str  #: where to read it (a path string)
     size: int
+
+
+class ModelFile(_ModelFileFields):
+    """One regular file of a model: an immutable value (a million-file dataset makes a
+    million, so it holds a path string and makes a ``Path`` only when asked)."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, path: str | os.PathLike[str], size: int) -> ModelFile:
+        return super().__new__(cls, name, os.fspath(path), size)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,15 @@ class IgnoreRules:
                     return True
         return False
 
+    def matches_entry(self, name: str, base: str) -> bool:
+        """:meth:`matches` for an entry whose parent directories are known not to match."""
+        if name in self.literal:
+            return True
+        for g in self.globs:
+            if fnmatch.fnmatchcase(name, g) or ("/" not in g and fnmatch.fnmatchcase(base, g)):
+                return True
+        return False
+
 
 def _lstat(path: Path) -> os.stat_result:
     try:
@@ -190,7 +211,10 @@ def walk_model(
         raise InputError(
             f"{path}: the model path is a symlink; pass the real path ({path.resolve()})"
         )
-    excluded = {p.resolve() for p in extra_excluded if p.exists()}
+    excluded_paths = [p for p in extra_excluded if p.exists()]
+    excluded = {p.resolve() for p in excluded_paths}
+    # compared by file identity: no resolve() per file (a hard link is the same file)
+    excluded_ids = {(s.st_dev, s.st_ino) for s in (p.stat() for p in excluded_paths)}
 
     if stat.S_ISREG(st.st_mode):
         if patterns:
@@ -240,25 +264,31 @@ def walk_model(
             raise InputError(f"{directory}: permission denied listing the directory") from None
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
-            entry_path = Path(entry.path)
-            if rules.matches(name):
+            # the parent directories did not match (or this would not be visited)
+            if rules.matches_entry(name, entry.name):
                 if not any(name.startswith(g + "/") or name == g for g in GIT_PATHS):
                     ignored_found.add(name)
                 est = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(est.st_mode):
-                    collect_left_out(entry_path, name)
+                    collect_left_out(Path(entry.path), name)
                 elif stat.S_ISREG(est.st_mode):
-                    left_out.append(ModelFile(name=name, path=entry_path, size=est.st_size))
+                    left_out.append(ModelFile(name=name, path=entry.path, size=est.st_size))
                 continue
             est = entry.stat(follow_symlinks=False)
+            # left out of hashing (still scanned): the files given to leave out, and files
+            # named like a signature that parse as one (never a directory, never by name alone)
             if stat.S_ISREG(est.st_mode) and (
-                (excluded and entry_path.resolve() in excluded)
-                or (has_signature_name(name) and parses_as_signature(entry_path))
+                (excluded and (est.st_dev, est.st_ino) in excluded_ids)
+                or (has_signature_name(name) and parses_as_signature(Path(entry.path)))
             ):
                 ignored_found.add(name)
-                left_out.append(ModelFile(name=name, path=entry_path, size=est.st_size))
+                left_out.append(ModelFile(name=name, path=entry.path, size=est.st_size))
+                continue
+            if excluded and stat.S_ISLNK(est.st_mode) and Path(entry.path).resolve() in excluded:
+                ignored_found.add(name)
                 continue
             if stat.S_ISLNK(est.st_mode):
+                entry_path = Path(entry.path)
                 hf = _hf_snapshot_reference(entry_path)
                 if hf:
                     raise InputError(
@@ -283,12 +313,12 @@ def walk_model(
                     raise InputError(f"{entry_path}: dangling symlink (target {target} missing)")
                 est = target.stat()
             if stat.S_ISDIR(est.st_mode):
-                visit(entry_path, name, ancestors)
+                visit(Path(entry.path), name, ancestors)
             elif stat.S_ISREG(est.st_mode):
-                files.append(ModelFile(name=name, path=entry_path, size=est.st_size))
+                files.append(ModelFile(name, entry.path, est.st_size))
             else:
                 raise InputError(
-                    f"{entry_path}: not a regular file (FIFO, socket or device); "
+                    f"{entry.path}: not a regular file (FIFO, socket or device); "
                     "remove it from the model or --ignore it"
                 )
 
@@ -299,11 +329,15 @@ def walk_model(
             "an empty model cannot be signed or verified"
         )
     files.sort(key=lambda f: f.name)
+    found = tuple(files)
+    # visit refers to itself (a cycle through its closure) and to ``files``: empty
+    # the list, so a million ModelFiles are freed with the tree, not at the next GC
+    files.clear()
     recorded = sorted({*GIT_PATHS, *patterns, *ignored_found})
     return ModelTree(
         root=root,
         is_single_file=False,
-        files=tuple(files),
+        files=found,
         ignore_paths=tuple(recorded),
         allow_symlinks=allow_symlinks,
         left_out=tuple(sorted(left_out, key=lambda f: f.name)),

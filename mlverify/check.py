@@ -136,12 +136,13 @@ class _KnownDigests:
 
     def __init__(self, tree: ModelTree, manifest: Manifest) -> None:
         self._by_path = {}
+        rl = manifest.compact
         if tree.is_single_file:
-            self._by_path[str(tree.files[0].path)] = manifest.resources[0].digest
+            self._by_path[tree.files[0].location] = rl.digest(0)
         else:
-            by_name = {r.path: r.digest for r in manifest.resources}
+            by_name = dict(zip(rl.paths, range(len(rl)), strict=True))
             for f in tree.files:
-                self._by_path[str(f.path)] = by_name[f.name]
+                self._by_path[f.location] = rl.digest(by_name[f.name])
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
         def lookup(job: HashJob) -> str | None:
@@ -155,7 +156,7 @@ class _KnownDigests:
         return lambda job, digest: None
 
 
-def _stat_key(path: Path) -> tuple[int, ...]:
+def _stat_key(path: Path | str) -> tuple[int, ...]:
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -264,7 +265,7 @@ def _signature_evidence(
     covered: set[str] | None = None
     for p in sig_paths:
         try:
-            bundle = read_bundle(p)
+            bundle = read_bundle(p, model=artifact)
         except MlverifyError as e:
             out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(e)))
             continue
@@ -374,7 +375,7 @@ def _attestation_evidence(
         if f.resolve() in skipped:
             continue
         try:
-            items = read_attestations(f)
+            items = read_attestations(f, artifact=artifact)
         except MlverifyError as e:
             bad.append(FailedAttestation(str(f), str(e)))
             continue
@@ -502,7 +503,8 @@ def check_artifact(
             "check again once nothing writes to the model"
         )
 
-    digest_by_name = {r.path: r.digest for r in manifest.resources}
+    rl = manifest.compact
+    digest_by_name = dict(zip(rl.paths, map(rl.digest, range(len(rl))), strict=True))
     artifact = ArtifactEvidence(
         ref=reference,
         kind="file" if tree.is_single_file else "directory",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,16 +52,40 @@ def read_pointer(path: Path) -> LfsPointer | None:
 
 
 def pointers_in(path: Path) -> list[str]:
-    """Names (relative, POSIX; the file name for a single file) of LFS pointers at ``path``."""
+    """Names (relative, POSIX; the file name for a single file) of LFS pointers at ``path``.
+
+    One listing per directory, one ``lstat`` per file, and a read only of regular
+    files small enough to be pointers (a million-file dataset is walked once more,
+    not opened); symlinks and ``.git`` are skipped; os.walk's order (a directory's
+    files, sorted, then its subdirectories, sorted).
+    """
     if path.is_file():
         return [path.name] if read_pointer(path) else []
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if not p.is_symlink() and read_pointer(p) is not None:
-                found.append(p.relative_to(path).as_posix())
+    stack: list[tuple[str, str]] = [(os.fspath(path), "")]
+    while stack:
+        directory, rel = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for e in entries:
+            try:
+                if e.is_dir():  # as os.walk: links to directories are listed, not entered
+                    if e.name != ".git" and not e.is_symlink():
+                        subdirs.append(e)
+                    continue
+                if e.is_symlink():
+                    continue
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            small = stat.S_ISREG(st.st_mode) and st.st_size <= MAX_POINTER_SIZE
+            if small and read_pointer(Path(e.path)) is not None:
+                found.append(f"{rel}{e.name}")
+        stack.extend((e.path, f"{rel}{e.name}/") for e in reversed(subdirs))
     return found
 
 

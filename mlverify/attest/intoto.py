@@ -15,7 +15,7 @@ from typing import Any
 
 from mlverify.errors import InputError
 from mlverify.files import read_bounded
-from mlverify.signing.bundle import MAX_BUNDLE_BYTES, SignatureBundle, parse_bundle
+from mlverify.signing.bundle import SignatureBundle, bundle_from_doc, bundle_limit
 from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, Envelope
 from mlverify.signing.statement import STATEMENT_TYPE, load_statement
 
@@ -99,13 +99,16 @@ def resolve_predicate_type(name: str) -> str:
     return PREDICATE_ALIASES.get(name, name)
 
 
-def read_attestations(path: Path) -> list[SignatureBundle | Envelope]:
+def read_attestations(
+    path: Path, *, artifact: Path | None = None
+) -> list[SignatureBundle | Envelope]:
     """Every attestation in a file: a Sigstore bundle, a bare DSSE envelope, or
-    JSON lines of either (``*.intoto.jsonl``)."""
+    JSON lines of either (``*.intoto.jsonl``). ``artifact`` (what it is about)
+    sets the size bound (an OMS dataset attestation lists every file)."""
     data = read_bounded(
         path,
         what="attestation file",
-        limit=MAX_BUNDLE_BYTES,
+        limit=bundle_limit(path, artifact),
         too_big_text="oversize envelope; refusing to parse it",
     )
     text = data.strip()
@@ -113,9 +116,13 @@ def read_attestations(path: Path) -> list[SignatureBundle | Envelope]:
         raise InputError(f"{path}: the attestation file is empty")
     try:
         docs = [json.loads(text)]
+    except RecursionError:
+        raise InputError(f"{path}: the attestation's JSON is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         try:
             docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except RecursionError:
+            raise InputError(f"{path}: the attestation's JSON is nested too deeply") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(
                 f"{path}: not JSON nor JSON lines ({e}); expected a Sigstore bundle or a "
@@ -125,7 +132,7 @@ def read_attestations(path: Path) -> list[SignatureBundle | Envelope]:
     for i, doc in enumerate(docs):
         where = str(path) if len(docs) == 1 else f"{path} line {i + 1}"
         if isinstance(doc, dict) and "mediaType" in doc:
-            out.append(parse_bundle(json.dumps(doc).encode(), source=where))
+            out.append(bundle_from_doc(doc, source=where))
         elif isinstance(doc, dict) and "payloadType" in doc:
             env = Envelope.from_json(doc, where=where)
             if env.payload_type != INTOTO_PAYLOAD_TYPE:

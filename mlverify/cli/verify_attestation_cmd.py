@@ -127,7 +127,9 @@ def verify_attestation_command(
             "*.intoto.jsonl, model.sig beside and inside it); pass --attestation FILE"
         )
     wanted = resolve_predicate_type(predicate_type)
-    digests = artifact_digests(path)
+    import functools
+
+    digests = functools.cache(lambda: artifact_digests(path))  # not for OMS manifests
 
     def check(bundle: SignatureBundle) -> VerifiedStatement:
         return verify_bundle(bundle, trust)[0]
@@ -138,7 +140,7 @@ def verify_attestation_command(
     results = []
     failures: list[str] = []
     for f in files:
-        for item in read_attestations(f):
+        for item in read_attestations(f, artifact=path):
             bundle = as_bundle(item, str(f))
             if not attestations:
                 # Found by convention: only statements of the wanted type are considered.

@@ -97,7 +97,7 @@ def verify_command(
     sig_paths = list(signature_paths) or [default_signature_path(path)]
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory; check the model path")
-    bundles = [read_bundle(p) for p in sig_paths]
+    bundles = [read_bundle(p, model=path) for p in sig_paths]
     for bundle in bundles:
         signed_manifest(bundle)
     cache = DigestCache() if use_cache else None

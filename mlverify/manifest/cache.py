@@ -44,6 +44,7 @@ class DigestCache:
             # Identity seen before hashing: a file that changes while it is
             # hashed must not be cached under its new timestamps.
             self._seen: dict[HashJob, tuple[int, ...]] = {}
+            self._pending: list[tuple[object, ...]] = []
         except (OSError, sqlite3.Error) as e:
             raise InputError(
                 f"{self.path}: cannot open the digest cache ({e}); "
@@ -74,14 +75,30 @@ class DigestCache:
         return lookup
 
     def store_for(self, hash_type: str) -> Callable[[HashJob, str], None]:
+        """Digests are kept until :meth:`commit`: one transaction per run, not per file."""
+
         def store(job: HashJob, digest: str) -> None:
             key = self._seen.pop(job, None)
             if key is None or key != self._key(job):
                 return
-            self._db.execute(
-                "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?,?,?)",
-                (*key, hash_type, job.start, -1 if job.end is None else job.end, digest),
+            self._pending.append(
+                (*key, hash_type, job.start, -1 if job.end is None else job.end, digest)
             )
-            self._db.commit()
 
         return store
+
+    def commit(self) -> None:
+        """Write the digests stored since the last commit, in one transaction."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?,?,?)", rows
+                )
+        except sqlite3.Error as e:
+            raise InputError(
+                f"{self.path}: cannot write the digest cache ({e}); "
+                "fix the path or run without --cache"
+            ) from None

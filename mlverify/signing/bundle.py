@@ -1,19 +1,24 @@
 """OMS signature files: Sigstore bundle v0.3 around a DSSE envelope.
 
-Reading is strict and bounded: a signature file larger than
-:data:`MAX_BUNDLE_BYTES`, malformed JSON, a missing envelope or missing
+Reading is strict and bounded: a signature file larger than the most a
+signature of the model being verified can need (see
+:mod:`mlverify.manifest.limits`; :data:`MAX_BUNDLE_BYTES` when no model is
+given) is refused from its size, before it is read; malformed JSON, a missing envelope or missing
 verification material are input errors that name the defect.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mlverify.errors import InputError, SignatureNotFoundError
 from mlverify.files import read_bounded
+from mlverify.manifest.limits import FLOOR, signature_limit_for
 from mlverify.signing.dsse import (
     INTOTO_PAYLOAD_TYPE,
     DsseSignature,
@@ -32,7 +37,8 @@ KNOWN_MEDIA_TYPES = frozenset(
         "application/vnd.dev.sigstore.bundle+json;version=0.1",
     }
 )
-MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+#: the bound when no model is given (the model-derived bound never goes below it)
+MAX_BUNDLE_BYTES = FLOOR
 
 MaterialKind = Literal["publicKey", "x509CertificateChain", "certificate"]
 
@@ -56,32 +62,83 @@ class SignatureBundle:
     media_type: str
     envelope: Envelope
     material: VerificationMaterial
+    #: the JSON document (for a ``publicKey`` bundle, without the envelope's payload)
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
-def read_bundle(path: Path) -> SignatureBundle:
-    """Read and structurally validate the signature file at ``path``."""
+def bundle_limit(path: Path, model: Path | None) -> int:
+    """How large the signature file at ``path`` may be to be read for ``model``."""
+    if model is None:
+        return MAX_BUNDLE_BYTES
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0  # the read reports it
+    return signature_limit_for(model, needed=size)
+
+
+def read_bundle(path: Path, *, model: Path | None = None) -> SignatureBundle:
+    """Read and structurally validate the signature file at ``path``.
+
+    ``model`` (the model it is meant to verify) sets the size bound.
+    """
     data = read_bounded(
         path,
         what="signature file",
-        limit=MAX_BUNDLE_BYTES,
+        limit=bundle_limit(path, model),
         missing=SignatureNotFoundError,
         missing_text="no signature found; sign the model first (mlverify sign) "
         "or point --signature at its signature file",
-        too_big_text="this is not an OMS signature",
+        too_big_text=_too_big(model),
     )
-    return parse_bundle(data, source=str(path))
+    if not data.strip():
+        raise InputError(f"{path}: the signature file is empty; expected a Sigstore bundle")
+    if len(data) > MAX_BUNDLE_BYTES:
+        from mlverify.memory import release_large_blocks
+
+        release_large_blocks()
+    # Decoded here so the bytes are freed before the JSON is parsed: a signature
+    # of a million files is 230 MB, held once at a time, not three times.
+    try:
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: the signature is not valid JSON ({e}); expected a Sigstore bundle"
+        ) from None
+    del data
+    return bundle_from_doc(_json_doc(text, source=str(path)), source=str(path))
 
 
-def parse_bundle(data: bytes, *, source: str) -> SignatureBundle:
+def _too_big(model: Path | None) -> str:
+    if model is None:
+        return "this is not an OMS signature"
+    return (
+        f"that is more than a signature of the model at {model} can need (16 MiB plus about "
+        "1 KiB per file under it): this is not its signature"
+    )
+
+
+def parse_bundle(data: bytes | str, *, source: str) -> SignatureBundle:
     if not data.strip():
         raise InputError(f"{source}: the signature file is empty; expected a Sigstore bundle")
+    return bundle_from_doc(_json_doc(data, source=source), source=source)
+
+
+def _json_doc(data: bytes | str, *, source: str) -> object:
     try:
-        doc = json.loads(data)
+        return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(
             f"{source}: the signature is not valid JSON ({e}); expected a Sigstore bundle"
         ) from None
+    except RecursionError:
+        raise InputError(
+            f"{source}: the signature's JSON is nested too deeply; expected a Sigstore bundle"
+        ) from None
+
+
+def bundle_from_doc(doc: object, *, source: str) -> SignatureBundle:
+    """Validate a bundle's decoded JSON document."""
     if not isinstance(doc, dict):
         raise InputError(f"{source}: expected a JSON object (Sigstore bundle)")
     media_type = doc.get("mediaType")
@@ -102,6 +159,12 @@ def parse_bundle(data: bytes, *, source: str) -> SignatureBundle:
             f"expected {INTOTO_PAYLOAD_TYPE!r}"
         )
     material = _parse_material(doc.get("verificationMaterial"), source=source)
+    if material.kind == "publicKey" and isinstance(doc["dsseEnvelope"], dict):
+        # Only Sigstore verification reads the raw envelope again (keyless bundles):
+        # a key bundle keeps one copy of its payload (decoded), not the base64 as well
+        # (a million-file signature is 230 MB of base64).
+        envelope_raw = {k: v for k, v in doc["dsseEnvelope"].items() if k != "payload"}
+        doc = {**doc, "dsseEnvelope": envelope_raw}
     return SignatureBundle(
         source=source, media_type=media_type, envelope=envelope, material=material, raw=doc
     )
@@ -180,11 +243,25 @@ def key_signed_bundle(payload: bytes, signer: Signer) -> bytes:
     return bundle_json(envelope, material)
 
 
+#: where the payload goes in the indented bundle JSON (strings hold no raw newline)
+_PAYLOAD_SLOT = '\n    "payload": "",\n'
+
+
 def bundle_json(envelope: Envelope, material: dict[str, Any]) -> bytes:
-    """Serialise a bundle deterministically (sorted keys, fixed indentation)."""
+    """Serialise a bundle deterministically (sorted keys, fixed indentation).
+
+    The bytes of ``json.dumps(doc, indent=2, sort_keys=True) + "\\n"``, with the
+    base64 payload (230 MB for a million-file signature) spliced in as bytes
+    rather than carried through the indenting encoder as a string.
+    """
+    env = envelope.to_json(with_payload=False)
     doc = {
         "mediaType": BUNDLE_MEDIA_TYPE_V03,
         "verificationMaterial": material,
-        "dsseEnvelope": envelope.to_json(),
+        "dsseEnvelope": {**env, "payload": ""},
     }
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    assert text.count(_PAYLOAD_SLOT) == 1
+    before, after = text.split(_PAYLOAD_SLOT)
+    b64 = base64.b64encode(envelope.payload)  # base64 needs no JSON escaping
+    return b"".join((before.encode(), b'\n    "payload": "', b64, b'",\n', after.encode()))

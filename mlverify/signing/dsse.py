@@ -30,7 +30,8 @@ def b64decode_strict(value: object, *, what: str, where: str) -> bytes:
     try:
         if "-" in text or "_" in text:
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return base64.b64decode(text, validate=True)
+        # what b64decode(validate=True) does, without its ASCII copy of a large payload
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
         raise InputError(
             f"{where}: {what} is not valid base64 (truncated or corrupted); "
@@ -59,12 +60,11 @@ class Envelope:
     def pae(self) -> bytes:
         return pae(self.payload_type, self.payload)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "payload": b64encode(self.payload),
-            "payloadType": self.payload_type,
-            "signatures": [{"sig": b64encode(s.sig), "keyid": s.keyid} for s in self.signatures],
-        }
+    def to_json(self, *, with_payload: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"payload": b64encode(self.payload)} if with_payload else {}
+        out["payloadType"] = self.payload_type
+        out["signatures"] = [{"sig": b64encode(s.sig), "keyid": s.keyid} for s in self.signatures]
+        return out
 
     @classmethod
     def from_json(cls, data: object, *, where: str) -> Envelope:

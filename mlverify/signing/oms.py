@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -34,7 +35,7 @@ from mlverify.signing.keys import (
     public_key_hint,
     verify_signature,
 )
-from mlverify.signing.statement import load_statement, manifest_from_statement, statement_bytes
+from mlverify.signing.statement import manifest_of_payload, statement_bytes
 
 Method = Literal["key", "certificate", "sigstore"]
 
@@ -115,8 +116,7 @@ def signed_manifest(bundle: SignatureBundle) -> Manifest:
     Nothing read here is trusted before the signature is checked; this only
     names format defects (wrong predicate, bad resource names) precisely.
     """
-    statement = load_statement(bundle.envelope.payload, where=bundle.source)
-    return manifest_from_statement(statement, where=bundle.source)
+    return manifest_of_payload(bundle.envelope.payload, where=bundle.source)
 
 
 @dataclass(frozen=True)
@@ -176,12 +176,13 @@ def verify_model(
     cache: DigestStore | None = None,
 ) -> ModelVerification:
     """Re-hash ``path`` the way the signature says and compare, all files at once."""
-    statement = load_statement(verified.statement_payload, where=verified.source)
-    manifest = manifest_from_statement(statement, where=verified.source)
+    manifest = manifest_of_payload(verified.statement_payload, where=verified.source)
     ser = manifest.serialization
     expected = manifest.resources
-    expected_paths = sorted({r.path for r in expected})
-    if not expected:
+    paths = manifest.compact.paths
+    # usually already sorted and distinct (files are listed in code-point order)
+    expected_paths = paths if all(a < b for a, b in pairwise(paths)) else sorted(set(paths))
+    if not expected_paths:
         # `sign` refuses an empty model; a signature over nothing proves nothing about
         # any bytes (and with --ignore-unsigned-files it would "verify" any directory).
         raise ArtifactMismatchError(
@@ -197,8 +198,8 @@ def verify_model(
             )
         tree = walk_model(path)
         # "." (reference tool) or the file's name (spec, legacy): the bytes matter.
-        pairs = [(expected_paths[0], tree.files[0])]
-        extra: list[str] = []
+        names, files = [expected_paths[0]], [tree.files[0]]
+        extra_names: list[str] = []
     else:
         if expected_paths == [SINGLE_FILE_NAME]:
             raise ArtifactMismatchError(
@@ -214,27 +215,38 @@ def verify_model(
             extra_excluded=excluded,
             require_files=False,
         )
-        on_disk = {f.name: f for f in tree.files}
-        pairs = []
+        # Both sides are sorted by name: one merge, no dictionary of either.
+        on_disk = tree.files
+        names = []
+        files = []
+        extra = []
+        j = 0
         for name in expected_paths:
-            f = on_disk.get(name)
-            if f is None:
-                # A signed file our walk leaves out (e.g. named like a signature):
-                # still check it if it is safely inside the model.
-                found = _resolve_inside(path, name, ser.allow_symlinks)
-                if found is None:
-                    continue
-                f = ModelFile(name=name, path=found, size=found.stat().st_size)
-            pairs.append((name, f))
-        signed = set(expected_paths)
-        extra = [] if ignore_unsigned_files else sorted(n for n in on_disk if n not in signed)
+            while j < len(on_disk) and on_disk[j].name < name:
+                extra.append(on_disk[j])
+                j += 1
+            if j < len(on_disk) and on_disk[j].name == name:
+                names.append(name)
+                files.append(on_disk[j])
+                j += 1
+                continue
+            # A signed file our walk leaves out (e.g. named like a signature):
+            # still check it if it is safely inside the model.
+            found = _resolve_inside(path, name, ser.allow_symlinks)
+            if found is not None:
+                names.append(name)
+                files.append(ModelFile(name=name, path=found, size=found.stat().st_size))
+        extra.extend(on_disk[j:])
+        if ignore_unsigned_files:
+            extra = []
         if ser.method == "shards":
             # empty files have no shards, so they are not extra
-            extra = [n for n in extra if on_disk[n].size > 0]
-    found_resources = hash_files(pairs, ser, cache)
-    diff = diff_resources(expected, found_resources, extra)
+            extra = [f for f in extra if f.size > 0]
+        extra_names = [f.name for f in extra]
+    found_resources = hash_files(zip(names, files, strict=True), ser, cache)
+    diff = diff_resources(expected, found_resources, extra_names)
     return ModelVerification(
-        signature=verified, manifest=manifest, diff=diff, checked_files=len(pairs)
+        signature=verified, manifest=manifest, diff=diff, checked_files=len(names)
     )
 
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from mlverify.errors import InputError
-from mlverify.manifest.manifest import Manifest, Resource, Serialization
+from mlverify.manifest.manifest import Manifest, Resource, Serialization, compact_resource_hook
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
@@ -14,22 +14,63 @@ OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 LEGACY_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"
 
 
+#: where the resources go in ``json.dumps(statement, indent=2, sort_keys=True)``
+_RESOURCES_SLOT = '\n    "resources": [],\n'
+
+
 def statement_bytes(manifest: Manifest) -> bytes:
-    """The statement for ``manifest``, serialised deterministically."""
+    """The statement for ``manifest``, serialised deterministically.
+
+    The bytes of ``json.dumps(statement, indent=2, sort_keys=True)``, with the
+    resources (one entry per file: a million for a large dataset) written by
+    one loop instead of the pure-Python indenting encoder.
+    """
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [manifest.subject()],
         "predicateType": OMS_PREDICATE_TYPE,
-        "predicate": manifest.predicate(),
+        "predicate": {"resources": [], "serialization": manifest.serialization.to_json()},
     }
-    return json.dumps(statement, indent=2, sort_keys=True).encode()
+    text = json.dumps(statement, indent=2, sort_keys=True)
+    rl = manifest.compact
+    if not len(rl):
+        return text.encode()
+    # the only newline-delimited occurrence: strings cannot hold a raw newline
+    assert text.count(_RESOURCES_SLOT) == 1
+    before, after = text.split(_RESOURCES_SLOT)
+    enc = json.encoder.encode_basestring_ascii
+    head = (
+        '      {\n        "algorithm": ' + enc(manifest.serialization.hash_type) + ","
+        '\n        "digest": "'
+    )
+    if len(rl) > 20_000:
+        from mlverify.memory import release_large_blocks
+
+        release_large_blocks()
+    names = rl.names()
+    w = rl.width
+    raw = rl.digests
+    # written into one growing buffer: no list of a million entry strings
+    out = bytearray((before + '\n    "resources": [\n').encode())
+    for i in range(len(names)):
+        if i:
+            out += b",\n"
+        out += (
+            f'{head}{raw[i * w : (i + 1) * w].hex()}",\n        "name": {enc(names[i])}\n      }}'
+        ).encode()
+    out += ("\n    ],\n" + after).encode()
+    return bytes(out)
 
 
-def load_statement(payload: bytes, *, where: str) -> dict[str, Any]:
+def load_statement(payload: bytes, *, where: str, compact: bool = False) -> dict[str, Any]:
+    """The statement object; ``compact``: resource-shaped objects decode to tuples
+    (see :func:`compact_resource_hook`), for :func:`manifest_from_statement` only."""
     try:
-        statement = json.loads(payload)
+        statement = json.loads(payload, object_hook=compact_resource_hook if compact else None)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{where}: the signed payload is not JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{where}: the signed payload's JSON is nested too deeply") from None
     if not isinstance(statement, dict):
         raise InputError(f"{where}: the signed payload is not a JSON object")
     if statement.get("_type") != STATEMENT_TYPE:
@@ -37,6 +78,28 @@ def load_statement(payload: bytes, *, where: str) -> dict[str, Any]:
             f"{where}: payload _type is {statement.get('_type')!r}; expected {STATEMENT_TYPE!r}"
         )
     return statement
+
+
+#: the last payload parsed by :func:`manifest_of_payload`, and its manifest
+_last_parsed: tuple[bytes, Manifest] | None = None
+
+
+def manifest_of_payload(payload: bytes, *, where: str) -> Manifest:
+    """The manifest of an OMS statement's bytes.
+
+    The same payload object is parsed once (verify checks it before and after
+    the signature, a million entries each time): bytes are immutable and the
+    manifest depends on nothing else. Errors are never remembered.
+    """
+    global _last_parsed
+    last = _last_parsed
+    if last is not None and last[0] is payload:
+        return last[1]
+    manifest = manifest_from_statement(
+        load_statement(payload, where=where, compact=True), where=where
+    )
+    _last_parsed = (payload, manifest)
+    return manifest
 
 
 def manifest_from_statement(statement: dict[str, Any], *, where: str) -> Manifest:
