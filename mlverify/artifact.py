@@ -93,12 +93,14 @@ def has_signature_name(name: str) -> bool:
     )
 
 
-def parses_as_signature(path: Path) -> bool:
-    """Is the file a Sigstore bundle, a DSSE envelope or JSON lines of them?"""
+def parses_as_signature(path: Path, model: Path | None = None) -> bool:
+    """Is the file a Sigstore bundle, a DSSE envelope or JSON lines of them? ``model`` (the
+    model it sits in) sets the size bound, as for the signature itself: a signature of a
+    large dataset is large."""
     from mlverify.attest.intoto import read_attestations
 
     try:
-        return bool(read_attestations(path))
+        return bool(read_attestations(path, artifact=model))
     except MlverifyError:
         return False
 
@@ -279,7 +281,7 @@ def walk_model(
             # named like a signature that parse as one (never a directory, never by name alone)
             if stat.S_ISREG(est.st_mode) and (
                 (excluded and (est.st_dev, est.st_ino) in excluded_ids)
-                or (has_signature_name(name) and parses_as_signature(Path(entry.path)))
+                or (has_signature_name(name) and parses_as_signature(Path(entry.path), root))
             ):
                 ignored_found.add(name)
                 left_out.append(ModelFile(name=name, path=entry.path, size=est.st_size))

@@ -468,7 +468,8 @@ def check_artifact(
     documents = {
         f.name
         for f in tree.left_out
-        if f.path.resolve() in given or (has_signature_name(f.name) and parses_as_signature(f.path))
+        if f.path.resolve() in given
+        or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
     }
     scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
     before.update({str(f.path): _stat_key(f.path) for f in tree.left_out})
