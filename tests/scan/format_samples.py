@@ -873,6 +873,10 @@ TORCHSCRIPT_ATTACKS: dict[str, tuple[str, str]] = {
         "    _0 = torch.from_file(\"/etc/passwd\", False, 16)\n    return None\n", "MLV801"),
     "aten_save": ("  def leak(self: __torch__.M, x: Tensor) -> None:\n"
                   "    ops.aten.save(x, \"/tmp/x.pt\")\n    return None\n", "MLV801"),
+    # an op fetched by getattr from its namespace is that op (red team)
+    "getattr_aten_save": ("  def leak2(self: __torch__.M, x: Tensor) -> None:\n"
+                          "    getattr(ops.aten, \"save\")(x, \"/tmp/x.pt\")\n    return None\n",
+                          "MLV801"),
     "torch_ops_from_file": ("  def m(self: __torch__.M) -> Tensor:\n"
                             "    return torch.ops.aten.from_file(\"/etc/shadow\", False, 8)\n",
                             "MLV801"),

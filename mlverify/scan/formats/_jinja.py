@@ -108,6 +108,18 @@ class _Judge:
         for node in self.tree.find_all(n.For):
             for name in _target_names(node.target, n):
                 self.loop_over.setdefault(name, []).append(node.iter)
+        # names bound by {% with %} hold their values; a call block's parameters and a
+        # macro's varargs/kwargs/caller hold whatever a caller passes: not context data
+        for node in self.tree.find_all(n.With):
+            for target, value in zip(node.targets, node.values, strict=False):
+                for name in _target_names(target, n):
+                    self.assigned.setdefault(name, []).append(value)
+        for node in self.tree.find_all(n.CallBlock):
+            for a in node.args:
+                self.assigned.setdefault(a.name, []).append(None)
+        if any(True for _ in self.tree.find_all(n.Macro)):
+            for name in ("varargs", "kwargs", "caller"):
+                self.assigned.setdefault(name, []).append(None)
         # a macro's parameters hold what its callers pass (and its defaults)
         macros = {m.name: m for m in self.tree.find_all(n.Macro)}
         for m in macros.values():

@@ -56,8 +56,9 @@ RULES = (CONFIG_CODE_TARGET, HF_REMOTE_CODE, CUSTOM_CODE_FLAG)
 MAX_CONFIG = 16 * 1024 * 1024
 MAX_NODES = 2_000_000
 #: text that may hold a code-naming key; anything escaped is decoded and judged too
+#: (and "${": an OmegaConf interpolation can build any of them)
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
-          b"class_name", b"chat_template", b"_diffusers_version")  # fmt: skip
+          b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
 #: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
@@ -131,6 +132,11 @@ def _decode(raw: bytes) -> list[Any] | None:
         return None
 
 
+#: OmegaConf resolvers that turn a string into config nodes (or any custom resolver call
+#: inside a string that also mentions a target key)
+_RESOLVER = re.compile(r"\$\{\s*oc\.(decode|create)\s*:|\$\{[^}]*\}\s*get_|_target_")
+
+
 def _walk(doc: Any) -> Iterator[Any]:
     stack = [doc]
     while stack:
@@ -148,9 +154,25 @@ def judge(doc: Any, ctx: ScanContext, label: str) -> None:
         if walked > MAX_NODES:
             ctx.add(RESOURCE_LIMIT, label, None, "config", f"config has over {MAX_NODES} nodes")
             return
+        if isinstance(node, str) and _RESOLVER.search(node):
+            # OmegaConf resolves ${oc.decode:...}/${oc.create:...} into config nodes before
+            # Hydra instantiates: a _target_ can be built there, out of the scanner's sight
+            ctx.add(
+                CONFIG_CODE_TARGET,
+                label,
+                None,
+                node[:120],
+                "the config builds config nodes at resolve time (an OmegaConf "
+                "decode/create resolver): what it instantiates cannot be judged",
+            )
+            continue
         if not isinstance(node, dict):
             continue
         for key, value in node.items():
+            if isinstance(key, str) and "${" in key:
+                ctx.add(CONFIG_CODE_TARGET, label, None, key[:120],
+                        "a config key is an interpolation: what it names is decided at "
+                        "resolve time and cannot be judged")  # fmt: skip
             if key in _TARGET_KEYS:
                 _target(value, ctx, label)
             elif key == "auto_map" and isinstance(value, dict):
@@ -158,6 +180,11 @@ def judge(doc: Any, ctx: ScanContext, label: str) -> None:
                     for ref in refs if isinstance(refs, list) else [refs]:
                         if ref is not None:
                             _code_ref(str(ref), f"auto_map {auto}", ctx, label)
+            elif key == "auto_map" and isinstance(value, list):
+                # the legacy tokenizer form transformers still accepts: [slow, fast]
+                for ref in value:
+                    if ref is not None:
+                        _code_ref(str(ref), "auto_map (list form)", ctx, label)
             elif key == "custom_pipelines" and isinstance(value, dict):
                 for task, spec in value.items():
                     impl = spec.get("impl") if isinstance(spec, dict) else spec
@@ -206,8 +233,18 @@ def _target(value: Any, ctx: ScanContext, label: str) -> None:
         return
     target = value.strip()
     verdict = ctx.policy.is_dangerous_target(target)
-    if verdict.kind == "allow":
+    e = verdict.entry
+    if verdict.kind == "allow" and not (
+        e is not None and (e.new_only or e.loads or e.calls or e.result_calls)
+    ):
         return
+    if verdict.kind == "allow":
+        # Hydra calls it with the config's arguments: allowed in a pickle only as data
+        verdict = type(verdict)(
+            "unknown",
+            Severity.MEDIUM,
+            "allowed in pickles only as reconstruction, not to be called with a config's arguments",
+        )
     sev = Severity.CRITICAL if verdict.kind == "deny" else None
     ctx.add(
         CONFIG_CODE_TARGET,

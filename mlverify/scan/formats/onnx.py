@@ -89,6 +89,22 @@ def looks_like_onnx(src: Source) -> bool:
     return 0 in seen.get(1, {0})
 
 
+#: TensorFlow's fingerprint.pb (FingerprintDef, TF >= 2.12, beside every saved_model.pb):
+#: five uint64 hashes (fields 1-5), a VersionDef (6) and a uuid string (7)
+_FINGERPRINT = {1: {0}, 2: {0}, 3: {0}, 4: {0}, 5: {0}, 6: {2}, 7: {2}}
+
+
+def _tf_fingerprint(src: FileSource) -> bool:
+    """A small message of exactly FingerprintDef's fields (called only once the bytes have
+    failed to parse as an ONNX model, which a runtime would refuse as well)."""
+    if (src.size or 0) > 1024:
+        return False
+    seen = pb.top_level(src)
+    if not seen:
+        return False
+    return all(_FINGERPRINT.get(num) == wts for num, wts in seen.items())
+
+
 class OnnxScanner:
     name = "onnx"
 
@@ -117,6 +133,8 @@ class OnnxScanner:
         try:
             pb.walk(src, sch, "onnx.ModelProto", judge.visit)
         except pb.Malformed as e:
+            if _tf_fingerprint(src):
+                return  # TensorFlow's fingerprint.pb: no ONNX loader can parse it
             ctx.add(UNSUPPORTED, src.label, None, "onnx", f"ONNX protobuf is malformed: {e}")
         except pb.DepthExceeded as e:
             ctx.add(RESOURCE_LIMIT, src.label, None, "onnx", str(e))

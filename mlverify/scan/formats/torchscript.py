@@ -111,6 +111,19 @@ def _references(tree: ast.AST) -> list[tuple[str, str, ast.AST]]:
         node, method = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             method = node.name
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+        ):
+            # getattr(ops.aten, "save") is the op ops.aten.save: judge what it reaches
+            base = _dotted(node.args[0])
+            name = node.args[1]
+            if base is not None:
+                attr = name.value if isinstance(name, ast.Constant) else "getattr"
+                if isinstance(attr, str):
+                    out.append((method, f"{base}.{attr}", node))
         if isinstance(node, (ast.Attribute, ast.Name)) and isinstance(node.ctx, ast.Load):
             dotted = _dotted(node)
             if dotted is not None:
