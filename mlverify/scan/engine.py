@@ -144,16 +144,19 @@ class Context:
                              "keep (a stream that cannot seek): it cannot be checked")  # fmt: skip
                 return
             before = len(self.findings)
-            found = self.scan(sub, depth + 1, deep=False)
-            # what torch.load does with bytes: a zip if they open like one, else a pickle
-            # (read by the plain unpickler), whatever else they may look like
-            zipped = sub.head(4) == b"PK\x03\x04"
-            if forced and not zipped and depth + 1 <= self.limits.max_depth:
-                from mlverify.scan.formats.pickle import walk_pickle
+            # what torch.load does with bytes an allowed loader hands it: a zip if they open
+            # like one, else a pickle read by the plain unpickler, whatever else they look like
+            if forced and sub.head(4) != b"PK\x03\x04":
+                if depth + 1 > self.limits.max_depth:
+                    found = self.scan(sub, depth + 1, deep=False)  # reports the depth limit
+                else:
+                    from mlverify.scan.formats.pickle import walk_pickle
 
-                self.format("pickle")
-                walk_pickle(sub, self, depth + 1, joblib=False)
-                found = True
+                    self.format("pickle")
+                    walk_pickle(sub, self, depth + 1, joblib=False)
+                    found = True
+            else:
+                found = self.scan(sub, depth + 1, deep=False)
             if found:
                 self.add(
                     NESTED_PAYLOAD,

@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from mlverify.scan.pickle.values import Call, Ref
+from mlverify.scan.pickle.values import CONSTRUCTORS, Call, Ref
 
 WRAPPERS = frozenset(
     {
@@ -67,7 +67,7 @@ def wrapper_of(obj: Any, defining: Any) -> bool:
     name = defining(f.rec.full)
     if name in WRAPPERS:
         return True
-    if name in ("copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"):
+    if name in CONSTRUCTORS:
         args = obj.args
         if isinstance(args, tuple) and args and isinstance(args[0], Ref):
             return defining(args[0].rec.full) in WRAPPERS
@@ -253,7 +253,7 @@ def ndarray_wrapper_problem(obj: Call, state: Any, defining: Any) -> str | None:
     if not isinstance(obj.func, Ref):
         return None
     name = defining(obj.func.rec.full)
-    if name in ("copyreg.__newobj__", "copyreg._reconstructor") and isinstance(obj.args, tuple):
+    if name in CONSTRUCTORS and isinstance(obj.args, tuple):
         a0 = obj.args[0] if obj.args else None
         name = defining(a0.rec.full) if isinstance(a0, Ref) else name
     if name not in OLD_WRAPPERS:

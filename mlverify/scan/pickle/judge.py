@@ -23,7 +23,9 @@ from mlverify.scan.model import Severity
 from mlverify.scan.pickle.values import (
     ANY,
     ARRAY,
+    CONSTRUCTORS,
     KEEP,
+    PLAIN,
     SET,
     TRACKED,
     Blob,
@@ -31,6 +33,7 @@ from mlverify.scan.pickle.values import (
     ImportRecord,
     Opaque,
     Ref,
+    plants_method,
     render,
 )
 from mlverify.scan.policy import GETATTR, Entry, Policy, Verdict, canonical
@@ -40,7 +43,6 @@ Emit = Callable[[str, Severity, int, str, str, str], None]
 Nested = Callable[[Any, int, int, str, bool], None]
 
 #: allowed functions that make an instance of their first argument (class inference)
-_CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"})
 #: allowed callables that only ``__new__`` their first argument (then BUILD sets its state)
 _NEW_ONLY_OK = frozenset(
     {
@@ -49,8 +51,6 @@ _NEW_ONLY_OK = frozenset(
         "numpy._core.multiarray._reconstruct",  # ndarray.__new__(subtype, ...)
     }
 )
-#: plain data values: never callable
-_PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, list, dict})
 
 
 class Judge:
@@ -181,7 +181,7 @@ class Judge:
             return None
         if v.kind in ("NEWOBJ", "NEWOBJ_EX", "INST", "OBJ") or rec.verdict.entry.kind == "class":
             return rec.verdict.name if rec.verdict.entry.kind == "class" else None
-        if rec.verdict.name in _CONSTRUCTORS and isinstance(v.args, tuple) and v.args:
+        if rec.verdict.name in CONSTRUCTORS and isinstance(v.args, tuple) and v.args:
             cls = v.args[0]
             if isinstance(cls, Ref) and cls.rec.verdict.kind == "allow":
                 e = cls.rec.verdict.entry
@@ -199,7 +199,7 @@ class Judge:
             return True
         if isinstance(v, Blob):
             return v.kind == "str"
-        if v.__class__ in _PLAIN:
+        if v.__class__ in PLAIN:
             return False
         if isinstance(v, Ref):
             return bool(v.rec.verdict.kind != "allow")
@@ -211,7 +211,7 @@ class Judge:
                 e = f.rec.verdict.entry
                 if e is not None and e.kind == "class":
                     return bool(f.rec.verdict.name == "builtins.str")
-                if f.rec.verdict.name in _CONSTRUCTORS or f.rec.verdict.name in _NEW_ONLY_OK:
+                if f.rec.verdict.name in CONSTRUCTORS or f.rec.verdict.name in _NEW_ONLY_OK:
                     cls = v.args[0] if isinstance(v.args, tuple) and v.args else None
                     return not (
                         isinstance(cls, Ref)
@@ -393,7 +393,7 @@ class Judge:
             if i >= len(args):
                 continue  # the loader raises (missing argument)
             a = args[i]
-            if a.__class__ in _PLAIN:
+            if a.__class__ in PLAIN:
                 continue  # data where a callable goes: the loader raises, nothing runs
             if self.safe_callable(a) and not self._new_only_misused(a, name, i):
                 continue
@@ -677,10 +677,7 @@ class Judge:
             if not isinstance(part, dict):
                 continue
             for key, value in part.items():
-                if value.__class__ in _PLAIN or not isinstance(key, str):
-                    continue
-                dunder = key.startswith("__") and key.endswith("__")
-                if dunder or key in self.policy.behaviour_names:
+                if plants_method(key, value, self.policy.behaviour_names):
                     self._emit(
                         "MLV106",
                         Severity.HIGH,
@@ -701,7 +698,7 @@ class Judge:
                 v = state[key] if isinstance(state, tuple) and key < len(state) else None
             else:
                 v = state.get(key) if isinstance(state, dict) else None
-            if v.__class__ in _PLAIN or self.safe_callable(v):
+            if v.__class__ in PLAIN or self.safe_callable(v):
                 continue
             if isinstance(v, Ref) and v.rec.verdict.kind != "allow":
                 continue  # reported as an import

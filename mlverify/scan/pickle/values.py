@@ -162,3 +162,17 @@ def slim(v: Any) -> Any:
 
 #: dict keys a simulated dict may hold (hashing them is constant work)
 SCALAR_KEYS = (str, int, float, bytes, bool, type(None))
+
+#: plain data values: never callable
+PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, list, dict})
+
+#: allowed functions that make an instance of their first argument (``cls.__new__``)
+CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor"})
+
+
+def plants_method(key: Any, value: Any, behaviour: frozenset[str]) -> bool:
+    """Would setting instance attribute ``key`` to ``value`` replace a method a loader (or
+    an allowed getattr) calls later: a dunder or a ``behaviour`` name, a non-plain value?"""
+    if key.__class__ is not str or value.__class__ in PLAIN:
+        return False
+    return key in behaviour or (key.startswith("__") and key.endswith("__"))

@@ -54,6 +54,7 @@ from mlverify.scan.pickle.values import (
     Opaque,
     Ref,
     Trunc,
+    plants_method,
     render,
     slim,
 )
@@ -134,9 +135,6 @@ class _Limit(Exception):
     pass
 
 
-_PLAIN_VALUES = frozenset({str, bytes, int, float, bool, type(None), tuple, list, dict})
-
-
 def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[str]) -> None:
     """Set key/value ``items`` in a simulated dict: the first ``KEEP`` scalar keys, and
     beyond them every key naming a method a loader calls, when its value could be called
@@ -145,11 +143,7 @@ def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[st
         k = items[i]
         if k.__class__ not in SCALAR_KEYS:
             continue
-        if len(target) < KEEP or (
-            k.__class__ is str
-            and (k in behaviour or (k.startswith("__") and k.endswith("__")))
-            and items[i + 1].__class__ not in _PLAIN_VALUES
-        ):
+        if len(target) < KEEP or plants_method(k, items[i + 1], behaviour):
             target[k] = items[i + 1]
 
 
