@@ -478,3 +478,25 @@ def test_lzma_alone_with_any_dictionary_size_liblzma_accepts(scan_bytes: Scan) -
     data = lzma.compress(EVIL4, format=lzma.FORMAT_ALONE, filters=filt)
     assert data[:3] != b"\x5d\x00\x00"  # not the default 8 MiB dictionary
     assert caught(scan_bytes(data, "model.pkl"))
+
+
+def test_a_loader_past_the_kept_items_of_a_container_is_still_seen(scan_bytes: Scan) -> None:
+    # 64 fillers, then the loader: deque(list, 4) and tuple() bring it back to the front as
+    # the BUILD state of a partial, whose call then loads the bytes (third review)
+    inner = b"N0" + PAYLOAD0 + b"."
+    p = sg("functools", "partial") + sg("builtins", "int") + b"\x85R"
+    p += sg("builtins", "tuple") + sg("collections", "deque") + b"](" + b"N" * 64
+    p += sg("torch.storage", "_load_from_bytes") + binbytes(inner) + b"\x85NN"
+    p += b"eK\x04\x86R\x85Rb)R"
+    report = scan_bytes(p4(p))
+    assert "MLV105" in rules(report) and report.max_severity is not None
+    assert report.max_severity >= Severity.HIGH, report
+
+
+def test_a_partial_called_after_build_is_judged_by_its_state(scan_bytes: Scan) -> None:
+    # partial(int), BUILD (loader, (inner,), None, None): calling it calls the loader
+    inner = b"N0" + PAYLOAD0 + b"."
+    p = sg("functools", "partial") + sg("builtins", "int") + b"\x85R"
+    p += b"(" + sg("torch.storage", "_load_from_bytes") + binbytes(inner) + b"\x85NNtb)R"
+    report = scan_bytes(p4(p))
+    assert report.max_severity is not None and report.max_severity >= Severity.HIGH, report

@@ -120,7 +120,11 @@ class Judge:
             rec = self.wants(it)
             if rec is not None:
                 rec.uses.append(f"stored in a container at offset {self.base + op_off}")
-        self.escaped("stored in a container", list(items)[:KEEP], op_off)
+        # every item (the simulated container keeps KEEP of them; a loader keeps them all,
+        # and deque(items, n) or slicing can bring any of them back to the front)
+        for it in items:
+            if it.__class__ not in PLAIN or it.__class__ in (tuple, list, dict):
+                self.escaped("stored in a container", it, op_off)
 
     def flush(self) -> None:
         for rec in self.records.values():
@@ -234,6 +238,12 @@ class Judge:
             f = v.func
             if not isinstance(f, Ref) or f.rec.verdict.kind != "allow":
                 return False
+            if f.rec.verdict.name == "functools.partial":
+                parts = self._partial_parts(v)
+                if parts is None:
+                    return False
+                v = parts[0]
+                continue
             e = f.rec.verdict.entry
             if e is None or not e.result_calls or not isinstance(v.args, tuple):
                 return False
@@ -434,17 +444,31 @@ class Judge:
                 )
 
     @staticmethod
-    def _partial_target(v: Call) -> tuple[Ref, tuple[Any, ...]] | None:
+    def _partial_parts(v: Call) -> tuple[Any, tuple[Any, ...]] | None:
+        """(func, bound arguments) of a ``functools.partial``: from its BUILD state when it
+        has one (``partial.__setstate__((func, args, kwds, dict))`` replaces both), else
+        from its arguments; None when the scanner cannot tell."""
+        st = v.state
+        if st is not None:
+            if isinstance(st, tuple) and len(st) == 4 and isinstance(st[1], tuple):
+                return st[0], st[1]
+            return None
+        if isinstance(v.args, tuple) and v.args:
+            return v.args[0], tuple(v.args[1:])
+        return None
+
+    def _partial_target(self, v: Call) -> tuple[Ref, tuple[Any, ...]] | None:
         """(f, bound arguments) of ``functools.partial(f, *bound)``, nested partials unfolded."""
         bound: tuple[Any, ...] = ()
         for _ in range(8):
             f = v.func
             if not (isinstance(f, Ref) and f.rec.verdict.name == "functools.partial"):
                 return None
-            if not isinstance(v.args, tuple) or not v.args:
+            parts = self._partial_parts(v)
+            if parts is None:
                 return None
-            bound = tuple(v.args[1:]) + bound
-            target = v.args[0]
+            target, more = parts
+            bound = more + bound
             if isinstance(target, Ref):
                 return target, bound
             if not isinstance(target, Call):
@@ -690,6 +714,17 @@ class Judge:
 
     def _state_calls(self, entry: Entry, cls: str, obj: Call, state: Any, offset: int) -> None:
         """BUILD hands an allowed class callables it will call: they must be allowed."""
+        if not isinstance(state, (tuple, dict)):
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                cls,
+                f"BUILD gives {cls} a state the scanner cannot read ({render(state, 60)}), and "
+                "it calls what that state holds",
+                f"{render(obj, 60)}.__setstate__({render(state, 80)})",
+            )
+            return
         pair = isinstance(state, tuple) and len(state) == 2
         if pair and isinstance(state[0], dict) and isinstance(state[1], dict):
             state = {**state[0], **state[1]}
