@@ -268,7 +268,7 @@ def throughput_files(out: Path, blob_mb: int, dense_mb: int, torch_mb: int) -> d
 def _scan_one(tool: str, path: str) -> tuple[bool, bool, list[str]]:
     """(flagged, error, rule ids reported: mlverify only) for one file."""
     if tool == "mlverify":
-        from mlverify.scan import Severity, scan_file
+        from mlverify._internal.scan import Severity, scan_file
 
         r = scan_file(Path(path))
         ids = sorted({f.rule_id for f in r.findings if f.severity > Severity.INFO})
@@ -366,8 +366,9 @@ def _peer_python() -> Path:
 
 
 def available(tool: str) -> bool:
-    mod = {"mlverify": "mlverify.scan", "picklescan": "picklescan", "modelscan": "modelscan",
-           "fickling": "fickling", "modelaudit": "modelaudit.core"}[tool]  # fmt: skip
+    mod = {"mlverify": "mlverify._internal.scan", "picklescan": "picklescan",
+           "modelscan": "modelscan", "fickling": "fickling",
+           "modelaudit": "modelaudit.core"}[tool]  # fmt: skip
     python = sys.executable if tool == "mlverify" else str(_peer_python())
     if not Path(python).exists():
         return False

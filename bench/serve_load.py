@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args()
 
-    from mlverify.oci import push
+    from mlverify._internal.oci import push
     from tests.core.helpers import write_key_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="mlverify-load-"))

@@ -36,8 +36,8 @@ def keyless_cases(work: Path, model: Path) -> list[Case]:
         from tests.signing.virtual_sigstore import VirtualSigstore
     except ImportError:
         return []
-    from mlverify.manifest.build import hash_model
-    from mlverify.signing.statement import statement_bytes
+    from mlverify._internal.manifest.build import hash_model
+    from mlverify._internal.signing.statement import statement_bytes
 
     identity, issuer = "bench@example.com", "https://accounts.example.com"
     vsig = VirtualSigstore()

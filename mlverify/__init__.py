@@ -1,12 +1,11 @@
 """mlverify: supply-chain verification for machine-learning artifacts.
 
 The pipeline: artifact -> manifest -> signatures and attestations -> scan
-findings -> evidence -> policy decision -> report. Each stage lives in its own
-module; this package exposes only the version and the error base class.
+findings -> evidence -> policy decision -> report. Each stage lives under
+``mlverify._internal``; this package is the public interface.
 """
 
-from mlverify.errors import MlverifyError
-
-__version__ = "0.1.0"
+from mlverify._internal.errors import MlverifyError
+from mlverify._internal.version import __version__
 
 __all__ = ["MlverifyError", "__version__"]

@@ -1,3 +1,3 @@
-from mlverify.cli import main
+from mlverify._internal.cli import main
 
 main()

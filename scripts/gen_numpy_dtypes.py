@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write mlverify/scan/data/numpy_dtypes.json: how numpy sizes the dtype spellings a pickle
+"""Write mlverify/_internal/scan/data/numpy_dtypes.json: how numpy sizes the dtype spellings a pickle
 can hand to ``numpy.dtype(...)`` (run by a developer with numpy installed, never at install).
 
 The scanner uses the table to skip exactly as many array bytes as joblib reads after a
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent.parent / "mlverify" / "scan" / "data" / "numpy_dtypes.json"
+OUT = Path(__file__).resolve().parent.parent / "mlverify" / "_internal" / "scan" / "data" / "numpy_dtypes.json"
 
 
 def probe(spelling: object) -> tuple[int, bool] | None:

@@ -1,4 +1,4 @@
-"""Write mlverify/scan/data/keras_allowlist.json from the installed Keras 3.
+"""Write mlverify/_internal/scan/data/keras_allowlist.json from the installed Keras 3.
 
     KERAS_BACKEND=torch python scripts/harvest_keras_allowlist.py
 
@@ -9,7 +9,7 @@ the top-level model classes; and the internal ``module.Class`` path of every
 ``KerasSaveable`` class defined in the importable ``keras.src`` modules (what
 ``"module": "keras.src...."`` in a config resolves to). Objects that run code, read
 files or load other models are left out here and denied by name in the scanner
-(mlverify/scan/formats/keras.py: ``DENIED``).
+(mlverify/_internal/scan/formats/keras.py: ``DENIED``).
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         "non_modeling": sorted(NON_MODELING_APIS),
     }
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[1] / "mlverify/scan/data/keras_allowlist.json"
+    default = (
+        Path(__file__).resolve().parents[1] / "mlverify/_internal/scan/data/keras_allowlist.json"
+    )
     ap.add_argument("--out", type=Path, default=default)
     out = ap.parse_args(argv).out
     out.write_text(json.dumps(doc, indent=0) + "\n")

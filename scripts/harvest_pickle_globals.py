@@ -26,7 +26,7 @@ a distributed checkpoint) and records every global the pickles contain and how e
 
 ``--joblib-data`` lists the globals (names only, decoded, never loaded or imported) of the old
 pickles joblib ships under ``joblib/test/data``. ``--check`` compares both harvests with
-``mlverify/scan/data/pickle_allowlist.json`` and exits 1 on any global that is neither allowed
+``mlverify/_internal/scan/data/pickle_allowlist.json`` and exits 1 on any global that is neither allowed
 (entry or alias) nor a reviewed finding. ``tests/scan/test_allowlist_data.py`` runs the same
 check in-process.
 """
@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ALLOWLIST = HERE.parent / "mlverify" / "scan" / "data" / "pickle_allowlist.json"
+ALLOWLIST = HERE.parent / "mlverify" / "_internal" / "scan" / "data" / "pickle_allowlist.json"
 PROTOCOLS = (0, 2, 4, 5)
 LIBRARIES = (
     "numpy",

@@ -2,7 +2,7 @@
 """The reviewer's decisions applied to the harvested pickle allowlist (run after
 scripts/harvest_pickle_globals.py, by a developer with the libraries installed):
 
-    .venv/bin/python scripts/review_pickle_allowlist.py mlverify/scan/data/pickle_allowlist.json
+    .venv/bin/python scripts/review_pickle_allowlist.py mlverify/_internal/scan/data/pickle_allowlist.json
 
 Each decision is here, in one place, with its reason in the entry's note: loaders that the
 scanner reads through (``loads``), construct-only classes (``new_only``), state callables,
@@ -14,7 +14,7 @@ resolve names; nothing is imported from a file that is scanned.
 import json
 import sys
 
-p = sys.argv[1] if len(sys.argv) > 1 else "mlverify/scan/data/pickle_allowlist.json"
+p = sys.argv[1] if len(sys.argv) > 1 else "mlverify/_internal/scan/data/pickle_allowlist.json"
 d = json.load(open(p))
 e = d["entries"]; rf = d["reviewed_findings"]
 rf.pop("torch.storage._load_from_bytes", None)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.attest.intoto import SLSA_PROVENANCE_V1, statement_json
-from mlverify.attest.provenance import BuildInfo, provenance_predicate
+from mlverify._internal.attest.intoto import SLSA_PROVENANCE_V1, statement_json
+from mlverify._internal.attest.provenance import BuildInfo, provenance_predicate
 from tests.core.helpers import make_model, run
 from tests.signing.virtual_sigstore import (
     OID_BUILD_CONFIG_URI,
@@ -32,7 +32,7 @@ def _keyless_provenance(
     tmp_path: Path, vsig: VirtualSigstore, builder_id: str, source_repo: str = REPO
 ) -> tuple[Path, Path, Path]:
     model = make_model(tmp_path)
-    from mlverify.attest.provenance import artifact_digest
+    from mlverify._internal.attest.provenance import artifact_digest
 
     subject = {"name": "model", "digest": {"sha256": artifact_digest(model)}}
     info = BuildInfo(builder_id=builder_id, source_repo=source_repo, source_ref="refs/tags/v1.0.0")

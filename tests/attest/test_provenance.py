@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.attest.provenance import builder_matches, github_defaults, ref_matches
+from mlverify._internal.attest.provenance import builder_matches, github_defaults, ref_matches
 from tests.core.helpers import Result, make_model, run, write_key_pair
 
 

@@ -345,9 +345,9 @@ def test_unrecognised_bytes_named_like_a_model_fail_a_format_allowlist(
 def test_a_signature_over_no_files_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mlverify.manifest.manifest import Manifest, Serialization
-    from mlverify.signing.keys import KeySigner, load_private_key_pem
-    from mlverify.signing.oms import sign_manifest
+    from mlverify._internal.manifest.manifest import Manifest, Serialization
+    from mlverify._internal.signing.keys import KeySigner, load_private_key_pem
+    from mlverify._internal.signing.oms import sign_manifest
 
     private, public = write_key_pair(tmp_path, "p256")
     signer = KeySigner(load_private_key_pem(private.read_bytes(), where="t", password=None))
@@ -517,7 +517,7 @@ def test_provenance_names_a_local_dataset_without_the_signers_path(
 
 
 def test_admission_warnings_keep_the_reason() -> None:
-    from mlverify.serve.app import admission_warning
+    from mlverify._internal.serve.app import admission_warning
 
     ref = "oci://registry.example.com/" + "team/" * 30 + "model@sha256:" + "a" * 64
     w = admission_warning(ref, "unsigned: nothing proves who produced these bytes")

@@ -314,7 +314,7 @@ def test_digest_cache_reuses_evidence_never_a_verdict(
 def test_file_changing_during_check_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mlverify.scan.engine as engine
+    import mlverify._internal.scan.engine as engine
 
     model = make_model(tmp_path)
     real = engine.scan_file

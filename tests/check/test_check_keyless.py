@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlverify.attest.intoto import SLSA_PROVENANCE_V1, statement_json
-from mlverify.attest.provenance import BuildInfo, artifact_digest, provenance_predicate
-from mlverify.manifest.build import hash_model
-from mlverify.signing.statement import statement_bytes
+from mlverify._internal.attest.intoto import SLSA_PROVENANCE_V1, statement_json
+from mlverify._internal.attest.provenance import BuildInfo, artifact_digest, provenance_predicate
+from mlverify._internal.manifest.build import hash_model
+from mlverify._internal.signing.statement import statement_bytes
 from tests.core.helpers import make_model, run, safetensors
 from tests.signing.virtual_sigstore import (
     OID_BUILD_CONFIG_URI,

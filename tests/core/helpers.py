@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from mlverify.cli import main
+from mlverify._internal.cli import main
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mlverify import __version__
-from mlverify.cli import COMMANDS, SUMMARIES
+from mlverify._internal.cli import COMMANDS, SUMMARIES
 from tests.core.helpers import run
 
 
@@ -49,7 +49,7 @@ def test_usage_errors_are_one_line_exit_2(
 
 def test_console_script_starts_without_heavy_imports() -> None:
     code = (
-        "import sys; from mlverify.cli import main\n"
+        "import sys; from mlverify._internal.cli import main\n"
         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('sigstore', 'model_signing', 'fickling', 'numpy', 'torch', 'blake3') "
         "if m in sys.modules]\n"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.artifact import walk_model
-from mlverify.errors import InputError
-from mlverify.manifest import smallfiles
-from mlverify.manifest.build import build_manifest, diff_resources
-from mlverify.manifest.cache import DigestCache
-from mlverify.manifest.hashing import HashJob, hash_all, worker_count
-from mlverify.manifest.manifest import Manifest, Resource, ResourceList, Serialization
-from mlverify.signing.statement import (
+from mlverify._internal.artifact import walk_model
+from mlverify._internal.errors import InputError
+from mlverify._internal.manifest import smallfiles
+from mlverify._internal.manifest.build import build_manifest, diff_resources
+from mlverify._internal.manifest.cache import DigestCache
+from mlverify._internal.manifest.hashing import HashJob, hash_all, worker_count
+from mlverify._internal.manifest.manifest import Manifest, Resource, ResourceList, Serialization
+from mlverify._internal.signing.statement import (
     OMS_PREDICATE_TYPE,
     STATEMENT_TYPE,
     load_statement,
@@ -209,7 +209,7 @@ def test_many_files_sign_verify_and_name_every_difference(
 
 def test_lfs_pointer_listing_matches_os_walk(tmp_path: Path) -> None:
     """pointers_in lists with one lstat per file; same names and order as os.walk did."""
-    from mlverify.lfs import pointers_in, read_pointer
+    from mlverify._internal.lfs import pointers_in, read_pointer
 
     pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 3\n"
     for rel in ["b.bin", "a/z.bin", "a/b/c.bin", "c/d.bin", ".git/lfs.bin", "a/a.bin"]:
@@ -240,6 +240,6 @@ def test_workers_that_cannot_start_fall_back_to_this_process(
 ) -> None:
     paths = _files(tmp_path, smallfiles.PROCESS_MIN_FILES + 1)
     monkeypatch.setattr("sys.executable", str(tmp_path / "no-such-python"))
-    monkeypatch.setattr("mlverify.manifest.hashing.worker_count", lambda: 2)
+    monkeypatch.setattr("mlverify._internal.manifest.hashing.worker_count", lambda: 2)
     got = hash_all([HashJob(p) for p in paths], "sha256")
     assert got == [_h(p.read_bytes()) for p in paths]

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlverify.errors import MlverifyError
-from mlverify.manifest.manifest import Manifest, Resource, Serialization
+from mlverify._internal.errors import MlverifyError
+from mlverify._internal.manifest.manifest import Manifest, Resource, Serialization
 
 FUZZ = settings(max_examples=400, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 
@@ -66,8 +66,8 @@ MANIFEST = Manifest(
 
 
 def _key_bundle() -> dict[str, Any]:
-    from mlverify.signing.keys import KeySigner
-    from mlverify.signing.oms import sign_manifest
+    from mlverify._internal.signing.keys import KeySigner
+    from mlverify._internal.signing.oms import sign_manifest
 
     return json.loads(sign_manifest(MANIFEST, KeySigner(KEY)))
 
@@ -75,8 +75,8 @@ def _key_bundle() -> dict[str, Any]:
 def _cert_bundle(tmp: Path) -> tuple[dict[str, Any], Path]:
     from cryptography import x509
 
-    from mlverify.signing.keys import KeySigner, load_private_key_pem
-    from mlverify.signing.x509 import load_certificates, sign_manifest_with_certificate
+    from mlverify._internal.signing.keys import KeySigner, load_private_key_pem
+    from mlverify._internal.signing.x509 import load_certificates, sign_manifest_with_certificate
     from tests.signing.helpers import make_pki
 
     pki = make_pki(tmp)
@@ -94,9 +94,9 @@ STATEMENT_PATHS = _paths(STATEMENT)
 
 
 def _parse_and_verify(doc: Any, trust: Any) -> None:
-    from mlverify.signing.bundle import parse_bundle
-    from mlverify.signing.oms import signed_manifest
-    from mlverify.signing.trustset import verify_bundle
+    from mlverify._internal.signing.bundle import parse_bundle
+    from mlverify._internal.signing.oms import signed_manifest
+    from mlverify._internal.signing.trustset import verify_bundle
 
     try:
         b = parse_bundle(json.dumps(doc).encode(), source="fuzz")
@@ -109,15 +109,15 @@ def _parse_and_verify(doc: Any, trust: Any) -> None:
 @FUZZ
 @given(st.sampled_from(BUNDLE_PATHS), JSON)
 def test_key_bundle_with_one_value_replaced(path: tuple[Any, ...], value: Any) -> None:
-    from mlverify.signing.trustset import TrustSet
+    from mlverify._internal.signing.trustset import TrustSet
 
     _parse_and_verify(_replace(BUNDLE, path, value), TrustSet(keys=[KEY.public_key()]))
 
 
 @pytest.fixture(scope="module")
 def cert_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Any]:
-    from mlverify.signing.trustset import TrustSet
-    from mlverify.signing.x509 import CertificateIdentity, load_certificates
+    from mlverify._internal.signing.trustset import TrustSet
+    from mlverify._internal.signing.x509 import CertificateIdentity, load_certificates
 
     doc, root = _cert_bundle(tmp_path_factory.mktemp("pki"))
     trust = TrustSet(
@@ -141,8 +141,8 @@ def test_certificate_bundle_with_one_value_replaced(
 @FUZZ
 @given(st.sampled_from(STATEMENT_PATHS), JSON)
 def test_statement_with_one_value_replaced(path: tuple[Any, ...], value: Any) -> None:
-    from mlverify.attest.intoto import parse_statement
-    from mlverify.signing.statement import load_statement, manifest_from_statement
+    from mlverify._internal.attest.intoto import parse_statement
+    from mlverify._internal.signing.statement import load_statement, manifest_from_statement
 
     raw = json.dumps(_replace(STATEMENT, path, value)).encode()
     with contextlib.suppress(MlverifyError):
@@ -154,7 +154,7 @@ def test_statement_with_one_value_replaced(path: tuple[Any, ...], value: Any) ->
 @FUZZ
 @given(JSON)
 def test_attestation_file_of_any_json(tmp_path_factory: Any, value: Any) -> None:
-    from mlverify.attest.intoto import read_attestations
+    from mlverify._internal.attest.intoto import read_attestations
 
     p = tmp_path_factory.mktemp("att") / "x.intoto.jsonl"
     p.write_text(json.dumps(value))
@@ -204,7 +204,7 @@ POLICY_PATHS = _paths(POLICY)
 def test_policy_with_one_value_replaced(path: tuple[Any, ...], value: Any) -> None:
     import yaml
 
-    from mlverify.policy.model import parse_policy
+    from mlverify._internal.policy.model import parse_policy
 
     raw = yaml.safe_dump(_replace(POLICY, path, value)).encode()
     with contextlib.suppress(MlverifyError):
@@ -214,7 +214,7 @@ def test_policy_with_one_value_replaced(path: tuple[Any, ...], value: Any) -> No
 @FUZZ
 @given(st.binary(max_size=300))
 def test_policy_of_any_bytes(raw: bytes) -> None:
-    from mlverify.policy.model import parse_policy
+    from mlverify._internal.policy.model import parse_policy
 
     with contextlib.suppress(MlverifyError):
         parse_policy(raw, source="fuzz.yaml", base=Path("."))
@@ -223,9 +223,9 @@ def test_policy_of_any_bytes(raw: bytes) -> None:
 @FUZZ
 @given(JSON)
 def test_evidence_document_of_any_json(value: Any) -> None:
-    from mlverify.evidence import evidence_from_json
-    from mlverify.policy.engine import decide
-    from mlverify.policy.model import parse_policy
+    from mlverify._internal.evidence import evidence_from_json
+    from mlverify._internal.policy.engine import decide
+    from mlverify._internal.policy.model import parse_policy
 
     policy = parse_policy(b"apiVersion: mlverify.dev/v1\nkind: Policy\n", source="p", base=Path())
     doc = {"artifact": {"ref": "m", "formats": value}, "scan_status": value, "findings": value}
@@ -289,9 +289,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     empty cache (offline)."""
     import os
 
-    from mlverify.policy.model import load_policies
-    from mlverify.serve.app import build_app
-    from mlverify.serve.service import ServeConfig, Service
+    from mlverify._internal.policy.model import load_policies
+    from mlverify._internal.serve.app import build_app
+    from mlverify._internal.serve.service import ServeConfig, Service
 
     os.environ["HF_HUB_CACHE"] = str(tmp_path_factory.mktemp("hub"))
     os.environ.pop("MLVERIFY_HF_DOWNLOAD", None)
@@ -332,7 +332,7 @@ def _call(app: Any, path: str, body: bytes) -> tuple[int, Any]:
 def _check_answer(path: str, body: bytes, status: int, doc: Any) -> None:
     assert status in (200, 202, 400, 403, 413, 422), (status, doc)
     if path == "/k8s/validate":
-        from mlverify.serve.service import references_in
+        from mlverify._internal.serve.service import references_in
 
         allowed = doc["response"]["allowed"]
         assert isinstance(allowed, bool) and (status == 200 or allowed is False)

@@ -10,9 +10,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from mlverify.artifact import walk_model
-from mlverify.manifest.build import hash_model, shard_bounds
-from mlverify.manifest.cache import DigestCache
+from mlverify._internal.artifact import walk_model
+from mlverify._internal.manifest.build import hash_model, shard_bounds
+from mlverify._internal.manifest.cache import DigestCache
 from tests.core.helpers import make_model, run
 
 
@@ -222,15 +222,15 @@ def test_digest_cache_reuses_and_invalidates(tmp_path: Path) -> None:
     model = make_model(tmp_path)
     cache = DigestCache(tmp_path / "cache.sqlite3")
     tree = walk_model(model)
-    from mlverify.manifest.build import build_manifest
-    from mlverify.manifest.manifest import Serialization
+    from mlverify._internal.manifest.build import build_manifest
+    from mlverify._internal.manifest.manifest import Serialization
 
     ser = Serialization(ignore_paths=tree.ignore_paths)
     first = build_manifest(tree, ser, cache)
     hits: list[str] = []
     lookup = cache.lookup_for("sha256")
     for f in tree.files:
-        from mlverify.manifest.hashing import HashJob
+        from mlverify._internal.manifest.hashing import HashJob
 
         got = lookup(HashJob(path=f.path))
         if got:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.manifest.manifest import Manifest, Resource, Serialization
-from mlverify.signing.keys import KeySigner, load_private_key_pem
-from mlverify.signing.oms import sign_manifest
+from mlverify._internal.manifest.manifest import Manifest, Resource, Serialization
+from mlverify._internal.signing.keys import KeySigner, load_private_key_pem
+from mlverify._internal.signing.oms import sign_manifest
 from tests.core.helpers import Result, make_model, run, write_key_pair
 
 

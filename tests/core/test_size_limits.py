@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.manifest import limits
+from mlverify._internal.manifest import limits
 from tests.check.test_check import _signed_policy
 from tests.core.helpers import run, write_key_pair
 
@@ -44,7 +44,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = _long_named_model(root, 3400)
     private, public = write_key_pair(root, "p256")
     sig = root / "model.sig"
-    from mlverify.cli import main
+    from mlverify._internal.cli import main
 
     try:
         main(["sign", str(model), "--key", str(private), "--signature", str(sig)])

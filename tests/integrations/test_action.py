@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlverify.check import CheckResult
-from mlverify.policy.engine import Decision, Reason
-from mlverify.summary import check_markdown
+from mlverify._internal.check import CheckResult
+from mlverify._internal.policy.engine import Decision, Reason
+from mlverify._internal.summary import check_markdown
 from tests.core.helpers import run
 from tests.integrations.conftest import make_clean_model, make_evil_model
 

@@ -34,7 +34,9 @@ def _python() -> str:
     py = os.environ.get("MLVERIFY_MLFLOW_PYTHON", "")
     if not py or not Path(py).is_file():
         pytest.skip("MLflow tier: set MLVERIFY_MLFLOW_PYTHON to a python with mlflow + mlverify")
-    r = subprocess.run([py, "-c", "import mlflow, mlverify.mlflow_store"], capture_output=True)
+    r = subprocess.run(
+        [py, "-c", "import mlflow, mlverify._internal.mlflow_store"], capture_output=True
+    )
     if r.returncode != 0:
         pytest.skip(f"{py} cannot import mlflow and mlverify: {r.stderr.decode()[-300:]}")
     return py
@@ -115,7 +117,7 @@ def test_registry_store_refuses_denied_model_versions(tmp_path: Path) -> None:
 
 def test_gate_decisions_without_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store's decision for local sources needs no MLflow: roots, allow, deny."""
-    from mlverify.mlflow_store import db_uri, decide
+    from mlverify._internal.mlflow_store import db_uri, decide
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = tmp_path / "artifacts"

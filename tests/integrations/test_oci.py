@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.oci import Registry, parse_ref
+from mlverify._internal.oci import Registry, parse_ref
 from tests.core.helpers import run, write_key_pair
 from tests.integrations.conftest import (
     Registry as RegistryProc,

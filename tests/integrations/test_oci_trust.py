@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.errors import MlverifyError
-from mlverify.oci import Registry as OciRegistry
-from mlverify.oci import _Redirects, is_internal, pull
+from mlverify._internal.errors import MlverifyError
+from mlverify._internal.oci import Registry as OciRegistry
+from mlverify._internal.oci import _Redirects, is_internal, pull
 from tests.integrations.conftest import Registry, make_clean_model
 from tests.integrations.registry_proxy import Proxy, running
 from tests.integrations.test_oci import oras_push

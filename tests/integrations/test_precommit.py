@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlverify.lfs import parse_pointer, pointers_in
+from mlverify._internal.lfs import parse_pointer, pointers_in
 from tests.core.helpers import run
 from tests.integrations.conftest import EVIL_PICKLE, make_clean_model
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mlverify.oci import Registry as OciRegistry
+from mlverify._internal.oci import Registry as OciRegistry
 from tests.integrations.conftest import (
     CA,
     TOKEN,
@@ -361,7 +361,7 @@ def test_body_limit_without_declared_length() -> None:
 
     from starlette.requests import Request
 
-    from mlverify.serve.app import BodyTooLarge, read_json
+    from mlverify._internal.serve.app import BodyTooLarge, read_json
 
     def request(parts: list[bytes]) -> Request:
         messages = [

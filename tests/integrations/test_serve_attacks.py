@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlverify.oci import Registry as OciRegistry
+from mlverify._internal.oci import Registry as OciRegistry
 from tests.core.helpers import safetensors
 from tests.integrations.conftest import Registry, Server, make_clean_model
 from tests.integrations.registry_proxy import Proxy, running
@@ -170,7 +170,7 @@ def test_a_signature_attached_later_is_seen_and_verdicts_expire(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mlverify.oci import attach
+    from mlverify._internal.oci import attach
     from tests.core.helpers import run, write_key_pair
     from tests.integrations.conftest import write_key_policy
 

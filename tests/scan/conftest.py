@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Limits, ScanReport, scan_file
+from mlverify._internal.scan import Limits, ScanReport, scan_file
 
 Scan = Callable[..., ScanReport]
 

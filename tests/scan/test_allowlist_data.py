@@ -30,7 +30,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "harvest_pickle_globals.py"
-DATA = ROOT / "mlverify" / "scan" / "data" / "pickle_allowlist.json"
+DATA = ROOT / "mlverify" / "_internal" / "scan" / "data" / "pickle_allowlist.json"
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

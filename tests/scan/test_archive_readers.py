@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Limits, Severity
-from mlverify.scan.tarreader import is_tar
+from mlverify._internal.scan import Limits, Severity
+from mlverify._internal.scan.tarreader import is_tar
 from tests.scan.builders import EVIL0, EVIL4, call4, p4, sg
 from tests.scan.conftest import Scan, rules, subjects
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Status, scan_file
+from mlverify._internal.scan import Status, scan_file
 
 
 def assert_clean(path: Path) -> None:

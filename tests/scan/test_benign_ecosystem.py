@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mlverify.scan import Severity, Status, scan_file
+from mlverify._internal.scan import Severity, Status, scan_file
 from tests.core.helpers import run
 
 PROTOCOLS = (2, 4, 5)

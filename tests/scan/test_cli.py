@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.cli import main
+from mlverify._internal.cli import main
 from tests.scan.builders import EVIL0, p4, sg
 
 
@@ -91,8 +91,9 @@ def test_sarif_report(
 
 def test_cli_start_path_imports_nothing_heavy() -> None:
     code = (
-        "import sys; from mlverify.cli import main; import mlverify.cli.scan_cmd,"
-        " mlverify.scan.engine, mlverify.scan.formats;"
+        "import sys; from mlverify._internal.cli import main;"
+        " import mlverify._internal.cli.scan_cmd, mlverify._internal.scan.engine,"
+        " mlverify._internal.scan.formats;"
         "bad=[m for m in ('numpy','torch','fickling','joblib','sklearn') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

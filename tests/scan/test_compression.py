@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mlverify.scan import Limits, Severity
+from mlverify._internal.scan import Limits, Severity
 from tests.scan.builders import EVIL0, EVIL4, p4
 from tests.scan.conftest import Scan, rules, subjects
 
@@ -153,7 +153,7 @@ def test_decompression_hands_out_all_a_reader_would_see() -> None:
     hand out before failing, the scanner's stream hands out too (a loader may run it)."""
     import random
 
-    from mlverify.scan.source import CODECS, _Decompressed, bytes_source, sniff_codec
+    from mlverify._internal.scan.source import CODECS, _Decompressed, bytes_source, sniff_codec
 
     rng = random.Random(10)
     for codec, (seed, reference) in _references().items():
@@ -188,7 +188,7 @@ def test_legacy_lz4_frame_is_unsupported(scan_bytes: Scan) -> None:
 def test_missing_codec_package_is_unsupported(
     scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlverify.scan import source
+    from mlverify._internal.scan import source
 
     monkeypatch.setattr(source, "codec_available", lambda codec: codec not in ("zstd", "lz4"))
     for data in (zstd(EVIL4), lz4f(EVIL4)):
@@ -200,7 +200,7 @@ def test_missing_codec_package_is_unsupported(
 def test_real_joblib_dumps_scan_clean(tmp_path: Path, compress: str) -> None:
     np = pytest.importorskip("numpy")
     joblib = pytest.importorskip("joblib")
-    from mlverify.scan import scan_file
+    from mlverify._internal.scan import scan_file
 
     p = tmp_path / f"a.{compress}.joblib"
     joblib.dump({"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": 3}, p, compress=compress)
@@ -211,7 +211,7 @@ def test_real_joblib_dumps_scan_clean(tmp_path: Path, compress: str) -> None:
 
 def test_real_legacy_zf_files_are_read_to_the_end() -> None:
     joblib = pytest.importorskip("joblib")
-    from mlverify.scan import scan_file
+    from mlverify._internal.scan import scan_file
 
     files = []
     for p in sorted((Path(joblib.__file__).parent / "test" / "data").glob("*")):
@@ -404,7 +404,7 @@ def test_7z_with_an_unknown_coder_is_unsupported(scan_bytes: Scan) -> None:
 
 def test_7z_entry_bound(scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch) -> None:
     py7zr = pytest.importorskip("py7zr")
-    from mlverify.scan import sevenzip
+    from mlverify._internal.scan import sevenzip
 
     data = seven({f"f{i}": b"" for i in range(50)} | {"archive/data.pkl": EVIL4})
     monkeypatch.setattr(py7zr.archiveinfo, "MAX_NUMFILES", py7zr.archiveinfo.MAX_NUMFILES)
@@ -478,9 +478,9 @@ def test_mutated_containers_never_raise_or_hang() -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from mlverify.scan.engine import Context
-    from mlverify.scan.policy import get_policy
-    from mlverify.scan.source import bytes_source
+    from mlverify._internal.scan.engine import Context
+    from mlverify._internal.scan.policy import get_policy
+    from mlverify._internal.scan.source import bytes_source
 
     seeds = _container_seeds()
 

@@ -31,7 +31,7 @@ MAX_RSS = 1 << 30
 _RUN = """
 import json, resource, sys, time
 from pathlib import Path
-from mlverify.scan import scan_file
+from mlverify._internal.scan import scan_file
 
 def peak_rss():
     # VmHWM is this process's own peak (ru_maxrss can carry the parent's across exec)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mlverify.scan import Limits, Severity
+from mlverify._internal.scan import Limits, Severity
 from tests.scan.builders import EVIL0, EVIL4, binbytes, call4, p4, sg
 from tests.scan.conftest import Scan, rules, subjects
 
@@ -379,7 +379,7 @@ def test_large_nested_payload_inside_compressed_streams(scan_bytes: Scan) -> Non
 def test_a_scanner_failure_is_unsupported_not_a_pass(
     scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlverify.scan.formats import safetensors as formats
+    from mlverify._internal.scan.formats import safetensors as formats
 
     def boom(self: object, src: object, ctx: object, depth: int) -> None:
         raise ValueError("bug")

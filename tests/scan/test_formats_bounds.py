@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import scan_file
+from mlverify._internal.scan import scan_file
 from tests.scan.conftest import rules
 from tests.scan.format_samples import _pf, gguf_bytes
 
 
 def test_a_config_past_the_bound_is_a_resource_finding(tmp_path: Path) -> None:
-    from mlverify.scan.formats.configs import MAX_CONFIG
+    from mlverify._internal.scan.formats.configs import MAX_CONFIG
 
     p = tmp_path / "config.json"
     big = {"auto_map": {"AutoModel": "m.M"}, "pad": "x" * (MAX_CONFIG + 10)}
@@ -23,7 +23,7 @@ def test_a_config_past_the_bound_is_a_resource_finding(tmp_path: Path) -> None:
 
 def test_a_template_past_the_bound_is_reported(tmp_path: Path) -> None:
     pytest.importorskip("jinja2")
-    from mlverify.scan.formats._jinja import MAX_TEMPLATE
+    from mlverify._internal.scan.formats._jinja import MAX_TEMPLATE
 
     p = tmp_path / "m.gguf"
     p.write_bytes(gguf_bytes({"tokenizer.chat_template": "{{ 1 }}" * (MAX_TEMPLATE // 7 + 10)}))

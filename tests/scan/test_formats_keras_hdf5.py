@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Severity, scan_file
+from mlverify._internal.scan import Severity, scan_file
 from tests.scan.conftest import rules
 from tests.scan.format_samples import Sample, hdf5_samples, keras_samples
 
@@ -98,7 +98,9 @@ def test_the_shipped_allowlist_is_what_the_installed_keras_gives(tmp_path: Path)
 
     keras = pytest.importorskip("keras")
     shipped = json.loads(
-        (Path(__file__).parents[2] / "mlverify/scan/data/keras_allowlist.json").read_text()
+        (
+            Path(__file__).parents[2] / "mlverify/_internal/scan/data/keras_allowlist.json"
+        ).read_text()
     )
     if shipped["keras_version"] != keras.__version__:
         pytest.skip(f"allowlist harvested from Keras {shipped['keras_version']}")
@@ -135,7 +137,7 @@ def test_the_hdf5_probe_runs_alone_as_a_script(samples: list[Sample], tmp_path: 
     import subprocess
     import sys
 
-    import mlverify.scan.formats as formats
+    import mlverify._internal.scan.formats as formats
 
     s = next(s for s in samples if s.name == "model_config_lambda")
     script = Path(formats.__file__).with_name("_h5probe.py")

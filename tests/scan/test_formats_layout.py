@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import mlverify.scan.formats as formats_pkg
-from mlverify.scan.formats import SCANNERS, catalogue
-from mlverify.scan.rules import CORE
+import mlverify._internal.scan.formats as formats_pkg
+from mlverify._internal.scan.formats import SCANNERS, catalogue
+from mlverify._internal.scan.rules import CORE
 
 FORMATS_DIR = Path(formats_pkg.__file__).parent
 
@@ -28,10 +28,12 @@ def _imports(path: Path) -> set[str]:
 
 def test_formats_never_import_the_engine() -> None:
     for path in sorted(FORMATS_DIR.glob("*.py")):
-        assert "mlverify.scan.engine" not in _imports(path), path.name
+        assert "mlverify._internal.scan.engine" not in _imports(path), path.name
     rules_and_context = FORMATS_DIR.parent / "rules.py", FORMATS_DIR.parent / "context.py"
     for path in rules_and_context:
-        assert not any(m.startswith("mlverify.scan.formats") for m in _imports(path)), path
+        assert not any(m.startswith("mlverify._internal.scan.formats") for m in _imports(path)), (
+            path
+        )
 
 
 def test_no_rule_id_literals_outside_rule_declarations() -> None:
@@ -63,7 +65,7 @@ def test_rule_catalogue_is_unique_and_complete() -> None:
 
 def test_importing_the_scanner_stays_light() -> None:
     code = (
-        "import sys, mlverify.scan.engine\n"
+        "import sys, mlverify._internal.scan.engine\n"
         "heavy = [m for m in ('numpy', 'torch', 'keras', 'h5py', 'onnx', 'jinja2',"
         " 'google.protobuf')"
         " if m in sys.modules]\n"
@@ -76,8 +78,8 @@ def test_importing_the_scanner_stays_light() -> None:
 def test_a_detector_failure_is_unsupported_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlverify.scan import scan_file
-    from mlverify.scan.formats import configs
+    from mlverify._internal.scan import scan_file
+    from mlverify._internal.scan.formats import configs
 
     def boom(self: object, head: bytes, src: object, deep: bool) -> bool:
         raise ValueError("detector bug")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import scan_file
+from mlverify._internal.scan import scan_file
 from tests.scan.format_samples import Sample, all_samples
 
 

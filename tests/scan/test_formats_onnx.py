@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Severity, scan_file
+from mlverify._internal.scan import Severity, scan_file
 from tests.scan.conftest import rules
 from tests.scan.format_samples import Sample, onnx_samples
 
@@ -57,7 +57,7 @@ def test_without_onnx_the_model_is_unsupported(
 ) -> None:
     import sys
 
-    from mlverify.scan.formats import onnx as onnx_format
+    from mlverify._internal.scan.formats import onnx as onnx_format
 
     onnx_format.schema.cache_clear()
     monkeypatch.setitem(sys.modules, "onnx", None)

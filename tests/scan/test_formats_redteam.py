@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Severity, scan_paths
+from mlverify._internal.scan import Severity, scan_paths
 
 
 def _worst(path: Path) -> Severity | None:

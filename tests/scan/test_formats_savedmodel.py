@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Severity, scan_file
+from mlverify._internal.scan import Severity, scan_file
 from tests.scan.conftest import rules
 from tests.scan.format_samples import Sample, savedmodel_samples
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.scan import Severity, scan_file, scan_paths
+from mlverify._internal.scan import Severity, scan_file, scan_paths
 
 DATA = Path(__file__).parent / "data" / "savedmodels"
 MODELS = ("module_matmul_relu", "keras_export", "static_hash_table", "optimizer_step")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlverify.scan import Severity, scan_file
+from mlverify._internal.scan import Severity, scan_file
 from tests.scan.conftest import rules
 from tests.scan.format_samples import Sample, config_samples, torchscript_samples
 
@@ -53,7 +53,7 @@ def test_hydra_dangerous_target_is_critical(samples: list[Sample]) -> None:
 
 
 def test_a_project_allowlist_allows_its_own_targets(samples: list[Sample]) -> None:
-    from mlverify.scan import Limits
+    from mlverify._internal.scan import Limits
 
     s = next(s for s in samples if s.name == "hydra_unknown_target")
     assert "MLV1001" in rules(scan_file(s.path))

@@ -8,12 +8,12 @@ import zipfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlverify.scan.engine import Context
-from mlverify.scan.model import Limits
-from mlverify.scan.pickle import PickleWalker
-from mlverify.scan.policy import get_policy
-from mlverify.scan.source import bytes_source
-from mlverify.scan.zipreader import read_zip
+from mlverify._internal.scan.engine import Context
+from mlverify._internal.scan.model import Limits
+from mlverify._internal.scan.pickle import PickleWalker
+from mlverify._internal.scan.policy import get_policy
+from mlverify._internal.scan.source import bytes_source
+from mlverify._internal.scan.zipreader import read_zip
 from tests.scan.builders import EVIL0, EVIL4
 
 SEEDS = [

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from mlverify.scan import Limits, Severity
+from mlverify._internal.scan import Limits, Severity
 from tests.scan.builders import EVIL4, binbytes, call0, call4, g0, p4, s0, sg, u
 from tests.scan.conftest import Scan, rules, subjects
 
@@ -23,7 +23,7 @@ PAYLOAD4 = call4("os", "system", "true")
 
 
 def caught(report: object) -> bool:
-    from mlverify.scan import ScanReport
+    from mlverify._internal.scan import ScanReport
 
     assert isinstance(report, ScanReport)
     return any(f.subject == "os.system" and f.severity >= Severity.HIGH for f in report.findings)

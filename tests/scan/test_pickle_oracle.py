@@ -22,10 +22,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlverify.scan.model import Limits
-from mlverify.scan.pickle import PickleWalker
-from mlverify.scan.policy import get_policy
-from mlverify.scan.source import bytes_source
+from mlverify._internal.scan.model import Limits
+from mlverify._internal.scan.pickle import PickleWalker
+from mlverify._internal.scan.policy import get_policy
+from mlverify._internal.scan.source import bytes_source
 
 
 class _Log:

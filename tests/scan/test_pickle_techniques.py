@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mlverify.scan import Severity
+from mlverify._internal.scan import Severity
 from tests.scan.builders import (
     EVIL0,
     EVIL4,
@@ -325,7 +325,7 @@ def test_unknown_import_is_medium_with_reason(scan_bytes: Scan) -> None:
 
 
 def test_extra_allow_hook(scan_bytes: Scan) -> None:
-    from mlverify.scan import Limits
+    from mlverify._internal.scan import Limits
 
     data = p4(sg("mycompany.models", "Net") + b")\x81")
     report = scan_bytes(data, limits=Limits(extra_allow=frozenset({"mycompany.models.*"})))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlverify.manifest.build import hash_model
-from mlverify.signing.statement import statement_bytes
+from mlverify._internal.manifest.build import hash_model
+from mlverify._internal.signing.statement import statement_bytes
 from tests.signing.helpers import UTC, Result, make_model, run, vectors_dir
 from tests.signing.virtual_sigstore import (
     OID_BUILD_CONFIG_URI,
@@ -372,7 +372,7 @@ def test_trust_update_offline_fails_cleanly(
 
 
 def test_shipped_root_is_the_public_good_root() -> None:
-    from mlverify.signing.sigstore_verify import shipped_trust_root_path
+    from mlverify._internal.signing.sigstore_verify import shipped_trust_root_path
 
     shipped = shipped_trust_root_path()
     assert shipped.is_file()
@@ -385,7 +385,7 @@ def test_version_does_not_import_sigstore() -> None:
     import sys
 
     code = (
-        "import sys; from mlverify.cli import main\n"
+        "import sys; from mlverify._internal.cli import main\n"
         "try: main(['--version'])\n"
         "except SystemExit: pass\n"
         "assert 'sigstore' not in sys.modules, 'sigstore imported'\n"
@@ -402,8 +402,8 @@ def test_now_is_utc() -> None:
 def test_verified_statement_carries_certificate_claims(
     tmp_path: Path, vsig: VirtualSigstore
 ) -> None:
-    from mlverify.signing.bundle import read_bundle
-    from mlverify.signing.sigstore_verify import (
+    from mlverify._internal.signing.bundle import read_bundle
+    from mlverify._internal.signing.sigstore_verify import (
         SigstoreIdentity,
         SigstoreVerifier,
         verify_envelope_with_sigstore,

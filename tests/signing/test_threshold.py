@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mlverify.manifest.build import hash_model
-from mlverify.signing.dsse import pae
-from mlverify.signing.keys import KeySigner
-from mlverify.signing.statement import statement_bytes
+from mlverify._internal.manifest.build import hash_model
+from mlverify._internal.signing.dsse import pae
+from mlverify._internal.signing.keys import KeySigner
+from mlverify._internal.signing.statement import statement_bytes
 from tests.signing.helpers import Result, make_model, run, write_private_key, write_public_key
 from tests.signing.virtual_sigstore import VirtualSigstore
 

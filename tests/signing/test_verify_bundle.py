@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mlverify.errors import InputError, MlverifyError
-from mlverify.signing.generic import UnsupportedBundleError, verify_any_bundle
-from mlverify.signing.keys import load_public_key
-from mlverify.signing.sigstore_verify import SigstoreIdentity
+from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.signing.generic import UnsupportedBundleError, verify_any_bundle
+from mlverify._internal.signing.keys import load_public_key
+from mlverify._internal.signing.sigstore_verify import SigstoreIdentity
 from tests.signing.helpers import VECTORS, Result, run, vectors_dir, write_public_key
 
 CONFORMANCE = VECTORS / "sigstore-conformance-bundle-verify"
@@ -231,7 +231,7 @@ def test_verify_bundle_usage(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unsupported_is_never_valid(tmp_path: Path) -> None:
     """A DSSE payload that is not an in-toto statement cannot be tied to the artifact."""
-    from mlverify.signing.generic import _check_statement_subject
+    from mlverify._internal.signing.generic import _check_statement_subject
 
     with pytest.raises(UnsupportedBundleError):
         _check_statement_subject("text/plain", b"hello", b"\x00" * 32, "b.json")

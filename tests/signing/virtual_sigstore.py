@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from mlverify.signing.dsse import INTOTO_PAYLOAD_TYPE, pae
+from mlverify._internal.signing.dsse import INTOTO_PAYLOAD_TYPE, pae
 
 UTC = dt.timezone.utc
 OID_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")

@@ -1,0 +1,1 @@
+"""mlverify's machinery. Nothing here is a public interface: import from ``mlverify``."""

@@ -1,0 +1,574 @@
+"""`mlverify check`: collect every piece of evidence about an artifact and decide.
+
+For each artifact: enumerate and hash once, scan the same files, verify every
+signature and attestation found (against each governing policy's trusted
+signers), build the evidence document, evaluate, decide. A file that changes
+between hashing and the end of the scan makes the check fail (no
+time-of-check / time-of-use gap is papered over).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlverify._internal.artifact import (
+    ModelTree,
+    has_signature_name,
+    parses_as_signature,
+    walk_model,
+)
+from mlverify._internal.attest.intoto import discover_attestations, read_attestations
+from mlverify._internal.attest.provenance import Dependency, ProvenanceRequirements
+from mlverify._internal.background import BackgroundCall
+from mlverify._internal.errors import (
+    ArtifactMismatchError,
+    InputError,
+    MlverifyError,
+    UntrustedSignerError,
+)
+from mlverify._internal.evidence import (
+    ArtifactEvidence,
+    AttestationEvidence,
+    Evidence,
+    FailedAttestation,
+    FileDigest,
+    FindingEvidence,
+    SignatureEvidence,
+)
+from mlverify._internal.manifest.build import build_manifest
+from mlverify._internal.manifest.hashing import HashJob
+from mlverify._internal.manifest.manifest import Manifest, Serialization
+from mlverify._internal.policy.engine import Decision, Reason, decide, matches
+from mlverify._internal.policy.model import Policy
+from mlverify._internal.signing.bundle import SignatureBundle, read_bundle
+from mlverify._internal.signing.oms import Method, VerifiedStatement, verify_model
+from mlverify._internal.subject import Subject
+
+if TYPE_CHECKING:
+    from mlverify._internal.signing.trustset import TrustSet
+
+
+#: What became of an artifact that was not decided: it could not be checked (an
+#: operational error, or bytes that fail verification before any decision), or its
+#: Git LFS content is not fetched (skipped in a commit hook, denied anywhere else).
+Outcome = Literal["", "error", "not-fetched", "skipped"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The decisions about one artifact and the evidence they rest on; or, when it
+    could not be decided, why (``outcome``, ``message``): every artifact gets one."""
+
+    artifact: str
+    decisions: tuple[Decision, ...]
+    evidence: dict[str, Any]  #: the evidence document (JSON shape)
+    outcome: Outcome = ""
+    message: str = ""
+    error_exit: int = 2  #: the exit code an error outcome stands for
+
+    @property
+    def allowed(self) -> bool:
+        return not self.outcome and bool(self.decisions) and all(d.allowed for d in self.decisions)
+
+    @property
+    def status(self) -> str:
+        """allowed | denied | error | skipped (not-fetched content outside a hook: denied)."""
+        if self.outcome == "not-fetched":
+            return "denied"
+        return self.outcome or ("allowed" if self.allowed else "denied")
+
+    @property
+    def exit_code(self) -> int:
+        """0 allowed or skipped, 1 denied, 2 (or the error's own code) error."""
+        if self.outcome == "error":
+            return self.error_exit
+        return 0 if self.allowed or self.outcome == "skipped" else 1
+
+    @classmethod
+    def failed(cls, artifact: str, error: MlverifyError) -> CheckResult:
+        return cls(artifact, (), {}, "error", str(error), error.exit_code)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "schema_version": RESULT_SCHEMA,
+            "artifact": self.artifact,
+            "status": self.status,
+            "allowed": self.allowed,
+            "decisions": [d.to_json() for d in self.decisions],
+            "evidence": self.evidence,
+        }
+        if self.outcome:
+            out.update(outcome=self.outcome, message=self.message, exit_code=self.exit_code)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> CheckResult:
+        decisions = tuple(
+            Decision(
+                artifact=d["artifact"],
+                policy=d["policy"],
+                policy_source=d["policy_source"],
+                mode=d["mode"],
+                allowed=d["allowed"],
+                reasons=tuple(Reason(**r) for r in d["reasons"]),
+            )
+            for d in doc["decisions"]
+        )
+        outcome = doc.get("outcome", "")
+        if outcome not in ("", "error", "not-fetched", "skipped"):
+            raise ValueError(f"unknown outcome {outcome!r}")
+        return cls(
+            str(doc["artifact"]),
+            decisions,
+            dict(doc["evidence"]),
+            outcome,
+            str(doc.get("message", "")),
+            int(doc.get("exit_code", 2)),
+        )
+
+
+RESULT_SCHEMA = "mlverify.dev/check-result/v1"
+
+
+class _KnownDigests:
+    """Digests computed once in this check, offered to signature verification so
+    that a signature using the same serialization does not re-read the files."""
+
+    def __init__(self, tree: ModelTree, manifest: Manifest) -> None:
+        self._by_path = {}
+        rl = manifest.compact
+        if tree.is_single_file:
+            self._by_path[tree.files[0].location] = rl.digest(0)
+        else:
+            by_name = dict(zip(rl.paths, range(len(rl)), strict=True))
+            for f in tree.files:
+                self._by_path[f.location] = rl.digest(by_name[f.name])
+
+    def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
+        def lookup(job: HashJob) -> str | None:
+            if hash_type != "sha256" or job.start or job.end is not None:
+                return None
+            return self._by_path.get(str(job.path))
+
+        return lookup
+
+    def store_for(self, hash_type: str) -> Callable[[HashJob, str], None]:
+        return lambda job, digest: None
+
+
+def _stat_key(path: Path | str) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def signature_candidates(artifact: Path) -> list[Path]:
+    """OMS signatures by convention: ``model.sig`` inside a directory, ``X.sig`` beside."""
+    out = []
+    if artifact.is_dir() and (artifact / "model.sig").is_file():
+        out.append(artifact / "model.sig")
+    beside = artifact.parent / (artifact.name + ".sig")
+    if beside.is_file():
+        out.append(beside)
+    return out
+
+
+@dataclass(frozen=True)
+class OwnedTrust:
+    """A trust set of a policy and who its signers are (the policy's ``owner``s)."""
+
+    trust: TrustSet
+    key_owners: Mapping[str, str] = field(default_factory=dict)  #: key identity -> owner
+    owner: str = ""  #: owner of every signer of this set (a certificate or Sigstore entry)
+
+    def owner_of(self, signer: str) -> str:
+        return self.key_owners.get(signer) or self.owner or signer
+
+
+def trust_sets(policy: Policy, today: dt.date) -> list[OwnedTrust]:
+    """One trust set per trusted signer kind of the policy (keys outside their
+    rotation window, judged today, are left out); empty when it trusts nobody."""
+    from mlverify._internal.signing.keys import key_fingerprint, load_public_key
+    from mlverify._internal.signing.trustset import TrustSet
+
+    rules = policy.signatures
+    sets: list[OwnedTrust] = []
+    keys = []
+    owners: dict[str, str] = {}
+    for k in rules.keys:
+        if (k.not_before is None or k.not_before <= today) and (
+            k.not_after is None or today <= k.not_after
+        ):
+            key = load_public_key(str(k.path))
+            keys.append(key)
+            if k.owner:
+                owners[f"key {key_fingerprint(key)}"] = k.owner
+    if keys:
+        sets.append(OwnedTrust(TrustSet(keys=keys), key_owners=owners))
+    for c in rules.certificates:
+        from mlverify._internal.signing.x509 import CertificateIdentity, load_certificates
+
+        roots = [cert for r in c.roots for cert in load_certificates(r, what="root certificate")]
+        trust = TrustSet(
+            cert_roots=roots,
+            cert_identity=CertificateIdentity(identities=c.identities, regex=c.identity_regex),
+        )
+        sets.append(OwnedTrust(trust, owner=c.owner))
+    for st in rules.sigstore:
+        from mlverify._internal.signing.sigstore_verify import (
+            SigstoreVerifier,
+            identity_from_options,
+        )
+
+        trust = TrustSet(
+            sigstore_identity=identity_from_options(
+                st.identities,
+                st.identity_regex,
+                st.issuer,
+                source_repo=st.source_repo,
+                source_ref=st.source_ref,
+                workflow=st.workflow,
+            ),
+            sigstore=SigstoreVerifier(st.trust_root),
+        )
+        sets.append(OwnedTrust(trust, owner=st.owner))
+    return sets
+
+
+def verify_with(
+    bundle: SignatureBundle, sets: Sequence[OwnedTrust]
+) -> list[tuple[VerifiedStatement, str]]:
+    """Signers of ``bundle`` trusted by any of ``sets``, each with its owner, once per
+    signer identity; the most telling error if none."""
+    from mlverify._internal.signing.trustset import verify_bundle
+
+    found: dict[str, tuple[VerifiedStatement, str]] = {}
+    errors: list[MlverifyError] = []
+    for t in sets:
+        try:
+            for v in verify_bundle(bundle, t.trust):
+                found.setdefault(v.signer, (v, t.owner_of(v.signer)))
+        except MlverifyError as e:
+            errors.append(e)
+    if found:
+        return list(found.values())
+    raise (
+        errors[-1]
+        if len(errors) == 1
+        else UntrustedSignerError(" | ".join(dict.fromkeys(str(e) for e in errors)))
+    )
+
+
+def _signature_evidence(
+    artifact: Path, sig_paths: Sequence[Path], policy: Policy, known: _KnownDigests, today: dt.date
+) -> tuple[list[SignatureEvidence], set[str] | None]:
+    """The evidence of each signature file, and the file names every verified
+    signature covers (None when none verified)."""
+    sets = trust_sets(policy, today)
+    out = []
+    covered: set[str] | None = None
+    for p in sig_paths:
+        try:
+            bundle = read_bundle(p, model=artifact)
+        except MlverifyError as e:
+            out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(e)))
+            continue
+        kind = bundle.material.kind
+        method: Method = (
+            "key"
+            if kind == "publicKey"
+            else "certificate"
+            if kind.startswith("x509")
+            else "sigstore"
+        )
+        if not sets:
+            # Nobody to trust, but the (unverified) manifest still says which bytes
+            # were signed: files that differ from it are a strong signal of tampering.
+            unverified = VerifiedStatement(
+                str(p), method, "an unverified signer", bundle.envelope.payload
+            )
+            try:
+                diff = verify_model(artifact, unverified, signature_path=p, cache=known).diff
+            except MlverifyError as e:
+                out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
+                continue
+            if not diff.ok:
+                out.append(
+                    SignatureEvidence(
+                        str(p),
+                        "mismatch",
+                        method,
+                        "",
+                        f"{p}: the files differ from what the signature covers (its signer is "
+                        f"not verified: the policy trusts no signer): {diff.describe()}",
+                    )
+                )
+                continue
+            out.append(
+                SignatureEvidence(
+                    str(p),
+                    "untrusted",
+                    method,
+                    "",
+                    f"{p}: signature matches the files, but the policy trusts no signer; add "
+                    "spec.signatures.trusted to verify who made it",
+                )
+            )
+            continue
+        try:
+            for s, owner in verify_with(bundle, sets):
+                result = verify_model(artifact, s, signature_path=p, cache=known)
+                if result.diff.ok:
+                    names = {r.path for r in result.manifest.resources}
+                    covered = names if covered is None else covered & names
+                    out.append(
+                        SignatureEvidence(
+                            str(p), "verified", s.method, s.signer, anchor=s.anchor, owner=owner
+                        )
+                    )
+                else:
+                    out.append(
+                        SignatureEvidence(
+                            str(p),
+                            "mismatch",
+                            s.method,
+                            s.signer,
+                            f"{p}: signature by {s.signer} is valid but the files differ: "
+                            f"{result.diff.describe()}",
+                            anchor=s.anchor,
+                        )
+                    )
+        except ArtifactMismatchError as e:
+            out.append(SignatureEvidence(str(p), "mismatch", method, "", str(e)))
+        except UntrustedSignerError as e:
+            out.append(SignatureEvidence(str(p), "untrusted", method, "", str(e)))
+        except MlverifyError as e:
+            out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
+    return out, covered
+
+
+def _requirements(policy: Policy) -> ProvenanceRequirements:
+    rules = policy.provenance
+    return ProvenanceRequirements(
+        builder_ids=rules.builder_ids,
+        source_repo=rules.source_repo,
+        source_ref=rules.source_ref,
+        parameters=rules.parameters,
+        reject_unknown_parameters=rules.reject_unknown_parameters,
+        datasets=[
+            Dependency("dataset", name, "", {"sha256": sha} if sha else {})
+            for name, sha in rules.datasets
+        ],
+    )
+
+
+def _attestation_evidence(
+    artifact: Path,
+    skip: Sequence[Path],
+    policy: Policy,
+    digests: set[str],
+    today: dt.date,
+) -> tuple[list[AttestationEvidence], list[FailedAttestation]]:
+    from mlverify._internal.attest.verify import as_bundle, verify_attestation
+
+    sets = trust_sets(policy, today)
+    good: list[AttestationEvidence] = []
+    bad: list[FailedAttestation] = []
+    skipped = {p.resolve() for p in skip}
+    for f in discover_attestations(artifact):
+        if f.resolve() in skipped:
+            continue
+        try:
+            items = read_attestations(f, artifact=artifact)
+        except MlverifyError as e:
+            bad.append(FailedAttestation(str(f), str(e)))
+            continue
+        for item in items:
+            bundle = as_bundle(item, str(f))
+            if not sets:
+                bad.append(
+                    FailedAttestation(
+                        str(f), "the policy trusts no signer, so it cannot be verified"
+                    )
+                )
+                continue
+            try:
+                v = verify_attestation(
+                    artifact,
+                    bundle,
+                    lambda b: verify_with(b, sets)[0][0],
+                    requirements=_requirements(policy),
+                    digests=digests,
+                )
+            except MlverifyError as e:
+                bad.append(FailedAttestation(str(f), str(e)))
+                continue
+            good.append(
+                AttestationEvidence(
+                    v.source,
+                    v.statement.predicate_type,
+                    v.signer,
+                    v.method,
+                    dict(v.statement.predicate),
+                )
+            )
+    return good, bad
+
+
+def _environment() -> str:
+    if os.environ.get("PRE_COMMIT") == "1":
+        return "pre-commit"
+    if os.environ.get("CI") in ("true", "1") or os.environ.get("GITHUB_ACTIONS") == "true":
+        return "ci"
+    return "cli"
+
+
+def check_artifact(
+    path: Path,
+    policies: Sequence[Policy],
+    *,
+    signatures: Sequence[Path] = (),
+    environment: str | None = None,
+    use_cache: bool = False,
+    now: dt.datetime | None = None,
+    subject: Subject | None = None,
+) -> CheckResult:
+    """Everything about one artifact, and the decision of every governing policy.
+
+    ``subject``: the reference the bytes at ``path`` stand for (``oci://``, ``hf://``);
+    policies match on it and the evidence names it. Default: ``path`` itself.
+    """
+    reference = subject.reference if subject is not None else str(path)
+    from mlverify._internal.scan.engine import scan_file
+    from mlverify._internal.scan.model import Limits
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory; check the artifact path")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    today = now.date()
+    sig_paths = list(signatures) or signature_candidates(path)
+    tree = walk_model(path, extra_excluded=sig_paths)
+    before = {str(f.path): _stat_key(f.path) for f in tree.files}
+    # Evidence may be cached (digests of unchanged files, opt-in), decisions never:
+    # matching and evaluation run every time, on this reference, names and environment.
+    cache = None
+    if use_cache:
+        from mlverify._internal.manifest.cache import DigestCache
+
+        cache = DigestCache()
+    serialization = Serialization(ignore_paths=tree.ignore_paths)
+    # Hash in the background (hashlib releases the GIL) while this thread scans.
+    hashing = BackgroundCall(build_manifest, tree, serialization, cache)
+
+    allow = frozenset(g for p in policies for g in p.allow_globals)
+    limits = Limits(extra_allow=allow)
+    findings: list[FindingEvidence] = []
+    status: dict[str, str] = {}
+    formats: list[str] = []
+    # Every regular file is scanned, hashed or not (git metadata, files under
+    # signature names): a loader can be pointed at any of them. Signature and
+    # attestation documents are evidence, not content: their formats do not count.
+    given = {p.resolve() for p in sig_paths}
+    documents = {
+        f.name
+        for f in tree.left_out
+        if f.path.resolve() in given
+        or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
+    }
+    scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
+    before.update({str(f.path): _stat_key(f.path) for f in tree.left_out})
+    for f in scanned:
+        report = scan_file(f.path, limits, display=f.name)
+        status[f.name] = report.status.value
+        for fmt in report.formats if f.name not in documents else ():
+            if fmt not in formats:
+                formats.append(fmt)
+        findings.extend(
+            FindingEvidence(
+                x.rule_id,
+                x.severity.label,
+                x.path,
+                x.member,
+                x.offset,
+                x.subject,
+                x.message,
+                x.chain,
+            )
+            for x in report.findings
+        )
+    manifest = hashing.result()
+    digests = {manifest.root_digest}
+    if tree.is_single_file:
+        digests.add(manifest.resources[0].digest)
+    after = {str(f.path): _stat_key(f.path) for f in scanned}
+    if after != before:
+        changed = sorted(p for p in before if before[p] != after.get(p))
+        raise InputError(
+            f"{path}: files changed while being checked ({', '.join(changed)}); "
+            "check again once nothing writes to the model"
+        )
+
+    rl = manifest.compact
+    digest_by_name = dict(zip(rl.paths, map(rl.digest, range(len(rl))), strict=True))
+    artifact = ArtifactEvidence(
+        ref=reference,
+        kind="file" if tree.is_single_file else "directory",
+        formats=tuple(formats),
+        size=tree.total_size,
+        root_digest=manifest.root_digest,
+        files=tuple(
+            FileDigest(f.name, digest_by_name["." if tree.is_single_file else f.name], f.size)
+            for f in tree.files
+        ),
+    )
+    base = Evidence(
+        artifact=artifact,
+        signatures=(),
+        attestations=(),
+        failed_attestations=(),
+        findings=tuple(findings),
+        scan_status=status,
+        environment=environment or _environment(),
+        time=now.isoformat(timespec="seconds"),
+        time_source="local clock",
+    )
+    governing = [p for p in policies if matches(p, base)]
+    known = _KnownDigests(tree, manifest)
+    if not governing:
+        return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
+    decisions: list[Decision] = []
+    evidence = base
+    for policy in governing:
+        sigs, covered = _signature_evidence(path, sig_paths, policy, known, today)
+        good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
+        unsigned: tuple[str, ...] = ()
+        if covered is not None and not tree.is_single_file:
+            # Content no verified signature covers: left out by name (git metadata,
+            # a signature name that is not a signature) or by the signer's own
+            # ignore paths. Git's store (.git/) is scanned but is not model content.
+            unsigned = tuple(
+                f.name
+                for f in scanned
+                if f.name not in covered
+                and f.name not in documents
+                and not f.name.startswith(".git/")
+                and f.size > 0
+            )
+        evidence = Evidence(
+            artifact=artifact,
+            signatures=tuple(sigs),
+            unsigned_files=unsigned,
+            attestations=tuple(good),
+            failed_attestations=tuple(bad),
+            findings=base.findings,
+            scan_status=status,
+            environment=base.environment,
+            time=base.time,
+            time_source=base.time_source,
+        )
+        decisions.extend(decide([policy], evidence, today))
+    return CheckResult(reference, tuple(decisions), evidence.to_json())

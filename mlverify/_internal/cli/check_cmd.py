@@ -1,0 +1,141 @@
+"""`mlverify check`: the one command: evidence, policy, decision, reasons."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from mlverify._internal.cli.output import write_atomically
+from mlverify._internal.errors import UsageError
+from mlverify._internal.text import shown
+
+FORMATS = ("text", "json", "sarif")
+
+
+@click.command("check")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH|oci://REF|hf://REF")
+@click.option(
+    "--policy",
+    "policy_refs",
+    multiple=True,
+    metavar="FILE|DIR|builtin:NAME",
+    help="Policy file(s) or a directory of them; every policy whose match block covers an "
+    "artifact must allow it [default: $MLVERIFY_POLICY, else builtin:default].",
+)
+@click.option(
+    "--signature",
+    "signatures",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Signature file [default: model.sig inside a directory, PATH.sig beside it].",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default=lambda: os.environ.get("MLVERIFY_FORMAT", "text"),
+    show_default="text",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
+)
+@click.option(
+    "--allow-not-fetched",
+    is_flag=True,
+    help="Do not deny artifacts whose Git LFS content is not fetched (skip them with a note; "
+    "the default inside pre-commit hooks).",
+)
+@click.option("--explain", is_flag=True, help="Also print the evidence behind each decision.")
+@click.option(
+    "--cache/--no-cache",
+    "use_cache",
+    default=False,
+    show_default=True,
+    help="Developer loops only: reuse digests of files whose inode, size and timestamps are "
+    "unchanged (a writer through a shared mapping keeps them; see docs/digest-cache.md). "
+    "Default: hash every byte.",
+)
+def check_command(
+    paths: tuple[str, ...],
+    policy_refs: tuple[str, ...],
+    signatures: tuple[Path, ...],
+    output_format: str,
+    output: Path | None,
+    explain: bool,
+    use_cache: bool,
+    allow_not_fetched: bool,
+) -> None:
+    """Decide whether each artifact at PATHS may be used: allow or deny, with every reason.
+
+    For each artifact: hash once, scan the same files, verify every signature and
+    attestation found, evaluate the policy. Exit 0 all allowed (or warn mode), 1
+    any denied, 2 usage or operational error.
+    """
+    from mlverify._internal.policy.model import load_policies
+
+    if output_format not in FORMATS:
+        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
+    refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
+    policies = load_policies(refs)
+    if signatures and len(paths) > 1:
+        raise UsageError("--signature applies to one artifact; check artifacts one at a time")
+    from mlverify._internal.refs import check_refs  # local paths, oci://, hf://; Git LFS pointers
+
+    # Unfetched Git LFS content was not checked: never admitted, except in a commit hook
+    # (pre-commit sets PRE_COMMIT=1), where a developer need not have pulled every model.
+    skip_unfetched = allow_not_fetched or os.environ.get("PRE_COMMIT") == "1"
+    results = check_refs(
+        paths,
+        policies,
+        signatures=signatures,
+        use_cache=use_cache,
+        skip_not_fetched=skip_unfetched,
+    )
+    for r in results:
+        if r.outcome:
+            click.echo(f"mlverify check: {shown(r.message)} ({r.status})", err=True)
+    # the exit code, and the report's verdict, from the same results
+    code = max((r.exit_code for r in results), default=0)
+
+    if output_format == "json":
+        text = (
+            json.dumps(
+                {
+                    "results": [r.to_json() for r in results],
+                    "allowed": code == 0,
+                    "exit_code": code,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
+    elif output_format == "sarif":
+        from mlverify._internal.report import check_sarif
+
+        text = check_sarif(results)
+    else:
+        from mlverify._internal.report import check_text
+
+        text = check_text(results, explain=explain)
+    if output:
+        write_atomically(output, text.encode())
+    else:
+        click.echo(text, nl=False)
+    counts = {k: sum(r.status == k for r in results) for k in ("allowed", "denied")}
+    summary = f"{counts['allowed']} allowed, {counts['denied']} denied"
+    unfetched = sum(r.outcome in ("not-fetched", "skipped") for r in results)
+    if unfetched:
+        summary += f", {unfetched} not fetched" + (" (skipped)" if skip_unfetched else "")
+    errors = sum(r.outcome == "error" for r in results)
+    if errors:
+        summary += f", {errors} could not be checked"
+    warned = [r for r in results if r.allowed and any(d.would_deny for d in r.decisions)]
+    if warned:
+        summary += f" ({len(warned)} allowed only because the policy is in warn mode)"
+    click.echo(f"mlverify check: {summary}", err=True)
+    if code:
+        raise SystemExit(code)

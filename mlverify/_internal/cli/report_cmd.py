@@ -1,0 +1,76 @@
+"""`mlverify report`: render saved `check --format json` results (SARIF, Markdown, text).
+
+CI runs the check once and renders it several ways: SARIF for code scanning, a
+Markdown summary for ``$GITHUB_STEP_SUMMARY`` and a verdict for the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mlverify._internal.errors import InputError
+
+_FAIL = ("deny", "never")
+
+
+@click.command("report")
+@click.argument("results_file", metavar="RESULTS.json", type=click.Path(path_type=Path))
+@click.option(
+    "--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Write SARIF 2.1.0 here."
+)
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='Append a Markdown summary here (e.g. "$GITHUB_STEP_SUMMARY").',
+)
+@click.option("--title", default="mlverify check", show_default=True, help="Summary heading.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(_FAIL),
+    default="deny",
+    show_default=True,
+    help="deny: exit 1 when any artifact is denied; never: always exit 0 (report only).",
+)
+def report_command(
+    results_file: Path, sarif: Path | None, markdown: Path | None, title: str, fail_on: str
+) -> None:
+    """Render RESULTS.json (written by `mlverify check --format json`) and print the
+    text verdicts. Exit 1 if any artifact was denied (unless --fail-on never)."""
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.cli.output import write_atomically
+    from mlverify._internal.files import read_bounded
+    from mlverify._internal.report import check_sarif, check_text
+    from mlverify._internal.summary import check_markdown
+
+    data = read_bounded(results_file, what="results file", limit=256 << 20)
+    try:
+        doc = json.loads(data)
+        results = [CheckResult.from_json(r) for r in doc["results"]]
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{results_file}: not text (not UTF-8); expected the JSON written by "
+            "`mlverify check --format json`"
+        ) from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        what = "not JSON" if isinstance(e, ValueError) else f"missing or wrong {type(e).__name__}"
+        raise InputError(
+            f"{results_file}: not the output of `mlverify check --format json` ({what}: "
+            f"{str(e)[:80]}); run check with --format json --output FILE"
+        ) from None
+    if sarif is not None:
+        write_atomically(sarif, check_sarif(results).encode())
+    if markdown is not None:
+        try:
+            with open(markdown, "a", encoding="utf-8") as f:
+                f.write(check_markdown(results, title=title))
+        except OSError as e:
+            raise InputError(f"{markdown}: cannot write the summary ({e.strerror})") from None
+    click.echo(check_text(results), nl=False)
+    code = max((r.exit_code for r in results), default=0)
+    denied = sum(1 for r in results if r.exit_code)
+    click.echo(f"mlverify report: {len(results) - denied} allowed, {denied} denied", err=True)
+    if code and fail_on == "deny":
+        raise SystemExit(code)

@@ -1,0 +1,54 @@
+"""Bounded reads at every I/O boundary: small trust files are read whole, up to a limit."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from mlverify._internal.errors import InputError, MlverifyError
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**20} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def read_bounded(
+    path: Path,
+    *,
+    what: str,
+    limit: int,
+    missing: type[MlverifyError] = InputError,
+    missing_text: str | None = None,
+    too_big_text: str = "is this the right file?",
+) -> bytes:
+    """The bytes of ``path`` (at most ``limit``), or a one-line error naming the file.
+
+    ``missing`` is the error class for a file that does not exist (e.g. "no
+    signature found" is a verification outcome, not an input error).
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO does not wait for a writer (reads then block as usual)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise missing(f"{path}: {missing_text or what + ' not found; check the path'}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: expected a {what} file, found a directory") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{path}: expected a {what} file, found a directory")
+        if not stat.S_ISREG(st.st_mode):
+            os.set_blocking(fd, True)  # a pipe (--key <(...)): read as before, bounded
+        elif st.st_size > limit:
+            # refused from its size, before a byte is read
+            raise InputError(f"{path}: {what} is larger than {_size(limit)}; {too_big_text}")
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    if len(data) > limit:
+        raise InputError(f"{path}: {what} is larger than {_size(limit)}; {too_big_text}")
+    return data

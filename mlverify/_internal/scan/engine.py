@@ -1,0 +1,230 @@
+"""Scan files: detect formats from bytes, run every matching scanner, collect findings."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mlverify._internal.errors import InputError
+from mlverify._internal.scan.context import Probe
+from mlverify._internal.scan.formats import SCANNERS
+from mlverify._internal.scan.model import Finding, Limits, ScanReport, Severity, Status
+from mlverify._internal.scan.policy import Policy, get_policy
+from mlverify._internal.scan.rules import (
+    NESTED_PAYLOAD,
+    PICKLE_INDIRECT_CALL,
+    RESOURCE_LIMIT,
+    UNSUPPORTED,
+    Rule,
+)
+from mlverify._internal.scan.source import FileSource, LimitExceeded, Source, bytes_source
+
+HEAD = 4096
+NESTED_TEXT_MAX = 256 * 1024 * 1024  # bytes of encoded text decoded for a nested scan
+
+
+class Context:
+    """State of one file's scan: findings, formats seen, limits, policy.
+
+    Implements ``mlverify._internal.scan.context.ScanContext``, all the format scanners see.
+    """
+
+    def __init__(self, path: str, limits: Limits, policy: Policy) -> None:
+        self.path = path
+        self.limits = limits
+        self.policy = policy
+        self.findings: list[Finding] = []
+        self.formats: list[str] = []
+        self.members = 0
+        self._seen: set[tuple[str, str, int | None, str]] = set()
+
+    def add(
+        self,
+        rule: Rule,
+        member: str,
+        offset: int | None,
+        subject: str,
+        message: str,
+        chain: str = "",
+        *,
+        severity: Severity | None = None,
+    ) -> None:
+        key = (rule.id, member, offset, subject)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        sev = rule.severity if severity is None else severity
+        self.findings.append(
+            Finding(rule.id, sev, self.path, member, offset, subject, message, chain)
+        )
+
+    def format(self, name: str) -> None:
+        if name not in self.formats:
+            self.formats.append(name)
+
+    def scan(self, src: Source, depth: int, *, deep: bool = True) -> bool:
+        """Run every scanner that recognises ``src``; True if any did."""
+        if depth > self.limits.max_depth:
+            self.add(
+                RESOURCE_LIMIT,
+                src.label,
+                0,
+                "nesting",
+                f"containers nest deeper than {self.limits.max_depth} levels; not scanned further",
+            )
+            return True
+        self.members += 1
+        try:
+            head = src.head(HEAD)
+        except LimitExceeded as e:
+            self.add(RESOURCE_LIMIT, src.label, 0, "decompression", str(e))
+            return True
+        except (zlib.error, EOFError, ValueError, OSError) as e:
+            if isinstance(e, OSError) and src.label == "":
+                raise
+            return False
+        found = False
+        for scanner in SCANNERS:
+            try:
+                if not scanner.detect(head, src, deep):
+                    continue
+                found = True
+                scanner.scan(src, self, depth)
+            except LimitExceeded as e:
+                found = True
+                self.add(RESOURCE_LIMIT, src.label, None, scanner.name, str(e))
+            except (RecursionError, MemoryError, ValueError, KeyError, IndexError, TypeError,
+                    AttributeError, struct.error, zlib.error, EOFError) as e:  # fmt: skip
+                if os.environ.get("MLVERIFY_DEBUG"):
+                    raise
+                # a scanner bug or an input it cannot take (when detecting or scanning):
+                # never a silent pass
+                found = True
+                self.add(
+                    UNSUPPORTED, src.label, None, scanner.name,
+                    f"the {scanner.name} scanner could not read this content "
+                    f"({type(e).__name__}: {str(e)[:120]})",
+                )  # fmt: skip
+        return found
+
+    def nested(self, parent: Source, depth: int) -> Probe:
+        """A callback for the pickle walker: scan string/bytes values as files."""
+
+        def probe(
+            data: bytes | Source | None, offset: int, length: int, kind: str, forced: bool
+        ) -> None:
+            label = f"{parent.label}@{offset}" if parent.label else f"@{offset}"
+            if isinstance(data, Source):
+                data.label = label
+                sub: Source = data
+            elif data is not None:
+                sub = bytes_source(data, label)
+            elif parent.seekable and kind == "latin1":
+                # bytes written as _codecs.encode(text, "latin1") (protocol < 3): the text
+                # is UTF-8 in the stream; the loader gets its latin-1 encoding
+                if length > NESTED_TEXT_MAX:
+                    msg = (
+                        f"a {length}-byte encoded value is over the bound the scanner decodes; "
+                        "what a loader deserialises from it is not checked"
+                    )
+                    self.add(RESOURCE_LIMIT, parent.label, offset, kind, msg)
+                    return
+                text = parent.read_at(offset, length).decode("utf-8", "replace")
+                sub = bytes_source(text.encode("latin-1", "replace"), label)
+            elif parent.seekable:
+                sub = parent.sub(offset, length, label)
+            else:
+                if forced:
+                    self.add(PICKLE_INDIRECT_CALL, parent.label, offset, kind,
+                             "an allowed loader deserialises a value the scanner could not "
+                             "keep (a stream that cannot seek): it cannot be checked")  # fmt: skip
+                return
+            before = len(self.findings)
+            # what torch.load does with bytes an allowed loader hands it: a zip if they open
+            # like one, else a pickle read by the plain unpickler, whatever else they look like
+            if forced and sub.head(4) != b"PK\x03\x04":
+                if depth + 1 > self.limits.max_depth:
+                    found = self.scan(sub, depth + 1, deep=False)  # reports the depth limit
+                else:
+                    from mlverify._internal.scan.formats.pickle import walk_pickle
+
+                    self.format("pickle")
+                    walk_pickle(sub, self, depth + 1, joblib=False)
+                    found = True
+            else:
+                found = self.scan(sub, depth + 1, deep=False)
+            if found:
+                self.add(
+                    NESTED_PAYLOAD,
+                    parent.label,
+                    offset,
+                    kind,
+                    f"a {length}-byte {kind} value holds a loadable format; scanned as {label}",
+                    f"{len(self.findings) - before} finding(s) inside",
+                )
+
+        return probe
+
+
+def status_of(formats: list[str], findings: list[Finding]) -> Status:
+    unsupported = UNSUPPORTED.id
+    if any(f.severity > Severity.INFO and f.rule_id != unsupported for f in findings):
+        return Status.FINDINGS
+    if any(f.rule_id == unsupported for f in findings):
+        return Status.UNSUPPORTED
+    return Status.CLEAN if formats else Status.DATA
+
+
+def scan_file(path: Path, limits: Limits | None = None, display: str | None = None) -> ScanReport:
+    """Scan one file. Raises InputError if it cannot be opened or read."""
+    limits = limits or Limits()
+    policy = get_policy(limits.extra_allow)
+    label = display if display is not None else str(path)
+    t0 = time.perf_counter()
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            ctx = Context(label, limits, policy)
+            ctx.scan(FileSource(f, 0, size, ""), 0)
+    except OSError as e:
+        raise InputError(
+            f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
+        ) from None
+    findings = sorted(ctx.findings, key=lambda x: (-x.severity, x.member, x.offset or 0))
+    return ScanReport(
+        path=label,
+        size=size,
+        formats=tuple(ctx.formats),
+        findings=tuple(findings),
+        status=status_of(ctx.formats, findings),
+        seconds=time.perf_counter() - t0,
+        members_scanned=ctx.members,
+    )
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """Files under ``paths`` (directories recursively, sorted), with display names."""
+    for root in paths:
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d != ".git")
+                for name in sorted(filenames):
+                    p = Path(dirpath) / name
+                    if p.is_file():
+                        yield p, p.as_posix()
+        elif root.is_file():
+            yield root, root.as_posix()
+        elif root.exists():
+            raise InputError(
+                f"{root}: not a regular file or directory (a FIFO or device?); pass a model file"
+            )
+        else:
+            raise InputError(f"{root}: no such file or directory; check the path")
+
+
+def scan_paths(paths: Iterable[Path], limits: Limits | None = None) -> list[ScanReport]:
+    return [scan_file(p, limits, display=d) for p, d in iter_files(paths)]

@@ -1,0 +1,272 @@
+"""Configs that name code: JSON and YAML files in a model directory or archive.
+
+Decoded with the format's own parser (JSON, or YAML's safe loader), then judged:
+
+* a Keras object config (``class_name`` + ``config``) is judged as Keras
+  (``formats/keras.py``);
+* Hydra / OmegaConf ``_target_`` values (``hydra.utils.instantiate`` imports and calls
+  them) must be on the pickle allowlist of callables (the same verdicts as a pickle's
+  imports);
+* chat templates (``chat_template`` in tokenizer configs) are judged as Jinja, as in GGUF;
+* Hugging Face ``auto_map`` entries (code in the repository, ``module.Class``, or in
+  another one, ``org/repo--module.Class``) and ``custom_pipelines`` name Python files the
+  loader runs with ``trust_remote_code``; a ``trust_remote_code: true`` flag is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from mlverify._internal.scan.context import ScanContext
+from mlverify._internal.scan.formats import keras
+from mlverify._internal.scan.model import Severity
+from mlverify._internal.scan.rules import RESOURCE_LIMIT, Rule
+from mlverify._internal.scan.source import Source
+
+CONFIG_CODE_TARGET = Rule(
+    "MLV1001",
+    "config-code-target",
+    Severity.HIGH,
+    "A Hydra/OmegaConf or LightningCLI config instantiates a callable outside the allowlist "
+    "(_target_, class_path).",
+    "hydra.utils.instantiate imports and calls the _target_ with the config's arguments "
+    "(NeMo, Lightning and Hydra-based loaders do so on load). Allow it per artifact if "
+    "the callable is trusted.",
+)
+HF_REMOTE_CODE = Rule(
+    "MLV1002",
+    "hf-remote-code",
+    Severity.HIGH,
+    "A Hugging Face config maps a model class to Python code (auto_map, custom_pipelines).",
+    "With trust_remote_code the loader imports that Python file from this repository or "
+    "from another one (org/repo--module.Class). Review the code; allow per artifact.",
+)
+CUSTOM_CODE_FLAG = Rule(
+    "MLV1003",
+    "custom-code-flag",
+    Severity.MEDIUM,
+    "A config switches on custom code (trust_remote_code: true).",
+    "The model asks its loader to run code shipped with it.",
+)
+RULES = (CONFIG_CODE_TARGET, HF_REMOTE_CODE, CUSTOM_CODE_FLAG)
+
+MAX_CONFIG = 16 * 1024 * 1024
+MAX_NODES = 2_000_000
+#: text that may hold a code-naming key; anything escaped is decoded and judged too
+#: (and "${": an OmegaConf interpolation can build any of them)
+_HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
+          b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
+#: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
+_TARGET_KEYS = frozenset({"_target_", "class_path"})
+#: what diffusers' loader imports by library name (anything else is a file of the repo)
+_DIFFUSERS_LIBRARIES = frozenset(
+    {"diffusers", "transformers", "onnxruntime", "onnxruntime.training", "flax", "torch"}
+)  # fmt: skip
+_FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
+
+
+def _encoding(head: bytes) -> str | None:
+    """The text encoding a JSON or YAML loader would read, or None for binary data."""
+    if not head:
+        return None
+    enc = json.detect_encoding(head)  # UTF-8/16/32 by BOM or NUL pattern, as json.loads
+    if enc in ("utf-8", "utf-8-sig") and _CONTROL.search(head):
+        return None  # binary: text has no control bytes but tab, newlines and form feed
+    try:
+        head.decode(enc)
+    except UnicodeDecodeError as e:
+        return enc if e.start > len(head) - 4 else None  # a character cut at the end
+    return enc
+
+
+class ConfigScanner:
+    name = "config"
+
+    def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        enc = _encoding(head)
+        if not deep or enc is None or head[:4] == b"PK\x03\x04":
+            return False
+        if src.size is not None and src.size > MAX_CONFIG:
+            return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
+        try:
+            raw = src.open().read(MAX_CONFIG)
+        except (ValueError, EOFError, OSError):
+            return False  # a damaged compressed member: what no loader reads either
+        text = raw.decode(enc, "replace").encode("utf-8", "replace")
+        return any(h in text for h in _HINTS) or bool(_ESCAPE.search(text))
+
+    def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        raw = src.open().read(MAX_CONFIG + 1)
+        label = src.label
+        if len(raw) > MAX_CONFIG:
+            ctx.add(RESOURCE_LIMIT, label, None, "config", f"config passes {MAX_CONFIG} bytes")
+            return
+        docs = _decode(raw)
+        if docs is None:
+            return  # neither JSON nor YAML: no loader reads it as a config
+        for doc in docs:
+            if keras.is_keras_config(doc):
+                if not label:  # inside a .keras archive the archive is the format
+                    ctx.format("keras-config")
+                keras.judge(doc, ctx, label, depth, "config")
+            judge(doc, ctx, label)
+
+
+def _decode(raw: bytes) -> list[Any] | None:
+    text = raw.decode(_encoding(raw[:4096]) or "utf-8", "replace").lstrip("\ufeff")
+    try:
+        return [json.loads(text)]
+    except (ValueError, RecursionError):
+        pass
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return list(yaml.load_all(text, Loader=loader))
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return None
+
+
+#: OmegaConf resolvers that turn a string into config nodes (or any custom resolver call
+#: inside a string that also mentions a target key)
+_RESOLVER = re.compile(r"\$\{\s*oc\.(decode|create)\s*:|\$\{[^}]*\}\s*get_|_target_")
+
+
+def _walk(doc: Any) -> Iterator[Any]:
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def judge(doc: Any, ctx: ScanContext, label: str) -> None:
+    """Report every code-naming entry of a decoded config."""
+    for walked, node in enumerate(_walk(doc)):
+        if walked > MAX_NODES:
+            ctx.add(RESOURCE_LIMIT, label, None, "config", f"config has over {MAX_NODES} nodes")
+            return
+        if isinstance(node, str) and _RESOLVER.search(node):
+            # OmegaConf resolves ${oc.decode:...}/${oc.create:...} into config nodes before
+            # Hydra instantiates: a _target_ can be built there, out of the scanner's sight
+            ctx.add(
+                CONFIG_CODE_TARGET,
+                label,
+                None,
+                node[:120],
+                "the config builds config nodes at resolve time (an OmegaConf "
+                "decode/create resolver): what it instantiates cannot be judged",
+            )
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if isinstance(key, str) and "${" in key:
+                ctx.add(CONFIG_CODE_TARGET, label, None, key[:120],
+                        "a config key is an interpolation: what it names is decided at "
+                        "resolve time and cannot be judged")  # fmt: skip
+            if key in _TARGET_KEYS:
+                _target(value, ctx, label)
+            elif key == "auto_map" and isinstance(value, dict):
+                for auto, refs in value.items():
+                    for ref in refs if isinstance(refs, list) else [refs]:
+                        if ref is not None:
+                            _code_ref(str(ref), f"auto_map {auto}", ctx, label)
+            elif key == "auto_map" and isinstance(value, list):
+                # the legacy tokenizer form transformers still accepts: [slow, fast]
+                for ref in value:
+                    if ref is not None:
+                        _code_ref(str(ref), "auto_map (list form)", ctx, label)
+            elif key == "custom_pipelines" and isinstance(value, dict):
+                for task, spec in value.items():
+                    impl = spec.get("impl") if isinstance(spec, dict) else spec
+                    _code_ref(str(impl), f"custom pipeline {task}", ctx, label)
+            elif key == "chat_template":
+                _chat_templates(value, ctx, label)
+            elif key == "_diffusers_version":
+                _diffusers_components(node, ctx, label)
+            elif key in _FLAGS and value is True:
+                ctx.add(CUSTOM_CODE_FLAG, label, None, str(key), f"config sets {key}: true")
+
+
+def _chat_templates(value: Any, ctx: ScanContext, label: str) -> None:
+    """tokenizer_config.json: one template, or a list of named ones."""
+    from mlverify._internal.scan.formats.gguf import judge_template
+
+    if isinstance(value, str):
+        judge_template(value, "chat_template", ctx, label, None)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and isinstance(item.get("template"), str):
+                name = f"chat_template {str(item.get('name'))[:60]}"
+                judge_template(item["template"], name, ctx, label, None)
+
+
+def _diffusers_components(index: dict[Any, Any], ctx: ScanContext, label: str) -> None:
+    """model_index.json: ``component: [library, class]``; a library that is not one diffusers
+    imports itself is a module of the repository (custom components: remote code)."""
+    for name, spec in index.items():
+        if (
+            isinstance(spec, list)
+            and len(spec) == 2
+            and isinstance(spec[0], str)
+            and spec[0] not in _DIFFUSERS_LIBRARIES
+        ):
+            _code_ref(f"{spec[0]}.{spec[1]}", f"diffusers component {name}", ctx, label)
+    cls = index.get("_class_name")
+    if isinstance(cls, list):  # ["module_in_repo", "CustomPipeline"]
+        _code_ref(".".join(str(x) for x in cls), "diffusers pipeline", ctx, label)
+
+
+def _target(value: Any, ctx: ScanContext, label: str) -> None:
+    if not isinstance(value, str):
+        msg = f"the target is not a dotted name ({type(value).__name__}): cannot be judged"
+        ctx.add(CONFIG_CODE_TARGET, label, None, repr(value)[:120], msg)
+        return
+    target = value.strip()
+    verdict = ctx.policy.is_dangerous_target(target)
+    e = verdict.entry
+    if verdict.kind == "allow" and not (
+        e is not None and (e.new_only or e.loads or e.calls or e.result_calls)
+    ):
+        return
+    if verdict.kind == "allow":
+        # Hydra calls it with the config's arguments: allowed in a pickle only as data
+        verdict = type(verdict)(
+            "unknown",
+            Severity.MEDIUM,
+            "allowed in pickles only as reconstruction, not to be called with a config's arguments",
+        )
+    sev = Severity.CRITICAL if verdict.kind == "deny" else None
+    ctx.add(
+        CONFIG_CODE_TARGET,
+        label,
+        None,
+        target[:200],
+        f"the config instantiates {target[:200]!r} ({verdict.reason})",
+        severity=sev,
+    )
+
+
+def _code_ref(ref: str, where: str, ctx: ScanContext, label: str) -> None:
+    repo, sep, path = ref.partition("--")
+    if not sep:
+        repo, path = "", ref
+    module = path.rpartition(".")[0] or path
+    file = module.replace(".", "/") + ".py"
+    place = f"from the repository {repo!r}" if repo else "from this repository"
+    ctx.add(
+        HF_REMOTE_CODE,
+        label,
+        None,
+        ref[:200],
+        f"{where} runs {path[:200]!r}: Python file {file[:200]!r} {place}",
+    )

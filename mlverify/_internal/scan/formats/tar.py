@@ -1,0 +1,24 @@
+"""tar archives (legacy torch checkpoints, .nemo, SageMaker model.tar.gz): every member is
+scanned as Python's ``tarfile`` reads it (``mlverify._internal.scan.tarreader``)."""
+
+from __future__ import annotations
+
+from mlverify._internal.scan.context import ScanContext
+from mlverify._internal.scan.rules import Rule
+from mlverify._internal.scan.source import Source
+
+RULES: tuple[Rule, ...] = ()
+
+
+class TarScanner:
+    name = "tar"
+
+    def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        from mlverify._internal.scan.tarreader import is_tar
+
+        return is_tar(head)
+
+    def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
+        from mlverify._internal.scan.tarreader import scan_tar
+
+        scan_tar(src, ctx, depth)
