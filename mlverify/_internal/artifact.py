@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from mlverify._internal.errors import InputError, MlverifyError, UsageError
+from mlverify._internal.errors import InputError, MlverifyError, Remedy, UsageError
 
 #: Paths that git tooling adds to a model repository; never part of a model.
 GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
@@ -109,17 +109,20 @@ def normalize_ignore(pattern: str) -> str:
     """Validate one ignore pattern (relative to the model root) and normalise it."""
     raw = pattern.strip()
     if not raw:
-        raise UsageError("--ignore got an empty pattern; give a path relative to the model root")
+        raise UsageError("empty pattern; give a path relative to the model root", setting="ignore")
     if raw.startswith("/") or raw.startswith("\\"):
         raise UsageError(
-            f"--ignore {pattern!r} is absolute; ignore patterns are relative to the model root "
-            "(e.g. --ignore logs/ or --ignore '*.tmp')"
+            f"{pattern!r} is absolute; ignore patterns are relative to the model root "
+            "(e.g. logs/ or '*.tmp')",
+            setting="ignore",
         )
     parts = [p for p in PurePosixPath(raw.replace("\\", "/")).parts if p != "."]
     if ".." in parts:
-        raise UsageError(f"--ignore {pattern!r} contains '..'; it must stay inside the model root")
+        raise UsageError(
+            f"{pattern!r} contains '..'; it must stay inside the model root", setting="ignore"
+        )
     if not parts:
-        raise UsageError(f"--ignore {pattern!r} would ignore the whole model")
+        raise UsageError(f"{pattern!r} would ignore the whole model", setting="ignore")
     return "/".join(parts)
 
 
@@ -220,7 +223,9 @@ def walk_model(
 
     if stat.S_ISREG(st.st_mode):
         if patterns:
-            raise UsageError("--ignore applies to model directories, not to a single file")
+            raise UsageError(
+                "ignore patterns apply to model directories, not to a single file", setting="ignore"
+            )
         return ModelTree(
             root=path,
             is_single_file=True,
@@ -301,9 +306,11 @@ def walk_model(
                 if not allow_symlinks:
                     raise InputError(
                         f"{entry_path}: symlinks are refused by default "
-                        f"(points to {os.readlink(entry_path)}); "
-                        "replace it with the file (hash, sign and verify also take "
-                        "--allow-symlinks to follow links that stay inside the model)"
+                        f"(points to {os.readlink(entry_path)})",
+                        remedy=Remedy(
+                            "replace it with the file, or follow links that stay inside the model",
+                            "allow_symlinks",
+                        ),
                     )
                 target = entry_path.resolve()
                 if not _within(target, real_root):

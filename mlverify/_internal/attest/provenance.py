@@ -250,7 +250,9 @@ def ref_matches(ref: str, expected: str) -> bool:
             m = re.match(r"^\s*(>=|<=|==|=|>|<)?\s*(\S+)\s*$", clause)
             bound = _semver(m[2]) if m else None
             if m is None or bound is None:
-                raise UsageError(f"--source-ref {expected!r}: cannot read semver clause {clause!r}")
+                raise UsageError(
+                    f"{expected!r}: cannot read semver clause {clause!r}", setting="source_ref"
+                )
             op = m[1] or "=="
             ok = {
                 ">=": version >= bound,

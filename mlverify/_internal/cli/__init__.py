@@ -92,6 +92,11 @@ def cli() -> None:
     """
 
 
+def flag_for(setting: str) -> str:
+    """The CLI's spelling of a neutral setting name (``at_time`` -> ``--at-time``)."""
+    return "--" + setting.replace("_", "-")
+
+
 def fail(message: str, code: int = 2) -> None:
     from mlverify._internal.text import shown
 
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="mlverify", standalone_mode=False)
     except MlverifyError as e:
-        fail(str(e), e.exit_code)
+        fail(e.render(flag_for), e.exit_code)
     except click.UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `mlverify`: show the help
             click.echo(e.format_message(), err=True)

@@ -20,6 +20,8 @@ from mlverify._internal.errors import MlverifyError
 class RuleError(MlverifyError):
     """A CEL rule that does not compile or cannot be evaluated."""
 
+    code = "rule"
+
 
 @dataclass(frozen=True)
 class RuleResult:

@@ -26,6 +26,8 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 class PolicyError(InputError):
     """A policy file that cannot be used; names the file and the key."""
 
+    code = "policy"
+
 
 @dataclass(frozen=True)
 class TrustedKey:

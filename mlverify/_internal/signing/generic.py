@@ -47,6 +47,8 @@ MAX_BUNDLE = 16 * 1024 * 1024
 class UnsupportedBundleError(MlverifyError):
     """A bundle this version cannot judge (never reported as valid; exit 2)."""
 
+    code = "unsupported-bundle"
+
 
 @dataclass(frozen=True)
 class BundleVerification:

@@ -24,6 +24,8 @@ from mlverify._internal.signing.statement import statement_bytes
 class SigstoreUnavailableError(MlverifyError):
     """Sigstore could not be reached or refused the request (operational, exit 2)."""
 
+    code = "sigstore-unavailable"
+
 
 def describe_exception(e: BaseException) -> str:
     """One line: the message, and the underlying cause's type and message."""

@@ -22,6 +22,8 @@ from mlverify._internal.signing.sigstore_verify import (
 class TrustUpdateError(MlverifyError):
     """The trusted root could not be refreshed (network or TUF failure; exit 2)."""
 
+    code = "trust-update"
+
 
 def update_trusted_root(out: Path | None, *, staging: bool = False) -> tuple[Path, str]:
     """Fetch, check and write the trusted root; returns (path, one-line summary)."""

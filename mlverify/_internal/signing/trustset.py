@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from mlverify._internal.errors import (
     MlverifyError,
+    Remedy,
     UntrustedSignerError,
     UsageError,
     VerificationError,
@@ -52,7 +53,7 @@ class TrustSet:
                 "with --identity, or --identity with --issuer (Sigstore)"
             )
         if self.threshold < 1:
-            raise UsageError(f"--threshold must be at least 1, found {self.threshold}")
+            raise UsageError(f"must be at least 1, found {self.threshold}", setting="threshold")
 
     def describe(self) -> str:
         parts = [f"key {key_fingerprint(k)}" for k in self.keys]
@@ -148,5 +149,7 @@ def verify_threshold(
     raise UntrustedSignerError(
         f"{len(verified)} distinct trusted signer(s) found ({found}), {trust.threshold} required "
         f"(trusted: {trust.describe()})" + (f"; failures: {why}" if why else ""),
-        hint="add signatures by other trusted signers or lower --threshold",
+        remedy=Remedy(
+            "add signatures by other trusted signers or lower the threshold", "threshold"
+        ),
     )

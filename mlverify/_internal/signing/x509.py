@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mlverify._internal.errors import InputError, UntrustedSignerError, UsageError
+from mlverify._internal.errors import InputError, Remedy, UntrustedSignerError, UsageError
 from mlverify._internal.files import read_bounded
 from mlverify._internal.manifest.manifest import Manifest
 from mlverify._internal.signing.bundle import SignatureBundle, bundle_json
@@ -398,8 +398,11 @@ def verify_envelope_with_certificates(
         raise UntrustedSignerError(
             f"{bundle.source}: the {leaf_name} {state} (valid {_iso(nb)} to {_iso(na)}), "
             f"judged at {when.describe()}",
-            hint="to check a historical signature, pass --at-time with a time inside "
-            "that validity you trust the signature was made at",
+            remedy=Remedy(
+                "to check a historical signature, give a verification time inside that validity "
+                "you trust the signature was made at",
+                "at_time",
+            ),
         )
     key = _leaf_key(leaf, bundle.source)
     pae = bundle.envelope.pae()

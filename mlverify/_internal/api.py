@@ -1,0 +1,162 @@
+"""The public functions, re-exported by :mod:`mlverify`.
+
+Each is a thin, typed front door over one pipeline stage; front ends (the CLI, ``serve``, the
+MLflow plugin) call these and nothing below them for the work itself. Errors are
+:class:`~mlverify._internal.errors.MlverifyError` subclasses with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from mlverify._internal.errors import InputError
+
+if TYPE_CHECKING:
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.manifest.manifest import Manifest
+    from mlverify._internal.policy.model import Policy
+    from mlverify._internal.scan.model import Finding, Limits, Status
+    from mlverify._internal.scan.model import ScanReport as FileReport
+
+#: what names a policy: a file, a directory of ``*.yaml``, ``builtin:NAME`` or a bare
+#: built-in name (``"default"``, ``"strict"``), or an already loaded :class:`Policy`
+PolicyRef = Union[str, "os.PathLike[str]", "Policy"]
+
+__all__ = ["ScanReport", "check", "hash", "load_policy", "scan"]
+
+
+def load_policy(path_or_name: str | os.PathLike[str]) -> Policy:
+    """The policy in a YAML file, or a built-in one by name (``default``, ``builtin:strict``).
+
+    >>> load_policy("default").name
+    'default'
+    """
+    from mlverify._internal.policy.model import builtin_policy_dir, load_policies
+
+    ref = os.fspath(path_or_name)
+    bare_name = not ref.startswith("builtin:") and not Path(ref).exists()
+    if bare_name and (builtin_policy_dir() / f"{ref}.yaml").is_file():
+        ref = f"builtin:{ref}"
+    policies = load_policies([ref])
+    if len(policies) != 1:
+        raise InputError(
+            f"{ref}: holds {len(policies)} policies, expected one",
+            remedy="name one policy file",
+        )
+    return policies[0]
+
+
+def _policies(policy: PolicyRef | Sequence[PolicyRef] | None) -> list[Policy]:
+    from mlverify._internal.policy.model import Policy, load_policies
+
+    if policy is None:
+        return load_policies([os.environ.get("MLVERIFY_POLICY") or "builtin:default"])
+    items: Sequence[PolicyRef] = (
+        [policy] if isinstance(policy, (str, os.PathLike, Policy)) else policy
+    )
+    out: list[Policy] = []
+    for item in items:
+        if isinstance(item, Policy):
+            out.append(item)
+        elif os.fspath(item).startswith("builtin:") or Path(item).is_dir():
+            out.extend(load_policies([os.fspath(item)]))
+        else:
+            out.append(load_policy(item))
+    if not out:
+        raise InputError("no policy given", remedy="name a policy file or a built-in policy")
+    return out
+
+
+def check(
+    ref: str | os.PathLike[str],
+    *,
+    policy: PolicyRef | Sequence[PolicyRef] | None = None,
+    signatures: Sequence[str | os.PathLike[str]] = (),
+    use_cache: bool = False,
+    allow_not_fetched: bool = False,
+) -> CheckResult:
+    """Hash, scan, verify and decide one artifact (a path, ``oci://`` or ``hf://`` reference).
+
+    Every governing policy decides; the result is allowed only if all allow. An artifact that
+    cannot be checked is a result too (``status == "error"``, never allowed), so a caller
+    always gets an answer. ``policy`` defaults to ``$MLVERIFY_POLICY`` or ``builtin:default``.
+    """
+    from mlverify._internal.refs import check_refs
+
+    (result,) = check_refs(
+        [ref if isinstance(ref, str) else Path(ref)],
+        _policies(policy),
+        signatures=[Path(s) for s in signatures],
+        use_cache=use_cache,
+        skip_not_fetched=allow_not_fetched,
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What the scanner found in every file under a path (a file gives one entry)."""
+
+    path: str
+    files: tuple[FileReport, ...]
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(f for r in self.files for f in r.findings)
+
+    @property
+    def status(self) -> Status:
+        """The worst file status: findings > unsupported > clean > data."""
+        from mlverify._internal.scan.model import Status
+
+        order = [Status.FINDINGS, Status.UNSUPPORTED, Status.CLEAN, Status.DATA]
+        seen = {r.status for r in self.files}
+        return next((s for s in order if s in seen), Status.DATA)
+
+    @property
+    def clean(self) -> bool:
+        """No finding and nothing the scanner could not read."""
+        from mlverify._internal.scan.model import Status
+
+        return self.status in (Status.CLEAN, Status.DATA)
+
+
+def scan(path: str | os.PathLike[str], *, limits: Limits | None = None) -> ScanReport:
+    """Scan a file or every file under a directory, statically: nothing is loaded or run."""
+    from mlverify._internal.scan.engine import scan_paths
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory", remedy="check the path")
+    return ScanReport(str(p), tuple(scan_paths([p], limits)))
+
+
+def hash(
+    path: str | os.PathLike[str],
+    *,
+    hash: str = "sha256",
+    mode: str = "files",
+    shard_size: int | None = None,
+    ignore: Sequence[str] = (),
+    allow_symlinks: bool = False,
+    use_cache: bool = False,
+) -> Manifest:
+    """The OMS manifest of a model file or directory: every file's digest, and the root."""
+    from mlverify._internal.errors import UsageError
+    from mlverify._internal.manifest.build import hash_model
+
+    if mode not in ("files", "shards"):
+        raise UsageError(f"{mode!r}: expected 'files' or 'shards'", setting="mode")
+    return hash_model(
+        Path(path),
+        ignore=ignore,
+        allow_symlinks=allow_symlinks,
+        method=mode,
+        hash_type=hash,
+        shard_size=shard_size,
+        use_cache=use_cache,
+    )
