@@ -16,16 +16,25 @@ def policy_group() -> None:
 
 
 @policy_group.command("lint")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
-def lint_command(files: tuple[Path, ...]) -> None:
+@click.argument("files", nargs=-1, required=True, metavar="FILE|DIR|builtin:NAME...")
+def lint_command(files: tuple[str, ...]) -> None:
     """Check policies: schema, unknown keys, CEL compilation against the evidence
     fields, vacuous all() over lists that can be empty, trust files, expired
     exemptions. Exit 1 when any error is found."""
+    from mlverify._internal.errors import InputError
     from mlverify._internal.policy.lint import lint_policy
-    from mlverify._internal.policy.model import policy_paths
+    from mlverify._internal.policy.model import builtin_policy_path, policy_paths
 
+    paths: list[Path] = []
+    for ref in files:
+        if ref.startswith("builtin:"):
+            paths.append(builtin_policy_path(ref))
+        elif not Path(ref).exists():
+            raise InputError(f"{ref}: no such policy file or directory")
+        else:
+            paths.extend(policy_paths([Path(ref)]))
     errors = 0
-    for path in policy_paths(files):
+    for path in paths:
         _, problems = lint_policy(path)
         for p in problems:
             click.echo(f"{p.level}: {shown(p.message)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,10 +189,30 @@ def load_policy(path: Path) -> Policy:
         what="policy file",
         limit=MAX_POLICY_BYTES,
         missing=PolicyError,
-        missing_text="policy file not found; check --policy",
+        missing_text="policy file not found; check the policy path",
         too_big_text="is this a policy?",
     )
-    return parse_policy(raw, source=str(path), base=path.parent)
+    return parse_policy(raw, source=str(path), base=trust_base(path))
+
+
+def config_dir() -> Path:
+    """The user's mlverify configuration directory: ``$MLVERIFY_CONFIG_DIR``, else
+    ``$XDG_CONFIG_HOME/mlverify``, else ``~/.config/mlverify``."""
+    explicit = os.environ.get("MLVERIFY_CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".config") / "mlverify"
+
+
+def trust_base(path: Path) -> Path:
+    """Where a policy's relative trust files (keys, roots) are found: beside the policy,
+    except for the built-in policies, whose trust is the user's: it is read from the
+    configuration directory (``keys/release.pub`` there for ``builtin:strict``), never
+    from the installed package."""
+    if path.resolve().parent == builtin_policy_dir().resolve():
+        return config_dir()
+    return path.parent
 
 
 #: Deepest nesting a policy (or policy test case) may have; real ones need about 6.
@@ -485,19 +506,22 @@ def builtin_policy_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "policies"
 
 
+def builtin_policy_path(ref: str) -> Path:
+    """The file behind ``builtin:NAME``."""
+    name = ref.removeprefix("builtin:")
+    candidate = builtin_policy_dir() / f"{name}.yaml"
+    if "/" in name or "\\" in name or not candidate.is_file():
+        names = sorted(p.stem for p in builtin_policy_dir().glob("*.yaml"))
+        raise PolicyError(f"{ref}: no such built-in policy; choose one of {', '.join(names)}")
+    return candidate
+
+
 def load_policies(refs: Sequence[str]) -> list[Policy]:
     """Policies from files, directories of ``*.yaml``, or ``builtin:NAME``."""
     paths: list[Path] = []
     for ref in refs:
         if ref.startswith("builtin:"):
-            name = ref.removeprefix("builtin:")
-            candidate = builtin_policy_dir() / f"{name}.yaml"
-            if not candidate.is_file():
-                names = sorted(p.stem for p in builtin_policy_dir().glob("*.yaml"))
-                raise PolicyError(
-                    f"{ref}: no such built-in policy; choose one of {', '.join(names)}"
-                )
-            paths.append(candidate)
+            paths.append(builtin_policy_path(ref))
         else:
             paths.extend(policy_paths([Path(ref)]))
     if not paths:
