@@ -58,11 +58,13 @@ def scan_command(
     --fail-on; 1: findings; 2: usage or operational error.
     """
     from mlverify._internal.scan.model import Limits, Severity, Status
+    from mlverify._internal.scan.policy import allow_entry_problem
     from mlverify._internal.scan.report import render_json, render_sarif, render_text
 
     for a in allow:
-        if "." not in a.strip(".*"):
-            raise UsageError(f"--allow {a!r}: expected MODULE.NAME or MODULE.*")
+        problem = allow_entry_problem(a)
+        if problem:
+            raise UsageError(problem, setting="allow")
     from mlverify._internal.refs import (
         scan_refs,
     )  # local paths, oci://, hf:// (mlverify/_internal/refs.py)

@@ -303,9 +303,12 @@ def parse_policy(raw: bytes, *, source: str, base: Path) -> Policy:
             f"found {max_severity!r}"
         )
     allow_globals = scan.strings("allow_globals")
+    from mlverify._internal.scan.policy import allow_entry_problem
+
     for g in allow_globals:
-        if "." not in g:
-            raise PolicyError(f"{source}: allow_globals entry {g!r} is not 'module.name'")
+        problem = allow_entry_problem(g)
+        if problem:
+            raise PolicyError(f"{source}: 'spec.scan.allow_globals': {problem}")
     scan.done()
 
     exemptions = tuple(

@@ -12,6 +12,7 @@ that is not an entry or alias is a finding. Projects may add names (``extra_allo
 from __future__ import annotations
 
 import json
+import re
 
 # stdlib, pure data: the Python 2 -> 3 names a loader applies (fix_imports, protocol < 3)
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
@@ -234,6 +235,25 @@ def data_version() -> str:
 
 
 _POLICIES: dict[frozenset[str], Policy] = {}
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def allow_entry_problem(entry: str) -> str | None:
+    """Why ``entry`` is not an extra allowlist entry, or None: ``module.name`` (dotted) or
+    ``module.*`` (every name under ``module`` and its submodules). The denylist still wins.
+    The one rule for policy files (``allow_globals``) and the CLI (``--allow``)."""
+    parts = entry.split(".")
+    if len(parts) < 2:
+        return f"{entry!r} is not 'module.name' or 'module.*'"
+    head, last = parts[:-1], parts[-1]
+    if last != "*" and not _IDENT.fullmatch(last):
+        return f"{entry!r}: {last!r} is not a name or '*'"
+    bad = [p for p in head if not _IDENT.fullmatch(p)]
+    if bad:
+        return f"{entry!r}: {bad[0]!r} is not a module name part"
+    return None
 
 
 def get_policy(extra_allow: frozenset[str] = frozenset()) -> Policy:
