@@ -83,13 +83,19 @@ class LazyGroup(click.Group):
 @click.version_option(
     __version__, "--version", prog_name="mlverify", message="%(prog)s %(version)s"
 )
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only the report and errors: no notes.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print details on stderr.")
+def cli(quiet: bool, verbose: bool) -> None:
     """mlverify: verify machine-learning artifacts before you load them.
 
     Hash and sign models, check signatures and provenance, scan for code,
     and decide with a policy. Exit codes: 0 ok, 1 verification failed or
-    findings, 2 usage or operational error.
+    findings, 2 usage or operational error. Colour and progress bars appear only on a
+    terminal (NO_COLOR turns colour off).
     """
+    from mlverify._internal.cli import ui
+
+    ui.configure(quiet=quiet, verbose=verbose)
 
 
 def flag_for(setting: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from mlverify._internal.cli import ui
 from mlverify._internal.cli.options import parse_key_values, sigstore_signing_options
 from mlverify._internal.cli.output import write_atomically
 from mlverify._internal.cli.secrets import password_source
@@ -99,7 +100,7 @@ class SignerChoice:
 
 def _write(out: Path, data: bytes) -> None:
     write_atomically(out, data)
-    click.echo(f"wrote {out}", err=True)
+    ui.note(f"wrote {out}")
 
 
 @click.group("attest")
@@ -283,4 +284,4 @@ def scan_command(
     }
     subject = {"name": path.resolve().name, "digest": {"sha256": artifact_digest(path)}}
     _write(out, sign(statement_json([subject], VULNS_V02, predicate)))
-    click.echo(f"{len(results)} finding(s) recorded", err=True)
+    ui.note(f"{len(results)} finding(s) recorded")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mlverify._internal.cli import ui
 from mlverify._internal.cli.output import write_atomically
 from mlverify._internal.errors import UsageError
 from mlverify._internal.text import shown
@@ -124,7 +125,7 @@ def check_command(
     if output:
         write_atomically(output, text.encode())
     else:
-        click.echo(text, nl=False)
+        ui.report(text)
     counts = {k: sum(r.status == k for r in results) for k in ("allowed", "denied")}
     summary = f"{counts['allowed']} allowed, {counts['denied']} denied"
     unfetched = sum(r.outcome in ("not-fetched", "skipped") for r in results)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mlverify._internal.cli import ui
 from mlverify._internal.errors import VerificationError
 from mlverify._internal.text import shown
 
@@ -59,6 +60,6 @@ def test_command(directory: Path) -> None:
             )
         )
     failed = sum(not r.passed for r in results)
-    click.echo(f"{len(results) - failed} passed, {failed} failed", err=True)
+    ui.note(f"{len(results) - failed} passed, {failed} failed")
     if failed:
         raise VerificationError(f"{failed} policy test case(s) failed")
