@@ -316,7 +316,7 @@ def walk_model(
                 if not _within(target, real_root):
                     raise InputError(
                         f"{entry_path}: symlink escapes the model root (points to {target}); "
-                        "links must stay inside the model even with --allow-symlinks"
+                        "links must stay inside the model even when links are followed"
                     )
                 if not target.exists():
                     raise InputError(f"{entry_path}: dangling symlink (target {target} missing)")
@@ -327,8 +327,8 @@ def walk_model(
                 files.append(ModelFile(name, entry.path, est.st_size))
             else:
                 raise InputError(
-                    f"{entry.path}: not a regular file (FIFO, socket or device); "
-                    "remove it from the model or --ignore it"
+                    f"{entry.path}: not a regular file (FIFO, socket or device)",
+                    remedy=Remedy("remove it from the model or ignore it", "ignore"),
                 )
 
     visit(root, "", frozenset())
