@@ -82,14 +82,22 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     evil_dir = tmp / "evil"
     evil_dir.mkdir()
     evil = evil_pickle(evil_dir / "model.pkl")
+    warn = tmp / "warn.yaml"
+    warn.write_text(
+        "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: audit\nspec:\n  mode: warn\n"
+    )
     fixtures = tmp / "fixtures"
     shutil.copytree(REPO / "fixtures" / "models", fixtures)
+    results = tmp / "results"
+    results.mkdir()
     return {
         "tmp": tmp,
+        "results": results,
         "policy": policy,
-        "signed": check_json(model, "--policy", policy, out=tmp / "signed.json"),
-        "evil": check_json(evil, out=tmp / "evil.json"),
+        "signed": check_json(model, "--policy", policy, out=results / "signed.json"),
+        "evil": check_json(evil, out=results / "evil.json"),
+        "warned": check_json(evil, "--policy", warn, out=results / "warned.json"),
         "fixtures": check_json(
-            fixtures / "tiny-classifier", fixtures / "tampered-classifier", out=tmp / "fix.json"
+            fixtures / "tiny-classifier", fixtures / "tampered-classifier", out=results / "fix.json"
         ),
     }

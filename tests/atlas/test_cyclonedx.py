@@ -134,7 +134,7 @@ def test_bom_command(
     r = run(capsys, "bom", checks["tmp"] / "evil" / "model.pkl", "--output", out)
     assert r.code == 1  # denied: the exit code is check's
     assert validate(out.read_text())["vulnerabilities"]
-    r = run(capsys, "bom", "--from-json", checks["tmp"] / "fix.json")
+    r = run(capsys, "bom", "--from-json", checks["results"] / "fix.json")
     assert r.code == 1 and len(validate(r.out)["components"]) == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"nothing": 1}')
