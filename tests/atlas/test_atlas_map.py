@@ -247,3 +247,71 @@ def test_generator_refuses_an_id_atlas_does_not_have(shared: Path) -> None:
     bad = {"profiles": {"x": {"techniques": ["AML.T9999"], "mitigations": []}}}
     with pytest.raises(SystemExit, match=r"AML\.T9999"):
         gen.generate(data, bad)
+
+
+def test_sarif_logs_of_check_and_scan_get_the_taxonomy(tmp_path: Path) -> None:
+    import jsonschema  # noqa: F401  (the structural checks below need no schema file)
+
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.policy.engine import Decision, Reason
+    from mlverify._internal.report import check_sarif
+
+    reason = Reason("deny", "scan.finding", "critical MLV101 in m.pkl: os.system", "fix")
+    mismatch = Reason("deny", "signature.mismatch", "files differ")
+    result = CheckResult("m", (Decision("m", "p", "", "enforce", False, (reason, mismatch)),), {})
+    sarif = json.loads(check_sarif([result]))
+    out = atlas.add_sarif_taxonomy(sarif)
+    run = out["runs"][0]
+    assert run["taxonomies"][0]["name"] == "MITRE ATLAS"
+    by_rule = {r["ruleId"]: r for r in run["results"]}
+    scan_taxa = {t["id"] for t in by_rule["MLV-scan.finding"]["taxa"]}
+    assert {"AML.T0011.000", "AML.T0018.002", "AML.M0016"} <= scan_taxa
+    sig_taxa = {t["id"] for t in by_rule["MLV-signature.mismatch"]["taxa"]}
+    assert {"AML.M0013", "AML.M0014"} <= sig_taxa
+    for r in run["results"]:
+        for t in r["taxa"]:
+            component = run["taxonomies"][t["toolComponent"]["index"]]
+            assert component["taxa"][t["index"]]["id"] == t["id"]
+    assert "taxonomies" not in sarif["runs"][0]  # the input is not changed
+    scan = {"runs": [{"results": [{"ruleId": "MLV501", "message": {"text": "x"}}, {}]}]}
+    scanned = atlas.add_sarif_taxonomy(scan)["runs"][0]["results"]
+    assert scanned[0]["taxa"] and "taxa" not in scanned[1]
+
+
+def test_sarif_with_atlas_passes_githubs_rules_multitool(tmp_path: Path) -> None:
+    """SARIF Multitool `validate --rule-kind Sarif;Gh;Ghas` (GitHub's ingestion rules) and
+    the SARIF 2.1.0 JSON schema it ships, when the tool is available (the SARIF tier of
+    scripts/test sets MLVERIFY_SARIF_MULTITOOL)."""
+    import os
+    import subprocess
+
+    tool = os.environ.get("MLVERIFY_SARIF_MULTITOOL")
+    if not tool or not Path(tool).is_file():
+        pytest.skip("SARIF Multitool not available (set MLVERIFY_SARIF_MULTITOOL)")
+    import jsonschema
+
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.policy.engine import Decision, Reason
+    from mlverify._internal.report import check_sarif
+
+    reasons = (
+        Reason("deny", "scan.finding", "critical MLV101 in m.pkl: os.system", "fix"),
+        Reason("deny", "signature.mismatch", "files differ"),
+        Reason("warn", "signature.absent", "unsigned"),
+    )
+    result = CheckResult("m", (Decision("m", "p", "", "enforce", False, reasons),), {})
+    doc = atlas.add_sarif_taxonomy(json.loads(check_sarif([result])))
+    schema = Path(tool).parent / "sarif-2.1.0.json"
+    if schema.is_file():
+        jsonschema.validate(doc, json.loads(schema.read_text(encoding="utf-8-sig")))
+    sarif = tmp_path / "atlas.sarif"
+    sarif.write_text(json.dumps(doc))
+    out = tmp_path / "validation.sarif"
+    r = subprocess.run(
+        [tool, "validate", "--rule-kind", "Sarif;Gh;Ghas", str(sarif), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(out.read_text())["runs"][0]["results"] == []

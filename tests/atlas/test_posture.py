@@ -84,7 +84,7 @@ def test_page_in_chromium(checks: dict[str, Any], browser: Browser, tmp_path: Pa
 
 
 def test_hostile_names_are_text_not_markup(browser: Browser, tmp_path: Path) -> None:
-    evil = '<img src=x onerror="document.title=1"><script>document.title=2</script>'
+    evil = '<img src=x onerror="document.title=1"><script>document.title=2</script>$\\foo{$'
     doc = {
         "results": [
             {
@@ -104,6 +104,9 @@ def test_hostile_names_are_text_not_markup(browser: Browser, tmp_path: Path) -> 
     assert browser.evaluate("document.title") == "t"
     assert browser.evaluate("document.querySelectorAll('script, #denied img').length") == 0
     assert evil in browser.evaluate("document.querySelector('#denied').textContent")
+    assert browser.evaluate("document.querySelector('#top-findings').textContent").startswith(
+        "RuleFindings(unreadable rule id)"
+    )
 
 
 def test_posture_command(

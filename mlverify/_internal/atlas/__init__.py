@@ -220,6 +220,41 @@ def sarif_taxa(refs: AtlasRefs) -> list[dict[str, Any]]:
     ]
 
 
+def refs_for_sarif_result(result: dict[str, Any]) -> AtlasRefs | None:
+    """The refs of one SARIF result mlverify wrote: ``ruleId`` ``MLV101`` (scan) or
+    ``MLV-signature.mismatch`` (check: a reason code, whose message may name a rule)."""
+    rule_id = result.get("ruleId")
+    if not isinstance(rule_id, str):
+        return None
+    message = result.get("message")
+    text = message.get("text") if isinstance(message, dict) else ""
+    if rule_id.startswith("MLV-"):
+        return refs_for_reason_text(rule_id[4:], text if isinstance(text, str) else "")
+    if rule_id.startswith("MLV") and rule_id[3:].isdigit():
+        return refs_for_rule(rule_id)
+    return None
+
+
+def add_sarif_taxonomy(sarif: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a SARIF log from mlverify with ATLAS as ``runs[].taxonomies`` and each
+    result's techniques and mitigations as its ``taxa``."""
+    out = copy.deepcopy(sarif)
+    for run in out.get("runs") or ():
+        if not isinstance(run, dict):
+            continue
+        taxonomies = run.setdefault("taxonomies", [])
+        index = len(taxonomies)
+        taxonomies.append(sarif_taxonomy())
+        for result in run.get("results") or ():
+            refs = refs_for_sarif_result(result) if isinstance(result, dict) else None
+            if refs is not None:
+                taxa = sarif_taxa(refs)
+                for t in taxa:
+                    t["toolComponent"]["index"] = index
+                result["taxa"] = taxa
+    return out
+
+
 # --------------------------------------------------------------------------- JSON
 
 
@@ -279,6 +314,7 @@ __all__ = [
     "AtlasRefs",
     "Mitigation",
     "Technique",
+    "add_sarif_taxonomy",
     "annotate",
     "atlas_version",
     "check_results",

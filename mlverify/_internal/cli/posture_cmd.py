@@ -18,17 +18,34 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
 def input_paths(inputs: tuple[Path, ...]) -> list[Path]:
-    """The JSON files named, and the ``*.json`` files of directories named (sorted)."""
+    """The files named, and the regular ``*.json`` files under directories named (sorted
+    per directory; symbolic links to directories are not followed), at most MAX_INPUTS."""
     out: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            out.extend(sorted(x for x in p.rglob("*.json") if x.is_file()))
-        else:
-            out.append(p)
+
+    def add(p: Path) -> None:
+        out.append(p)
         if len(out) > MAX_INPUTS:
             raise InputError(
                 f"{p}: more than {MAX_INPUTS} check results; report on fewer at a time"
             )
+
+    for p in inputs:
+        if not p.is_dir():
+            add(p)
+            continue
+        found = []
+        for root, dirs, files in os.walk(p):  # followlinks=False: no cycles
+            dirs.sort()
+            for name in files:
+                f = Path(root, name)
+                if name.endswith(".json") and f.is_file():
+                    found.append(f)
+                    if len(found) > MAX_INPUTS:
+                        raise InputError(
+                            f"{p}: more than {MAX_INPUTS} check results; report on fewer"
+                        )
+        for f in sorted(found):
+            add(f)
     if not out:
         raise InputError(
             ", ".join(map(str, inputs)) + ": no check results (*.json) found; write them "

@@ -86,6 +86,15 @@ def _weighty(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+
+
+def _label(rule_id: str) -> str:
+    """A rule id as a chart label: ids are short words; anything else (markup, mathtext
+    ``$...$`` that matplotlib would parse) is shown as one "(unreadable rule id)" bar."""
+    return rule_id if _LABEL.fullmatch(rule_id) else "(unreadable rule id)"
+
+
 def _reason_refs(r: dict[str, Any]) -> atlas.AtlasRefs:
     return atlas.refs_for_reason_text(str(r.get("code", "")), str(r.get("message", "")))
 
@@ -179,7 +188,7 @@ def posture(docs: Sequence[Any]) -> dict[str, Any]:
     for r in results:
         per_day.setdefault(_day(r), Counter())[_status(r)] += 1
         findings = [_d(f) for f in _l(_d(r.get("evidence")).get("findings"))]
-        rules.update(str(f.get("rule_id", "")) for f in findings)
+        rules.update(_label(str(f.get("rule_id", ""))) for f in findings)
         reasons = _weighty(r)
         tried: set[str] = set()
         stopped: set[str] = set()
