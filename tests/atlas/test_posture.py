@@ -75,6 +75,8 @@ def test_page_in_chromium(checks: dict[str, Any], browser: Browser, tmp_path: Pa
     assert cells == 2 * len(posture(_docs(checks))["heatmap"])
     assert "AML.T0020" in text("#coverage") and "absent" in text('[id="coverage-AML.T0020"]')
     assert "MLV101" in text("#top-findings")
+    through = text("#got-through")  # the pickle a warn-mode policy admitted
+    assert "model.pkl" in through and "audit" in through and "MLV101" in through
     # nothing outside the page was requested: no external resource in the DOM
     external = browser.evaluate(
         "[...document.querySelectorAll('[src],link[href],image')]"

@@ -184,7 +184,8 @@ def posture(docs: Sequence[Any]) -> dict[str, Any]:
     attempted: Counter[str] = Counter()
     blocked: Counter[str] = Counter()
     names: dict[str, str] = {}
-    denied = []
+    denied: list[dict[str, Any]] = []
+    through: list[dict[str, Any]] = []  # admitted by a warn-mode policy despite deny reasons
     for r in results:
         per_day.setdefault(_day(r), Counter())[_status(r)] += 1
         findings = [_d(f) for f in _l(_d(r.get("evidence")).get("findings"))]
@@ -208,8 +209,9 @@ def posture(docs: Sequence[Any]) -> dict[str, Any]:
                     stopped.add(t.id)
         attempted.update(tried)
         blocked.update(stopped)
-        if _status(r) in ("denied", "error"):
-            denied.append(
+        admitted = _status(r) == "allowed" and any(x.get("level") == "deny" for x in reasons)
+        if _status(r) in ("denied", "error") or admitted:
+            (through if admitted else denied).append(
                 {
                     "artifact": str(r.get("artifact", "")),
                     "digest": str(_d(_d(r.get("evidence")).get("artifact")).get("root_digest", "")),
@@ -237,7 +239,30 @@ def posture(docs: Sequence[Any]) -> dict[str, Any]:
             for tid in sorted(attempted, key=lambda t: (-attempted[t], -blocked[t], t))
         ],
         "denied": denied,
+        "got_through": through,
     }
+
+
+def _artifact_table(element_id: str, entries: list[dict[str, Any]], empty: str) -> str:
+    if not entries:
+        return f'<p id="{element_id}">{_e(empty)}</p>'
+    rows = []
+    for d in entries:
+        reasons = "".join(
+            f"<li><code>{_e(r['code'])}</code> {_e(r['message'])} "
+            f"<small>[{_e(', '.join(r['atlas']))}]</small></li>"
+            for r in d["reasons"]
+        )
+        rows.append(
+            f"<tr><td><code>{_e(d['artifact'])}</code><br><small>{_e(d['digest'][:19])}"
+            f"</small></td><td>{_e(', '.join(d['policies']) or '-')}</td>"
+            f"<td><ul>{reasons}</ul></td></tr>"
+        )
+    return (
+        f'<table id="{element_id}"><tr><th>Artifact</th><th>Policy</th><th>Reasons</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _coverage_table(coverage: dict[str, Any] | None) -> str:
@@ -296,26 +321,9 @@ def render_html(
         counters = {d: Counter(c) for d, c in p["per_day"].items()}
         parts.append(f'<figure id="over-time">{_over_time_svg(counters)}</figure>')
     parts.append("<h2>Denied artifacts</h2>")
-    if p["denied"]:
-        rows = []
-        for d in p["denied"]:
-            reasons = "".join(
-                f"<li><code>{_e(r['code'])}</code> {_e(r['message'])} "
-                f"<small>[{_e(', '.join(r['atlas']))}]</small></li>"
-                for r in d["reasons"]
-            )
-            rows.append(
-                f"<tr><td><code>{_e(d['artifact'])}</code><br><small>{_e(d['digest'][:19])}"
-                f"</small></td><td>{_e(', '.join(d['policies']) or '-')}</td>"
-                f"<td><ul>{reasons}</ul></td></tr>"
-            )
-        parts.append(
-            '<table id="denied"><tr><th>Artifact</th><th>Policy</th><th>Reasons</th></tr>'
-            + "".join(rows)
-            + "</table>"
-        )
-    else:
-        parts.append('<p id="denied">None.</p>')
+    parts.append(_artifact_table("denied", p["denied"], "None."))
+    parts.append("<h2>Admitted despite deny reasons (warn mode)</h2>")
+    parts.append(_artifact_table("got-through", p["got_through"], "None."))
     parts.append("<h2>Top findings by rule</h2>")
     if p["top_rules"]:
         parts.append(f'<figure id="top-rules">{_top_rules_svg(p["top_rules"])}</figure>')
