@@ -138,3 +138,13 @@ def test_cli_bad_policy_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     bad.write_text("apiVersion: nope\n")
     r = run(capsys, "atlas", "--policy", str(bad))
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "bad.yaml" in r.err
+
+
+@pytest.mark.parametrize("name", ["default", "strict"])
+def test_docs_show_the_current_coverage(name: str) -> None:
+    """docs/atlas.md carries `mlverify atlas --format markdown` of the shipped policies."""
+    from mlverify._internal.atlas.coverage import render_markdown
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "atlas.md").read_text()
+    table = render_markdown(coverage_json(load_policies([f"builtin:{name}"])))
+    assert table in docs, f"docs/atlas.md is stale for builtin:{name}: regenerate it"

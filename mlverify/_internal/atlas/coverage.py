@@ -72,10 +72,14 @@ def _key_lines(source: str) -> dict[str, int]:
     """Dotted key path (``spec.scan.max_severity``, ``spec.rules[0]``) -> 1-based line."""
     import yaml
 
+    from mlverify._internal.errors import MlverifyError
+    from mlverify._internal.files import read_bounded
+    from mlverify._internal.policy.model import MAX_POLICY_BYTES
+
     try:
-        text = Path(source).read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = read_bounded(Path(source), what="policy file", limit=MAX_POLICY_BYTES)
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+    except (MlverifyError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return {}  # the policy loaded from this file already; a change since: no lines
     out: dict[str, int] = {}
 
