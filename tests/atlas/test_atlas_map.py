@@ -315,3 +315,22 @@ def test_sarif_with_atlas_passes_githubs_rules_multitool(tmp_path: Path) -> None
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(out.read_text())["runs"][0]["results"] == []
+
+
+def test_annotate_real_check_documents(checks: dict[str, Any]) -> None:
+    """Every finding and reason of real check runs carries ids that exist."""
+    data = atlas.atlas_data()
+    seen = 0
+    for name in ("signed", "evil", "warned", "fixtures"):
+        out = atlas.annotate(checks[name])
+        for result in out["results"]:
+            items = [*result["evidence"]["findings"]]
+            items += [r for d in result["decisions"] for r in d["reasons"]]
+            for item in items:
+                refs = item["atlas"]
+                assert "mapped" not in refs, item
+                assert {t["id"] for t in refs["techniques"]} <= set(data["techniques"])
+                assert {m["id"] for m in refs["mitigations"]} <= set(data["mitigations"])
+                assert refs["techniques"] and refs["mitigations"]
+                seen += 1
+    assert seen >= 8
