@@ -125,3 +125,16 @@ def test_posture_command(
     assert r.code == 2 and "x.json" in r.err and len(r.err.strip().splitlines()) == 1
     r = run(capsys, "posture", "--html", out, tmp_path / "empty-dir-that-is-missing")
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1
+
+
+def test_missing_library_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else real(n, *a)
+    )
+    r = run(capsys, "posture", "--html", tmp_path / "p.html", tmp_path)
+    assert r.code == 2 and "needs matplotlib" in r.err and "mlverify[reports]" in r.err

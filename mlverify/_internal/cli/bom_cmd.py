@@ -13,6 +13,16 @@ from mlverify._internal.errors import InputError, UsageError
 from mlverify._internal.text import shown
 
 
+def needs(module: str, package: str, command: str) -> None:
+    """A one-line usage error when an optional library a command needs is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(
+            f"{command} needs {package}, which is not installed: pip install 'mlverify[reports]'"
+        )
+
+
 @click.command("bom")
 @click.argument("paths", nargs=-1, metavar="PATH|oci://REF|hf://REF")
 @click.option(
@@ -55,6 +65,7 @@ def bom_command(
     """
     from mlverify._internal.report.cyclonedx import render_cyclonedx
 
+    needs("cyclonedx", "cyclonedx-python-lib", "mlverify bom")
     if bool(paths) == bool(from_json):
         raise UsageError("give artifact PATHS or --from-json FILE (one of them)")
     if from_json is not None:

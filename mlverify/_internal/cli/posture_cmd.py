@@ -104,9 +104,11 @@ def posture_command(
     their reasons, top findings by rule, an ATLAS heat map (attempted vs blocked) and
     the policies' ATLAS coverage."""
     from mlverify._internal.atlas.coverage import coverage_json
+    from mlverify._internal.cli.bom_cmd import needs
     from mlverify._internal.policy.model import load_policies
     from mlverify._internal.report.html import render_html
 
+    needs("matplotlib", "matplotlib", "mlverify posture")
     docs = load_docs(input_paths(inputs))
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
     page = render_html(docs, coverage=coverage_json(load_policies(refs)), title=title)
