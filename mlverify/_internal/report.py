@@ -13,6 +13,10 @@ from mlverify._internal.version import __version__
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
 
+# Until this module becomes the report/ package (issue 10): the renderers already in
+# report/ (cyclonedx, ocsf, html) import as its submodules.
+__path__ = [__file__[: -len(".py")]]
+
 _MARK = {"deny": "deny", "warn": "warn", "info": "ok  "}
 
 

@@ -37,6 +37,9 @@ COMMANDS: dict[str, str] = {
     "serve": "mlverify._internal.cli.serve_cmd:serve_command",
     "report": "mlverify._internal.cli.report_cmd:report_command",
     "hf": "mlverify._internal.cli.hf_cmd:hf_group",
+    "atlas": "mlverify._internal.cli.atlas_cmd:atlas_command",
+    "bom": "mlverify._internal.cli.bom_cmd:bom_command",
+    "posture": "mlverify._internal.cli.posture_cmd:posture_command",
 }
 
 #: one-line summaries for `mlverify --help`, without importing the commands.
@@ -56,6 +59,9 @@ SUMMARIES: dict[str, str] = {
     "serve": "Run the admission service (HTTP API, Kubernetes, registry, Harbor).",
     "report": "Turn `check --format json` results into SARIF and a Markdown summary.",
     "hf": "Check, sign and upload a model to the Hugging Face Hub.",
+    "atlas": "Show which MITRE ATLAS techniques the policies cover, and how.",
+    "bom": "Write a CycloneDX 1.6 ML-BOM of a model from a check.",
+    "posture": "Turn `check --format json` results into an HTML posture page.",
 }
 
 

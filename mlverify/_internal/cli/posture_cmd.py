@@ -1,0 +1,119 @@
+"""`mlverify posture --html OUT.html INPUTS...`: the posture page over check results."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlverify._internal.cli.output import write_atomically
+from mlverify._internal.errors import InputError
+
+#: bounds on what the page reads: files, and bytes per file
+MAX_INPUTS = 10_000
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+
+
+def input_paths(inputs: tuple[Path, ...]) -> list[Path]:
+    """The files named, and the regular ``*.json`` files under directories named (sorted
+    per directory; symbolic links to directories are not followed), at most MAX_INPUTS."""
+    out: list[Path] = []
+
+    def add(p: Path) -> None:
+        out.append(p)
+        if len(out) > MAX_INPUTS:
+            raise InputError(
+                f"{p}: more than {MAX_INPUTS} check results; report on fewer at a time"
+            )
+
+    for p in inputs:
+        if not p.is_dir():
+            add(p)
+            continue
+        found = []
+        for root, dirs, files in os.walk(p):  # followlinks=False: no cycles
+            dirs.sort()
+            for name in files:
+                f = Path(root, name)
+                if name.endswith(".json") and f.is_file():
+                    found.append(f)
+                    if len(found) > MAX_INPUTS:
+                        raise InputError(
+                            f"{p}: more than {MAX_INPUTS} check results; report on fewer"
+                        )
+        for f in sorted(found):
+            add(f)
+    if not out:
+        raise InputError(
+            ", ".join(map(str, inputs)) + ": no check results (*.json) found; write them "
+            "with mlverify check --format json --output FILE"
+        )
+    return out
+
+
+def load_docs(paths: list[Path]) -> list[Any]:
+    from mlverify._internal.atlas import check_results
+    from mlverify._internal.files import read_bounded
+
+    docs = []
+    for p in paths:
+        raw = read_bounded(
+            p,
+            what="check result",
+            limit=MAX_INPUT_BYTES,
+            missing_text="not found; pass check --format json files or directories of them",
+            too_big_text="is this a check result?",
+        )
+        try:
+            doc = json.loads(raw)
+            check_results(doc)
+        except (ValueError, RecursionError) as e:
+            raise InputError(
+                f"{p}: expected a `mlverify check --format json` document: {e}"
+            ) from None
+        docs.append(doc)
+    return docs
+
+
+@click.command("posture")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--html",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the page here.",
+)
+@click.option(
+    "--policy",
+    "policy_refs",
+    multiple=True,
+    metavar="FILE|DIR|builtin:NAME",
+    help="Policies whose ATLAS coverage the page shows [default: $MLVERIFY_POLICY, else "
+    "builtin:default].",
+)
+@click.option("--title", default="mlverify posture", show_default=True)
+def posture_command(
+    inputs: tuple[Path, ...], out: Path, policy_refs: tuple[str, ...], title: str
+) -> None:
+    """Write a self-contained HTML posture page from `mlverify check --format json`
+    results (files, or directories of them): verdicts over time, denied artifacts with
+    their reasons, top findings by rule, an ATLAS heat map (attempted vs blocked) and
+    the policies' ATLAS coverage."""
+    from mlverify._internal.atlas.coverage import coverage_json
+    from mlverify._internal.cli.bom_cmd import needs
+    from mlverify._internal.policy.model import load_policies
+    from mlverify._internal.report.html import render_html
+
+    needs("matplotlib", "matplotlib", "mlverify posture")
+    docs = load_docs(input_paths(inputs))
+    refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
+    page = render_html(docs, coverage=coverage_json(load_policies(refs)), title=title)
+    write_atomically(out, page.encode())
+    from mlverify._internal.atlas import check_results
+
+    results = sum(len(check_results(d)) for d in docs)
+    click.echo(f"mlverify posture: {out} ({results} result(s) from {len(docs)} file(s))", err=True)
