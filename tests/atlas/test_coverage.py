@@ -55,10 +55,10 @@ def test_strict_policy() -> None:
     doc = coverage_json(load_policies(["builtin:strict"]))
     model = _technique(doc, "AML.T0010.003")
     signing = _items(model, "enforced", "AML.M0013")
-    assert [i["line"] for i in signing] == ["strict.yaml:15 signatures.required: true"]
+    assert [i["line"] for i in signing] == ["strict.yaml:16 signatures.required: true"]
     unsafe = _technique(doc, "AML.T0011.000")
     formats = [i for i in _items(unsafe, "enforced", "AML.M0011") if i["control"] != "scan"]
-    assert any(i["line"].startswith("strict.yaml:23 formats.allow: safetensors") for i in formats)
+    assert any(i["line"].startswith("strict.yaml:24 formats.allow: safetensors") for i in formats)
     # max_severity info: every rule but the informational ones denies
     absent = _items(unsafe, "absent", "AML.M0016")
     assert [i["control"] for i in absent] == ["scanner rules MLV109, MLV803"]
