@@ -9,6 +9,9 @@
 * ``hv:NAME[/VERSION]`` (a HashiCorp Vault transit key, Ed25519): needs ``hvac``,
   ``VAULT_ADDR`` and ``VAULT_TOKEN``.
 
+The back ends sign with their key's current version; a URI that names another
+version is refused rather than signed with a different key than it names.
+
 The public key is fetched from the service when the signer is loaded (it names
 the signer in the bundle); each signature is made by the service over the
 digest of the DSSE PAE and checked locally with that public key before it is
@@ -66,6 +69,8 @@ class KmsUri:
     uri: str
     #: the arguments of the back end's ``import_`` (which fetches the public key)
     import_args: tuple[str, ...]
+    #: the URI names a key version: the service's key must be that version
+    pinned: bool = False
 
 
 def parse_uri(uri: str) -> KmsUri:
@@ -86,7 +91,7 @@ def parse_uri(uri: str) -> KmsUri:
             raise UsageError(
                 f"{shown(uri)!r}: expected azurekms://VAULT.vault.azure.net/keys/NAME[/VERSION]"
             )
-        return KmsUri(backend, uri, (vault, parts[1]))
+        return KmsUri(backend, uri, (vault, parts[1]), pinned=len(parts) == 3)
     if not rest or rest.startswith("/") or any(c.isspace() for c in rest):
         example = {
             "awskms": "awskms:KEY_ID (or alias/NAME, or the key ARN)",
@@ -108,7 +113,7 @@ def parse_uri(uri: str) -> KmsUri:
                 "cryptoKeys/K/cryptoKeyVersions/V"
             )
     if backend.scheme == "hv":
-        return KmsUri(backend, uri, (rest.split("/", 1)[0],))
+        return KmsUri(backend, uri, (rest.split("/", 1)[0],), pinned="/" in rest)
     return KmsUri(backend, uri, (rest,))
 
 
@@ -176,6 +181,11 @@ def load_key(uri: str) -> KmsKey:
         signer = cls.from_priv_key_uri(private_uri, sslib_key)
     except Exception as e:
         raise _service_error(kms, "fetch the public key", e) from None
+    if kms.pinned and private_uri != uri:
+        raise KmsError(
+            f"{uri}: names a key version, but {kms.backend.service} offers {private_uri}; "
+            "name the current version (or none)"
+        )
     pem = sslib_key.keyval.get("public", "")
     try:
         key = serialization.load_pem_public_key(pem.encode())
