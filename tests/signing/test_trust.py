@@ -120,7 +120,7 @@ def test_a_policy_key_is_read_once_never_again(tmp_path: Path) -> None:
 
 
 def test_inline_public_key_with_pinned_fingerprint(tmp_path: Path) -> None:
-    private, public = write_key_pair(tmp_path, "p384")
+    _, public = write_key_pair(tmp_path, "p384")
     fp = trusted_key(str(public)).fingerprint
     pem = public.read_text()
     rules = load_policy(
