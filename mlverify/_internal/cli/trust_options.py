@@ -168,8 +168,10 @@ def cli_remedies() -> Iterator[None]:
 
 
 def _option_error(e: UsageError) -> UsageError:
-    """A library message with the options that fix it named (the CLI's remedy)."""
-    if e.message.startswith("identity regex "):
+    """A library error with the option that caused it named."""
+    from mlverify._internal.signing.identity import IdentityRegexError
+
+    if isinstance(e, IdentityRegexError):
         return UsageError(f"--identity-regex: {e.message}")
     return e
 

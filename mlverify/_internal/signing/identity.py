@@ -9,15 +9,21 @@ from functools import lru_cache
 from mlverify._internal.errors import UsageError
 
 
+class IdentityRegexError(UsageError):
+    """An identity regex that does not compile (front ends name where it came from)."""
+
+    def __init__(self, regex: str, reason: str) -> None:
+        super().__init__(f"identity regex {regex!r} is not a valid regular expression ({reason})")
+        self.regex = regex
+
+
 @lru_cache(maxsize=256)
 def compile_identity_regex(regex: str) -> re.Pattern[str]:
     """The compiled identity regex; a neutral error (front ends name their option)."""
     try:
         return re.compile(regex)
     except (re.error, RecursionError, OverflowError) as e:
-        raise UsageError(
-            f"identity regex {regex!r} is not a valid regular expression ({e})"
-        ) from None
+        raise IdentityRegexError(regex, str(e)) from None
 
 
 def matching_identity(
