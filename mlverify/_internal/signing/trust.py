@@ -301,4 +301,4 @@ def compile_trust(trust: Trust) -> TrustSet:
                 s.identities, s.identity_regex, s.issuer, s.source_repo, s.source_ref, s.workflow
             )
             verifiers.append(KeylessVerifier(ident, SigstoreVerifier(s.trust_root)))
-    return TrustSet.of(tuple(verifiers), threshold=trust.threshold, at_time=trust.at_time)
+    return TrustSet(tuple(verifiers), threshold=trust.threshold, at_time=trust.at_time)

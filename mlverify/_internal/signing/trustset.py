@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlverify._internal.errors import (
@@ -22,74 +22,30 @@ from mlverify._internal.errors import (
     VerificationError,
 )
 from mlverify._internal.signing.bundle import MaterialKind, SignatureBundle
-from mlverify._internal.signing.keys import PublicKey
 from mlverify._internal.signing.oms import VerifiedStatement
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
     from mlverify._internal.signing.methods import Verifier
-    from mlverify._internal.signing.sigstore_verify import SigstoreIdentity, SigstoreVerifier
-    from mlverify._internal.signing.x509 import CertificateIdentity
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrustSet:
-    """The signers a user trusts, by method, compiled into one verifier per method.
+    """Compiled trust: one verifier per trusted method, and the threshold.
 
-    Built from typed trusted signers by :func:`mlverify._internal.signing.trust.compile_trust`
-    (policies and command lines alike); the fields are the compiled material.
+    Made by :func:`mlverify._internal.signing.trust.compile_trust` from typed trusted
+    signers (policies and command lines alike).
     """
 
-    keys: Sequence[PublicKey] = ()
-    cert_roots: Sequence[x509.Certificate] = ()
-    cert_identity: CertificateIdentity | None = None
-    at_time: dt.datetime | None = None
-    sigstore_identity: SigstoreIdentity | None = None
-    sigstore: SigstoreVerifier | None = None
+    verifiers: tuple[Verifier, ...]
     threshold: int = 1
-    verifiers: tuple[Verifier, ...] = field(default=(), repr=False)
-
-    @classmethod
-    def of(
-        cls,
-        verifiers: tuple[Verifier, ...],
-        *,
-        threshold: int = 1,
-        at_time: dt.datetime | None = None,
-    ) -> TrustSet:
-        """A trust set of compiled verifiers (see ``trust.compile_trust``)."""
-        return cls(threshold=threshold, at_time=at_time, verifiers=verifiers)
+    #: certificates: validity judged at this user-supplied time instead of now
+    at_time: dt.datetime | None = None
 
     def __post_init__(self) -> None:
+        if not self.verifiers:
+            raise UsageError("no trusted signer given")
         if self.threshold < 1:
             raise UsageError(f"the threshold must be at least 1, found {self.threshold}")
-        if self.verifiers:
-            return
-        if not (self.keys or self.cert_identity or self.sigstore_identity):
-            raise UsageError(
-                "no trusted signer given: trust a public key, a certificate identity under "
-                "root certificates, or a Sigstore identity and issuer"
-            )
-        verifiers: list[Verifier] = []
-        if self.keys:
-            from mlverify._internal.signing.methods.key import KeyVerifier
-
-            verifiers.append(KeyVerifier(tuple(self.keys)))
-        if self.cert_identity is not None:
-            from mlverify._internal.signing.methods.x509 import CertificateVerifier
-
-            verifiers.append(
-                CertificateVerifier(tuple(self.cert_roots), self.cert_identity, self.at_time)
-            )
-        if self.sigstore_identity is not None:
-            from mlverify._internal.signing.methods.sigstore import KeylessVerifier
-            from mlverify._internal.signing.sigstore_verify import SigstoreVerifier
-
-            verifiers.append(
-                KeylessVerifier(self.sigstore_identity, self.sigstore or SigstoreVerifier())
-            )
-        self.verifiers = tuple(verifiers)
 
     def describe(self) -> str:
         return "; ".join(v.describe() for v in self.verifiers)
