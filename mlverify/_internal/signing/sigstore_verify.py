@@ -431,16 +431,11 @@ def verify_envelope_with_sigstore(
     identity: SigstoreIdentity,
     verifier: SigstoreVerifier | None = None,
 ) -> VerifiedStatement:
-    """Check a keyless OMS signature offline; the payload returned is the signed one."""
-    kind = bundle.material.kind
-    # Sigstore bundles before v0.3 carry the Fulcio certificate as a one-element chain.
-    keyless_chain = kind == "x509CertificateChain" and bundle.material.has_tlog_entries
-    if kind != "certificate" and not keyless_chain:
-        what = {"publicKey": "--key PUBLIC.pem", "x509CertificateChain": "--cert-chain ROOTS.pem"}
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed with a {kind}, not a Sigstore certificate, but only a "
-            f"Sigstore identity was given; verify it with {what.get(kind, 'other options')}"
-        )
+    """Check a keyless OMS signature offline; the payload returned is the signed one.
+
+    Which bundles are keyless is :class:`~mlverify._internal.signing.methods.sigstore.\
+KeylessVerifier`'s to say; sigstore-python refuses any other material.
+    """
     verifier = verifier or SigstoreVerifier()
     sbundle = load_sigstore_bundle(bundle.raw, source=bundle.source)
     from sigstore.errors import Error as SigstoreError

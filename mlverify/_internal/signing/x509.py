@@ -377,16 +377,9 @@ def verify_envelope_with_certificates(
     *,
     at_time: dt.datetime | None = None,
 ) -> VerifiedStatement:
-    """Check a certificate-method OMS signature; raise on any doubt."""
-    kind = bundle.material.kind
-    if kind != "x509CertificateChain":
-        what = {"publicKey": "--key PUBLIC.pem", "certificate": "--identity and --issuer"}
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed with a {kind}, not a certificate chain, but only "
-            f"certificate roots were given; verify it with {what.get(kind, 'other options')}"
-        )
-    if not roots:
-        raise UsageError("no trusted root certificates; pass --cert-chain ROOTS.pem")
+    """Check a certificate-method OMS signature (``x509CertificateChain``); raise on any doubt."""
+    if bundle.material.kind != "x509CertificateChain" or not roots:
+        raise UsageError(f"{bundle.source}: not a certificate signature, or no trusted roots")
     try:
         certs = [x509.load_der_x509_certificate(d) for d in bundle.material.certificates]
     except ValueError:

@@ -69,8 +69,6 @@ MODULE_DIRECTORIES = (
 )
 MAX_URI = 8192
 MAX_PIN_FILE = 4096
-#: the most objects of one class a token is asked to list
-MAX_OBJECTS = 4096
 
 _CURVES: dict[bytes, ec.EllipticCurve] = {
     bytes.fromhex("06082a8648ce3d030107"): ec.SECP256R1(),
@@ -312,7 +310,6 @@ def _find_one(session: Any, uri: Pkcs11Uri, cls: int, what: str) -> Any:
         objects = session.findObjects(template)
     except pk.PyKCS11Error as e:
         raise Pkcs11Error(f"{uri.text}: the token cannot search for keys ({e})") from None
-    objects = objects[: MAX_OBJECTS + 1]
     if len(objects) != 1:
         found = "no" if not objects else str(len(objects))
         raise InputError(
