@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mlverify._internal.errors import UsageError
 from mlverify._internal.signing.methods.pkcs11 import parse_uri
-from tests.signing.helpers import make_model, run
+from tests.signing.helpers import make_model, make_pki, run
 
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -299,3 +299,37 @@ def test_policy_trusts_a_token_key_by_uri_and_pins_its_fingerprint(
     with pytest.raises(PolicyError) as e:
         load_policy(policy)
     assert "not the pinned sha256:000" in str(e.value)
+
+
+def test_certificate_method_with_a_token_key(
+    token: Token, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Key sources and bundle methods compose: a token key signs with its certificate."""
+    from cryptography import x509
+
+    pki = make_pki(tmp_path)
+    pub = token.public_pem("p384", tmp_path / "p384.pub")
+    key = serialization.load_pem_public_key(pub.read_bytes())
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    _, leaf = pki.leaf("hsm", [x509.RFC822Name("hsm@example.com")], public_key=key)
+    model = make_model(tmp_path)
+    sig = tmp_path / "model.sig"
+    r = run(
+        capsys, "sign", model, "--key", token.uri("p384"), "--cert", leaf,
+        "--cert-chain", pki.inter_pem, "--signature", sig,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    r = run(
+        capsys, "verify", model, "--signature", sig, "--cert-chain", pki.root_pem,
+        "--identity", "hsm@example.com",
+    )  # fmt: skip
+    assert r.code == 0 and "certificate hsm@example.com" in r.out, r.err
+    done = model_signing(
+        token, "verify", "certificate", model, "--signature", sig,
+        "--certificate_chain", pki.root_pem,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    # a certificate for another key is refused before anything is signed
+    _, stranger = pki.leaf("stranger", [x509.RFC822Name("x@example.com")])
+    r = run(capsys, "sign", model, "--key", token.uri("p384"), "--cert", stranger)
+    assert r.code == 2 and "not the signing key's" in r.err
