@@ -20,8 +20,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mlverify._internal.errors import UsageError
+from mlverify._internal.errors import InputError, UsageError
 from mlverify._internal.signing.methods.pkcs11 import parse_uri
+from mlverify._internal.signing.trust import trusted_key
 from tests.signing.helpers import make_model, make_pki, run
 
 MODULE_CANDIDATES = (
@@ -177,6 +178,14 @@ def test_uri_attributes_are_decoded_and_the_pin_never_shown() -> None:
     with pytest.raises(UsageError) as e:
         parse_uri("pkcs11:token=t;bogus=1?pin-value=s3cret&module-path=/m.so")
     assert "s3cret" not in str(e.value)
+    # a policy key on an absent module: loadable, the problem named, the PIN never shown
+    key = trusted_key(
+        "pkcs11:object=k?module-path=/nonexistent/lib.so&pin-value=s3cret", defer_errors=True
+    )
+    assert "does not exist" in key.problem and "s3cret" not in key.problem + key.source
+    with pytest.raises(InputError) as ie:
+        key.public_key()
+    assert "s3cret" not in str(ie.value)
 
 
 def test_an_unknown_scheme_names_the_supported_ones(
@@ -270,7 +279,6 @@ def test_policy_trusts_a_token_key_by_uri_and_pins_its_fingerprint(
     token: Token, tmp_path: Path
 ) -> None:
     from mlverify._internal.policy.model import PolicyError, load_policy
-    from mlverify._internal.signing.trust import trusted_key
 
     pub = token.public_pem("p256", tmp_path / "p256.pub")
     by_file = trusted_key(str(pub))

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlverify._internal.errors import InputError, UsageError
+from mlverify._internal.errors import InputError, MlverifyError, UsageError
 from mlverify._internal.signing.identity import compile_identity_regex
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def trusted_key(
     ``defer_errors`` (policies): a key that cannot be read gives a key value that
     records the error (see :class:`TrustedKey`) instead of raising it.
     """
-    from mlverify._internal.signing.methods import load_public_key, scheme_of
+    from mlverify._internal.signing.methods import load_public_key, redact, scheme_of
 
     path: Path | None = None
     if scheme_of(uri) == "file":
@@ -131,15 +131,18 @@ def trusted_key(
         if base is not None and not path.is_absolute():
             path = base / path
         uri = str(path)
+    shown = redact(uri)
     try:
         key = load_public_key(uri)
-    except InputError as e:
+    except UsageError:
+        raise  # a malformed URI or a missing extra: the policy itself must change
+    except MlverifyError as e:  # unreadable now (no file, no token, no service)
         if not defer_errors:
             raise
-        return TrustedKey(b"", "", uri, path, not_before, not_after, owner, problem=str(e))
+        return TrustedKey(b"", "", shown, path, not_before, not_after, owner, problem=str(e))
     return _key_value(
         key,
-        source=uri,
+        source=shown,
         path=path,
         fingerprint=fingerprint,
         not_before=not_before,

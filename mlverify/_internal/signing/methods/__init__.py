@@ -90,6 +90,14 @@ SCHEMES: dict[str, str] = {
 _URI_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
 
+_SECRET = re.compile(r"(?i)([?&;]pin-value=)[^&]*")
+
+
+def redact(uri: str) -> str:
+    """``uri`` as it may be shown: secrets in it (a PKCS#11 ``pin-value``) blanked."""
+    return _SECRET.sub(r"\1***", uri)
+
+
 class KeySource(Protocol):
     def load_signer(self, uri: str, options: SignerOptions) -> Signer: ...
 

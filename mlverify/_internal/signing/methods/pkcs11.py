@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from mlverify._internal.errors import InputError, MlverifyError, UsageError
 from mlverify._internal.files import read_bounded
 from mlverify._internal.signing.keys import PublicKey, curve_hash, verify_signature
-from mlverify._internal.signing.methods import SignerOptions
+from mlverify._internal.signing.methods import SignerOptions, redact
 from mlverify._internal.signing.methods.key import KeyBundleSigner
 from mlverify._internal.text import shown
 
@@ -137,12 +137,7 @@ def parse_uri(uri: str) -> Pkcs11Uri:
     if not uri.lower().startswith("pkcs11:"):
         raise UsageError(f"{shown(uri)!r}: not a pkcs11: URI")
     path_part, _, query_part = uri[7:].partition("?")
-    masked = "pkcs11:" + path_part
-    if query_part:
-        masked += "?" + "&".join(
-            "pin-value=***" if q.lower().startswith("pin-value=") else q
-            for q in query_part.split("&")
-        )
+    masked = redact(uri)
     where = shown(masked)
     path = _attributes(path_part, PATH_ATTRIBUTES, ";", where)
     query = _attributes(query_part, QUERY_ATTRIBUTES, "&", where)
