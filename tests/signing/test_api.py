@@ -44,7 +44,8 @@ def test_sign_and_verify_round_trip(tmp_path: Path, alice: tuple[Path, Path]) ->
     sig = sign_artifact(model, signer, mode="shards", hash="blake3", shard_size=4096)
     assert sig == default_signature_path(model) == model / "model.sig"
     key = trusted_key(str(alice[1]))
-    result = verify_artifact(model, Trust((key,)))
+    assert Trust.of(str(alice[1])) == Trust((key,))
+    result = verify_artifact(model, Trust.of(str(alice[1])))
     assert isinstance(result, Verification)
     assert result.signer == signer.name == key.signer
     assert result.method == "key" and result.checked_files == 3

@@ -30,7 +30,7 @@ def test_bare_paths_and_file_uris_are_key_files(tmp_path: Path) -> None:
     assert scheme_of(str(odd)) == "file"
     fingerprints = {
         key_fingerprint(load_public_key(u))
-        for u in (str(public), f"file:{public}", f"file://{public}", str(odd))
+        for u in (str(public), f"file:{public}", f"file://{public}", f"FILE:{public}", str(odd))
     }
     assert len(fingerprints) == 1
     assert load_signer(f"file:{private}").name == load_signer(str(private)).name

@@ -263,6 +263,20 @@ class Trust:
     #: certificates: judge validity at this user-supplied time instead of now
     at_time: dt.datetime | None = None
 
+    @classmethod
+    def of(
+        cls,
+        *signers: TrustedSigner | str,
+        threshold: int = 1,
+        at_time: dt.datetime | None = None,
+    ) -> Trust:
+        """Trust these signers; a string is a public key's path or URI (read now)."""
+        return cls(
+            tuple(trusted_key(s) if isinstance(s, str) else s for s in signers),
+            threshold=threshold,
+            at_time=at_time,
+        )
+
     def __post_init__(self) -> None:
         if not self.signers:
             raise UsageError(

@@ -6,6 +6,7 @@ only when needed); public keys are PEM SubjectPublicKeyInfo. Reads are bounded.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -23,7 +24,7 @@ from mlverify._internal.signing.methods.key import KeyBundleSigner
 
 def key_path(uri: str) -> Path:
     """The file behind a key URI (``file:PATH``, ``file:///PATH`` or a bare path)."""
-    if uri.startswith("file:"):
+    if uri[:5].lower() == "file:" and not os.path.exists(uri):
         parsed = urlparse(uri)
         return Path(unquote(parsed.path if parsed.netloc in ("", "localhost") else uri[5:]))
     return Path(uri)
