@@ -341,3 +341,21 @@ def test_certificate_method_with_a_token_key(
     _, stranger = pki.leaf("stranger", [x509.RFC822Name("x@example.com")])
     r = run(capsys, "sign", model, "--key", token.uri("p384"), "--cert", stranger)
     assert r.code == 2 and "not the signing key's" in r.err
+
+
+def test_attestations_signed_on_the_token(
+    token: Token, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`attest --key pkcs11:...` goes through the same registry as `sign`."""
+    pub = token.public_pem("p256", tmp_path / "p256.pub")
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"weights")
+    r = run(
+        capsys, "attest", "provenance", f, "--builder-id", "b", "--source-repo", "r/s",
+        "--source-ref", "refs/heads/main", "--key", token.uri("p256"),
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert run(capsys, "verify-attestation", f, "--key", pub).code == 0
+    bundle = tmp_path / "weights.bin.provenance.sigstore.json"
+    r = run(capsys, "verify-bundle", f, "--bundle", bundle, "--key", pub)
+    assert r.code == 0 and "not in a transparency log" in r.out, r.err
