@@ -85,7 +85,11 @@ class Token:
             )
             if fields.get("label") != label:
                 continue
-            curve = {"06082a8648ce3d030107": ec.SECP256R1(), "06052b81040022": ec.SECP384R1()}
+            curve = {
+                "06082a8648ce3d030107": ec.SECP256R1(),
+                "06052b81040022": ec.SECP384R1(),
+                "06052b81040023": ec.SECP521R1(),
+            }
             point = bytes.fromhex(fields["EC_POINT"])
             point = point[3:] if point[1] == 0x81 else point[2:]  # the DER OCTET STRING
             key = ec.EllipticCurvePublicKey.from_encoded_point(curve[fields["EC_PARAMS"]], point)
@@ -123,6 +127,7 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
     for label, key_id, curve in (
         ("p256", "01", "EC:prime256v1"),
         ("p384", "02", "EC:secp384r1"),
+        ("p521", "05", "EC:secp521r1"),
         ("twin", "03", "EC:prime256v1"),
         ("twin", "04", "EC:prime256v1"),
     ):
@@ -198,7 +203,7 @@ def test_an_unknown_scheme_names_the_supported_ones(
 # -- a real SoftHSM2 token --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["p256", "p384"])
+@pytest.mark.parametrize("label", ["p256", "p384", "p521"])
 def test_token_signature_verifies_in_mlverify_and_model_signing(
     token: Token, tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str
 ) -> None:
