@@ -192,50 +192,17 @@ class OwnedTrust:
 def trust_sets(policy: Policy, today: dt.date) -> list[OwnedTrust]:
     """One trust set per trusted signer kind of the policy (keys outside their
     rotation window, judged today, are left out); empty when it trusts nobody."""
-    from mlverify._internal.signing.keys import key_fingerprint, load_public_key
-    from mlverify._internal.signing.trustset import TrustSet
+    from mlverify._internal.signing.trust import Trust, TrustedSigner, compile_trust
 
     rules = policy.signatures
     sets: list[OwnedTrust] = []
-    keys = []
-    owners: dict[str, str] = {}
-    for k in rules.keys:
-        if (k.not_before is None or k.not_before <= today) and (
-            k.not_after is None or today <= k.not_after
-        ):
-            key = load_public_key(str(k.path))
-            keys.append(key)
-            if k.owner:
-                owners[f"key {key_fingerprint(key)}"] = k.owner
+    keys = tuple(k for k in rules.keys if k.valid_on(today))
     if keys:
-        sets.append(OwnedTrust(TrustSet(keys=keys), key_owners=owners))
-    for c in rules.certificates:
-        from mlverify._internal.signing.x509 import CertificateIdentity, load_certificates
-
-        roots = [cert for r in c.roots for cert in load_certificates(r, what="root certificate")]
-        trust = TrustSet(
-            cert_roots=roots,
-            cert_identity=CertificateIdentity(identities=c.identities, regex=c.identity_regex),
-        )
-        sets.append(OwnedTrust(trust, owner=c.owner))
-    for st in rules.sigstore:
-        from mlverify._internal.signing.sigstore_verify import (
-            SigstoreVerifier,
-            identity_from_options,
-        )
-
-        trust = TrustSet(
-            sigstore_identity=identity_from_options(
-                st.identities,
-                st.identity_regex,
-                st.issuer,
-                source_repo=st.source_repo,
-                source_ref=st.source_ref,
-                workflow=st.workflow,
-            ),
-            sigstore=SigstoreVerifier(st.trust_root),
-        )
-        sets.append(OwnedTrust(trust, owner=st.owner))
+        owners = {k.signer: k.owner for k in keys if k.owner}
+        sets.append(OwnedTrust(compile_trust(Trust(keys)), key_owners=owners))
+    others: list[TrustedSigner] = [*rules.certificates, *rules.sigstore]
+    for signer in others:
+        sets.append(OwnedTrust(compile_trust(Trust((signer,))), owner=signer.owner))
     return sets
 
 

@@ -54,5 +54,5 @@ def test_lint_takes_builtin_names(
     assert _cli("policy", "lint", "builtin:default") == 0
     assert "ok:" in capsys.readouterr().out
     assert _cli("policy", "lint", "builtin:strict") == 1
-    assert "keys/release.pub does not exist" in capsys.readouterr().out
+    assert "keys/release.pub: public key not found" in capsys.readouterr().out
     assert _cli("policy", "lint", "builtin:../strict") == 2

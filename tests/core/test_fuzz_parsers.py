@@ -109,21 +109,20 @@ def _parse_and_verify(doc: Any, trust: Any) -> None:
 @FUZZ
 @given(st.sampled_from(BUNDLE_PATHS), JSON)
 def test_key_bundle_with_one_value_replaced(path: tuple[Any, ...], value: Any) -> None:
-    from mlverify._internal.signing.trustset import TrustSet
+    from mlverify._internal.signing.keys import public_key_pem
+    from mlverify._internal.signing.trust import Trust, compile_trust, trusted_key_pem
 
-    _parse_and_verify(_replace(BUNDLE, path, value), TrustSet(keys=[KEY.public_key()]))
+    trust = compile_trust(Trust((trusted_key_pem(public_key_pem(KEY.public_key())),)))
+    _parse_and_verify(_replace(BUNDLE, path, value), trust)
 
 
 @pytest.fixture(scope="module")
 def cert_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Any]:
-    from mlverify._internal.signing.trustset import TrustSet
-    from mlverify._internal.signing.x509 import CertificateIdentity, load_certificates
+    from mlverify._internal.signing.trust import Trust, compile_trust, trusted_certificate
 
     doc, root = _cert_bundle(tmp_path_factory.mktemp("pki"))
-    trust = TrustSet(
-        cert_roots=load_certificates(root),
-        cert_identity=CertificateIdentity(identities=("fuzz@example.com",), regex=None),
-    )
+    signer = trusted_certificate((root,), identities=("fuzz@example.com",))
+    trust = compile_trust(Trust((signer,)))
     _parse_and_verify(doc, trust)
     return doc, trust
 

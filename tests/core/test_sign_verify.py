@@ -295,8 +295,10 @@ def test_unsupported_key_scheme_and_bad_key_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keys: tuple[Path, Path]
 ) -> None:
     model = make_model(tmp_path)
-    r = run(capsys, "sign", model, "--key", "pkcs11:token=x")
-    assert r.code == 2 and "'pkcs11:' is not supported yet" in r.err
+    r = run(capsys, "sign", model, "--key", "gpgcard:token=x")
+    assert r.code == 2 and "'gpgcard:' is not supported" in r.err and "pkcs11:" in r.err
+    r = run(capsys, "sign", model, "--key", "pkcs11:token=x")  # names no key object
+    assert r.code == 2 and "object=LABEL or id=" in r.err
     (tmp_path / "junk.pem").write_text("not a key")
     r = run(capsys, "sign", model, "--key", tmp_path / "junk.pem")
     assert r.code == 2 and "not a PEM private key" in r.err

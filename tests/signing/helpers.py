@@ -92,8 +92,13 @@ class Pki:
         not_after: dt.datetime | None = None,
         code_signing: bool = True,
         digital_signature: bool = True,
+        public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> tuple[Path, Path]:
-        """Issue a leaf; returns (private key PEM, certificate PEM)."""
+        """Issue a leaf; returns (private key PEM, certificate PEM).
+
+        With ``public_key`` (a key held elsewhere, e.g. on a token) the leaf certifies
+        that key, and the private key file written is an unrelated throwaway.
+        """
         now = dt.datetime.now(UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         eku = [
@@ -103,7 +108,7 @@ class Pki:
             x509.CertificateBuilder()
             .subject_name(_name(name))
             .issuer_name(self.inter.subject)
-            .public_key(key.public_key())
+            .public_key(public_key or key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or now - dt.timedelta(days=1))
             .not_valid_after(not_after or now + dt.timedelta(days=30))

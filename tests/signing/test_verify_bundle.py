@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mlverify._internal.errors import InputError, MlverifyError
 from mlverify._internal.signing.generic import UnsupportedBundleError, verify_any_bundle
-from mlverify._internal.signing.keys import load_public_key
+from mlverify._internal.signing.methods import load_public_key
 from mlverify._internal.signing.sigstore_verify import SigstoreIdentity
 from tests.signing.helpers import VECTORS, Result, run, vectors_dir, write_public_key
 

@@ -81,21 +81,15 @@ class SignerChoice:
             raise UsageError("--sigstore signs keyless: drop --key")
         if not self.use_sigstore and (self.identity_token or self.staging):
             raise UsageError("--identity-token and --staging apply to --sigstore only")
-        if self.use_sigstore:
-            from mlverify._internal.signing.sigstore_sign import (
-                sign_statement_sigstore,
-                start_sigstore_session,
-            )
-
-            session = start_sigstore_session(self.identity_token, staging=self.staging)
-            return lambda payload: sign_statement_sigstore(session, payload)
-        if not self.key_uri:
+        if not (self.key_uri or self.use_sigstore):
             raise UsageError("no signer given; pass --key PRIVATE.pem or --sigstore")
-        from mlverify._internal.signing.bundle import key_signed_bundle
-        from mlverify._internal.signing.keys import load_signer
+        from mlverify._internal.signing.methods import SignerOptions, load_signer
 
-        signer = load_signer(self.key_uri, password=password_source(self.password_env))
-        return lambda payload: key_signed_bundle(payload, signer)
+        uri = self.key_uri or ("sigstore:staging" if self.staging else "sigstore:")
+        options = SignerOptions(
+            password=password_source(self.password_env), identity_token=self.identity_token
+        )
+        return load_signer(uri, options).sign_statement
 
 
 def _write(out: Path, data: bytes) -> None:

@@ -12,17 +12,9 @@ from mlverify._internal.cli.options import (
     serialization_options,
     sigstore_signing_options,
 )
-from mlverify._internal.cli.output import write_atomically
 from mlverify._internal.cli.secrets import password_source
 from mlverify._internal.errors import UsageError
 from mlverify._internal.text import shown
-
-
-def default_signature_path(model: Path) -> Path:
-    """``model.sig`` inside a model directory, ``FILE.sig`` beside a single file."""
-    if model.is_dir():
-        return model / "model.sig"
-    return model.with_name(model.name + ".sig")
 
 
 @click.command("sign")
@@ -31,7 +23,8 @@ def default_signature_path(model: Path) -> Path:
     "--key",
     "key_uri",
     metavar="KEY",
-    help="Private key: a PEM file (EC P-256/P-384/P-521 or Ed25519) or file:PATH.",
+    help="Private key: a PEM file (EC P-256/P-384/P-521 or Ed25519), file:PATH, an "
+    "RFC 7512 pkcs11: URI (HSM or token), or a KMS URI (awskms:, gcpkms:, azurekms:, hv:).",
 )
 @click.option(
     "--cert",
@@ -90,7 +83,8 @@ def sign_command(
     (--key with --cert [--cert-chain]), or Sigstore keyless (--sigstore).
     The signature file is never hashed, nor is any other known signature file.
     """
-    from mlverify._internal.manifest.build import hash_model
+    from mlverify._internal.signing.api import sign_model
+    from mlverify._internal.signing.methods import SignerOptions, load_signer
 
     if use_sigstore and (key_uri or cert_path or cert_chain):
         raise UsageError("--sigstore signs keyless: drop --key, --cert and --cert-chain")
@@ -102,54 +96,34 @@ def sign_command(
         raise UsageError("--cert-chain needs --cert LEAF.pem (the signing certificate)")
     if (identity_token or staging) and not use_sigstore:
         raise UsageError("--identity-token and --staging apply to --sigstore only")
-    session = None
-    if use_sigstore:  # network and identity first: fail before hashing a large model
-        from mlverify._internal.signing.sigstore_sign import start_sigstore_session
+    # keyless: network and identity first, to fail before hashing a large model
+    uri = ("sigstore:staging" if staging else "sigstore:") if use_sigstore else key_uri
+    assert uri is not None
+    options = SignerOptions(password=password_source(password_env), identity_token=identity_token)
+    signer = load_signer(uri, options)
+    if cert_path is not None:
+        from mlverify._internal.signing.methods.x509 import with_certificate
+        from mlverify._internal.signing.x509 import load_certificates
 
-        session = start_sigstore_session(identity_token, staging=staging)
-    signer = None
-    if key_uri:
-        from mlverify._internal.signing.keys import load_signer
-
-        signer = load_signer(key_uri, password=password_source(password_env))
-    out = signature_path or default_signature_path(path)
-    manifest = hash_model(
-        path,
-        ignore=ignore,
-        allow_symlinks=allow_symlinks,
-        method=mode,
-        hash_type=hash_type,
-        shard_size=shard_size,
-        use_cache=use_cache,
-        extra_excluded=[out],
-    )
-    if session is not None:
-        from mlverify._internal.signing.sigstore_sign import sign_manifest_sigstore
-
-        assert session is not None
-        data = sign_manifest_sigstore(session, manifest)
-    elif cert_path is not None:
-        from mlverify._internal.signing.x509 import (
-            load_certificates,
-            sign_manifest_with_certificate,
-        )
-
-        assert signer is not None
         leaf = load_certificates(cert_path, what="signing certificate")
         chain = [c for p in cert_chain for c in load_certificates(p, what="certificate chain")]
-        data = sign_manifest_with_certificate(
-            manifest, signer, leaf[0], [*leaf[1:], *chain], leaf_source=str(cert_path)
-        )
-    else:
-        from mlverify._internal.signing.oms import sign_manifest
-
-        assert signer is not None
-        data = sign_manifest(manifest, signer)
-    write_atomically(out, data)
+        signer = with_certificate(signer, leaf, chain, leaf_source=str(cert_path))
+    signed = sign_model(
+        path,
+        signer,
+        signature=signature_path,
+        mode=mode,  # type: ignore[arg-type]
+        hash=hash_type,
+        shard_size=shard_size,
+        ignore=ignore,
+        allow_symlinks=allow_symlinks,
+        use_cache=use_cache,
+    )
+    manifest = signed.manifest
     click.echo(
         shown(
             f"signed {path} ({len(manifest.resources)} resources, "
-            f"root sha256:{manifest.root_digest}) -> {out}"
+            f"root sha256:{manifest.root_digest}) -> {signed.signature}"
         ),
         err=True,
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,7 +13,7 @@ import click
 from mlverify._internal.errors import UsageError
 
 if TYPE_CHECKING:
-    from mlverify._internal.signing.keys import PublicKey
+    from mlverify._internal.signing.trust import Trust
     from mlverify._internal.signing.trustset import TrustSet
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,9 +148,46 @@ def sigstore_identity(args: TrustArgs) -> Any:
     )
 
 
-def build_trust_set(keys: Sequence[PublicKey], args: TrustArgs) -> TrustSet:
-    """A trust set from command-line options, refusing combinations that mean nothing."""
-    from mlverify._internal.signing.trustset import TrustSet
+#: how to trust a signer of each method, on the command line
+TRUST_REMEDIES = {
+    "publicKey": "pass --key PUBLIC.pem",
+    "x509CertificateChain": "pass --cert-chain ROOTS.pem and --identity SAN",
+    "certificate": "pass --identity and --issuer (Sigstore keyless)",
+}
+
+
+@contextmanager
+def cli_remedies() -> Iterator[None]:
+    """Render the library's remedies as the options that apply them."""
+    from mlverify._internal.signing.trustset import NoVerifierError
+
+    try:
+        yield
+    except NoVerifierError as e:
+        raise NoVerifierError(e.message, kind=e.kind, remedy=TRUST_REMEDIES[e.kind]) from None
+
+
+def _option_error(e: UsageError) -> UsageError:
+    """A library error with the option that caused it named."""
+    from mlverify._internal.signing.identity import IdentityRegexError
+
+    if isinstance(e, IdentityRegexError):
+        return UsageError(f"--identity-regex: {e.message}")
+    return e
+
+
+def trust_from_options(key_uris: Sequence[str], args: TrustArgs) -> Trust:
+    """The typed trust (as a policy would give it) from command-line options.
+
+    Refuses option combinations that mean nothing.
+    """
+    from mlverify._internal.signing.trust import (
+        Trust,
+        TrustedSigner,
+        TrustedSigstore,
+        trusted_certificate,
+        trusted_key,
+    )
 
     github = args.source_repo or args.source_ref or args.workflow
     if (args.wants_identity or github) and not (args.issuer or args.cert_roots):
@@ -165,39 +203,52 @@ def build_trust_set(keys: Sequence[PublicKey], args: TrustArgs) -> TrustSet:
         raise UsageError("--cert-subject needs --cert-chain ROOTS.pem")
     if args.trust_root and not args.issuer:
         raise UsageError("--trust-root applies to Sigstore signatures: add --identity and --issuer")
-
-    cert_identity = None
-    roots: list[Any] = []
-    at_time = None
-    if args.cert_roots:
-        from mlverify._internal.signing.x509 import (
-            CertificateIdentity,
-            load_certificates,
-            parse_at_time,
-        )
-
-        for p in args.cert_roots:
-            roots.extend(load_certificates(p, what="root certificate"))
-        cert_identity = CertificateIdentity(
-            identities=args.identities, regex=args.identity_regex, subject=args.cert_subject
-        )
-        at_time = parse_at_time(args.at_time) if args.at_time else None
-    elif args.at_time:
+    if args.at_time and not args.cert_roots:
         raise UsageError("--at-time applies to certificate signatures: add --cert-chain")
+    if not (key_uris or args.cert_roots or args.issuer):
+        raise UsageError(
+            "no trusted signer given; pass --key PUBLIC.pem, or --cert-chain ROOTS.pem "
+            "with --identity, or --identity with --issuer (Sigstore)"
+        )
+    signers: list[TrustedSigner] = [trusted_key(uri) for uri in key_uris]
+    at_time = None
+    try:
+        if args.cert_roots:
+            from mlverify._internal.signing.x509 import parse_at_time
 
-    identity = None
-    verifier = None
-    if args.issuer:
-        from mlverify._internal.signing.sigstore_verify import SigstoreVerifier
+            if not (args.wants_identity or args.cert_subject):
+                raise UsageError(
+                    "--cert-chain needs --identity SAN (email or URI of the signing "
+                    "certificate), --identity-regex RX or --cert-subject DN"
+                )
+            signers.append(
+                trusted_certificate(
+                    args.cert_roots,
+                    identities=args.identities,
+                    identity_regex=args.identity_regex,
+                    subject=args.cert_subject,
+                )
+            )
+            at_time = parse_at_time(args.at_time) if args.at_time else None
+        if args.issuer:
+            signers.append(
+                TrustedSigstore(
+                    issuer=args.issuer,
+                    identities=args.identities,
+                    identity_regex=args.identity_regex,
+                    source_repo=args.source_repo,
+                    source_ref=args.source_ref,
+                    workflow=args.workflow,
+                    trust_root=args.trust_root,
+                )
+            )
+    except UsageError as e:
+        raise _option_error(e) from None
+    return Trust(tuple(signers), threshold=args.threshold, at_time=at_time)
 
-        identity = sigstore_identity(args)
-        verifier = SigstoreVerifier(args.trust_root)
-    return TrustSet(
-        keys=keys,
-        cert_roots=roots,
-        cert_identity=cert_identity,
-        at_time=at_time,
-        sigstore_identity=identity,
-        sigstore=verifier,
-        threshold=args.threshold,
-    )
+
+def build_trust_set(key_uris: Sequence[str], args: TrustArgs) -> TrustSet:
+    """The compiled trust set of command-line options."""
+    from mlverify._internal.signing.trust import compile_trust
+
+    return compile_trust(trust_from_options(key_uris, args))

@@ -9,7 +9,12 @@ from pathlib import Path
 import click
 
 from mlverify._internal.cli.options import parse_key_values, text_or_json_option
-from mlverify._internal.cli.trust_options import TrustArgs, build_trust_set, trust_options
+from mlverify._internal.cli.trust_options import (
+    TrustArgs,
+    build_trust_set,
+    cli_remedies,
+    trust_options,
+)
 from mlverify._internal.errors import SignatureNotFoundError
 from mlverify._internal.text import shown
 
@@ -99,7 +104,6 @@ def verify_attestation_command(
     from mlverify._internal.attest.provenance import ProvenanceRequirements, dependency_from_arg
     from mlverify._internal.attest.verify import artifact_digests, as_bundle, verify_attestation
     from mlverify._internal.signing.bundle import SignatureBundle
-    from mlverify._internal.signing.keys import load_public_key
     from mlverify._internal.signing.oms import VerifiedStatement
     from mlverify._internal.signing.trustset import verify_bundle
 
@@ -107,8 +111,7 @@ def verify_attestation_command(
     source_repo, source_ref = trust_args.source_repo, trust_args.source_ref
     if not trust_args.issuer:  # keys and certificates vouch for no source: check the statement
         trust_args = dataclasses.replace(trust_args, source_repo=None, source_ref=None)
-    keys = [load_public_key(uri) for uri in key_uris]
-    trust = build_trust_set(keys, trust_args)
+    trust = build_trust_set(key_uris, trust_args)
 
     parameters = parse_key_values(params)
     requirements = ProvenanceRequirements(
@@ -132,7 +135,8 @@ def verify_attestation_command(
     digests = functools.cache(lambda: artifact_digests(path))  # not for OMS manifests
 
     def check(bundle: SignatureBundle) -> VerifiedStatement:
-        return verify_bundle(bundle, trust)[0]
+        with cli_remedies():
+            return verify_bundle(bundle, trust)[0]
 
     from mlverify._internal.attest.intoto import parse_statement
     from mlverify._internal.errors import MlverifyError, VerificationError

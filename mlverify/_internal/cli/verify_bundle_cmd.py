@@ -51,7 +51,7 @@ def verify_bundle_command(
     key = None
     identity = None
     if key_uri:
-        from mlverify._internal.signing.keys import load_public_key
+        from mlverify._internal.signing.methods import load_public_key
 
         if args.wants_identity or args.issuer:
             raise UsageError("pass either --key or --identity/--issuer, not both")

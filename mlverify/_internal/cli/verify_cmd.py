@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import click
 
-from mlverify._internal.background import BackgroundCall
 from mlverify._internal.cli.options import text_or_json_option
-from mlverify._internal.cli.sign_cmd import default_signature_path
-from mlverify._internal.cli.trust_options import TrustArgs, build_trust_set, trust_options
-from mlverify._internal.errors import UsageError
+from mlverify._internal.cli.trust_options import (
+    TrustArgs,
+    cli_remedies,
+    trust_from_options,
+    trust_options,
+)
 from mlverify._internal.refs import reference_path_argument
 from mlverify._internal.text import shown
 
@@ -32,8 +33,8 @@ from mlverify._internal.text import shown
     "key_uris",
     multiple=True,
     metavar="PUBLIC_KEY",
-    help="Trusted public key (PEM file or file:PATH); repeat to trust any of several "
-    "keys (rotation).",
+    help="Trusted public key: a PEM file, file:PATH, or a key URI (pkcs11:, awskms:, ...: "
+    "its public key is read once); repeat to trust any of several keys (rotation).",
 )
 @trust_options
 @click.option(
@@ -78,101 +79,58 @@ def verify_command(
     all at once, changed, missing and extra files. Exit 0 verified, 1
     verification failed, 2 usage or input error.
     """
-    from mlverify._internal.artifact import normalize_ignore
-    from mlverify._internal.manifest.cache import DigestCache
-    from mlverify._internal.signing.bundle import read_bundle
-    from mlverify._internal.signing.keys import load_public_key
-    from mlverify._internal.signing.oms import (
-        ModelVerification,
-        VerifiedStatement,
-        require_match,
-        signed_manifest,
-        verify_model,
-    )
-    from mlverify._internal.signing.trustset import verify_threshold
+    from mlverify._internal.signing.api import check_model
+    from mlverify._internal.signing.oms import require_match
 
-    ignore = tuple(normalize_ignore(p) for p in ignore)
-    keys = [load_public_key(uri) for uri in key_uris]
-    trust = build_trust_set(keys, TrustArgs.from_kwargs(trust_args))
-    sig_paths = list(signature_paths) or [default_signature_path(path)]
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or directory; check the model path")
-    bundles = [read_bundle(p, model=path) for p in sig_paths]
-    for bundle in bundles:
-        signed_manifest(bundle)
-    cache = DigestCache() if use_cache else None
-    if len(sig_paths) > 1 and path.is_dir():
-        # every signature file inside the model is left out, not only the first
-        root = path.resolve()
-        inside = [p.resolve() for p in sig_paths if root in p.resolve().parents]
-        ignore = (*ignore, *(p.relative_to(root).as_posix() for p in inside))
-
-    def rehash(statement: VerifiedStatement) -> ModelVerification:
-        return verify_model(
+    trust = trust_from_options(key_uris, TrustArgs.from_kwargs(trust_args))
+    with cli_remedies():
+        checked = check_model(
             path,
-            statement,
+            trust,
+            signature=list(signature_paths),
             ignore=ignore,
             ignore_unsigned_files=ignore_unsigned_files,
-            signature_path=sig_paths[0] if len(sig_paths) == 1 else None,
-            cache=cache,
+            use_cache=use_cache,
         )
-
-    # Hash while the signature is checked (Sigstore verification is mostly Python,
-    # hashing releases the GIL): verifying then costs about what hashing costs. The
-    # speculative result is used only for the payload bytes the signature verifies.
-    first = bundles[0]
-    pending = VerifiedStatement(first.source, "key", "(not yet verified)", first.envelope.payload)
-    speculative = BackgroundCall(rehash, pending)
-    signers = verify_threshold(bundles, trust)
-    if trust.at_time is not None and any(s.method == "certificate" for s in signers):
+    v = checked.verification
+    if v.at_time is not None:
         click.echo(
             "mlverify: warning: certificate validity judged at user-supplied time "
-            f"{trust.at_time.isoformat()} (--at-time), not at the current time",
+            f"{v.at_time.isoformat()} (--at-time), not at the current time",
             err=True,
         )
-    results: dict[bytes, ModelVerification] = {}
-    for signer in signers:  # hash once per distinct signed payload
-        if signer.statement_payload in results:
-            continue
-        if signer.statement_payload == pending.statement_payload:
-            results[signer.statement_payload] = dataclasses.replace(
-                speculative.result(), signature=signer
-            )
-        else:
-            results[signer.statement_payload] = rehash(signer)
-    result = next(iter(results.values()))
     if output_format == "json":
-        diff = result.diff
+        diff = checked.diff
         doc = {
-            "verified": all(r.diff.ok for r in results.values()),
+            "verified": checked.ok,
             "path": str(path),
-            "signature": str(sig_paths[0]),
-            "signatures": [str(p) for p in sig_paths],
-            "signer": result.signature.signer,
+            "signature": str(v.signatures[0]),
+            "signatures": [str(p) for p in v.signatures],
+            "signer": v.signer,
             "signers": [
-                {"signer": s.signer, "method": s.method, "source": s.source} for s in signers
+                {"signer": s.signer, "method": s.method, "source": s.source} for s in v.signers
             ],
-            "threshold": trust.threshold,
-            "method": result.signature.method,
-            "root_digest": result.manifest.root_digest,
-            "serialization": result.manifest.serialization.to_json(),
-            "checked_files": result.checked_files,
+            "threshold": v.threshold,
+            "method": v.method,
+            "root_digest": v.manifest.root_digest,
+            "serialization": v.serialization.to_json(),
+            "checked_files": v.checked_files,
             "changed": [{"name": n, "expected": e, "found": f} for n, e, f in diff.changed],
             "missing": list(diff.missing),
             "extra": list(diff.extra),
         }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
-    for each in results.values():
-        require_match(each, path)
+    for result in checked.results:
+        require_match(result, path)
     if output_format == "text":
         by = "; ".join(
-            s.signer + (f", judged at {s.judged_at}" if s.judged_at else "") for s in signers
+            s.signer + (f", judged at {s.judged_at}" if s.judged_at else "") for s in v.signers
         )
         name = click.get_current_context().meta.get("mlverify.reference", path)
-        ser = result.manifest.serialization
+        ser = v.serialization
         click.echo(
             shown(
-                f"verified: {name} ({result.checked_files} files, "
+                f"verified: {name} ({v.checked_files} files, "
                 f"{ser.method}/{ser.hash_type}, signed by {by})"
             )
         )

@@ -74,8 +74,8 @@ def lint_policy(
                     )
                 )
     for k in policy.signatures.keys:
-        if not k.path.is_file():
-            problems.append(LintProblem("error", f"{path}: trusted key {k.path} does not exist"))
+        if k.problem:
+            problems.append(LintProblem("error", f"{path}: trusted key: {k.problem}"))
     for c in policy.signatures.certificates:
         for r in c.roots:
             if not r.is_file():

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlverify._internal.errors import InputError
+from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.signing.trust import (
+    TrustedCertificate,
+    TrustedKey,
+    TrustedSigstore,
+    trusted_certificate,
+    trusted_key,
+    trusted_key_pem,
+)
 
 API_VERSION = "mlverify.dev/v1"
 KIND = "Policy"
@@ -28,34 +36,6 @@ class PolicyError(InputError):
     """A policy file that cannot be used; names the file and the key."""
 
     code = "policy"
-
-
-@dataclass(frozen=True)
-class TrustedKey:
-    path: Path
-    not_before: dt.date | None = None
-    not_after: dt.date | None = None
-    owner: str = ""  #: the person or team; thresholds count owners, not keys
-
-
-@dataclass(frozen=True)
-class TrustedCertificate:
-    roots: tuple[Path, ...]
-    identities: tuple[str, ...] = ()
-    identity_regex: str | None = None
-    owner: str = ""
-
-
-@dataclass(frozen=True)
-class TrustedSigstore:
-    issuer: str
-    identities: tuple[str, ...] = ()
-    identity_regex: str | None = None
-    source_repo: str | None = None
-    source_ref: str | None = None
-    workflow: str | None = None
-    trust_root: Path | None = None
-    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -341,6 +321,36 @@ def _path(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def _trusted_key(r: _Reader, base: Path, owner: str) -> TrustedKey:
+    """A ``key: PATH_OR_URI`` or ``public_key: PEM`` entry, read once, here."""
+    fingerprint = r.get("fingerprint", str)
+    before, after = r.date("not_before"), r.date("not_after")
+    if "public_key" in r.data:
+        pem = r.get("public_key", str)
+        if not pem:
+            raise PolicyError(f"{r.source}: '{r.where}.public_key' must hold a PEM public key")
+        return trusted_key_pem(
+            pem.encode(),
+            source=f"{r.source}: '{r.where}.public_key'",
+            fingerprint=fingerprint,
+            not_before=before,
+            not_after=after,
+            owner=owner,
+        )
+    uri = r.get("key", str)
+    if not uri:
+        raise PolicyError(f"{r.source}: '{r.where}.key' must name a public key file or key URI")
+    return trusted_key(
+        uri,
+        base=base,
+        fingerprint=fingerprint,
+        not_before=before,
+        not_after=after,
+        owner=owner,
+        defer_errors=True,  # `policy lint` names it; a check that needs it stops on it
+    )
+
+
 def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
     required = sig.get("required", bool, False)
     threshold = sig.get("threshold", int, 1)
@@ -351,11 +361,11 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
     stores: list[TrustedSigstore] = []
     for i, entry in enumerate(sig.get("trusted", list, [])):
         r = _Reader(entry, f"spec.signatures.trusted[{i}]", sig.source)
-        kinds = [k for k in ("key", "certificate", "sigstore") if k in r.data]
+        kinds = [k for k in ("key", "public_key", "certificate", "sigstore") if k in r.data]
         if len(kinds) != 1:
             raise PolicyError(
                 f"{sig.source}: 'spec.signatures.trusted[{i}]' needs exactly one of key, "
-                "certificate, sigstore"
+                "public_key, certificate, sigstore"
             )
         owner = r.get("owner", str, "")
         if threshold > 1 and not owner:
@@ -364,58 +374,42 @@ def _signature_rules(sig: _Reader, base: Path) -> SignatureRules:
                 f"threshold is {threshold}: a threshold counts people, and only the policy "
                 "knows which keys or identities belong to one person (e.g. old and new key)"
             )
-        if kinds == ["key"]:
-            key_path = r.get("key", str)
-            if not key_path:
-                raise PolicyError(
-                    f"{sig.source}: 'spec.signatures.trusted[{i}].key' must name a public key file"
+        where = f"{sig.source}: 'spec.signatures.trusted[{i}]'"
+        try:
+            if kinds in (["key"], ["public_key"]):
+                keys.append(_trusted_key(r, base, owner))
+            elif kinds == ["certificate"]:
+                c = r.child("certificate")
+                certs.append(
+                    trusted_certificate(
+                        tuple(_path(base, x) for x in c.strings("roots")),
+                        identities=c.strings("identities"),
+                        identity_regex=c.get("identity_regex", str),
+                        subject=c.get("subject", str),
+                        owner=owner,
+                    )
                 )
-            keys.append(
-                TrustedKey(
-                    path=_path(base, key_path),
-                    not_before=r.date("not_before"),
-                    not_after=r.date("not_after"),
-                    owner=owner,
+                c.done()
+            else:
+                st = r.child("sigstore")
+                trust_root = st.get("trust_root", str)
+                stores.append(
+                    TrustedSigstore(
+                        issuer=st.get("issuer", str) or "",
+                        identities=st.strings("identities"),
+                        identity_regex=st.get("identity_regex", str),
+                        source_repo=st.get("source_repo", str),
+                        source_ref=st.get("source_ref", str),
+                        workflow=st.get("workflow", str),
+                        trust_root=_path(base, trust_root) if trust_root else None,
+                        owner=owner,
+                    )
                 )
-            )
-        elif kinds == ["certificate"]:
-            c = r.child("certificate")
-            roots = c.strings("roots")
-            if not roots:
-                raise PolicyError(f"{sig.source}: certificate signer needs 'roots'")
-            ids, rx = c.strings("identities"), c.get("identity_regex", str)
-            if not ids and not rx:
-                raise PolicyError(
-                    f"{sig.source}: certificate signer needs 'identities' or 'identity_regex' "
-                    "(a chain to a root proves nothing about who signed)"
-                )
-            certs.append(
-                TrustedCertificate(tuple(_path(base, x) for x in roots), ids, rx, owner=owner)
-            )
-            c.done()
-        else:
-            s = r.child("sigstore")
-            issuer = s.get("issuer", str)
-            ids, rx = s.strings("identities"), s.get("identity_regex", str)
-            if not issuer or not (ids or rx):
-                raise PolicyError(
-                    f"{sig.source}: sigstore signer needs 'issuer' and 'identities' or "
-                    "'identity_regex'"
-                )
-            trust_root = s.get("trust_root", str)
-            stores.append(
-                TrustedSigstore(
-                    issuer=issuer,
-                    identities=ids,
-                    identity_regex=rx,
-                    source_repo=s.get("source_repo", str),
-                    source_ref=s.get("source_ref", str),
-                    workflow=s.get("workflow", str),
-                    trust_root=_path(base, trust_root) if trust_root else None,
-                    owner=owner,
-                )
-            )
-            s.done()
+                st.done()
+        except PolicyError:
+            raise
+        except MlverifyError as e:
+            raise PolicyError(f"{where}: {e.message}", remedy=e.remedy) from None
         r.done()
     rules = SignatureRules(required, tuple(keys), tuple(certs), tuple(stores), threshold)
     if required and not rules.has_signers:

@@ -25,7 +25,7 @@ from mlverify._internal.signing.dsse import (
     Envelope,
     b64decode_strict,
 )
-from mlverify._internal.signing.keys import Signer, public_key_hint
+from mlverify._internal.signing.keys import RawSigner, public_key_hint
 
 #: the bundle mediaType the reference tool accepts (it rejects the newer alias)
 BUNDLE_MEDIA_TYPE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -234,7 +234,7 @@ def _parse_material(vm: object, *, source: str) -> VerificationMaterial:
     )
 
 
-def key_signed_bundle(payload: bytes, signer: Signer) -> bytes:
+def key_signed_bundle(payload: bytes, signer: RawSigner) -> bytes:
     """A bundle whose DSSE envelope over an in-toto ``payload`` is signed by a key."""
     unsigned = Envelope(INTOTO_PAYLOAD_TYPE, payload, ())
     signature = DsseSignature(signer.sign(unsigned.pae()), "")

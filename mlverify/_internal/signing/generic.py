@@ -264,11 +264,19 @@ def verify_managed_key(
     else:
         raise InputError(f"{source}: the bundle has neither messageSignature nor dsseEnvelope")
 
-    entries = doc.get("verificationMaterial", {}).get("tlogEntries") or []
+    vm = doc.get("verificationMaterial", {})
+    entries = vm.get("tlogEntries") or []
     if not entries:
-        raise UntrustedSignerError(
-            f"{source}: no transparency-log entry; verify-bundle requires one"
-        )
+        # A DSSE statement signed by a key the user trusts, outside any log: what
+        # mlverify attest --key and model_signing write. The key is the trust anchor;
+        # the output says it was not logged. Message signatures (cosign, sigstore-python)
+        # are always logged, so one without an entry is refused.
+        if "dsseEnvelope" not in doc or vm.get("timestampVerificationData"):
+            raise UntrustedSignerError(
+                f"{source}: no transparency-log entry; a managed-key message signature "
+                "(or one with timestamps) must carry one"
+            )
+        return signer, f"{content}, key-signed, not in a transparency log"
     keyring = verifier.trusted_root().rekor_keyring(KeyringPurpose.VERIFY)
     for raw in entries:
         try:

@@ -1,28 +1,24 @@
-"""Keys named by URI: load private keys to sign and public keys to verify.
+"""Key primitives: in-memory keys, PEM parsing, signature checks, fingerprints.
 
-Only the ``file:`` scheme exists today (a bare path means ``file:``); other
-schemes (``pkcs11:``, cloud KMS) plug in through :func:`load_signer` without
-touching callers. Supported algorithms: ECDSA on P-256, P-384, P-521 (hash
-follows the curve, as the OMS spec and Sigstore require) and Ed25519.
+Keys named by URI (``file:``, ``pkcs11:``, cloud KMS) are loaded by the method
+registry in :mod:`mlverify._internal.signing.methods`. Supported algorithms:
+ECDSA on P-256, P-384, P-521 (hash follows the curve, as the OMS spec and
+Sigstore require) and Ed25519.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from mlverify._internal.errors import InputError, UsageError
-from mlverify._internal.files import read_bounded
+from mlverify._internal.errors import InputError
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -30,7 +26,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 #: the largest key or certificate file we read (bounded reads at I/O boundaries)
 MAX_KEY_FILE = 1024 * 1024
 
-_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+_HINT = re.compile(r"[0-9a-fA-F]{64}")
 
 _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "secp256r1": hashes.SHA256,
@@ -39,8 +35,13 @@ _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 
-class Signer(Protocol):
-    """Anything that signs bytes and names its public key."""
+class RawSigner(Protocol):
+    """Anything that signs bytes with a private key and names its public key.
+
+    ``sign`` returns the signature over ``data`` as the OMS key method needs it:
+    DER ECDSA with the curve's hash (P-256: SHA-256, P-384: SHA-384, P-521:
+    SHA-512), or Ed25519. Key files, PKCS#11 tokens and cloud KMS keys all are.
+    """
 
     @property
     def public_key(self) -> PublicKey: ...
@@ -48,21 +49,7 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
-def key_path(uri: str) -> Path:
-    """The file behind a key URI (``file:PATH``, ``file:///PATH`` or a bare path)."""
-    if uri.startswith("file:"):
-        parsed = urlparse(uri)
-        return Path(unquote(parsed.path if parsed.netloc in ("", "localhost") else uri[5:]))
-    scheme = _URI_SCHEME.match(uri)
-    if scheme and not os.path.exists(uri):
-        raise UsageError(
-            f"key URI scheme '{scheme.group(1)}:' is not supported yet; "
-            "give a PEM file path or file:PATH"
-        )
-    return Path(uri)
-
-
-def _check_algorithm(key: object, where: str) -> None:
+def check_algorithm(key: object, where: str) -> None:
     if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
         return
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
@@ -86,15 +73,8 @@ def load_public_key_pem(data: bytes, *, where: str) -> PublicKey:
             f"{where}: not a PEM public key (expected '-----BEGIN PUBLIC KEY-----'); "
             "export it with 'openssl pkey -pubout'"
         ) from None
-    _check_algorithm(key, where)
+    check_algorithm(key, where)
     return key  # type: ignore[return-value]
-
-
-def load_public_key(uri: str) -> PublicKey:
-    path = key_path(uri)
-    return load_public_key_pem(
-        read_bounded(path, what="public key", limit=MAX_KEY_FILE), where=str(path)
-    )
 
 
 def public_key_pem(key: PublicKey) -> bytes:
@@ -104,16 +84,34 @@ def public_key_pem(key: PublicKey) -> bytes:
 
 
 def public_key_hint(key: PublicKey) -> str:
-    """The OMS key hint: hex SHA-256 of the PEM SubjectPublicKeyInfo bytes."""
+    """The OMS key hint: hex SHA-256 of the canonical PEM SubjectPublicKeyInfo."""
     return hashlib.sha256(public_key_pem(key)).hexdigest()
 
 
 def key_fingerprint(key: PublicKey) -> str:
-    """SHA-256 over the DER SubjectPublicKeyInfo: a stable signer name."""
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256:" + hashlib.sha256(der).hexdigest()
+    """The one fingerprint mlverify prints for a key: ``sha256:`` + the OMS key hint.
+
+    That is SHA-256 over the key's canonical PEM SubjectPublicKeyInfo, so it is
+    what ``sha256sum`` prints for a public key file written by ``mlverify keygen``
+    or ``openssl pkey -pubout``, and the ``hint`` that mlverify and model_signing
+    write into every key-signed bundle: a wrong-key message can name the key that
+    signed even when the bundle carries only its hint (docs/signatures.md).
+    """
+    return "sha256:" + public_key_hint(key)
+
+
+def fingerprint_of_hint(hint: str | None) -> str | None:
+    """The fingerprint a bundle's (untrusted) key hint stands for, if it is one."""
+    if hint is None or _HINT.fullmatch(hint) is None:
+        return None
+    return "sha256:" + hint.lower()
+
+
+def curve_hash(key: PublicKey) -> hashes.HashAlgorithm | None:
+    """The hash ECDSA signatures by ``key`` use (None for Ed25519, which hashes itself)."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return None
+    return _CURVE_HASH[key.curve.name]()
 
 
 def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
@@ -167,12 +165,5 @@ def load_private_key_pem(
             f"{where}: not a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----'); "
             "create one with 'mlverify keygen'"
         ) from None
-    _check_algorithm(key, where)
+    check_algorithm(key, where)
     return key  # type: ignore[return-value]
-
-
-def load_signer(uri: str, *, password: Callable[[], bytes | None]) -> Signer:
-    """A signer for the key named by ``uri``."""
-    path = key_path(uri)
-    data = read_bounded(path, what="private key", limit=MAX_KEY_FILE)
-    return KeySigner(load_private_key_pem(data, where=str(path), password=password))

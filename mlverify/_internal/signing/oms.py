@@ -19,28 +19,19 @@ from typing import Literal
 from mlverify._internal.artifact import ModelFile, normalize_ignore, walk_model
 from mlverify._internal.errors import (
     ArtifactMismatchError,
-    InputError,
-    UntrustedSignerError,
     UsageError,
 )
 from mlverify._internal.manifest.build import ManifestDiff, diff_resources, hash_files
 from mlverify._internal.manifest.hashing import DigestStore
 from mlverify._internal.manifest.manifest import SINGLE_FILE_NAME, Manifest
 from mlverify._internal.signing.bundle import SignatureBundle, key_signed_bundle
-from mlverify._internal.signing.keys import (
-    PublicKey,
-    Signer,
-    key_fingerprint,
-    load_public_key_pem,
-    public_key_hint,
-    verify_signature,
-)
+from mlverify._internal.signing.keys import RawSigner
 from mlverify._internal.signing.statement import manifest_of_payload, statement_bytes
 
 Method = Literal["key", "certificate", "sigstore"]
 
 
-def sign_manifest(manifest: Manifest, signer: Signer) -> bytes:
+def sign_manifest(manifest: Manifest, signer: RawSigner) -> bytes:
     """An OMS bundle (key method) signing ``manifest``."""
     return key_signed_bundle(statement_bytes(manifest), signer)
 
@@ -63,51 +54,6 @@ class VerifiedStatement:
     anchor: str = ""
     #: certificates: the time validity was judged at, and where that time came from
     judged_at: str = ""
-
-
-def verify_envelope_with_keys(
-    bundle: SignatureBundle, trusted: Sequence[PublicKey]
-) -> VerifiedStatement:
-    """Check the DSSE signatures against trusted keys; any one valid signature suffices."""
-    if bundle.material.kind != "publicKey":
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed with a {bundle.material.kind} but only keys were given "
-            "as trusted signers; pass the certificate chain or Sigstore identity to verify it"
-        )
-    pae = bundle.envelope.pae()
-    for key in trusted:
-        if any(verify_signature(key, s.sig, pae) for s in bundle.envelope.signatures):
-            return VerifiedStatement(
-                source=bundle.source,
-                method="key",
-                signer=f"key {key_fingerprint(key)}",
-                statement_payload=bundle.envelope.payload,
-                anchor=f"key {key_fingerprint(key)}",
-            )
-    by_hint = [k for k in trusted if public_key_hint(k) == bundle.material.key_hint]
-    if by_hint:
-        raise UntrustedSignerError(
-            f"{bundle.source}: the signature names trusted key {key_fingerprint(by_hint[0])} "
-            "but does not verify over the signed payload; the signature file was altered"
-        )
-    found = _describe_bundle_key(bundle)
-    allowed = ", ".join(key_fingerprint(k) for k in trusted)
-    raise UntrustedSignerError(
-        f"{bundle.source}: no valid signature by a trusted key (signature made by {found}; "
-        f"trusted: {allowed}); check you have the right public key"
-    )
-
-
-def _describe_bundle_key(bundle: SignatureBundle) -> str:
-    m = bundle.material
-    if m.key_pem:
-        try:
-            return f"key {key_fingerprint(load_public_key_pem(m.key_pem, where=bundle.source))}"
-        except InputError:
-            pass
-    if m.key_hint:
-        return f"a key with hint {m.key_hint}"
-    return "an unnamed key"
 
 
 def signed_manifest(bundle: SignatureBundle) -> Manifest:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mlverify._internal.errors import InputError, MlverifyError, UntrustedSignerError, UsageError
 from mlverify._internal.files import read_bounded
 from mlverify._internal.signing.bundle import SignatureBundle
+from mlverify._internal.signing.identity import compile_identity_regex, matching_identity
 from mlverify._internal.signing.oms import VerifiedStatement
 
 if TYPE_CHECKING:
@@ -170,10 +170,7 @@ class SigstoreIdentity:
                 "https://token.actions.githubusercontent.com)"
             )
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as e:
-                raise UsageError(f"--identity-regex {self.regex!r} is not a regex ({e})") from None
+            compile_identity_regex(self.regex)
 
     @property
     def repository_uri(self) -> str | None:
@@ -200,9 +197,7 @@ class SigstoreIdentity:
         """Why ``cert`` is not this signer (empty when it is)."""
         found: list[str] = []
         sans = certificate_identities(cert)
-        if not any(s in self.identities for s in sans) and not (
-            self.regex is not None and any(re.fullmatch(self.regex, s) for s in sans)
-        ):
+        if matching_identity(sans, self.identities, self.regex) is None:
             found.append(f"identity {', '.join(sans) or '(none)'}")
         issuer = certificate_issuer(cert)
         if issuer != self.issuer:
@@ -436,16 +431,11 @@ def verify_envelope_with_sigstore(
     identity: SigstoreIdentity,
     verifier: SigstoreVerifier | None = None,
 ) -> VerifiedStatement:
-    """Check a keyless OMS signature offline; the payload returned is the signed one."""
-    kind = bundle.material.kind
-    # Sigstore bundles before v0.3 carry the Fulcio certificate as a one-element chain.
-    keyless_chain = kind == "x509CertificateChain" and bundle.material.has_tlog_entries
-    if kind != "certificate" and not keyless_chain:
-        what = {"publicKey": "--key PUBLIC.pem", "x509CertificateChain": "--cert-chain ROOTS.pem"}
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed with a {kind}, not a Sigstore certificate, but only a "
-            f"Sigstore identity was given; verify it with {what.get(kind, 'other options')}"
-        )
+    """Check a keyless OMS signature offline; the payload returned is the signed one.
+
+    Which bundles are keyless is :class:`~mlverify._internal.signing.methods.sigstore.\
+KeylessVerifier`'s to say; sigstore-python refuses any other material.
+    """
     verifier = verifier or SigstoreVerifier()
     sbundle = load_sigstore_bundle(bundle.raw, source=bundle.source)
     from sigstore.errors import Error as SigstoreError

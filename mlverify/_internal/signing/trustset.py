@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlverify._internal.errors import (
@@ -22,106 +22,81 @@ from mlverify._internal.errors import (
     UsageError,
     VerificationError,
 )
-from mlverify._internal.signing.bundle import SignatureBundle
-from mlverify._internal.signing.keys import PublicKey, key_fingerprint, verify_signature
-from mlverify._internal.signing.oms import VerifiedStatement, verify_envelope_with_keys
+from mlverify._internal.signing.bundle import MaterialKind, SignatureBundle
+from mlverify._internal.signing.oms import VerifiedStatement
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
-    from mlverify._internal.signing.sigstore_verify import SigstoreIdentity, SigstoreVerifier
-    from mlverify._internal.signing.x509 import CertificateIdentity
+    from mlverify._internal.signing.methods import Verifier
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrustSet:
-    """The signers a user trusts, by method."""
+    """Compiled trust: one verifier per trusted method, and the threshold.
 
-    keys: Sequence[PublicKey] = ()
-    cert_roots: Sequence[x509.Certificate] = ()
-    cert_identity: CertificateIdentity | None = None
-    at_time: dt.datetime | None = None
-    sigstore_identity: SigstoreIdentity | None = None
-    sigstore: SigstoreVerifier | None = None
+    Made by :func:`mlverify._internal.signing.trust.compile_trust` from typed trusted
+    signers (policies and command lines alike).
+    """
+
+    verifiers: tuple[Verifier, ...]
     threshold: int = 1
-    _described: list[str] = field(default_factory=list, init=False, repr=False)
+    #: certificates: validity judged at this user-supplied time instead of now
+    at_time: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        if not (self.keys or self.cert_identity or self.sigstore_identity):
-            raise UsageError(
-                "no trusted signer given; pass --key PUBLIC.pem, or --cert-chain ROOTS.pem "
-                "with --identity, or --identity with --issuer (Sigstore)"
-            )
+        if not self.verifiers:
+            raise UsageError("no trusted signer given")
         if self.threshold < 1:
             raise UsageError(f"must be at least 1, found {self.threshold}", setting="threshold")
 
     def describe(self) -> str:
-        parts = [f"key {key_fingerprint(k)}" for k in self.keys]
-        if self.cert_identity is not None:
-            parts.append(f"certificate {self.cert_identity.describe()}")
-        if self.sigstore_identity is not None:
-            parts.append(f"sigstore {self.sigstore_identity.describe()}")
-        return "; ".join(parts)
+        return "; ".join(v.describe() for v in self.verifiers)
 
 
-def _verify_keys(
-    bundle: SignatureBundle, keys: Sequence[PublicKey], trust_description: str = ""
-) -> list[VerifiedStatement]:
-    """Every trusted key with a valid signature in the envelope (one entry per key)."""
-    if bundle.material.kind == "publicKey" and not keys:
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed with a key, but no key is trusted (trusted: "
-            f"{trust_description}); pass --key PUBLIC.pem"
-        )
-    if bundle.material.kind != "publicKey":
-        return [verify_envelope_with_keys(bundle, keys)]  # raises the precise error
-    pae = bundle.envelope.pae()
-    found = [
-        VerifiedStatement(
-            source=bundle.source,
-            method="key",
-            signer=f"key {key_fingerprint(k)}",
-            statement_payload=bundle.envelope.payload,
-            anchor=f"key {key_fingerprint(k)}",
-        )
-        for k in keys
-        if any(verify_signature(k, s.sig, pae) for s in bundle.envelope.signatures)
-    ]
-    return found or [verify_envelope_with_keys(bundle, keys)]
+class NoVerifierError(UntrustedSignerError):
+    """A signature of a method no trusted signer uses (``kind`` names the material)."""
+
+    def __init__(
+        self, message: str, *, kind: MaterialKind, remedy: Remedy | str | None = None
+    ) -> None:
+        super().__init__(message, remedy=remedy)
+        self.kind: MaterialKind = kind
+
+
+_MATERIAL = {
+    "publicKey": "a key",
+    "x509CertificateChain": "an X.509 certificate chain",
+    "certificate": "a Sigstore (keyless) certificate",
+}
+_REMEDY = {
+    "publicKey": "trust the signer's public key",
+    "x509CertificateChain": "trust root certificates and the signer's certificate identity",
+    "certificate": "trust the signer's Sigstore identity and OIDC issuer",
+}
 
 
 def verify_bundle(bundle: SignatureBundle, trust: TrustSet) -> list[VerifiedStatement]:
-    """The trusted signers that signed ``bundle``; raise when there are none."""
-    kind = bundle.material.kind
-    if kind == "publicKey":
-        return _verify_keys(bundle, trust.keys, trust.describe())
-    keyless_chain = (
-        kind == "x509CertificateChain"
-        and bundle.material.has_tlog_entries
-        and trust.cert_identity is None
-        and trust.sigstore_identity is not None
-    )
-    if kind == "x509CertificateChain" and not keyless_chain:
-        from mlverify._internal.signing.x509 import verify_envelope_with_certificates
+    """The trusted signers that signed ``bundle``; raise when there are none.
 
-        if trust.cert_identity is None:
-            raise UntrustedSignerError(
-                f"{bundle.source}: signed with an X.509 certificate chain, but no certificate "
-                "signer is trusted; pass --cert-chain ROOTS.pem and --identity SAN"
-            )
-        return [
-            verify_envelope_with_certificates(
-                bundle, trust.cert_roots, trust.cert_identity, at_time=trust.at_time
-            )
-        ]
-    from mlverify._internal.signing.sigstore_verify import verify_envelope_with_sigstore
-
-    if trust.sigstore_identity is None:
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed keyless with Sigstore, but no Sigstore signer is "
-            "trusted; pass --identity and --issuer"
+    Every verifier of the bundle's method is tried (e.g. a certificate chain with a
+    log entry by both the certificate and the Sigstore verifier); the first one's
+    error is raised when none accepts the signature.
+    """
+    candidates = [v for v in trust.verifiers if v.accepts(bundle)]
+    if not candidates:
+        kind = bundle.material.kind
+        raise NoVerifierError(
+            f"{bundle.source}: signed with {_MATERIAL[kind]}, but no signer of that kind is "
+            f"trusted (trusted: {trust.describe()})",
+            kind=kind,
+            remedy=_REMEDY[kind],
         )
-    return [verify_envelope_with_sigstore(bundle, trust.sigstore_identity, trust.sigstore)]
+    errors: list[VerificationError] = []
+    for verifier in candidates:
+        try:
+            return verifier.verify(bundle)
+        except VerificationError as e:
+            errors.append(e)
+    raise errors[0]
 
 
 def verify_threshold(

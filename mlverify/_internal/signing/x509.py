@@ -15,7 +15,6 @@ Stricter than ``model_signing`` 1.1.1 on purpose:
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +37,11 @@ from mlverify._internal.signing.dsse import (
     b64decode_strict,
     b64encode,
 )
+from mlverify._internal.signing.identity import compile_identity_regex, matching_identity
 from mlverify._internal.signing.keys import (
     MAX_KEY_FILE,
     PublicKey,
-    Signer,
+    RawSigner,
     key_fingerprint,
     verify_signature,
 )
@@ -101,20 +101,37 @@ def _spki(key: Any) -> bytes:
 
 def sign_manifest_with_certificate(
     manifest: Manifest,
-    signer: Signer,
+    signer: RawSigner,
     leaf: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
     *,
     leaf_source: str = "leaf certificate",
 ) -> bytes:
     """An OMS bundle (certificate method): leaf first, then the given chain."""
+    return certificate_signed_bundle(
+        statement_bytes(manifest), signer, leaf, chain, leaf_source=leaf_source
+    )
+
+
+def check_leaf_matches(leaf: x509.Certificate, signer: RawSigner, leaf_source: str) -> None:
     if _spki(leaf.public_key()) != _spki(signer.public_key):
         raise UsageError(
             f"{leaf_source}: the certificate's public key is not the signing key's "
             f"(certificate {_subject(leaf)}, key {key_fingerprint(signer.public_key)}); "
-            "pass the certificate issued for --key"
+            "pass the certificate issued for the signing key"
         )
-    payload = statement_bytes(manifest)
+
+
+def certificate_signed_bundle(
+    payload: bytes,
+    signer: RawSigner,
+    leaf: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    *,
+    leaf_source: str = "leaf certificate",
+) -> bytes:
+    """A bundle (certificate method) over an in-toto ``payload``: leaf, then the chain."""
+    check_leaf_matches(leaf, signer, leaf_source)
     unsigned = Envelope(INTOTO_PAYLOAD_TYPE, payload, ())
     signature = signer.sign(unsigned.pae())
     envelope = Envelope(INTOTO_PAYLOAD_TYPE, payload, (DsseSignature(signature, ""),))
@@ -141,10 +158,7 @@ class CertificateIdentity:
                 "signing certificate) or --identity-regex RX"
             )
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as e:
-                raise UsageError(f"--identity-regex {self.regex!r} is not a regex ({e})") from None
+            compile_identity_regex(self.regex)
 
     def describe(self) -> str:
         parts = [repr(i) for i in self.identities]
@@ -156,11 +170,9 @@ class CertificateIdentity:
 
     def match(self, sans: Sequence[str], subject: str) -> str | None:
         """The SAN (or subject) that satisfies this identity, if any."""
-        for san in sans:
-            if san in self.identities:
-                return san
-            if self.regex is not None and re.fullmatch(self.regex, san):
-                return san
+        matched = matching_identity(sans, self.identities, self.regex)
+        if matched is not None:
+            return matched
         if self.subject is not None and subject == self.subject:
             return f"subject {subject}"
         return None
@@ -365,16 +377,9 @@ def verify_envelope_with_certificates(
     *,
     at_time: dt.datetime | None = None,
 ) -> VerifiedStatement:
-    """Check a certificate-method OMS signature; raise on any doubt."""
-    kind = bundle.material.kind
-    if kind != "x509CertificateChain":
-        what = {"publicKey": "--key PUBLIC.pem", "certificate": "--identity and --issuer"}
-        raise UntrustedSignerError(
-            f"{bundle.source}: signed with a {kind}, not a certificate chain, but only "
-            f"certificate roots were given; verify it with {what.get(kind, 'other options')}"
-        )
-    if not roots:
-        raise UsageError("no trusted root certificates; pass --cert-chain ROOTS.pem")
+    """Check a certificate-method OMS signature (``x509CertificateChain``); raise on any doubt."""
+    if bundle.material.kind != "x509CertificateChain" or not roots:
+        raise UsageError(f"{bundle.source}: not a certificate signature, or no trusted roots")
     try:
         certs = [x509.load_der_x509_certificate(d) for d in bundle.material.certificates]
     except ValueError:
