@@ -26,13 +26,32 @@ from mlverify._internal.errors import (
 from mlverify._internal.version import __version__
 
 if TYPE_CHECKING:  # resolved lazily at run time: `import mlverify` stays cheap
-    from mlverify._internal.api import ScanReport, check, hash, load_policy, scan
+    from mlverify._internal.api import (
+        ScanReport,
+        check,
+        hash,
+        keygen,
+        load_policy,
+        load_signer,
+        scan,
+        sign,
+        verify,
+    )
     from mlverify._internal.check import CheckResult
     from mlverify._internal.manifest.manifest import Manifest
     from mlverify._internal.policy.engine import Decision, Reason
     from mlverify._internal.policy.model import Policy
     from mlverify._internal.scan.model import Finding, Limits, Severity, Status
     from mlverify._internal.scan.model import ScanReport as FileReport
+    from mlverify._internal.signing.api import Verification
+    from mlverify._internal.signing.keygen import KeyPair
+    from mlverify._internal.signing.methods import Signer
+    from mlverify._internal.signing.trust import (
+        Trust,
+        TrustedCertificate,
+        TrustedKey,
+        TrustedSigstore,
+    )
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
@@ -40,6 +59,17 @@ _LAZY = {
     "scan": "mlverify._internal.api",
     "hash": "mlverify._internal.api",
     "load_policy": "mlverify._internal.api",
+    "load_signer": "mlverify._internal.api",
+    "sign": "mlverify._internal.api",
+    "verify": "mlverify._internal.api",
+    "keygen": "mlverify._internal.api",
+    "Verification": "mlverify._internal.signing.api",
+    "KeyPair": "mlverify._internal.signing.keygen",
+    "Signer": "mlverify._internal.signing.methods",
+    "Trust": "mlverify._internal.signing.trust",
+    "TrustedKey": "mlverify._internal.signing.trust",
+    "TrustedCertificate": "mlverify._internal.signing.trust",
+    "TrustedSigstore": "mlverify._internal.signing.trust",
     "ScanReport": "mlverify._internal.api",
     "CheckResult": "mlverify._internal.check",
     "Manifest": "mlverify._internal.manifest.manifest",
@@ -73,6 +103,7 @@ __all__ = [
     "FileReport",
     "Finding",
     "InputError",
+    "KeyPair",
     "Limits",
     "Manifest",
     "MlverifyError",
@@ -82,13 +113,23 @@ __all__ = [
     "ScanReport",
     "Severity",
     "SignatureNotFoundError",
+    "Signer",
     "Status",
+    "Trust",
+    "TrustedCertificate",
+    "TrustedKey",
+    "TrustedSigstore",
     "UntrustedSignerError",
     "UsageError",
+    "Verification",
     "VerificationError",
     "__version__",
     "check",
     "hash",
+    "keygen",
     "load_policy",
+    "load_signer",
     "scan",
+    "sign",
+    "verify",
 ]

@@ -21,12 +21,26 @@ if TYPE_CHECKING:
     from mlverify._internal.policy.model import Policy
     from mlverify._internal.scan.model import Finding, Limits, Status
     from mlverify._internal.scan.model import ScanReport as FileReport
+    from mlverify._internal.signing.api import Verification
+    from mlverify._internal.signing.keygen import KeyPair
+    from mlverify._internal.signing.methods import Signer
+    from mlverify._internal.signing.trust import Trust, TrustedSigner
 
 #: what names a policy: a file, a directory of ``*.yaml``, ``builtin:NAME`` or a bare
 #: built-in name (``"default"``, ``"strict"``), or an already loaded :class:`Policy`
 PolicyRef = Union[str, "os.PathLike[str]", "Policy"]
 
-__all__ = ["ScanReport", "check", "hash", "load_policy", "scan"]
+__all__ = [
+    "ScanReport",
+    "check",
+    "hash",
+    "keygen",
+    "load_policy",
+    "load_signer",
+    "scan",
+    "sign",
+    "verify",
+]
 
 
 def load_policy(path_or_name: str | os.PathLike[str]) -> Policy:
@@ -159,4 +173,86 @@ def hash(
         hash_type=hash,
         shard_size=shard_size,
         use_cache=use_cache,
+    )
+
+
+def load_signer(uri: str) -> Signer:
+    """The signer a URI names: a private key file (a bare path or ``file:``), an HSM or token
+    key (``pkcs11:`` RFC 7512), a cloud KMS or Vault key (``awskms:``, ``gcpkms:``,
+    ``azurekms:``, ``hv:``) or Sigstore keyless (``sigstore:``)."""
+    from mlverify._internal.signing.api import load_signer as _load
+
+    return _load(uri)
+
+
+def sign(
+    path: str | os.PathLike[str],
+    signer: Signer | str,
+    *,
+    signature: str | os.PathLike[str] | None = None,
+    mode: str = "files",
+    hash: str = "sha256",
+    shard_size: int | None = None,
+    ignore: Sequence[str] = (),
+    allow_symlinks: bool = False,
+) -> Path:
+    """Sign a model file or directory in the OMS format; return the signature's path
+    (default ``model.sig`` inside a directory, ``FILE.sig`` beside a file)."""
+    from mlverify._internal.errors import UsageError
+    from mlverify._internal.signing.api import sign_artifact
+
+    if mode not in ("files", "shards"):
+        raise UsageError(f"{mode!r}: expected 'files' or 'shards'", setting="mode")
+    return sign_artifact(
+        Path(path),
+        load_signer(signer) if isinstance(signer, str) else signer,
+        signature=Path(signature) if signature is not None else None,
+        mode="shards" if mode == "shards" else "files",
+        hash=hash,
+        shard_size=shard_size,
+        ignore=ignore,
+        allow_symlinks=allow_symlinks,
+    )
+
+
+def verify(
+    path: str | os.PathLike[str],
+    trust: Trust | TrustedSigner | str | Sequence[TrustedSigner | str],
+    *,
+    signature: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    ignore: Sequence[str] = (),
+) -> Verification:
+    """Verify a model against its signature(s): raises ``SignatureNotFoundError``,
+    ``UntrustedSignerError`` or ``ArtifactMismatchError`` (naming every changed file).
+
+    ``trust``: a :class:`Trust`, a trusted signer, or public keys by path or URI.
+    """
+    from mlverify._internal.signing.api import verify_artifact
+    from mlverify._internal.signing.trust import Trust
+
+    if not isinstance(trust, Trust):
+        signers = [trust] if isinstance(trust, str) or not isinstance(trust, Sequence) else trust
+        trust = Trust.of(*signers)
+    sig: Path | list[Path] | None
+    if signature is None:
+        sig = None
+    elif isinstance(signature, (str, os.PathLike)):
+        sig = Path(signature)
+    else:
+        sig = [Path(s) for s in signature]
+    return verify_artifact(Path(path), trust, signature=sig, ignore=ignore)
+
+
+def keygen(
+    prefix: str | os.PathLike[str],
+    *,
+    key_type: str = "ec-p256",
+    password: str | None = None,
+    overwrite: bool = False,
+) -> KeyPair:
+    """Write a signing key pair, ``PREFIX.key`` (private, mode 0600) and ``PREFIX.pub``."""
+    from mlverify._internal.signing.keygen import generate_key_pair
+
+    return generate_key_pair(
+        Path(prefix), key_type=key_type, password=password, overwrite=overwrite
     )

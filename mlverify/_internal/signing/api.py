@@ -70,7 +70,7 @@ def sign_model(
     use_cache: bool = False,
 ) -> SignedModel:
     """Hash the model at ``path`` and write ``signer``'s OMS signature over it."""
-    from mlverify._internal.cli.output import write_atomically
+    from mlverify._internal.files import write_atomically
     from mlverify._internal.manifest.build import hash_model
     from mlverify._internal.signing.statement import statement_bytes
 

@@ -284,7 +284,7 @@ class Trust:
                 "root certificates, or a Sigstore identity and issuer"
             )
         if self.threshold < 1:
-            raise UsageError(f"the threshold must be at least 1, found {self.threshold}")
+            raise UsageError(f"must be at least 1, found {self.threshold}", setting="threshold")
 
 
 @lru_cache(maxsize=64)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlverify._internal.cli.output import write_atomically
 from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.files import write_atomically
 from mlverify._internal.signing.sigstore_sign import describe_exception
 from mlverify._internal.signing.sigstore_verify import (
     load_trusted_root,
