@@ -15,7 +15,6 @@ import yaml
 
 from mlverify._internal.check import CheckResult
 from mlverify._internal.policy.engine import Decision, Reason
-from mlverify._internal.summary import check_markdown
 from tests.core.helpers import run
 from tests.integrations.conftest import make_clean_model, make_evil_model
 
@@ -91,6 +90,12 @@ def test_report_rejects_other_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(r.err.strip().splitlines()) == 1
 
 
+def check_markdown(results: list[CheckResult]) -> str:
+    from mlverify._internal.report import RenderOptions, ReportFormat, reporter
+
+    return reporter(ReportFormat.MARKDOWN).check(results, RenderOptions())
+
+
 def test_markdown_escapes_table_cells() -> None:
     reason = Reason("deny", "scan.finding", "a | b <script>\nnext", "fix | it")
     decision = Decision("m|x", "p", "p.yaml", "enforce", False, (reason,))
@@ -123,6 +128,8 @@ def test_action_scripts_run_locally(results: Path, tmp_path: Path) -> None:
         "FAIL_MODE": "deny",
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
         "GITHUB_OUTPUT": str(tmp_path / "output.txt"),
+        # the code under test (a worktree on PYTHONPATH), not only the installed one
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
     r = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "::error::" in r.stdout

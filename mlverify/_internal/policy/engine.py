@@ -27,14 +27,21 @@ class Reason:
     code: str
     message: str
     remedy: str = ""
+    #: the file of the artifact the reason is about (relative to its root), and the
+    #: member inside that file (an archive's); "" when about the artifact as a whole
+    file: str = ""
+    member: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {
+        out = {
             "level": self.level,
             "code": self.code,
             "message": self.message,
             "remedy": self.remedy,
         }
+        if self.file:
+            out.update(file=self.file, member=self.member)
+        return out
 
 
 @dataclass(frozen=True)
@@ -287,7 +294,7 @@ def _scan_reasons(policy: Policy, ev: Evidence, today: dt.date) -> list[Reason]:
         if ex:
             text += f" (exemption by {ex.owner} expired on {ex.expires})"
             remedy = "renew the exemption after review, or remove the file"
-        out.append(Reason("deny", "scan.finding", text, remedy))
+        out.append(Reason("deny", "scan.finding", text, remedy, f.file, f.member))
     if not policy.allow_unsupported:
         for path, status in sorted(ev.scan_status.items()):
             if status == "unsupported":
@@ -297,6 +304,7 @@ def _scan_reasons(policy: Policy, ev: Evidence, today: dt.date) -> list[Reason]:
                         "scan.unsupported",
                         f"{path}: recognised but could not be fully checked (unsupported)",
                         "re-save it in a supported form, or set formats.allow_unsupported",
+                        path,
                     )
                 )
     return out

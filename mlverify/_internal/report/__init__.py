@@ -1,0 +1,80 @@
+"""Report formats: one interface, one enum, one file per format.
+
+Every front end (``check``, ``scan``, ``report``; ``serve`` later) renders through
+:func:`reporter`; the choices a command offers come from :class:`ReportFormat`. A
+format is a module of this package named like its enum value (``text`` ->
+``report/text.py``; ``json`` -> ``report/json_doc.py``, not shadowing the standard
+library) whose ``REPORTER`` object satisfies :class:`Reporter`. Adding a format is
+that one file and one enum member.
+
+Renderers are pure: they take results and return the whole document as text; where
+it goes (stdout, ``--output``, a step summary) is the front end's business. Names
+that come from artifacts are escaped by each format for its reader (terminal
+control characters in text, table syntax and HTML in Markdown).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.scan.model import ScanReport
+
+
+class ReportFormat(str, enum.Enum):
+    """The formats every command offers (``--format``)."""
+
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    MARKDOWN = "markdown"
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.value for f in cls]
+
+
+#: module of this package for a format, where it differs from the format's name
+_MODULE = {ReportFormat.JSON: "json_doc"}
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    explain: bool = False  #: check text: the evidence behind each decision too
+    show_all: bool = False  #: scan text / markdown: every file, not only those to look at
+    title: str = ""  #: markdown heading ("" for the command's own name)
+
+
+class Reporter(Protocol):
+    """One report format, for check results and for scan reports."""
+
+    #: media type of the rendered document (for a service answering in this format)
+    media_type: str
+
+    def check(self, results: Sequence[CheckResult], options: RenderOptions) -> str:
+        """The whole document for these check results (every artifact has one)."""
+        ...
+
+    def scan(self, reports: Sequence[ScanReport], options: RenderOptions) -> str:
+        """The whole document for these per-file scan reports."""
+        ...
+
+
+def reporter(fmt: ReportFormat | str) -> Reporter:
+    """The reporter of ``fmt`` (a :class:`ReportFormat` or its name)."""
+    try:
+        chosen = ReportFormat(fmt)
+    except ValueError:
+        from mlverify._internal.errors import UsageError
+
+        raise UsageError(
+            f"report format {str(fmt)!r}: expected one of {', '.join(ReportFormat.names())}"
+        ) from None
+    module = importlib.import_module(f"{__name__}.{_MODULE.get(chosen, chosen.value)}")
+    found: Reporter = module.REPORTER
+    return found
