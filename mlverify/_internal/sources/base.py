@@ -45,7 +45,7 @@ class Source(Protocol):
 
     @property
     def kind(self) -> str:
-        """"path", "oci", "hf" or "mlflow"."""
+        """ "path", "oci", "hf" or "mlflow"."""
         ...
 
     @property

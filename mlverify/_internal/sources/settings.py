@@ -55,7 +55,8 @@ class MlflowSettings:
     password: str = ""
     max_bytes: int = DEFAULT_MAX_PULL
     max_files: int = 100_000
-    timeout: float = 30
+    timeout: float = 30  #: seconds per request (connect, each read)
+    deadline: float = 3600  #: seconds for one artifact's whole download
 
 
 @dataclass(frozen=True)
