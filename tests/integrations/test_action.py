@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -210,3 +211,55 @@ def test_sarif_multitool_accepts_scan_and_check_sarif(tmp_path: Path, command: s
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(out.read_text())["runs"][0]["results"] == []
+
+
+def _multitool_issues(tool: str, sarif: Path, tmp_path: Path) -> list[Any]:
+    out = tmp_path / f"validation-{sarif.stem}.sarif"
+    r = subprocess.run(
+        [tool, "validate", "--rule-kind", "Sarif;Gh;Ghas", str(sarif), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    issues: list[Any] = json.loads(out.read_text())["runs"][0]["results"]
+    return issues
+
+
+def test_sarif_multitool_accepts_member_and_remote_locations(tmp_path: Path) -> None:
+    """Results in an archive member (logical location), in a model directory, and of a
+    remote reference (a relative URI made from it) pass GitHub's rules too."""
+    tool = os.environ.get("MLVERIFY_SARIF_MULTITOOL")
+    if not tool or not Path(tool).is_file():
+        pytest.skip("SARIF Multitool not available (set MLVERIFY_SARIF_MULTITOOL)")
+    import zipfile
+
+    from mlverify._internal.report import RenderOptions, reporter
+    from tests.integrations.conftest import EVIL_PICKLE
+
+    model = make_evil_model(tmp_path / "models")
+    with zipfile.ZipFile(model / "arch.zip", "w") as z:
+        z.writestr("inner/data.pkl", EVIL_PICKLE)
+    for command in ("scan", "check"):
+        sarif = tmp_path / f"{command}.sarif"
+        args = [command, "models/evil", "--format", "sarif", "--output", str(sarif)]
+        done = subprocess.run(
+            [sys.executable, "-m", "mlverify", *args], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.returncode == 1, done.stderr
+        doc = json.loads(sarif.read_text())
+        assert any("logicalLocations" in r["locations"][0] for r in doc["runs"][0]["results"])
+        assert _multitool_issues(tool, sarif, tmp_path) == []
+    ref = "oci://127.0.0.1:5000/models/evil@sha256:" + "a" * 64
+    reasons = (
+        Reason("deny", "scan.finding", "bad", "fix", "arch.zip", "inner/data.pkl"),
+        Reason("warn", "signature.absent", "unsigned", "sign it"),
+    )
+    result = CheckResult(
+        ref,
+        (Decision(ref, "p", "p.yaml", "enforce", False, reasons),),
+        {"artifact": {"kind": "directory", "root_digest": "sha256:" + "b" * 64}},
+    )
+    sarif = tmp_path / "remote.sarif"
+    sarif.write_text(reporter("sarif").check([result], RenderOptions()))
+    assert _multitool_issues(tool, sarif, tmp_path) == []
