@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
     from mlverify._internal.policy.model import Policy
 
-__all__ = ["annotate", "check_ref", "is_reference", "reference_path_argument", "require_under"]
+__all__ = [
+    "annotate",
+    "check_ref",
+    "check_refs",
+    "is_reference",
+    "reference_path_argument",
+    "require_under",
+]
 
 
 def check_ref(
@@ -51,4 +58,25 @@ def check_ref(
         signatures=signatures,
         use_cache=use_cache,
         environment=environment,
+    )
+
+
+def check_refs(
+    refs: Sequence[str | Path],
+    policies: Sequence[Policy],
+    *,
+    signatures: Sequence[Path] = (),
+    use_cache: bool = False,
+    skip_not_fetched: bool = False,
+) -> list[CheckResult]:
+    """:func:`mlverify._internal.sources.run.check_refs` with the old keyword arguments."""
+    from mlverify._internal.sources.run import check_refs as run
+
+    return run(
+        refs,
+        policies,
+        SourceSettings.from_environment(),
+        signatures=signatures,
+        use_cache=use_cache,
+        skip_not_fetched=skip_not_fetched,
     )
