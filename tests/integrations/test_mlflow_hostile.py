@@ -33,6 +33,7 @@ class FakeMlflow:
     listing_hook: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     download_hook: Callable[[str, bytes], bytes] | None = None
     redirect_downloads: bool = False
+    short_body: bool = False  #: declare more bytes than are sent, then close
     seen_auth: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     base: str = ""
@@ -94,9 +95,11 @@ def _handler(fake: FakeMlflow) -> type[BaseHTTPRequestHandler]:
                 if fake.download_hook:
                     data = fake.download_hook(path, data)
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(data) + 10 * fake.short_body))
                 self.end_headers()
                 self.wfile.write(data)
+                if fake.short_body:
+                    self.close_connection = True
             else:
                 self._json(404, {"error_code": "ENDPOINT_NOT_FOUND"})
 
@@ -182,6 +185,20 @@ def test_a_file_not_the_size_listed_is_refused(fake: FakeMlflow, change: bytes) 
     fake.download_hook = lambda path, data: data + change if change else data[:-1]
     with pytest.raises(VerificationError, match=r"than the \d+ bytes its listing said"):
         _fetch("models:/clf/1", _settings(fake))
+
+
+def test_a_transfer_that_breaks_off_is_an_error(
+    fake: FakeMlflow, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.short_body = True
+    fake.listing_hook = lambda d, out: [
+        {k: v for k, v in e.items() if k != "file_size"} for e in out
+    ]
+    with pytest.raises(InputError, match="broke off"):
+        _fetch("models:/clf/1", _settings(fake))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fake.base)
+    r = run(capsys, "check", "--no-cache", "models:/clf/1")
+    assert r.code == 2 and "broke off" in r.err and "internal error" not in r.err
 
 
 def test_bounds(fake: FakeMlflow) -> None:

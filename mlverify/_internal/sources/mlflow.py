@@ -25,6 +25,7 @@ so what is checked is what was downloaded, and signatures and the policy decide.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import posixpath
 import re
@@ -173,8 +174,11 @@ class TrackingServer:
             ) from None
 
     def get_json(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-        with self._open(path, query or {}) as resp:
-            data = resp.read(MAX_JSON + 1)
+        try:
+            with self._open(path, query or {}) as resp:
+                data = resp.read(MAX_JSON + 1)
+        except (OSError, http.client.HTTPException) as e:
+            raise self._cut(path, e) from None
         if len(data) > MAX_JSON:
             raise InputError(f"{self.host}: GET {path}: answer larger than {MAX_JSON} bytes")
         try:
@@ -311,17 +315,23 @@ class TrackingServer:
                 f"{self.host}: the artifact listing names {_shown(path)!r} twice (or as a "
                 "file and a directory); refused"
             ) from None
-        with resp, out:
-            while chunk := resp.read(min(_CHUNK, limit - got + 1)):
-                got += len(chunk)
-                if got > limit:
-                    break
-                out.write(chunk)
-                if time.monotonic() > self.deadline:
-                    raise InputError(
-                        f"{self.host}: downloading the artifacts took longer than "
-                        f"{self.settings.deadline:.0f} s; refused"
-                    )
+        try:
+            with resp, out:
+                while chunk := resp.read(min(_CHUNK, limit - got + 1)):
+                    got += len(chunk)
+                    if got > limit:
+                        break
+                    out.write(chunk)
+                    if time.monotonic() > self.deadline:
+                        raise InputError(
+                            f"{self.host}: downloading the artifacts took longer than "
+                            f"{self.settings.deadline:.0f} s; refused"
+                        )
+                else:  # the end of the body: all of it, as declared?
+                    if isinstance(resp.length, int) and resp.length > 0:
+                        raise http.client.IncompleteRead(b"", resp.length)
+        except (OSError, http.client.HTTPException) as e:
+            raise self._cut(_shown(path), e) from None
         if got > limit and size is None:
             raise self._too_large()
         if size is not None and got != size:
@@ -332,6 +342,13 @@ class TrackingServer:
             )
         self.fetched += got
         return got
+
+    def _cut(self, what: str, e: BaseException) -> InputError:
+        """A transfer that broke off (timeout, reset, short body): not judged."""
+        return InputError(
+            f"{self.host}: reading {what} broke off ({type(e).__name__}); nothing was judged, "
+            "check again"
+        )
 
     def _too_large(self) -> VerificationError:
         return VerificationError(

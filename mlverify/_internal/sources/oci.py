@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import ipaddress
 import json
 import re
@@ -318,9 +319,15 @@ class Registry:
     def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest); a digest reference is verified against the bytes."""
         resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": ACCEPT})
-        with resp:
-            data = resp.read(MAX_MANIFEST + 1)
-            media = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            with resp:
+                data = resp.read(MAX_MANIFEST + 1)
+                media = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        except (OSError, http.client.HTTPException) as e:
+            raise InputError(
+                f"{self.host}/{repo}@{reference}: reading the manifest broke off "
+                f"({type(e).__name__}); check again"
+            ) from None
         if len(data) > MAX_MANIFEST:
             raise InputError(f"{self.host}/{repo}@{reference}: manifest larger than 4 MiB")
         digest = sha256_digest(data)
@@ -348,16 +355,22 @@ class Registry:
             )
         h = hashlib.sha256()
         n = 0
-        with (
-            self.request("GET", f"/v2/{repo}/blobs/{digest}", blob=True) as resp,
-            open(dest, "xb") as out,
-        ):
-            while chunk := resp.read(min(_CHUNK, size - n + 1)):
-                n += len(chunk)
-                if n > size:
-                    break
-                h.update(chunk)
-                out.write(chunk)
+        try:
+            with (
+                self.request("GET", f"/v2/{repo}/blobs/{digest}", blob=True) as resp,
+                open(dest, "xb") as out,
+            ):
+                while chunk := resp.read(min(_CHUNK, size - n + 1)):
+                    n += len(chunk)
+                    if n > size:
+                        break
+                    h.update(chunk)
+                    out.write(chunk)
+        except (OSError, http.client.HTTPException) as e:  # timeout, reset, short body
+            raise InputError(
+                f"{self.host}/{repo}: reading blob {digest} broke off ({type(e).__name__}); "
+                "nothing was judged, check again"
+            ) from None
         if n != size or "sha256:" + h.hexdigest() != digest:
             # what came back is not described (its digest or size would make a redirect
             # to an internal address an oracle)
