@@ -41,7 +41,8 @@ def check_ref(
     insecure_http: bool = False,
     authorization: str | None = None,
 ) -> CheckResult | str:
-    """:func:`mlverify._internal.sources.run.check_ref` with the old keyword arguments."""
+    """:func:`mlverify._internal.sources.run.check_ref` with the old keyword arguments (the
+    service's: MLflow references are refused, as before the move)."""
     from mlverify._internal.sources.run import check_ref as run
 
     settings = SourceSettings.from_environment()
@@ -54,7 +55,12 @@ def check_ref(
         ref,
         policies,
         dataclasses.replace(settings, oci=oci),
-        rules=AdmissionRules(roots=tuple(roots)) if roots is not None else None,
+        # the service's callers admit oci://, hf:// and paths themselves; MLflow references
+        # are not served (yet): never fetched through here
+        rules=AdmissionRules(
+            roots=tuple(roots) if roots is not None else None,
+            refused_kinds=frozenset({"mlflow"}),
+        ),
         signatures=signatures,
         use_cache=use_cache,
         environment=environment,

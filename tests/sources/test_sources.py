@@ -152,5 +152,7 @@ def test_old_import_paths_keep_working(tmp_path: Path) -> None:
     assert not isinstance(out, str) and out.allowed
     with pytest.raises(UsageError, match="not under a configured model root"):
         refs.check_ref(model, policies, roots=[tmp_path / "elsewhere"])
+    with pytest.raises(UsageError, match="not accepted here"):  # the service reads no MLflow
+        refs.check_ref("models:/clf/1", policies, roots=[tmp_path])
     assert oci.Registry("registry.example.com", insecure_http=True).base.startswith("http://")
     assert oci.parse_ref(f"oci://h/r@{DIGEST}").digest == DIGEST
