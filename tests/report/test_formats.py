@@ -194,3 +194,25 @@ def test_names_from_artifacts_are_escaped(
     for line in md.splitlines():
         if line.startswith("| critical"):
             assert line.count(" | ") == 4, line  # no cell was split by a pipe in the name
+
+
+def test_a_format_over_the_json_document_is_one_object() -> None:
+    """How CycloneDX, OCSF and other renderers of the check document plug in."""
+    from mlverify._internal.errors import UsageError
+    from mlverify._internal.report import DocumentReporter
+
+    seen: list[dict[str, Any]] = []
+
+    def render(doc: dict[str, Any]) -> str:
+        seen.append(doc)
+        return "ok\n"
+
+    fmt = DocumentReporter(render, "application/x-test", "test")
+    decision = Decision("a", "p", "p.yaml", "enforce", True, ())
+    assert fmt.check([CheckResult("a", (decision,), {})], RenderOptions()) == "ok\n"
+    assert seen[0]["allowed"] is True and seen[0]["results"][0]["artifact"] == "a"
+    assert seen[0] == json.loads(
+        reporter("json").check([CheckResult("a", (decision,), {})], RenderOptions())
+    )
+    with pytest.raises(UsageError, match="renders check results, not scans"):
+        fmt.scan([], RenderOptions())

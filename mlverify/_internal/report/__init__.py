@@ -5,7 +5,9 @@ Every front end (``check``, ``scan``, ``report``; ``serve`` later) renders throu
 format is a module of this package named like its enum value (``text`` ->
 ``report/text.py``; ``json`` -> ``report/json_doc.py``, not shadowing the standard
 library) whose ``REPORTER`` object satisfies :class:`Reporter`. Adding a format is
-that one file and one enum member.
+that one file and one enum member; a format written as a function over the check JSON
+document (the interchange: CycloneDX, OCSF, ...) sets
+``REPORTER = DocumentReporter(render_function, media_type)``.
 
 Renderers are pure: they take results and return the whole document as text; where
 it goes (stdout, ``--output``, a step summary) is the front end's business. Names
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 import enum
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
@@ -53,8 +55,10 @@ class RenderOptions:
 class Reporter(Protocol):
     """One report format, for check results and for scan reports."""
 
-    #: media type of the rendered document (for a service answering in this format)
-    media_type: str
+    @property
+    def media_type(self) -> str:
+        """Media type of the rendered document (for a service answering in this format)."""
+        ...
 
     def check(self, results: Sequence[CheckResult], options: RenderOptions) -> str:
         """The whole document for these check results (every artifact has one)."""
@@ -63,6 +67,29 @@ class Reporter(Protocol):
     def scan(self, reports: Sequence[ScanReport], options: RenderOptions) -> str:
         """The whole document for these per-file scan reports."""
         ...
+
+
+@dataclass(frozen=True)
+class DocumentReporter:
+    """A format rendered from the check JSON document (``check --format json``), for
+    check results only."""
+
+    render: Callable[[dict[str, Any]], str]
+    media_type: str
+    name: str = ""
+
+    def check(self, results: Sequence[CheckResult], options: RenderOptions) -> str:
+        from mlverify._internal.report.json_doc import check_document
+
+        return self.render(check_document(results))
+
+    def scan(self, reports: Sequence[ScanReport], options: RenderOptions) -> str:
+        from mlverify._internal.errors import UsageError
+
+        raise UsageError(
+            f"--format {self.name or 'this format'} renders check results, not scans; "
+            "use it with mlverify check or mlverify report"
+        )
 
 
 def reporter(fmt: ReportFormat | str) -> Reporter:
@@ -78,3 +105,12 @@ def reporter(fmt: ReportFormat | str) -> Reporter:
     module = importlib.import_module(f"{__name__}.{_MODULE.get(chosen, chosen.value)}")
     found: Reporter = module.REPORTER
     return found
+
+
+def _conforms() -> None:  # checked by mypy: every kind of reporter is a Reporter
+    from mlverify._internal.report.json_doc import REPORTER as J
+    from mlverify._internal.report.markdown import REPORTER as M
+    from mlverify._internal.report.sarif import REPORTER as S
+    from mlverify._internal.report.text import REPORTER as T
+
+    _: list[Reporter] = [T, J, S, M, DocumentReporter(str, "text/plain")]
