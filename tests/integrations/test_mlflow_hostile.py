@@ -214,6 +214,17 @@ def test_bounds(fake: FakeMlflow) -> None:
         _fetch("models:/clf/1", _settings(fake, max_bytes=25))
 
 
+def test_endless_listings_are_bounded(fake: FakeMlflow) -> None:
+    """Entries are counted while a listing is read, not after it is held in memory."""
+    fake.listing_hook = lambda d, out: [
+        {"path": f"{d}/f{i}", "is_dir": False, "file_size": "1"} for i in range(5000)
+    ]
+    with pytest.raises(VerificationError, match="more than 200 artifact entries"):
+        _fetch(f"runs:/{RUN}/model", _settings(fake, max_files=100))
+    with pytest.raises(InputError, match="took longer than 0 s"):
+        _fetch(f"runs:/{RUN}/model", _settings(fake, deadline=0))
+
+
 def test_endless_nesting_is_bounded(fake: FakeMlflow) -> None:
     fake.listing_hook = lambda d, out: [{"path": f"{d}/d", "is_dir": True}]
     with pytest.raises(VerificationError, match="deeper than 64"):

@@ -174,6 +174,11 @@ class TrackingServer:
             ) from None
 
     def get_json(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        if time.monotonic() > self.deadline:
+            raise InputError(
+                f"{self.host}: resolving the artifacts took longer than "
+                f"{self.settings.deadline:.0f} s; refused"
+            )
         try:
             with self._open(path, query or {}) as resp:
                 data = resp.read(MAX_JSON + 1)
@@ -367,14 +372,16 @@ class TrackingServer:
             directory, depth = pending.pop()
             if depth > MAX_DEPTH:
                 raise VerificationError(f"{ref}: artifacts nested deeper than {MAX_DEPTH} levels")
-            entries = list(self.listing(tree, directory))
+            entries = []
+            for entry in self.listing(tree, directory):  # bounded while it is read
+                entries_seen += 1
+                if entries_seen > 2 * self.settings.max_files:
+                    raise VerificationError(
+                        f"{ref}: more than {2 * self.settings.max_files} artifact entries; refused"
+                    )
+                entries.append(entry)
             if directory == tree.root:
                 seen_root = bool(entries)
-            entries_seen += len(entries)
-            if entries_seen > 2 * self.settings.max_files:
-                raise VerificationError(
-                    f"{ref}: more than {2 * self.settings.max_files} artifact entries; refused"
-                )
             for path, is_dir, size in sorted(entries, reverse=True):
                 if is_dir:
                     pending.append((path, depth + 1))
