@@ -412,7 +412,7 @@ def _error_code(body: str) -> str:
     return code if isinstance(code, str) and re.fullmatch(r"[A-Z_]{1,64}", code) else ""
 
 
-def _int(value: object) -> int | None:
+def _int(value: object) -> int:
     """MLflow's JSON gives int64 sizes as strings ("123")."""
     if isinstance(value, str) and value.isdigit():
         return int(value)
