@@ -115,7 +115,7 @@ class CheckResult:
                 policy_source=d["policy_source"],
                 mode=d["mode"],
                 allowed=d["allowed"],
-                reasons=tuple(Reason(**r) for r in d["reasons"]),
+                reasons=tuple(Reason.from_json(r) for r in d["reasons"]),
             )
             for d in doc["decisions"]
         )

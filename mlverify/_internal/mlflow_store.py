@@ -57,7 +57,7 @@ def decide(source: str, tracking_uri: str | None = None) -> tuple[bool, str]:
     """(allowed, one-line reasons) for the model version artifacts at ``source``."""
     from mlverify._internal.check import check_artifact
     from mlverify._internal.policy.model import load_policies
-    from mlverify._internal.refs import require_under
+    from mlverify._internal.sources.local import require_under
 
     policies = load_policies([os.environ.get("MLVERIFY_POLICY") or "builtin:default"])
     tmp: str | None = None

@@ -242,7 +242,13 @@ def add_sarif_taxonomy(sarif: dict[str, Any]) -> dict[str, Any]:
     for run in out.get("runs") or ():
         if not isinstance(run, dict):
             continue
-        taxonomies = run.setdefault("taxonomies", [])
+        # idempotent: an ATLAS taxonomy already there (mlverify's SARIF has one) is replaced
+        taxonomies = [
+            x
+            for x in run.get("taxonomies") or ()
+            if not (isinstance(x, dict) and x.get("name") == sarif_taxonomy()["name"])
+        ]
+        run["taxonomies"] = taxonomies
         index = len(taxonomies)
         taxonomies.append(sarif_taxonomy())
         for result in run.get("results") or ():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,13 +10,12 @@ import click
 from mlverify._internal.cli import ui
 from mlverify._internal.cli.output import write_atomically
 from mlverify._internal.errors import UsageError
+from mlverify._internal.report import ReportFormat
 from mlverify._internal.text import shown
-
-FORMATS = ("text", "json", "sarif")
 
 
 @click.command("check")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH|oci://REF|hf://REF")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH|REFERENCE")
 @click.option(
     "--policy",
     "policy_refs",
@@ -36,9 +34,11 @@ FORMATS = ("text", "json", "sarif")
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(FORMATS),
+    type=click.Choice(ReportFormat.names()),
     default=lambda: os.environ.get("MLVERIFY_FORMAT", "text"),
     show_default="text",
+    help="Report format: text, json (the interchange `mlverify report` reads), sarif "
+    "(code scanning), markdown (a PR comment) [default: $MLVERIFY_FORMAT, else text].",
 )
 @click.option(
     "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
@@ -77,13 +77,16 @@ def check_command(
     """
     from mlverify._internal.policy.model import load_policies
 
-    if output_format not in FORMATS:
-        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
+    if output_format not in ReportFormat.names():  # $MLVERIFY_FORMAT is not validated by click
+        raise UsageError(
+            f"--format {output_format!r}: expected one of {', '.join(ReportFormat.names())}"
+        )
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
     policies = load_policies(refs)
     if signatures and len(paths) > 1:
         raise UsageError("--signature applies to one artifact; check artifacts one at a time")
-    from mlverify._internal.refs import check_refs  # local paths, oci://, hf://; Git LFS pointers
+    from mlverify._internal.sources import SourceSettings
+    from mlverify._internal.sources.run import check_refs  # every reference kind; Git LFS
 
     # Unfetched Git LFS content was not checked: never admitted, except in a commit hook
     # (pre-commit sets PRE_COMMIT=1), where a developer need not have pulled every model.
@@ -91,6 +94,7 @@ def check_command(
     results = check_refs(
         paths,
         policies,
+        SourceSettings.from_environment(),
         signatures=signatures,
         use_cache=use_cache,
         skip_not_fetched=skip_unfetched,
@@ -101,27 +105,9 @@ def check_command(
     # the exit code, and the report's verdict, from the same results
     code = max((r.exit_code for r in results), default=0)
 
-    if output_format == "json":
-        text = (
-            json.dumps(
-                {
-                    "results": [r.to_json() for r in results],
-                    "allowed": code == 0,
-                    "exit_code": code,
-                },
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n"
-        )
-    elif output_format == "sarif":
-        from mlverify._internal.report import check_sarif
+    from mlverify._internal.report import RenderOptions, reporter
 
-        text = check_sarif(results)
-    else:
-        from mlverify._internal.report import check_text
-
-        text = check_text(results, explain=explain)
+    text = reporter(output_format).check(results, RenderOptions(explain=explain))
     if output:
         write_atomically(output, text.encode())
     else:

@@ -55,7 +55,7 @@ def upload_command(
     """
     from mlverify._internal.check import check_artifact
     from mlverify._internal.policy.model import load_policies
-    from mlverify._internal.report import check_text
+    from mlverify._internal.report import RenderOptions, ReportFormat, reporter
 
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise UsageError(f"{repo_id}: expected ORG/NAME")
@@ -71,7 +71,7 @@ def upload_command(
         ctx.invoke(sign_command, path=model, key_uri=key_uri, use_sigstore=use_sigstore)
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
     result = check_artifact(model, load_policies(refs))
-    click.echo(check_text([result]), nl=False, err=True)
+    click.echo(reporter(ReportFormat.TEXT).check([result], RenderOptions()), nl=False, err=True)
     if not result.allowed:
         click.echo(f"mlverify hf upload: {model} denied by the policy; nothing uploaded", err=True)
         raise SystemExit(1)

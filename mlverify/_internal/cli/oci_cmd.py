@@ -45,15 +45,19 @@ def push_command(
     the referrers API; `check oci://...` finds them.
     Prints the manifest digest: pin it (REF@sha256:...) where the model is used.
     """
+    import dataclasses
+
     from mlverify._internal.check import signature_candidates
-    from mlverify._internal.oci import parse_ref, push
+    from mlverify._internal.sources import SourceSettings
+    from mlverify._internal.sources.oci import parse_ref, push
 
     if signature is None:
         found = signature_candidates(model)
         signature = found[0] if found else None
-    digest, sig = push(
-        model, ref, signature=signature, attestations=attestations, insecure_http=plain_http
-    )
+    settings = SourceSettings.from_environment().oci
+    if plain_http:
+        settings = dataclasses.replace(settings, plain_http=True)
+    digest, sig = push(model, ref, settings, signature=signature, attestations=attestations)
     r = parse_ref(ref)
     click.echo(f"oci://{r.host}/{r.repository}@{digest}")
     click.echo(

@@ -1,4 +1,4 @@
-"""`mlverify report`: render saved `check --format json` results (SARIF, Markdown, text).
+"""`mlverify report`: render saved `check --format json` results in any report format.
 
 CI runs the check once and renders it several ways: SARIF for code scanning, a
 Markdown summary for ``$GITHUB_STEP_SUMMARY`` and a verdict for the exit code.
@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from mlverify._internal.errors import InputError
+from mlverify._internal.report import ReportFormat
 
 _FAIL = ("deny", "never")
 
@@ -28,6 +29,14 @@ _FAIL = ("deny", "never")
 )
 @click.option("--title", default="mlverify check", show_default=True, help="Summary heading.")
 @click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(ReportFormat.names()),
+    default="text",
+    show_default=True,
+    help="What to print on stdout (the verdicts as text, or the same document in any format).",
+)
+@click.option(
     "--fail-on",
     type=click.Choice(_FAIL),
     default="deny",
@@ -35,15 +44,19 @@ _FAIL = ("deny", "never")
     help="deny: exit 1 when any artifact is denied; never: always exit 0 (report only).",
 )
 def report_command(
-    results_file: Path, sarif: Path | None, markdown: Path | None, title: str, fail_on: str
+    results_file: Path,
+    sarif: Path | None,
+    markdown: Path | None,
+    title: str,
+    output_format: str,
+    fail_on: str,
 ) -> None:
     """Render RESULTS.json (written by `mlverify check --format json`) and print the
     text verdicts. Exit 1 if any artifact was denied (unless --fail-on never)."""
     from mlverify._internal.check import CheckResult
     from mlverify._internal.cli.output import write_atomically
     from mlverify._internal.files import read_bounded
-    from mlverify._internal.report import check_sarif, check_text
-    from mlverify._internal.summary import check_markdown
+    from mlverify._internal.report import RenderOptions, reporter
 
     data = read_bounded(results_file, what="results file", limit=256 << 20)
     try:
@@ -60,15 +73,17 @@ def report_command(
             f"{results_file}: not the output of `mlverify check --format json` ({what}: "
             f"{str(e)[:80]}); run check with --format json --output FILE"
         ) from None
+    options = RenderOptions(title=title)
     if sarif is not None:
-        write_atomically(sarif, check_sarif(results).encode())
+        write_atomically(sarif, reporter(ReportFormat.SARIF).check(results, options).encode())
     if markdown is not None:
+        summary = reporter(ReportFormat.MARKDOWN).check(results, options)
         try:
             with open(markdown, "a", encoding="utf-8") as f:
-                f.write(check_markdown(results, title=title))
+                f.write(summary)
         except OSError as e:
             raise InputError(f"{markdown}: cannot write the summary ({e.strerror})") from None
-    click.echo(check_text(results), nl=False)
+    click.echo(reporter(output_format).check(results, options), nl=False)
     code = max((r.exit_code for r in results), default=0)
     denied = sum(1 for r in results if r.exit_code)
     click.echo(f"mlverify report: {len(results) - denied} allowed, {denied} denied", err=True)

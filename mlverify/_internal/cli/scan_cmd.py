@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
 from mlverify._internal.errors import UsageError
-from mlverify._internal.text import shown, shown_lines
+from mlverify._internal.report import ReportFormat
 
 _FAIL_ON = ["low", "medium", "high", "critical"]
 
 
 @click.command("scan")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH|oci://REF|hf://REF")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH|REFERENCE")
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json", "sarif"]),
+    type=click.Choice(ReportFormat.names()),
     default="text",
     show_default=True,
     help="Report format (on stdout, or --output).",
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List every file (text, markdown); by default a directory scan lists the files "
+    "with findings or not fully checked, and a summary. JSON and SARIF are always complete.",
 )
 @click.option(
     "--output",
@@ -48,6 +54,7 @@ _FAIL_ON = ["low", "medium", "high", "critical"]
 def scan_command(
     paths: tuple[str, ...],
     output_format: str,
+    show_all: bool,
     output: Path | None,
     fail_on: str,
     allow: tuple[str, ...],
@@ -57,43 +64,31 @@ def scan_command(
     Formats are detected from bytes, not extensions. Exit 0: nothing at or above
     --fail-on; 1: findings; 2: usage or operational error.
     """
-    from mlverify._internal.scan.model import Limits, Severity, Status
+    from mlverify._internal.report import RenderOptions, reporter
+    from mlverify._internal.report.text import scan_summary
+    from mlverify._internal.scan.model import Limits, Severity
     from mlverify._internal.scan.policy import allow_entry_problem
-    from mlverify._internal.scan.report import render_json, render_sarif, render_text
 
     for a in allow:
         problem = allow_entry_problem(a)
         if problem:
             raise UsageError(problem, setting="allow")
-    from mlverify._internal.refs import (
-        scan_refs,
-    )  # local paths, oci://, hf:// (mlverify/_internal/refs.py)
+    from mlverify._internal.sources import SourceSettings
+    from mlverify._internal.sources.run import scan_refs
 
-    reports = scan_refs(paths, Limits(extra_allow=frozenset(allow)))
-    render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]
-    if output_format == "text":  # names from the artifact never reach a terminal raw
-        reports = [dataclasses.replace(r, path=shown(r.path)) for r in reports]
-    doc = render(reports)
-    if output_format == "text":
-        doc = shown_lines(doc)
+    settings = SourceSettings.from_environment()
+    reports = scan_refs(paths, settings, Limits(extra_allow=frozenset(allow)))
+    doc = reporter(output_format).scan(reports, RenderOptions(show_all=show_all))
     if output is not None:
-        try:
-            output.write_text(doc, encoding="utf-8")
-        except OSError as e:
-            raise UsageError(
-                f"{output}: cannot write the report ({e.strerror}); check the path"
-            ) from None
+        from mlverify._internal.cli.output import write_atomically
+
+        write_atomically(output, doc.encode())
     else:
         click.echo(doc, nl=False)
     threshold = Severity.parse(fail_on)
     bad = [r for r in reports if any(f.severity >= threshold for f in r.findings)]
-    counts = {s: 0 for s in Status}
-    for r in reports:
-        counts[r.status] += 1
-    summary = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     click.echo(
-        f"mlverify scan: {len(reports)} file(s): {summary or 'none'}; "
-        f"{len(bad)} with findings at or above {fail_on}",
+        f"mlverify scan: {scan_summary(reports)}; {len(bad)} with findings at or above {fail_on}",
         err=True,
     )
     if bad:

@@ -12,7 +12,7 @@ import datetime as dt
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mlverify._internal.attest.intoto import SLSA_PROVENANCE_V1
 from mlverify._internal.evidence import Evidence, FindingEvidence
@@ -27,14 +27,37 @@ class Reason:
     code: str
     message: str
     remedy: str = ""
+    #: the file of the artifact the reason is about (relative to its root), and the
+    #: member inside that file (an archive's); "" when about the artifact as a whole
+    file: str = ""
+    member: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {
+        out = {
             "level": self.level,
             "code": self.code,
             "message": self.message,
             "remedy": self.remedy,
         }
+        if self.file:
+            out.update(file=self.file, member=self.member)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Reason:
+        """Read back what :meth:`to_json` wrote; keys added by reports (``atlas``) are
+        annotations, not part of the reason."""
+        level = doc["level"]
+        if level not in ("deny", "warn", "info"):
+            raise ValueError(f"unknown reason level {level!r}")
+        return cls(
+            level,
+            str(doc["code"]),
+            str(doc["message"]),
+            str(doc.get("remedy", "")),
+            str(doc.get("file", "")),
+            str(doc.get("member", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -287,7 +310,7 @@ def _scan_reasons(policy: Policy, ev: Evidence, today: dt.date) -> list[Reason]:
         if ex:
             text += f" (exemption by {ex.owner} expired on {ex.expires})"
             remedy = "renew the exemption after review, or remove the file"
-        out.append(Reason("deny", "scan.finding", text, remedy))
+        out.append(Reason("deny", "scan.finding", text, remedy, f.file, f.member))
     if not policy.allow_unsupported:
         for path, status in sorted(ev.scan_status.items()):
             if status == "unsupported":
@@ -297,6 +320,7 @@ def _scan_reasons(policy: Policy, ev: Evidence, today: dt.date) -> list[Reason]:
                         "scan.unsupported",
                         f"{path}: recognised but could not be fully checked (unsupported)",
                         "re-save it in a supported form, or set formats.allow_unsupported",
+                        path,
                     )
                 )
     return out

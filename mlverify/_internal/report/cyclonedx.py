@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlverify._internal import atlas
 from mlverify._internal.attest.intoto import SLSA_PROVENANCE_V1
+from mlverify._internal.report.document import DocumentReporter
 from mlverify._internal.version import __version__
 
 if TYPE_CHECKING:
@@ -357,3 +358,6 @@ def render_cyclonedx(doc: dict[str, Any]) -> str:
     from cyclonedx.output.json import JsonV1Dot6
 
     return JsonV1Dot6(build_bom(doc)).output_as_string(indent=2) + "\n"
+
+
+REPORTER = DocumentReporter(render_cyclonedx, "application/vnd.cyclonedx+json", "cyclonedx")

@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from mlverify._internal import atlas
+from mlverify._internal.report.document import DocumentReporter
 from mlverify._internal.version import __version__
 
 OCSF_VERSION = "1.5.0"
@@ -302,3 +303,6 @@ def events(doc: Any) -> list[dict[str, Any]]:
 def render_ocsf(doc: dict[str, Any]) -> str:
     """The events as JSON lines (one compact object per line)."""
     return "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in events(doc))
+
+
+REPORTER = DocumentReporter(render_ocsf, "application/x-ndjson", "ocsf")

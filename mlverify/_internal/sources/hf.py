@@ -7,7 +7,9 @@ Cache layout (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
     models--ORG--NAME/blobs/<etag>               LFS: sha256(content); else git blob sha1
     models--ORG--NAME/snapshots/<commit>/<path>  -> ../../blobs/<etag>
 
-Offline unless ``MLVERIFY_HF_DOWNLOAD=1``: then huggingface_hub fills the cache first.
+The cache directory comes from the settings (``SourceSettings.from_environment`` reads
+the variables above). Offline unless the settings say ``download`` (the command line:
+``MLVERIFY_HF_DOWNLOAD=1``): then huggingface_hub fills the cache first.
 Every blob is read once: hashed against its name and copied into a private
 directory that is then checked like a local model, so what was checked is what
 was hashed. Blob names prove the cache is self-consistent, not who published it:
@@ -19,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mlverify._internal.errors import InputError, UsageError, VerificationError
-from mlverify._internal.refs import Resolved
+from mlverify._internal.sources.base import Resolved, admit_kind
+from mlverify._internal.sources.settings import AdmissionRules, HfSettings, SourceSettings
 
 _REF = re.compile(
     r"^hf://(?P<org>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+)(?:@(?P<rev>[\w.-]+))?(?:/(?P<path>.+))?$"
@@ -30,15 +34,10 @@ _REF = re.compile(
 _CHUNK = 1 << 20
 
 
-def cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return Path.home() / ".cache" / "huggingface" / "hub"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-def parse(ref: str) -> tuple[str, str, str, str]:
+def parse_parts(ref: str) -> tuple[str, str, str, str]:
     """(org, name, revision, path inside the repository) of an ``hf://`` reference."""
     m = _REF.match(ref)
     if m is None:
@@ -50,7 +49,7 @@ def parse(ref: str) -> tuple[str, str, str, str]:
 
 
 def _commit(repo: Path, ref: str, rev: str) -> str:
-    if re.fullmatch(r"[0-9a-f]{40}", rev):
+    if _COMMIT.fullmatch(rev):
         return rev
     try:
         commit = (repo / "refs" / rev).read_text().strip()
@@ -99,8 +98,8 @@ def _copy_checked(link: Path, blobs: Path, dest: Path, shown: str) -> str:
     return kind
 
 
-def download(repo_id: str, revision: str, sub: str) -> None:
-    """Fill the cache with huggingface_hub (network!), only when MLVERIFY_HF_DOWNLOAD=1:
+def download(repo_id: str, revision: str, sub: str, cache: Path) -> None:
+    """Fill the cache with huggingface_hub (network!), only when the settings say so:
     the content is then checked from the cache exactly as without it."""
     try:
         from huggingface_hub import snapshot_download
@@ -112,22 +111,23 @@ def download(repo_id: str, revision: str, sub: str) -> None:
         snapshot_download(
             repo_id=repo_id,
             revision=revision,
-            cache_dir=str(cache_dir()),
+            cache_dir=str(cache),
             allow_patterns=[sub, f"{sub}/*"] if sub else None,
         )
     except Exception as e:  # huggingface_hub raises many kinds: one line
         raise InputError(f"hf://{repo_id}: download failed ({type(e).__name__}: {e})") from None
 
 
-def resolve_hf(ref: str, dest: Path) -> Resolved:
+def resolve_hf(ref: str, dest: Path, settings: HfSettings) -> Resolved:
     """Materialise ``ref`` from the cache into ``dest`` (an empty directory), verified."""
-    org, name, rev, sub = parse(ref)
-    if os.environ.get("MLVERIFY_HF_DOWNLOAD") == "1":
-        download(f"{org}/{name}", rev, sub)
-    repo = cache_dir() / f"models--{org}--{name}"
+    org, name, rev, sub = parse_parts(ref)
+    cache = settings.cache
+    if settings.download:
+        download(f"{org}/{name}", rev, sub, cache)
+    repo = cache / f"models--{org}--{name}"
     if not repo.is_dir():
         raise InputError(
-            f"{ref}: {org}/{name} is not in the local Hugging Face cache ({cache_dir()}); "
+            f"{ref}: {org}/{name} is not in the local Hugging Face cache ({cache}); "
             "download it first (huggingface-cli download), or set HF_HUB_CACHE"
         )
     commit = _commit(repo, ref, rev)
@@ -156,6 +156,7 @@ def resolve_hf(ref: str, dest: Path) -> Resolved:
         ref,
         out,
         "hf",
+        ref,
         digest=commit,
         metadata={
             "repository": f"{org}/{name}",
@@ -164,3 +165,30 @@ def resolve_hf(ref: str, dest: Path) -> Resolved:
             "blobs_checked": kinds,
         },
     )
+
+
+@dataclass(frozen=True)
+class HfSource:
+    reference: str
+    revision: str
+    settings: HfSettings
+    kind: str = "hf"
+    copies: bool = True
+    pin_hint: str = "hf://ORG/NAME@<40-hex commit>"
+
+    @property
+    def pinned(self) -> bool:
+        """Pinned to a commit: the snapshot under that commit is the content (a branch or
+        tag in the local cache need not be what the runtime downloads)."""
+        return bool(_COMMIT.fullmatch(self.revision))
+
+    def admit(self, rules: AdmissionRules) -> None:
+        admit_kind(self, rules)
+
+    def resolve(self, dest: Path) -> Resolved:
+        return resolve_hf(self.reference, dest, self.settings)
+
+
+def parse(text: str, settings: SourceSettings) -> HfSource:
+    _, _, rev, _ = parse_parts(text)
+    return HfSource(text, rev, settings.hf)
