@@ -37,6 +37,9 @@ COMMANDS: dict[str, str] = {
     "serve": "mlverify._internal.cli.serve_cmd:serve_command",
     "report": "mlverify._internal.cli.report_cmd:report_command",
     "hf": "mlverify._internal.cli.hf_cmd:hf_group",
+    "worker": "mlverify._internal.cli.worker_cmd:worker_command",
+    "backfill": "mlverify._internal.cli.backfill_cmd:backfill_command",
+    "verdicts": "mlverify._internal.cli.verdicts_cmd:verdicts_command",
 }
 
 #: one-line summaries for `mlverify --help`, without importing the commands.
@@ -56,6 +59,9 @@ SUMMARIES: dict[str, str] = {
     "serve": "Run the admission service (HTTP API, Kubernetes, registry, Harbor).",
     "report": "Turn `check --format json` results into SARIF and a Markdown summary.",
     "hf": "Check, sign and upload a model to the Hugging Face Hub.",
+    "worker": "Verify queued jobs into the shared verdict store (distributed).",
+    "backfill": "Queue verification of every model a directory or registry already holds.",
+    "verdicts": "List the verdicts in a verdict store: what was decided, when and why.",
 }
 
 
