@@ -8,6 +8,7 @@ the reason.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -157,10 +158,8 @@ class Proc:
         out = []
         for line in self.log.read_text(errors="replace").splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     out.append(json.loads(line))
-                except ValueError:
-                    pass
         return out
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

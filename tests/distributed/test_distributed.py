@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -133,7 +132,7 @@ def test_backfill_two_workers_one_killed_mid_job(
     killed_in, victim = started()[0]
     pid = int(str(victim["pid"]))
     subprocess.run(["kill", "-KILL", str(pid)], check=True)
-    out, err = bf.communicate(timeout=600)
+    _out, err = bf.communicate(timeout=600)
     assert bf.returncode == 0, err
     assert "200 seen" in err.strip().splitlines()[-1]
     found = verdicts(pg_url)

@@ -111,6 +111,25 @@ from mlverify._internal.serve.logs import configure_logging
     help="Open connections one client address may hold at once.",
 )
 @click.option("--plain-http", is_flag=True, help="Talk HTTP to registries (loopback always does).")
+@click.option(
+    "--queue",
+    "queue_url",
+    metavar="redis://HOST:PORT/DB",
+    help="Distributed: queue misses for `mlverify worker` (needs --store).",
+)
+@click.option(
+    "--store",
+    "store_url",
+    metavar="postgresql://...|sqlite:///PATH",
+    help="Distributed: the verdict store shared with the workers and other replicas.",
+)
+@click.option(
+    "--queue-wait",
+    type=click.FloatRange(0.1, 86400),
+    default=600.0,
+    show_default=True,
+    help="Distributed: seconds /v1/check and Harbor wait for a queued verdict.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_command(
     host: str,
@@ -134,6 +153,9 @@ def serve_command(
     read_timeout: float,
     max_client_connections: int,
     plain_http: bool,
+    queue_url: str | None,
+    store_url: str | None,
+    queue_wait: float,
     log_level: str,
 ) -> None:
     """Serve verification decisions over HTTP(S): generic API, Kubernetes admission,
@@ -158,6 +180,8 @@ def serve_command(
         raise UsageError("--tls-cert and --tls-key go together")
     if tls_client_ca is not None and tls_cert is None:
         raise UsageError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS)")
+    if (queue_url is None) != (store_url is None):
+        raise UsageError("--queue and --store go together (distributed mode needs both)")
     if workers < 1 or max_body < 1024:
         raise UsageError("--workers must be >= 1 and --max-body >= 1024")
 
@@ -190,8 +214,19 @@ def serve_command(
         retry_backoff=retry_backoff,
         workers=workers,
         plain_http=plain_http,
+        queue_wait=queue_wait,
     )
-    service = Service(config)
+    if queue_url is not None and store_url is not None:
+        from mlverify._internal.distributed.broker import Queue
+        from mlverify._internal.distributed.keys import Config
+        from mlverify._internal.serve.executors.queue import QueueExecutor
+        from mlverify._internal.serve.store import open_store
+
+        store = open_store(store_url)
+        executor = QueueExecutor(config, store, Queue(queue_url), Config.of(config.policies))
+        service = Service(config, executor, store)
+    else:
+        service = Service(config)
     app = build_app(service, token=token, max_body=max_body)
     logging.getLogger("mlverify._internal.serve").info(
         "starting",
@@ -201,6 +236,7 @@ def serve_command(
             "tls": tls_cert is not None,
             "auth": "token" if token else "mtls" if tls_client_ca else "none",
             "policies": [p.name for p in config.policies],
+            "distributed": queue_url is not None,
         },
     )
     from mlverify._internal.serve.transport import GuardedH11Protocol
