@@ -193,3 +193,6 @@ def mlverify_proc(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     yield start
     for p in procs:
         p.stop(timeout=30)
+
+
+from tests.integrations.conftest import serve_factory  # noqa: E402,F401 - the fixture, shared

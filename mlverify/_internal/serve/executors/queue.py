@@ -77,6 +77,11 @@ class QueueExecutor:
 
     # -- keys --------------------------------------------------------------------------
     def _identity(self, ref: str, refresh: bool) -> tuple[str, str]:
+        """(name judged, artifact digest). Reused for a few seconds for OCI (a pinned
+        manifest is immutable; its attached set is re-read as often as a hit is re-checked
+        in process) and hf:// (a commit); a path's content is read every time."""
+        if not ref.startswith(("oci://", "hf://")):
+            return artifact_digest(ref, roots=self.config.roots)
         now = time.monotonic()
         with self._lock:
             known = self._names.get(ref)
