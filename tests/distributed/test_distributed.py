@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +181,37 @@ def test_redis_restarted_mid_run(
     check_verdicts(found, expect)
     assert w.stop() == 0
     assert not any("decided twice" in str(r.get("msg")) for r in w.records())
+
+
+def test_sigterm_finishes_the_job_in_flight_and_metrics(
+    tmp_path: Path, redis_server: Redis, pg_url: str, mlverify_proc: Callable[..., Proc]
+) -> None:
+    """SIGTERM to `mlverify worker` while it judges a large model: the job is finished
+    (within --grace), its verdict stored, the exit clean; /metrics counted the job."""
+    import urllib.request
+
+    from tests.integrations.conftest import free_port
+
+    root = tmp_path / "models"
+    root.mkdir()
+    policy, expect = corpus(root, tmp_path, 3)
+    port = free_port()
+    w = worker(mlverify_proc, redis_server, pg_url, policy, root, "--metrics-port", str(port))
+    r = run("backfill", str(root), "--queue", redis_server.url, "--store", pg_url,
+            "--policy", str(policy), "--no-wait")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    big = str(root / "m0000-big")
+    wait_for(lambda: any(x.get("msg") == "job started" and x.get("ref") == big
+                         for x in w.records()), 120, "the large job to start")  # fmt: skip
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(120) == 0
+    assert any(v["ref"] == big and v["allowed"] is True for v in verdicts(pg_url))
+    # a new worker takes the rest; its metrics count the outcomes
+    w2 = worker(mlverify_proc, redis_server, pg_url, policy, root, "--metrics-port", str(port))
+    wait_for(lambda: len(verdicts(pg_url)) == 3, 120, "the other jobs")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'mlverify_jobs_total{outcome="allowed"} 2.0' in text, text
+    assert "mlverify_queue_depth" in text and "mlverify_job_seconds_bucket" in text
+    assert w2.stop() == 0
+    assert expect  # the corpus held the large model, a clean one and a malicious one
