@@ -32,12 +32,12 @@ def strict(value: Any, type_name: str, where: str) -> None:
     """Every key of ``value`` is a field of the model ``type_name`` (recursively)."""
     import kubernetes.client.models as models
 
-    if type_name.startswith("list["):
+    if type_name.lower().startswith("list["):
         assert isinstance(value, list), f"{where}: expected a list"
         for i, item in enumerate(value):
             strict(item, type_name[5:-1], f"{where}[{i}]")
         return
-    if type_name.startswith("dict("):
+    if type_name.lower().startswith(("dict(", "dict[")):
         assert isinstance(value, dict), f"{where}: expected a mapping"
         inner = type_name[type_name.index(",") + 1 : -1].strip()
         for k, v in value.items():
