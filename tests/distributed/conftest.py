@@ -195,4 +195,8 @@ def mlverify_proc(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         p.stop(timeout=30)
 
 
-from tests.integrations.conftest import serve_factory  # noqa: E402,F401 - the fixture, shared
+from tests.integrations.conftest import (  # noqa: E402,F401 - the fixtures, shared
+    registry,
+    registry_factory,
+    serve_factory,
+)

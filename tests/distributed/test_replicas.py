@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 
 from tests.distributed.conftest import Proc, Redis
 from tests.distributed.test_distributed import corpus, verdicts, wait_for, worker
-from tests.integrations.conftest import Server
+from tests.integrations.conftest import Registry, Server
 from tests.integrations.test_serve import isvc, review
 
 pytest.importorskip("dramatiq")
@@ -85,3 +87,115 @@ def test_two_replicas_share_the_store(
     assert w.stop() == 0
     for srv in (a, b):
         assert "Traceback" not in srv.log.read_text()
+
+
+def test_registry_pushes_and_harbor_across_replicas(
+    tmp_path: Path,
+    redis_server: Redis,
+    pg_url: str,
+    mlverify_proc: Callable[..., Proc],
+    serve_factory: Callable[..., Server],
+    registry_factory: Callable[..., Registry],
+) -> None:
+    """Real registry notifications to replica A become jobs; the worker decides and
+    quarantines the malicious model (after the policy decision); a Harbor scan asked of
+    replica B is reported by replica A; a signature attached later is another artifact."""
+    from mlverify._internal.oci import Registry as OciRegistry
+    from tests.integrations.conftest import free_port, make_clean_model, make_evil_model
+    from tests.integrations.test_oci import oras_push
+
+    port = free_port()
+    reg = registry_factory(notify=f"http://127.0.0.1:{port}/registry/events")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: p\n"
+                      "spec:\n  scan:\n    max_severity: low\n")  # fmt: skip
+    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url,
+                      "--policy", str(policy), "--heartbeat-timeout", "3")  # fmt: skip
+    common = ("--queue", redis_server.url, "--store", pg_url, "--policy", str(policy),
+              "--registry", reg.host, "--quarantine", "tag")  # fmt: skip
+    a = serve_factory(*common, port=port)
+    b = serve_factory(*common)
+    oras_push(reg, make_clean_model(tmp_path, "clean"), "models/clean:v1")
+    oras_push(reg, make_evil_model(tmp_path, "evil"), "models/evil:v1")
+    oci = OciRegistry(reg.host)
+    clean, evil = (oci.get_manifest(f"models/{n}", "v1")[2] for n in ("clean", "evil"))
+    tag = "quarantined-" + evil.split(":", 1)[1]
+    wait_for(lambda: oci.manifest_exists("models/evil", tag), 120, "the quarantine tag")
+    found = {str(v["ref"]): v for v in verdicts(pg_url)}
+    assert found[f"oci://{reg.host}/models/clean@{clean}"]["allowed"] is True
+    assert found[f"oci://{reg.host}/models/evil@{evil}"]["allowed"] is False
+    assert oci.manifest_exists("models/clean", clean)
+    # Harbor: the request to B, the report from A (the request lives in the store)
+    scan = {"registry": {"url": f"http://{reg.host}"},
+            "artifact": {"repository": "models/evil", "digest": evil}}  # fmt: skip
+    code, _, doc = b.request("POST", "/api/v1/scan", scan)
+    assert code == 202
+    code, _, report = a.request("GET", f"/api/v1/scan/{doc['id']}/report")
+    assert code == 200 and report["severity"] == "Critical", report
+    # both replicas answer the pushed model from the store
+    for srv in (a, b):
+        code, _, v = srv.request(
+            "POST", "/v1/check", {"ref": f"oci://{reg.host}/models/evil@{evil}"}
+        )
+        assert v["cached"] is True and v["allowed"] is False
+    # a tag is judged as the digest it names now
+    code, _, v = b.request("POST", "/v1/check", {"ref": f"oci://{reg.host}/models/clean:v1"})
+    assert v["allowed"] is True and v["digest"].startswith(clean)
+    # attaching a manifest to a judged subject makes it another artifact: judged again
+    from mlverify._internal.oci import attach
+    from tests.core.helpers import write_key_pair
+
+    pinned = f"oci://{reg.host}/models/clean@{clean}"
+    priv, _ = write_key_pair(tmp_path)
+    sig = tmp_path / "clean.sig"
+    r = subprocess.run([sys.executable, "-m", "mlverify", "sign", str(tmp_path / "clean"),
+                        "--key", str(priv), "--signature", str(sig)],
+                       capture_output=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data, _, _ = oci.get_manifest("models/clean", clean)
+    attach(oci, "models/clean", clean, len(data), sig.read_bytes())
+    time.sleep(5.5)  # past the replica's few seconds of reuse
+    code, _, v = b.request("POST", "/v1/check", {"ref": pinned})
+    assert v["cached"] is False and v["digest"] != clean and v["digest"].startswith(clean + "+")
+    assert w.stop() == 0
+    logs = [r for srv in (a, b) for r in Proc(srv.proc, srv.log).records()]
+    assert not any(r.get("level") == "error" for r in logs), [
+        r for r in logs if r.get("level") == "error"
+    ]
+
+
+def test_tags_are_named_as_in_process(
+    tmp_path: Path,
+    redis_server: Redis,
+    pg_url: str,
+    mlverify_proc: Callable[..., Proc],
+    serve_factory: Callable[..., Server],
+    registry: Registry,
+) -> None:
+    """Policies match on names: a tag reference is judged as ``REPO:TAG@DIGEST`` (as the
+    in-process service does), and its verdict is not reused for the pinned name."""
+    from tests.integrations.conftest import make_evil_model
+    from tests.integrations.test_oci import oras_push
+
+    oras_push(registry, make_evil_model(tmp_path, "evil"), "names/evil:release-1")
+    pols = tmp_path / "pols"
+    pols.mkdir()
+    head = "apiVersion: mlverify.dev/v1\nkind: Policy\n"
+    (pols / "releases.yaml").write_text(
+        head + "metadata: {name: releases}\nspec:\n  mode: warn\n"
+        "  match: {paths: ['*:release-*']}\n"
+    )
+    (pols / "pinned.yaml").write_text(
+        head + "metadata: {name: pinned}\nspec:\n  match: {paths: ['*/evil@sha256:*']}\n"
+    )
+    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url,
+                      "--policy", str(pols))  # fmt: skip
+    srv = serve_factory("--queue", redis_server.url, "--store", pg_url, "--policy", str(pols),
+                        "--registry", registry.host)  # fmt: skip
+    tagged = f"oci://{registry.host}/names/evil:release-1"
+    code, _, first = srv.request("POST", "/v1/check", {"ref": tagged})
+    assert code == 200 and first["allowed"] is True, first  # only the warn policy governs
+    pinned = f"oci://{registry.host}/names/evil@{first['digest']}"
+    code, _, second = srv.request("POST", "/v1/check", {"ref": pinned})
+    assert second["cached"] is False and second["allowed"] is False, second
+    assert w.stop() == 0

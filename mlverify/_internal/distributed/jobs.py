@@ -101,7 +101,7 @@ def artifact_digest(
 ) -> tuple[str, str]:
     """(the name judged, its artifact digest) for a reference a caller may name.
 
-    OCI tags are resolved to the manifest digest (the name judged is the pinned one);
+    OCI tags are resolved to the manifest digest (``oci://HOST/REPO:TAG@DIGEST`` is judged);
     hf:// must be pinned to a commit; a path must lie under one of ``roots``.
     """
     if ref.startswith("oci://"):
@@ -113,7 +113,9 @@ def artifact_digest(
             digest = Registry(r.host, insecure_http=plain_http).get_manifest(
                 r.repository, r.reference
             )[2]
-        pinned = f"oci://{r.host}/{r.repository}@{digest}"
+        # named as an in-process check names it: a tag stays in the name (policies match
+        # on names, "*:release-*" included), pinned to the digest it resolved to
+        pinned = f"oci://{r.host}/{r.repository}" + (f":{r.tag}" if r.tag else "") + f"@{digest}"
         attached = current_referrers(r.host, r.repository, digest, insecure_http=plain_http)
         return pinned, oci_digest(digest, attached)
     if ref.startswith("hf://"):
