@@ -91,20 +91,25 @@ class Postgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
 
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+class Unavailable(Exception):
+    """A service these tests need cannot run here (the reason is the message)."""
+
+
+@contextlib.contextmanager
+def postgres_running() -> Iterator[Postgres]:
+    """PostgreSQL on a free loopback port, as the ``postgres`` user, in a temporary
+    directory (pytest's are private to root: that user could not enter them)."""
+    import tempfile
+
     if not PG_BIN:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        raise Unavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     if os.geteuid() != 0:
-        pytest.skip("PostgreSQL must run as its own user: these tests need root to switch to it")
+        raise Unavailable("PostgreSQL must run as its own user: switching to it needs root")
     try:
         user = pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("no 'postgres' user to run PostgreSQL as")
+        raise Unavailable("no 'postgres' user to run PostgreSQL as") from None
     bin_dir = Path(PG_BIN[-1])
-    import tempfile
-
-    # pytest's tmp directories are private to root: the server's user could not enter them
     base = Path(tempfile.mkdtemp(prefix="mlverify-pg-"))
     os.chmod(base, 0o755)
     data = base / "data"
@@ -118,30 +123,44 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
              *cmd], capture_output=True, text=True, timeout=120, cwd="/",
         )  # fmt: skip
 
-    r = as_pg(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    if r.returncode != 0:
-        pytest.fail(f"initdb failed: {r.stderr[-2000:]}")
-    opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data}"
-    r = as_pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(data / "log"),
-              "-w", "-t", "60", "start")  # fmt: skip
-    if r.returncode != 0:
-        pytest.fail(f"PostgreSQL did not start: {r.stderr[-2000:]}{r.stdout[-2000:]}")
     try:
+        r = as_pg(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+        if r.returncode != 0:
+            raise RuntimeError(f"initdb failed: {r.stderr[-2000:]}")
+        opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data}"
+        r = as_pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(data / "log"),
+                  "-w", "-t", "60", "start")  # fmt: skip
+        if r.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start: {r.stderr[-2000:]}{r.stdout[-2000:]}")
         yield Postgres(port, data)
     finally:
         as_pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_url(postgres_server: Postgres) -> Iterator[str]:
-    """A fresh database for one test."""
+def new_database(server: Postgres) -> str:
+    """The URL of a fresh, empty database on ``server``."""
     import psycopg
 
     name = f"t{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+    with psycopg.connect(server.url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:{postgres_server.port}/{name}"
+    return f"postgresql://postgres@127.0.0.1:{server.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    try:
+        with postgres_running() as pg:
+            yield pg
+    except Unavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture
+def pg_url(postgres_server: Postgres) -> str:
+    """A fresh database for one test."""
+    return new_database(postgres_server)
 
 
 @dataclass
