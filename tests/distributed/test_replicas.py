@@ -199,3 +199,49 @@ def test_tags_are_named_as_in_process(
     code, _, second = srv.request("POST", "/v1/check", {"ref": pinned})
     assert second["cached"] is False and second["allowed"] is False, second
     assert w.stop() == 0
+
+
+def test_backfill_of_a_registry_and_of_a_hugging_face_cache(
+    tmp_path: Path,
+    redis_server: Redis,
+    pg_url: str,
+    mlverify_proc: Callable[..., Proc],
+    registry: Registry,
+) -> None:
+    """oci://HOST: every repository's tags, resolved, model manifests once per digest under
+    the pinned name; hf-cache:DIR: every snapshot. Decided by a worker with the same cache."""
+    from mlverify._internal.oci import Registry as OciRegistry
+    from tests.distributed.test_distributed import run
+    from tests.integrations.conftest import EVIL_PICKLE, FIXTURE_MODEL, make_evil_model
+    from tests.integrations.test_hf import add_snapshot
+    from tests.integrations.test_oci import oras_push
+
+    evil_dir = make_evil_model(tmp_path, "evil")
+    oras_push(registry, evil_dir, "bf/evil:v1")
+    oras_push(registry, evil_dir, "bf/evil:also-v1")  # the same digest under two tags
+    oras_push(registry, FIXTURE_MODEL, "bf/clean:v1")
+    oci = OciRegistry(registry.host)
+    evil = oci.get_manifest("bf/evil", "v1")[2]
+    clean = oci.get_manifest("bf/clean", "v1")[2]
+    cache = tmp_path / "hub"
+    files = {p.name: p.read_bytes() for p in FIXTURE_MODEL.iterdir()}
+    add_snapshot(cache, "acme/tiny", "a" * 40, files)
+    add_snapshot(cache, "acme/evil", "b" * 40, {"config.json": b"{}", "model.pkl": EVIL_PICKLE})
+    env = {"HF_HUB_CACHE": str(cache)}
+    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url, env=env)
+    r = run("backfill", f"oci://{registry.host}/bf/evil", "--queue", redis_server.url,
+            "--store", pg_url)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "1 seen" in r.stderr.strip().splitlines()[-1], r.stderr  # two tags, one digest
+    r = run("backfill", f"oci://{registry.host}", "--queue", redis_server.url, "--store", pg_url)
+    assert r.returncode == 0, r.stderr
+    r = run("backfill", f"hf-cache:{cache}", "--queue", redis_server.url, "--store", pg_url)
+    assert r.returncode == 0, r.stderr
+    found = {str(v["ref"]): v["allowed"] for v in verdicts(pg_url)}
+    assert found[f"oci://{registry.host}/bf/evil@{evil}"] is False
+    assert found[f"oci://{registry.host}/bf/clean@{clean}"] is True
+    assert found["hf://acme/tiny@" + "a" * 40] is True
+    assert found["hf://acme/evil@" + "b" * 40] is False
+    assert w.stop() == 0
+    bad = run("backfill", "oci://host/repo:tag", "--queue", redis_server.url, "--store", pg_url)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

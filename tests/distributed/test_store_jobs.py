@@ -205,3 +205,18 @@ def test_verdicts_never_outlive_their_utc_day() -> None:
     late = dt.datetime(2026, 3, 1, 23, 59, tzinfo=dt.timezone.utc).timestamp()
     assert valid_until(late, 86400) == late + 60
     assert valid_until(late - 3600, 10) == late - 3590
+
+
+def test_postgres_schema_made_by_processes_starting_together(pg_url: str) -> None:
+    """CREATE TABLE IF NOT EXISTS races in PostgreSQL's catalog: made under a lock."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mlverify._internal.serve.store import open_store; open_store(sys.argv[1])"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_url], stderr=subprocess.PIPE)
+             for _ in range(6)]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()

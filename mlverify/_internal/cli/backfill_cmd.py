@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 
 @click.command("backfill")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source")
 @click.option("--queue", "queue_url", required=True, metavar="redis://HOST:PORT/DB")
 @click.option("--store", "store_url", required=True, metavar="postgresql://...|sqlite:///PATH")
 @click.option(
@@ -23,7 +22,7 @@ import click
 @click.option("--no-wait", is_flag=True, help="Return once everything is queued.")
 @click.option("--plain-http", is_flag=True, help="Talk HTTP to registries (loopback always does).")
 def backfill_command(
-    source: Path,
+    source: str,
     queue_url: str,
     store_url: str,
     policy_refs: tuple[str, ...],
@@ -34,8 +33,10 @@ def backfill_command(
     """Queue verification of every artifact in SOURCE that has no current verdict.
 
     SOURCE is a directory of models (each entry directly under it, file or directory,
-    is one artifact; the workers need it under a --root) or a file of references (one
-    oci://, hf:// or path per line). Resumable: a re-run skips what is decided. Progress
+    is one artifact; the workers need it under a --root), oci://HOST (a registry's
+    catalog) or oci://HOST/REPO (every tag, queued by digest), hf-cache[:DIR] (every
+    snapshot of the local Hugging Face cache) or a file of references (one oci://,
+    hf:// or path per line). Resumable: a re-run skips what is decided. Progress
     on stderr; exit 0 when every artifact was queued (and, unless --no-wait, decided),
     2 when some could not be queued.
     """
@@ -50,7 +51,7 @@ def backfill_command(
     store = open_store(store_url)
     queue = Queue(queue_url)
     try:
-        roots, items = references(source)
+        roots, items = references(source, plain_http=plain_http)
         p = backfill(
             items, roots=roots, config=config, store=store, queue=queue,
             max_outstanding=max_outstanding, wait=not no_wait, plain_http=plain_http,

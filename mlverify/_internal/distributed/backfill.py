@@ -1,33 +1,42 @@
 """Back-fills: queue every artifact a source already holds that has no current verdict.
 
 Sources: a directory of models (each entry directly under it, file or directory, is one
-artifact) or a file of references (one ``oci://``, ``hf://`` or path per line; ``#``
-comments). At most ``max_outstanding`` jobs are queued and undecided at once
-(back-pressure); a re-run skips what has a current verdict (resumable).
+artifact), an OCI registry (``oci://HOST``: its catalog) or repository
+(``oci://HOST/REPO``): every tag resolved to its digest, model manifests only, queued under
+the pinned name admission asks about; the local Hugging Face cache (``hf-cache`` or
+``hf-cache:DIR``: every snapshot, as ``hf://ORG/NAME@COMMIT``); or a file of references
+(one ``oci://``, ``hf://`` or path per line; ``#`` comments). At most
+``max_outstanding`` jobs are queued and undecided at once (back-pressure); a re-run
+skips what has a current verdict (resumable).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mlverify._internal.distributed.broker import Queue, QueueError
 from mlverify._internal.distributed.jobs import Job, artifact_digest
 from mlverify._internal.distributed.keys import Config
-from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.errors import InputError, MlverifyError, UsageError
 from mlverify._internal.serve.store.base import VerdictStore
 from mlverify._internal.text import shown
+
+if TYPE_CHECKING:
+    from mlverify._internal.oci import Registry
 
 log = logging.getLogger("mlverify._internal.distributed")
 
 #: Longest line accepted in a file of references, and most references in one.
 MAX_REF_LINE = 4096
 MAX_REFS = 10_000_000
+MAX_MANIFEST = 4 << 20
 
 
 @dataclass
@@ -52,14 +61,105 @@ class Progress:
         )
 
 
-def references(source: Path) -> tuple[list[Path], Iterator[str]]:
+#: Most repositories, tags and pages read from one registry.
+MAX_LISTED = 1_000_000
+MAX_PAGES = 10_000
+HF_SNAPSHOT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def references(source: str, *, plain_http: bool = False) -> tuple[list[Path], Iterator[str]]:
     """(the roots jobs may read, the references) of a back-fill source."""
-    if source.is_dir():
-        root = source.resolve()
-        return [root], (str(p) for p in sorted(root.iterdir()) if not p.name.startswith("."))
-    if source.is_file():
-        return [], _lines(source)
-    raise InputError(f"{shown(str(source))}: no such directory or file of references")
+    if source.startswith("oci://"):
+        host, _, repo = source[len("oci://") :].partition("/")
+        if not host or "@" in repo or ":" in repo.rsplit("/", 1)[-1]:
+            raise UsageError(f"{shown(source)}: expected oci://HOST or oci://HOST/REPOSITORY")
+        return [], registry_refs(host, repo.rstrip("/"), plain_http=plain_http)
+    if source == "hf-cache" or source.startswith("hf-cache:"):
+        from mlverify._internal.hfcache import cache_dir
+
+        where = Path(source[len("hf-cache:") :]) if ":" in source else cache_dir()
+        return [], hf_cache_refs(where)
+    path = Path(source)
+    if path.is_dir():
+        root = path.resolve()
+        return [root], (str(p) for p in sorted(root.iterdir()))
+    if path.is_file():
+        return [], _lines(path)
+    raise InputError(
+        f"{shown(source)}: not a directory, a file of references, oci://HOST[/REPO] or hf-cache"
+    )
+
+
+def _paged(reg: Registry, path: str, field: str) -> Iterator[str]:
+    """The names a paginated distribution listing returns (``Link: <...>; rel="next"``)."""
+    import json
+    import urllib.parse
+
+    listed = 0
+    for _ in range(MAX_PAGES):
+        resp = reg.request("GET", path)
+        with resp:
+            body = resp.read(MAX_MANIFEST + 1)
+            link = resp.headers.get("Link", "")
+        if len(body) > MAX_MANIFEST:
+            raise InputError(f"{reg.host}: {path} answered more than {MAX_MANIFEST} bytes")
+        try:
+            names = json.loads(body).get(field) or []
+        except (ValueError, AttributeError):
+            raise InputError(f"{reg.host}: {path} did not answer a JSON listing") from None
+        for name in names:
+            listed += 1
+            if listed > MAX_LISTED:
+                raise InputError(f"{reg.host}: more than {MAX_LISTED} entries listed")
+            if isinstance(name, str):
+                yield name
+        m = re.match(r'^\s*<([^>]+)>\s*;\s*rel="?next"?', link)
+        if not m:
+            return
+        nxt = urllib.parse.urlsplit(m.group(1))
+        if nxt.netloc and nxt.netloc != reg.host:
+            raise InputError(f"{reg.host}: the listing's next page is on another host; refused")
+        path = nxt.path + (f"?{nxt.query}" if nxt.query else "")
+    raise InputError(f"{reg.host}: more than {MAX_PAGES} pages listed")
+
+
+def registry_refs(host: str, repo: str, *, plain_http: bool = False) -> Iterator[str]:
+    """``oci://HOST/REPO@DIGEST`` of every model manifest a tag names (each digest once)."""
+    import json
+
+    from mlverify._internal.oci import Registry
+    from mlverify._internal.serve.quarantine import is_model
+
+    reg = Registry(host, insecure_http=plain_http)
+    repos = [repo] if repo else _paged(reg, "/v2/_catalog?n=1000", "repositories")
+    for name in repos:
+        seen: set[str] = set()
+        for tag in _paged(reg, f"/v2/{name}/tags/list?n=1000", "tags"):
+            if tag.startswith(("sha256-", "quarantined-")):
+                continue  # attached manifests (referrers fallback) and our quarantine tags
+            data, _, digest = reg.get_manifest(name, tag)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and is_model(doc):
+                yield f"oci://{host}/{name}@{digest}"
+
+
+def hf_cache_refs(cache: Path) -> Iterator[str]:
+    """``hf://ORG/NAME@COMMIT`` of every model snapshot in a Hugging Face cache."""
+    if not cache.is_dir():
+        raise InputError(f"{shown(str(cache))}: no Hugging Face cache here (HF_HUB_CACHE)")
+    for repo in sorted(cache.glob("models--*--*")):
+        parts = repo.name.split("--", 2)
+        if len(parts) != 3 or not (repo / "snapshots").is_dir():
+            continue
+        for snap in sorted((repo / "snapshots").iterdir()):
+            if HF_SNAPSHOT.match(snap.name):
+                yield f"hf://{parts[1]}/{parts[2]}@{snap.name}"
 
 
 def _lines(path: Path) -> Iterator[str]:

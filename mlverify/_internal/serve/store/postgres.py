@@ -19,4 +19,5 @@ def open_postgres(url: str) -> SqlStore:
     def connect() -> Any:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
-    return SqlStore(url, connect, (psycopg.Error,), "%s")
+    lock = ("SELECT pg_advisory_lock(4242014)", "SELECT pg_advisory_unlock(4242014)")
+    return SqlStore(url, connect, (psycopg.Error,), "%s", schema_lock=lock)

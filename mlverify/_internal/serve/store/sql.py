@@ -25,7 +25,8 @@ class SqlStore:
 
     ``connect`` opens a connection in autocommit mode; ``errors`` are the driver's
     exception classes, turned into :class:`StoreError` (an operational error). A broken
-    connection is reopened once per statement.
+    connection is reopened once per statement. ``schema_lock``: the statements that take
+    and release a lock around the schema's creation.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class SqlStore:
         connect: Callable[[], Any],
         errors: tuple[type[BaseException], ...],
         marker: str,
+        schema_lock: tuple[str, str] | None = None,
     ) -> None:
         self.url = redacted(url)
         self._connect = connect
@@ -41,8 +43,16 @@ class SqlStore:
         self._m = marker
         self._lock = threading.Lock()
         self._conn: Any = None
-        for statement in SCHEMA:
-            self._run(statement)
+        # processes starting together race on CREATE ... IF NOT EXISTS in PostgreSQL
+        # (a unique violation in its catalog): the schema is made under a lock there
+        if schema_lock is not None:
+            self._run(schema_lock[0], fetch="one")
+        try:
+            for statement in SCHEMA:
+                self._run(statement)
+        finally:
+            if schema_lock is not None:
+                self._run(schema_lock[1], fetch="one")
 
     def _run(self, sql: str, args: tuple[Any, ...] = (), fetch: str = "") -> Any:
         """Execute one statement; ``fetch``: "" (nothing), "one" or "all". A broken
