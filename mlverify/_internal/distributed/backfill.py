@@ -206,18 +206,18 @@ def backfill(
     def settle(limit: int) -> None:
         """Wait until fewer than ``limit`` jobs are outstanding."""
         while len(outstanding) >= max(limit, 1):
-            done = store.get_many(sorted(outstanding))
+            done = store.states(sorted(outstanding))
             now = time.time()
-            for key, v in done.items():
-                if v.current(now):
+            for key, (allowed, until) in done.items():
+                if now < until:
                     outstanding.discard(key)
-                    if v.allowed:
+                    if allowed:
                         p.allowed += 1
                     else:
                         p.denied += 1
             report()
             if len(outstanding) >= max(limit, 1):
-                sleep(0.2)
+                sleep(0.2 if done else 0.5)
 
     for ref in refs:
         p.total += 1

@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,28 +249,41 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
     from mlverify._internal.refs import check_ref
 
     key, ref = job.key, job.ref
-    before = None
-    if not ref.startswith(("oci://", "hf://")):
+    path = None if ref.startswith(("oci://", "hf://")) else Path(ref)
+    same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf
+    if path is not None:
+        from mlverify._internal.background import BackgroundCall
         from mlverify._internal.refs import require_under
 
-        require_under(Path(ref), ctx.roots)
-        digest, before = tree_digest(Path(ref))
-        if digest != job.digest:
-            raise RetryJob(f"{shown(ref)}: its content is not what was queued (changed since)")
+        require_under(path, ctx.roots)
+        before = fingerprint(path)
+        # the job's digest is read beside the check (BLAKE3 releases the GIL), not before
+        # it: both read between two equal fingerprints, so both read the same bytes
+        digesting = BackgroundCall(tree_digest, path)
+
+        def same() -> None:
+            digest, during = digesting.result()
+            if digest != job.digest:
+                raise RetryJob(f"{shown(ref)}: its content is not what was queued (changed since)")
+            if during != before or fingerprint(path) != before:
+                raise RetryJob(f"{shown(ref)}: changed while being checked")
+
     try:
         out = check_ref(
             ref,
             ctx.policies,
             environment=ENVIRONMENT,
-            roots=ctx.roots if before is not None else None,
+            roots=ctx.roots if path is not None else None,
             insecure_http=ctx.plain_http,
         )
     except VerificationError as e:  # tampered bytes: a deny about them, not an outage
-        if before is not None and fingerprint(Path(ref)) != before:
-            raise RetryJob(f"{shown(ref)}: changed while being checked") from None
+        same()
         return _verdict(ctx, job, key, job.digest, False, "failed", [str(e)])
-    if before is not None and fingerprint(Path(ref)) != before:
-        raise RetryJob(f"{shown(ref)}: changed while being checked")
+    except MlverifyError:
+        if path is not None:
+            same()  # a change explains the error better; else the error is retried
+        raise
+    same()
     if isinstance(out, str):  # Git LFS content not fetched: its bytes were not judged
         return _verdict(ctx, job, key, job.digest, False, "failed", [out])
     import json

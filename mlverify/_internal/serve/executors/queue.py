@@ -181,7 +181,9 @@ class QueueExecutor:
             if not keys:
                 continue
             try:
-                found = self.store.get_many(keys)
+                now = time.time()
+                done = [k for k, (_, until) in self.store.states(keys).items() if now < until]
+                found = self.store.get_many(done) if done else {}
             except MlverifyError as e:
                 log.warning("store unreachable while waiting", extra={"error": str(e)})
                 continue

@@ -154,6 +154,11 @@ class VerdictStore(Protocol):
 
     def get_many(self, keys: list[str]) -> dict[str, StoredVerdict]: ...
 
+    def states(self, keys: list[str]) -> dict[str, tuple[bool, float]]:
+        """(allowed, valid_until) of the keys that have a verdict: what a back-fill polls
+        (without the evidence)."""
+        ...
+
     def put(self, verdict: StoredVerdict, *, now: float) -> bool:
         """Store ``verdict`` unless a current one (``valid_until > now``) holds the key;
         True when written. Idempotent: a repeated job writes nothing."""

@@ -32,6 +32,9 @@ class MemoryStore:
         with self._lock:
             return {k: self._verdicts[k] for k in keys if k in self._verdicts}
 
+    def states(self, keys: list[str]) -> dict[str, tuple[bool, float]]:
+        return {k: (v.allowed, v.valid_until) for k, v in self.get_many(keys).items()}
+
     def put(self, verdict: StoredVerdict, *, now: float) -> bool:
         with self._lock:
             old = self._verdicts.get(verdict.key)

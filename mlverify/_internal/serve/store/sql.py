@@ -101,6 +101,16 @@ class SqlStore:
                 out[v.key] = v
         return out
 
+    def states(self, keys: list[str]) -> dict[str, tuple[bool, float]]:
+        out: dict[str, tuple[bool, float]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, allowed, valid_until FROM mlverify_verdicts WHERE key IN ({marks})"
+            for key, allowed, until in self._run(sql, tuple(chunk), "all"):
+                out[str(key)] = (bool(allowed), float(until))
+        return out
+
     def put(self, verdict: StoredVerdict, *, now: float) -> bool:
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[1:])
         row = self._run(
