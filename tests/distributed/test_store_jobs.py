@@ -61,6 +61,8 @@ def test_store_protocol(store: VerdictStore) -> None:
     assert store.put(verdict("k2", False, now + 1), now=now) is True
     assert [v.key for v in store.verdicts()] == ["k2", "k1"]
     assert [v.key for v in store.verdicts(denied=True)] == ["k2", "k1"]
+    assert [v.key for v in store.verdicts(newest=True, limit=1)] == ["k1"]
+    assert store.states(["k1", "k2", "nope"]) == {"k1": (False, now + 121), "k2": (False, now + 61)}
     assert set(store.get_many(["k1", "k2", "nope"])) == {"k1", "k2"}
     assert [store.deliver("j", "r", now) for _ in range(3)] == [1, 2, 3]
     assert store.deliveries("j") == 3 and store.deliveries("other") == 0

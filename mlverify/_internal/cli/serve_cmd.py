@@ -217,13 +217,18 @@ def serve_command(
         queue_wait=queue_wait,
     )
     if queue_url is not None and store_url is not None:
-        from mlverify._internal.distributed.broker import Queue
+        from mlverify._internal.distributed.broker import Queue, QueueError
         from mlverify._internal.distributed.keys import Config
         from mlverify._internal.serve.executors.queue import QueueExecutor
         from mlverify._internal.serve.store import open_store
 
         store = open_store(store_url)
-        executor = QueueExecutor(config, store, Queue(queue_url), Config.of(config.policies))
+        queue = Queue(queue_url)
+        try:
+            queue.depth()
+        except QueueError as e:
+            raise UsageError(str(e)) from None
+        executor = QueueExecutor(config, store, queue, Config.of(config.policies))
         service = Service(config, executor, store)
     else:
         service = Service(config)

@@ -31,7 +31,9 @@ class QueueError(MlverifyError):
 
 def _require(url: str) -> None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise UsageError(f"{url}: expected a Redis URL (redis://HOST:PORT/DB)")
+        from mlverify._internal.serve.store.base import redacted
+
+        raise UsageError(f"{redacted(url)}: expected a Redis URL (redis://HOST:PORT/DB)")
     try:
         import dramatiq  # noqa: F401
         import redis  # noqa: F401
@@ -71,7 +73,9 @@ class Queue:
     """The producer side: what ``serve`` and ``backfill`` enqueue into."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        from mlverify._internal.serve.store.base import redacted
+
+        self.url = redacted(url)
         self.broker = make_broker(url)
 
     def enqueue(self, job: Job) -> None:

@@ -110,7 +110,9 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
             TimeLimit(time_limit=int(settings.job_timeout * 1000)),
             ShutdownNotifications(),
             Retries(
-                max_retries=settings.max_deliveries + 1,  # the store's count decides first
+                # the store's delivery count dead-letters a job (as a deny); the broker
+                # keeps retrying only while the store cannot be written, for days
+                max_retries=10_000,
                 min_backoff=int(settings.min_backoff * 1000),
                 max_backoff=int(settings.max_backoff * 1000),
             ),
@@ -152,7 +154,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
             queue_name=QUEUE_NAMES[q],
             priority=PRIORITIES[q],
             broker=broker,
-            max_retries=settings.max_deliveries + 1,
+            max_retries=10_000,
         )
     worker = dramatiq.Worker(
         broker,

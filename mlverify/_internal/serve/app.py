@@ -33,6 +33,8 @@ from mlverify._internal.serve.http import (  # noqa: F401 - re-exported for call
     MAX_JSON_DEPTH,
     BadBody,
     BodyTooLarge,
+    admission_response,
+    admission_warning,
     parse_json_body,
     read_json,
 )

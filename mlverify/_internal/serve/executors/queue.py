@@ -220,7 +220,9 @@ class QueueExecutor:
         return verdict_of(v, ref, cached=True) if v is not None else None
 
     def recorded(self) -> dict[str, Verdict]:
-        return {v.key: verdict_of(v, v.ref, cached=True) for v in self.store.verdicts(limit=10_000)}
+        """The newest thousand (a registry's store holds millions: `mlverify verdicts`)."""
+        latest = self.store.verdicts(limit=1000, newest=True)
+        return {v.key: verdict_of(v, v.ref, cached=True) for v in latest}
 
     def on_push(self, host: str, repo: str, digest: str, tag: str) -> bool:
         from mlverify._internal.serve.quarantine import is_model, read_manifest

@@ -172,8 +172,11 @@ class VerdictStore(Protocol):
 
     def deliveries(self, key: str) -> int: ...
 
-    def verdicts(self, *, denied: bool = False, limit: int = 100_000) -> list[StoredVerdict]:
-        """Verdicts by decision time (oldest first), at most ``limit``."""
+    def verdicts(
+        self, *, denied: bool = False, limit: int = 100_000, newest: bool = False
+    ) -> list[StoredVerdict]:
+        """Verdicts by decision time, oldest first (``newest``: the newest ``limit``
+        first), at most ``limit``."""
         ...
 
     def add_scan(self, scan: ScanRequest) -> None: ...

@@ -62,10 +62,12 @@ class MemoryStore:
             job = self._jobs.get(key)
             return int(str(job[1])) if job else 0
 
-    def verdicts(self, *, denied: bool = False, limit: int = 100_000) -> list[StoredVerdict]:
+    def verdicts(
+        self, *, denied: bool = False, limit: int = 100_000, newest: bool = False
+    ) -> list[StoredVerdict]:
         with self._lock:
             out = [v for v in self._verdicts.values() if not (denied and v.allowed)]
-        return sorted(out, key=lambda v: (v.decided_at, v.key))[:limit]
+        return sorted(out, key=lambda v: (v.decided_at, v.key), reverse=newest)[:limit]
 
     def add_scan(self, scan: ScanRequest) -> None:
         with self._lock:

@@ -143,11 +143,14 @@ class SqlStore:
         row = self._run("SELECT deliveries FROM mlverify_jobs WHERE key = ?", (key,), "one")
         return int(row[0]) if row else 0
 
-    def verdicts(self, *, denied: bool = False, limit: int = 100_000) -> list[StoredVerdict]:
+    def verdicts(
+        self, *, denied: bool = False, limit: int = 100_000, newest: bool = False
+    ) -> list[StoredVerdict]:
         where = "WHERE allowed = ? " if denied else ""
         args: tuple[Any, ...] = (False, limit) if denied else (limit,)
+        order = "decided_at DESC, key DESC" if newest else "decided_at, key"
         rows = self._run(
-            f"SELECT {_COLUMNS} FROM mlverify_verdicts {where}ORDER BY decided_at, key LIMIT ?",
+            f"SELECT {_COLUMNS} FROM mlverify_verdicts {where}ORDER BY {order} LIMIT ?",
             args,
             "all",
         )
