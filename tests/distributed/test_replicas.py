@@ -109,8 +109,8 @@ def test_registry_pushes_and_harbor_across_replicas(
     policy = tmp_path / "p.yaml"
     policy.write_text("apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: p\n"
                       "spec:\n  scan:\n    max_severity: low\n")  # fmt: skip
-    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url,
-                      "--policy", str(policy), "--heartbeat-timeout", "3")  # fmt: skip
+    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url, "--policy",
+                      str(policy), "--heartbeat-timeout", "3", "--registry", reg.host)  # fmt: skip
     common = ("--queue", redis_server.url, "--store", pg_url, "--policy", str(policy),
               "--registry", reg.host, "--quarantine", "tag")  # fmt: skip
     a = serve_factory(*common, port=port)
@@ -189,7 +189,7 @@ def test_tags_are_named_as_in_process(
         head + "metadata: {name: pinned}\nspec:\n  match: {paths: ['*/evil@sha256:*']}\n"
     )
     w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url,
-                      "--policy", str(pols))  # fmt: skip
+                      "--policy", str(pols), "--registry", registry.host)  # fmt: skip
     srv = serve_factory("--queue", redis_server.url, "--store", pg_url, "--policy", str(pols),
                         "--registry", registry.host)  # fmt: skip
     tagged = f"oci://{registry.host}/names/evil:release-1"
@@ -228,7 +228,8 @@ def test_backfill_of_a_registry_and_of_a_hugging_face_cache(
     add_snapshot(cache, "acme/tiny", "a" * 40, files)
     add_snapshot(cache, "acme/evil", "b" * 40, {"config.json": b"{}", "model.pkl": EVIL_PICKLE})
     env = {"HF_HUB_CACHE": str(cache)}
-    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url, env=env)
+    w = mlverify_proc("worker", "--queue", redis_server.url, "--store", pg_url,
+                      "--registry", registry.host, env=env)  # fmt: skip
     r = run("backfill", f"oci://{registry.host}/bf/evil", "--queue", redis_server.url,
             "--store", pg_url)  # fmt: skip
     assert r.returncode == 0, r.stderr

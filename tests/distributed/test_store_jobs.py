@@ -222,3 +222,32 @@ def test_postgres_schema_made_by_processes_starting_together(pg_url: str) -> Non
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err.decode()
+
+
+def test_oci_jobs_only_from_configured_registries(ctx: WorkerContext) -> None:
+    """A job naming a registry the worker was not given is not pulled (the queue is not a
+    way to make workers fetch from anywhere)."""
+    c = ctx.config
+    job = Job("oci://evil.example/x@sha256:" + "0" * 64, "sha256:" + "0" * 64, c.policy,
+              c.trust, c.version)  # fmt: skip
+    with pytest.raises(RetryJob, match="not one this worker may pull from"):
+        run_job(ctx, job)
+
+
+def test_file_of_references_is_read_bounded(tmp_path: Path) -> None:
+    from mlverify._internal.distributed.backfill import MAX_REF_LINE, references
+
+    f = tmp_path / "refs.txt"
+    f.write_text("# models\n\n/models/a\n  oci://h/r@sha256:" + "0" * 64 + "  \n")
+    roots, refs = references(str(f))
+    assert roots is None and list(refs) == ["/models/a", "oci://h/r@sha256:" + "0" * 64]
+    f.write_bytes(b"x" * (MAX_REF_LINE + 10))
+    with pytest.raises(MlverifyError, match="line longer"):
+        list(references(str(f))[1])
+    f.write_bytes(b"/ok\n\xff\xfe\n")
+    with pytest.raises(MlverifyError, match="not UTF-8"):
+        list(references(str(f))[1])
+    with pytest.raises(MlverifyError, match="not a directory"):
+        references(str(tmp_path / "nope"))
+    with pytest.raises(UsageError, match="expected oci://HOST"):
+        references("oci://h/r:tag")

@@ -39,6 +39,10 @@ def _queues(value: str) -> tuple[str, ...]:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Directory whose models jobs may name by path (repeatable) [default: none].",
 )  # fmt: skip
+@click.option(
+    "--registry", "registries", multiple=True, metavar="HOST[:PORT]",
+    help="Registry that oci:// jobs may name (repeatable; '*' for any) [default: none].",
+)  # fmt: skip
 @click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes.")  # fmt: skip
 @click.option("--queues", "queues", default="uploads,backfill", show_default=True,
@@ -69,6 +73,7 @@ def worker_command(
     store_url: str,
     policy_refs: tuple[str, ...],
     roots: tuple[Path, ...],
+    registries: tuple[str, ...],
     concurrency: int,
     queues: str,
     max_deliveries: int,
@@ -88,6 +93,8 @@ def worker_command(
     Every job is keyed by (artifact digest, policy digest, trust digest, mlverify
     version): a job already decided is not done again; operational errors are retried
     with backoff; after --max-deliveries a job is recorded as a deny with its reason.
+    Jobs name only what the worker may read: paths under --root, oci:// on a
+    --registry, hf:// from the local cache.
     """
     from mlverify._internal.distributed.broker import Queue, QueueError
     from mlverify._internal.distributed.keys import Config
@@ -113,6 +120,7 @@ def worker_command(
         store_url=store_url,
         policy_refs=refs,
         roots=tuple(str(r.resolve()) for r in roots),
+        registries=registries,
         queues=_queues(queues),
         plain_http=plain_http,
         max_deliveries=max_deliveries,

@@ -67,24 +67,24 @@ MAX_PAGES = 10_000
 HF_SNAPSHOT = re.compile(r"^[0-9a-f]{40}$")
 
 
-def references(source: str, *, plain_http: bool = False) -> tuple[list[Path], Iterator[str]]:
-    """(the roots jobs may read, the references) of a back-fill source."""
+def references(source: str, *, plain_http: bool = False) -> tuple[list[Path] | None, Iterator[str]]:
+    """(the roots its paths must lie under, None: any; the references) of a source."""
     if source.startswith("oci://"):
         host, _, repo = source[len("oci://") :].partition("/")
         if not host or "@" in repo or ":" in repo.rsplit("/", 1)[-1]:
             raise UsageError(f"{shown(source)}: expected oci://HOST or oci://HOST/REPOSITORY")
-        return [], registry_refs(host, repo.rstrip("/"), plain_http=plain_http)
+        return None, registry_refs(host, repo.rstrip("/"), plain_http=plain_http)
     if source == "hf-cache" or source.startswith("hf-cache:"):
         from mlverify._internal.hfcache import cache_dir
 
         where = Path(source[len("hf-cache:") :]) if ":" in source else cache_dir()
-        return [], hf_cache_refs(where)
+        return None, hf_cache_refs(where)
     path = Path(source)
     if path.is_dir():
         root = path.resolve()
         return [root], (str(p) for p in sorted(root.iterdir()))
-    if path.is_file():
-        return [], _lines(path)
+    if path.is_file():  # the user's own list: paths in it are the user's to name
+        return None, _lines(path)
     raise InputError(
         f"{shown(source)}: not a directory, a file of references, oci://HOST[/REPO] or hf-cache"
     )
@@ -163,13 +163,23 @@ def hf_cache_refs(cache: Path) -> Iterator[str]:
 
 
 def _lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for n, line in enumerate(f, 1):
+    """The references of a file, one per line: bounded in line length and count."""
+    with open(path, "rb") as f:
+        for n in range(1, MAX_REFS + 2):
+            raw = f.readline(MAX_REF_LINE + 1)
+            if not raw:
+                return
             if n > MAX_REFS:
-                raise InputError(f"{path}: more than {MAX_REFS} references")
-            if len(line) > MAX_REF_LINE:
-                raise InputError(f"{path}:{n}: line longer than {MAX_REF_LINE} characters")
-            text = line.strip()
+                raise InputError(f"{shown(str(path))}: more than {MAX_REFS} references")
+            if len(raw) > MAX_REF_LINE:
+                raise InputError(
+                    f"{shown(str(path))}:{n}: line longer than {MAX_REF_LINE} bytes; "
+                    "expected one reference per line"
+                )
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise InputError(f"{shown(str(path))}:{n}: not UTF-8 text") from None
             if text and not text.startswith("#"):
                 yield text
 
@@ -177,7 +187,7 @@ def _lines(path: Path) -> Iterator[str]:
 def backfill(
     refs: Iterator[str],
     *,
-    roots: list[Path],
+    roots: list[Path] | None,
     config: Config,
     store: VerdictStore,
     queue: Queue,

@@ -97,12 +97,13 @@ class Job:
 
 
 def artifact_digest(
-    ref: str, *, roots: Sequence[Path], plain_http: bool = False
+    ref: str, *, roots: Sequence[Path] | None, plain_http: bool = False
 ) -> tuple[str, str]:
     """(the name judged, its artifact digest) for a reference a caller may name.
 
     OCI tags are resolved to the manifest digest (``oci://HOST/REPO:TAG@DIGEST`` is judged);
-    hf:// must be pinned to a commit; a path must lie under one of ``roots``.
+    hf:// must be pinned to a commit; a path must lie under one of ``roots`` (None: the
+    caller's own command line names it, any path).
     """
     if ref.startswith("oci://"):
         from mlverify._internal.oci import Registry, current_referrers, parse_ref
@@ -127,7 +128,8 @@ def artifact_digest(
     from mlverify._internal.refs import require_under
 
     path = Path(ref)
-    require_under(path, roots)
+    if roots is not None:
+        require_under(path, roots)
     return ref, tree_digest(path)[0]
 
 
@@ -138,6 +140,7 @@ class WorkerContext:
     policies: list[Policy]
     store: VerdictStore
     roots: list[Path] = field(default_factory=list)
+    registries: list[str] = field(default_factory=list)  #: oci hosts jobs may name ("*": any)
     plain_http: bool = False
     max_deliveries: int = 5
     verdict_ttl: float = 86_400.0
@@ -249,6 +252,13 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
     from mlverify._internal.refs import check_ref
 
     key, ref = job.key, job.ref
+    if ref.startswith("oci://"):
+        host = ref[len("oci://") :].split("/", 1)[0]
+        if "*" not in ctx.registries and host not in ctx.registries:
+            raise RetryJob(
+                f"{shown(ref)}: registry {shown(host)} is not one this worker may pull from "
+                "(worker --registry)"
+            )
     path = None if ref.startswith(("oci://", "hf://")) else Path(ref)
     same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf
     if path is not None:

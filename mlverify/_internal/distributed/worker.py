@@ -33,6 +33,7 @@ class WorkerSettings:
     store_url: str
     policy_refs: tuple[str, ...]
     roots: tuple[str, ...] = ()
+    registries: tuple[str, ...] = ()
     queues: tuple[str, ...] = ("uploads", "backfill")
     plain_http: bool = False
     max_deliveries: int = 5
@@ -51,7 +52,7 @@ class WorkerSettings:
     @classmethod
     def from_json(cls, text: str) -> WorkerSettings:
         doc = json.loads(text)
-        for k in ("policy_refs", "roots", "queues"):
+        for k in ("policy_refs", "roots", "registries", "queues"):
             doc[k] = tuple(doc[k])
         return cls(**doc)
 
@@ -94,6 +95,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
         policies=load_policies(list(settings.policy_refs)),
         store=store,
         roots=[Path(r) for r in settings.roots],
+        registries=list(settings.registries),
         plain_http=settings.plain_http,
         max_deliveries=settings.max_deliveries,
         verdict_ttl=settings.verdict_ttl,
