@@ -40,6 +40,9 @@ COMMANDS: dict[str, str] = {
     "atlas": "mlverify._internal.cli.atlas_cmd:atlas_command",
     "bom": "mlverify._internal.cli.bom_cmd:bom_command",
     "posture": "mlverify._internal.cli.posture_cmd:posture_command",
+    "worker": "mlverify._internal.cli.worker_cmd:worker_command",
+    "backfill": "mlverify._internal.cli.backfill_cmd:backfill_command",
+    "verdicts": "mlverify._internal.cli.verdicts_cmd:verdicts_command",
 }
 
 #: one-line summaries for `mlverify --help`, without importing the commands.
@@ -62,6 +65,9 @@ SUMMARIES: dict[str, str] = {
     "atlas": "Show which MITRE ATLAS techniques the policies cover, and how.",
     "bom": "Write a CycloneDX 1.6 ML-BOM of a model from a check.",
     "posture": "Turn `check --format json` results into an HTML posture page.",
+    "worker": "Verify queued jobs into the shared verdict store (distributed).",
+    "backfill": "Queue verification of every model a directory or registry already holds.",
+    "verdicts": "List the verdicts in a verdict store: what was decided, when and why.",
 }
 
 

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import click
 
 from mlverify._internal.errors import UsageError
-
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, object] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for k, v in vars(record).items():
-            if k not in _RESERVED and not k.startswith("_"):
-                doc[k] = v
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    for name in ("mlverify", "uvicorn", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level.upper())
-        logger.propagate = False
+from mlverify._internal.serve.logs import configure_logging
 
 
 @click.command("serve")
@@ -142,6 +111,25 @@ def configure_logging(level: str) -> None:
     help="Open connections one client address may hold at once.",
 )
 @click.option("--plain-http", is_flag=True, help="Talk HTTP to registries (loopback always does).")
+@click.option(
+    "--queue",
+    "queue_url",
+    metavar="redis://HOST:PORT/DB",
+    help="Distributed: queue misses for `mlverify worker` (needs --store).",
+)
+@click.option(
+    "--store",
+    "store_url",
+    metavar="postgresql://...|sqlite:///PATH",
+    help="Distributed: the verdict store shared with the workers and other replicas.",
+)
+@click.option(
+    "--queue-wait",
+    type=click.FloatRange(0.1, 86400),
+    default=600.0,
+    show_default=True,
+    help="Distributed: seconds /v1/check and Harbor wait for a queued verdict.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_command(
     host: str,
@@ -165,6 +153,9 @@ def serve_command(
     read_timeout: float,
     max_client_connections: int,
     plain_http: bool,
+    queue_url: str | None,
+    store_url: str | None,
+    queue_wait: float,
     log_level: str,
 ) -> None:
     """Serve verification decisions over HTTP(S): generic API, Kubernetes admission,
@@ -189,6 +180,8 @@ def serve_command(
         raise UsageError("--tls-cert and --tls-key go together")
     if tls_client_ca is not None and tls_cert is None:
         raise UsageError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS)")
+    if (queue_url is None) != (store_url is None):
+        raise UsageError("--queue and --store go together (distributed mode needs both)")
     if workers < 1 or max_body < 1024:
         raise UsageError("--workers must be >= 1 and --max-body >= 1024")
 
@@ -221,8 +214,24 @@ def serve_command(
         retry_backoff=retry_backoff,
         workers=workers,
         plain_http=plain_http,
+        queue_wait=queue_wait,
     )
-    service = Service(config)
+    if queue_url is not None and store_url is not None:
+        from mlverify._internal.distributed.broker import Queue, QueueError
+        from mlverify._internal.distributed.keys import Config
+        from mlverify._internal.serve.executors.queue import QueueExecutor
+        from mlverify._internal.serve.store import open_store
+
+        store = open_store(store_url)
+        queue = Queue(queue_url)
+        try:
+            queue.depth()
+        except QueueError as e:
+            raise UsageError(str(e)) from None
+        executor = QueueExecutor(config, store, queue, Config.of(config.policies))
+        service = Service(config, executor, store)
+    else:
+        service = Service(config)
     app = build_app(service, token=token, max_body=max_body)
     logging.getLogger("mlverify._internal.serve").info(
         "starting",
@@ -232,6 +241,7 @@ def serve_command(
             "tls": tls_cert is not None,
             "auth": "token" if token else "mtls" if tls_client_ca else "none",
             "policies": [p.name for p in config.policies],
+            "distributed": queue_url is not None,
         },
     )
     from mlverify._internal.serve.transport import GuardedH11Protocol

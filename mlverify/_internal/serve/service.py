@@ -7,22 +7,19 @@ Starlette routes in :mod:`mlverify._internal.serve.app`.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import logging
 import re
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
+from mlverify._internal.errors import UsageError
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
     from mlverify._internal.policy.model import Policy
+    from mlverify._internal.serve.store.base import VerdictStore
 
 log = logging.getLogger("mlverify._internal.serve")
 
@@ -45,6 +42,7 @@ class ServeConfig:
     referrer_recheck: float = 10.0  #: seconds after which a hit re-reads the referrer set
     event_retries: int = 3  #: registry events: retries of an operational error
     retry_backoff: float = 1.0  #: seconds before the first retry (doubling after)
+    queue_wait: float = 600.0  #: distributed: seconds a replica waits for a queued verdict
 
 
 @dataclass
@@ -119,18 +117,48 @@ def is_pinned(ref: str) -> bool:
     return bool(_PINNED_OCI.match(ref) or _PINNED_HF.match(ref))
 
 
-class Service:
-    """Checks on a bounded pool; verdicts of digest-pinned OCI references cached by
-    (manifest digest); concurrent requests for one reference share one check."""
+class Executor(Protocol):
+    """How a service reaches verdicts: in this process (``executors/local.py``) or
+    through the queue and the shared store (``executors/queue.py``)."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def submit(
+        self, ref: str, *, refresh: bool = False, authorization: str | None = None
+    ) -> concurrent.futures.Future[Verdict]:
+        """A future verdict for ``ref`` (done at once on a hit)."""
+        ...
+
+    def peek(self, ref: str) -> Verdict | None:
+        """The verdict for ``ref`` if one is already known, without starting work."""
+        ...
+
+    def recorded(self) -> dict[str, Verdict]:
+        """Verdicts to list on ``/v1/verdicts``, by key."""
+        ...
+
+    def on_push(self, host: str, repo: str, digest: str, tag: str) -> bool:
+        """A registry push: judge it (and quarantine a denied model); False if it was
+        already judged."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Service:
+    """What the routes call: the configuration, which references a caller may name,
+    the executor that reaches verdicts and the store that keeps Harbor's requests."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        executor: Executor | None = None,
+        store: VerdictStore | None = None,
+    ) -> None:
+        from mlverify._internal.serve.executors.local import LocalExecutor
+        from mlverify._internal.serve.store.memory import MemoryStore
+
         self.config = config
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.workers, thread_name_prefix="mlverify-check"
-        )
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, Verdict] = OrderedDict()
-        self._inflight: dict[str, concurrent.futures.Future[Verdict]] = {}
+        self.executor: Executor = executor or LocalExecutor(config)
+        self.store: VerdictStore = store or MemoryStore(config.cache_size)
 
     # -- what a caller may make us read ---------------------------------------------
     def admit_reference(self, ref: str) -> None:
@@ -158,139 +186,17 @@ class Service:
 
             require_under(Path(ref), self.config.roots)
 
-    # -- cache ------------------------------------------------------------------------
-    def cached(self, key: str) -> Verdict | None:
-        with self._lock:
-            v = self._cache.get(key)
-            if v is not None:
-                self._cache.move_to_end(key)
-            return v
-
-    def remember(self, key: str, verdict: Verdict) -> None:
-        with self._lock:
-            self._cache[key] = verdict
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
-
-    def verdicts(self) -> dict[str, Verdict]:
-        with self._lock:
-            return dict(self._cache)
-
-    # -- checking ---------------------------------------------------------------------
-    def _run(self, ref: str, authorization: str | None) -> Verdict:
-        from mlverify._internal.refs import check_ref
-
-        t0 = time.perf_counter()
-        try:
-            out = check_ref(
-                ref,
-                self.config.policies,
-                environment="admission",
-                roots=self.config.roots,
-                use_cache=False,  # an admission service hashes every byte
-                insecure_http=self.config.plain_http,
-                authorization=authorization,
-            )
-        except VerificationError as e:  # tampered content: a deny, not an outage
-            verdict = Verdict(ref, False, error=str(e))
-        except MlverifyError as e:
-            verdict = Verdict(ref, False, error=str(e))
-            log.info("check failed", extra={"ref": ref, "error": str(e)})
-            return verdict
-        else:
-            if isinstance(out, str):
-                verdict = Verdict(ref, False, note=out)
-            else:
-                ev_ref = out.evidence.get("reference", {})
-                digest = str(
-                    ev_ref.get("digest") or out.evidence.get("artifact", {}).get("root_digest", "")
-                )
-                verdict = Verdict(ref, out.allowed, digest=digest, result=out)
-        log.info(
-            "checked",
-            extra={
-                "ref": ref,
-                "allowed": verdict.allowed,
-                "digest": verdict.digest,
-                "seconds": round(time.perf_counter() - t0, 3),
-            },
-        )
-        # Only a digest-pinned reference's verdict is reused, under exactly that name: a
-        # verdict reached through a tag was matched against the tag's name.
-        if _PINNED_OCI.match(ref) and verdict.digest and verdict.result is not None:
-            now = time.time()
-            tomorrow = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(1)
-            midnight = dt.datetime.combine(tomorrow, dt.time(), dt.timezone.utc).timestamp()
-            seen = verdict.result.evidence.get("reference", {}).get("referrers", [])
-            verdict = dataclasses.replace(
-                verdict,
-                valid_until=min(now + self.config.verdict_ttl, midnight),
-                referrers=tuple(str(x) for x in seen),
-                referrers_seen_at=now,
-            )
-            self.remember(self._oci_key(ref, verdict.digest), verdict)
-        return verdict
-
-    def _still_valid(self, ref: str, hit: Verdict) -> bool:
-        """Not expired, and the subject's referrer set is the one it was judged with
-        (re-read at most every ``referrer_recheck`` seconds)."""
-        now = time.time()
-        if now >= hit.valid_until:
-            return False
-        if now - hit.referrers_seen_at < self.config.referrer_recheck:
-            return True
-        from mlverify._internal.oci import current_referrers, parse_ref
-
-        r = parse_ref(ref)
-        try:
-            current = current_referrers(
-                r.host, r.repository, hit.digest, insecure_http=self.config.plain_http
-            )
-        except MlverifyError:
-            return False  # cannot tell: judge again (which fails closed if the registry does)
-        if tuple(current) != hit.referrers:
-            log.info("verdict stale: attached manifests changed", extra={"ref": ref})
-            return False
-        self.remember(
-            self._oci_key(ref, hit.digest), dataclasses.replace(hit, referrers_seen_at=now)
-        )
-        return True
-
-    @staticmethod
-    def _oci_key(ref: str, digest: str) -> str:
-        base = ref.split("@", 1)[0]
-        host_repo = base[len("oci://") :]
-        if ":" in host_repo.rsplit("/", 1)[-1]:  # drop a tag
-            host_repo = host_repo.rsplit(":", 1)[0]
-        return f"oci://{host_repo}@{digest}"
-
     def submit(
         self, ref: str, *, refresh: bool = False, authorization: str | None = None
     ) -> concurrent.futures.Future[Verdict]:
-        """A future verdict for ``ref``: done at once on a cache hit; shared with a check
-        already running for the same reference."""
-        if not refresh and _PINNED_OCI.match(ref):
-            hit = self.cached(self._oci_key(ref, ref.rsplit("@", 1)[1]))
-            if hit is not None and self._still_valid(ref, hit):
-                done: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
-                done.set_result(dataclasses.replace(hit, ref=ref, cached=True))
-                return done
-        with self._lock:
-            running = self._inflight.get(ref)
-            if running is not None:
-                return running
-            fut = self.pool.submit(self._run, ref, authorization)
-            self._inflight[ref] = fut
-        fut.add_done_callback(lambda _f: self._forget(ref))
-        return fut
+        return self.executor.submit(ref, refresh=refresh, authorization=authorization)
 
-    def _forget(self, ref: str) -> None:
-        with self._lock:
-            self._inflight.pop(ref, None)
+    def verdicts(self) -> dict[str, Verdict]:
+        return self.executor.recorded()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.executor.close()
+        self.store.close()
 
 
 def references_in(obj: Any) -> list[str]:

@@ -1,0 +1,205 @@
+"""Benchmark of the distributed layer (not a test): jobs/s and GB/s of 1 and 2 workers
+against plain `mlverify check` of the same set in one process; admission latency
+answered from the store.
+
+A mixed set: N small models (the fixture model, copied) and M large ones (a valid
+safetensors file of SIZE GiB each). Starts what it needs on loopback: Redis, and
+PostgreSQL as its own user (root needed; else the SQLite store, said in the output).
+
+    .venv/bin/python bench/distributed_bench.py --small 2000 --large 4 --large-gib 1
+
+- plain:      `mlverify check` of every model, one process;
+- N workers:  `mlverify backfill DIR` into an empty store with `mlverify worker
+              --concurrency N` running, from the start of the back-fill to its last verdict
+              (the back-fill reads every byte once more, for the job keys);
+- admission:  /k8s/validate of decided models through `mlverify serve --queue --store`,
+              one client on a kept-alive connection, latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FIXTURE = ROOT / "fixtures" / "models" / "tiny-classifier"
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def safetensors(path: Path, size: int) -> None:
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
+    pad = (8 - len(header) % 8) % 8
+    raw = (header + " " * pad).encode()
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        f.truncate(8 + len(raw) + size)  # zeros, sparse: hashing reads them all the same
+
+
+def corpus(root: Path, small: int, large: int, gib: float) -> int:
+    total = 0
+    for i in range(small):
+        shutil.copytree(FIXTURE, root / f"s{i:05d}")
+    total += small * sum(f.stat().st_size for f in FIXTURE.iterdir())
+    for i in range(large):
+        d = root / f"L{i}"
+        d.mkdir()
+        shutil.copy(FIXTURE / "config.json", d / "config.json")
+        safetensors(d / "model.safetensors", int(gib * (1 << 30)))
+        total += int(gib * (1 << 30))
+    return total
+
+
+def mlverify(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlverify", *args]
+
+
+@contextlib.contextmanager
+def services(work: Path) -> Iterator[tuple[str, str, str]]:
+    """(redis URL, a function-free store URL prefix, the store kind)."""
+    from tests.distributed.conftest import Redis, Unavailable, postgres_running
+    from tests.integrations.conftest import free_port
+
+    redis = Redis(free_port(), work)
+    redis.start()
+    try:
+        try:
+            with postgres_running() as pg:
+                yield redis.url, "postgres", pg.url
+        except Unavailable as e:
+            print(f"PostgreSQL unavailable ({e}); the SQLite store is measured", file=sys.stderr)
+            yield redis.url, "sqlite", f"sqlite:///{work}/verdicts"
+    finally:
+        redis.stop()
+
+
+def fresh_store(kind: str, base: str, n: int) -> str:
+    if kind == "sqlite":
+        return f"{base}-{n}.db"
+    from tests.distributed.conftest import Postgres, new_database
+
+    port = int(base.rsplit(":", 1)[1].split("/")[0])
+    return new_database(Postgres(port, Path("/")))
+
+
+def flush(redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()
+
+
+def run_workers(n: int, root: Path, redis_url: str, store: str, env: dict[str, str]) -> float:
+    w = subprocess.Popen(
+        mlverify("worker", "--queue", redis_url, "--store", store, "--root", str(root),
+                 "--concurrency", str(n), "--log-level", "warning"),
+        env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(3)  # the worker processes start (imports): not what is measured
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        mlverify("backfill", str(root), "--queue", redis_url, "--store", store,
+                 "--max-outstanding", "1000"),
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    w.send_signal(signal.SIGTERM)
+    w.wait(120)
+    if r.returncode != 0:
+        sys.exit(f"backfill failed: {r.stderr[-2000:]}")
+    print(f"  {r.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+    return wall
+
+
+def admission(root: Path, redis_url: str, store: str, env: dict[str, str], n: int) -> list[float]:
+    from tests.integrations.conftest import free_port, wait_http
+
+    port = free_port()
+    srv = subprocess.Popen(
+        mlverify("serve", "--port", str(port), "--queue", redis_url, "--store", store,
+                 "--root", str(root), "--log-level", "warning"),
+        env={**env, "MLVERIFY_SERVE_TOKEN": TOKEN}, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        models = sorted(p for p in root.iterdir() if p.name.startswith("s"))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        out = []
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        for i in range(n):
+            model = {"storageUri": str(models[i % len(models)])}
+            obj = {"kind": "InferenceService", "spec": {"predictor": {"model": model}}}
+            review = {"uid": str(i), "operation": "CREATE", "object": obj}
+            body = json.dumps(
+                {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": review}
+            )
+            t0 = time.perf_counter()
+            conn.request("POST", "/k8s/validate", body, headers)
+            resp = conn.getresponse()
+            doc = json.loads(resp.read())
+            out.append(time.perf_counter() - t0)
+            assert doc["response"]["allowed"] is True, doc
+        return out
+    finally:
+        srv.terminate()
+        srv.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--small", type=int, default=2000)
+    ap.add_argument("--large", type=int, default=4)
+    ap.add_argument("--large-gib", type=float, default=1.0)
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mlverify-dbench-"))
+    os.chmod(work, 0o755)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(work / "cache")}
+    try:
+        root = work / "models"
+        root.mkdir()
+        total = corpus(root, args.small, args.large, args.large_gib)
+        jobs = args.small + args.large
+        print(f"set: {args.small} small + {args.large} x {args.large_gib:g} GiB = {jobs} jobs, "
+              f"{total / 1e9:.2f} GB", file=sys.stderr)  # fmt: skip
+        refs = [str(p) for p in sorted(root.iterdir())]
+        t0 = time.perf_counter()
+        r = subprocess.run(mlverify("check", *refs, "--format", "json"), env=env,
+                           capture_output=True, text=True)  # fmt: skip
+        plain = time.perf_counter() - t0
+        if r.returncode not in (0, 1):
+            sys.exit(f"check failed: {r.stderr[-2000:]}")
+        rows = [("plain `mlverify check`, 1 process", plain)]
+        with services(work) as (redis_url, kind, base):
+            for n in (1, 2):
+                flush(redis_url)
+                store = fresh_store(kind, base, n)
+                rows.append((f"{n} worker process{'es' if n > 1 else ''} ({kind} store)",
+                             run_workers(n, root, redis_url, store, env)))  # fmt: skip
+            lat = sorted(admission(root, redis_url, store, env, args.requests))
+        print("\n| run | wall s | jobs/s | GB/s | vs plain |\n|---|---:|---:|---:|---:|")
+        for name, wall in rows:
+            print(f"| {name} | {wall:.1f} | {jobs / wall:.1f} | {total / 1e9 / wall:.2f} | "
+                  f"{wall / plain:.2f}x |")  # fmt: skip
+        q = statistics.quantiles(lat, n=100)
+        print(
+            f"\nadmission from the store ({len(lat)} AdmissionReviews, 1 client): "
+            f"p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms, max {lat[-1] * 1000:.2f} ms"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Distributed verification: job keys, the worker pipeline, the Dramatiq queue, back-fills."""

@@ -1,0 +1,320 @@
+"""One job: judge one artifact version, write its verdict once.
+
+Transport-free (the Dramatiq actor in :mod:`mlverify._internal.distributed.queue`
+calls :func:`run_job`), so the pipeline is tested without a broker.
+
+At-least-once delivery is made harmless, not impossible: a worker looks the key up
+first and does nothing when a current verdict is there; a verdict write never replaces
+a current one. Every delivery is counted in the store (not in the message: a job that
+kills its worker is redelivered with the message unchanged); after ``max_deliveries``
+the job is dead-lettered, recorded as a deny with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlverify._internal.distributed.keys import Config, fingerprint, oci_digest, tree_digest
+from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
+from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
+from mlverify._internal.text import shown
+
+if TYPE_CHECKING:
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.policy.model import Policy
+
+log = logging.getLogger("mlverify._internal.distributed")
+
+QUEUES = ("uploads", "backfill")
+_PINNED_OCI = re.compile(r"^oci://[^/]+/.+@sha256:[0-9a-f]{64}$")
+_PINNED_HF = re.compile(r"^hf://[^/@]+/[^/@]+@[0-9a-f]{40}(/.*)?$")
+#: the environment every job is judged in: the key does not name one, so it is fixed
+ENVIRONMENT = "admission"
+
+
+class RetryJob(MlverifyError):
+    """An operational error: deliver the job again later (with backoff)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a queue message carries."""
+
+    ref: str
+    digest: str  #: the artifact digest the key was made with
+    policy: str
+    trust: str
+    version: str
+    queue: str = "uploads"
+    quarantine: str = "none"  #: registry pushes: what to do with a denied model
+    enqueued_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return Config(self.policy, self.trust, self.version).key(self.ref, self.digest)
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "digest": self.digest,
+            "policy": self.policy,
+            "trust": self.trust,
+            "version": self.version,
+            "queue": self.queue,
+            "quarantine": self.quarantine,
+            "enqueued_at": self.enqueued_at,
+            "key": self.key,
+        }
+
+    @classmethod
+    def from_message(cls, doc: Any) -> Job:
+        if not isinstance(doc, dict):
+            raise UsageError("job message: expected a JSON object")
+        try:
+            job = cls(
+                **{k: str(doc[k]) for k in ("ref", "digest", "policy", "trust", "version")},
+                queue=str(doc.get("queue", "uploads")),
+                quarantine=str(doc.get("quarantine", "none")),
+                enqueued_at=float(doc.get("enqueued_at", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"job message: missing or malformed field ({e})") from None
+        if doc.get("key") != job.key:
+            raise UsageError("job message: its key is not the key of its fields")
+        if job.queue not in QUEUES or job.quarantine not in ("none", "delete", "tag"):
+            raise UsageError("job message: unknown queue or quarantine mode")
+        return job
+
+
+def artifact_digest(
+    ref: str, *, roots: Sequence[Path] | None, plain_http: bool = False
+) -> tuple[str, str]:
+    """(the name judged, its artifact digest) for a reference a caller may name.
+
+    OCI tags are resolved to the manifest digest (``oci://HOST/REPO:TAG@DIGEST`` is judged);
+    hf:// must be pinned to a commit; a path must lie under one of ``roots`` (None: the
+    caller's own command line names it, any path).
+    """
+    if ref.startswith("oci://"):
+        from mlverify._internal.oci import Registry, current_referrers, parse_ref
+
+        r = parse_ref(ref)
+        digest = r.digest
+        if not digest:
+            digest = Registry(r.host, insecure_http=plain_http).get_manifest(
+                r.repository, r.reference
+            )[2]
+        # named as an in-process check names it: a tag stays in the name (policies match
+        # on names, "*:release-*" included), pinned to the digest it resolved to
+        pinned = f"oci://{r.host}/{r.repository}" + (f":{r.tag}" if r.tag else "") + f"@{digest}"
+        attached = current_referrers(r.host, r.repository, digest, insecure_http=plain_http)
+        return pinned, oci_digest(digest, attached)
+    if ref.startswith("hf://"):
+        if not _PINNED_HF.match(ref):
+            raise UsageError(f"{ref}: hf:// references are judged pinned to a commit only")
+        return ref, ref.split("@", 1)[1].split("/", 1)[0]
+    if "://" in ref:
+        raise UsageError(f"{shown(ref)}: unsupported scheme; use oci://, hf:// or a path")
+    from mlverify._internal.refs import require_under
+
+    path = Path(ref)
+    if roots is not None:
+        require_under(path, roots)
+    return ref, tree_digest(path)[0]
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process judges with."""
+
+    policies: list[Policy]
+    store: VerdictStore
+    roots: list[Path] = field(default_factory=list)
+    registries: list[str] = field(default_factory=list)  #: oci hosts jobs may name ("*": any)
+    plain_http: bool = False
+    max_deliveries: int = 5
+    verdict_ttl: float = 86_400.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    config: Config = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config = Config.of(self.policies)
+
+
+def valid_until(now: float, ttl: float) -> float:
+    """``ttl`` seconds, never past the end of the UTC day: key windows and exemptions
+    are judged by date."""
+    tomorrow = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(1)
+    midnight = dt.datetime.combine(tomorrow, dt.time(), dt.timezone.utc).timestamp()
+    return min(now + ttl, midnight)
+
+
+def deny_reasons(result: CheckResult) -> tuple[str, ...]:
+    if result.outcome:
+        return (result.message or result.outcome,)
+    return tuple(
+        r.message + (f" ({r.remedy})" if r.remedy else "")
+        for d in result.decisions
+        for r in d.reasons
+        if r.level == "deny" and not d.allowed
+    )
+
+
+def _verdict(
+    ctx: WorkerContext, job: Job, key: str, digest: str, allowed: bool, kind: str,
+    reasons: Sequence[str], result: str = "",
+) -> StoredVerdict:  # fmt: skip
+    now = time.time()
+    return StoredVerdict(
+        key=key,
+        ref=job.ref,
+        digest=digest,
+        allowed=allowed,
+        kind=kind,
+        decided_at=now,
+        valid_until=valid_until(now, ctx.verdict_ttl),
+        reasons=tuple(shown(r) for r in reasons),
+        result=result,
+        decided_by=ctx.worker_id,
+    )
+
+
+def dead_letter(ctx: WorkerContext, job: Job, reason: str, deliveries: int) -> str:
+    v = _verdict(
+        ctx, job, job.key, job.digest, False, "dead-letter",
+        [f"not verified after {deliveries} deliveries: {reason}"],
+    )  # fmt: skip
+    ctx.store.put(v, now=time.time())
+    log.error("job dead-lettered", extra={"key": job.key, "ref": job.ref, "reason": reason})
+    return "dead-letter"
+
+
+def run_job(ctx: WorkerContext, job: Job) -> str:
+    """Judge ``job`` and store its verdict; the outcome: ``duplicate`` (a current verdict
+    was there), ``allowed``, ``denied`` or ``dead-letter``. Raises :class:`RetryJob` for an
+    operational error that deserves another delivery."""
+    now = time.time()
+    key = job.key
+    existing = ctx.store.get(key)
+    if existing is not None and existing.current(now):
+        log.info("job already decided", extra={"key": key, "ref": job.ref})
+        return "duplicate"
+    n = ctx.store.deliver(key, job.ref, now)
+    if n > ctx.max_deliveries:
+        return dead_letter(ctx, job, "the job ended its worker every time (crash or kill)", n - 1)
+    log.info("job started", extra={"key": key, "ref": job.ref, "delivery": n, "pid": os.getpid()})
+    try:
+        if (job.policy, job.trust, job.version) != (
+            ctx.config.policy,
+            ctx.config.trust,
+            ctx.config.version,
+        ):
+            raise RetryJob(
+                "this worker judges with other policies, trust or version than the job asks "
+                "for; a worker configured like the replica that queued it must take it"
+            )
+        verdict = _judge(ctx, job)
+    except MlverifyError as e:
+        reason = str(e)
+        ctx.store.note_error(key, reason, time.time())
+        if n >= ctx.max_deliveries:
+            return dead_letter(ctx, job, reason, n)
+        log.warning("job failed, will retry", extra={"key": key, "ref": job.ref, "error": reason})
+        raise RetryJob(reason) from None
+    written = ctx.store.put(verdict, now=time.time())
+    outcome = "allowed" if verdict.allowed else "denied"
+    log.info(
+        "job decided" if written else "job decided twice (kept the first)",
+        extra={"key": key, "ref": job.ref, "allowed": verdict.allowed, "digest": verdict.digest},
+    )
+    if written and not verdict.allowed and verdict.kind == "decided" and job.quarantine != "none":
+        from mlverify._internal.oci import parse_ref
+        from mlverify._internal.serve.quarantine import quarantine
+
+        r = parse_ref(job.ref)
+        quarantine(r.host, r.repository, r.digest, job.quarantine, plain_http=ctx.plain_http)
+    return outcome if written else "duplicate"
+
+
+def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
+    """The verdict about the bytes the job names; :class:`MlverifyError` when the bytes
+    could not be judged (retried), :class:`RetryJob` when they are not the job's."""
+    from mlverify._internal.refs import check_ref
+
+    key, ref = job.key, job.ref
+    if ref.startswith("oci://"):
+        host = ref[len("oci://") :].split("/", 1)[0]
+        if "*" not in ctx.registries and host not in ctx.registries:
+            raise RetryJob(
+                f"{shown(ref)}: registry {shown(host)} is not one this worker may pull from "
+                "(worker --registry)"
+            )
+    path = None if ref.startswith(("oci://", "hf://")) else Path(ref)
+    same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf
+    if path is not None:
+        from mlverify._internal.background import BackgroundCall
+        from mlverify._internal.refs import require_under
+
+        require_under(path, ctx.roots)
+        before = fingerprint(path)
+        # the job's digest is read beside the check (BLAKE3 releases the GIL), not before
+        # it: both read between two equal fingerprints, so both read the same bytes
+        digesting = BackgroundCall(tree_digest, path)
+
+        def same() -> None:
+            digest, during = digesting.result()
+            if digest != job.digest:
+                raise RetryJob(f"{shown(ref)}: its content is not what was queued (changed since)")
+            if during != before or fingerprint(path) != before:
+                raise RetryJob(f"{shown(ref)}: changed while being checked")
+
+    try:
+        out = check_ref(
+            ref,
+            ctx.policies,
+            environment=ENVIRONMENT,
+            roots=ctx.roots if path is not None else None,
+            insecure_http=ctx.plain_http,
+        )
+    except VerificationError as e:  # tampered bytes: a deny about them, not an outage
+        same()
+        return _verdict(ctx, job, key, job.digest, False, "failed", [str(e)])
+    except MlverifyError:
+        if path is not None:
+            same()  # a change explains the error better; else the error is retried
+        raise
+    same()
+    if isinstance(out, str):  # Git LFS content not fetched: its bytes were not judged
+        return _verdict(ctx, job, key, job.digest, False, "failed", [out])
+    import json
+
+    doc = json.dumps(out.to_json(), sort_keys=True)
+    if ref.startswith("oci://"):
+        seen = out.evidence.get("reference", {})
+        judged = oci_digest(
+            str(seen.get("digest", "")), [str(x) for x in seen.get("referrers", [])]
+        )
+        if judged != job.digest:
+            # the bytes (or what is attached to them) changed after the job was queued:
+            # the verdict is stored under what was judged; the job's key learns why not
+            ctx.store.put(
+                _verdict(ctx, job, ctx.config.key(ref, judged), judged, out.allowed, "decided",
+                         deny_reasons(out), doc),
+                now=time.time(),
+            )  # fmt: skip
+            stale = _verdict(
+                ctx, job, key, job.digest, False, "failed",
+                [f"{ref}: attached manifests changed after the job was queued; ask again"],
+            )  # fmt: skip
+            return dataclasses.replace(stale, valid_until=stale.decided_at + 60)
+    return _verdict(ctx, job, key, job.digest, out.allowed, "decided", deny_reasons(out), doc)

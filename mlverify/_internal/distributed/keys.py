@@ -1,0 +1,177 @@
+"""Job keys: what a verdict is a verdict about.
+
+A key is the SHA-256 of (reference name, artifact digest, policy digest, trust digest,
+mlverify version). The reference name is part of it because policies match on names
+(a repository may be governed by a stricter policy than another holding the same bytes).
+The artifact digest is what the bytes are:
+
+- ``oci://HOST/REPO@sha256:...``: the manifest digest and the set of manifests attached
+  to it (signatures and attestations are evidence: attaching one changes the verdict);
+- ``hf://ORG/NAME@COMMIT``: the commit;
+- a local path: :func:`tree_digest`, every byte of every file under it (signature files
+  included), names, sizes and symlink targets.
+
+The policy digest is over the policy files' bytes; the trust digest over what they trust
+as loaded (key fingerprints, root certificates, identities), computed once when a worker
+or replica starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlverify._internal.errors import InputError, UsageError
+from mlverify._internal.text import shown
+from mlverify._internal.version import __version__
+
+if TYPE_CHECKING:
+    from mlverify._internal.policy.model import Policy
+
+#: Largest trust file read (keys and roots are a few KiB).
+MAX_TRUST_FILE = 4 << 20
+#: Most entries under one artifact directory.
+MAX_ENTRIES = 1_000_000
+
+
+def _sha256(parts: Sequence[str]) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()
+
+
+def policy_digest(policies: Sequence[Policy]) -> str:
+    return _sha256([p.digest for p in policies])
+
+
+def trust_digest(policies: Sequence[Policy]) -> str:
+    """Over what the policies trust, as loaded: keys by fingerprint (never re-read from a
+    file), certificate roots by their DER bytes, Sigstore identities; a Sigstore trusted
+    root named by a file is read once, here."""
+    parts: list[str] = []
+    for p in policies:
+        sig = p.signatures
+        for k in sig.keys:
+            window = f"{k.not_before}..{k.not_after}"
+            parts += ["key", k.fingerprint, window, k.owner, k.problem]
+        for c in sig.certificates:
+            parts += [
+                "certificate",
+                *(hashlib.sha256(d).hexdigest() for d in c.root_certificates_der),
+            ]
+            parts += [*c.identities, c.identity_regex or "", c.subject or "", c.owner]
+        for s in sig.sigstore:
+            parts += ["sigstore", s.issuer, *s.identities, s.identity_regex or ""]
+            parts += [s.source_repo or "", s.source_ref or "", s.workflow or "", s.owner]
+            parts.append(_file_digest(s.trust_root) if s.trust_root else "public-good")
+        parts += ["threshold", str(sig.threshold)]
+    return _sha256(parts)
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TRUST_FILE + 1)
+    except OSError as e:
+        raise InputError(
+            f"{shown(str(path))}: cannot read this Sigstore trusted root ({e.strerror})",
+            remedy="fix the policy's path",
+        ) from None
+    if len(data) > MAX_TRUST_FILE:
+        raise InputError(f"{shown(str(path))}: larger than {MAX_TRUST_FILE} bytes; not a root")
+    return hashlib.sha256(data).hexdigest()
+
+
+def job_key(ref: str, artifact_digest: str, policy: str, trust: str, version: str) -> str:
+    return _sha256([ref, artifact_digest, policy, trust, version])
+
+
+@dataclass(frozen=True)
+class Config:
+    """The digests a worker or replica judges with."""
+
+    policy: str
+    trust: str
+    version: str = __version__
+
+    @classmethod
+    def of(cls, policies: Sequence[Policy]) -> Config:
+        return cls(policy_digest(policies), trust_digest(policies))
+
+    def key(self, ref: str, artifact_digest: str) -> str:
+        return job_key(ref, artifact_digest, self.policy, self.trust, self.version)
+
+
+def oci_digest(manifest: str, referrers: Sequence[str]) -> str:
+    """A manifest digest with the set of manifests attached to it."""
+    if not referrers:
+        return manifest
+    return f"{manifest}+referrers:{_sha256(sorted(referrers)).split(':', 1)[1]}"
+
+
+#: (size, mtime_ns, inode) of every entry: what a check compares before and after
+Fingerprint = dict[str, tuple[int, int, int]]
+
+
+def _entries(path: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every entry under ``path``, sorted; symlinked directories are
+    entries, not followed."""
+    if not os.path.lexists(path):
+        raise InputError(f"{shown(str(path))}: no such file or directory")
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        return [(".", path)]
+    entries: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames + links:
+            full = Path(dirpath, name)
+            entries.append((full.relative_to(path).as_posix(), full))
+        if len(entries) > MAX_ENTRIES:
+            raise InputError(f"{shown(str(path))}: more than {MAX_ENTRIES} files")
+    return sorted(entries)
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """(size, mtime_ns, inode) of every entry under ``path`` now."""
+    out: Fingerprint = {}
+    for name, full in _entries(path):
+        st = os.lstat(full)
+        out[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def tree_digest(path: Path) -> tuple[str, Fingerprint]:
+    """BLAKE3 over every entry under ``path``: names, sizes, contents, symlink targets;
+    and the entries' fingerprint when read.
+
+    Devices, sockets and FIFOs are refused (reading one may never end). Symlinks are not
+    followed (the check decides what a link may point at).
+    """
+    import blake3
+
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    prints: Fingerprint = {}
+    for name, full in _entries(path):
+        st = os.lstat(full)
+        prints[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        h.update(json.dumps(name).encode() + b"\0")
+        if stat.S_ISLNK(st.st_mode):
+            h.update(b"L" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
+        elif stat.S_ISREG(st.st_mode):
+            h.update(b"F%d\0" % st.st_size)
+            size = 0
+            with open(full, "rb") as f:
+                while chunk := f.read(4 << 20):
+                    size += len(chunk)
+                    h.update(chunk)
+            if size != st.st_size:
+                raise InputError(f"{shown(str(full))}: changed while being read; try again")
+        else:
+            raise UsageError(
+                f"{shown(str(full))}: not a regular file, directory or symlink; refusing to read it"
+            )
+    return "blake3:" + h.hexdigest(), prints

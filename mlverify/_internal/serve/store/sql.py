@@ -1,0 +1,186 @@
+"""The SQL verdict store: one implementation of :class:`VerdictStore` over a DB-API
+connection (SQLite and PostgreSQL differ only in how they connect and in the
+parameter marker)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from mlverify._internal.serve.store.base import (
+    SCHEMA,
+    ScanRequest,
+    StoredVerdict,
+    StoreError,
+    redacted,
+)
+
+_COLUMNS = "key, ref, digest, allowed, kind, decided_at, valid_until, reasons, result, decided_by"
+
+
+class SqlStore:
+    """Verdicts in SQL, one connection guarded by a lock (statements take microseconds).
+
+    ``connect`` opens a connection in autocommit mode; ``errors`` are the driver's
+    exception classes, turned into :class:`StoreError` (an operational error). A broken
+    connection is reopened once per statement. ``schema_lock``: the statements that take
+    and release a lock around the schema's creation.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        connect: Callable[[], Any],
+        errors: tuple[type[BaseException], ...],
+        marker: str,
+        schema_lock: tuple[str, str] | None = None,
+    ) -> None:
+        self.url = redacted(url)
+        self._connect = connect
+        self._errors = errors
+        self._m = marker
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        # processes starting together race on CREATE ... IF NOT EXISTS in PostgreSQL
+        # (a unique violation in its catalog): the schema is made under a lock there
+        if schema_lock is not None:
+            self._run(schema_lock[0], fetch="one")
+        try:
+            for statement in SCHEMA:
+                self._run(statement)
+        finally:
+            if schema_lock is not None:
+                self._run(schema_lock[1], fetch="one")
+
+    def _run(self, sql: str, args: tuple[Any, ...] = (), fetch: str = "") -> Any:
+        """Execute one statement; ``fetch``: "" (nothing), "one" or "all". A broken
+        connection is reopened and the statement run again, once."""
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    if self._conn is None:
+                        self._conn = self._connect()
+                    cur = self._conn.cursor()
+                    try:
+                        cur.execute(sql.replace("?", self._m), args)
+                        if fetch == "one":
+                            return cur.fetchone()
+                        return cur.fetchall() if fetch == "all" else None
+                    finally:
+                        cur.close()
+                except self._errors as e:
+                    self._drop()
+                    if attempt == 1 or not _is_disconnect(e):
+                        first = str(e).strip().splitlines()[0] if str(e).strip() else "error"
+                        raise StoreError(
+                            f"verdict store {self.url}: {type(e).__name__}: {first}; "
+                            "check that the database is up and reachable"
+                        ) from None
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                self._conn.close()
+            self._conn = None
+
+    def get(self, key: str) -> StoredVerdict | None:
+        row = self._run(f"SELECT {_COLUMNS} FROM mlverify_verdicts WHERE key = ?", (key,), "one")
+        return StoredVerdict.from_row(row) if row else None
+
+    def get_many(self, keys: list[str]) -> dict[str, StoredVerdict]:
+        out: dict[str, StoredVerdict] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {_COLUMNS} FROM mlverify_verdicts WHERE key IN ({marks})"
+            for row in self._run(sql, tuple(chunk), "all"):
+                v = StoredVerdict.from_row(row)
+                out[v.key] = v
+        return out
+
+    def states(self, keys: list[str]) -> dict[str, tuple[bool, float]]:
+        out: dict[str, tuple[bool, float]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, allowed, valid_until FROM mlverify_verdicts WHERE key IN ({marks})"
+            for key, allowed, until in self._run(sql, tuple(chunk), "all"):
+                out[str(key)] = (bool(allowed), float(until))
+        return out
+
+    def put(self, verdict: StoredVerdict, *, now: float) -> bool:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[1:])
+        row = self._run(
+            f"INSERT INTO mlverify_verdicts ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT (key) DO UPDATE SET {updates} "
+            "WHERE mlverify_verdicts.valid_until <= ? RETURNING key",
+            (*verdict.row(), now),
+            "one",
+        )
+        return row is not None
+
+    def deliver(self, key: str, ref: str, now: float) -> int:
+        row = self._run(
+            "INSERT INTO mlverify_jobs (key, ref, deliveries, updated_at, last_error) "
+            "VALUES (?, ?, 1, ?, '') ON CONFLICT (key) DO UPDATE SET "
+            "deliveries = mlverify_jobs.deliveries + 1, updated_at = excluded.updated_at "
+            "RETURNING deliveries",
+            (key, ref, now),
+            "one",
+        )
+        return int(row[0])
+
+    def note_error(self, key: str, error: str, now: float) -> None:
+        self._run(
+            "UPDATE mlverify_jobs SET last_error = ?, updated_at = ? WHERE key = ?",
+            (error[:2000], now, key),
+        )
+
+    def deliveries(self, key: str) -> int:
+        row = self._run("SELECT deliveries FROM mlverify_jobs WHERE key = ?", (key,), "one")
+        return int(row[0]) if row else 0
+
+    def verdicts(
+        self, *, denied: bool = False, limit: int = 100_000, newest: bool = False
+    ) -> list[StoredVerdict]:
+        where = "WHERE allowed = ? " if denied else ""
+        args: tuple[Any, ...] = (False, limit) if denied else (limit,)
+        order = "decided_at DESC, key DESC" if newest else "decided_at, key"
+        rows = self._run(
+            f"SELECT {_COLUMNS} FROM mlverify_verdicts {where}ORDER BY {order} LIMIT ?",
+            args,
+            "all",
+        )
+        return [StoredVerdict.from_row(r) for r in rows]
+
+    def add_scan(self, scan: ScanRequest) -> None:
+        self._run(
+            "INSERT INTO mlverify_scans (id, key, ref, repository, digest, created) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+            (scan.id, scan.key, scan.ref, scan.repository, scan.digest, scan.created),
+        )
+
+    def get_scan(self, scan_id: str) -> ScanRequest | None:
+        row = self._run(
+            "SELECT id, key, ref, repository, digest, created FROM mlverify_scans WHERE id = ?",
+            (scan_id,),
+            "one",
+        )
+        if row is None:
+            return None
+        return ScanRequest(
+            str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), float(row[5])
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def _is_disconnect(e: BaseException) -> bool:
+    """A connection that broke (server restarted, idle connection cut): worth reopening."""
+    name = type(e).__name__
+    return name in ("OperationalError", "InterfaceError") and "locked" not in str(e)

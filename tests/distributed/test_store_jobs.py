@@ -1,0 +1,253 @@
+"""The verdict stores (memory, SQLite, PostgreSQL: one protocol, one schema) and the
+worker pipeline without a broker: idempotent writes, delivery counts, dead letters,
+retries of operational errors, what a worker refuses to judge."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlverify._internal.distributed.jobs import (
+    Job,
+    RetryJob,
+    WorkerContext,
+    artifact_digest,
+    run_job,
+    valid_until,
+)
+from mlverify._internal.distributed.keys import Config, tree_digest
+from mlverify._internal.errors import MlverifyError, UsageError
+from mlverify._internal.policy.model import load_policies
+from mlverify._internal.serve.store import ScanRequest, StoredVerdict, StoreError, open_store
+from mlverify._internal.serve.store.base import VerdictStore
+from tests.integrations.conftest import make_clean_model, make_evil_model
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VerdictStore]:
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/v.db"
+    else:
+        pytest.importorskip("psycopg")
+        url = request.getfixturevalue("pg_url")
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def verdict(key: str, allowed: bool, now: float, ttl: float = 60, by: str = "w1") -> StoredVerdict:
+    return StoredVerdict(key, f"ref-{key}", "sha256:x", allowed, "decided", now, now + ttl,
+                         ("because",), json.dumps({"a": 1}), by)  # fmt: skip
+
+
+def test_store_protocol(store: VerdictStore) -> None:
+    now = time.time()
+    assert store.get("k1") is None
+    assert store.put(verdict("k1", True, now), now=now) is True
+    # a second delivery's write is refused while the first is current
+    assert store.put(verdict("k1", False, now, by="w2"), now=now) is False
+    got = store.get("k1")
+    assert got is not None and got.allowed is True and got.decided_by == "w1"
+    assert got.reasons == ("because",) and got.result_json() == {"a": 1}
+    # once expired, the key is judged again and the new verdict replaces it
+    assert store.put(verdict("k1", False, now + 61, by="w3"), now=now + 61) is True
+    assert store.get("k1").decided_by == "w3"  # type: ignore[union-attr]
+    assert store.put(verdict("k2", False, now + 1), now=now) is True
+    assert [v.key for v in store.verdicts()] == ["k2", "k1"]
+    assert [v.key for v in store.verdicts(denied=True)] == ["k2", "k1"]
+    assert [v.key for v in store.verdicts(newest=True, limit=1)] == ["k1"]
+    assert store.states(["k1", "k2", "nope"]) == {"k1": (False, now + 121), "k2": (False, now + 61)}
+    assert set(store.get_many(["k1", "k2", "nope"])) == {"k1", "k2"}
+    assert [store.deliver("j", "r", now) for _ in range(3)] == [1, 2, 3]
+    assert store.deliveries("j") == 3 and store.deliveries("other") == 0
+    store.note_error("j", "boom", now)
+    scan = ScanRequest("id1", "", "oci://h/r@sha256:0", "r", "sha256:0", now)
+    store.add_scan(scan)
+    store.add_scan(scan)
+    assert store.get_scan("id1") == scan and store.get_scan("id2") is None
+
+
+def test_sqlite_store_is_shared_between_connections(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/v.db"
+    a, b = open_store(url), open_store(url)
+    now = time.time()
+    assert a.put(verdict("k", True, now), now=now)
+    assert not b.put(verdict("k", False, now), now=now)
+    assert b.get("k").allowed is True  # type: ignore[union-attr]
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    for url in ("mysql://x", "sqlite:///", f"sqlite:///{tmp_path}/no/such/dir/v.db"):
+        with pytest.raises(UsageError) as e:
+            open_store(url)
+        assert len(str(e.value).splitlines()) == 1
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreError) as se:
+        open_store("postgresql://u:secret@127.0.0.1:1/db")
+    assert "secret" not in str(se.value) and "***" in str(se.value)
+
+
+# -- the pipeline ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> WorkerContext:
+    return WorkerContext(
+        policies=load_policies(["builtin:default"]),
+        store=open_store(f"sqlite:///{tmp_path}/v.db"),
+        roots=[tmp_path / "models"],
+        max_deliveries=3,
+    )
+
+
+def job_for(ctx: WorkerContext, ref: str) -> Job:
+    name, digest = artifact_digest(ref, roots=ctx.roots)
+    c = ctx.config
+    return Job(name, digest, c.policy, c.trust, c.version, "backfill")
+
+
+def test_job_decides_once(ctx: WorkerContext, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    clean = make_clean_model(models, "clean")
+    evil = make_evil_model(models, "evil")
+    j = job_for(ctx, str(clean))
+    assert run_job(ctx, j) == "allowed"
+    assert run_job(ctx, j) == "duplicate"  # at-least-once made harmless
+    assert ctx.store.deliveries(j.key) == 1
+    e = job_for(ctx, str(evil))
+    assert run_job(ctx, e) == "denied"
+    v = ctx.store.get(e.key)
+    assert v is not None and not v.allowed and "os.system" in " ".join(v.reasons)
+    assert json.loads(v.result)["evidence"]["findings"]
+    # the message round-trips; a forged key or queue is refused
+    assert Job.from_message(j.to_message()) == j
+    for bad in ({**j.to_message(), "key": "sha256:0"}, {**j.to_message(), "queue": "x"}, [1]):
+        with pytest.raises(UsageError):
+            Job.from_message(bad)
+
+
+def test_content_changed_since_queued_is_retried_then_dead_lettered(
+    ctx: WorkerContext, tmp_path: Path
+) -> None:
+    model = make_clean_model(tmp_path / "models", "m")
+    j = job_for(ctx, str(model))
+    (model / "config.json").write_text("{}")
+    for _ in range(2):
+        with pytest.raises(RetryJob, match="not what was queued"):
+            run_job(ctx, j)
+    assert run_job(ctx, j) == "dead-letter"  # the third delivery was the last
+    v = ctx.store.get(j.key)
+    assert v is not None and v.allowed is False and v.kind == "dead-letter"
+    assert "not verified after 3 deliveries" in v.reasons[0]
+    assert run_job(ctx, j) == "duplicate"
+
+
+def test_a_job_that_kills_its_worker_is_dead_lettered(ctx: WorkerContext, tmp_path: Path) -> None:
+    """Deliveries are counted in the store: a redelivered message whose worker died
+    every time is recorded as a deny, never retried forever."""
+    model = make_clean_model(tmp_path / "models", "m")
+    j = job_for(ctx, str(model))
+    for _ in range(3):
+        ctx.store.deliver(j.key, j.ref, time.time())  # three deliveries that never finished
+    assert run_job(ctx, j) == "dead-letter"
+    assert "ended its worker" in ctx.store.get(j.key).reasons[0]  # type: ignore[union-attr]
+
+
+def test_worker_with_other_policies_does_not_judge(ctx: WorkerContext, tmp_path: Path) -> None:
+    model = make_clean_model(tmp_path / "models", "m")
+    j = job_for(ctx, str(model))
+    other = Job(j.ref, j.digest, "sha256:other", j.trust, j.version, "backfill")
+    with pytest.raises(RetryJob, match="other policies"):
+        run_job(ctx, other)
+    assert ctx.store.get(other.key) is None
+
+
+def test_paths_outside_roots_and_odd_files(ctx: WorkerContext, tmp_path: Path) -> None:
+    import os
+
+    outside = make_clean_model(tmp_path, "outside")
+    with pytest.raises(MlverifyError, match="not under a configured model root"):
+        artifact_digest(str(outside), roots=ctx.roots)
+    models = tmp_path / "models"
+    models.mkdir(exist_ok=True)
+    fifo_dir = models / "fifo"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "pipe")
+    with pytest.raises(UsageError, match="not a regular file"):
+        tree_digest(fifo_dir)
+    with pytest.raises(UsageError, match="unsupported scheme"):
+        artifact_digest("s3://bucket/x", roots=ctx.roots)
+    with pytest.raises(UsageError, match="pinned"):
+        artifact_digest("hf://org/name", roots=ctx.roots)
+
+
+def test_keys_name_everything_a_verdict_rests_on(tmp_path: Path) -> None:
+    a = make_clean_model(tmp_path, "a")
+    d1, _ = tree_digest(a)
+    (a / "model.sig").write_text("{}")  # a signature file changes the verdict: and the digest
+    d2, _ = tree_digest(a)
+    assert d1 != d2
+    c = Config("sha256:p", "sha256:t", "1")
+    keys = {c.key("r", "d"), c.key("r2", "d"), c.key("r", "d2"),
+            Config("sha256:p2", "sha256:t", "1").key("r", "d"),
+            Config("sha256:p", "sha256:t2", "1").key("r", "d"),
+            Config("sha256:p", "sha256:t", "2").key("r", "d")}  # fmt: skip
+    assert len(keys) == 6
+
+
+def test_verdicts_never_outlive_their_utc_day() -> None:
+    import datetime as dt
+
+    late = dt.datetime(2026, 3, 1, 23, 59, tzinfo=dt.timezone.utc).timestamp()
+    assert valid_until(late, 86400) == late + 60
+    assert valid_until(late - 3600, 10) == late - 3590
+
+
+def test_postgres_schema_made_by_processes_starting_together(pg_url: str) -> None:
+    """CREATE TABLE IF NOT EXISTS races in PostgreSQL's catalog: made under a lock."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mlverify._internal.serve.store import open_store; open_store(sys.argv[1])"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_url], stderr=subprocess.PIPE)
+             for _ in range(6)]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()
+
+
+def test_oci_jobs_only_from_configured_registries(ctx: WorkerContext) -> None:
+    """A job naming a registry the worker was not given is not pulled (the queue is not a
+    way to make workers fetch from anywhere)."""
+    c = ctx.config
+    job = Job("oci://evil.example/x@sha256:" + "0" * 64, "sha256:" + "0" * 64, c.policy,
+              c.trust, c.version)  # fmt: skip
+    with pytest.raises(RetryJob, match="not one this worker may pull from"):
+        run_job(ctx, job)
+
+
+def test_file_of_references_is_read_bounded(tmp_path: Path) -> None:
+    from mlverify._internal.distributed.backfill import MAX_REF_LINE, references
+
+    f = tmp_path / "refs.txt"
+    f.write_text("# models\n\n/models/a\n  oci://h/r@sha256:" + "0" * 64 + "  \n")
+    roots, refs = references(str(f))
+    assert roots is None and list(refs) == ["/models/a", "oci://h/r@sha256:" + "0" * 64]
+    f.write_bytes(b"x" * (MAX_REF_LINE + 10))
+    with pytest.raises(MlverifyError, match="line longer"):
+        list(references(str(f))[1])
+    f.write_bytes(b"/ok\n\xff\xfe\n")
+    with pytest.raises(MlverifyError, match="not UTF-8"):
+        list(references(str(f))[1])
+    with pytest.raises(MlverifyError, match="not a directory"):
+        references(str(tmp_path / "nope"))
+    with pytest.raises(UsageError, match="expected oci://HOST"):
+        references("oci://h/r:tag")
