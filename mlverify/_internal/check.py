@@ -479,11 +479,13 @@ def check_artifact(
     use_cache: bool = False,
     now: dt.datetime | None = None,
     subject: Subject | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> CheckResult:
     """Everything about one artifact, and the decision of every governing policy.
 
     ``subject``: the reference the bytes at ``path`` stand for (``oci://``, ``hf://``);
     policies match on it and the evidence names it. Default: ``path`` itself.
+    ``progress``: called (from any thread) with the number of files just scanned.
     """
     reference = subject.reference if subject is not None else str(path)
     from mlverify._internal.scan.model import Limits
@@ -523,7 +525,7 @@ def check_artifact(
         if f.path.resolve() in given
         or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
     }
-    scan = scan_many(locations, names, [f.size for f in scanned], limits)
+    scan = scan_many(locations, names, [f.size for f in scanned], limits, progress=progress)
     formats: list[str] = []
     for i in sorted(scan.formats):
         if names[i] not in documents:

@@ -31,6 +31,7 @@ from typing import Any
 
 from mlverify._internal.errors import InputError, MlverifyError
 from mlverify._internal.scan.model import Finding, Limits, Severity, Status
+from mlverify._internal.text import shown
 
 #: files per request: large enough that the per-request work vanishes
 BATCH = 256
@@ -217,7 +218,10 @@ def _scan_in_workers(
     import mlverify
 
     root = str(Path(mlverify.__file__).resolve().parent.parent)
-    argv = [sys.executable, "-I", "-c", _BOOT, root, _limits_json(limits)]
+    # -I: no PYTHON* variable, no user site; the same text mode as this process, so
+    # that a name encodes and decodes to the same bytes on both sides
+    argv = [sys.executable, "-I", "-X", f"utf8={sys.flags.utf8_mode}", "-c", _BOOT, root]
+    argv.append(_limits_json(limits))
     batches = iter(_batches(sizes))
     lock = threading.Lock()
     failures: list[BaseException] = []
@@ -249,18 +253,26 @@ def _scan_in_workers(
                 request = b"\0".join(
                     os.fsencode(s) for i in range(start, end) for s in (locations[i], names[i])
                 )
-                proc.stdin.write(_U32x2.pack(end - start, len(request)) + request)
-                proc.stdin.flush()
-                head = proc.stdout.read(4)
-                length = _U32.unpack(head)[0] if len(head) == 4 else -1
-                reply = proc.stdout.read(length) if length >= 0 else b""
-                entries = json.loads(reply) if len(reply) == length else None
+                entries: Any = None
+                try:
+                    proc.stdin.write(_U32x2.pack(end - start, len(request)) + request)
+                    proc.stdin.flush()
+                    head = proc.stdout.read(4)
+                    length = _U32.unpack(head)[0] if len(head) == 4 else -1
+                    reply = proc.stdout.read(length) if length >= 0 else b""
+                    if len(reply) == length:
+                        entries = json.loads(reply)
+                except (OSError, ValueError):
+                    entries = None
                 if not isinstance(entries, list) or len(entries) != end - start:
-                    code = proc.poll()
+                    try:
+                        code: int | str | None = proc.wait(timeout=1)
+                    except subprocess.TimeoutExpired:
+                        code = "none: it answered wrongly"
                     raise InputError(
-                        f"{names[start]}: a scanner worker stopped while scanning it or one of "
-                        f"the {end - start - 1} files after it (exit code {code}); nothing was "
-                        "decided: check again, and report it if it repeats"
+                        f"{shown(names[start])}: a scanner worker stopped while scanning it or "
+                        f"one of the {end - start - 1} files after it (exit code {code}); "
+                        "nothing was decided: check again, and report it if it repeats"
                     )
                 with lock:
                     col.put(start, entries)

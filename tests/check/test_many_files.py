@@ -1,0 +1,239 @@
+"""`check` of many files: scanning in worker processes, and the compact evidence
+(plain data counted, everything a policy acts on listed)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlverify._internal.errors import InputError
+from mlverify._internal.evidence import evidence_from_json
+from mlverify._internal.scan import workers
+from mlverify._internal.scan.engine import scan_file
+from mlverify._internal.scan.model import Limits
+from tests.core.helpers import run, safetensors, write_key_pair
+
+SYSTEM_PICKLE = b"cos\nsystem\n(S'true'\ntR."  # os.system('true') as opcodes: never run
+BENIGN_PICKLE = b"\x80\x04K\x01."
+
+
+def _mixed(root: Path) -> list[Path]:
+    """Files of every kind of outcome: data, clean, findings, unsupported."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(12):
+        p = root / f"d{i:02d}.txt"
+        p.write_bytes(b"plain text %d\n" % i * (i + 1))
+        out.append(p)
+    (root / "evil.pkl").write_bytes(SYSTEM_PICKLE)
+    (root / "ok.pkl").write_bytes(BENIGN_PICKLE)
+    (root / "blob.bin").write_bytes(os.urandom(300))
+    (root / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 8)
+    out += [root / n for n in ("evil.pkl", "ok.pkl", "blob.bin", "broken.gguf")]
+    out.append(safetensors(root / "w.safetensors"))
+    return sorted(out)
+
+
+def _scan(paths: list[Path], n_workers: int) -> workers.ScanResults:
+    return workers.scan_many(
+        [str(p) for p in paths],
+        [p.name for p in paths],
+        [p.stat().st_size for p in paths],
+        Limits(),
+        workers=n_workers,
+    )
+
+
+def test_workers_find_what_an_in_process_scan_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _mixed(tmp_path / "m")
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+    monkeypatch.setattr(workers, "BATCH", 3)  # many batches, answered out of order
+    inline = _scan(paths, 1)
+    forked = _scan(paths, 2)
+    assert forked == inline
+    for i, p in enumerate(paths):
+        report = scan_file(p, Limits(), display=p.name)
+        assert inline.status(i) == report.status, p.name
+        assert inline.formats.get(i, ()) == report.formats
+        assert inline.findings.get(i, ()) == report.findings
+    by_status = {p.name: inline.status(i).value for i, p in enumerate(paths)}
+    assert by_status["evil.pkl"] == "findings" and by_status["ok.pkl"] == "clean"
+    assert by_status["broken.gguf"] == "unsupported" and by_status["d00.txt"] == "data"
+
+
+def test_a_worker_that_dies_fails_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _mixed(tmp_path / "m")
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+    monkeypatch.setattr(workers, "_BOOT", "import os; os._exit(3)")
+    with pytest.raises(InputError, match="scanner worker stopped"):
+        _scan(paths, 2)
+
+
+def test_a_worker_answering_for_fewer_files_fails_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a reply that leaves files out must never count them as scanned
+    fake = (
+        "import sys, struct\n"
+        "rd, wr = sys.stdin.buffer, sys.stdout.buffer\n"
+        "while True:\n"
+        "    n, length = struct.unpack('<II', rd.read(8))\n"
+        "    if n == 0: break\n"
+        "    rd.read(length)\n"
+        "    reply = b'[' + b','.join([b'0'] * (n - 1)) + b']'\n"
+        "    wr.write(struct.pack('<I', len(reply)) + reply); wr.flush()\n"
+    )
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+    monkeypatch.setattr(workers, "_BOOT", fake)
+    with pytest.raises(InputError, match="scanner worker stopped"):
+        _scan(_mixed(tmp_path / "m"), 2)
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_fifo_swapped_in_is_refused_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_workers: int
+) -> None:
+    paths = _mixed(tmp_path / "m")
+    fifo = tmp_path / "m" / "d05.txt"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+
+    def unblock() -> None:  # only if a reader hangs on it (the bug): then the test fails
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(10, unblock)
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(InputError, match=r"d05\.txt: not a regular file"):
+            workers.scan_many(
+                [str(p) for p in paths], [p.name for p in paths], [1] * len(paths), Limits(),
+                workers=n_workers,
+            )  # fmt: skip
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 8
+
+
+def _policy(tmp: Path, public: Path) -> Path:
+    p = tmp / "p.yaml"
+    p.write_text(
+        "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: t\n"
+        f"spec:\n  signatures: {{required: true, trusted: [{{key: {public}}}]}}\n"
+    )
+    return p
+
+
+def _listing_digest(root: Path, names: list[str]) -> str:
+    h = hashlib.sha256()
+    for n in sorted(names):
+        data = (root / n).read_bytes()
+        h.update(n.encode() + b"\0" + hashlib.sha256(data).hexdigest().encode())
+        h.update(b"\0%d\n" % len(data))
+    return "sha256:" + h.hexdigest()
+
+
+def test_evidence_counts_plain_data_and_lists_what_a_policy_acts_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+    model = tmp_path / "model"
+    _mixed(model / "sub")
+    names = sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file())
+    r = run(capsys, "check", "--no-cache", model, "--format", "json")
+    assert r.code == 1, r.out + r.err
+    doc = json.loads(r.out)["results"][0]
+    ev = doc["evidence"]
+    assert ev["scan_counts"] == {"data": 13, "clean": 2, "findings": 1, "unsupported": 1}
+    assert ev["scan_status"] == {
+        "sub/blob.bin": "data",  # named like a model file: a format allowlist must see it
+        "sub/broken.gguf": "unsupported",
+        "sub/evil.pkl": "findings",
+        "sub/ok.pkl": "clean",
+        "sub/w.safetensors": "clean",
+    }
+    assert ev["artifact"]["file_count"] == len(names) == 17
+    assert ev["artifact"]["files_digest"] == _listing_digest(model, names)
+    assert "files" not in ev["artifact"]
+    assert {f["file"] for f in ev["findings"] if f["rule_id"] != "MLV301"} == {"sub/evil.pkl"}
+    reasons = {r["code"] for d in doc["decisions"] for r in d["reasons"]}
+    assert {"scan.finding", "scan.unsupported"} <= reasons
+
+
+def test_unsigned_plain_data_is_listed_with_its_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    (model / "a.txt").write_text("signed text\n")
+    private, public = write_key_pair(tmp_path, "p256")
+    sig = tmp_path / "model.sig"
+    (model / "notes.txt").write_text("the signer's ignore paths leave this out\n")
+    args = ("sign", model, "--key", private, "--signature", sig, "--ignore", "notes.txt")
+    assert run(capsys, *args).code == 0
+    p = _policy(tmp_path, public)
+    r = run(
+        capsys, "check", "--no-cache", model, "--policy", p, "--signature", sig, "--format", "json"
+    )
+    doc = json.loads(r.out)["results"][0]
+    ev = doc["evidence"]
+    assert ev["unsigned_files"] == ["notes.txt"]
+    assert ev["scan_status"] == {"notes.txt": "data", "w.safetensors": "clean"}
+    assert ev["scan_counts"]["data"] == 2
+    codes = [x["code"] for d in doc["decisions"] for x in d["reasons"]]
+    assert "signature.unsigned_data" in codes and "signature.unsigned_content" not in codes
+    assert r.code == 0, r.out
+
+
+def test_a_dataset_past_the_worker_threshold_is_checked_in_full(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = workers.PROCESS_MIN_FILES + 50
+    data = tmp_path / "data"
+    for i in range(n):
+        d = data / f"part-{i // 500:02d}"
+        if i % 500 == 0:
+            d.mkdir(parents=True)
+        (d / f"s-{i:05d}.txt").write_bytes(b"row %d\n" % i)
+    private, public = write_key_pair(tmp_path, "p256")
+    sig = tmp_path / "data.sig"
+    assert run(capsys, "sign", data, "--key", private, "--signature", sig).code == 0
+    p = _policy(tmp_path, public)
+    args = ("check", "--no-cache", data, "--policy", p, "--signature", sig, "--format", "json")
+    r = run(capsys, *args)
+    assert r.code == 0, r.out + r.err
+    ev = json.loads(r.out)["results"][0]["evidence"]
+    assert ev["scan_counts"] == {"data": n, "clean": 0, "findings": 0, "unsupported": 0}
+    assert ev["scan_status"] == {} and ev["artifact"]["file_count"] == n
+    # one file among thousands rewritten: the signature and the scan both see it
+    (data / "part-03" / "s-01717.txt").write_bytes(SYSTEM_PICKLE)
+    r = run(capsys, *args)
+    assert r.code == 1
+    ev = json.loads(r.out)["results"][0]["evidence"]
+    assert ev["scan_status"] == {"part-03/s-01717.txt": "findings"}
+    assert ev["scan_counts"]["findings"] == 1 and ev["scan_counts"]["data"] == n - 1
+    assert ev["signatures"][0]["status"] == "mismatch"
+
+
+def test_a_listing_the_counts_do_not_cover_is_malformed() -> None:
+    doc = {
+        "artifact": {"ref": "m"},
+        "scan_status": {"a": "unsupported", "b": "unsupported"},
+        "scan_counts": {"unsupported": 1, "data": 5},
+    }
+    with pytest.raises(InputError, match="more 'unsupported' files than scan_counts"):
+        evidence_from_json(doc)
+    doc.pop("scan_counts")
+    assert evidence_from_json(doc).scan_counts == {"unsupported": 2}
