@@ -144,19 +144,33 @@ class _KnownDigests:
 
     def __init__(self, tree: ModelTree, manifest: Manifest) -> None:
         # the i-th file's digest is the manifest's i-th (the walk's order, checked by
-        # the caller); locations are looked up by bisection when sorted (the usual case:
-        # one root joined with sorted names), else through a dictionary
+        # the caller). A file is found by its location, which is the root's prefix and
+        # its name for every file of the walk (checked here: else nothing is offered and
+        # the signature's files are hashed again), by bisection on the sorted names.
         self._rl = manifest.compact
-        self._locations = [f.location for f in tree.files]
-        self._index: dict[str, int] | None = None
-        if any(b <= a for a, b in pairwise(self._locations)):
-            self._index = {loc: i for i, loc in enumerate(self._locations)}
+        files = tree.files
+        self._names: list[str] = []
+        self._prefix = ""
+        if tree.is_single_file:
+            self._single = files[0].location
+            return
+        self._single = ""
+        first = files[0] if files else None
+        if first is None or not first.location.endswith(first.name):
+            return
+        prefix = first.location[: len(first.location) - len(first.name)]
+        if all(f.location == prefix + f.name for f in files):
+            self._names = [f.name for f in files]
+            self._prefix = prefix
 
     def _find(self, location: str) -> int | None:
-        if self._index is not None:
-            return self._index.get(location)
-        i = bisect_left(self._locations, location)
-        return i if i < len(self._locations) and self._locations[i] == location else None
+        if self._single:
+            return 0 if location == self._single else None
+        if not self._names or not location.startswith(self._prefix):
+            return None
+        name = location[len(self._prefix) :]
+        i = bisect_left(self._names, name)
+        return i if i < len(self._names) and self._names[i] == name else None
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
         def lookup(job: HashJob) -> str | None:
@@ -555,12 +569,13 @@ def check_artifact(
         )
 
     rl = manifest.compact
+    single = tree.is_single_file
     hashed = [f.name for f in tree.files]
-    if not tree.is_single_file and rl.paths != hashed:
+    if not single and rl.paths != hashed:
         raise MlverifyError(f"{path}: internal error: the manifest does not list the walk's files")
     artifact = ArtifactEvidence(
         ref=reference,
-        kind="file" if tree.is_single_file else "directory",
+        kind="file" if single else "directory",
         formats=tuple(formats),
         size=tree.total_size,
         root_digest=manifest.root_digest,
@@ -593,6 +608,10 @@ def check_artifact(
     )
     governing = [p for p in policies if matches(p, base)]
     known = _KnownDigests(tree, manifest)
+    # what is kept of the walk from here on: names (sorted) and sizes of the files
+    # scanned; the rest is returned before signatures are read
+    sizes = array("q", (f.size for f in scanned))
+    del tree, scanned, locations, before, after
     if not governing:
         return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
@@ -601,17 +620,16 @@ def check_artifact(
         sigs, uncovered = _signature_evidence(path, sig_paths, policy, known, today, names, hashed)
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
         unsigned: tuple[str, ...] = ()
-        if uncovered and not tree.is_single_file:
+        if uncovered and not single:
             # Content no verified signature covers: left out by name (git metadata,
             # a signature name that is not a signature) or by the signer's own
             # ignore paths. Git's store (.git/) is scanned but is not model content.
             unsigned = tuple(
-                f.name
-                for f in scanned
-                if f.name in uncovered
-                and f.name not in documents
-                and not f.name.startswith(".git/")
-                and f.size > 0
+                name
+                for name in sorted(uncovered)
+                if name not in documents
+                and not name.startswith(".git/")
+                and sizes[bisect_left(names, name)] > 0
             )
         evidence = Evidence(
             artifact=artifact,
