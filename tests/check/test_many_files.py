@@ -237,3 +237,27 @@ def test_a_listing_the_counts_do_not_cover_is_malformed() -> None:
         evidence_from_json(doc)
     doc.pop("scan_counts")
     assert evidence_from_json(doc).scan_counts == {"unsupported": 2}
+
+
+def test_the_compact_statement_check_agrees_with_the_plain_parse() -> None:
+    from mlverify._internal.attest.intoto import parse_statement
+    from mlverify._internal.attest.verify import _shape
+
+    def statement(subject: dict[str, object]) -> bytes:
+        doc = {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [subject],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {"x": {"name": "n", "digest": "d", "algorithm": "a"}},
+        }
+        return json.dumps(doc).encode()
+
+    # a subject that the compact form would read as a resource: the plain parse decides
+    odd = statement({"name": "m", "digest": {"sha256": "ab" * 32}, "algorithm": "x"})
+    assert _shape(odd, where="t") == parse_statement(odd, where="t").predicate_type
+    bad = statement({"name": "m"})
+    with pytest.raises(InputError) as plain:
+        parse_statement(bad, where="t")
+    with pytest.raises(InputError) as compact:
+        _shape(bad, where="t")
+    assert str(compact.value) == str(plain.value)
