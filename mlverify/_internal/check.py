@@ -44,7 +44,7 @@ from mlverify._internal.evidence import (
     listing_digest,
 )
 from mlverify._internal.manifest.build import build_manifest
-from mlverify._internal.manifest.hashing import HashJob
+from mlverify._internal.manifest.hashing import DIGEST_SIZES, HashJob
 from mlverify._internal.manifest.manifest import Manifest, Serialization
 from mlverify._internal.policy.engine import Decision, Reason, decide, is_model_content, matches
 from mlverify._internal.policy.model import Policy
@@ -171,6 +171,20 @@ class _KnownDigests:
         name = location[len(self._prefix) :]
         i = bisect_left(self._names, name)
         return i if i < len(self._names) and self._names[i] == name else None
+
+    def lookup_many(self, hash_type: str, locations: Sequence[str]) -> tuple[bytearray, list[int]]:
+        if hash_type != "sha256":
+            return bytearray(DIGEST_SIZES[hash_type] * len(locations)), list(range(len(locations)))
+        digests = self._rl.digests
+        out = bytearray(32 * len(locations))
+        missing = []
+        for k, location in enumerate(locations):
+            i = self._find(location)
+            if i is None:
+                missing.append(k)
+            else:
+                out[32 * k : 32 * k + 32] = digests[32 * i : 32 * i + 32]
+        return out, missing
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
         def lookup(job: HashJob) -> str | None:
@@ -313,9 +327,23 @@ def _not_in(names: Sequence[str], hashed: Sequence[str], paths: list[str]) -> se
     return out
 
 
+def _read_bundles(
+    artifact: Path, sig_paths: Sequence[Path]
+) -> dict[Path, SignatureBundle | MlverifyError]:
+    """Each signature file read once (before the walk: the large transient buffers of a
+    dataset's signature are returned before the walk's objects are made)."""
+    out: dict[Path, SignatureBundle | MlverifyError] = {}
+    for p in sig_paths:
+        try:
+            out[p] = read_bundle(p, model=artifact)
+        except MlverifyError as e:
+            out[p] = e
+    return out
+
+
 def _signature_evidence(
     artifact: Path,
-    sig_paths: Sequence[Path],
+    bundles: Mapping[Path, SignatureBundle | MlverifyError],
     policy: Policy,
     known: _KnownDigests,
     today: dt.date,
@@ -328,11 +356,9 @@ def _signature_evidence(
     sets = trust_sets(policy, today)
     out = []
     uncovered: set[str] | None = None
-    for p in sig_paths:
-        try:
-            bundle = read_bundle(p, model=artifact)
-        except MlverifyError as e:
-            out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(e)))
+    for p, bundle in bundles.items():
+        if isinstance(bundle, MlverifyError):
+            out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(bundle)))
             continue
         kind = bundle.material.kind
         method: Method = (
@@ -510,6 +536,7 @@ def check_artifact(
     now = now or dt.datetime.now(dt.timezone.utc)
     today = now.date()
     sig_paths = list(signatures) or signature_candidates(path)
+    bundles = _read_bundles(path, sig_paths)
     tree = walk_model(path, extra_excluded=sig_paths)
     # Every regular file is scanned, hashed or not (git metadata, files under
     # signature names): a loader can be pointed at any of them. Signature and
@@ -617,7 +644,7 @@ def check_artifact(
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
-        sigs, uncovered = _signature_evidence(path, sig_paths, policy, known, today, names, hashed)
+        sigs, uncovered = _signature_evidence(path, bundles, policy, known, today, names, hashed)
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
         unsigned: tuple[str, ...] = ()
         if uncovered and not single:

@@ -261,3 +261,27 @@ def test_the_compact_statement_check_agrees_with_the_plain_parse() -> None:
     with pytest.raises(InputError) as compact:
         _shape(bad, where="t")
     assert str(compact.value) == str(plain.value)
+
+
+def test_digests_offered_to_signature_verification_are_the_files_own(tmp_path: Path) -> None:
+    from mlverify._internal.artifact import walk_model
+    from mlverify._internal.check import _KnownDigests
+    from mlverify._internal.manifest.build import build_manifest
+    from mlverify._internal.manifest.manifest import Serialization
+
+    model = tmp_path / "m"
+    _mixed(model / "a")
+    _mixed(model / "a-b")  # names that sort differently from their paths' components
+    tree = walk_model(model)
+    known = _KnownDigests(tree, build_manifest(tree, Serialization(), None))
+    locations = [f.location for f in walk_model(model).files]
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_bytes(b"not in the walk")
+    raw, missing = known.lookup_many("sha256", [*locations, str(outside)])
+    assert missing == [len(locations)]
+    for k, loc in enumerate(locations):
+        assert bytes(raw[32 * k : 32 * k + 32]) == hashlib.sha256(Path(loc).read_bytes()).digest()
+    assert known.lookup_many("blake2b", locations)[1] == list(range(len(locations)))
+    single = walk_model(model / "a" / "evil.pkl")
+    one = _KnownDigests(single, build_manifest(single, Serialization(), None))
+    assert one.lookup_many("sha256", [single.files[0].location, locations[0]])[1] == [1]
