@@ -51,6 +51,7 @@ from mlverify._internal.policy.model import Policy
 from mlverify._internal.signing.bundle import SignatureBundle, read_bundle
 from mlverify._internal.signing.oms import Method, VerifiedStatement, verify_model
 from mlverify._internal.subject import Subject
+from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
     from mlverify._internal.signing.trustset import TrustSet
@@ -590,8 +591,10 @@ def check_artifact(
             for i in range(len(locations))
             if before[5 * i : 5 * i + 5] != after[5 * i : 5 * i + 5]
         ]
+        more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
         raise InputError(
-            f"{path}: files changed while being checked ({', '.join(changed)}); "
+            f"{path}: files changed while being checked "
+            f"({', '.join(map(shown, changed[:10]))}{more}); "
             "check again once nothing writes to the model"
         )
 

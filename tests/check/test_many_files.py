@@ -285,3 +285,22 @@ def test_digests_offered_to_signature_verification_are_the_files_own(tmp_path: P
     single = walk_model(model / "a" / "evil.pkl")
     one = _KnownDigests(single, build_manifest(single, Serialization(), None))
     assert one.lookup_many("sha256", [single.files[0].location, locations[0]])[1] == [1]
+
+
+def test_a_scanner_crash_is_an_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlverify._internal.scan import engine
+
+    paths = _mixed(tmp_path / "m")
+    real = engine.scan_file
+
+    def crashing(path: Path, limits: Limits | None = None, display: str | None = None) -> object:
+        if display == "ok.pkl":
+            raise OverflowError("a scanner bug")
+        return real(path, limits, display)
+
+    monkeypatch.setattr(engine, "scan_file", crashing)
+    monkeypatch.delenv("MLVERIFY_DEBUG", raising=False)
+    with pytest.raises(InputError, match=r"ok\.pkl: the scanner failed on this file \(Overflow"):
+        _scan(paths, 1)

@@ -63,6 +63,13 @@ def scan_one(location: str, name: str, limits: Limits) -> Any:
         report = scan_file(Path(location), limits, display=name)
     except MlverifyError as e:
         return {"error": str(e)}
+    except Exception as e:  # a scanner bug: an error naming the file, never a pass
+        if os.environ.get("MLVERIFY_DEBUG"):
+            raise
+        return {
+            "error": f"{shown(name)}: the scanner failed on this file ({type(e).__name__}: "
+            f"{str(e)[:200]}); nothing was decided: report it with the file if you can"
+        }
     code = _CODE[report.status.value]
     if not code and not report.formats and not report.findings:
         return 0
