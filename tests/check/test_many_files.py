@@ -78,10 +78,19 @@ def test_a_worker_that_dies_fails_the_scan(tmp_path: Path, monkeypatch: pytest.M
         _scan(paths, 2)
 
 
-def test_a_worker_answering_for_fewer_files_fails_the_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("entry", "count", "message"),
+    [
+        ("0", "n - 1", "scanner worker stopped"),  # answers for fewer files
+        ("false", "n", "malformed scan result"),  # not what scan_one writes
+        ("[9,[],[]]", "n", "malformed scan status"),
+        ('{"error":1}', "n", "malformed scan result"),
+    ],
+)
+def test_a_worker_answer_that_is_not_one_result_per_file_fails_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str, count: str, message: str
 ) -> None:
-    # a reply that leaves files out must never count them as scanned
+    # a reply that leaves files out, or is not a result, never counts a file as scanned
     fake = (
         "import sys, struct\n"
         "rd, wr = sys.stdin.buffer, sys.stdout.buffer\n"
@@ -89,12 +98,12 @@ def test_a_worker_answering_for_fewer_files_fails_the_scan(
         "    n, length = struct.unpack('<II', rd.read(8))\n"
         "    if n == 0: break\n"
         "    rd.read(length)\n"
-        "    reply = b'[' + b','.join([b'0'] * (n - 1)) + b']'\n"
+        f"    reply = b'[' + b','.join([b'{entry}'] * ({count})) + b']'\n"
         "    wr.write(struct.pack('<I', len(reply)) + reply); wr.flush()\n"
     )
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
     monkeypatch.setattr(workers, "_BOOT", fake)
-    with pytest.raises(InputError, match="scanner worker stopped"):
+    with pytest.raises(InputError, match=message):
         _scan(_mixed(tmp_path / "m"), 2)
 
 

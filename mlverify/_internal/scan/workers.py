@@ -143,14 +143,20 @@ class _Collector:
         self.errors: dict[int, str] = {}
 
     def put(self, start: int, entries: list[Any]) -> None:
+        """Record one reply; anything but the entries :func:`scan_one` makes is refused
+        (ValueError), never read as a result."""
         for j, e in enumerate(entries):
-            if e == 0:
+            if type(e) is int and e == 0:
                 continue
             i = start + j
-            if isinstance(e, dict):
-                self.errors[i] = str(e["error"])
+            if type(e) is dict and type(e.get("error")) is str:
+                self.errors[i] = e["error"]
                 continue
+            if type(e) is not list or len(e) != 3:
+                raise ValueError(f"a malformed scan result for {shown(self.names[i])}")
             code, formats, findings = e
+            if type(code) is not int or not 0 <= code < len(STATUSES):
+                raise ValueError(f"a malformed scan status for {shown(self.names[i])}")
             self.codes[i] = code
             if formats:
                 self.formats[i] = tuple(formats)
@@ -228,7 +234,10 @@ def _scan_in_workers(
     # -I: no PYTHON* variable, no user site; the same text mode as this process, so
     # that a name encodes and decodes to the same bytes on both sides
     argv = [sys.executable, "-I", "-X", f"utf8={sys.flags.utf8_mode}", "-c", _BOOT, root]
-    argv.append(_limits_json(limits))
+    text = _limits_json(limits)
+    if _limits_from_json(text) != limits:  # a field JSON cannot carry: never other limits
+        raise InputError("internal error: the scan limits cannot be handed to a worker")
+    argv.append(text)
     batches = iter(_batches(sizes))
     lock = threading.Lock()
     failures: list[BaseException] = []
