@@ -313,3 +313,51 @@ def test_a_scanner_crash_is_an_error_naming_the_file(
     monkeypatch.delenv("MLVERIFY_DEBUG", raising=False)
     with pytest.raises(InputError, match=r"ok\.pkl: the scanner failed on this file \(Overflow"):
         _scan(paths, 1)
+
+
+def test_a_dataset_attestation_is_counted_in_the_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    _mixed(data / "part")
+    private, public = write_key_pair(tmp_path, "p256")
+    assert run(capsys, "attest", "dataset", data, "--key", private).code == 0
+    assert list(tmp_path.glob("data.*.sigstore.json"))  # beside the dataset: found by check
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: t\n"
+        f"spec:\n  signatures: {{required: false, trusted: [{{key: {public}}}]}}\n"
+    )
+    r = run(capsys, "check", "--no-cache", data, "--policy", p, "--format", "json")
+    ev = json.loads(r.out)["results"][0]["evidence"]
+    assert ev["failed_attestations"] == []
+    (att,) = ev["attestations"]
+    assert att["predicate_type"] == "https://model_signing/signature/v1.0"
+    assert att["predicate"]["resource_count"] == 17 and "resources" not in att["predicate"]
+    assert att["predicate"]["serialization"]["method"] == "files"
+    # verify-attestation itself still prints the whole predicate
+    args = ("--type", "oms", "--key", public, "--format", "json")
+    r = run(capsys, "verify-attestation", data, *args)
+    assert r.code == 0, r.out + r.err
+    assert len(json.loads(r.out)[0]["predicate"]["resources"]) == 17
+
+
+def test_the_oms_summary_reads_everything_but_resources_as_the_plain_parse() -> None:
+    from mlverify._internal.attest.verify import _oms_summary
+
+    doc = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "d", "digest": {"sha256": "ab" * 32}}],
+        "predicateType": "https://model_signing/signature/v1.0",
+        "predicate": {
+            "resources": [{"name": "a", "digest": "cd" * 32, "algorithm": "sha256"}] * 3,
+            "serialization": {"method": "files", "hash_type": "sha256"},
+            "extra": {"name": "n", "digest": "x", "algorithm": "y"},  # resource-shaped
+        },
+    }
+    st = _oms_summary(json.dumps(doc).encode(), where="t")
+    assert st.predicate == {
+        "serialization": {"method": "files", "hash_type": "sha256"},
+        "extra": {"name": "n", "digest": "x", "algorithm": "y"},
+        "resource_count": 3,
+    }

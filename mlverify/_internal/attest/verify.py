@@ -89,6 +89,32 @@ def _shape(payload: bytes, *, where: str) -> str:
         return parse_statement(payload, where=where).predicate_type
 
 
+def _holds_tuple(value: object) -> bool:
+    if isinstance(value, tuple):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tuple(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_tuple(v) for v in value)
+    return False
+
+
+def _oms_summary(payload: bytes, *, where: str) -> Statement:
+    """An OMS statement with ``resource_count`` in place of its ``resources``; everything
+    else exactly as :func:`parse_statement` reads it."""
+    try:
+        st = parse_statement(payload, where=where, compact=True)
+        rest = {k: v for k, v in st.predicate.items() if k != "resources"}
+        if _holds_tuple(rest) or any(_holds_tuple(s.annotations) for s in st.subjects):
+            raise InputError("read differently in the compact form")
+    except (InputError, RecursionError):
+        st = parse_statement(payload, where=where)
+    predicate = {k: v for k, v in st.predicate.items() if k != "resources"}
+    resources = st.predicate.get("resources")
+    predicate["resource_count"] = len(resources) if isinstance(resources, list) else 0
+    return Statement(st.source, st.subjects, st.predicate_type, predicate)
+
+
 def verify_attestation(
     artifact: Path,
     bundle: SignatureBundle,
@@ -97,8 +123,12 @@ def verify_attestation(
     predicate_type: str | None = None,
     requirements: ProvenanceRequirements | None = None,
     digests: set[str] | Callable[[], set[str]] | None = None,
+    summary: bool = False,
 ) -> VerifiedAttestation:
-    """Run every check on one attestation; raise with all reasons if any fails."""
+    """Run every check on one attestation; raise with all reasons if any fails.
+
+    ``summary``: an OMS statement's predicate is returned without its resource list (a
+    dataset's lists every file), with ``resource_count`` instead."""
     # Parsed first only to name a malformed payload precisely; trusted only below.
     _shape(bundle.envelope.payload, where=bundle.source)
     verified = check_signature(bundle)
@@ -107,7 +137,13 @@ def verify_attestation(
         # that way and name every differing file. Its statement (an object per file
         # of a dataset) is built only once the files are compared.
         require_match(verify_model(artifact, verified), artifact)
-    statement = parse_statement(verified.statement_payload, where=bundle.source)
+        statement = (
+            _oms_summary(verified.statement_payload, where=bundle.source)
+            if summary
+            else parse_statement(verified.statement_payload, where=bundle.source)
+        )
+    else:
+        statement = parse_statement(verified.statement_payload, where=bundle.source)
 
     if statement.predicate_type == OMS_SIGNATURE_V1:
         if predicate_type and predicate_type != OMS_SIGNATURE_V1:
