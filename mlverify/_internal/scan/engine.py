@@ -188,7 +188,7 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
     t0 = time.perf_counter()
     try:
         # O_NONBLOCK: a FIFO swapped in after the walk is refused below, never a hang
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         with open(fd, "rb") as f:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
