@@ -361,3 +361,28 @@ def test_the_oms_summary_reads_everything_but_resources_as_the_plain_parse() -> 
         "extra": {"name": "n", "digest": "x", "algorithm": "y"},
         "resource_count": 3,
     }
+
+
+def test_a_rule_over_the_old_file_listing_denies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    safetensors(model / "w.safetensors")
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: t\nspec:\n  rules:\n"
+        "    - name: no-bin\n"
+        "      expr: \"evidence.artifact.files.all(f, !f.name.endsWith('.bin'))\"\n"
+        "      message: no .bin files\n"
+        "    - name: counted\n"
+        '      expr: "evidence.artifact.file_count == 1 && evidence.scan_counts.clean == 1"\n'
+        "      message: one clean file\n"
+    )
+    r = run(capsys, "check", "--no-cache", model, "--policy", p, "--format", "json")
+    assert r.code == 1
+    reasons = [x for d in json.loads(r.out)["results"][0]["decisions"] for x in d["reasons"]]
+    assert [x["code"] for x in reasons if x["level"] == "deny"] == ["rule.error"]
+    assert "no-bin" in next(x["message"] for x in reasons if x["code"] == "rule.error")
+    lint = run(capsys, "policy", "lint", p)
+    assert lint.code != 0 and "unknown evidence field 'artifact.files'" in lint.out + lint.err
