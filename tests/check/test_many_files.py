@@ -386,3 +386,18 @@ def test_a_rule_over_the_old_file_listing_denies(
     assert "no-bin" in next(x["message"] for x in reasons if x["code"] == "rule.error")
     lint = run(capsys, "policy", "lint", p)
     assert lint.code != 0 and "unknown evidence field 'artifact.files'" in lint.out + lint.err
+
+
+def test_a_worker_reply_longer_than_the_bound_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = (
+        "import sys, struct\n"
+        "n, length = struct.unpack('<II', sys.stdin.buffer.read(8))\n"
+        "sys.stdin.buffer.read(length)\n"
+        "sys.stdout.buffer.write(struct.pack('<I', 0xFFFFFFF0)); sys.stdout.buffer.flush()\n"
+    )
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+    monkeypatch.setattr(workers, "_BOOT", fake)
+    with pytest.raises(InputError, match="scanner worker stopped"):
+        _scan(_mixed(tmp_path / "m"), 2)

@@ -37,6 +37,8 @@ from mlverify._internal.text import shown
 BATCH = 256
 #: bytes per request (a batch of large files is split earlier)
 BATCH_BYTES = 64 << 20
+#: the longest reply read from a worker (a batch's findings; a longer one fails the scan)
+MAX_REPLY = 1 << 30
 #: fewer files than this are scanned in this process (a worker costs ~0.2 s to start)
 PROCESS_MIN_FILES = 2000
 
@@ -275,7 +277,8 @@ def _scan_in_workers(
                     proc.stdin.flush()
                     head = proc.stdout.read(4)
                     length = _U32.unpack(head)[0] if len(head) == 4 else -1
-                    reply = proc.stdout.read(length) if length >= 0 else b""
+                    ok = 0 <= length <= MAX_REPLY
+                    reply = proc.stdout.read(length) if ok else b""
                     if len(reply) == length:
                         entries = json.loads(reply)
                 except (OSError, ValueError):
