@@ -140,6 +140,12 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
     ap.add_argument("--no-model-signing", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the datasets")
+    ap.add_argument(
+        "--groups",
+        default="",
+        help="only these command groups (comma-separated: hash, sign, verify, check, "
+        "check-cache; the limit always runs)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.million:
@@ -157,6 +163,9 @@ def main() -> None:
             make_dataset(data, n)
             warm(data)
             cases = cases_for(work, data, n, private, public, with_ms)
+            if args.groups:
+                keep = {"ref", *args.groups.split(",")}
+                cases = [c for c in cases if c.group in keep]
             run_rounds(cases, args.rounds if n < 1_000_000 else 1, warmup=cases[:2])
             rows.append((n, cases))
             report(rows)

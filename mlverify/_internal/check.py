@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,18 +39,19 @@ from mlverify._internal.evidence import (
     AttestationEvidence,
     Evidence,
     FailedAttestation,
-    FileDigest,
     FindingEvidence,
     SignatureEvidence,
+    listing_digest,
 )
 from mlverify._internal.manifest.build import build_manifest
-from mlverify._internal.manifest.hashing import HashJob
+from mlverify._internal.manifest.hashing import DIGEST_SIZES, HashJob
 from mlverify._internal.manifest.manifest import Manifest, Serialization
-from mlverify._internal.policy.engine import Decision, Reason, decide, matches
+from mlverify._internal.policy.engine import Decision, Reason, decide, is_model_content, matches
 from mlverify._internal.policy.model import Policy
 from mlverify._internal.signing.bundle import SignatureBundle, read_bundle
 from mlverify._internal.signing.oms import Method, VerifiedStatement, verify_model
 from mlverify._internal.subject import Subject
+from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
     from mlverify._internal.signing.trustset import TrustSet
@@ -140,20 +144,55 @@ class _KnownDigests:
     that a signature using the same serialization does not re-read the files."""
 
     def __init__(self, tree: ModelTree, manifest: Manifest) -> None:
-        self._by_path = {}
-        rl = manifest.compact
+        # the i-th file's digest is the manifest's i-th (the walk's order, checked by
+        # the caller). A file is found by its location, which is the root's prefix and
+        # its name for every file of the walk (checked here: else nothing is offered and
+        # the signature's files are hashed again), by bisection on the sorted names.
+        self._rl = manifest.compact
+        files = tree.files
+        self._names: list[str] = []
+        self._prefix = ""
         if tree.is_single_file:
-            self._by_path[tree.files[0].location] = rl.digest(0)
-        else:
-            by_name = dict(zip(rl.paths, range(len(rl)), strict=True))
-            for f in tree.files:
-                self._by_path[f.location] = rl.digest(by_name[f.name])
+            self._single = files[0].location
+            return
+        self._single = ""
+        first = files[0] if files else None
+        if first is None or not first.location.endswith(first.name):
+            return
+        prefix = first.location[: len(first.location) - len(first.name)]
+        if all(f.location == prefix + f.name for f in files):
+            self._names = [f.name for f in files]
+            self._prefix = prefix
+
+    def _find(self, location: str) -> int | None:
+        if self._single:
+            return 0 if location == self._single else None
+        if not self._names or not location.startswith(self._prefix):
+            return None
+        name = location[len(self._prefix) :]
+        i = bisect_left(self._names, name)
+        return i if i < len(self._names) and self._names[i] == name else None
+
+    def lookup_many(self, hash_type: str, locations: Sequence[str]) -> tuple[bytearray, list[int]]:
+        if hash_type != "sha256":
+            return bytearray(DIGEST_SIZES[hash_type] * len(locations)), list(range(len(locations)))
+        digests = self._rl.digests
+        out = bytearray(32 * len(locations))
+        missing = []
+        for k, location in enumerate(locations):
+            i = self._find(location)
+            if i is None:
+                missing.append(k)
+            else:
+                out[32 * k : 32 * k + 32] = digests[32 * i : 32 * i + 32]
+        return out, missing
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
         def lookup(job: HashJob) -> str | None:
             if hash_type != "sha256" or job.start or job.end is not None:
                 return None
-            return self._by_path.get(str(job.path))
+            i = self._find(str(job.path))
+            return None if i is None else self._rl.digest(i)
 
         return lookup
 
@@ -161,9 +200,18 @@ class _KnownDigests:
         return lambda job, digest: None
 
 
-def _stat_key(path: Path | str) -> tuple[int, ...]:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _stat_keys(locations: Sequence[str]) -> array[int]:
+    """Device, inode, size, mtime and ctime of each file, five numbers per file (a file
+    that is gone is all -1)."""
+    out = array("q")
+    for loc in locations:
+        try:
+            st = os.stat(loc)
+        except OSError:
+            out.extend((-1, -1, -1, -1, -1))
+            continue
+        out.extend((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return out
 
 
 def signature_candidates(artifact: Path) -> list[Path]:
@@ -230,19 +278,55 @@ def verify_with(
     )
 
 
-def _signature_evidence(
-    artifact: Path, sig_paths: Sequence[Path], policy: Policy, known: _KnownDigests, today: dt.date
-) -> tuple[list[SignatureEvidence], set[str] | None]:
-    """The evidence of each signature file, and the file names every verified
-    signature covers (None when none verified)."""
-    sets = trust_sets(policy, today)
-    out = []
-    covered: set[str] | None = None
+def _not_in(names: Sequence[str], hashed: Sequence[str], paths: list[str]) -> set[str]:
+    """The ``names`` (sorted, distinct) that ``paths`` does not list; ``hashed`` (a sorted
+    part of ``names``) is what ``paths`` usually is, exactly."""
+    if paths == hashed and len(names) == len(hashed):
+        return set()
+    if any(b < a for a, b in pairwise(paths)):
+        paths.sort()
+    out = set()
+    j, m = 0, len(paths)
+    for n in names:
+        while j < m and paths[j] < n:
+            j += 1
+        if j == m or paths[j] != n:
+            out.add(n)
+    return out
+
+
+def _read_bundles(
+    artifact: Path, sig_paths: Sequence[Path]
+) -> dict[Path, SignatureBundle | MlverifyError]:
+    """Each signature file read once (before the walk: the large transient buffers of a
+    dataset's signature are returned before the walk's objects are made)."""
+    out: dict[Path, SignatureBundle | MlverifyError] = {}
     for p in sig_paths:
         try:
-            bundle = read_bundle(p, model=artifact)
+            out[p] = read_bundle(p, model=artifact)
         except MlverifyError as e:
-            out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(e)))
+            out[p] = e
+    return out
+
+
+def _signature_evidence(
+    artifact: Path,
+    bundles: Mapping[Path, SignatureBundle | MlverifyError],
+    policy: Policy,
+    known: _KnownDigests,
+    today: dt.date,
+    names: Sequence[str],
+    hashed: Sequence[str],
+) -> tuple[list[SignatureEvidence], set[str] | None]:
+    """The evidence of each signature file, and which of ``names`` (every file scanned,
+    sorted) some verified signature does not cover (None when none verified); ``hashed``
+    is the sorted names of the files hashed."""
+    sets = trust_sets(policy, today)
+    out = []
+    uncovered: set[str] | None = None
+    for p, bundle in bundles.items():
+        if isinstance(bundle, MlverifyError):
+            out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(bundle)))
             continue
         kind = bundle.material.kind
         method: Method = (
@@ -290,8 +374,8 @@ def _signature_evidence(
             for s, owner in verify_with(bundle, sets):
                 result = verify_model(artifact, s, signature_path=p, cache=known)
                 if result.diff.ok:
-                    names = {r.path for r in result.manifest.resources}
-                    covered = names if covered is None else covered & names
+                    missed = _not_in(names, hashed, result.manifest.compact.paths)
+                    uncovered = missed if uncovered is None else uncovered | missed
                     out.append(
                         SignatureEvidence(
                             str(p), "verified", s.method, s.signer, anchor=s.anchor, owner=owner
@@ -315,7 +399,7 @@ def _signature_evidence(
             out.append(SignatureEvidence(str(p), "untrusted", method, "", str(e)))
         except MlverifyError as e:
             out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
-    return out, covered
+    return out, uncovered
 
 
 def _requirements(policy: Policy) -> ProvenanceRequirements:
@@ -370,6 +454,7 @@ def _attestation_evidence(
                     lambda b: verify_with(b, sets)[0][0],
                     requirements=_requirements(policy),
                     digests=digests,
+                    summary=True,  # a dataset attestation's evidence counts its files
                 )
             except MlverifyError as e:
                 bad.append(FailedAttestation(str(f), str(e)))
@@ -403,23 +488,32 @@ def check_artifact(
     use_cache: bool = False,
     now: dt.datetime | None = None,
     subject: Subject | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> CheckResult:
     """Everything about one artifact, and the decision of every governing policy.
 
     ``subject``: the reference the bytes at ``path`` stand for (``oci://``, ``hf://``);
     policies match on it and the evidence names it. Default: ``path`` itself.
+    ``progress``: called (from any thread) with the number of files just scanned.
     """
     reference = subject.reference if subject is not None else str(path)
-    from mlverify._internal.scan.engine import scan_file
     from mlverify._internal.scan.model import Limits
+    from mlverify._internal.scan.workers import STATUSES, scan_many
 
     if not path.exists():
         raise InputError(f"{path}: no such file or directory; check the artifact path")
     now = now or dt.datetime.now(dt.timezone.utc)
     today = now.date()
     sig_paths = list(signatures) or signature_candidates(path)
+    bundles = _read_bundles(path, sig_paths)
     tree = walk_model(path, extra_excluded=sig_paths)
-    before = {str(f.path): _stat_key(f.path) for f in tree.files}
+    # Every regular file is scanned, hashed or not (git metadata, files under
+    # signature names): a loader can be pointed at any of them. Signature and
+    # attestation documents are evidence, not content: their formats do not count.
+    scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
+    locations = [f.location for f in scanned]
+    names = [f.name for f in scanned]
+    before = _stat_keys(locations)
     # Evidence may be cached (digests of unchanged files, opt-in), decisions never:
     # matching and evaluation run every time, on this reference, names and environment.
     cache = None
@@ -428,17 +522,12 @@ def check_artifact(
 
         cache = DigestCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
-    # Hash in the background (hashlib releases the GIL) while this thread scans.
+    # Hash in the background (hashlib releases the GIL; small files go to worker
+    # processes) while the files are scanned (by worker processes when many).
     hashing = BackgroundCall(build_manifest, tree, serialization, cache)
 
     allow = frozenset(g for p in policies for g in p.allow_globals)
     limits = Limits(extra_allow=allow)
-    findings: list[FindingEvidence] = []
-    status: dict[str, str] = {}
-    formats: list[str] = []
-    # Every regular file is scanned, hashed or not (git metadata, files under
-    # signature names): a loader can be pointed at any of them. Signature and
-    # attestation documents are evidence, not content: their formats do not count.
     given = {p.resolve() for p in sig_paths}
     documents = {
         f.name
@@ -446,84 +535,99 @@ def check_artifact(
         if f.path.resolve() in given
         or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
     }
-    scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
-    before.update({str(f.path): _stat_key(f.path) for f in tree.left_out})
-    for f in scanned:
-        report = scan_file(f.path, limits, display=f.name)
-        status[f.name] = report.status.value
-        for fmt in report.formats if f.name not in documents else ():
-            if fmt not in formats:
-                formats.append(fmt)
-        findings.extend(
-            FindingEvidence(
-                x.rule_id,
-                x.severity.label,
-                x.path,
-                x.member,
-                x.offset,
-                x.subject,
-                x.message,
-                x.chain,
-            )
-            for x in report.findings
+    scan = scan_many(locations, names, [f.size for f in scanned], limits, progress=progress)
+    formats: list[str] = []
+    for i in sorted(scan.formats):
+        if names[i] not in documents:
+            formats.extend(x for x in scan.formats[i] if x not in formats)
+    findings = [
+        FindingEvidence(
+            x.rule_id, x.severity.label, x.path, x.member, x.offset, x.subject, x.message, x.chain
         )
+        for i in sorted(scan.findings)
+        for x in scan.findings[i]
+    ]
+    counts = {s.value: scan.codes.count(k) for k, s in enumerate(STATUSES)}
     manifest = hashing.result()
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
-    after = {str(f.path): _stat_key(f.path) for f in scanned}
+    after = _stat_keys(locations)
     if after != before:
-        changed = sorted(p for p in before if before[p] != after.get(p))
+        changed = [
+            locations[i]
+            for i in range(len(locations))
+            if before[5 * i : 5 * i + 5] != after[5 * i : 5 * i + 5]
+        ]
+        more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
         raise InputError(
-            f"{path}: files changed while being checked ({', '.join(changed)}); "
+            f"{path}: files changed while being checked "
+            f"({', '.join(map(shown, changed[:10]))}{more}); "
             "check again once nothing writes to the model"
         )
 
     rl = manifest.compact
-    digest_by_name = dict(zip(rl.paths, map(rl.digest, range(len(rl))), strict=True))
+    single = tree.is_single_file
+    hashed = [f.name for f in tree.files]
+    if not single and rl.paths != hashed:
+        raise MlverifyError(f"{path}: internal error: the manifest does not list the walk's files")
     artifact = ArtifactEvidence(
         ref=reference,
-        kind="file" if tree.is_single_file else "directory",
+        kind="file" if single else "directory",
         formats=tuple(formats),
         size=tree.total_size,
         root_digest=manifest.root_digest,
-        files=tuple(
-            FileDigest(f.name, digest_by_name["." if tree.is_single_file else f.name], f.size)
-            for f in tree.files
-        ),
+        file_count=len(hashed),
+        files_digest=listing_digest(hashed, rl.digests, [f.size for f in tree.files]),
     )
+
+    def listed(unsigned: Sequence[str]) -> dict[str, str]:
+        """Every scanned file's status but plain data's (counted in ``counts`` only)."""
+        out = {
+            name: STATUSES[code].value
+            for name, code in zip(names, scan.codes, strict=True)
+            if code or is_model_content(name, "data")
+        }
+        for name in unsigned:
+            out.setdefault(name, STATUSES[scan.codes[bisect_left(names, name)]].value)
+        return out
+
     base = Evidence(
         artifact=artifact,
         signatures=(),
         attestations=(),
         failed_attestations=(),
         findings=tuple(findings),
-        scan_status=status,
+        scan_status=listed(()),
+        scan_counts=counts,
         environment=environment or _environment(),
         time=now.isoformat(timespec="seconds"),
         time_source="local clock",
     )
     governing = [p for p in policies if matches(p, base)]
     known = _KnownDigests(tree, manifest)
+    # what is kept of the walk from here on: names (sorted) and sizes of the files
+    # scanned; the rest is returned before signatures are read
+    sizes = array("q", (f.size for f in scanned))
+    del tree, scanned, locations, before, after
     if not governing:
         return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
-        sigs, covered = _signature_evidence(path, sig_paths, policy, known, today)
+        sigs, uncovered = _signature_evidence(path, bundles, policy, known, today, names, hashed)
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
         unsigned: tuple[str, ...] = ()
-        if covered is not None and not tree.is_single_file:
+        if uncovered and not single:
             # Content no verified signature covers: left out by name (git metadata,
             # a signature name that is not a signature) or by the signer's own
             # ignore paths. Git's store (.git/) is scanned but is not model content.
             unsigned = tuple(
-                f.name
-                for f in scanned
-                if f.name not in covered
-                and f.name not in documents
-                and not f.name.startswith(".git/")
-                and f.size > 0
+                name
+                for name in sorted(uncovered)
+                if name not in documents
+                and not name.startswith(".git/")
+                and sizes[bisect_left(names, name)] > 0
             )
         evidence = Evidence(
             artifact=artifact,
@@ -532,7 +636,8 @@ def check_artifact(
             attestations=tuple(good),
             failed_attestations=tuple(bad),
             findings=base.findings,
-            scan_status=status,
+            scan_status=listed(unsigned) if unsigned else base.scan_status,
+            scan_counts=counts,
             environment=base.environment,
             time=base.time,
             time_source=base.time_source,

@@ -8,17 +8,11 @@ rules see as ``evidence``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = "mlverify.dev/evidence/v1"
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    name: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -30,7 +24,9 @@ class ArtifactEvidence:
     formats: tuple[str, ...]
     size: int
     root_digest: str
-    files: tuple[FileDigest, ...]
+    file_count: int = 0  #: files hashed (the signed content)
+    #: ``sha256:`` over every hashed file's name, SHA-256 and size (see :func:`listing_digest`)
+    files_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,8 +89,11 @@ class Evidence:
     attestations: tuple[AttestationEvidence, ...]
     failed_attestations: tuple[FailedAttestation, ...]
     findings: tuple[FindingEvidence, ...]
-    #: per file: clean | data | findings | unsupported
+    #: per file: clean | data | findings | unsupported; every scanned file except plain
+    #: data (status data, not named like a model file, not unsigned), which is counted only
     scan_status: dict[str, str] = field(default_factory=dict)
+    #: every scanned file, counted by status (exact: the listing above is a part of it)
+    scan_counts: dict[str, int] = field(default_factory=dict)
     #: files of the artifact no verified signature covers (left out of hashing by
     #: name, or by the signer's ignore paths), signature documents and .git/ excepted
     unsigned_files: tuple[str, ...] = ()
@@ -112,7 +111,8 @@ class Evidence:
                 "formats": list(a.formats),
                 "size": a.size,
                 "root_digest": a.root_digest,
-                "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in a.files],
+                "file_count": a.file_count,
+                "files_digest": a.files_digest,
             },
             "signatures": [
                 {
@@ -154,6 +154,7 @@ class Evidence:
                 for f in self.findings
             ],
             "scan_status": dict(sorted(self.scan_status.items())),
+            "scan_counts": dict(self.scan_counts),
             "unsigned_files": list(self.unsigned_files),
             "environment": self.environment,
             "time": self.time,
@@ -171,11 +172,18 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
             formats=tuple(a.get("formats", ())),
             size=int(a.get("size", 0)),
             root_digest=str(a.get("root_digest", "")),
-            files=tuple(
-                FileDigest(str(f["name"]), str(f["sha256"]), int(f["size"]))
-                for f in a.get("files", ())
-            ),
+            file_count=int(a.get("file_count", 0)),
+            files_digest=str(a.get("files_digest", "")),
         )
+        status = {str(k): str(v) for k, v in doc.get("scan_status", {}).items()}
+        counts = {str(k): int(v) for k, v in doc.get("scan_counts", {}).items()}
+        if not counts:
+            # a document without counts (a hand-written fixture): what it lists is all
+            for v in status.values():
+                counts[v] = counts.get(v, 0) + 1
+        for v in set(status.values()):
+            if sum(1 for x in status.values() if x == v) > counts.get(v, 0):
+                raise ValueError(f"scan_status lists more {v!r} files than scan_counts counts")
         return Evidence(
             artifact=artifact,
             signatures=tuple(
@@ -217,7 +225,8 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
                 )
                 for f in doc.get("findings", ())
             ),
-            scan_status={str(k): str(v) for k, v in doc.get("scan_status", {}).items()},
+            scan_status=status,
+            scan_counts=counts,
             unsigned_files=tuple(str(n) for n in doc.get("unsigned_files", ())),
             environment=str(doc.get("environment", "cli")),
             time=str(doc.get("time", "")),
@@ -227,3 +236,22 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
         from mlverify._internal.errors import InputError
 
         raise InputError(f"evidence document is malformed ({type(e).__name__}: {e})") from None
+
+
+def listing_digest(names: Sequence[str], digests: bytes, sizes: Sequence[int]) -> str:
+    """``sha256:`` over, for each file in code-point order of names: its name (UTF-8,
+    undecodable bytes as they are on disk), NUL, its SHA-256 (64 lowercase hex digits),
+    NUL, its size (decimal), newline. ``digests`` holds the raw SHA-256 digests."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    buf = bytearray()
+    for i, name in enumerate(names):
+        buf += os.fsencode(name)
+        buf += b"\0%s\0%d\n" % (digests[32 * i : 32 * i + 32].hex().encode(), sizes[i])
+        if len(buf) > 1 << 20:
+            h.update(buf)
+            buf.clear()
+    h.update(buf)
+    return "sha256:" + h.hexdigest()

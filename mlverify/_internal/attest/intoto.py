@@ -61,8 +61,10 @@ def statement_json(
     return json.dumps(doc, indent=2, sort_keys=True).encode()
 
 
-def parse_statement(payload: bytes, *, where: str) -> Statement:
-    raw = load_statement(payload, where=where)
+def parse_statement(payload: bytes, *, where: str, compact: bool = False) -> Statement:
+    """``compact``: resource-shaped objects decode to tuples (see ``load_statement``), for a
+    caller that needs the statement's shape and type, not its predicate's objects."""
+    raw = load_statement(payload, where=where, compact=compact)
     subjects_raw = raw.get("subject")
     if not isinstance(subjects_raw, list) or not subjects_raw:
         raise InputError(f"{where}: the statement has no subject; it attests nothing")

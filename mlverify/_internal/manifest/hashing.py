@@ -126,7 +126,10 @@ class DigestStore(Protocol):
     """Somewhere digests can be looked up before hashing and stored after.
 
     A store may also have a ``commit()`` method, called once after each batch
-    of stores (the digest cache writes one transaction per run).
+    of stores (the digest cache writes one transaction per run), and a
+    ``lookup_many(hash_type, locations) -> (bytearray, missing)`` method for whole
+    files: the raw digests it knows, in order (zeros elsewhere), and the indices of
+    the files it does not know (those are hashed; nothing is stored).
     """
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]: ...

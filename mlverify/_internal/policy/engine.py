@@ -281,7 +281,7 @@ def _format_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
 
 
 def _scan_reasons(policy: Policy, ev: Evidence, today: dt.date) -> list[Reason]:
-    if not ev.scan_status:
+    if not any(ev.scan_counts.values()) and not ev.scan_status:
         return [Reason("deny", "evidence.missing", "missing evidence: scan results")]
     out: list[Reason] = []
     limit = _severity_rank(policy.max_severity)

@@ -19,9 +19,10 @@ from mlverify._internal.policy.model import Policy, load_policy
 EVIDENCE_FIELDS = {
     "": {
         "schema_version", "artifact", "signatures", "attestations", "failed_attestations",
-        "findings", "scan_status", "unsigned_files", "environment", "time", "time_source",
+        "findings", "scan_status", "scan_counts", "unsigned_files", "environment", "time",
+        "time_source",
     },
-    "artifact": {"ref", "kind", "formats", "size", "root_digest", "files"},
+    "artifact": {"ref", "kind", "formats", "size", "root_digest", "file_count", "files_digest"},
 }  # fmt: skip
 _FIELD = re.compile(r"\bevidence\.(\w+)(?:\.(\w+))?")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import time
 import zlib
@@ -186,8 +187,15 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
     label = display if display is not None else str(path)
     t0 = time.perf_counter()
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        # O_NONBLOCK: a FIFO swapped in after the walk is refused below, never a hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(
+                    f"{path}: not a regular file (a FIFO or device?); pass a model file"
+                )
+            size = st.st_size
             ctx = Context(label, limits, policy)
             ctx.scan(FileSource(f, 0, size, ""), 0)
     except OSError as e:

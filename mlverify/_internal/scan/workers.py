@@ -1,0 +1,335 @@
+"""Scan many files fast: batches of files, scanned by worker processes.
+
+For files of a few KiB a scan is Python's work (about a hundred detectors' worth of
+byte tests per file), and Python threads share one GIL. So ``check`` scans a large
+tree in batches (at most :data:`BATCH` files or :data:`BATCH_BYTES` bytes per
+request) by worker processes, one per core, each an isolated interpreter (``-I``)
+that imports this very package (the parent's copy, by path) and runs
+:func:`_serve`. A request is the files' locations and display names; a reply is
+one JSON array with one compact entry per file (:func:`scan_one`). Below
+:data:`PROCESS_MIN_FILES` files (or on one core) the same function runs in this
+process. Nothing here is ever unpickled: replies are JSON, made by our own worker.
+
+Soundness: every file sent gets exactly one entry back, or the whole scan fails.
+A worker that exits early (a crash, a kill) fails the scan with an error naming
+the batch; a file that cannot be opened or read is an error naming it (as for an
+in-process scan): a file is never counted as scanned when it was not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.scan.model import Finding, Limits, Severity, Status
+from mlverify._internal.text import shown
+
+#: files per request: large enough that the per-request work vanishes
+BATCH = 256
+#: bytes per request (a batch of large files is split earlier)
+BATCH_BYTES = 64 << 20
+#: the longest reply read from a worker (a batch's findings; a longer one fails the scan)
+MAX_REPLY = 1 << 30
+#: fewer files than this are scanned in this process (a worker costs ~0.2 s to start)
+PROCESS_MIN_FILES = 2000
+
+#: status codes, one byte per file in :class:`ScanResults`
+STATUSES: tuple[Status, ...] = (Status.DATA, Status.CLEAN, Status.FINDINGS, Status.UNSUPPORTED)
+_CODE = {s.value: i for i, s in enumerate(STATUSES)}
+
+#: how a worker starts: the parent's package directory first on the path
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from mlverify._internal.scan.workers import _serve; _serve(sys.argv[2])"
+)
+
+_U32x2 = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+
+
+def scan_one(location: str, name: str, limits: Limits) -> Any:
+    """One file's compact entry: ``0`` (data, no finding), ``[code, formats, findings]``
+    (findings as lists of their fields), or ``{"error": message}``."""
+    from mlverify._internal.scan.engine import scan_file
+
+    try:
+        report = scan_file(Path(location), limits, display=name)
+    except MlverifyError as e:
+        return {"error": str(e)}
+    except Exception as e:  # a scanner bug: an error naming the file, never a pass
+        if os.environ.get("MLVERIFY_DEBUG"):
+            raise
+        return {
+            "error": f"{shown(name)}: the scanner failed on this file ({type(e).__name__}: "
+            f"{str(e)[:200]}); nothing was decided: report it with the file if you can"
+        }
+    code = _CODE[report.status.value]
+    if not code and not report.formats and not report.findings:
+        return 0
+    return [
+        code,
+        list(report.formats),
+        [
+            [f.rule_id, int(f.severity), f.member, f.offset, f.subject, f.message, f.chain]
+            for f in report.findings
+        ],
+    ]
+
+
+def _limits_json(limits: Limits) -> str:
+    d = asdict(limits)
+    d["extra_allow"] = sorted(limits.extra_allow)
+    return json.dumps(d)
+
+
+def _limits_from_json(text: str) -> Limits:
+    d = json.loads(text)
+    d["extra_allow"] = frozenset(d["extra_allow"])
+    return Limits(**d)
+
+
+def _serve(limits_text: str) -> None:
+    """Worker main loop: read requests on stdin, write replies on stdout."""
+    limits = _limits_from_json(limits_text)
+    # the protocol owns the real stdout; anything a library prints goes to stderr
+    wr = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    rd = sys.stdin.buffer
+
+    def exact(n: int) -> bytes:
+        data = rd.read(n)
+        if len(data) != n:
+            raise SystemExit(0)
+        return data
+
+    while True:
+        count, length = _U32x2.unpack(exact(8))
+        if count == 0:
+            return
+        parts = os.fsdecode(exact(length)).split("\0")
+        out = [scan_one(parts[2 * i], parts[2 * i + 1], limits) for i in range(count)]
+        reply = json.dumps(out, separators=(",", ":")).encode()
+        wr.write(_U32.pack(len(reply)) + reply)
+        wr.flush()
+
+
+@dataclass(frozen=True)
+class ScanResults:
+    """What the scan of many files found, compactly: one status byte per file, and
+    the formats and findings of the few files that have any."""
+
+    codes: bytes  #: per file, an index into :data:`STATUSES`
+    formats: dict[int, tuple[str, ...]]  #: file index -> formats detected (when any)
+    findings: dict[int, tuple[Finding, ...]]  #: file index -> findings (when any)
+
+    def status(self, i: int) -> Status:
+        return STATUSES[self.codes[i]]
+
+
+class _Collector:
+    def __init__(self, names: Sequence[str], count: int) -> None:
+        self.names = names
+        self.codes = bytearray(count)
+        self.formats: dict[int, tuple[str, ...]] = {}
+        self.findings: dict[int, tuple[Finding, ...]] = {}
+        self.errors: dict[int, str] = {}
+
+    def put(self, start: int, entries: list[Any]) -> None:
+        """Record one reply; anything but the entries :func:`scan_one` makes is refused
+        (ValueError), never read as a result."""
+        for j, e in enumerate(entries):
+            if type(e) is int and e == 0:
+                continue
+            i = start + j
+            if type(e) is dict and type(e.get("error")) is str:
+                self.errors[i] = e["error"]
+                continue
+            if type(e) is not list or len(e) != 3:
+                raise ValueError(f"a malformed scan result for {shown(self.names[i])}")
+            code, formats, findings = e
+            if type(code) is not int or not 0 <= code < len(STATUSES):
+                raise ValueError(f"a malformed scan status for {shown(self.names[i])}")
+            self.codes[i] = code
+            if formats:
+                self.formats[i] = tuple(formats)
+            if findings:
+                name = self.names[i]
+                self.findings[i] = tuple(
+                    Finding(r, Severity(s), name, m, o, subj, msg, ch)
+                    for r, s, m, o, subj, msg, ch in findings
+                )
+
+    def result(self) -> ScanResults:
+        if self.errors:
+            raise InputError(self.errors[min(self.errors)])
+        return ScanResults(bytes(self.codes), self.formats, self.findings)
+
+
+def _batches(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    out = []
+    start = 0
+    total = 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= BATCH or total + size > BATCH_BYTES):
+            out.append((start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append((start, len(sizes)))
+    return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def scan_many(
+    locations: Sequence[str],
+    names: Sequence[str],
+    sizes: Sequence[int],
+    limits: Limits,
+    *,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> ScanResults:
+    """Scan every file (``locations[i]``, shown as ``names[i]``, of about ``sizes[i]``
+    bytes). Raises :class:`InputError` naming the first file (in the given order) that
+    could not be scanned. ``progress`` is called with the number of files just done."""
+    n = len(locations)
+    col = _Collector(names, n)
+    workers = _cores() if workers is None else workers
+    if workers < 2 or n < PROCESS_MIN_FILES:
+        for start, end in _batches(sizes):
+            col.put(start, [scan_one(locations[i], names[i], limits) for i in range(start, end)])
+            if progress:
+                progress(end - start)
+        return col.result()
+    _scan_in_workers(locations, names, sizes, limits, col, workers, progress)
+    return col.result()
+
+
+def _scan_in_workers(
+    locations: Sequence[str],
+    names: Sequence[str],
+    sizes: Sequence[int],
+    limits: Limits,
+    col: _Collector,
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    import mlverify
+
+    root = str(Path(mlverify.__file__).resolve().parent.parent)
+    # -I: no PYTHON* variable, no user site; the same text mode as this process, so
+    # that a name encodes and decodes to the same bytes on both sides
+    argv = [sys.executable, "-I", "-X", f"utf8={sys.flags.utf8_mode}", "-c", _BOOT, root]
+    text = _limits_json(limits)
+    if _limits_from_json(text) != limits:  # a field JSON cannot carry: never other limits
+        raise InputError("internal error: the scan limits cannot be handed to a worker")
+    argv.append(text)
+    batches = iter(_batches(sizes))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+                )
+            )
+    except OSError as e:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise InputError(
+            f"cannot start a scanner worker ({e}); check the Python installation"
+        ) from None
+
+    def feed(proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            while not failures:
+                with lock:
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                start, end = batch
+                request = b"\0".join(
+                    os.fsencode(s) for i in range(start, end) for s in (locations[i], names[i])
+                )
+                entries: Any = None
+                try:
+                    proc.stdin.write(_U32x2.pack(end - start, len(request)) + request)
+                    proc.stdin.flush()
+                    head = proc.stdout.read(4)
+                    length = _U32.unpack(head)[0] if len(head) == 4 else -1
+                    ok = 0 <= length <= MAX_REPLY
+                    reply = proc.stdout.read(length) if ok else b""
+                    if len(reply) == length:
+                        entries = json.loads(reply)
+                except (OSError, ValueError):
+                    entries = None
+                if not isinstance(entries, list) or len(entries) != end - start:
+                    try:
+                        code: int | str | None = proc.wait(timeout=1)
+                    except subprocess.TimeoutExpired:
+                        code = "none: it answered wrongly"
+                    raise InputError(
+                        f"{shown(names[start])}: a scanner worker stopped while scanning it or "
+                        f"one of the {end - start - 1} files after it (exit code {code}); "
+                        "nothing was decided: check again, and report it if it repeats"
+                    )
+                with lock:
+                    col.put(start, entries)
+                if progress:
+                    progress(end - start)
+        except BaseException as e:  # reported by the caller's thread
+            failures.append(e)
+
+    threads = [threading.Thread(target=feed, args=(p,), daemon=True) for p in procs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        interrupted = any(t.is_alive() for t in threads)
+        for p in procs:
+            try:
+                assert p.stdin is not None
+                if interrupted or failures:
+                    p.kill()
+                else:
+                    p.stdin.write(_U32x2.pack(0, 0))
+                p.stdin.close()
+            except OSError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+    if failures:
+        first = failures[0]
+        if isinstance(first, MlverifyError):
+            raise first
+        raise InputError(
+            f"the scanner workers failed ({type(first).__name__}: {first}); nothing was decided"
+        )
