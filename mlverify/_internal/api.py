@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mlverify._internal.signing.keygen import KeyPair
     from mlverify._internal.signing.methods import Signer
     from mlverify._internal.signing.trust import Trust, TrustedSigner
+    from mlverify._internal.sources import SourceSettings
 
 #: what names a policy: a file, a directory of ``*.yaml``, ``builtin:NAME`` or a bare
 #: built-in name (``"default"``, ``"strict"``), or an already loaded :class:`Policy`
@@ -92,21 +93,28 @@ def check(
     signatures: Sequence[str | os.PathLike[str]] = (),
     use_cache: bool = False,
     allow_not_fetched: bool = False,
+    list_files: bool = False,
+    settings: SourceSettings | None = None,
 ) -> CheckResult:
     """Hash, scan, verify and decide one artifact (a path, ``oci://`` or ``hf://`` reference).
 
     Every governing policy decides; the result is allowed only if all allow. An artifact that
     cannot be checked is a result too (``status == "error"``, never allowed), so a caller
-    always gets an answer. ``policy`` defaults to ``$MLVERIFY_POLICY`` or ``builtin:default``.
+    always gets an answer. ``policy`` defaults to ``$MLVERIFY_POLICY`` or ``builtin:default``;
+    ``settings`` (registries, caches, tracking servers) to what the environment says;
+    ``list_files`` also lists every hashed file in the evidence (by default it counts them).
     """
-    from mlverify._internal.refs import check_refs
+    from mlverify._internal.sources import SourceSettings
+    from mlverify._internal.sources.run import check_refs
 
     (result,) = check_refs(
         [ref if isinstance(ref, str) else Path(ref)],
         _policies(policy),
+        settings or SourceSettings.from_environment(),
         signatures=[Path(s) for s in signatures],
         use_cache=use_cache,
         skip_not_fetched=allow_not_fetched,
+        list_files=list_files,
     )
     return result
 

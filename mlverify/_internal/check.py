@@ -39,6 +39,7 @@ from mlverify._internal.evidence import (
     AttestationEvidence,
     Evidence,
     FailedAttestation,
+    FileDigest,
     FindingEvidence,
     SignatureEvidence,
     listing_digest,
@@ -489,12 +490,15 @@ def check_artifact(
     now: dt.datetime | None = None,
     subject: Subject | None = None,
     progress: Callable[[int], None] | None = None,
+    list_files: bool = False,
 ) -> CheckResult:
     """Everything about one artifact, and the decision of every governing policy.
 
     ``subject``: the reference the bytes at ``path`` stand for (``oci://``, ``hf://``);
     policies match on it and the evidence names it. Default: ``path`` itself.
     ``progress``: called (from any thread) with the number of files just scanned.
+    ``list_files``: also list every hashed file with its digest in the evidence (an ML-BOM
+    needs them; by default the evidence counts them and digests the listing).
     """
     reference = subject.reference if subject is not None else str(path)
     from mlverify._internal.scan.model import Limits
@@ -579,6 +583,14 @@ def check_artifact(
         root_digest=manifest.root_digest,
         file_count=len(hashed),
         files_digest=listing_digest(hashed, rl.digests, [f.size for f in tree.files]),
+        files=(
+            tuple(
+                FileDigest(name, rl.digests[32 * i : 32 * i + 32].hex(), tree.files[i].size)
+                for i, name in enumerate(hashed)
+            )
+            if list_files
+            else None
+        ),
     )
 
     def listed(unsigned: Sequence[str]) -> dict[str, str]:

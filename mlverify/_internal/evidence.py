@@ -27,6 +27,18 @@ class ArtifactEvidence:
     file_count: int = 0  #: files hashed (the signed content)
     #: ``sha256:`` over every hashed file's name, SHA-256 and size (see :func:`listing_digest`)
     files_digest: str = ""
+    #: every hashed file, only when asked for (an ML-BOM lists them; a dataset check does
+    #: not pay a listing per file): None when not listed
+    files: tuple[FileDigest, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One hashed file of the artifact, in an opted-in listing."""
+
+    name: str
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,15 @@ class Evidence:
                 "root_digest": a.root_digest,
                 "file_count": a.file_count,
                 "files_digest": a.files_digest,
+                **(
+                    {
+                        "files": [
+                            {"name": f.name, "sha256": f.sha256, "size": f.size} for f in a.files
+                        ]
+                    }
+                    if a.files is not None
+                    else {}
+                ),
             },
             "signatures": [
                 {
@@ -174,6 +195,13 @@ def evidence_from_json(doc: dict[str, Any]) -> Evidence:
             root_digest=str(a.get("root_digest", "")),
             file_count=int(a.get("file_count", 0)),
             files_digest=str(a.get("files_digest", "")),
+            files=(
+                tuple(
+                    FileDigest(str(f["name"]), str(f["sha256"]), int(f["size"])) for f in a["files"]
+                )
+                if isinstance(a.get("files"), list)
+                else None
+            ),
         )
         status = {str(k): str(v) for k, v in doc.get("scan_status", {}).items()}
         counts = {str(k): int(v) for k, v in doc.get("scan_counts", {}).items()}

@@ -24,7 +24,7 @@ def mlverify(*args: object) -> int:
 
 
 def check_json(*args: object, out: Path) -> dict[str, Any]:
-    code = mlverify("check", "--format", "json", "--output", out, *args)
+    code = mlverify("check", "--format", "json", "--list-files", "--output", out, *args)
     doc: dict[str, Any] = json.loads(out.read_text())
     assert doc["exit_code"] == code
     return doc

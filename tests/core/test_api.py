@@ -83,3 +83,17 @@ def test_hash_rejects_an_unknown_mode(tmp_path) -> None:  # type: ignore[no-unty
     with pytest.raises(UsageError) as e:
         mlverify.hash(tmp_path / "f", mode="blocks")
     assert e.value.setting == "mode"
+
+
+def test_the_file_listing_is_opt_in() -> None:
+    model = "fixtures/models/tiny-classifier"
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    counted = mlverify.check(root / model).evidence["artifact"]
+    assert "files" not in counted and counted["file_count"] == 4
+    listed = mlverify.check(root / model, list_files=True).evidence["artifact"]
+    manifest = mlverify.hash(root / model)
+    by_name = {r.path: r.digest for r in manifest.resources}
+    assert {f["name"]: f["sha256"] for f in listed["files"]} == by_name
+    assert listed["files_digest"] == counted["files_digest"]

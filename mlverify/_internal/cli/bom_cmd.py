@@ -94,12 +94,19 @@ def bom_command(
         code = 2 if "error" in statuses else 1 if statuses - {"allowed", "skipped"} else 0
     else:
         from mlverify._internal.policy.model import load_policies
-        from mlverify._internal.refs import check_refs
+        from mlverify._internal.sources import SourceSettings
+        from mlverify._internal.sources.run import check_refs
 
         if signatures and len(paths) > 1:
             raise UsageError("--signature applies to one artifact; check artifacts one at a time")
         refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
-        results = check_refs(paths, load_policies(refs), signatures=signatures)
+        results = check_refs(
+            paths,
+            load_policies(refs),
+            SourceSettings.from_environment(),
+            signatures=signatures,
+            list_files=True,
+        )
         for r in results:
             if r.outcome:
                 click.echo(f"mlverify bom: {shown(r.message)} ({r.status})", err=True)

@@ -59,6 +59,12 @@ from mlverify._internal.text import shown
     "unchanged (a writer through a shared mapping keeps them; see docs/digest-cache.md). "
     "Default: hash every byte.",
 )
+@click.option(
+    "--list-files",
+    is_flag=True,
+    help="List every hashed file with its SHA-256 in the evidence (always for cyclonedx; "
+    "otherwise the evidence counts the files and digests the listing).",
+)
 def check_command(
     paths: tuple[str, ...],
     policy_refs: tuple[str, ...],
@@ -68,6 +74,7 @@ def check_command(
     explain: bool,
     use_cache: bool,
     allow_not_fetched: bool,
+    list_files: bool,
 ) -> None:
     """Decide whether each artifact at PATHS may be used: allow or deny, with every reason.
 
@@ -98,6 +105,8 @@ def check_command(
         signatures=signatures,
         use_cache=use_cache,
         skip_not_fetched=skip_unfetched,
+        # an ML-BOM lists every file; other reports count them (a dataset has millions)
+        list_files=list_files or output_format == ReportFormat.CYCLONEDX.value,
     )
     for r in results:
         if r.outcome:

@@ -59,6 +59,7 @@ def check_ref(
     signatures: Sequence[Path] = (),
     use_cache: bool = False,
     environment: str | None = None,
+    list_files: bool = False,
 ) -> CheckResult | str:
     """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers."""
     from mlverify._internal.check import check_artifact
@@ -75,6 +76,7 @@ def check_ref(
             # a private copy has new inodes every time: no digest cache to gain
             use_cache=use_cache and r.kind == "path",
             subject=r.subject(),
+            list_files=list_files,
         )
         return annotate(result, r)
 
@@ -87,6 +89,7 @@ def check_refs(
     signatures: Sequence[Path] = (),
     use_cache: bool = False,
     skip_not_fetched: bool = False,
+    list_files: bool = False,
 ) -> list[CheckResult]:
     """`mlverify check`'s loop: one result for every reference, in order: decided, or
     an error (as data: one failing artifact never hides the others' results), or Git
@@ -97,7 +100,14 @@ def check_refs(
     results: list[CheckResult] = []
     for ref in refs:
         try:
-            out = check_ref(ref, policies, settings, signatures=signatures, use_cache=use_cache)
+            out = check_ref(
+                ref,
+                policies,
+                settings,
+                signatures=signatures,
+                use_cache=use_cache,
+                list_files=list_files,
+            )
         except MlverifyError as e:
             results.append(CheckResult.failed(str(ref), e))
             continue
