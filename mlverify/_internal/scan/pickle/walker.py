@@ -30,6 +30,7 @@ from mlverify._internal.scan.model import Limits, Severity
 from mlverify._internal.scan.pickle import operands as ops
 from mlverify._internal.scan.pickle.frames import linearize
 from mlverify._internal.scan.pickle.joblib import (
+    JUDGED_KEYS,
     CannotFollow,
     array_layout,
     maybe_wrapper,
@@ -43,6 +44,7 @@ from mlverify._internal.scan.pickle.values import (
     ANY,
     ARRAY,
     BUFFER,
+    DROPPED,
     KEEP,
     KEEP_STR,
     PERSISTENT,
@@ -54,6 +56,7 @@ from mlverify._internal.scan.pickle.values import (
     Opaque,
     Ref,
     Trunc,
+    kept_value,
     plants_method,
     render,
     slim,
@@ -144,7 +147,7 @@ def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[st
         if k.__class__ not in SCALAR_KEYS:
             continue
         if len(target) < KEEP or plants_method(k, items[i + 1], behaviour):
-            target[k] = items[i + 1]
+            target[k] = kept_value(k, items[i + 1], JUDGED_KEYS)
 
 
 def _latin1(s: str) -> bytes:
@@ -156,6 +159,7 @@ def _underflow() -> Any:
 
 
 _I4 = struct.Struct("<i")
+_F8 = struct.Struct(">d")
 
 
 class PickleWalker:
@@ -180,6 +184,7 @@ class PickleWalker:
         joblib: bool = True,
         view: str = "",
         max_pickles: int = 0,
+        fast: bool = True,
     ) -> None:
         self.stream = stream
         self.policy = policy
@@ -190,6 +195,7 @@ class PickleWalker:
         self.probe = probe
         self.joblib = joblib
         self.max_pickles = max_pickles  # 0: every stacked pickle (one pickle.load: 1)
+        self.fast = fast  # the fused opcode paths (False: the general ones, for the tests)
         self.judge = Judge(policy, emit, nested, base_offset, limits.max_findings)
         self.judge.view = view
         self.buf = b""
@@ -449,6 +455,7 @@ class PickleWalker:
             self.nested,
             self.base,
             joblib=False,
+            fast=self.fast,
             view="the C unpickler reading a file object (torch.load, pickle.load(f)), which "
             "takes a value that crosses a frame's end from after the frame",
         ).walk()
@@ -501,6 +508,7 @@ class PickleWalker:
                 self.nested,
                 self.base,
                 joblib=False,
+                fast=self.fast,
                 view="pickle.load or pandas.read_pickle (joblib's array bytes run as opcodes)",
             ).walk()
         return res
@@ -526,7 +534,13 @@ class PickleWalker:
         scalar_set = frozenset(SCALAR_KEYS)
         behaviour = self.policy.behaviour_names
         unpack_i4 = _I4.unpack_from
+        unpack_f8 = _F8.unpack_from
         nested = self.nested
+        fast = self.fast
+        judged = JUDGED_KEYS
+        dropped = DROPPED.get
+        strings: dict[str, str] = {}  # the short strings stored in the memo, shared by value
+        share = strings.setdefault
 
         def pop_mark() -> list[Any]:
             if not marks:
@@ -535,6 +549,15 @@ class PickleWalker:
             items = stack[m:]
             del stack[m:]
             return items
+
+        def memo_str() -> Any:
+            """What the memo stores of the string on top of the stack: a short one is
+            shared with equal strings stored before (on the stack too), a long one slim."""
+            v = stack[-1]
+            if len(v) > KEEP_STR:
+                return slim(v)
+            v = stack[-1] = share(v, v)
+            return v
 
         def below_mark(n: int) -> None:
             if len(stack) - (marks[-1] if marks else 0) < n:
@@ -555,8 +578,13 @@ class PickleWalker:
                         raise LoaderError("truncated: the stream ends before STOP")
                     if len(stack) + len(memo) > limit:
                         raise _Limit("the pickle stack and memo pass the configured bound")
+                    if len(strings) > 1 << 16:
+                        strings.clear()  # sharing saves memory; it is not needed for meaning
                 op = buf[pos]
                 pos += 1
+                # the opcodes of plain data first, by their frequency in real pickles; the
+                # ``fast`` paths (off for the differential test) fuse the opcodes that
+                # picklers write together and give the same result as the general ones
                 if op == 0x68:  # BINGET (the most frequent opcode of real pickles)
                     k = buf[pos]
                     pos += 1
@@ -564,83 +592,38 @@ class PickleWalker:
                         stack.append(dense[k])
                     except IndexError:
                         stack.append(memo.get(k))
-                elif op == 0x94:  # MEMOIZE
-                    if not stack:
-                        _underflow()
-                    v = stack[-1]
-                    if v.__class__ is str and len(v) > KEEP_STR:
-                        v = slim(v)
-                    if sparse:
-                        memo.put(len(dense) + len(sparse), v)
-                    else:
-                        dense.append(v)
-                elif op == 0x8C and pos + buf[pos] < safe:  # SHORT_BINUNICODE, in buffer
+                elif op == 0x8C and fast and pos + buf[pos] < safe:  # SHORT_BINUNICODE
                     n = buf[pos]
                     try:
                         sv = buf[pos + 1 : pos + 1 + n].decode("utf-8", "surrogatepass")
                     except UnicodeDecodeError:
                         raise LoaderError("invalid UTF-8 in a string") from None
                     pos += 1 + n
-                    stack.append(sv)
                     if n >= 16 and nested is not None:
                         self._probe(_latin1(sv), bs + pos - n, n, "str")
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE (n <= 255 <= KEEP_STR)
+                    if buf[pos] == 0x94 and not sparse:  # MEMOIZE (n <= 255 <= KEEP_STR)
+                        sv = share(sv, sv)
                         dense.append(sv)
                         pos += 1
+                    stack.append(sv)
                 elif op == 0x4A:  # BININT
                     stack.append(unpack_i4(buf, pos)[0])
                     pos += 4
-                elif op == 0x4B:  # BININT1
-                    stack.append(buf[pos])
-                    pos += 1
+                elif op == 0x28:  # MARK
+                    marks.append(len(stack))
                 elif op == 0x7D:  # EMPTY_DICT
                     v = {}
                     stack.append(v)
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE
+                    if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
                         dense.append(v)
                         pos += 1
-                elif op == 0x73:  # SETITEM (a walker more permissive than a loader is sound)
-                    v = stack.pop()
-                    k = stack.pop()
-                    target = stack[-1]
-                    if target.__class__ is dict and k.__class__ in scalar_keys:
-                        if len(target) < KEEP:
-                            target[k] = v
-                        else:
-                            _put_items(target, [k, v], behaviour)
-                    if v.__class__ in tracked:
-                        judge.stored((v,), bs + pos - 1)
-                elif op == 0x87:  # TUPLE3
-                    c_ = stack.pop()
-                    b_ = stack.pop()
-                    v = stack[-1] = (stack[-1], b_, c_)
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE
-                        dense.append(v)
-                        pos += 1
-                elif op == 0x86:  # TUPLE2
-                    b_ = stack.pop()
-                    v = stack[-1] = (stack[-1], b_)
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE
-                        dense.append(v)
-                        pos += 1
-                elif op == 0x28:  # MARK
-                    marks.append(len(stack))
-                elif op == 0x71:  # BINPUT
-                    if not stack:
-                        _underflow()
-                    k = buf[pos]
-                    pos += 1
-                    v = stack[-1]
-                    if v.__class__ is str and len(v) > KEEP_STR:
-                        v = slim(v)
-                    if k < len(dense):
-                        dense[k] = v
-                    else:
-                        memo.put(k, v)
-                elif op == 0x4D:  # BININT2
-                    stack.append(buf[pos] | (buf[pos + 1] << 8))
-                    pos += 2
-                elif op in (0x65, 0x75, 0x90):  # APPENDS SETITEMS ADDITEMS
+                        if pos <= safe and buf[pos] == 0x28:  # MARK
+                            marks.append(len(stack))
+                            pos += 1
+                elif op == 0x47:  # BINFLOAT
+                    stack.append(unpack_f8(buf, pos)[0])
+                    pos += 8
+                elif op == 0x75:  # SETITEMS
                     op_off = bs + pos - 1
                     if not marks:
                         raise LoaderError("MARK expected")
@@ -649,22 +632,90 @@ class PickleWalker:
                     del stack[m:]
                     if not stack:
                         _underflow()
+                    if len(items) % 2:
+                        raise LoaderError("SETITEMS with an odd number of items")
                     target = stack[-1]
+                    if target.__class__ is dict:
+                        keys = items[0::2]
+                        if (
+                            fast
+                            and len(target) + len(keys) <= KEEP
+                            and {*map(type, items)} <= scalar_set
+                            and judged.isdisjoint(keys)
+                        ):
+                            # scalars only, all kept: kept_value of each, in C loops
+                            vals = items[1::2]
+                            target.update(
+                                zip(keys, map(dropped, map(type, vals), vals), strict=True)
+                            )
+                            continue
+                        _put_items(target, items, behaviour)
                     classes = {*map(type, items)}
-                    if op == 0x65:
-                        if target.__class__ is list and len(target) < KEEP:
-                            target.extend(items[: KEEP - len(target)])
-                    elif op == 0x75:
-                        if len(items) % 2:
-                            raise LoaderError("SETITEMS with an odd number of items")
-                        if target.__class__ is dict:
-                            keys = items[0::2]
-                            if {*map(type, keys)} <= scalar_set and len(target) + len(keys) <= KEEP:
-                                target.update(zip(keys, items[1::2], strict=True))
-                            else:
-                                _put_items(target, items, behaviour)
                     if Ref in classes or Call in classes:
                         judge.stored(items, op_off)
+                elif op == 0x94:  # MEMOIZE
+                    if not stack:
+                        _underflow()
+                    v = stack[-1]
+                    if v.__class__ is str:
+                        v = memo_str()
+                    if sparse:
+                        memo.put(len(dense) + len(sparse), v)
+                    else:
+                        dense.append(v)
+                elif op == 0x4B:  # BININT1
+                    stack.append(buf[pos])
+                    pos += 1
+                elif op == 0x4D:  # BININT2
+                    stack.append(buf[pos] | (buf[pos + 1] << 8))
+                    pos += 2
+                elif op == 0x71:  # BINPUT
+                    if not stack:
+                        _underflow()
+                    k = buf[pos]
+                    pos += 1
+                    v = stack[-1]
+                    if v.__class__ is str:
+                        v = memo_str()
+                    if k < len(dense):
+                        dense[k] = v
+                    else:
+                        memo.put(k, v)
+                elif op == 0x65 or op == 0x90:  # APPENDS ADDITEMS
+                    op_off = bs + pos - 1
+                    items = pop_mark()
+                    if not stack:
+                        _underflow()
+                    target = stack[-1]
+                    if op == 0x65 and target.__class__ is list and len(target) < KEEP:
+                        target.extend(items[: KEEP - len(target)])
+                    classes = {*map(type, items)}
+                    if Ref in classes or Call in classes:
+                        judge.stored(items, op_off)
+                elif op == 0x73:  # SETITEM (a walker more permissive than a loader is sound)
+                    v = stack.pop()
+                    k = stack.pop()
+                    target = stack[-1]
+                    if target.__class__ is dict and k.__class__ in scalar_keys:
+                        if len(target) < KEEP:
+                            target[k] = kept_value(k, v, judged)
+                        else:
+                            _put_items(target, [k, v], behaviour)
+                    if v.__class__ in tracked:
+                        judge.stored((v,), bs + pos - 1)
+                elif op == 0x87:  # TUPLE3
+                    c_ = stack.pop()
+                    b_ = stack.pop()
+                    v = stack[-1] = (stack[-1], b_, c_)
+                    if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
+                        dense.append(v)
+                        pos += 1
+                elif op == 0x86:  # TUPLE2
+                    b_ = stack.pop()
+                    v = stack[-1] = (stack[-1], b_)
+                    if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
+                        dense.append(v)
+                        pos += 1
                 elif op in (0x8C, 0x43, 0x55):  # SHORT_BINUNICODE SHORT_BINBYTES SHORT_BINSTRING
                     n = buf[pos]
                     pos += 1
@@ -705,9 +756,6 @@ class PickleWalker:
                         judge.stored((v,), bs + pos - 1)
                 elif op == 0x85:  # TUPLE1
                     stack[-1] = (stack[-1],)
-                elif op == 0x47:  # BINFLOAT (the value never decides anything: not kept)
-                    stack.append(ANY)
-                    pos += 8
                 elif op == 0x4E:  # NONE
                     stack.append(None)
                 elif op == 0x88:  # NEWTRUE
@@ -719,7 +767,7 @@ class PickleWalker:
                         _underflow()
                     k = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
                     pos += 4
-                    memo.put(k, slim(stack[-1]))
+                    memo.put(k, memo_str() if stack[-1].__class__ is str else stack[-1])
                 elif op == 0x6A:  # LONG_BINGET
                     k = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
                     pos += 4
@@ -998,7 +1046,7 @@ class PickleWalker:
                             key = ops.parse_memo_key(line, "PUT")
                             if not stack:
                                 _underflow()
-                            memo.put(key, slim(stack[-1]))
+                            memo.put(key, memo_str() if stack[-1].__class__ is str else stack[-1])
                     elif line is None:
                         if op in (0x49, 0x4C, 0x46):
                             raise CannotFollow("a number too long to read")
