@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 import tempfile
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from mlverify._internal.scan.model import Limits, Severity
@@ -44,11 +45,12 @@ from mlverify._internal.scan.pickle.values import (
     ANY,
     ARRAY,
     BUFFER,
-    DROPPED,
+    DATA,
     KEEP,
     KEEP_STR,
     PERSISTENT,
     SCALAR_KEYS,
+    SCALARS,
     SET,
     TRACKED,
     Blob,
@@ -148,6 +150,32 @@ def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[st
             continue
         if len(target) < KEEP or plants_method(k, items[i + 1], behaviour):
             target[k] = kept_value(k, items[i + 1], JUDGED_KEYS)
+
+
+def _pop_mark(stack: list[Any], marks: list[int]) -> list[Any]:
+    if not marks:
+        raise LoaderError("MARK expected")
+    m = marks.pop()
+    items = stack[m:]
+    del stack[m:]
+    return items
+
+
+def _below_mark(stack: list[Any], marks: list[int], n: int) -> None:
+    if len(stack) - (marks[-1] if marks else 0) < n:
+        _underflow()
+
+
+def _memo_value(stack: list[Any], share: Callable[[str, str], str]) -> Any:
+    """What the memo stores of the value on top of the stack: a short string is shared with
+    equal strings stored before (on the stack too), a long one slim."""
+    v = stack[-1]
+    if v.__class__ is not str:
+        return v
+    if len(v) > KEEP_STR:
+        return slim(v)
+    v = stack[-1] = share(v, v)
+    return v
 
 
 def _latin1(s: str) -> bytes:
@@ -531,41 +559,22 @@ class PickleWalker:
         sparse = memo.sparse
         tracked = TRACKED
         scalar_keys = SCALAR_KEYS
-        scalar_set = frozenset(SCALAR_KEYS)
+        scalar_set = SCALARS
         behaviour = self.policy.behaviour_names
         unpack_i4 = _I4.unpack_from
         unpack_f8 = _F8.unpack_from
         nested = self.nested
         fast = self.fast
         judged = JUDGED_KEYS
-        dropped = DROPPED.get
+        data = repeat(DATA)  # zip(keys, data): each key with DATA
         strings: dict[str, str] = {}  # the short strings stored in the memo, shared by value
         share = strings.setdefault
-
-        def pop_mark() -> list[Any]:
-            if not marks:
-                raise LoaderError("MARK expected")
-            m = marks.pop()
-            items = stack[m:]
-            del stack[m:]
-            return items
-
-        def memo_str() -> Any:
-            """What the memo stores of the string on top of the stack: a short one is
-            shared with equal strings stored before (on the stack too), a long one slim."""
-            v = stack[-1]
-            if len(v) > KEEP_STR:
-                return slim(v)
-            v = stack[-1] = share(v, v)
-            return v
-
-        def below_mark(n: int) -> None:
-            if len(stack) - (marks[-1] if marks else 0) < n:
-                _underflow()
 
         try:
             while True:
                 if pos > safe:
+                    if pos > blen:  # (an opcode's argument read past the end: checked here)
+                        raise LoaderError("truncated: an opcode argument runs past the end")
                     if 0 <= fe <= bs + pos:  # the first opcode at or past the frame's end
                         if bs + pos != fe:
                             self.straddled = True  # the last value crossed the frame's end
@@ -640,14 +649,11 @@ class PickleWalker:
                         if (
                             fast
                             and len(target) + len(keys) <= KEEP
-                            and {*map(type, items)} <= scalar_set
+                            and scalar_set.issuperset(map(type, items))
                             and judged.isdisjoint(keys)
                         ):
-                            # scalars only, all kept: kept_value of each, in C loops
-                            vals = items[1::2]
-                            target.update(
-                                zip(keys, map(dropped, map(type, vals), vals), strict=True)
-                            )
+                            # scalars only, all kept: kept_value of each is DATA
+                            target.update(zip(keys, data))  # noqa: B905 (data is endless)
                             continue
                         _put_items(target, items, behaviour)
                     classes = {*map(type, items)}
@@ -658,7 +664,7 @@ class PickleWalker:
                         _underflow()
                     v = stack[-1]
                     if v.__class__ is str:
-                        v = memo_str()
+                        v = _memo_value(stack, share)
                     if sparse:
                         memo.put(len(dense) + len(sparse), v)
                     else:
@@ -676,14 +682,14 @@ class PickleWalker:
                     pos += 1
                     v = stack[-1]
                     if v.__class__ is str:
-                        v = memo_str()
+                        v = _memo_value(stack, share)
                     if k < len(dense):
                         dense[k] = v
                     else:
                         memo.put(k, v)
                 elif op == 0x65 or op == 0x90:  # APPENDS ADDITEMS
                     op_off = bs + pos - 1
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     if not stack:
                         _underflow()
                     target = stack[-1]
@@ -767,7 +773,7 @@ class PickleWalker:
                         _underflow()
                     k = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
                     pos += 4
-                    memo.put(k, memo_str() if stack[-1].__class__ is str else stack[-1])
+                    memo.put(k, _memo_value(stack, share))
                 elif op == 0x6A:  # LONG_BINGET
                     k = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
                     pos += 4
@@ -843,11 +849,11 @@ class PickleWalker:
                     if op == 0x63:
                         stack.append(ref)
                     else:
-                        args = tuple(pop_mark())
+                        args = tuple(_pop_mark(stack, marks))
                         stack.append(judge.call(ref, args, "INST", op_off))
                 elif op == 0x93:  # STACK_GLOBAL
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     name_v = stack.pop()
                     mod_v = stack.pop()
                     if mod_v.__class__ is str and name_v.__class__ is str:
@@ -870,17 +876,17 @@ class PickleWalker:
                         )  # fmt: skip
                 elif op == 0x52:  # REDUCE
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     args = stack.pop()
                     stack[-1] = judge.call(stack[-1], args, "REDUCE", op_off)
                 elif op == 0x81:  # NEWOBJ
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     args = stack.pop()
                     stack[-1] = judge.call(stack[-1], args, "NEWOBJ", op_off)
                 elif op == 0x92:  # NEWOBJ_EX
                     op_off = bs + pos - 1
-                    below_mark(3)
+                    _below_mark(stack, marks, 3)
                     kwargs = stack.pop()
                     args = stack.pop()
                     stack[-1] = judge.call(stack[-1], args, "NEWOBJ_EX", op_off)
@@ -888,13 +894,13 @@ class PickleWalker:
                         judge.stored(list(kwargs.values()), op_off)
                 elif op == 0x6F:  # OBJ
                     op_off = bs + pos - 1
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     if not items:
                         _underflow()
                     stack.append(judge.call(items[0], tuple(items[1:]), "OBJ", op_off))
                 elif op == 0x62:  # BUILD
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     state = stack.pop()
                     obj = stack[-1]
                     if (
@@ -952,22 +958,22 @@ class PickleWalker:
                     if len(stack) > (marks[-1] if marks else 0):
                         stack.pop()
                     elif marks:
-                        pop_mark()
+                        _pop_mark(stack, marks)
                     else:
                         _underflow()
                 elif op == 0x31:  # POP_MARK
-                    pop_mark()
+                    _pop_mark(stack, marks)
                 elif op == 0x32:  # DUP
-                    below_mark(1)
+                    _below_mark(stack, marks, 1)
                     stack.append(stack[-1])
                 elif op == 0x74:  # TUPLE
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     stack.append(tuple(items) if len(items) <= KEEP else Opaque("tuple"))
                 elif op == 0x6C:  # LIST
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     stack.append(items[:KEEP])
                 elif op == 0x64:  # DICT
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     if len(items) % 2:
                         raise LoaderError("DICT with an odd number of items")
                     d: dict[Any, Any] = {}
@@ -976,7 +982,7 @@ class PickleWalker:
                 elif op == 0x8F:  # EMPTY_SET
                     stack.append(SET)
                 elif op == 0x91:  # FROZENSET
-                    pop_mark()
+                    _pop_mark(stack, marks)
                     stack.append(Opaque("frozenset"))
                 elif op == 0x80:  # PROTO
                     if buf[pos] > 5:
@@ -985,7 +991,7 @@ class PickleWalker:
                 elif op in (0x51, 0x50):  # BINPERSID PERSID
                     op_off = bs + pos - 1
                     if op == 0x51:
-                        below_mark(1)
+                        _below_mark(stack, marks, 1)
                         pid = stack.pop()
                     else:
                         self.pos = pos
@@ -1046,7 +1052,7 @@ class PickleWalker:
                             key = ops.parse_memo_key(line, "PUT")
                             if not stack:
                                 _underflow()
-                            memo.put(key, memo_str() if stack[-1].__class__ is str else stack[-1])
+                            memo.put(key, _memo_value(stack, share))
                     elif line is None:
                         if op in (0x49, 0x4C, 0x46):
                             raise CannotFollow("a number too long to read")
@@ -1070,11 +1076,9 @@ class PickleWalker:
                 elif op == 0x97:  # NEXT_BUFFER
                     stack.append(BUFFER)
                 elif op == 0x98:  # READONLY_BUFFER
-                    below_mark(1)
+                    _below_mark(stack, marks, 1)
                 else:
                     raise LoaderError(f"invalid opcode 0x{op:02x}")
-                if pos > blen:
-                    raise LoaderError("truncated: an opcode argument runs past the end")
         except _Limit as e:
             self.pos = min(pos, len(self.buf))
             self.result.opcodes += 1
