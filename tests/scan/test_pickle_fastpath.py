@@ -183,6 +183,68 @@ def test_hostile_values_in_dense_data_are_found_by_both() -> None:
     assert any(f[0] == "MLV101" and f[3] == "os.system" for f in found), found
 
 
+def _rows(r: random.Random, n: int) -> bytes:
+    """A list of dicts of one shape or a few, as picklers write them, with hostile changes
+    between and inside them: memo entries the shape reads replaced (by a string, by an
+    import), invalid UTF-8, joblib keys where a key string was, a string long enough to
+    probe, an import as a value."""
+    keys = ["id", "score", "name", "k"]
+    out = [b"\x80\x04]\x94(}\x94("]
+    for j, k in enumerate(keys):  # the first dict names its keys: memo 2, 3, 4, 6
+        out.append(u(k) + b"\x94" + (u("n0") + b"\x94" if j == 2 else b"J\x00\x00\x00\x00"))
+    out.append(b"u")
+    value = [b"K\x07", b"M\x07\x01", b"J\x07\x00\x01\x00", b"G" + b"\x01" * 8]
+    usual = [r.choice(value) for _ in range(3)]
+    bad_utf8 = r.random() < 0.3
+    for i in range(n):
+        c = r.random()
+        if c < 0.02:
+            out.append(u("x") + b"q\x02" + b"0")  # BINPUT: memo 2 is another string
+        elif c < 0.04:
+            out.append(sg("os", "system") + b"q\x03" + b"0")  # memo 3 is an import
+        name = f"n{i % 7}".encode()
+        if i == n - 3 and bad_utf8:
+            name = b"\xff" * len(name)  # invalid UTF-8 where a string was: loaders stop
+        elif c > 0.98:
+            name = b"p" * 20  # probed as a nested file
+        vals = usual if r.random() < 0.97 else [r.choice(value) for _ in range(3)]
+        out.append(b"}\x94(")
+        out.append(b"h\x02" + vals[0] + b"h\x03" + vals[1])
+        if 0.97 < c <= 0.98:
+            out.append(u("dtype") + b"\x94" + b"K\x01")  # a joblib key
+        elif 0.96 < c <= 0.97:
+            out.append(b"h\x04" + sg("os", "system"))  # an import as a value
+        else:
+            out.append(b"h\x04\x8c" + bytes([len(name)]) + name + b"\x94")
+        out.append(b"h\x06" + vals[2] + b"u")
+        if i % 100 == 99:
+            out.append(b"e(")
+    return b"".join(out) + b"e."
+
+
+def test_dicts_of_one_shape_with_hostile_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlverify._internal.scan.pickle import records
+
+    read = records.Records.read
+    taken = [0]
+
+    def counting(self: records.Records, buf: bytes, pos: int, end: int) -> int:
+        got = read(self, buf, pos, end)
+        taken[0] += bool(got)
+        return got
+
+    monkeypatch.setattr(records.Records, "read", counting)
+    for seed in range(12):
+        r = random.Random(seed)
+        data = _rows(r, 600)
+        found, _, _ = same(data)
+        assert any(f[3] == "os.system" for f in found)
+        same(_framed(data, r))
+        for _ in range(8):
+            same(_mutate(data, r))
+    assert taken[0] > 5000  # the fast path read most dicts
+
+
 def _real(protocol: int) -> bytes:
     rows = [
         {"id": i, "score": i / 7, "name": f"n{i % 50}", "k": 3 * i, "t": (i, -i), "b": None}
@@ -204,3 +266,13 @@ def test_real_pickles_and_their_mutations(protocol: int) -> None:
 def test_small_bounds_stop_both_at_the_same_place() -> None:
     data = _real(4)
     same(data, Limits(max_stack=500))
+
+
+def test_joblib_keys_in_a_dict_of_a_seen_shape_keep_their_values() -> None:
+    # the first dict's shape (a memoised 8-character key, a 5-character value) is the shape
+    # of the old joblib wrapper's state that follows: its filename must stay exact
+    first = b"}\x94(" + u("abcdefgh") + b"\x94" + u("b.npy") + b"\x94u0"
+    wrapper = sg("joblib.numpy_pickle", "NDArrayWrapper") + b")\x81"
+    state = b"}\x94(" + u("filename") + b"\x94" + u("a.npy") + b"\x94u"
+    found, _, _ = same(b"\x80\x04" + first + wrapper + state + b"b" + b"N0" * 8 + b".")
+    assert [(f[0], f[3]) for f in found if f[0] == "MLV112"] == [("MLV112", "a.npy")], found

@@ -40,6 +40,7 @@ from mlverify._internal.scan.pickle.joblib import (
 )
 from mlverify._internal.scan.pickle.judge import Emit, Judge
 from mlverify._internal.scan.pickle.operands import LoaderError
+from mlverify._internal.scan.pickle.records import Records
 from mlverify._internal.scan.pickle.resync import OVERLAP, find_imports
 from mlverify._internal.scan.pickle.values import (
     ANY,
@@ -616,6 +617,7 @@ class PickleWalker:
         data = repeat(DATA)  # zip(keys, data): each key with DATA
         strings: dict[str, str] = {}  # the short strings stored in the memo, shared by value
         share = strings.setdefault
+        records = Records(stack, dense, share)
 
         try:
             while True:
@@ -662,6 +664,12 @@ class PickleWalker:
                     push(unpack_i4(buf, pos)[0])
                     pos += 4
                 elif op == 0x7D:  # EMPTY_DICT
+                    if fast and buf[pos] == 0x94 and buf[pos + 1] == 0x28 and not sparse:
+                        # MEMOIZE MARK: a dict of scalars of a shape seen before (records.py)
+                        end = records.read(buf, pos, safe + 1)
+                        if end:
+                            pos = end
+                            continue
                     v = {}
                     push(v)
                     if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
