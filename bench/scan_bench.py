@@ -7,6 +7,7 @@ every importable tool in its own child process (so peak RSS is per tool) and
 prints a Markdown table.
 
     .venv/bin/python bench/scan_bench.py --blob-mb 200 --dense-mb 10 --torch-mb 1024
+    .venv/bin/python bench/scan_bench.py --sections pickle --repeat 3 --alternate 5
     .venv/bin/python bench/scan_bench.py --sections formats   # per-format detection only
 
 Peers are optional and live in their own venv (their pins must not move ours):
@@ -404,6 +405,56 @@ def c_unpickler_seconds(path: Path, runs: int) -> float:
     return float(out.stdout.strip() or "nan")
 
 
+_TIMED = (
+    "import json, sys, time\n{setup}\n"
+    "w, c = time.perf_counter(), time.process_time()\n{run}\n"
+    "w, c = time.perf_counter() - w, time.process_time() - c\n"
+    "hwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0].split()[1]\n"
+    "print(json.dumps([w, c, int(hwm) / 1024]))"
+)
+
+
+def alternate(path: Path, runs: int) -> None:
+    """mlverify, picklescan and the C unpickler on ``path`` in turn, ``runs`` times, each
+    run a fresh process (so the three share whatever load the machine has): medians of wall
+    and CPU time, and the ratios."""
+    cmds = {
+        "mlverify": (sys.executable, "from pathlib import Path\n"
+                     "from mlverify._internal.scan import scan_file",
+                     "scan_file(Path(sys.argv[1]))"),
+        "picklescan": (str(_peer_python()), "from picklescan.scanner import scan_file_path",
+                       "scan_file_path(sys.argv[1])"),
+        "C unpickler": (sys.executable, "import pickle; d = open(sys.argv[1], 'rb').read()",
+                        "pickle.loads(d)"),
+    }  # fmt: skip
+    got: dict[str, list[list[float]]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for name, (python, setup, run) in cmds.items():
+            code = _TIMED.format(setup=setup, run=run)
+            out = subprocess.run([python, "-c", code, str(path)], capture_output=True, text=True)
+            if out.returncode == 0:
+                got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    med: dict[str, tuple[float, float]] = {}
+    print(f"\n| (b), alternating, {runs} runs each | wall (median) | CPU (median) | peak RSS |")
+    print("|---|---|---|---|")
+    for name, rows in got.items():
+        if not rows:
+            print(f"| {name} | not run | | |")
+            continue
+        w = sorted(r[0] for r in rows)[len(rows) // 2]
+        c = sorted(r[1] for r in rows)[len(rows) // 2]
+        med[name] = (w, c)
+        rss = "" if name == "C unpickler" else f"{max(r[2] for r in rows):.0f} MiB"
+        print(f"| {name} | {w:.3f} s | {c:.3f} s | {rss} |")
+    if "mlverify" in med and "C unpickler" in med:
+        (mw, mc), (cw, cc) = med["mlverify"], med["C unpickler"]
+        print(f"mlverify / C unpickler: {mc / cc:.1f}x CPU, {mw / cw:.1f}x wall", end="")
+        if "picklescan" in med:
+            pw, pc = med["picklescan"]
+            print(f"; picklescan / mlverify: {pc / mc:.1f}x CPU, {pw / mw:.1f}x wall", end="")
+        print()
+
+
 def per_class(tools: list[str], out: Path, tmp: Path, timeout: float) -> None:
     """Detection and false positives per weakness class of the pickle scanner."""
     import pickle_corpus
@@ -485,6 +536,9 @@ def main() -> None:
     ap.add_argument("--torch-mb", type=int, default=1024)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--alternate", type=int, default=0,
+                    help="also time the dense pickle with mlverify, picklescan and the C "
+                    "unpickler in turn, this many times each")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per throughput file and tool (the median is shown)")  # fmt: skip
     ap.add_argument("--peer-python", default=str(PEER_PYTHON))
@@ -579,6 +633,8 @@ def pickle_section(
         if "picklescan" in dense:
             print(f", {dense['picklescan'] / me:.1f}x faster than picklescan", end="")
         print(" (same run)")
+    if args.alternate:
+        alternate(thr["(b) opcode-dense pickle"], args.alternate)
     per_class(tools, out / "classes", tmp, args.timeout)
     # a pip install compiles bytecode; an editable checkout under PYTHONDONTWRITEBYTECODE
     # would not, and start-up would then measure the compiler
