@@ -7,6 +7,7 @@ every importable tool in its own child process (so peak RSS is per tool) and
 prints a Markdown table.
 
     .venv/bin/python bench/scan_bench.py --blob-mb 200 --dense-mb 10 --torch-mb 1024
+    .venv/bin/python bench/scan_bench.py --sections pickle --repeat 3 --alternate 5
     .venv/bin/python bench/scan_bench.py --sections formats   # per-format detection only
 
 Peers are optional and live in their own venv (their pins must not move ours):
@@ -391,16 +392,67 @@ def startup(tool: str, sample: Path) -> float | None:
     return sorted(times)[len(times) // 2]  # median
 
 
-def c_unpickler_seconds(path: Path) -> float:
+def c_unpickler_seconds(path: Path, runs: int) -> float:
     """The physical reference: pickle.loads of a benign file this benchmark wrote itself
-    (ints, floats, strings and dicts only: no import can run), best of three, in a child."""
+    (ints, floats, strings and dicts only: no import can run), median of ``runs``, in a
+    child."""
     code = (
-        "import pickle,sys,time; d=open(sys.argv[1],'rb').read(); b=9e9\n"
-        "for _ in range(3):\n t=time.perf_counter(); pickle.loads(d); "
-        "b=min(b,time.perf_counter()-t)\nprint(b)"
+        "import pickle,sys,time; d=open(sys.argv[1],'rb').read(); t=[]\n"
+        f"for _ in range({max(runs, 1)}):\n s=time.perf_counter(); pickle.loads(d); "
+        "t.append(time.perf_counter()-s)\nprint(sorted(t)[len(t)//2])"
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     return float(out.stdout.strip() or "nan")
+
+
+_TIMED = (
+    "import json, sys, time\n{setup}\n"
+    "w, c = time.perf_counter(), time.process_time()\n{run}\n"
+    "w, c = time.perf_counter() - w, time.process_time() - c\n"
+    "hwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0].split()[1]\n"
+    "print(json.dumps([w, c, int(hwm) / 1024]))"
+)
+
+
+def alternate(path: Path, runs: int) -> None:
+    """mlverify, picklescan and the C unpickler on ``path`` in turn, ``runs`` times, each
+    run a fresh process (so the three share whatever load the machine has): medians of wall
+    and CPU time, and the ratios."""
+    cmds = {
+        "mlverify": (sys.executable, "from pathlib import Path\n"
+                     "from mlverify._internal.scan import scan_file",
+                     "scan_file(Path(sys.argv[1]))"),
+        "picklescan": (str(_peer_python()), "from picklescan.scanner import scan_file_path",
+                       "scan_file_path(sys.argv[1])"),
+        "C unpickler": (sys.executable, "import pickle; d = open(sys.argv[1], 'rb').read()",
+                        "pickle.loads(d)"),
+    }  # fmt: skip
+    got: dict[str, list[list[float]]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for name, (python, setup, run) in cmds.items():
+            code = _TIMED.format(setup=setup, run=run)
+            out = subprocess.run([python, "-c", code, str(path)], capture_output=True, text=True)
+            if out.returncode == 0:
+                got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    med: dict[str, tuple[float, float]] = {}
+    print(f"\n| (b), alternating, {runs} runs each | wall (median) | CPU (median) | peak RSS |")
+    print("|---|---|---|---|")
+    for name, rows in got.items():
+        if not rows:
+            print(f"| {name} | not run | | |")
+            continue
+        w = sorted(r[0] for r in rows)[len(rows) // 2]
+        c = sorted(r[1] for r in rows)[len(rows) // 2]
+        med[name] = (w, c)
+        rss = "" if name == "C unpickler" else f"{max(r[2] for r in rows):.0f} MiB"
+        print(f"| {name} | {w:.3f} s | {c:.3f} s | {rss} |")
+    if "mlverify" in med and "C unpickler" in med:
+        (mw, mc), (cw, cc) = med["mlverify"], med["C unpickler"]
+        print(f"mlverify / C unpickler: {mc / cc:.1f}x CPU, {mw / cw:.1f}x wall", end="")
+        if "picklescan" in med:
+            pw, pc = med["picklescan"]
+            print(f"; picklescan / mlverify: {pc / mc:.1f}x CPU, {pw / mw:.1f}x wall", end="")
+        print()
 
 
 def per_class(tools: list[str], out: Path, tmp: Path, timeout: float) -> None:
@@ -484,6 +536,11 @@ def main() -> None:
     ap.add_argument("--torch-mb", type=int, default=1024)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--alternate", type=int, default=0,
+                    help="also time the dense pickle with mlverify, picklescan and the C "
+                    "unpickler in turn, this many times each")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per throughput file and tool (the median is shown)")  # fmt: skip
     ap.add_argument("--peer-python", default=str(PEER_PYTHON))
     ap.add_argument("--sections", default="pickle,formats",
                     help="pickle (corpus, throughput, start-up) and/or formats")  # fmt: skip
@@ -542,22 +599,42 @@ def pickle_section(
         )
     print("\n| throughput file | size | " + " | ".join(tools) + " |")
     print("|---|---|" + "---|" * len(tools))
+    dense: dict[str, float] = {}
+    ref = float("nan")
     for label, path in thr.items():
         size = path.stat().st_size
         cells = []
         for tool in tools:
-            res, wall, rss, status = run_worker(tool, [path], tmp, args.timeout)
-            if status != "ok" or not res:
+            runs, rss, status, error = [], 0.0, "ok", False
+            for _ in range(max(args.repeat, 1)):  # one child process per run
+                res, wall, peak, status = run_worker(tool, [path], tmp, args.timeout)
+                if status != "ok" or not res:
+                    break
+                runs.append(res[0]["s"])
+                rss, error = max(rss, peak), error or res[0]["error"]
+            if not runs:
                 cells.append(status)
                 continue
-            s = res[0]["s"]
+            s = sorted(runs)[len(runs) // 2]
+            if label.startswith("(b)"):
+                dense[tool] = s
+                if tool == "mlverify":  # the reference right after, under the same load
+                    ref = c_unpickler_seconds(path, args.repeat)
             rate = size / s / 1e9 if s else float("inf")
-            cells.append(
-                f"{s:.3f} s ({rate:.2f} GB/s, {rss:.0f} MB{', error' if res[0]['error'] else ''})"
-            )
+            cells.append(f"{s:.3f} s ({rate:.2f} GB/s, {rss:.0f} MB{', error' if error else ''})")
         print(f"| {label} | {size / 1e6:.0f} MB | " + " | ".join(cells) + " |")
-    ref = c_unpickler_seconds(thr["(b) opcode-dense pickle"])
-    print(f"\n(b) with CPython's C unpickler loading the same benign bytes: {ref:.3f} s")
+    if ref != ref:  # nan: mlverify did not run
+        ref = c_unpickler_seconds(thr["(b) opcode-dense pickle"], args.repeat)
+    print(f"\n(times: median of {max(args.repeat, 1)} runs, each in a fresh process)")
+    print(f"(b) with CPython's C unpickler loading the same benign bytes: {ref:.3f} s")
+    if "mlverify" in dense:
+        me = dense["mlverify"]
+        print(f"(b) mlverify: {me / ref:.1f}x the C unpickler's time", end="")
+        if "picklescan" in dense:
+            print(f", {dense['picklescan'] / me:.1f}x faster than picklescan", end="")
+        print(" (same run)")
+    if args.alternate:
+        alternate(thr["(b) opcode-dense pickle"], args.alternate)
     per_class(tools, out / "classes", tmp, args.timeout)
     # a pip install compiles bytecode; an editable checkout under PYTHONDONTWRITEBYTECODE
     # would not, and start-up would then measure the compiler

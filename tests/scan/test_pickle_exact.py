@@ -184,9 +184,9 @@ def test_joblib_object_arrays_are_an_inline_pickle(scan_bytes: Scan) -> None:
     "state",
     [
         _state(b"K\x03\x85", _dtype(u("i4,f8"))),  # a comma spelling: not sized from a table
-        _state(b"G@\x08\x00\x00\x00\x00\x00\x00\x85", F8),  # float dims (numpy.int64(3.0))
+        _state(b"G\x7f\xf8\x00\x00\x00\x00\x00\x00\x85", F8),  # numpy.int64(nan) raises
     ],
-    ids=["comma-dtype", "float-dims"],
+    ids=["comma-dtype", "nan-dims"],
 )
 def test_joblib_array_the_scanner_cannot_size_is_medium_and_searched(
     scan_bytes: Scan, state: bytes
@@ -195,6 +195,15 @@ def test_joblib_array_the_scanner_cannot_size_is_medium_and_searched(
     assert "MLV108" in rules(report)
     assert report.max_severity is not None and report.max_severity >= Severity.MEDIUM
     assert "os.system" in subjects(report)  # found by searching the rest of the stream
+
+
+def test_joblib_float_dims_are_sized_as_numpy_int64_truncates(scan_bytes: Scan) -> None:
+    # BINFLOAT values are read exactly: numpy.int64(3.7) is 3, so joblib reads 3 float64
+    report = scan_bytes(
+        _joblib(_state(b"G@\r\x99\x99\x99\x99\x99\x9a\x85", F8), ARRAY3), "m.joblib"
+    )
+    assert "MLV108" not in rules(report), report
+    assert "os.system" in subjects(report)
 
 
 def test_array_bytes_run_as_opcodes_under_pickle_load(scan_bytes: Scan) -> None:

@@ -31,6 +31,8 @@ WRAPPERS = frozenset(
 )
 _INIT_ARGS = ("subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes")
 _INIT_DEFAULTS: dict[str, Any] = {"allow_mmap": False, "numpy_array_alignment_bytes": 16}
+#: the state keys whose values (not only their types) this module reads
+JUDGED_KEYS = frozenset(_INIT_ARGS) | {"filename"}
 _SIZED = re.compile(r"([<>|=]?)([SaUV])(\d+)\Z")
 
 

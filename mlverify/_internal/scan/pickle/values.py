@@ -147,6 +147,8 @@ def _render(v: Any, depth: int) -> str:
             + ", ".join(f"{_render(k, depth + 1)}: {_render(x, depth + 1)}" for k, x in items)
             + "}"
         )
+    if v is DATA:
+        return "<data>"
     if isinstance(v, (str, bytes)):
         r = repr(v[:60])
         return r if len(v) <= 60 else r + "..."
@@ -162,6 +164,27 @@ def slim(v: Any) -> Any:
 
 #: dict keys a simulated dict may hold (hashing them is constant work)
 SCALAR_KEYS = (str, int, float, bytes, bool, type(None))
+
+#: What a simulated dict keeps as a scalar value (see ``kept_value``): an ``int``, so plain
+#: data to every test of the judge; a unique object, told apart by identity when rendered.
+DATA = int("7" * 30)
+
+#: the classes of scalar values: kept as dict keys, replaced by ``kept_value``
+SCALARS = frozenset(SCALAR_KEYS)
+
+
+def kept_value(key: Any, value: Any, judged: frozenset[str]) -> Any:
+    """What a simulated dict keeps as the value under ``key``.
+
+    No opcode reads a dict's values back; only the judge does, and it reads a scalar value
+    only under the keys in ``judged`` (joblib's array wrapper attributes). Elsewhere it asks
+    only whether a value is plain data (never callable) or holds imports and calls. So a
+    scalar under any other key is kept as the shared ``DATA``, plain data too: a dense
+    pickle of 300 000 small dicts does not keep a million values alive."""
+    if value.__class__ in SCALARS and key not in judged:
+        return DATA
+    return value
+
 
 #: plain data values: never callable
 PLAIN = frozenset({str, bytes, bytearray, int, float, bool, type(None), tuple, list, dict})

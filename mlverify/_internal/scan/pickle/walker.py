@@ -24,12 +24,14 @@ from __future__ import annotations
 import struct
 import tempfile
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from mlverify._internal.scan.model import Limits, Severity
 from mlverify._internal.scan.pickle import operands as ops
 from mlverify._internal.scan.pickle.frames import linearize
 from mlverify._internal.scan.pickle.joblib import (
+    JUDGED_KEYS,
     CannotFollow,
     array_layout,
     maybe_wrapper,
@@ -38,15 +40,18 @@ from mlverify._internal.scan.pickle.joblib import (
 )
 from mlverify._internal.scan.pickle.judge import Emit, Judge
 from mlverify._internal.scan.pickle.operands import LoaderError
+from mlverify._internal.scan.pickle.records import Records
 from mlverify._internal.scan.pickle.resync import OVERLAP, find_imports
 from mlverify._internal.scan.pickle.values import (
     ANY,
     ARRAY,
     BUFFER,
+    DATA,
     KEEP,
     KEEP_STR,
     PERSISTENT,
     SCALAR_KEYS,
+    SCALARS,
     SET,
     TRACKED,
     Blob,
@@ -54,6 +59,7 @@ from mlverify._internal.scan.pickle.values import (
     Opaque,
     Ref,
     Trunc,
+    kept_value,
     plants_method,
     render,
     slim,
@@ -144,7 +150,50 @@ def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[st
         if k.__class__ not in SCALAR_KEYS:
             continue
         if len(target) < KEEP or plants_method(k, items[i + 1], behaviour):
-            target[k] = items[i + 1]
+            target[k] = kept_value(k, items[i + 1], JUDGED_KEYS)
+
+
+def _pop_mark(stack: list[Any], marks: list[int]) -> list[Any]:
+    if not marks:
+        raise LoaderError("MARK expected")
+    m = marks.pop()
+    items = stack[m:]
+    del stack[m:]
+    return items
+
+
+def _below_mark(stack: list[Any], marks: list[int], n: int) -> None:
+    if len(stack) - (marks[-1] if marks else 0) < n:
+        _underflow()
+
+
+def _memo_value(stack: list[Any], share: Callable[[str, str], str]) -> Any:
+    """What the memo stores of the value on top of the stack: a short string is shared with
+    equal strings stored before (on the stack too), a long one slim."""
+    v = stack[-1]
+    if v.__class__ is not str:
+        return v
+    if len(v) > KEEP_STR:
+        return slim(v)
+    v = stack[-1] = share(v, v)
+    return v
+
+
+def _bad_setitems(stack: list[Any]) -> None:
+    if not stack:
+        _underflow()
+    raise LoaderError("SETITEMS with an odd number of items")
+
+
+def _set_items(
+    target: Any, items: list[Any], behaviour: frozenset[str], judge: Judge, op_off: int
+) -> None:
+    """SETITEMS of ``items`` on ``target`` (the general path)."""
+    if target.__class__ is dict:
+        _put_items(target, items, behaviour)
+    classes = {*map(type, items)}
+    if Ref in classes or Call in classes:
+        judge.stored(items, op_off)
 
 
 def _latin1(s: str) -> bytes:
@@ -156,6 +205,15 @@ def _underflow() -> Any:
 
 
 _I4 = struct.Struct("<i")
+_F8 = struct.Struct(">d")
+#: BININT BINFLOAT BININT1 BININT2: how to read the value, how long the opcode is
+_SCALAR_READ = {
+    0x4A: _I4.unpack_from,
+    0x47: _F8.unpack_from,
+    0x4B: struct.Struct("<B").unpack_from,
+    0x4D: struct.Struct("<H").unpack_from,
+}
+_SCALAR_WIDTH = {0x4A: 5, 0x47: 9, 0x4B: 2, 0x4D: 3}
 
 
 class PickleWalker:
@@ -180,6 +238,7 @@ class PickleWalker:
         joblib: bool = True,
         view: str = "",
         max_pickles: int = 0,
+        fast: bool = True,
     ) -> None:
         self.stream = stream
         self.policy = policy
@@ -190,6 +249,7 @@ class PickleWalker:
         self.probe = probe
         self.joblib = joblib
         self.max_pickles = max_pickles  # 0: every stacked pickle (one pickle.load: 1)
+        self.fast = fast  # the fused opcode paths (False: the general ones, for the tests)
         self.judge = Judge(policy, emit, nested, base_offset, limits.max_findings)
         self.judge.view = view
         self.buf = b""
@@ -449,6 +509,7 @@ class PickleWalker:
             self.nested,
             self.base,
             joblib=False,
+            fast=self.fast,
             view="the C unpickler reading a file object (torch.load, pickle.load(f)), which "
             "takes a value that crosses a frame's end from after the frame",
         ).walk()
@@ -501,14 +562,35 @@ class PickleWalker:
                 self.nested,
                 self.base,
                 joblib=False,
+                fast=self.fast,
                 view="pickle.load or pandas.read_pickle (joblib's array bytes run as opcodes)",
             ).walk()
         return res
+
+    def _refill(self, pos: int, blen: int, fe: int) -> tuple[bytes, int, int, int, int, int]:
+        """The opcode loop's buffer state (buf, pos, blen, bs, safe, fe) once ``pos`` passed
+        ``safe``: at least 9 bytes ahead in the buffer when the stream has them, and the
+        frame ended when ``pos`` reached its end."""
+        bs = self.buf_start
+        if pos > blen:  # (an opcode's argument read past the end: checked here)
+            raise LoaderError("truncated: an opcode argument runs past the end")
+        if 0 <= fe <= bs + pos:  # the first opcode at or past the frame's end
+            if bs + pos != fe:
+                self.straddled = True  # the last value crossed the frame's end
+            fe = -1
+        self.pos = pos
+        self._fill(9)
+        buf, pos, bs = self.buf, self.pos, self.buf_start
+        blen = len(buf)
+        safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
+        return buf, pos, blen, bs, safe, fe
 
     def _walk_one(self) -> None:
         judge = self.judge
         stack: list[Any] = []
         marks: list[int] = []
+        push = stack.append
+        v: Any = None
         memo = _Memo()
         fe = -1  # where the current frame ends (stream offset), -1 outside frames
         limit = self.limits.max_stack
@@ -523,89 +605,151 @@ class PickleWalker:
         sparse = memo.sparse
         tracked = TRACKED
         scalar_keys = SCALAR_KEYS
-        scalar_set = frozenset(SCALAR_KEYS)
+        scalar_set = SCALARS
         behaviour = self.policy.behaviour_names
         unpack_i4 = _I4.unpack_from
+        unpack_f8 = _F8.unpack_from
         nested = self.nested
-
-        def pop_mark() -> list[Any]:
-            if not marks:
-                raise LoaderError("MARK expected")
-            m = marks.pop()
-            items = stack[m:]
-            del stack[m:]
-            return items
-
-        def below_mark(n: int) -> None:
-            if len(stack) - (marks[-1] if marks else 0) < n:
-                _underflow()
+        fast = self.fast
+        scalar_read = _SCALAR_READ
+        scalar_width = _SCALAR_WIDTH
+        judged = JUDGED_KEYS
+        data = repeat(DATA)  # zip(keys, data): each key with DATA
+        strings: dict[str, str] = {}  # the short strings stored in the memo, shared by value
+        share = strings.setdefault
+        records = Records(stack, dense, share)
 
         try:
             while True:
-                if pos > safe:
-                    if 0 <= fe <= bs + pos:  # the first opcode at or past the frame's end
-                        if bs + pos != fe:
-                            self.straddled = True  # the last value crossed the frame's end
-                        fe = -1
-                    self.pos = pos
-                    self._fill(9)
-                    buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
-                    safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
+                if pos > safe:  # (a short body: a long jump here would not be specialised)
+                    buf, pos, blen, bs, safe, fe = self._refill(pos, blen, fe)
                     if pos >= blen:
                         raise LoaderError("truncated: the stream ends before STOP")
                     if len(stack) + len(memo) > limit:
                         raise _Limit("the pickle stack and memo pass the configured bound")
+                    if len(strings) > 1 << 16:
+                        strings.clear()  # sharing saves memory; it is not needed for meaning
                 op = buf[pos]
                 pos += 1
+                # the opcodes of plain data first, by their frequency in real pickles; the
+                # ``fast`` paths (off for the differential test) fuse the opcodes that
+                # picklers write together and give the same result as the general ones
                 if op == 0x68:  # BINGET (the most frequent opcode of real pickles)
                     k = buf[pos]
                     pos += 1
                     try:
-                        stack.append(dense[k])
+                        push(dense[k])
                     except IndexError:
-                        stack.append(memo.get(k))
+                        push(memo.get(k))
+                    if fast and pos <= safe and buf[pos] in scalar_read:
+                        # BININT* or BINFLOAT (a dict's value after its key), fused
+                        op = buf[pos]
+                        push(scalar_read[op](buf, pos + 1)[0])
+                        pos += scalar_width[op]
+                elif op == 0x8C and fast and pos + buf[pos] < safe:  # SHORT_BINUNICODE
+                    n = buf[pos]
+                    pos += 1 + n  # (a loader reads the string, then decodes it)
+                    try:
+                        sv = buf[pos - n : pos].decode("utf-8", "surrogatepass")
+                    except UnicodeDecodeError:
+                        raise LoaderError("invalid UTF-8 in a string") from None
+                    if n >= 16 and nested is not None:
+                        self._probe(_latin1(sv), bs + pos - n, n, "str")
+                    if buf[pos] == 0x94 and not sparse:  # MEMOIZE (n <= 255 <= KEEP_STR)
+                        sv = share(sv, sv)
+                        dense.append(sv)
+                        pos += 1
+                    push(sv)
+                elif op == 0x4A:  # BININT
+                    push(unpack_i4(buf, pos)[0])
+                    pos += 4
+                elif op == 0x7D:  # EMPTY_DICT
+                    if fast and buf[pos] == 0x94 and buf[pos + 1] == 0x28 and not sparse:
+                        # MEMOIZE MARK: a dict of scalars of a shape seen before (records.py)
+                        end = records.read(buf, pos, safe + 1)
+                        if end:
+                            pos = end
+                            continue
+                    v = {}
+                    push(v)
+                    if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
+                        dense.append(v)
+                        pos += 1
+                        if pos <= safe and buf[pos] == 0x28:  # MARK
+                            marks.append(len(stack))
+                            pos += 1
+                elif op == 0x47:  # BINFLOAT
+                    push(unpack_f8(buf, pos)[0])
+                    pos += 8
+                elif op == 0x75:  # SETITEMS
+                    if not marks:
+                        raise LoaderError("MARK expected")
+                    m = marks.pop()
+                    items = stack[m:]
+                    del stack[m:]
+                    if not stack or len(items) % 2:
+                        _bad_setitems(stack)
+                    target = stack[-1]
+                    keys = items[0::2]
+                    if (
+                        fast
+                        and target.__class__ is dict
+                        and len(target) + len(keys) <= KEEP
+                        and scalar_set.issuperset(map(type, items))
+                        and judged.isdisjoint(keys)
+                    ):
+                        # scalars only, all kept: kept_value of each is DATA
+                        target.update(zip(keys, data))  # noqa: B905 (data is endless)
+                    else:
+                        _set_items(target, items, behaviour, judge, bs + pos - 1)
+                elif op == 0x28:  # MARK
+                    marks.append(len(stack))
                 elif op == 0x94:  # MEMOIZE
                     if not stack:
                         _underflow()
                     v = stack[-1]
-                    if v.__class__ is str and len(v) > KEEP_STR:
-                        v = slim(v)
+                    if v.__class__ is str:
+                        v = _memo_value(stack, share)
                     if sparse:
                         memo.put(len(dense) + len(sparse), v)
                     else:
                         dense.append(v)
-                elif op == 0x8C and pos + buf[pos] < safe:  # SHORT_BINUNICODE, in buffer
-                    n = buf[pos]
-                    try:
-                        sv = buf[pos + 1 : pos + 1 + n].decode("utf-8", "surrogatepass")
-                    except UnicodeDecodeError:
-                        raise LoaderError("invalid UTF-8 in a string") from None
-                    pos += 1 + n
-                    stack.append(sv)
-                    if n >= 16 and nested is not None:
-                        self._probe(_latin1(sv), bs + pos - n, n, "str")
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE (n <= 255 <= KEEP_STR)
-                        dense.append(sv)
-                        pos += 1
-                elif op == 0x4A:  # BININT
-                    stack.append(unpack_i4(buf, pos)[0])
-                    pos += 4
                 elif op == 0x4B:  # BININT1
-                    stack.append(buf[pos])
+                    push(buf[pos])
                     pos += 1
-                elif op == 0x7D:  # EMPTY_DICT
-                    v = {}
-                    stack.append(v)
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE
-                        dense.append(v)
-                        pos += 1
+                elif op == 0x4D:  # BININT2
+                    push(buf[pos] | (buf[pos + 1] << 8))
+                    pos += 2
+                elif op == 0x71:  # BINPUT
+                    if not stack:
+                        _underflow()
+                    k = buf[pos]
+                    pos += 1
+                    v = stack[-1]
+                    if v.__class__ is str:
+                        v = _memo_value(stack, share)
+                    if k < len(dense):
+                        dense[k] = v
+                    else:
+                        memo.put(k, v)
+                elif op == 0x65 or op == 0x90:  # APPENDS ADDITEMS
+                    op_off = bs + pos - 1
+                    items = _pop_mark(stack, marks)
+                    if not stack:
+                        _underflow()
+                    target = stack[-1]
+                    if op == 0x65 and target.__class__ is list and len(target) < KEEP:
+                        target.extend(items[: KEEP - len(target)])
+                    classes = {*map(type, items)}
+                    if Ref in classes or Call in classes:
+                        judge.stored(items, op_off)
                 elif op == 0x73:  # SETITEM (a walker more permissive than a loader is sound)
                     v = stack.pop()
                     k = stack.pop()
                     target = stack[-1]
                     if target.__class__ is dict and k.__class__ in scalar_keys:
                         if len(target) < KEEP:
-                            target[k] = v
+                            target[k] = kept_value(k, v, judged)
                         else:
                             _put_items(target, [k, v], behaviour)
                     if v.__class__ in tracked:
@@ -614,57 +758,15 @@ class PickleWalker:
                     c_ = stack.pop()
                     b_ = stack.pop()
                     v = stack[-1] = (stack[-1], b_, c_)
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE
+                    if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
                         dense.append(v)
                         pos += 1
                 elif op == 0x86:  # TUPLE2
                     b_ = stack.pop()
                     v = stack[-1] = (stack[-1], b_)
-                    if buf[pos] == 0x94 and not sparse:  # fused MEMOIZE
+                    if fast and pos <= safe and buf[pos] == 0x94 and not sparse:  # MEMOIZE
                         dense.append(v)
                         pos += 1
-                elif op == 0x28:  # MARK
-                    marks.append(len(stack))
-                elif op == 0x71:  # BINPUT
-                    if not stack:
-                        _underflow()
-                    k = buf[pos]
-                    pos += 1
-                    v = stack[-1]
-                    if v.__class__ is str and len(v) > KEEP_STR:
-                        v = slim(v)
-                    if k < len(dense):
-                        dense[k] = v
-                    else:
-                        memo.put(k, v)
-                elif op == 0x4D:  # BININT2
-                    stack.append(buf[pos] | (buf[pos + 1] << 8))
-                    pos += 2
-                elif op in (0x65, 0x75, 0x90):  # APPENDS SETITEMS ADDITEMS
-                    op_off = bs + pos - 1
-                    if not marks:
-                        raise LoaderError("MARK expected")
-                    m = marks.pop()
-                    items = stack[m:]
-                    del stack[m:]
-                    if not stack:
-                        _underflow()
-                    target = stack[-1]
-                    classes = {*map(type, items)}
-                    if op == 0x65:
-                        if target.__class__ is list and len(target) < KEEP:
-                            target.extend(items[: KEEP - len(target)])
-                    elif op == 0x75:
-                        if len(items) % 2:
-                            raise LoaderError("SETITEMS with an odd number of items")
-                        if target.__class__ is dict:
-                            keys = items[0::2]
-                            if {*map(type, keys)} <= scalar_set and len(target) + len(keys) <= KEEP:
-                                target.update(zip(keys, items[1::2], strict=True))
-                            else:
-                                _put_items(target, items, behaviour)
-                    if Ref in classes or Call in classes:
-                        judge.stored(items, op_off)
                 elif op in (0x8C, 0x43, 0x55):  # SHORT_BINUNICODE SHORT_BINBYTES SHORT_BINSTRING
                     n = buf[pos]
                     pos += 1
@@ -681,21 +783,21 @@ class PickleWalker:
                             sv = raw.decode("utf-8", "surrogatepass")
                         except UnicodeDecodeError:
                             raise LoaderError("invalid UTF-8 in a string") from None
-                        stack.append(sv)
+                        push(sv)
                         if n >= 16 and nested is not None:
                             self._probe(_latin1(sv), self.buf_start + pos - n, n, "str")
                     elif op == 0x43:
-                        stack.append(raw)
+                        push(raw)
                         if n >= 16 and nested is not None:
                             self._probe(raw, self.buf_start + pos - n, n, "bytes")
                     else:
-                        stack.append(raw.decode("latin-1"))
+                        push(raw.decode("latin-1"))
                         if n >= 16 and nested is not None:
                             self._probe(raw, self.buf_start + pos - n, n, "str")
                 elif op == 0x5D:  # EMPTY_LIST
-                    stack.append([])
+                    push([])
                 elif op == 0x29:  # EMPTY_TUPLE
-                    stack.append(())
+                    push(())
                 elif op == 0x61:  # APPEND
                     v = stack.pop()
                     target = stack[-1]
@@ -705,25 +807,22 @@ class PickleWalker:
                         judge.stored((v,), bs + pos - 1)
                 elif op == 0x85:  # TUPLE1
                     stack[-1] = (stack[-1],)
-                elif op == 0x47:  # BINFLOAT (the value never decides anything: not kept)
-                    stack.append(ANY)
-                    pos += 8
                 elif op == 0x4E:  # NONE
-                    stack.append(None)
+                    push(None)
                 elif op == 0x88:  # NEWTRUE
-                    stack.append(True)
+                    push(True)
                 elif op == 0x89:  # NEWFALSE
-                    stack.append(False)
+                    push(False)
                 elif op == 0x72:  # LONG_BINPUT
                     if not stack:
                         _underflow()
                     k = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
                     pos += 4
-                    memo.put(k, slim(stack[-1]))
+                    memo.put(k, _memo_value(stack, share))
                 elif op == 0x6A:  # LONG_BINGET
                     k = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
                     pos += 4
-                    stack.append(dense[k] if k < len(dense) else memo.get(k))
+                    push(dense[k] if k < len(dense) else memo.get(k))
                 elif op == 0x95:  # FRAME: a prefetch hint (the C loader reads across frames)
                     if fe >= 0 and bs + pos - 1 != fe:
                         self.straddled = True  # a frame that starts inside another
@@ -763,7 +862,7 @@ class PickleWalker:
                             val = raw.decode("latin-1")
                         else:
                             val = raw  # bytes and bytearray alike (a loader may load either)
-                        stack.append(val)
+                        push(val)
                         if n >= 16 and nested is not None:
                             self._probe(
                                 _latin1(val) if isinstance(val, str) else raw, data_off, n, kind
@@ -777,7 +876,7 @@ class PickleWalker:
                             self._skip(n)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
                         safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
-                        stack.append(Blob(kind, data_off, n))
+                        push(Blob(kind, data_off, n))
                 elif op in (0x63, 0x69):  # GLOBAL INST
                     op_off = bs + pos - 1
                     self.pos = pos
@@ -793,17 +892,17 @@ class PickleWalker:
                     opname = "GLOBAL" if op == 0x63 else "INST"
                     ref = judge.import_(mod, name, op_off, opname)
                     if op == 0x63:
-                        stack.append(ref)
+                        push(ref)
                     else:
-                        args = tuple(pop_mark())
-                        stack.append(judge.call(ref, args, "INST", op_off))
+                        args = tuple(_pop_mark(stack, marks))
+                        push(judge.call(ref, args, "INST", op_off))
                 elif op == 0x93:  # STACK_GLOBAL
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     name_v = stack.pop()
                     mod_v = stack.pop()
                     if mod_v.__class__ is str and name_v.__class__ is str:
-                        stack.append(judge.import_(mod_v, name_v, op_off, "STACK_GLOBAL"))
+                        push(judge.import_(mod_v, name_v, op_off, "STACK_GLOBAL"))
                     elif not (judge.maybe_str(mod_v) and judge.maybe_str(name_v)):
                         raise LoaderError("STACK_GLOBAL requires str")
                     else:
@@ -816,23 +915,23 @@ class PickleWalker:
                             "at load time or too long)",
                             f"module={render(mod_v, 70)} name={render(name_v, 70)}",
                         )
-                        stack.append(
+                        push(
                             Call(Opaque("dynamic import"), (mod_v, name_v), "STACK_GLOBAL",
                                  op_off, None)
                         )  # fmt: skip
                 elif op == 0x52:  # REDUCE
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     args = stack.pop()
                     stack[-1] = judge.call(stack[-1], args, "REDUCE", op_off)
                 elif op == 0x81:  # NEWOBJ
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     args = stack.pop()
                     stack[-1] = judge.call(stack[-1], args, "NEWOBJ", op_off)
                 elif op == 0x92:  # NEWOBJ_EX
                     op_off = bs + pos - 1
-                    below_mark(3)
+                    _below_mark(stack, marks, 3)
                     kwargs = stack.pop()
                     args = stack.pop()
                     stack[-1] = judge.call(stack[-1], args, "NEWOBJ_EX", op_off)
@@ -840,13 +939,13 @@ class PickleWalker:
                         judge.stored(list(kwargs.values()), op_off)
                 elif op == 0x6F:  # OBJ
                     op_off = bs + pos - 1
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     if not items:
                         _underflow()
-                    stack.append(judge.call(items[0], tuple(items[1:]), "OBJ", op_off))
+                    push(judge.call(items[0], tuple(items[1:]), "OBJ", op_off))
                 elif op == 0x62:  # BUILD
                     op_off = bs + pos - 1
-                    below_mark(2)
+                    _below_mark(stack, marks, 2)
                     state = stack.pop()
                     obj = stack[-1]
                     if (
@@ -904,32 +1003,32 @@ class PickleWalker:
                     if len(stack) > (marks[-1] if marks else 0):
                         stack.pop()
                     elif marks:
-                        pop_mark()
+                        _pop_mark(stack, marks)
                     else:
                         _underflow()
                 elif op == 0x31:  # POP_MARK
-                    pop_mark()
+                    _pop_mark(stack, marks)
                 elif op == 0x32:  # DUP
-                    below_mark(1)
-                    stack.append(stack[-1])
+                    _below_mark(stack, marks, 1)
+                    push(stack[-1])
                 elif op == 0x74:  # TUPLE
-                    items = pop_mark()
-                    stack.append(tuple(items) if len(items) <= KEEP else Opaque("tuple"))
+                    items = _pop_mark(stack, marks)
+                    push(tuple(items) if len(items) <= KEEP else Opaque("tuple"))
                 elif op == 0x6C:  # LIST
-                    items = pop_mark()
-                    stack.append(items[:KEEP])
+                    items = _pop_mark(stack, marks)
+                    push(items[:KEEP])
                 elif op == 0x64:  # DICT
-                    items = pop_mark()
+                    items = _pop_mark(stack, marks)
                     if len(items) % 2:
                         raise LoaderError("DICT with an odd number of items")
                     d: dict[Any, Any] = {}
                     _put_items(d, items, behaviour)
-                    stack.append(d)
+                    push(d)
                 elif op == 0x8F:  # EMPTY_SET
-                    stack.append(SET)
+                    push(SET)
                 elif op == 0x91:  # FROZENSET
-                    pop_mark()
-                    stack.append(Opaque("frozenset"))
+                    _pop_mark(stack, marks)
+                    push(Opaque("frozenset"))
                 elif op == 0x80:  # PROTO
                     if buf[pos] > 5:
                         raise LoaderError(f"unsupported pickle protocol {buf[pos]}")
@@ -937,7 +1036,7 @@ class PickleWalker:
                 elif op in (0x51, 0x50):  # BINPERSID PERSID
                     op_off = bs + pos - 1
                     if op == 0x51:
-                        below_mark(1)
+                        _below_mark(stack, marks, 1)
                         pid = stack.pop()
                     else:
                         self.pos = pos
@@ -948,7 +1047,7 @@ class PickleWalker:
                             raise LoaderError("truncated: the stream ends in a PERSID")
                         pid = Opaque("long id") if line is None else line.decode("latin-1")
                     got = judge.persistent(pid, "PERSID" if op == 0x50 else "BINPERSID", op_off)
-                    stack.append(PERSISTENT if got is None else got)
+                    push(PERSISTENT if got is None else got)
                 elif op in (0x82, 0x83, 0x84):  # EXT1 EXT2 EXT4
                     op_off = bs + pos - 1
                     w = 1 if op == 0x82 else (2 if op == 0x83 else 4)
@@ -956,7 +1055,7 @@ class PickleWalker:
                     pos += w
                     if code <= 0:
                         raise LoaderError("EXT specifies code <= 0")
-                    stack.append(judge.extension(code, op_off))
+                    push(judge.extension(code, op_off))
                 elif op in (0x8A, 0x8B):  # LONG1 LONG4
                     w = 1 if op == 0x8A else 4
                     if pos + w > blen:
@@ -972,14 +1071,14 @@ class PickleWalker:
                                 raise LoaderError("truncated long")
                             buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
                             safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
-                        stack.append(int.from_bytes(buf[pos : pos + n], "little", signed=True))
+                        push(int.from_bytes(buf[pos : pos + n], "little", signed=True))
                         pos += n
                     else:
                         self.pos = pos
                         self._skip(n)
                         buf, pos, blen, bs = self.buf, self.pos, len(self.buf), self.buf_start
                         safe = blen - 9 if fe < 0 else min(blen - 9, fe - bs - 1)
-                        stack.append(ANY)
+                        push(ANY)
                 elif op in (0x49, 0x4C, 0x46, 0x53, 0x56, 0x67, 0x70):
                     # INT LONG FLOAT STRING UNICODE GET PUT: a text operand
                     op_off = bs + pos - 1
@@ -993,40 +1092,38 @@ class PickleWalker:
                         if line is None:
                             raise CannotFollow("a memo key too long to read")
                         if op == 0x67:
-                            stack.append(memo.get(ops.parse_memo_key(line, "GET")))
+                            push(memo.get(ops.parse_memo_key(line, "GET")))
                         else:
                             key = ops.parse_memo_key(line, "PUT")
                             if not stack:
                                 _underflow()
-                            memo.put(key, slim(stack[-1]))
+                            memo.put(key, _memo_value(stack, share))
                     elif line is None:
                         if op in (0x49, 0x4C, 0x46):
                             raise CannotFollow("a number too long to read")
-                        stack.append(Trunc("", small))
+                        push(Trunc("", small))
                     elif op == 0x49:
                         iv = ops.parse_int(line)
-                        stack.append(ANY if iv is None else iv)
+                        push(ANY if iv is None else iv)
                     elif op == 0x4C:
                         lv = ops.parse_long(line)
-                        stack.append(ANY if lv is None else lv)
+                        push(ANY if lv is None else lv)
                     elif op == 0x46:
                         ops.parse_float(line)  # validated as the loaders do, value not kept
-                        stack.append(ANY)
+                        push(ANY)
                     elif op == 0x53:
                         sval = ops.parse_string(line)
-                        stack.append(sval.decode("latin-1"))
+                        push(sval.decode("latin-1"))
                         if len(sval) >= 16:
                             self._probe(sval, op_off, len(sval), "str")
                     else:
-                        stack.append(ops.parse_unicode(line))
+                        push(ops.parse_unicode(line))
                 elif op == 0x97:  # NEXT_BUFFER
-                    stack.append(BUFFER)
+                    push(BUFFER)
                 elif op == 0x98:  # READONLY_BUFFER
-                    below_mark(1)
+                    _below_mark(stack, marks, 1)
                 else:
                     raise LoaderError(f"invalid opcode 0x{op:02x}")
-                if pos > blen:
-                    raise LoaderError("truncated: an opcode argument runs past the end")
         except _Limit as e:
             self.pos = min(pos, len(self.buf))
             self.result.opcodes += 1
