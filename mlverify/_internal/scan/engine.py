@@ -189,7 +189,9 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             ctx = Context(label, limits, policy)
-            ctx.scan(FileSource(f, 0, size, ""), 0)
+            top = FileSource(f, 0, size, "")
+            top.path = str(path)
+            ctx.scan(top, 0)
     except OSError as e:
         raise InputError(
             f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
