@@ -327,6 +327,8 @@ def _ts_severity(report: ScanReport) -> Severity:
         '_0 = torch.classes.torchaudio.ffmpeg_StreamReader("/dev/video0")',
         '_0 = torch.classes.evil.FileWriter("/tmp/x")',
         "_0 = ops.symm_mem.stream_write_value32_((state)[0], 0, 1)",
+        '_0 = ops.aten._save_jit_module((state)[0], "/tmp/x")',  # built-in namespaces too
+        '_0 = ops.prim.read_file("/etc/passwd")',
     ],
 )
 def test_io_ops_of_any_extension_namespace_are_high(tmp_path: Path, body: str) -> None:
@@ -346,6 +348,7 @@ def test_io_ops_of_any_extension_namespace_are_high(tmp_path: Path, body: str) -
         ("_0 = ops._test.anything((state)[0])", Severity.MEDIUM),  # not shipped to users
         ("_0 = ops.inductor._reinterpret_tensor((state)[0], [1], [1], 0)", Severity.MEDIUM),
         ("_0 = torch.relu((state)[0])", Severity.INFO),
+        ("_0 = ops.aten.record_stream((state)[0], 0)", Severity.INFO),  # a CUDA stream
     ],
 )
 def test_extension_ops_are_judged_op_by_op(tmp_path: Path, body: str, severity: Severity) -> None:

@@ -75,7 +75,7 @@ _EXTENSION_OPS: dict[str, frozenset[str]] = {
     ),
 }  # fmt: skip
 #: word of an op name (split at "_") that reads, writes or maps files, reaches the network
-#: or runs processes: in any namespace but the built-in ones, such an op is high
+#: or runs processes: such an op is high in any namespace (built-in ones: but _BUILTIN_NOT_IO)
 _IO_WORDS = frozenset(
     {"file", "files", "filename", "path", "save", "load", "read", "write", "open", "fopen",
      "mmap", "socket", "url", "http", "https", "download", "upload", "exec", "system",
@@ -83,6 +83,8 @@ _IO_WORDS = frozenset(
      "subprocess", "stream", "streamer", "sox", "ffmpeg", "dir", "mkdir", "unlink", "rename"}
 )  # fmt: skip
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+#: built-in ops with an I/O word in their name that do no I/O (a CUDA stream, not a file)
+_BUILTIN_NOT_IO = frozenset({"aten.record_stream"})
 #: built-in ops that build unchecked views of memory (a corruption primitive on load)
 _UNSAFE_BUILTIN_OPS = frozenset(
     {"inductor._reinterpret_tensor", "aten._unsafe_set_version_counter"}
@@ -204,6 +206,13 @@ def _judge(ref: str, method: str, line: int, ctx: ScanContext, label: str) -> No
     if custom is not None and custom not in _DANGEROUS:
         _judge_extension(ref, custom, op, where, ctx, label)
         return
+    if parts[0] == "ops" and len(parts) > 2 and ".".join(parts[1:3]) not in _BUILTIN_NOT_IO:
+        io = _io_words(parts[2])
+        if io:
+            msg = (f"TorchScript code calls {ref!r} {where}: a built-in op whose name says it "
+                   f"does I/O ({', '.join(sorted(io))})")  # fmt: skip
+            ctx.add(TORCHSCRIPT_CODE, label, None, ref[:200], msg)
+            return
     if parts[0] == "ops" and ".".join(parts[1:3]) in _UNSAFE_BUILTIN_OPS:
         msg = f"TorchScript code calls {ref!r}, which builds unchecked views of memory {where}"
         ctx.add(TORCHSCRIPT_CUSTOM_OP, label, None, ref[:200], msg)
@@ -228,8 +237,7 @@ def _judge_extension(ref: str, ns: str, op: str, where: str, ctx: ScanContext, l
     of a known extension library on its list of tensor-only ops is low; anything else
     (another op of that library, any op of another library) is medium.
     """
-    words = {w.lower() for w in _WORD.findall(op)}  # snake_case and CamelCase words
-    io = words & _IO_WORDS
+    io = _io_words(op)
     if io:
         msg = (
             f"TorchScript code calls {ref!r} {where}: an op of the {ns} library whose name "
@@ -242,3 +250,9 @@ def _judge_extension(ref: str, ns: str, op: str, where: str, ctx: ScanContext, l
     what = "a tensor op of the extension" if known else "the custom op or class"
     msg = f"TorchScript code calls {what} {ref!r} {where}"
     ctx.add(TORCHSCRIPT_CUSTOM_OP, label, None, ref[:200], msg, severity=sev)
+
+
+def _io_words(op: str) -> set[str]:
+    """The words of an op name (snake_case and CamelCase) that name file, network or
+    process I/O."""
+    return {w.lower() for w in _WORD.findall(op)} & _IO_WORDS
