@@ -72,6 +72,13 @@ def test_a_named_template_in_an_archive_is_judged(tmp_path: Path) -> None:
                for f in report.findings)  # fmt: skip
 
 
+def test_the_name_in_the_artifact_counts_not_the_blob_name(tmp_path: Path) -> None:
+    pytest.importorskip("jinja2")
+    blob = tmp_path / ("a" * 64)  # a Hugging Face cache blob: named by its hash
+    blob.write_text(PAYLOAD)
+    assert "MLV601" in rules(scan_file(blob, display="snap/chat_template.jinja"))
+
+
 def test_a_named_template_past_the_bound_or_unparsed_is_a_finding(tmp_path: Path) -> None:
     pytest.importorskip("jinja2")
     from mlverify._internal.scan.formats.chat_template import MAX_TEMPLATE

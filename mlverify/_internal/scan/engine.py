@@ -190,7 +190,7 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
             size = os.fstat(f.fileno()).st_size
             ctx = Context(label, limits, policy)
             top = FileSource(f, 0, size, "")
-            top.path = str(path)
+            top.path = label  # the name in the artifact (a cache blob's own name is a hash)
             ctx.scan(top, 0)
     except OSError as e:
         raise InputError(
