@@ -155,6 +155,27 @@ def test_every_config_name_is_searched_to_its_end(
     assert "MLV302" in rules(scan_file(p))
 
 
+@pytest.mark.parametrize(
+    ("tail", "flagged"),
+    [
+        (rb'{"\u005ftarget_": "os.system"}', True),  # a key spelled with escapes
+        (rb'{"a": "\U0000005f\x5ftarget_"}', True),
+        (b'k: "_tar\\\n   get_"\n', True),  # YAML joins an escaped line break
+        (rb'{"a": "\UFFFFFFFF", "_target_": "os.system"}', True),  # an escape past Unicode
+        (rb'{"vocab": {"\u0120the": 1, "\n": 2, "\\": 3}}', False),  # a tokenizer's escapes
+    ],
+)
+def test_big_configs_resolve_escapes_before_searching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: bytes, flagged: bool
+) -> None:
+    from mlverify._internal.scan.formats import configs
+
+    monkeypatch.setattr(configs, "MAX_CONFIG", 4096)
+    p = tmp_path / "tokenizer.json"
+    p.write_bytes(b" " * 5000 + tail)
+    assert ("MLV302" in rules(scan_file(p))) is flagged
+
+
 def test_big_configs_and_text_without_code_keys_stay_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,10 @@ _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote
           b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _CHUNK = 1 << 20
-_OVERLAP = max(len(h) for h in _HINTS)
+#: bytes carried from one chunk to the next: the longest hint, each character escaped
+_OVERLAP = 10 * max(len(h) for h in _HINTS)
+_CHAR_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8}))")
+_LINE_ESCAPE = re.compile(rb"\\\r?\n")
 #: names loaders read configs by: searched to their end, however big
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
@@ -100,7 +103,7 @@ class ConfigScanner:
             # too big to decode: a config by name is searched to its end (a hint past the
             # bound makes it a finding); other text only if it opens as JSON does
             if _config_name(src):
-                return _hinted(src, enc, None)
+                return _hinted(src, enc, None, resolve=True)
             return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
         return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG)
 
@@ -130,11 +133,14 @@ def _config_name(src: Source) -> bool:
     return file_name(src).lower().endswith(_CONFIG_SUFFIXES)
 
 
-def _hinted(src: Source, enc: str, limit: int | None) -> bool:
+def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) -> bool:
     """Does the text of ``src`` (its first ``limit`` bytes, or all of it) hold a hint?
 
     Read in chunks through an incremental decoder, so a hint across a chunk's end or a
-    multi-byte character is found, in bounded memory.
+    multi-byte character is found, in bounded memory. Any escape is a hint (the text is
+    then decoded and judged), unless ``resolve``: then the character escapes of JSON and
+    YAML (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved before the search and only
+    an escaped line break (YAML joins the lines around it) is a hint of its own.
     """
     decoder = codecs.getincrementaldecoder(enc)("replace")
     stream = src.open()
@@ -147,12 +153,23 @@ def _hinted(src: Source, enc: str, limit: int | None) -> bool:
                 return False
             read += len(chunk)
             text = tail + decoder.decode(chunk).encode("utf-8", "replace")
-            if any(h in text for h in _HINTS) or _ESCAPE.search(text):
+            if resolve:
+                if _LINE_ESCAPE.search(text):
+                    return True
+                found = _CHAR_ESCAPE.sub(_unescape, text)
+            else:
+                found = text
+            if any(h in found for h in _HINTS) or (not resolve and _ESCAPE.search(text)):
                 return True
             tail = text[-_OVERLAP:]
     except (ValueError, EOFError, OSError):
         return False  # a damaged compressed member: what no loader reads either
     return False
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    code = int(m.group(1) or m.group(2) or m.group(3), 16)
+    return chr(code).encode("utf-8", "replace") if code <= 0x10FFFF else b"?"
 
 
 def _decode(raw: bytes) -> list[Any] | None:
