@@ -32,6 +32,7 @@ HDF5_EXTERNAL_FILE = Rule(
 RULES = (HDF5_EXTERNAL_FILE,)
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MAX_STREAM_USERBLOCK = 8 << 20
 HEAD = 4096  # the head the engine gives detect (it is all the content when shorter)
 MAX_OBJECTS = 1_000_000
 
@@ -40,8 +41,10 @@ def signature_offset(head: bytes, src: Source) -> int | None:
     """Where the HDF5 superblock is: at 0, or after a user block of 512 * 2**k bytes
     (whatever precedes it: the library, and so h5py and Keras, finds it there).
 
-    Searched to the end of the content whatever holds it: a file is read where the
-    signature could be, a stream (a compressed member) read forward to each place.
+    A file is searched to its end (read where the signature could be); a stream (a
+    compressed member, a decompressed file) is read forward to each place up to a user
+    block of ``MAX_STREAM_USERBLOCK`` bytes (the inflation is charged to the file's budget a
+    second time; real user blocks are a few KiB).
     """
     off = 0
     stream: Stream | None = None
@@ -55,6 +58,8 @@ def signature_offset(head: bytes, src: Source) -> int | None:
             found = src.read_at(off, 8)
         elif len(head) < HEAD or (src.size is not None and off + 8 > src.size):
             return None  # the head is all there is
+        elif off > MAX_STREAM_USERBLOCK:
+            return None  # past it, only a file is searched (a stream costs a second inflation)
         else:
             try:
                 if stream is None:
