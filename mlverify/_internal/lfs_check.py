@@ -47,4 +47,6 @@ def check_besides_pointers(path: Path, note: str) -> tuple[bool, str]:
             f"{note}; the {scanned} other file(s) were scanned and {len(problems)} have "
             f"findings: {shown_problems}"
         )
+    if not scanned:
+        return True, note
     return True, f"{note}; the {scanned} other file(s) were scanned: no findings"
