@@ -237,7 +237,7 @@ def _judge_extension(ref: str, ns: str, op: str, where: str, ctx: ScanContext, l
     of a known extension library on its list of tensor-only ops is low; anything else
     (another op of that library, any op of another library) is medium.
     """
-    io = _io_words(op)
+    io = _io_words(op) | ({op} & _DANGEROUS)  # a computed name (getattr) can be any op
     if io:
         msg = (
             f"TorchScript code calls {ref!r} {where}: an op of the {ns} library whose name "
