@@ -31,6 +31,18 @@ def _worst(report: ScanReport) -> Severity:
     return report.max_severity or Severity.INFO
 
 
+def _tar(members: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", method) as z:
@@ -411,14 +423,15 @@ def test_hdf5_after_a_user_block_is_found_in_compressed_members(tmp_path: Path) 
     assert "hdf5" in " ".join(plain.formats) or "keras-h5" in plain.formats
     for name, blob in (
         ("w.zip", _zip({"model.weights.h5": data})),
-        ("w.h5.gz", gzip.compress(data)),
+        ("w.keras", _zip({"config.json": b"{}", "sub/x.hdf5": data})),
+        ("t.tar.gz", gzip.compress(_tar({"model.weights.h5": data}))),
     ):
         p = tmp_path / name
         p.write_bytes(blob)
         report = scan_file(p)
         assert set(plain.formats) - {"hdf5"} <= set(report.formats), (name, report.formats)
         assert rules(plain) <= rules(report), (name, report.findings)
-    # the benign twin: zeros in a deflated member are not HDF5
+    # the benign twin: zeros in a deflated member named as HDF5 are not HDF5
     p = tmp_path / "zeros.zip"
-    p.write_bytes(_zip({"blob.bin": b"\0" * 100_000}))
+    p.write_bytes(_zip({"blob.h5": b"\0" * 100_000}))
     assert not any("hdf5" in f or "keras" in f for f in scan_file(p).formats)
