@@ -1,8 +1,14 @@
-"""Git LFS pointer files: recognised, never scanned or checked as models.
+"""Git LFS pointer files: recognised exactly, reported as "not fetched".
 
 A repository whose model files live in Git LFS holds, until ``git lfs pull``, small
-text files (spec v1) in their place. Such a file is not a model and not an error:
-``scan`` and ``check`` report it as "not fetched".
+text files (spec v1) in their place. Only a file that is exactly such a pointer (the
+grammar git-lfs writes: ``version``, ``oid sha256:<64 hex>``, ``size <digits>``, one key
+per line in this order, LF line ends, nothing else, at most 1024 bytes) counts as one;
+any other bytes are content and are scanned. ``check`` denies an artifact holding
+pointers, except where unfetched content may be skipped (a commit hook,
+``--allow-not-fetched``): there only the pointer files are skipped, every other file of
+the artifact is still scanned, and findings in them deny it
+(``mlverify._internal.lfs_check``).
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from pathlib import Path
 
 #: git-lfs never writes pointers larger than this (the spec allows up to 1024 bytes).
 MAX_POINTER_SIZE = 1024
-_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
-_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
-_SIZE = re.compile(rb"^size ([0-9]+)$", re.MULTILINE)
+#: the whole pointer, as git-lfs writes it (no extensions, no other keys, no CR)
+_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n"
+    rb"oid sha256:([0-9a-f]{64})\n"
+    rb"size (0|[1-9][0-9]{0,18})\n"
+)
 
 
 @dataclass(frozen=True)
@@ -30,13 +39,12 @@ class LfsPointer:
 
 def parse_pointer(data: bytes) -> LfsPointer | None:
     """The pointer in ``data``, or None if these bytes are not a Git LFS pointer."""
-    if len(data) > MAX_POINTER_SIZE or not data.startswith(_PREFIX):
+    if len(data) > MAX_POINTER_SIZE:
         return None
-    oid = _OID.search(data)
-    size = _SIZE.search(data)
-    if oid is None or size is None:
+    m = _POINTER.fullmatch(data)
+    if m is None or int(m.group(2)) >= 1 << 63:  # git-lfs reads the size as an int64
         return None
-    return LfsPointer(oid.group(1).decode(), int(size.group(1)))
+    return LfsPointer(m.group(1).decode(), int(m.group(2)))
 
 
 def read_pointer(path: Path) -> LfsPointer | None:

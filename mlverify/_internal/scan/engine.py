@@ -197,7 +197,9 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
                 )
             size = st.st_size
             ctx = Context(label, limits, policy)
-            ctx.scan(FileSource(f, 0, size, ""), 0)
+            top = FileSource(f, 0, size, "")
+            top.path = label  # the name in the artifact (a cache blob's own name is a hash)
+            ctx.scan(top, 0)
     except OSError as e:
         raise InputError(
             f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
@@ -215,11 +217,13 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
-    """Files under ``paths`` (directories recursively, sorted), with display names."""
+    """Files under ``paths`` (directories recursively, sorted), with display names.
+
+    Every directory is walked, ``.git`` ones too: a loader can be pointed at any file."""
     for root in paths:
         if root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
+                dirnames[:] = sorted(dirnames)
                 for name in sorted(filenames):
                     p = Path(dirpath) / name
                     if p.is_file():

@@ -81,6 +81,7 @@ class Source:
 
     seekable = False
     size: int | None = None
+    path = ""  # the scanned file as named in its artifact, on its top-level source only
 
     def __init__(self, label: str) -> None:
         self.label = label  # member path ("" for the file itself)

@@ -112,8 +112,13 @@ def check_refs(
             results.append(CheckResult.failed(str(ref), e))
             continue
         if isinstance(out, str):
+            skipped = False
+            if skip_not_fetched:  # only the pointers are skipped: the other files are scanned
+                from mlverify._internal.lfs_check import check_besides_pointers
+
+                skipped, out = check_besides_pointers(Path(str(ref)), out)
             results.append(
-                CheckResult(str(ref), (), {}, "skipped" if skip_not_fetched else "not-fetched", out)
+                CheckResult(str(ref), (), {}, "skipped" if skipped else "not-fetched", out)
             )
         else:
             results.append(out)

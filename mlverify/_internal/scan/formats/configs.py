@@ -15,6 +15,7 @@ Decoded with the format's own parser (JSON, or YAML's safe loader), then judged:
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -60,6 +61,13 @@ MAX_NODES = 2_000_000
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
           b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_CHUNK = 1 << 20
+#: bytes carried from one chunk to the next: the longest hint, each character escaped
+_OVERLAP = 10 * max(len(h) for h in _HINTS)
+_CHAR_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8}))")
+_LINE_ESCAPE = re.compile(rb"\\\r?\n")
+#: names loaders read configs by: searched to their end, however big
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
 #: keys whose value a loader imports and instantiates: Hydra/OmegaConf, LightningCLI
 _TARGET_KEYS = frozenset({"_target_", "class_path"})
@@ -92,19 +100,20 @@ class ConfigScanner:
         if not deep or enc is None or head[:4] == b"PK\x03\x04":
             return False
         if src.size is not None and src.size > MAX_CONFIG:
+            # too big to decode: a config by name is searched to its end (a hint past the
+            # bound makes it a finding); other text only if it opens as JSON does
+            if _config_name(src):
+                return _hinted(src, enc, None, resolve=True)
             return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
-        try:
-            raw = src.open().read(MAX_CONFIG)
-        except (ValueError, EOFError, OSError):
-            return False  # a damaged compressed member: what no loader reads either
-        text = raw.decode(enc, "replace").encode("utf-8", "replace")
-        return any(h in text for h in _HINTS) or bool(_ESCAPE.search(text))
+        return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         raw = src.open().read(MAX_CONFIG + 1)
         label = src.label
         if len(raw) > MAX_CONFIG:
-            ctx.add(RESOURCE_LIMIT, label, None, "config", f"config passes {MAX_CONFIG} bytes")
+            ctx.add(RESOURCE_LIMIT, label, None, "config",
+                    f"config passes {MAX_CONFIG} bytes and holds code-naming keys or escapes: "
+                    "it cannot be decoded and judged, and its loader reads all of it")  # fmt: skip
             return
         docs = _decode(raw)
         if docs is None:
@@ -115,6 +124,52 @@ class ConfigScanner:
                     ctx.format("keras-config")
                 keras.judge(doc, ctx, label, depth, "config")
             judge(doc, ctx, label)
+
+
+def _config_name(src: Source) -> bool:
+    """Is ``src`` named as a config a loader reads (``*.json``, ``*.yaml``, ``*.yml``)?"""
+    from mlverify._internal.scan.formats.chat_template import file_name
+
+    return file_name(src).lower().endswith(_CONFIG_SUFFIXES)
+
+
+def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) -> bool:
+    """Does the text of ``src`` (its first ``limit`` bytes, or all of it) hold a hint?
+
+    Read in chunks through an incremental decoder, so a hint across a chunk's end or a
+    multi-byte character is found, in bounded memory. Any escape is a hint (the text is
+    then decoded and judged), unless ``resolve``: then the character escapes of JSON and
+    YAML (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved before the search and only
+    an escaped line break (YAML joins the lines around it) is a hint of its own.
+    """
+    decoder = codecs.getincrementaldecoder(enc)("replace")
+    stream = src.open()
+    tail = b""
+    read = 0
+    try:
+        while limit is None or read < limit:
+            chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit - read))
+            if not chunk:
+                return False
+            read += len(chunk)
+            text = tail + decoder.decode(chunk).encode("utf-8", "replace")
+            if resolve:
+                if _LINE_ESCAPE.search(text):
+                    return True
+                found = _CHAR_ESCAPE.sub(_unescape, text)
+            else:
+                found = text
+            if any(h in found for h in _HINTS) or (not resolve and _ESCAPE.search(text)):
+                return True
+            tail = text[-_OVERLAP:]
+    except (ValueError, EOFError, OSError):
+        return False  # a damaged compressed member: what no loader reads either
+    return False
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    code = int(m.group(1) or m.group(2) or m.group(3), 16)
+    return chr(code).encode("utf-8", "replace") if code <= 0x10FFFF else b"?"
 
 
 def _decode(raw: bytes) -> list[Any] | None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.model import Severity
-from mlverify._internal.scan.rules import UNSUPPORTED, Rule
+from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
 from mlverify._internal.scan.source import Source
 
 GGUF_TEMPLATE_INJECTION = Rule(
@@ -25,6 +25,10 @@ GGUF_TEMPLATE_UNPARSED = Rule(
     "Runtimes with other Jinja dialects may still render it; review it by hand.",
 )
 RULES = (GGUF_TEMPLATE_INJECTION, GGUF_TEMPLATE_UNPARSED)
+
+#: keys and array items (of strings or arrays) walked in one file's metadata: at least 8
+#: bytes each, so only a file with over 512 MiB of metadata reaches it (a finding then)
+MAX_VALUES = 64_000_000
 
 #: ``tokenizer.chat_template`` and the named ``tokenizer.chat_template.<name>`` keys
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -71,14 +75,26 @@ class GgufScanner:
                 return
             r.u64()
             n_kv = r.u64()
-            for _ in range(min(n_kv, 1_000_000)):
+            # every key/value is walked: each costs bytes (a truncated table is a finding),
+            # and the values walked in all are bounded by MAX_VALUES (a finding past it)
+            for _ in range(n_kv):
+                r.count(1)
                 key = r.string(1 << 16)
                 vtype = r.u32()
                 if key.startswith(TEMPLATE_KEY) and vtype == 8:
                     start = r.tell()
                     judge_template(r.string(64 * 1024 * 1024), key, ctx, src.label, start)
                 else:
+                    if key.startswith(TEMPLATE_KEY) and key != TEMPLATE_KEY + "s":
+                        msg = f"{key}: the chat template is not a string (type {vtype}): not judged"
+                        ctx.add(GGUF_TEMPLATE_UNPARSED, src.label, r.tell(), key[:120], msg)
                     r.skip_value(vtype)
+        except _TooMany:
+            msg = (
+                f"GGUF metadata holds more than {MAX_VALUES} keys and array items: not read to "
+                "its end, so what its loader reads past that was not checked"
+            )
+            ctx.add(RESOURCE_LIMIT, src.label, r.tell(), "gguf", msg)
         except _Truncated:
             ctx.add(
                 UNSUPPORTED,
@@ -90,6 +106,10 @@ class GgufScanner:
 
 
 class _Truncated(Exception):
+    pass
+
+
+class _TooMany(Exception):
     pass
 
 
@@ -113,6 +133,12 @@ class _Reader:
         self.buf = b""
         self.pos = 0
         self.base = 0
+        self.values = 0  # keys and array items walked
+
+    def count(self, n: int) -> None:
+        self.values += n
+        if self.values > MAX_VALUES:
+            raise _TooMany
 
     def need(self, n: int) -> bytes:
         if len(self.buf) - self.pos < n:
@@ -154,7 +180,8 @@ class _Reader:
             if et in self._FIXED:
                 self._skip(count * self._FIXED[et])
             else:
-                for _ in range(min(count, 50_000_000)):
+                for _ in range(count):  # each item costs bytes; all of them are counted
+                    self.count(1)
                     self.skip_value(et, depth + 1)
         else:
             raise _Truncated

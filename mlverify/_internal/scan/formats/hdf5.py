@@ -17,9 +17,10 @@ from typing import Any
 
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
+from mlverify._internal.scan.formats.chat_template import file_name
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
-from mlverify._internal.scan.source import FileSource, Source, materialize
+from mlverify._internal.scan.source import FileSource, Source, Stream, materialize
 
 HDF5_EXTERNAL_FILE = Rule(
     "MLV506",
@@ -32,21 +33,49 @@ HDF5_EXTERNAL_FILE = Rule(
 RULES = (HDF5_EXTERNAL_FILE,)
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: names of files HDF5 readers open (Keras, h5py, netCDF-4, MATLAB v7.3)
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".h5py", ".keras", ".nc", ".nc4", ".mat")
+HEAD = 4096  # the head the engine gives detect (it is all the content when shorter)
 MAX_OBJECTS = 1_000_000
 
 
 def signature_offset(head: bytes, src: Source) -> int | None:
     """Where the HDF5 superblock is: at 0, or after a user block of 512 * 2**k bytes
-    (whatever precedes it: the library, and so h5py and Keras, finds it there)."""
+    (whatever precedes it: the library, and so h5py and Keras, finds it there).
+
+    A file is searched to its end (read where the signature could be). A stream (a
+    compressed member) is searched to its end when its name is one HDF5 readers open
+    (``model.weights.h5`` in a ``.keras`` archive, ``*.hdf5``, MATLAB ``*.mat``, ...), read
+    forward to each place (its inflation is charged to the file's budget a second time);
+    any other stream in its head (user blocks up to 2 KiB).
+    """
     off = 0
+    stream: Stream | None = None
+    at = 0  # where the stream is
     while True:
         if off + 8 <= len(head):
-            if head[off : off + 8] == SIGNATURE:
-                return off
-        elif isinstance(src, FileSource) and off + 8 <= (src.size or 0):
-            if src.read_at(off, 8) == SIGNATURE:
-                return off
+            found = head[off : off + 8]
+        elif isinstance(src, FileSource):
+            if off + 8 > (src.size or 0):
+                return None
+            found = src.read_at(off, 8)
+        elif len(head) < HEAD or (src.size is not None and off + 8 > src.size):
+            return None  # the head is all there is
+        elif not file_name(src).lower().endswith(HDF5_SUFFIXES):
+            return None  # a stream not named as HDF5: its head only (no second inflation)
         else:
+            try:
+                if stream is None:
+                    stream = src.open()
+                if stream.skip(off - at) < off - at:
+                    return None
+                found = stream.read(8)
+            except (ValueError, EOFError, OSError):
+                return None  # a damaged stream: no reader finds a superblock past the damage
+            at = off + len(found)
+        if found == SIGNATURE:
+            return off
+        if len(found) < 8:
             return None
         off = 512 if off == 0 else off * 2
 

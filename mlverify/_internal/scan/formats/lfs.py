@@ -1,7 +1,8 @@
-"""Git LFS pointers: not the model (info)."""
+"""Git LFS pointers: not the model (info); only exact pointers (``mlverify._internal.lfs``)."""
 
 from __future__ import annotations
 
+from mlverify._internal.lfs import parse_pointer
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import UNSUPPORTED, Rule
@@ -14,7 +15,8 @@ class LfsPointerScanner:
     name = "git-lfs-pointer"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return head.startswith(b"version https://git-lfs.github.com/spec/v1")
+        # exactly a pointer (the whole content is in the head): anything else is content
+        return parse_pointer(head) is not None
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         ctx.format("git-lfs-pointer")

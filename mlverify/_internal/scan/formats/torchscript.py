@@ -14,6 +14,7 @@ info finding saying so, which a policy can make count.
 from __future__ import annotations
 
 import ast
+import re
 
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.model import Severity
@@ -34,7 +35,8 @@ TORCHSCRIPT_CUSTOM_OP = Rule(
     Severity.MEDIUM,
     "TorchScript code calls an operator or class outside the built-in namespaces.",
     "Custom ops and classes are native code registered by a library the loader must have "
-    "loaded; review it. Known extension libraries (torchvision, torchaudio) are low.",
+    "loaded; review it. Tensor-only ops of known extension libraries (torchvision.nms, "
+    "image.decode_png, ...) are low, judged op by op.",
 )
 TORCHSCRIPT_MODULE = Rule(
     "MLV803",
@@ -50,9 +52,43 @@ MAX_CODE = 16 * 1024 * 1024
 _BUILTIN_NS = frozenset(
     {"aten", "prim", "quantized", "_quantized", "quantized_decomposed", "prepacked",
      "mkldnn", "mkldnn_prepacked", "_caffe2", "cuda", "xnnpack", "onednn", "profiler",
-     "_nnapi", "sparse", "inductor", "higher_order", "_test"}
+     "_nnapi", "sparse", "inductor", "higher_order"}
 )  # fmt: skip
-_EXTENSION_NS = frozenset({"torchvision", "torchaudio", "torchtext", "image"})
+#: ops of the extension libraries known to compute on tensors only (per op: an
+#: extension's other ops, e.g. torchvision's image::read_file / write_file, are not)
+_EXTENSION_OPS: dict[str, frozenset[str]] = {
+    "torchvision": frozenset(
+        {"nms", "roi_align", "roi_pool", "ps_roi_align", "ps_roi_pool", "deform_conv2d",
+         "_roi_align_backward", "_roi_pool_backward", "_ps_roi_align_backward",
+         "_ps_roi_pool_backward", "_deform_conv2d_backward", "_cuda_version", "_is_tracing",
+         "_new_empty_tensor_op", "interpolate_bilinear2d_aa", "interpolate_bicubic2d_aa",
+         "_interpolate_bilinear2d_aa", "_interpolate_bicubic2d_aa"}
+    ),
+    "image": frozenset(
+        {"decode_png", "decode_jpeg", "decode_jpegs_cuda", "decode_image", "decode_gif",
+         "decode_webp", "decode_avif", "decode_heic", "encode_png", "encode_jpeg",
+         "encode_jpegs_cuda", "_jpeg_version", "_is_compiled_against_turbo"}
+    ),
+    "torchaudio": frozenset(
+        {"lfilter", "_lfilter", "_lfilter_core_loop", "overdrive_core_loop", "rnnt_loss",
+         "forced_align", "_simple_ctc_decode", "compute_kaldi_pitch"}
+    ),
+}  # fmt: skip
+#: word of an op name (split at "_") that reads, writes or maps files, reaches the network
+#: or runs processes: such an op is high in any namespace (built-in ones: but _BUILTIN_NOT_IO)
+_IO_WORDS = frozenset(
+    {"file", "files", "filename", "path", "save", "load", "read", "write", "open", "fopen",
+     "mmap", "socket", "url", "http", "https", "download", "upload", "exec", "system",
+     "popen", "spawn", "dlopen", "process", "reader", "writer", "loader", "saver",
+     "subprocess", "stream", "streamer", "sox", "ffmpeg", "dir", "mkdir", "unlink", "rename"}
+)  # fmt: skip
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+#: built-in ops with an I/O word in their name that do no I/O (a CUDA stream, not a file)
+_BUILTIN_NOT_IO = frozenset({"aten.record_stream"})
+#: built-in ops that build unchecked views of memory (a corruption primitive on load)
+_UNSAFE_BUILTIN_OPS = frozenset(
+    {"inductor._reinterpret_tensor", "aten._unsafe_set_version_counter"}
+)
 #: op or attribute names that touch files, the network or Python internals
 _DANGEROUS = frozenset(
     {"from_file", "save", "load", "_load_for_mobile", "_save_for_mobile", "_save_parameters",
@@ -163,12 +199,23 @@ def _judge(ref: str, method: str, line: int, ctx: ScanContext, label: str) -> No
     custom = None
     if parts[0] == "ops" and len(parts) >= 2 and parts[1] not in _BUILTIN_NS:
         custom = parts[1]
+        op = parts[2] if len(parts) > 2 else ""
     elif parts[:2] == ["torch", "classes"] and len(parts) > 2 and parts[2] not in _BUILTIN_NS:
         custom = parts[2]
+        op = parts[3] if len(parts) > 3 else ""
     if custom is not None and custom not in _DANGEROUS:
-        sev = Severity.LOW if custom in _EXTENSION_NS else None
-        msg = f"TorchScript code calls the custom op or class {ref!r} {where}"
-        ctx.add(TORCHSCRIPT_CUSTOM_OP, label, None, ref[:200], msg, severity=sev)
+        _judge_extension(ref, custom, op, where, ctx, label)
+        return
+    if parts[0] == "ops" and len(parts) > 2 and ".".join(parts[1:3]) not in _BUILTIN_NOT_IO:
+        io = _io_words(parts[2])
+        if io:
+            msg = (f"TorchScript code calls {ref!r} {where}: a built-in op whose name says it "
+                   f"does I/O ({', '.join(sorted(io))})")  # fmt: skip
+            ctx.add(TORCHSCRIPT_CODE, label, None, ref[:200], msg)
+            return
+    if parts[0] == "ops" and ".".join(parts[1:3]) in _UNSAFE_BUILTIN_OPS:
+        msg = f"TorchScript code calls {ref!r}, which builds unchecked views of memory {where}"
+        ctx.add(TORCHSCRIPT_CUSTOM_OP, label, None, ref[:200], msg)
         return
     hit: set[str]
     if len(parts) == 1:
@@ -181,3 +228,31 @@ def _judge(ref: str, method: str, line: int, ctx: ScanContext, label: str) -> No
     if hit:
         msg = f"TorchScript code reaches {ref!r} ({', '.join(sorted(hit))}) {where}"
         ctx.add(TORCHSCRIPT_CODE, label, None, ref[:200], msg)
+
+
+def _judge_extension(ref: str, ns: str, op: str, where: str, ctx: ScanContext, label: str) -> None:
+    """An op or class of a namespace outside PyTorch: judged per op, never per namespace.
+
+    An op whose name reads as file, network or process I/O is high wherever it is; an op
+    of a known extension library on its list of tensor-only ops is low; anything else
+    (another op of that library, any op of another library) is medium.
+    """
+    io = _io_words(op) | ({op} & _DANGEROUS)  # a computed name (getattr) can be any op
+    if io:
+        msg = (
+            f"TorchScript code calls {ref!r} {where}: an op of the {ns} library whose name "
+            f"says it does I/O ({', '.join(sorted(io))}): files, network or processes"
+        )
+        ctx.add(TORCHSCRIPT_CODE, label, None, ref[:200], msg)
+        return
+    known = op in _EXTENSION_OPS.get(ns, frozenset())
+    sev = Severity.LOW if known else None
+    what = "a tensor op of the extension" if known else "the custom op or class"
+    msg = f"TorchScript code calls {what} {ref!r} {where}"
+    ctx.add(TORCHSCRIPT_CUSTOM_OP, label, None, ref[:200], msg, severity=sev)
+
+
+def _io_words(op: str) -> set[str]:
+    """The words of an op name (snake_case and CamelCase) that name file, network or
+    process I/O."""
+    return {w.lower() for w in _WORD.findall(op)} & _IO_WORDS
