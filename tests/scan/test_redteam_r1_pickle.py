@@ -340,3 +340,13 @@ def test_sibling_file_of_an_old_joblib_wrapper_is_denied_alone(scan_bytes: Scan)
     state = b"}(" + u("filename") + u("arr.npy") + u("allow_mmap") + b"\x89ub"
     report = scan_bytes(b"\x80\x02" + cls + b")\x81" + state + b".", "model.pkl")
     assert any(f.rule_id == "MLV112" and f.severity >= Severity.MEDIUM for f in report.findings)
+
+
+@pytest.mark.parametrize("key", [u("__setstate__"), COMPUTED_SETSTATE], ids=["str", "computed"])
+def test_item_of_a_mapping_object_planting_a_method(scan_bytes: Scan, key: bytes) -> None:
+    # a mapping whose __getattr__ reads its items (scipy's OptimizeResult) turns an item
+    # into an attribute: the next BUILD calls it
+    obj = g0("collections", "OrderedDict") + b")R"
+    for setter in (b"(" + key + g0("numpy", "sin") + b"u", key + g0("numpy", "sin") + b"s"):
+        report = scan_bytes(b"\x80\x02" + obj + setter + b".")
+        assert "MLV106" in rules(report), report.findings

@@ -23,9 +23,11 @@ from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.pickle.values import (
     ANY,
     ARRAY,
+    COMPUTED_KEY,
     CONSTRUCTORS,
     KEEP,
     PLAIN,
+    SCALARS,
     SET,
     TRACKED,
     Blob,
@@ -53,8 +55,11 @@ _NEW_ONLY_OK = frozenset(
 )
 
 
-#: what the escape search descends into (and memoises by identity)
-_SEARCHED = frozenset({tuple, list, dict, Call})
+#: what the escape search descends into (and memoises by identity): the values made whole
+#: (a tuple, a call's arguments and state); a simulated dict or list is searched item by
+#: item as the walker fills it (every DICT, LIST, SETITEM(S), APPEND(S) calls ``stored``),
+#: so what it holds was searched when it was put there, kept or not
+_PUSHED = frozenset({Ref, tuple, Call})
 #: escape search steps per byte of the stream read, and free steps (a bound on total work)
 _WORK_PER_BYTE = 64
 _WORK_FREE = 1 << 20
@@ -139,15 +144,20 @@ class Judge:
         return None
 
     def stored(self, items: Any, op_off: int) -> None:
+        """Items put in a container (or a dict's keys and values): every one is searched
+        here (the simulated container keeps KEEP of them; a loader keeps them all, and
+        deque(items, n) or slicing can bring any of them back to the front)."""
         for it in items:
-            rec = self.wants(it)
-            if rec is not None:
-                rec.uses.append(f"stored in a container at offset {self.base + op_off}")
-        # every item (the simulated container keeps KEEP of them; a loader keeps them all,
-        # and deque(items, n) or slicing can bring any of them back to the front)
+            if it.__class__ in _PUSHED:
+                break
+        else:
+            return  # nothing the search descends into
         for it in items:
-            if it.__class__ not in PLAIN or it.__class__ in (tuple, list, dict):
-                self.escaped("stored in a container", it, op_off)
+            if it.__class__ in TRACKED:
+                rec = self.wants(it)
+                if rec is not None:
+                    rec.uses.append(f"stored in a container at offset {self.base + op_off}")
+        self._search("stored in a container", items, op_off)
 
     def flush(self) -> None:
         for rec in self.records.values():
@@ -525,25 +535,32 @@ class Judge:
             return True
         return e.kind == "function" and bool(e.calls or e.result_calls or e.state_calls)
 
-    def escaped(self, where: str, values: Any, offset: int) -> None:
-        """Flag sensitive callables among ``values`` (searched all the way down): stored,
-        passed or set as state, they are called later with arguments nobody checked.
+    def escaped(self, where: str, value: Any, offset: int) -> None:
+        """Flag sensitive callables in ``value`` (searched all the way down): stored,
+        passed or set as state, they are called later with arguments nobody checked."""
+        self._search(where, (value,), offset)
+
+    def _search(self, where: str, values: Any, offset: int) -> None:
+        """The escape search of each of ``values``.
 
         Each container or call is searched once (memoised by identity: a structure shared
-        exponentially costs its distinct nodes), and the whole stream's search is bounded
-        by the bytes read so far; past that bound the stream is a MEDIUM finding (MLV302),
-        never a pass."""
-        if self._over:
+        exponentially costs its distinct nodes; one of scalars only costs nothing), and the
+        whole stream's search is bounded by the bytes read so far; past that bound the
+        stream is a MEDIUM finding (MLV302), never a pass."""
+        push = _PUSHED
+        todo: list[Any] = [v for v in values if v.__class__ in push]
+        if not todo or self._over:
             return
         searched = self._searched
         if len(searched) > 1 << 16:
             searched.clear()  # memory stays bounded; the work budget still holds
-        todo = [values]
-        work = 0
+        scalars = SCALARS
+        work = len(todo)
+        kids: Any
         while todo:
             v = todo.pop()
-            work += 1
-            if isinstance(v, Ref):
+            cls = v.__class__
+            if cls is Ref:
                 if self.sensitive(v):
                     name = v.rec.verdict.name or v.rec.full
                     self._emit(
@@ -553,25 +570,27 @@ class Judge:
                         name,
                         f"{name} (which loads, calls or opens what it is given) is {where}: "
                         "whatever calls it later does so with arguments the scanner never saw",
-                        render(values, 120),
+                        render(values[0] if len(values) == 1 else values, 120),
                     )
                 continue
-            cls = v.__class__
-            if cls in _SEARCHED:
+            if cls is Call:
                 if id(v) in searched:
                     continue
                 searched[id(v)] = v
-                if cls is dict:
-                    todo.extend(v.values())
-                elif cls is Call:
-                    if isinstance(v.args, tuple):
-                        todo.extend(v.args)
-                    else:
-                        todo.append(v.args)
-                    if v.state is not None:
-                        todo.append(v.state)
-                else:
-                    todo.extend(v)
+                kids = v.args if v.args.__class__ is tuple else (v.args,)
+                if v.state is not None:
+                    kids = (*kids, v.state)
+            else:  # a tuple
+                kids = v
+                if scalars.issuperset(map(type, kids)):
+                    continue  # plain data only (checked at C speed, not memoised)
+                if id(v) in searched:
+                    continue
+                searched[id(v)] = v
+            for x in kids:
+                if x.__class__ in push:
+                    todo.append(x)
+                    work += 1
         self._work += work
         if self._work > _WORK_PER_BYTE * max(offset, 0) + _WORK_FREE:
             self._over = True
@@ -820,9 +839,26 @@ class Judge:
                 f"{render(obj, 60)}.__setstate__({render(state, 80)})",
             )
 
-    def mutates(self, target: Any, method: str, offset: int) -> None:
+    def mutates(self, target: Any, method: str, offset: int, pairs: Any = ()) -> None:
         """SETITEM(S), APPEND(S) or ADDITEMS on an object that is not a plain dict, list or
-        set: the loader calls ``target.__setitem__`` (``append``/``extend``/``add``)."""
+        set: the loader calls ``target.__setitem__`` (``append``/``extend``/``add``).
+        ``pairs``: the keys and values set (an item of a mapping whose ``__getattr__``
+        reads its items, scipy's ``OptimizeResult``, is an attribute: a method planted)."""
+        for i in range(0, len(pairs) - 1, 2):
+            key = pairs[i]
+            if key.__class__ not in SCALARS:
+                key = COMPUTED_KEY if self.maybe_str(key) else None
+            if plants_method(key, pairs[i + 1], self.policy.behaviour_names):
+                self._emit(
+                    "MLV106",
+                    Severity.HIGH,
+                    offset,
+                    key if key.__class__ is str else "computed key",
+                    f"sets the item {render(pairs[i], 40)} of {render(target, 60)} to "
+                    f"{render(pairs[i + 1], 60)}: a mapping that reads attributes from its "
+                    "items makes it a method a loader or a method fetch calls later",
+                    f"{render(target, 60)}.{method}({render(pairs[i], 40)}, ...)",
+                )
         if isinstance(target, Ref):
             self._emit(
                 "MLV106",

@@ -175,7 +175,7 @@ def _put_items(
             if prev is v or prev.__class__ in PLAIN:
                 name = maybe_str(k) and v.__class__ not in PLAIN
                 target[COMPUTED_KEY] = v if name else DATA
-        elif len(target) < KEEP or k in kept or plants_method(k, v, behaviour):
+        elif len(target) < KEEP or k in target or k in kept or plants_method(k, v, behaviour):
             target[k] = kept_value(k, v, JUDGED_KEYS)
 
 
@@ -688,7 +688,7 @@ class PickleWalker:
                             continue
                         _put_items(target, items, behaviour, kept, maybe_str)
                     else:
-                        judge.mutates(target, "__setitem__", op_off)
+                        judge.mutates(target, "__setitem__", op_off, items)
                     if not scalar_set.issuperset(map(type, items)):
                         judge.stored(items, op_off)
                 elif op == 0x94:  # MEMOIZE
@@ -742,7 +742,7 @@ class PickleWalker:
                         else:
                             _put_items(target, [k, v], behaviour, kept, maybe_str)
                     else:
-                        judge.mutates(target, "__setitem__", bs + pos - 1)
+                        judge.mutates(target, "__setitem__", bs + pos - 1, [k, v])
                     if v.__class__ not in scalar_set or k.__class__ not in scalar_set:
                         judge.stored((k, v), bs + pos - 1)
                 elif op == 0x87:  # TUPLE3
@@ -1015,8 +1015,8 @@ class PickleWalker:
                         stack.append(Opaque("tuple"))
                 elif op == 0x6C:  # LIST
                     items = _pop_mark(stack, marks)
-                    if len(items) > KEEP:  # the items the simulated list drops are judged here
-                        judge.stored(items[KEEP:], bs + pos - 1)
+                    if not scalar_set.issuperset(map(type, items)):
+                        judge.stored(items, bs + pos - 1)
                     stack.append(items[:KEEP])
                 elif op == 0x64:  # DICT
                     items = _pop_mark(stack, marks)
