@@ -477,7 +477,7 @@ def test_old_joblib_wrapper_naming_a_sibling_says_so(scan_bytes: Scan) -> None:
     state = b"(dp0\n" + s0("filename") + s0("model.pkl_01.npy") + b"s"
     report = scan_bytes(b"\x80\x02" + cls + b")\x81" + state + b"b.")
     hits = [f for f in report.findings if f.rule_id == "MLV112"]
-    assert hits and hits[0].severity == Severity.LOW and hits[0].subject == "model.pkl_01.npy"
+    assert hits and hits[0].severity == Severity.MEDIUM and hits[0].subject == "model.pkl_01.npy"
 
 
 def test_lzma_alone_with_any_dictionary_size_liblzma_accepts(scan_bytes: Scan) -> None:

@@ -276,3 +276,36 @@ def test_joblib_keys_in_a_dict_of_a_seen_shape_keep_their_values() -> None:
     state = b"}\x94(" + u("filename") + b"\x94" + u("a.npy") + b"\x94u"
     found, _, _ = same(b"\x80\x04" + first + wrapper + state + b"b" + b"N0" * 8 + b".")
     assert [(f[0], f[3]) for f in found if f[0] == "MLV112"] == [("MLV112", "a.npy")], found
+
+
+def test_the_shape_budget_is_the_streams_not_each_pickles() -> None:
+    """Many small stacked pickles of ever-new dict shapes (red-team r2): each has its own
+    memo, but the shape work (compiles, parses) is budgeted once for the whole stream, so
+    the fast path never costs more than a bounded extra over the general one."""
+    import itertools
+
+    vals = [b"N", b"\x88", b"\x89", b"K\x01", b"M\x01\x02", b"J\x01\x02\x03\x04"]
+    combos = itertools.cycle(itertools.product(range(16), range(16), range(6), range(6)))
+    pickles = []
+    for _ in range(300):
+        recs = []
+        for _ in range(64):
+            a, b, x, y = next(combos)
+            recs.append(
+                b"}\x94(h" + bytes([1 + a]) + vals[x] + b"h" + bytes([1 + b]) + vals[y] + b"u"
+            )
+        pickles.append(b"\x80\x04" + b"N\x94" * 16 + b"]\x94(" + b"".join(recs) + b"e.")
+    data = b"".join(pickles)
+    walker = PickleWalker(
+        bytes_source(data, "").open(),
+        get_policy(),
+        Limits(),
+        lambda *f: None,
+        lambda *a: None,
+        reopen=lambda: bytes_source(data, "").open(),
+    )
+    res = walker.walk()
+    assert res.pickles == 300
+    budget = walker.record_budget
+    assert budget.compiled <= 64 and budget.parses <= 65 + budget.hits // 8
+    same(data)

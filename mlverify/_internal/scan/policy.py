@@ -115,6 +115,10 @@ class Policy:
         self.behaviour_names = frozenset({"__setstate__", "append", "extend", "add"}).union(
             *self._methods.values()
         )
+        #: BUILD state keys some entry calls (``state_calls``): a simulated dict keeps them
+        self.state_keys = frozenset(
+            k for e in self._entries.values() for k in e.state_calls if isinstance(k, str)
+        )
         self._extra_exact = frozenset(e for e in extra_allow if not e.endswith(".*"))
         self._extra_prefix = tuple(e[:-1] for e in extra_allow if e.endswith(".*"))
         self.classify = lru_cache(maxsize=8192)(self._classify)

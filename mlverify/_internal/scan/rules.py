@@ -109,7 +109,8 @@ JOBLIB_EXTERNAL_ARRAY = Rule(
     "An old joblib array wrapper names a file for joblib to load with allow_pickle=True.",
     "joblib < 0.10 stored arrays in sibling .npy files and loads them with allow_pickle=True: "
     "a path that is not a plain sibling name loads (and unpickles) a file the scan never saw "
-    "(high); a plain name is reported low, and that file must be scanned with the pickle.",
+    "(high); a plain name is medium: the pickle cannot be shown safe on its own (the file "
+    "is not followed from it): check the directory holding both, and review the pair.",
 )
 ZIP_FLAG_BITS = Rule(
     "MLV201",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.pickle import VALID_OPCODES, PickleWalker
@@ -13,7 +11,6 @@ from mlverify._internal.scan.source import Source, Stream, bytes_source
 RULES: tuple[Rule, ...] = ()  # the walker's rules are core rules (mlverify._internal.scan.rules)
 
 TORCH_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
-_NAME_OK = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\Z")
 
 
 class _BudgetSpent(Exception):
@@ -77,9 +74,11 @@ def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True)
         return False
     if res.cannot_follow:
         return True  # the walker could not tell where a loader goes: scan it as a pickle
-    # imports before the stream breaks run in a loader (allowed ones too: they may load
-    # nested bytes); names that cannot be modules mean the bytes were never a pickle
-    return bool(res.names) and all(_NAME_OK.match(s) for s in res.names)
+    # loaders execute opcodes as they read them: a call reached before the break ran, and so
+    # did an import of a name a module can have (allowed ones too: they may load nested
+    # bytes); a stream whose only effects are imports of names that are not Python
+    # identifiers (no package installs such a module: a loader raises at the first) is data
+    return res.calls > 0 or res.importable
 
 
 class PickleScanner:

@@ -23,9 +23,11 @@ from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.pickle.values import (
     ANY,
     ARRAY,
+    COMPUTED_KEY,
     CONSTRUCTORS,
     KEEP,
     PLAIN,
+    SCALARS,
     SET,
     TRACKED,
     Blob,
@@ -53,6 +55,21 @@ _NEW_ONLY_OK = frozenset(
 )
 
 
+#: what the escape search descends into (and memoises by identity): the values made whole
+#: (a tuple, a call's arguments and state); a simulated dict or list is searched item by
+#: item as the walker fills it (every DICT, LIST, SETITEM(S), APPEND(S) calls ``stored``),
+#: so what it holds was searched when it was put there, kept or not
+_PUSHED = frozenset({Ref, tuple, Call})
+#: escape search steps per byte of the stream read, and free steps (a bound on total work)
+_WORK_PER_BYTE = 64
+_WORK_FREE = 1 << 20
+
+
+def _identifiers(dotted: str) -> bool:
+    """Is ``dotted`` a dotted path of Python identifiers (a name a module could have)?"""
+    return all(p.isidentifier() for p in dotted.split("."))
+
+
 class Judge:
     """Judges a walk's events; one per stream, shared by the pickles stacked in it."""
 
@@ -70,6 +87,15 @@ class Judge:
         self._loaded: dict[tuple[Any, ...], Any] = {}  # values already scanned as nested files
         self._emitted = 0
         self.view = ""  # "" for the primary reading, else the loader named in findings
+        # format detection: a loader that reached a call or imported a name that can be a
+        # module ran something before any later break
+        self.calls = 0  # calls of imported (or computed) callables
+        self.importable = False  # an import whose module and name are Python identifiers
+        # the escape search: values already searched (by identity, kept alive so an id is
+        # not reused) and the work done, bounded by the input read
+        self._searched: dict[int, Any] = {}
+        self._work = 0
+        self._over = False
 
     # -- findings ----------------------------------------------------------
     def _emit(
@@ -96,6 +122,8 @@ class Judge:
             rec = ImportRecord(module, name, offset, opcode, verdict)
             self.records[key] = rec
             self.imports += 1
+            if not self.importable and _identifiers(module) and _identifiers(name):
+                self.importable = True
             if len(self.first_names) < 8:
                 self.first_names.append(rec.full)
         rec.count += 1
@@ -116,15 +144,20 @@ class Judge:
         return None
 
     def stored(self, items: Any, op_off: int) -> None:
+        """Items put in a container (or a dict's keys and values): every one is searched
+        here (the simulated container keeps KEEP of them; a loader keeps them all, and
+        deque(items, n) or slicing can bring any of them back to the front)."""
         for it in items:
-            rec = self.wants(it)
-            if rec is not None:
-                rec.uses.append(f"stored in a container at offset {self.base + op_off}")
-        # every item (the simulated container keeps KEEP of them; a loader keeps them all,
-        # and deque(items, n) or slicing can bring any of them back to the front)
+            if it.__class__ in _PUSHED:
+                break
+        else:
+            return  # nothing the search descends into
         for it in items:
-            if it.__class__ not in PLAIN or it.__class__ in (tuple, list, dict):
-                self.escaped("stored in a container", it, op_off)
+            if it.__class__ in TRACKED:
+                rec = self.wants(it)
+                if rec is not None:
+                    rec.uses.append(f"stored in a container at offset {self.base + op_off}")
+        self._search("stored in a container", items, op_off)
 
     def flush(self) -> None:
         for rec in self.records.values():
@@ -280,8 +313,11 @@ class Judge:
             )
         return verdict.kind
 
-    def call(self, func: Any, args: Any, kind: str, offset: int) -> Any:
-        """What ``func(*args)`` pushes: a Call (or, for ``str`` of a constant, the string)."""
+    def call(self, func: Any, args: Any, kind: str, offset: int, kwargs: Any = None) -> Any:
+        """What ``func(*args)`` pushes: a Call (or, for ``str`` of a constant, the string).
+        ``kwargs``: NEWOBJ_EX's keyword arguments (``cls.__new__(cls, *args, **kwargs)``)."""
+        if func.__class__ in TRACKED:
+            self.calls += 1
         if (
             kind == "REDUCE"
             and isinstance(func, Ref)
@@ -311,7 +347,9 @@ class Judge:
             v = rec.verdict
             if v.kind == "allow":
                 if v.entry is not None:
-                    self._through(v.entry, rec.verdict.name or rec.full, args, call, offset, kind)
+                    self._through(
+                        v.entry, rec.verdict.name or rec.full, args, call, offset, kind, kwargs
+                    )
             elif v.kind == "getattr":
                 self._getattr(rec, argt, call, offset)
             else:
@@ -351,13 +389,20 @@ class Judge:
         return call
 
     def _through(
-        self, entry: Entry, name: str, args: Any, call: Call, offset: int, kind: str
+        self,
+        entry: Entry,
+        name: str,
+        args: Any,
+        call: Call,
+        offset: int,
+        kind: str,
+        kwargs: Any = None,
     ) -> None:
         """Call-through: what an allowed callable calls, stores to call, or loads must be
         allowed or scanned."""
+        bare = args == () and (kwargs is None or (kwargs.__class__ is dict and not kwargs))
         if entry.new_only and (
-            kind in ("REDUCE", "INST", "OBJ")
-            or (kind in ("NEWOBJ", "NEWOBJ_EX") and not (isinstance(args, tuple) and not args))
+            kind in ("REDUCE", "INST", "OBJ") or (kind in ("NEWOBJ", "NEWOBJ_EX") and not bare)
         ):
             self._emit(
                 "MLV105",
@@ -490,15 +535,32 @@ class Judge:
             return True
         return e.kind == "function" and bool(e.calls or e.result_calls or e.state_calls)
 
-    def escaped(self, where: str, values: Any, offset: int) -> None:
-        """Flag sensitive callables among ``values`` (searched a few levels deep): stored,
+    def escaped(self, where: str, value: Any, offset: int) -> None:
+        """Flag sensitive callables in ``value`` (searched all the way down): stored,
         passed or set as state, they are called later with arguments nobody checked."""
-        seen = 0
-        todo = [(values, 0)]
-        while todo and seen < 512:
-            v, depth = todo.pop()
-            seen += 1
-            if isinstance(v, Ref):
+        self._search(where, (value,), offset)
+
+    def _search(self, where: str, values: Any, offset: int) -> None:
+        """The escape search of each of ``values``.
+
+        Each container or call is searched once (memoised by identity: a structure shared
+        exponentially costs its distinct nodes; one of scalars only costs nothing), and the
+        whole stream's search is bounded by the bytes read so far; past that bound the
+        stream is a MEDIUM finding (MLV302), never a pass."""
+        push = _PUSHED
+        todo: list[Any] = [v for v in values if v.__class__ in push]
+        if not todo or self._over:
+            return
+        searched = self._searched
+        if len(searched) > 1 << 16:
+            searched.clear()  # memory stays bounded; the work budget still holds
+        scalars = SCALARS
+        work = len(todo)
+        kids: Any
+        while todo:
+            v = todo.pop()
+            cls = v.__class__
+            if cls is Ref:
                 if self.sensitive(v):
                     name = v.rec.verdict.name or v.rec.full
                     self._emit(
@@ -508,20 +570,41 @@ class Judge:
                         name,
                         f"{name} (which loads, calls or opens what it is given) is {where}: "
                         "whatever calls it later does so with arguments the scanner never saw",
-                        render(values, 120),
+                        render(values[0] if len(values) == 1 else values, 120),
                     )
                 continue
-            if depth >= 4:
-                continue
-            if isinstance(v, (tuple, list)):
-                todo.extend((x, depth + 1) for x in v[:KEEP])
-            elif isinstance(v, dict):
-                todo.extend((x, depth + 1) for x in list(v.values())[:KEEP])
-            elif isinstance(v, Call):
-                args = v.args if isinstance(v.args, tuple) else (v.args,)
-                todo.extend((x, depth + 1) for x in args[:KEEP])
+            if cls is Call:
+                if id(v) in searched:
+                    continue
+                searched[id(v)] = v
+                kids = v.args if v.args.__class__ is tuple else (v.args,)
                 if v.state is not None:
-                    todo.append((v.state, depth + 1))
+                    kids = (*kids, v.state)
+            else:  # a tuple
+                kids = v
+                if scalars.issuperset(map(type, kids)):
+                    continue  # plain data only (checked at C speed, not memoised)
+                if id(v) in searched:
+                    continue
+                searched[id(v)] = v
+            for x in kids:
+                if x.__class__ in push:
+                    todo.append(x)
+                    work += 1
+        self._work += work
+        if self._work > _WORK_PER_BYTE * max(offset, 0) + _WORK_FREE:
+            self._over = True
+            self._emit(
+                "MLV302",
+                Severity.MEDIUM,
+                offset,
+                "escape search",
+                "the search for loaders and callables stored where something calls them later "
+                f"passed its bound ({_WORK_PER_BYTE} steps per byte read) at offset "
+                f"{self.base + offset}; the rest of the stream is not searched, so the file "
+                "cannot be shown safe",
+                "",
+            )
 
     @staticmethod
     def _new_only_misused(a: Any, callee: str, index: int) -> bool:
@@ -671,11 +754,14 @@ class Judge:
                 f"{obj.rec.full}.__setstate__({render(state, 80)})",
             )
             return
-        if not isinstance(obj, Call):
-            return
-        obj.state = state
+        # the object's class may be unknown here (a persistent_load result, an opaque value):
+        # its instance may have a __dict__, so what the state plants or stores is judged
+        if isinstance(obj, Call):
+            obj.state = state
         self._planted(obj, state, offset)
         self.escaped(f"set as state of {render(obj, 60)}", state, offset)
+        if not isinstance(obj, Call):
+            return
         cls = self.class_of(obj)
         entry = self.policy.entry(cls) if cls is not None else None
         if entry is not None and entry.state_calls:
@@ -693,7 +779,7 @@ class Judge:
                             f"state of {render(obj, 60)} at offset {self.base + offset}"
                         )
 
-    def _planted(self, obj: Call, state: Any, offset: int) -> None:
+    def _planted(self, obj: Any, state: Any, offset: int) -> None:
         """BUILD makes ``state``'s keys instance attributes: a callable under a name the
         loader (or an allowed getattr) later looks up as a method replaces that method."""
         parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
@@ -702,12 +788,18 @@ class Judge:
                 continue
             for key, value in part.items():
                 if plants_method(key, value, self.policy.behaviour_names):
+                    name = (
+                        repr(key)
+                        if key.__class__ is str
+                        else "named by a computed key (any name, __setstate__ too)"
+                    )
                     self._emit(
                         "MLV106",
                         Severity.HIGH,
                         offset,
-                        key,
-                        f"BUILD sets the attribute {key!r} of {render(obj, 60)} to "
+                        key if key.__class__ is str else "computed key",
+                        f"BUILD sets the attribute {name} of "
+                        f"{render(obj, 60)} to "
                         f"{render(value, 60)}: a loader or a method fetch calls it later",
                         f"{render(obj, 60)}.__setstate__({render(state, 80)})",
                     )
@@ -747,18 +839,64 @@ class Judge:
                 f"{render(obj, 60)}.__setstate__({render(state, 80)})",
             )
 
-    def persistent(self, pid: Any, opname: str, offset: int) -> Any:
-        """PERSID/BINPERSID: the loader's ``persistent_load(pid)``; what it pushes."""
-        if not (
-            isinstance(pid, tuple)
-            and pid
-            and pid[0].__class__ is str
-            and pid[0]
-            in (
-                "storage",
-                "module",
+    def mutates(self, target: Any, method: str, offset: int, pairs: Any = ()) -> None:
+        """SETITEM(S), APPEND(S) or ADDITEMS on an object that is not a plain dict, list or
+        set: the loader calls ``target.__setitem__`` (``append``/``extend``/``add``).
+        ``pairs``: the keys and values set (an item of a mapping whose ``__getattr__``
+        reads its items, scipy's ``OptimizeResult``, is an attribute: a method planted)."""
+        for i in range(0, len(pairs) - 1, 2):
+            key = pairs[i]
+            if key.__class__ not in SCALARS:
+                key = COMPUTED_KEY if self.maybe_str(key) else None
+            if plants_method(key, pairs[i + 1], self.policy.behaviour_names):
+                self._emit(
+                    "MLV106",
+                    Severity.HIGH,
+                    offset,
+                    key if key.__class__ is str else "computed key",
+                    f"sets the item {render(pairs[i], 40)} of {render(target, 60)} to "
+                    f"{render(pairs[i + 1], 60)}: a mapping that reads attributes from its "
+                    "items makes it a method a loader or a method fetch calls later",
+                    f"{render(target, 60)}.{method}({render(pairs[i], 40)}, ...)",
+                )
+        if isinstance(target, Ref):
+            self._emit(
+                "MLV106",
+                Severity.HIGH,
+                offset,
+                target.rec.full,
+                f"calls {method} of the imported global {target.rec.full} itself (mutates "
+                "module state at load time)",
+                f"{target.rec.full}.{method}(...)",
             )
-        ):
+            return
+        if not isinstance(target, Call) or not isinstance(target.func, Ref):
+            return
+        cls = self.class_of(target)
+        entry = self.policy.entry(cls) if cls is not None else None
+        if entry is not None and entry.new_only:
+            self._emit(
+                "MLV105",
+                Severity.HIGH,
+                offset,
+                cls or "",
+                f"calls {cls}.{method} on a construct-only object: only __new__ and BUILD "
+                "are data for it (numpy.memmap's writes its file)",
+                f"{render(target, 60)}.{method}(...)",
+            )
+        rec_ = self.wants(target)
+        if rec_ is not None:
+            rec_.uses.append(f"{method} at offset {self.base + offset}")
+
+    def persistent(self, pid: Any, opname: str, offset: int) -> Any:
+        """PERSID/BINPERSID: the loader's ``persistent_load(pid)``; what it pushes.
+
+        torch decodes a bytes type name as ASCII (``_maybe_decode_ascii``): ``b'module'``
+        is ``'module'``."""
+        kind = pid[0] if isinstance(pid, tuple) and pid else None
+        if kind.__class__ is bytes:
+            kind = kind.decode("latin-1")
+        if kind not in ("storage", "module"):
             self._emit(
                 "MLV107",
                 Severity.LOW,
@@ -772,7 +910,8 @@ class Judge:
                 rec_ = self.wants(it)
                 if rec_ is not None:
                     rec_.uses.append(f"part of a persistent id at offset {self.base + offset}")
-        if isinstance(pid, tuple) and len(pid) > 1 and pid[0] == "module":
+        self.escaped("part of a persistent id", pid, offset)
+        if isinstance(pid, tuple) and len(pid) > 1 and kind == "module":
             return pid[1]  # legacy torch: persistent_load returns the class
         return None
 

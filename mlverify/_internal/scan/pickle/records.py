@@ -16,7 +16,8 @@ Anything else leaves the dict to the general loop, unchanged: a key or value tha
 scalar (an import, a call, a container, a memo entry stored inside the dict itself), a
 number as a key, a string of 16 bytes or more (offered to the nested scan), invalid UTF-8,
 joblib's keys, more than ``KEEP`` items, an opcode past the safe window. The work is bounded:
-a pickle may compile 64 shapes, and parse one more for every 8 dicts a shape read.
+a stream (all its stacked pickles) may compile 64 shapes, and parse one more for every 8
+dicts a shape read.
 ``tests/scan/test_pickle_fastpath.py`` checks both paths give the same findings.
 """
 
@@ -123,22 +124,37 @@ def _parse(buf: bytes, pos: int, end: int, dense: list[Any]) -> _Parsed | None:
     return b"".join(pat) + b"u", tuple(checks), keys, tuple(strings)
 
 
+class RecordBudget:
+    """The shape work one stream may do, over all its stacked pickles (each pickle has its
+    own memo, hence its own shapes; the budget is the stream's, so a file of many small
+    pickles of ever-new shapes cannot make every pickle compile its 64)."""
+
+    __slots__ = ("compiled", "hits", "parses")
+
+    def __init__(self) -> None:
+        self.compiled = 0
+        self.parses = 0
+        self.hits = 0
+
+
 class Records:
     """The dict shapes of one pickle (one memo)."""
 
-    __slots__ = ("compiled", "dense", "hits", "last", "parses", "shapes", "share", "stack")
+    __slots__ = ("budget", "dense", "last", "shapes", "share", "stack")
 
     def __init__(
-        self, stack: list[Any], dense: list[Any], share: Callable[[str, str], str]
+        self,
+        stack: list[Any],
+        dense: list[Any],
+        share: Callable[[str, str], str],
+        budget: RecordBudget,
     ) -> None:
         self.stack = stack
         self.dense = dense
         self.share = share
         self.shapes: dict[bytes, _Shape] = {}
         self.last: _Shape | None = None
-        self.compiled = 0
-        self.parses = 0
-        self.hits = 0
+        self.budget = budget
 
     def read(self, buf: bytes, pos: int, end: int) -> int:
         """Read the dict whose ``}`` precedes ``buf[pos]`` if all of it lies before ``end``
@@ -150,16 +166,17 @@ class Records:
             if m is not None:
                 got = self._apply(shape, m)
                 if got:
-                    self.hits += 1
+                    self.budget.hits += 1
                     return got
-        if self.parses > 64 + self.hits // 8:
+        budget = self.budget
+        if budget.parses > 64 + budget.hits // 8:
             return 0
-        self.parses += 1
-        parsed = _parse_cached(buf, pos, end, self.dense, self.shapes, self.compiled)
+        budget.parses += 1
+        parsed = _parse_cached(buf, pos, end, self.dense, self.shapes, budget.compiled)
         if parsed is None:
             return 0
         shape, new = parsed
-        self.compiled += new
+        budget.compiled += new
         m = shape.regex.match(buf, pos, end)
         if m is None:
             return 0

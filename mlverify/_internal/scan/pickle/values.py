@@ -31,6 +31,10 @@ PERSISTENT = Opaque("persistent object")
 BUFFER = Opaque("out-of-band buffer")
 ARRAY = Opaque("numpy array read by joblib")
 SET = Opaque("set")
+#: the key a simulated dict keeps for the keys it cannot hold (a computed value, a tuple): a
+#: loader's dict has them, so the simulated one is not empty, and when such a key may be a
+#: str its value may be set under any attribute name (``plants_method``)
+COMPUTED_KEY = Opaque("computed key")
 
 
 class Blob:
@@ -195,7 +199,12 @@ CONSTRUCTORS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__", "copyre
 
 def plants_method(key: Any, value: Any, behaviour: frozenset[str]) -> bool:
     """Would setting instance attribute ``key`` to ``value`` replace a method a loader (or
-    an allowed getattr) calls later: a dunder or a ``behaviour`` name, a non-plain value?"""
-    if key.__class__ is not str or value.__class__ in PLAIN:
+    an allowed getattr) calls later: a dunder or a ``behaviour`` name, a non-plain value?
+    A computed key (``COMPUTED_KEY``) may be any name, ``__setstate__`` included."""
+    if value.__class__ in PLAIN:
+        return False
+    if key is COMPUTED_KEY:
+        return True
+    if key.__class__ is not str:
         return False
     return key in behaviour or (key.startswith("__") and key.endswith("__"))

@@ -40,20 +40,21 @@ from mlverify._internal.scan.pickle.joblib import (
 )
 from mlverify._internal.scan.pickle.judge import Emit, Judge
 from mlverify._internal.scan.pickle.operands import LoaderError
-from mlverify._internal.scan.pickle.records import Records
+from mlverify._internal.scan.pickle.records import RecordBudget, Records
 from mlverify._internal.scan.pickle.resync import OVERLAP, find_imports
 from mlverify._internal.scan.pickle.values import (
     ANY,
     ARRAY,
     BUFFER,
+    COMPUTED_KEY,
     DATA,
     KEEP,
     KEEP_STR,
     PERSISTENT,
+    PLAIN,
     SCALAR_KEYS,
     SCALARS,
     SET,
-    TRACKED,
     Blob,
     Call,
     Opaque,
@@ -84,7 +85,17 @@ PROBE_FIRST = frozenset(b"\x80ci(P\x93\x1fB\xfdx]7\x89GZ\x04\x08\x18\x388HXh")
 class WalkResult:
     """What a walk saw: complete pickles, distinct imports, where it stopped."""
 
-    __slots__ = ("broken", "cannot_follow", "end", "imports", "names", "opcodes", "pickles")
+    __slots__ = (
+        "broken",
+        "calls",
+        "cannot_follow",
+        "end",
+        "importable",
+        "imports",
+        "names",
+        "opcodes",
+        "pickles",
+    )
 
     def __init__(self) -> None:
         self.names: list[str] = []  # the first few imports seen, allowed or not
@@ -94,6 +105,8 @@ class WalkResult:
         self.imports = 0
         self.broken = False
         self.end = 0
+        self.calls = 0  # calls of imported or computed callables reached
+        self.importable = False  # an import of a name made of Python identifiers reached
 
     def __repr__(self) -> str:
         return (
@@ -141,16 +154,30 @@ class _Limit(Exception):
     pass
 
 
-def _put_items(target: dict[Any, Any], items: list[Any], behaviour: frozenset[str]) -> None:
+def _put_items(
+    target: dict[Any, Any],
+    items: list[Any],
+    behaviour: frozenset[str],
+    kept: frozenset[str],
+    maybe_str: Callable[[Any], bool],
+) -> None:
     """Set key/value ``items`` in a simulated dict: the first ``KEEP`` scalar keys, and
-    beyond them every key naming a method a loader calls, when its value could be called
-    (a dict that BUILD applies would plant it: the judge must see it however big the dict)."""
+    beyond them every key the judge reads (``kept``: joblib's wrapper attributes, the state
+    keys entries call) and every key naming a method a loader calls, when its value could
+    be called (a dict that BUILD applies would plant it: the judge must see it however big
+    the dict). A key a simulated dict cannot hold (computed, a tuple) is ``COMPUTED_KEY``:
+    when it may be a ``str`` at load time its value is kept there if it could be called
+    (it may be planted under any name), so the judge never loses it."""
     for i in range(0, len(items) - 1, 2):
         k = items[i]
+        v = items[i + 1]
         if k.__class__ not in SCALAR_KEYS:
-            continue
-        if len(target) < KEEP or plants_method(k, items[i + 1], behaviour):
-            target[k] = kept_value(k, items[i + 1], JUDGED_KEYS)
+            prev = target.get(COMPUTED_KEY, v)
+            if prev is v or prev.__class__ in PLAIN:
+                name = maybe_str(k) and v.__class__ not in PLAIN
+                target[COMPUTED_KEY] = v if name else DATA
+        elif len(target) < KEEP or k in target or k in kept or plants_method(k, v, behaviour):
+            target[k] = kept_value(k, v, JUDGED_KEYS)
 
 
 def _pop_mark(stack: list[Any], marks: list[int]) -> list[Any]:
@@ -186,13 +213,22 @@ def _bad_setitems(stack: list[Any]) -> None:
 
 
 def _set_items(
-    target: Any, items: list[Any], behaviour: frozenset[str], judge: Judge, op_off: int
+    target: Any,
+    items: list[Any],
+    behaviour: frozenset[str],
+    kept: frozenset[str],
+    maybe_str: Callable[[Any], bool],
+    judge: Judge,
+    op_off: int,
 ) -> None:
-    """SETITEMS of ``items`` on ``target`` (the general path)."""
+    """SETITEMS of ``items`` on ``target`` (the general path): a simulated dict is filled;
+    on any other object it is a call of that object's ``__setitem__``; every item that is
+    not a scalar is judged as it enters (escaping loaders and callables)."""
     if target.__class__ is dict:
-        _put_items(target, items, behaviour)
-    classes = {*map(type, items)}
-    if Ref in classes or Call in classes:
+        _put_items(target, items, behaviour, kept, maybe_str)
+    else:
+        judge.mutates(target, "__setitem__", op_off, items)
+    if not SCALARS.issuperset(map(type, items)):
         judge.stored(items, op_off)
 
 
@@ -250,6 +286,7 @@ class PickleWalker:
         self.joblib = joblib
         self.max_pickles = max_pickles  # 0: every stacked pickle (one pickle.load: 1)
         self.fast = fast  # the fused opcode paths (False: the general ones, for the tests)
+        self.record_budget = RecordBudget()  # shape work, for the whole stream
         self.judge = Judge(policy, emit, nested, base_offset, limits.max_findings)
         self.judge.view = view
         self.buf = b""
@@ -540,6 +577,8 @@ class PickleWalker:
             res.end = self._tell()
         res.imports = judge.imports
         res.names = judge.first_names
+        res.calls = judge.calls
+        res.importable = judge.importable
         dropped = judge.dropped()
         if dropped:
             judge.emit(
@@ -603,10 +642,11 @@ class PickleWalker:
         bs = self.buf_start
         dense = memo.dense
         sparse = memo.sparse
-        tracked = TRACKED
         scalar_keys = SCALAR_KEYS
         scalar_set = SCALARS
         behaviour = self.policy.behaviour_names
+        kept = self.policy.state_keys | JUDGED_KEYS  # dict keys the judge reads
+        maybe_str = judge.maybe_str
         unpack_i4 = _I4.unpack_from
         unpack_f8 = _F8.unpack_from
         nested = self.nested
@@ -617,7 +657,7 @@ class PickleWalker:
         data = repeat(DATA)  # zip(keys, data): each key with DATA
         strings: dict[str, str] = {}  # the short strings stored in the memo, shared by value
         share = strings.setdefault
-        records = Records(stack, dense, share)
+        records = Records(stack, dense, share, self.record_budget)
 
         try:
             while True:
@@ -701,7 +741,7 @@ class PickleWalker:
                         # scalars only, all kept: kept_value of each is DATA
                         target.update(zip(keys, data))  # noqa: B905 (data is endless)
                     else:
-                        _set_items(target, items, behaviour, judge, bs + pos - 1)
+                        _set_items(target, items, behaviour, kept, maybe_str, judge, bs + pos - 1)
                 elif op == 0x28:  # MARK
                     marks.append(len(stack))
                 elif op == 0x94:  # MEMOIZE
@@ -738,22 +778,26 @@ class PickleWalker:
                     if not stack:
                         _underflow()
                     target = stack[-1]
-                    if op == 0x65 and target.__class__ is list and len(target) < KEEP:
-                        target.extend(items[: KEEP - len(target)])
-                    classes = {*map(type, items)}
-                    if Ref in classes or Call in classes:
+                    if op == 0x65 and target.__class__ is list:
+                        if len(target) < KEEP:
+                            target.extend(items[: KEEP - len(target)])
+                    elif target is not SET or op == 0x65:
+                        judge.mutates(target, "extend" if op == 0x65 else "add", op_off)
+                    if not scalar_set.issuperset(map(type, items)):
                         judge.stored(items, op_off)
                 elif op == 0x73:  # SETITEM (a walker more permissive than a loader is sound)
                     v = stack.pop()
                     k = stack.pop()
                     target = stack[-1]
-                    if target.__class__ is dict and k.__class__ in scalar_keys:
-                        if len(target) < KEEP:
+                    if target.__class__ is dict:
+                        if len(target) < KEEP and k.__class__ in scalar_keys:
                             target[k] = kept_value(k, v, judged)
                         else:
-                            _put_items(target, [k, v], behaviour)
-                    if v.__class__ in tracked:
-                        judge.stored((v,), bs + pos - 1)
+                            _put_items(target, [k, v], behaviour, kept, maybe_str)
+                    else:
+                        judge.mutates(target, "__setitem__", bs + pos - 1, [k, v])
+                    if v.__class__ not in scalar_set or k.__class__ not in scalar_set:
+                        judge.stored((k, v), bs + pos - 1)
                 elif op == 0x87:  # TUPLE3
                     c_ = stack.pop()
                     b_ = stack.pop()
@@ -801,9 +845,12 @@ class PickleWalker:
                 elif op == 0x61:  # APPEND
                     v = stack.pop()
                     target = stack[-1]
-                    if target.__class__ is list and len(target) < KEEP:
-                        target.append(v)
-                    if v.__class__ in tracked:
+                    if target.__class__ is list:
+                        if len(target) < KEEP:
+                            target.append(v)
+                    else:
+                        judge.mutates(target, "append", bs + pos - 1)
+                    if v.__class__ not in scalar_set:
                         judge.stored((v,), bs + pos - 1)
                 elif op == 0x85:  # TUPLE1
                     stack[-1] = (stack[-1],)
@@ -934,9 +981,9 @@ class PickleWalker:
                     _below_mark(stack, marks, 3)
                     kwargs = stack.pop()
                     args = stack.pop()
-                    stack[-1] = judge.call(stack[-1], args, "NEWOBJ_EX", op_off)
-                    if isinstance(kwargs, dict):
-                        judge.stored(list(kwargs.values()), op_off)
+                    stack[-1] = judge.call(stack[-1], args, "NEWOBJ_EX", op_off, kwargs)
+                    judge.stored(list(kwargs.values()) if kwargs.__class__ is dict else (kwargs,),
+                                 op_off)  # fmt: skip
                 elif op == 0x6F:  # OBJ
                     op_off = bs + pos - 1
                     items = _pop_mark(stack, marks)
@@ -978,11 +1025,12 @@ class PickleWalker:
                         if obj.__class__ is Call:
                             problem = ndarray_wrapper_problem(obj, state, self.policy.defining)
                             if problem and problem.startswith("sibling:"):
-                                judge._emit("MLV112", Severity.LOW, op_off, problem[8:],
-                                            f"joblib loads the sibling file {problem[8:]!r} "
-                                            "with allow_pickle=True: it is part of this model "
-                                            "and must be scanned with it (a directory scan "
-                                            "or check does)", render(obj))  # fmt: skip
+                                judge._emit("MLV112", Severity.MEDIUM, op_off, problem[8:],
+                                            f"joblib loads the file {problem[8:]!r} beside "
+                                            "this one with allow_pickle=True (it may hold a "
+                                            "pickle); the scanner does not follow it from "
+                                            "here, so this file cannot be shown safe on its "
+                                            "own", render(obj))  # fmt: skip
                             elif problem:
                                 judge._emit("MLV112", Severity.HIGH, op_off, "NDArrayWrapper",
                                             problem, render(obj))  # fmt: skip
@@ -1013,21 +1061,31 @@ class PickleWalker:
                     push(stack[-1])
                 elif op == 0x74:  # TUPLE
                     items = _pop_mark(stack, marks)
-                    push(tuple(items) if len(items) <= KEEP else Opaque("tuple"))
+                    if len(items) <= KEEP:
+                        push(tuple(items))
+                    else:  # kept opaque: what it holds is judged here
+                        judge.stored(items, bs + pos - 1)
+                        push(Opaque("tuple"))
                 elif op == 0x6C:  # LIST
                     items = _pop_mark(stack, marks)
+                    if not scalar_set.issuperset(map(type, items)):
+                        judge.stored(items, bs + pos - 1)
                     push(items[:KEEP])
                 elif op == 0x64:  # DICT
                     items = _pop_mark(stack, marks)
                     if len(items) % 2:
                         raise LoaderError("DICT with an odd number of items")
                     d: dict[Any, Any] = {}
-                    _put_items(d, items, behaviour)
+                    _put_items(d, items, behaviour, kept, maybe_str)
+                    if not scalar_set.issuperset(map(type, items)):
+                        judge.stored(items, bs + pos - 1)
                     push(d)
                 elif op == 0x8F:  # EMPTY_SET
                     push(SET)
                 elif op == 0x91:  # FROZENSET
-                    _pop_mark(stack, marks)
+                    items = _pop_mark(stack, marks)
+                    if not scalar_set.issuperset(map(type, items)):
+                        judge.stored(items, bs + pos - 1)
                     push(Opaque("frozenset"))
                 elif op == 0x80:  # PROTO
                     if buf[pos] > 5:
