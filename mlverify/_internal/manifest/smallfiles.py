@@ -191,33 +191,10 @@ def hash_in_workers(paths: Sequence[str], hash_type: str, workers: int) -> bytes
         except BaseException as e:  # reported by the caller's thread
             failures.append(e)
 
-    threads = [threading.Thread(target=feed, args=(p,), daemon=True) for p in procs]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        # interrupted (Ctrl-C): stop the workers now; their feeders then see EOF and end
-        interrupted = any(t.is_alive() for t in threads)
-        for p in procs:
-            try:
-                assert p.stdin is not None
-                if interrupted:
-                    p.kill()
-                else:
-                    p.stdin.write(struct.pack("<II", 0, 0))
-                p.stdin.close()
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
+    from mlverify._internal.workerpool import feed_workers
+
+    # hashing stops at the first error anyway: the workers are told goodbye, not killed
+    feed_workers(procs, feed, goodbye=struct.pack("<II", 0, 0), failed=lambda: False)
     if errors:
         raise min(errors, key=lambda e: e.index)
     if failures:

@@ -300,32 +300,9 @@ def _scan_in_workers(
         except BaseException as e:  # reported by the caller's thread
             failures.append(e)
 
-    threads = [threading.Thread(target=feed, args=(p,), daemon=True) for p in procs]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        interrupted = any(t.is_alive() for t in threads)
-        for p in procs:
-            try:
-                assert p.stdin is not None
-                if interrupted or failures:
-                    p.kill()
-                else:
-                    p.stdin.write(_U32x2.pack(0, 0))
-                p.stdin.close()
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
+    from mlverify._internal.workerpool import feed_workers
+
+    feed_workers(procs, feed, goodbye=_U32x2.pack(0, 0), failed=lambda: bool(failures))
     if failures:
         first = failures[0]
         if isinstance(first, MlverifyError):
