@@ -290,11 +290,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     from mlverify._internal.policy.model import load_policies
     from mlverify._internal.serve.app import build_app
-    from mlverify._internal.serve.service import ServeConfig, Service
+    from mlverify._internal.serve.executors.local import in_process_service
+    from mlverify._internal.serve.service import ServeConfig
 
     os.environ["HF_HUB_CACHE"] = str(tmp_path_factory.mktemp("hub"))
     os.environ.pop("MLVERIFY_HF_DOWNLOAD", None)
-    service = Service(ServeConfig(policies=load_policies(["builtin:default"]), workers=1))
+    service = in_process_service(
+        ServeConfig(policies=load_policies(["builtin:default"]), workers=1)
+    )
     return build_app(service, token=None)
 
 

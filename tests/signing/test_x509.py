@@ -141,7 +141,7 @@ def test_expired_leaf_and_at_time(
     assert "(current time)" in r.err and "--at-time" in r.err
     r = _verify(capsys, model, pki.root_pem, "--at-time", "2024-06-01T00:00:00Z")
     assert r.code == 0, r.err
-    assert "user-supplied time" in r.err and "user-supplied time" in r.out
+    assert "user-supplied time" in r.err and "user-supplied verification time" in r.out
     r = _verify(capsys, model, pki.root_pem, "--at-time", "2023-06-01")
     assert r.code == 1 and "not valid before 2024-01-01T00:00:00Z" in r.err
 
@@ -265,7 +265,7 @@ def test_golden_oms_certificate_vector_and_expiry(capsys: pytest.CaptureFixture[
     r = run(capsys, *args, "--at-time", "2036-01-01T00:00:00Z")
     assert r.code == 1
     assert "expired on 2035-04-30T23:36:28Z" in r.err
-    assert "judged at 2036-01-01T00:00:00Z (user-supplied time (--at-time))" in r.err
+    assert "judged at 2036-01-01T00:00:00Z (user-supplied verification time)" in r.err
     r = run(capsys, *args, "--at-time", "2025-06-01T00:00:00Z")
     assert r.code == 0 and "user-supplied time" in r.err
 

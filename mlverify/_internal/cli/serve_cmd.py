@@ -231,7 +231,9 @@ def serve_command(
         executor = QueueExecutor(config, store, queue, Config.of(config.policies))
         service = Service(config, executor, store)
     else:
-        service = Service(config)
+        from mlverify._internal.serve.executors.local import in_process_service
+
+        service = in_process_service(config)
     app = build_app(service, token=token, max_body=max_body)
     logging.getLogger("mlverify._internal.serve").info(
         "starting",

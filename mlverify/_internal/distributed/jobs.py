@@ -257,7 +257,7 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
         if "*" not in ctx.registries and host not in ctx.registries:
             raise RetryJob(
                 f"{shown(ref)}: registry {shown(host)} is not one this worker may pull from "
-                "(worker --registry)"
+                "(the worker's allowed registries)"
             )
     path = None if ref.startswith(("oci://", "hf://")) else Path(ref)
     same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from mlverify._internal.errors import InputError
+from mlverify._internal.errors import InputError, Remedy
 from mlverify._internal.manifest.hashing import HashJob
 
 _SCHEMA = """
@@ -47,8 +47,8 @@ class DigestCache:
             self._pending: list[tuple[object, ...]] = []
         except (OSError, sqlite3.Error) as e:
             raise InputError(
-                f"{self.path}: cannot open the digest cache ({e}); "
-                "fix the path or run without --cache"
+                f"{self.path}: cannot open the digest cache ({e})",
+                remedy=Remedy("fix the path or run without the digest cache", "no_cache"),
             ) from None
 
     @staticmethod
@@ -99,6 +99,6 @@ class DigestCache:
                 )
         except sqlite3.Error as e:
             raise InputError(
-                f"{self.path}: cannot write the digest cache ({e}); "
-                "fix the path or run without --cache"
+                f"{self.path}: cannot write the digest cache ({e})",
+                remedy=Remedy("fix the path or run without the digest cache", "no_cache"),
             ) from None

@@ -191,7 +191,7 @@ def _signature_reasons(policy: Policy, ev: Evidence) -> list[Reason]:
                     "warn",
                     "signature.absent",
                     "unsigned: nothing proves who produced these bytes",
-                    "sign it with mlverify sign --key KEY",
+                    "sign it (mlverify sign)",
                 )
             )
     elif (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlverify._internal.errors import UsageError
+from mlverify._internal.errors import Remedy, UsageError
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
@@ -147,18 +147,10 @@ class Service:
     """What the routes call: the configuration, which references a caller may name,
     the executor that reaches verdicts and the store that keeps Harbor's requests."""
 
-    def __init__(
-        self,
-        config: ServeConfig,
-        executor: Executor | None = None,
-        store: VerdictStore | None = None,
-    ) -> None:
-        from mlverify._internal.serve.executors.local import LocalExecutor
-        from mlverify._internal.serve.store.memory import MemoryStore
-
+    def __init__(self, config: ServeConfig, executor: Executor, store: VerdictStore) -> None:
         self.config = config
-        self.executor: Executor = executor or LocalExecutor(config)
-        self.store: VerdictStore = store or MemoryStore(config.cache_size)
+        self.executor = executor
+        self.store = store
 
     # -- what a caller may make us read ---------------------------------------------
     def admit_reference(self, ref: str) -> None:
@@ -168,7 +160,7 @@ class Service:
             host = ref[len("oci://") :].split("/", 1)[0]
             if "*" not in self.config.registries and host not in self.config.registries:
                 raise UsageError(
-                    f"{ref}: registry {host} is not configured (serve --registry); refusing it"
+                    f"{ref}: registry {host} is not configured; refusing it", setting="registry"
                 )
         elif ref.startswith("hf://"):
             if not _PINNED_HF.match(ref):
@@ -180,7 +172,10 @@ class Service:
         elif "://" in ref:
             raise UsageError(f"{ref}: unsupported scheme; use oci://, hf:// or a path")
         elif not self.config.roots:
-            raise UsageError(f"{ref}: local paths are not served (serve --root DIR to allow some)")
+            raise UsageError(
+                f"{ref}: local paths are not served",
+                remedy=Remedy("allow model directories the service may read", "root"),
+            )
         else:
             from mlverify._internal.refs import require_under
 

@@ -87,8 +87,7 @@ def read_bundle(path: Path, *, model: Path | None = None) -> SignatureBundle:
         what="signature file",
         limit=bundle_limit(path, model),
         missing=SignatureNotFoundError,
-        missing_text="no signature found; sign the model first (mlverify sign) "
-        "or point --signature at its signature file",
+        missing_text="no signature found; sign the model first, or name its signature file",
         too_big_text=_too_big(model),
     )
     if not data.strip():

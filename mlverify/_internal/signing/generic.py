@@ -27,6 +27,7 @@ from mlverify._internal.errors import (
     ArtifactMismatchError,
     InputError,
     MlverifyError,
+    Remedy,
     UntrustedSignerError,
     UsageError,
 )
@@ -147,7 +148,8 @@ def verify_keyless(
         if policy.rejected is not None:
             raise UntrustedSignerError(
                 f"{source}: signed by {signer_name(policy.rejected)}, not a trusted signer "
-                f"(allowed: {identity.describe()}); check --identity and --issuer"
+                f"(allowed: {identity.describe()})",
+                remedy=Remedy("check the trusted identity and issuer", "identity"),
             ) from None
         if "digest mismatch" in detail or "invalid for input" in detail:
             raise ArtifactMismatchError(
@@ -300,7 +302,10 @@ def verify_any_bundle(
 ) -> BundleVerification:
     """Verify ``bundle_path`` over ``artifact``; raise on failure or doubt."""
     if (identity is None) == (key is None):
-        raise UsageError("pass either --identity/--issuer (keyless) or --key PUBLIC.pem")
+        raise UsageError(
+            "trust either a Sigstore identity and issuer (keyless) or a public key, not both "
+            "and not neither"
+        )
     doc = read_bundle_json(bundle_path)
     digest = file_sha256(artifact)
     source = str(bundle_path)
@@ -311,15 +316,15 @@ def verify_any_bundle(
     if "publicKey" in vm:
         if key is None:
             raise UntrustedSignerError(
-                f"{source}: signed with a managed key, but only a Sigstore identity is trusted; "
-                "pass --key PUBLIC.pem"
+                f"{source}: signed with a managed key, but only a Sigstore identity is trusted",
+                remedy=Remedy("trust the signer's public key", "key"),
             )
         signer, content = verify_managed_key(doc, digest, key, verifier, source=source)
     else:
         if identity is None:
             raise UntrustedSignerError(
-                f"{source}: signed keyless with a certificate, but only a key is trusted; "
-                "pass --identity and --issuer"
+                f"{source}: signed keyless with a certificate, but only a key is trusted",
+                remedy=Remedy("trust the signer's Sigstore identity and issuer", "identity"),
             )
         signer, content = verify_keyless(doc, digest, identity, verifier, source=source)
     return BundleVerification(

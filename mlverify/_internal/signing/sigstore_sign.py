@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mlverify._internal.errors import MlverifyError, UsageError
+from mlverify._internal.errors import MlverifyError, Remedy, UsageError
 from mlverify._internal.manifest.manifest import Manifest
 from mlverify._internal.signing.bundle import BUNDLE_MEDIA_TYPE_V03
 from mlverify._internal.signing.sigstore_verify import require_sigstore
@@ -56,13 +56,14 @@ def identity_token_text(identity_token: str | None) -> str:
         ambient = detect_credential()
     except IdentityError as e:
         raise SigstoreUnavailableError(
-            f"cannot get ambient OIDC credentials ({describe_exception(e)}); "
-            "pass --identity-token TOKEN"
+            f"cannot get ambient OIDC credentials ({describe_exception(e)})",
+            remedy=Remedy("give an OIDC identity token", "identity_token"),
         ) from None
     if not ambient:
         raise UsageError(
             "no OIDC identity for Sigstore signing: not in GitHub Actions (with "
-            "'permissions: id-token: write') and no --identity-token given"
+            "'permissions: id-token: write') and no identity token given",
+            remedy=Remedy("give an OIDC identity token", "identity_token"),
         )
     return str(ambient)
 
@@ -90,7 +91,8 @@ def start_sigstore_session(identity_token: str | None, *, staging: bool = False)
         raise SigstoreUnavailableError(
             f"cannot reach the {instance} to get its signing configuration "
             f"({describe_exception(e)}); keyless signing needs network access to Sigstore "
-            "(TUF, Fulcio, Rekor); sign with --key offline instead"
+            "(TUF, Fulcio, Rekor)",
+            remedy=Remedy("sign with a key offline instead", "key"),
         ) from None
     return SigstoreSession(context=context, token=token, instance=instance)
 

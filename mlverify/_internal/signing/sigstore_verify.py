@@ -21,7 +21,13 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlverify._internal.errors import InputError, MlverifyError, UntrustedSignerError, UsageError
+from mlverify._internal.errors import (
+    InputError,
+    MlverifyError,
+    Remedy,
+    UntrustedSignerError,
+    UsageError,
+)
 from mlverify._internal.files import read_bounded
 from mlverify._internal.signing.bundle import SignatureBundle
 from mlverify._internal.signing.identity import compile_identity_regex, matching_identity
@@ -161,13 +167,14 @@ class SigstoreIdentity:
     def __post_init__(self) -> None:
         if not (self.identities or self.regex):
             raise UsageError(
-                "no signer identity given; pass --identity (certificate SAN: email or URI) "
-                "or --identity-regex, with --issuer"
+                "no signer identity given: a certificate SAN (email or URI) or a regex over "
+                "it, with the OIDC issuer",
+                setting="identity",
             )
         if not self.issuer:
             raise UsageError(
-                "no OIDC issuer given; pass --issuer (e.g. "
-                "https://token.actions.githubusercontent.com)"
+                "no OIDC issuer given (e.g. https://token.actions.githubusercontent.com)",
+                setting="issuer",
             )
         if self.regex is not None:
             compile_identity_regex(self.regex)
@@ -416,13 +423,17 @@ def _untrusted(source: str, policy: IdentityPolicy, error: Exception, root: str)
     if policy.rejected is not None:
         return UntrustedSignerError(
             f"{source}: Sigstore signature by {signer_name(policy.rejected)} is not by a trusted "
-            f"signer (found {'; '.join(policy.problems)}; allowed: {policy.identity.describe()}); "
-            "check --identity, --issuer and the GitHub claim options"
+            f"signer (found {'; '.join(policy.problems)}; allowed: {policy.identity.describe()})",
+            remedy=Remedy("check the trusted identity, issuer and GitHub claims", "identity"),
         )
     detail = " ".join(str(error).split())
     return UntrustedSignerError(
-        f"{source}: Sigstore verification against the {root} failed: {detail}; "
-        "the bundle was altered, or was made by another Sigstore instance (see --trust-root)"
+        f"{source}: Sigstore verification against the {root} failed: {detail}",
+        remedy=Remedy(
+            "the bundle was altered, or was made by another Sigstore instance "
+            "(give that instance's trusted root)",
+            "trust_root",
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.errors import InputError, MlverifyError, Remedy
 from mlverify._internal.files import write_atomically
 from mlverify._internal.signing.sigstore_sign import describe_exception
 from mlverify._internal.signing.sigstore_verify import (
@@ -38,8 +38,8 @@ def update_trusted_root(out: Path | None, *, staging: bool = False) -> tuple[Pat
     except Exception as e:
         detail = describe_exception(e)
         raise TrustUpdateError(
-            f"cannot refresh the Sigstore trusted root from {url} ({detail}); "
-            "check network access, or keep using the pinned root (--trust-root FILE)"
+            f"cannot refresh the Sigstore trusted root from {url} ({detail})",
+            remedy=Remedy("check network access, or keep using the pinned root", "trust_root"),
         ) from None
     target = out or refreshed_trust_root_path()
     try:

@@ -154,8 +154,9 @@ class CertificateIdentity:
     def __post_init__(self) -> None:
         if not (self.identities or self.regex or self.subject):
             raise UsageError(
-                "no signer identity given; pass --identity SAN (email or URI of the "
-                "signing certificate) or --identity-regex RX"
+                "no signer identity given: the SAN (email or URI) of the signing certificate, "
+                "or a regex over it",
+                setting="identity",
             )
         if self.regex is not None:
             compile_identity_regex(self.regex)
@@ -203,7 +204,7 @@ class JudgementTime:
     """The time at which certificate validity is judged, and where it came from."""
 
     time: dt.datetime
-    source: str  #: "current time", "user-supplied time (--at-time)", ...
+    source: str  #: "current time", "user-supplied verification time", ...
 
     def describe(self) -> str:
         return f"{_iso(self.time)} ({self.source})"
@@ -214,7 +215,7 @@ def judgement_time(
 ) -> JudgementTime:
     """--at-time if given, else a verified RFC 3161 timestamp, else now."""
     if at_time is not None:
-        return JudgementTime(at_time, "user-supplied time (--at-time)")
+        return JudgementTime(at_time, "user-supplied verification time")
     if timestamp is not None:
         return timestamp
     return JudgementTime(dt.datetime.now(dt.timezone.utc), "current time")
@@ -300,7 +301,7 @@ def parse_at_time(text: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--at-time {text!r} is not an ISO 8601 time; use e.g. 2025-06-01T12:00:00Z"
+            f"{text!r} is not an ISO 8601 time; use e.g. 2025-06-01T12:00:00Z", setting="at_time"
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
@@ -437,7 +438,8 @@ def verify_envelope_with_certificates(
         found = ", ".join(sans) if sans else f"no SAN, subject {_subject(leaf)}"
         raise UntrustedSignerError(
             f"{bundle.source}: certificate signature by {found} is valid, but that is not "
-            f"a trusted identity (allowed: {identity.describe()}); check --identity"
+            f"a trusted identity (allowed: {identity.describe()})",
+            remedy=Remedy("check the trusted identity", "identity"),
         )
     root_fp = certificate_fingerprint(chain[-1])
     return VerifiedStatement(

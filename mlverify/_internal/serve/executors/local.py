@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 
 from mlverify._internal.errors import MlverifyError, VerificationError
-from mlverify._internal.serve.service import _PINNED_OCI, ServeConfig, Verdict
+from mlverify._internal.serve.service import _PINNED_OCI, ServeConfig, Service, Verdict
 
 log = logging.getLogger("mlverify._internal.serve")
 
@@ -234,3 +234,10 @@ class LocalExecutor:
             quarantine(
                 host, repo, digest, self.config.quarantine, plain_http=self.config.plain_http
             )
+
+
+def in_process_service(config: ServeConfig) -> Service:
+    """One process, verdicts and Harbor requests in memory: ``serve`` without a queue."""
+    from mlverify._internal.serve.store.memory import MemoryStore
+
+    return Service(config, LocalExecutor(config), MemoryStore(config.cache_size))
