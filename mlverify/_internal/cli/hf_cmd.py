@@ -35,9 +35,7 @@ def hf_group() -> None:
 @click.option("--sigstore", "use_sigstore", is_flag=True, help="Sign keyless first.")
 @click.option("--revision", default="main", show_default=True, help="Branch to commit to.")
 @click.option("--message", default=None, help="Commit message.")
-@click.pass_context
 def upload_command(
-    ctx: click.Context,
     model: Path,
     repo_id: str,
     policy_refs: tuple[str, ...],
@@ -53,7 +51,6 @@ def upload_command(
     Prints the pinned reference hf://ORG/NAME@COMMIT. Exit 1 if the policy denies
     the model (nothing is uploaded).
     """
-    from mlverify._internal.check import check_artifact
     from mlverify._internal.policy.model import load_policies
     from mlverify._internal.report import RenderOptions, ReportFormat, reporter
 
@@ -65,12 +62,20 @@ def upload_command(
         raise UsageError(
             "mlverify hf upload needs huggingface_hub: pip install huggingface_hub"
         ) from None
-    if key_uri or use_sigstore:
-        from mlverify._internal.cli.sign_cmd import sign_command
+    from mlverify._internal.api import check, sign
 
-        ctx.invoke(sign_command, path=model, key_uri=key_uri, use_sigstore=use_sigstore)
+    if key_uri and use_sigstore:
+        raise UsageError("--key and --sigstore are two ways to sign: choose one")
+    if key_uri or use_sigstore:
+        from mlverify._internal.cli.secrets import password_source
+        from mlverify._internal.signing.methods import SignerOptions, load_signer
+
+        options = SignerOptions(password=password_source("MLVERIFY_KEY_PASSWORD"))
+        signer = load_signer("sigstore:" if use_sigstore else str(key_uri), options)
+        click.echo(f"signed: {sign(model, signer)}", err=True)
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
-    result = check_artifact(model, load_policies(refs))
+    # the signature just written is found where check looks (model.sig), as any reader's
+    result = check(model, policy=load_policies(refs))
     click.echo(reporter(ReportFormat.TEXT).check([result], RenderOptions()), nl=False, err=True)
     if not result.allowed:
         click.echo(f"mlverify hf upload: {model} denied by the policy; nothing uploaded", err=True)
