@@ -103,17 +103,26 @@ def posture_command(
     results (files, or directories of them): verdicts over time, denied artifacts with
     their reasons, top findings by rule, an ATLAS heat map (attempted vs blocked) and
     the policies' ATLAS coverage."""
+    from mlverify._internal.cli.bom_cmd import needs
+
+    needs("matplotlib", "matplotlib", "mlverify posture")  # before reading any input
+    docs = load_docs(input_paths(inputs))
+    results = write_posture_page(out, docs, policy_refs, title)
+    click.echo(f"mlverify posture: {out} ({results} result(s) from {len(docs)} file(s))", err=True)
+
+
+def write_posture_page(
+    out: Path, docs: list[Any], policy_refs: tuple[str, ...] | list[str], title: str
+) -> int:
+    """Write the page for these check documents; the number of results it shows."""
+    from mlverify._internal.atlas import check_results
     from mlverify._internal.atlas.coverage import coverage_json
     from mlverify._internal.cli.bom_cmd import needs
     from mlverify._internal.policy.model import load_policies
     from mlverify._internal.report.html import render_html
 
-    needs("matplotlib", "matplotlib", "mlverify posture")
-    docs = load_docs(input_paths(inputs))
+    needs("matplotlib", "matplotlib", "the posture page")
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
     page = render_html(docs, coverage=coverage_json(load_policies(refs)), title=title)
     write_atomically(out, page.encode())
-    from mlverify._internal.atlas import check_results
-
-    results = sum(len(check_results(d)) for d in docs)
-    click.echo(f"mlverify posture: {out} ({results} result(s) from {len(docs)} file(s))", err=True)
+    return sum(len(check_results(d)) for d in docs)

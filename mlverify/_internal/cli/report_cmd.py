@@ -27,6 +27,13 @@ _FAIL = ("deny", "never")
     type=click.Path(dir_okay=False, path_type=Path),
     help='Append a Markdown summary here (e.g. "$GITHUB_STEP_SUMMARY").',
 )
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the posture page here (self-contained HTML: verdicts, reasons, findings, "
+    "the ATLAS heat map and the default policy's coverage; `mlverify posture` takes many "
+    "results and --policy).",
+)
 @click.option("--title", default="mlverify check", show_default=True, help="Summary heading.")
 @click.option(
     "--format",
@@ -47,6 +54,7 @@ def report_command(
     results_file: Path,
     sarif: Path | None,
     markdown: Path | None,
+    html: Path | None,
     title: str,
     output_format: str,
     fail_on: str,
@@ -74,6 +82,10 @@ def report_command(
             f"{str(e)[:80]}); run check with --format json --output FILE"
         ) from None
     options = RenderOptions(title=title)
+    if html is not None:
+        from mlverify._internal.cli.posture_cmd import write_posture_page
+
+        write_posture_page(html, [doc], (), title)
     if sarif is not None:
         write_atomically(sarif, reporter(ReportFormat.SARIF).check(results, options).encode())
     if markdown is not None:
