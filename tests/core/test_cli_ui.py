@@ -131,3 +131,16 @@ def test_no_bar_in_pipes_or_ci(monkeypatch: pytest.MonkeyPatch) -> None:
         assert not ui._progress_wanted()
     finally:
         ui.configure(quiet=False, verbose=False)
+
+
+def test_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    big = tmp_path / "weights.bin"
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)
+    env = {"MLVERIFY_PROGRESS_DELAY": "0", "TERM": "xterm"}
+    code, out = _run("hash", str(big), tty=True, env=env)
+    assert code == 0 and "hashing" in out  # the bar was drawn (transient: then erased)
+    code, out = _run("hash", str(big), env=env)
+    assert code == 0 and "hashing" not in out and "\x1b[" not in out
+    code, out = _run("-q", "hash", str(big), tty=True, env=env)
+    assert code == 0 and "hashing" not in out

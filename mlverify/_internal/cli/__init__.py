@@ -124,8 +124,12 @@ def fail(message: str, code: int = 2) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: run the CLI, turning every error into one line."""
+    from mlverify._internal.cli import ui
+
     try:
-        return cli.main(args=argv, prog_name="mlverify", standalone_mode=False)
+        # bytes hashed, on a terminal, once a command has worked for a second
+        with ui.progress_bar("hashing", None):
+            return cli.main(args=argv, prog_name="mlverify", standalone_mode=False)
     except MlverifyError as e:
         fail(e.render(flag_for), e.exit_code)
     except click.UsageError as e:

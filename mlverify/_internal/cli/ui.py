@@ -79,6 +79,7 @@ def _colourise(text: str) -> str:
 
 def report(text: str) -> None:
     """The command's result, on stdout: verdict words coloured on a terminal."""
+    _end_progress()
     stream = sys.stdout
     colour = colour_enabled(stream)
     click.echo(_colourise(text) if colour else text, nl=False, color=colour)
@@ -87,6 +88,7 @@ def report(text: str) -> None:
 def note(text: str) -> None:
     """A summary or remark on stderr; dropped by ``--quiet``."""
     if not SETTINGS.quiet:
+        _end_progress()
         click.echo(text, err=True, color=False)
 
 
@@ -94,6 +96,15 @@ def detail(text: str) -> None:
     """Extra detail on stderr, shown only with ``--verbose``."""
     if SETTINGS.verbose:
         click.echo(text, err=True, color=False)
+
+
+#: the bar on screen, if any: output ends it first (a bar never overwrites a report line)
+_ACTIVE: list[_Bar] = []
+
+
+def _end_progress() -> None:
+    for bar in _ACTIVE:
+        bar.close()
 
 
 def _progress_wanted() -> bool:
@@ -114,11 +125,14 @@ class _Bar(progress.Reporter):
         self._lock = threading.Lock()
         self._bar: Any = None
         self._task: Any = None
+        self._closed = False
 
     def advance(self, amount: int) -> None:
         with self._lock:
             self._done += amount
             if self._bar is None:
+                if self._closed or SETTINGS.quiet:
+                    return
                 if time.monotonic() - self._start < self._delay:
                     return
                 self._show()
@@ -149,6 +163,7 @@ class _Bar(progress.Reporter):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._bar is not None:
                 self._bar.stop()
                 self._bar = None
@@ -161,9 +176,12 @@ def progress_bar(description: str, total: int | None, *, delay: float = 1.0) -> 
     if not _progress_wanted():
         yield
         return
+    delay = float(os.environ.get("MLVERIFY_PROGRESS_DELAY", delay))  # tests: 0
     bar = _Bar(description, total, delay)
+    _ACTIVE.append(bar)
     with progress.reporting(bar):
         try:
             yield
         finally:
             bar.close()
+            _ACTIVE.remove(bar)

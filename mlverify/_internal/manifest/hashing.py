@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, get_args
 
 from mlverify._internal.errors import InputError
+from mlverify._internal.progress import advance
 
 HashType = Literal["sha256", "blake2b", "blake3"]
 HASH_TYPES: tuple[str, ...] = get_args(HashType)
@@ -101,6 +102,7 @@ def hash_range(job: HashJob, hash_type: HashType) -> str:
                         )
                     break
                 hasher.update(view[:n])
+                advance(n)
                 if remaining > 0:
                     remaining -= n
         return hasher.hexdigest()
