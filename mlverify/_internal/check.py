@@ -9,6 +9,7 @@ time-of-check / time-of-use gap is papered over).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from array import array
@@ -480,6 +481,23 @@ def _environment() -> str:
     return "cli"
 
 
+def _sibling_in_artifact(f: FindingEvidence, names: set[str]) -> FindingEvidence:
+    """An old joblib dump names a sibling file joblib loads with ``allow_pickle=True``
+    (MLV112, medium: a file scanned alone cannot be shown safe). When that sibling is a
+    file of the artifact being checked, it was scanned with it (its own findings count):
+    the reference itself is then information, not a reason to deny."""
+    import posixpath
+
+    if f.rule_id != "MLV112" or f.severity != "medium" or f.member or not f.subject:
+        return f
+    sibling = posixpath.normpath(posixpath.join(posixpath.dirname(f.file), f.subject))
+    if sibling.startswith("../") or sibling not in names:
+        return f
+    return dataclasses.replace(
+        f, severity="info", message=f"{f.message} (it is in this artifact, scanned with it)"
+    )
+
+
 def check_artifact(
     path: Path,
     policies: Sequence[Policy],
@@ -551,6 +569,8 @@ def check_artifact(
         for i in sorted(scan.findings)
         for x in scan.findings[i]
     ]
+    if not tree.is_single_file:
+        findings = [_sibling_in_artifact(f, set(names)) for f in findings]
     counts = {s.value: scan.codes.count(k) for k, s in enumerate(STATUSES)}
     manifest = hashing.result()
     digests = {manifest.root_digest}

@@ -12,6 +12,7 @@ import gzip
 import io
 import pickle
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -350,3 +351,28 @@ def test_item_of_a_mapping_object_planting_a_method(scan_bytes: Scan, key: bytes
     for setter in (b"(" + key + g0("numpy", "sin") + b"u", key + g0("numpy", "sin") + b"s"):
         report = scan_bytes(b"\x80\x02" + obj + setter + b".")
         assert "MLV106" in rules(report), report.findings
+
+
+def test_the_sibling_inside_a_checked_directory_is_information(tmp_path: Path) -> None:
+    """Checked as a directory, the sibling an old joblib dump names is scanned with it: its
+    own content decides (a benign array allows, a pickle inside it denies)."""
+    import mlverify
+
+    cls = g0("joblib.numpy_pickle_compat", "NDArrayWrapper")
+    state = b"}(" + u("filename") + u("arr.npy") + u("allow_mmap") + b"\x89ub"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.pkl").write_bytes(b"\x80\x02" + cls + b")\x81" + state + b".")
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }"
+    header += b" " * (118 - len(header)) + b"\n"
+    (model / "arr.npy").write_bytes(b"\x93NUMPY\x01\x00v\x00" + header + b"\x00" * 16)
+    assert not mlverify.check(model / "model.pkl").allowed  # alone: cannot be shown safe
+    whole = mlverify.check(model)
+    assert whole.allowed, [r.message for d in whole.decisions for r in d.reasons]
+    levels = {f["severity"] for f in whole.evidence["findings"] if f["rule_id"] == "MLV112"}
+    assert levels == {"info"}
+    # the sibling holds a pickle that runs code: denied for that, in the sibling
+    (model / "arr.npy").write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    evil = mlverify.check(model)
+    assert not evil.allowed
+    assert any(f["file"] == "arr.npy" for f in evil.evidence["findings"])
