@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # resolved lazily at run time: `import mlverify` stays cheap
         TrustedKey,
         TrustedSigstore,
     )
+    from mlverify._internal.sources.settings import AdmissionRules, SourceSettings
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
@@ -67,6 +68,8 @@ _LAZY = {
     "KeyPair": "mlverify._internal.signing.keygen",
     "Signer": "mlverify._internal.signing.methods",
     "Trust": "mlverify._internal.signing.trust",
+    "SourceSettings": "mlverify._internal.sources.settings",
+    "AdmissionRules": "mlverify._internal.sources.settings",
     "TrustedKey": "mlverify._internal.signing.trust",
     "TrustedCertificate": "mlverify._internal.signing.trust",
     "TrustedSigstore": "mlverify._internal.signing.trust",
@@ -97,6 +100,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AdmissionRules",
     "ArtifactMismatchError",
     "CheckResult",
     "Decision",
@@ -114,6 +118,7 @@ __all__ = [
     "Severity",
     "SignatureNotFoundError",
     "Signer",
+    "SourceSettings",
     "Status",
     "Trust",
     "TrustedCertificate",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlverify._internal.signing.methods import Signer
     from mlverify._internal.signing.trust import Trust, TrustedSigner
     from mlverify._internal.sources import SourceSettings
+    from mlverify._internal.sources.settings import AdmissionRules
 
 #: what names a policy: a file, a directory of ``*.yaml``, ``builtin:NAME`` or a bare
 #: built-in name (``"default"``, ``"strict"``), or an already loaded :class:`Policy`
@@ -95,6 +96,9 @@ def check(
     allow_not_fetched: bool = False,
     list_files: bool = False,
     settings: SourceSettings | None = None,
+    rules: AdmissionRules | None = None,
+    environment: str | None = None,
+    name: str | None = None,
 ) -> CheckResult:
     """Hash, scan, verify and decide one artifact (a path, ``oci://`` or ``hf://`` reference).
 
@@ -103,6 +107,9 @@ def check(
     always gets an answer. ``policy`` defaults to ``$MLVERIFY_POLICY`` or ``builtin:default``;
     ``settings`` (registries, caches, tracking servers) to what the environment says;
     ``list_files`` also lists every hashed file in the evidence (by default it counts them).
+    A service passes ``rules`` (which references a caller may make it read) and its
+    ``environment`` (policies may match on it); ``name`` is what policies match and the
+    report names instead of the path (a downloaded copy checked under its registry name).
     """
     from mlverify._internal.sources import SourceSettings
     from mlverify._internal.sources.run import check_refs
@@ -115,6 +122,9 @@ def check(
         use_cache=use_cache,
         skip_not_fetched=allow_not_fetched,
         list_files=list_files,
+        rules=rules,
+        environment=environment,
+        name=name,
     )
     return result
 
@@ -147,14 +157,20 @@ class ScanReport:
         return self.status in (Status.CLEAN, Status.DATA)
 
 
-def scan(path: str | os.PathLike[str], *, limits: Limits | None = None) -> ScanReport:
-    """Scan a file or every file under a directory, statically: nothing is loaded or run."""
-    from mlverify._internal.scan.engine import scan_paths
+def scan(
+    ref: str | os.PathLike[str],
+    *,
+    limits: Limits | None = None,
+    settings: SourceSettings | None = None,
+) -> ScanReport:
+    """Scan a file, every file under a directory, or a reference (``oci://``, ``hf://``,
+    ...) statically: nothing is loaded or run; files are named after the reference."""
+    from mlverify._internal.sources import SourceSettings
+    from mlverify._internal.sources.run import scan_refs
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or directory", remedy="check the path")
-    return ScanReport(str(p), tuple(scan_paths([p], limits)))
+    target = ref if isinstance(ref, str) else Path(ref)  # a missing path: an InputError
+    files = scan_refs([target], settings or SourceSettings.from_environment(), limits)
+    return ScanReport(str(ref), tuple(files))
 
 
 def hash(

@@ -55,7 +55,7 @@ def local_source(source: str) -> Path | None:
 
 def decide(source: str, tracking_uri: str | None = None) -> tuple[bool, str]:
     """(allowed, one-line reasons) for the model version artifacts at ``source``."""
-    from mlverify._internal.check import check_artifact
+    from mlverify._internal.api import check
     from mlverify._internal.policy.model import load_policies
     from mlverify._internal.sources.local import require_under
 
@@ -76,16 +76,20 @@ def decide(source: str, tracking_uri: str | None = None) -> tuple[bool, str]:
                     artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri
                 )
             )
-        from mlverify._internal.subject import Subject
-
         # policies match the artifact URI, not the temporary download
-        subject = Subject(str(path) if tmp is None else source, path)
-        result = check_artifact(path, policies, environment="mlflow-registry", subject=subject)
+        result = check(
+            path,
+            policy=policies,
+            environment="mlflow-registry",
+            name=None if tmp is None else source,
+        )
     except MlverifyError as e:
         return False, str(e)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    if result.outcome:  # could not be checked, or not fetched: never allowed
+        return False, result.message
     reasons = [
         r.message + (f" ({r.remedy})" if r.remedy else "")
         for d in result.decisions

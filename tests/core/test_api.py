@@ -97,3 +97,21 @@ def test_the_file_listing_is_opt_in() -> None:
     by_name = {r.path: r.digest for r in manifest.resources}
     assert {f["name"]: f["sha256"] for f in listed["files"]} == by_name
     assert listed["files_digest"] == counted["files_digest"]
+
+
+def test_a_copy_is_checked_under_its_name() -> None:
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "tiny-classifier"
+    r = mlverify.check(model, name="models:/classifier/3", environment="mlflow-registry")
+    assert r.artifact == "models:/classifier/3"
+    assert r.evidence["artifact"]["ref"] == "models:/classifier/3"
+    assert r.evidence["environment"] == "mlflow-registry"
+
+
+def test_rules_restrict_what_may_be_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.bin").write_bytes(b"x")
+    rules = mlverify.AdmissionRules(roots=(tmp_path / "elsewhere",))
+    r = mlverify.check(tmp_path / "m", rules=rules)
+    assert r.status == "error" and not r.allowed

@@ -92,22 +92,27 @@ def check_command(
     policies = load_policies(refs)
     if signatures and len(paths) > 1:
         raise UsageError("--signature applies to one artifact; check artifacts one at a time")
+    from mlverify._internal.api import check
     from mlverify._internal.sources import SourceSettings
-    from mlverify._internal.sources.run import check_refs  # every reference kind; Git LFS
 
     # Unfetched Git LFS content was not checked: never admitted, except in a commit hook
     # (pre-commit sets PRE_COMMIT=1), where a developer need not have pulled every model.
     skip_unfetched = allow_not_fetched or os.environ.get("PRE_COMMIT") == "1"
-    results = check_refs(
-        paths,
-        policies,
-        SourceSettings.from_environment(),
-        signatures=signatures,
-        use_cache=use_cache,
-        skip_not_fetched=skip_unfetched,
-        # an ML-BOM lists every file; other reports count them (a dataset has millions)
-        list_files=list_files or output_format == ReportFormat.CYCLONEDX.value,
-    )
+    settings = SourceSettings.from_environment()
+    # every reference gets a result, in order (an error is a result: never an exception)
+    results = [
+        check(
+            p,
+            policy=policies,
+            signatures=signatures,
+            use_cache=use_cache,
+            allow_not_fetched=skip_unfetched,
+            # an ML-BOM lists every file; other reports count them (a dataset has millions)
+            list_files=list_files or output_format == ReportFormat.CYCLONEDX.value,
+            settings=settings,
+        )
+        for p in paths
+    ]
     for r in results:
         if r.outcome:
             click.echo(f"mlverify check: {shown(r.message)} ({r.status})", err=True)

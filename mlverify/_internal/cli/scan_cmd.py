@@ -73,11 +73,12 @@ def scan_command(
         problem = allow_entry_problem(a)
         if problem:
             raise UsageError(problem, setting="allow")
+    from mlverify._internal.api import scan
     from mlverify._internal.sources import SourceSettings
-    from mlverify._internal.sources.run import scan_refs
 
     settings = SourceSettings.from_environment()
-    reports = scan_refs(paths, settings, Limits(extra_allow=frozenset(allow)))
+    limits = Limits(extra_allow=frozenset(allow))
+    reports = [f for p in paths for f in scan(p, limits=limits, settings=settings).files]
     doc = reporter(output_format).scan(reports, RenderOptions(show_all=show_all))
     if output is not None:
         from mlverify._internal.cli.output import write_atomically

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from mlverify._internal.sources import resolve
 from mlverify._internal.sources.base import Resolved
 from mlverify._internal.sources.settings import AdmissionRules, SourceSettings
+from mlverify._internal.subject import Subject
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
@@ -60,6 +61,7 @@ def check_ref(
     use_cache: bool = False,
     environment: str | None = None,
     list_files: bool = False,
+    name: str | None = None,
 ) -> CheckResult | str:
     """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers."""
     from mlverify._internal.check import check_artifact
@@ -75,7 +77,7 @@ def check_ref(
             environment=environment,
             # a private copy has new inodes every time: no digest cache to gain
             use_cache=use_cache and r.kind == "path",
-            subject=r.subject(),
+            subject=r.subject() if name is None else Subject(name, r.path, r.digest),
             list_files=list_files,
         )
         return annotate(result, r)
@@ -90,6 +92,9 @@ def check_refs(
     use_cache: bool = False,
     skip_not_fetched: bool = False,
     list_files: bool = False,
+    rules: AdmissionRules | None = None,
+    environment: str | None = None,
+    name: str | None = None,
 ) -> list[CheckResult]:
     """`mlverify check`'s loop: one result for every reference, in order: decided, or
     an error (as data: one failing artifact never hides the others' results), or Git
@@ -104,9 +109,12 @@ def check_refs(
                 ref,
                 policies,
                 settings,
+                rules=rules,
                 signatures=signatures,
                 use_cache=use_cache,
+                environment=environment,
                 list_files=list_files,
+                name=name,
             )
         except MlverifyError as e:
             results.append(CheckResult.failed(str(ref), e))

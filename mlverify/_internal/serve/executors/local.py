@@ -70,34 +70,43 @@ class LocalExecutor:
 
     # -- checking ---------------------------------------------------------------------
     def _run(self, ref: str, authorization: str | None) -> Verdict:
-        from mlverify._internal.refs import check_ref
+        from mlverify._internal.api import check
+        from mlverify._internal.sources import AdmissionRules, SourceSettings
 
         t0 = time.perf_counter()
-        try:
-            out = check_ref(
-                ref,
-                self.config.policies,
-                environment="admission",
-                roots=self.config.roots,
-                use_cache=False,  # an admission service hashes every byte
-                insecure_http=self.config.plain_http,
-                authorization=authorization,
-            )
-        except VerificationError as e:  # tampered content: a deny, not an outage
-            verdict = Verdict(ref, False, error=str(e))
-        except MlverifyError as e:
-            verdict = Verdict(ref, False, error=str(e))
-            log.info("check failed", extra={"ref": ref, "error": str(e)})
+        settings = SourceSettings.from_environment()
+        oci = dataclasses.replace(
+            settings.oci,
+            plain_http=settings.oci.plain_http or self.config.plain_http,
+            authorization=authorization,
+        )
+        out = check(
+            ref,
+            policy=self.config.policies,
+            settings=dataclasses.replace(settings, oci=oci),
+            # the routes admit oci://, hf:// and paths themselves; MLflow references are
+            # not served (yet): never fetched through here
+            rules=AdmissionRules(
+                roots=tuple(self.config.roots),
+                refused_kinds=frozenset({"mlflow"}),
+            ),
+            environment="admission",
+            use_cache=False,  # an admission service hashes every byte
+        )
+        if out.outcome == "error" and out.error_exit == VerificationError.exit_code:
+            verdict = Verdict(ref, False, error=out.message)  # tampered: a deny
+        elif out.outcome == "error":
+            verdict = Verdict(ref, False, error=out.message)
+            log.info("check failed", extra={"ref": ref, "error": out.message})
             return verdict
+        elif out.outcome:
+            verdict = Verdict(ref, False, note=out.message)
         else:
-            if isinstance(out, str):
-                verdict = Verdict(ref, False, note=out)
-            else:
-                ev_ref = out.evidence.get("reference", {})
-                digest = str(
-                    ev_ref.get("digest") or out.evidence.get("artifact", {}).get("root_digest", "")
-                )
-                verdict = Verdict(ref, out.allowed, digest=digest, result=out)
+            ev_ref = out.evidence.get("reference", {})
+            digest = str(
+                ev_ref.get("digest") or out.evidence.get("artifact", {}).get("root_digest", "")
+            )
+            verdict = Verdict(ref, out.allowed, digest=digest, result=out)
         log.info(
             "checked",
             extra={
