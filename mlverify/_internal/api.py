@@ -173,6 +173,13 @@ def scan(
     return ScanReport(str(ref), tuple(files))
 
 
+def _check_mode(mode: str) -> None:
+    from mlverify._internal.errors import UsageError
+
+    if mode not in ("files", "shards"):
+        raise UsageError(f"{mode!r}: expected 'files' or 'shards'", setting="mode")
+
+
 def hash(
     path: str | os.PathLike[str],
     *,
@@ -184,11 +191,9 @@ def hash(
     use_cache: bool = False,
 ) -> Manifest:
     """The OMS manifest of a model file or directory: every file's digest, and the root."""
-    from mlverify._internal.errors import UsageError
     from mlverify._internal.manifest.build import hash_model
 
-    if mode not in ("files", "shards"):
-        raise UsageError(f"{mode!r}: expected 'files' or 'shards'", setting="mode")
+    _check_mode(mode)
     return hash_model(
         Path(path),
         ignore=ignore,
@@ -222,11 +227,9 @@ def sign(
 ) -> Path:
     """Sign a model file or directory in the OMS format; return the signature's path
     (default ``model.sig`` inside a directory, ``FILE.sig`` beside a file)."""
-    from mlverify._internal.errors import UsageError
     from mlverify._internal.signing.api import sign_artifact
 
-    if mode not in ("files", "shards"):
-        raise UsageError(f"{mode!r}: expected 'files' or 'shards'", setting="mode")
+    _check_mode(mode)
     return sign_artifact(
         Path(path),
         load_signer(signer) if isinstance(signer, str) else signer,
