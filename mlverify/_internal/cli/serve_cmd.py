@@ -166,6 +166,9 @@ def serve_command(
     Callers never name arbitrary local paths: only models under --root, oci:// on a
     --registry, hf:// from the local cache.
     """
+    from mlverify._internal.cli import ui
+
+    ui.no_progress()
     token = os.environ.get("MLVERIFY_SERVE_TOKEN") or None
     if token is not None and len(token) < 16:
         raise UsageError(

@@ -107,6 +107,11 @@ def _end_progress() -> None:
         bar.close()
 
 
+def no_progress() -> None:
+    """A long-running service: no bar, ever (its work is requests, its output logs)."""
+    _end_progress()
+
+
 def _progress_wanted() -> bool:
     if SETTINGS.quiet or os.environ.get("CI") or os.environ.get("MLVERIFY_NO_PROGRESS"):
         return False

@@ -96,7 +96,10 @@ def worker_command(
     Jobs name only what the worker may read: paths under --root, oci:// on a
     --registry, hf:// from the local cache.
     """
+    from mlverify._internal.cli import ui
     from mlverify._internal.distributed.broker import Queue, QueueError
+
+    ui.no_progress()
     from mlverify._internal.distributed.keys import Config
     from mlverify._internal.distributed.worker import WorkerSettings, supervise
     from mlverify._internal.policy.model import load_policies
