@@ -243,14 +243,15 @@ def add_sarif_taxonomy(sarif: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(run, dict):
             continue
         # idempotent: an ATLAS taxonomy already there (mlverify's SARIF has one) is replaced
+        atlas = sarif_taxonomy()
         taxonomies = [
             x
             for x in run.get("taxonomies") or ()
-            if not (isinstance(x, dict) and x.get("name") == sarif_taxonomy()["name"])
+            if not (isinstance(x, dict) and x.get("name") == atlas["name"])
         ]
         run["taxonomies"] = taxonomies
         index = len(taxonomies)
-        taxonomies.append(sarif_taxonomy())
+        taxonomies.append(atlas)
         for result in run.get("results") or ():
             refs = refs_for_sarif_result(result) if isinstance(result, dict) else None
             if refs is not None:
