@@ -376,3 +376,31 @@ def test_the_sibling_inside_a_checked_directory_is_information(tmp_path: Path) -
     evil = mlverify.check(model)
     assert not evil.allowed
     assert any(f["file"] == "arr.npy" for f in evil.evidence["findings"])
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        # BUILD sets the slot state over the dict: joblib reads the outside file
+        b"(}(" + u("filename") + u("arr.npy") + b"u}(" + u("filename") + u("/tmp/x.pkl") + b"ut",
+        # a computed key (str(bytes, encoding)) may be "filename": the last value wins
+        b"}(" + u("filename") + u("arr.npy")
+        + g0("builtins", "str") + b"(" + b"C\x08filename" + u("ascii") + b"tR" + u("/tmp/x.pkl")
+        + b"u",
+    ],
+    ids=["slotstate-overrides", "computed-key"],
+)  # fmt: skip
+def test_the_wrapper_filename_is_the_one_build_leaves(tmp_path: Path, state: bytes) -> None:
+    """red-team r3: the name judged is the one load_build leaves, not the first one read."""
+    import mlverify
+
+    cls = g0("joblib.numpy_pickle_compat", "NDArrayWrapper")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.pkl").write_bytes(b"\x80\x02" + cls + b")\x81" + state + b"b.")
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }"
+    header += b" " * (118 - len(header)) + b"\n"
+    (model / "arr.npy").write_bytes(b"\x93NUMPY\x01\x00v\x00" + header + b"\x00" * 16)
+    r = mlverify.check(model)
+    assert not r.allowed
+    assert any(f["rule_id"] == "MLV112" and f["severity"] == "high" for f in r.evidence["findings"])

@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from mlverify._internal.scan.pickle.values import CONSTRUCTORS, Call, Ref
+from mlverify._internal.scan.pickle.values import COMPUTED_KEY, CONSTRUCTORS, Call, Ref
 
 WRAPPERS = frozenset(
     {
@@ -265,10 +265,19 @@ def ndarray_wrapper_problem(obj: Call, state: Any, defining: Any) -> str | None:
     if name not in OLD_WRAPPERS:
         return None
     if isinstance(state, tuple) and len(state) == 2:
-        state = state[0] if isinstance(state[0], dict) else state[1]
+        # BUILD applies the dict, then sets the slot state's items over it: the last wins
+        merged: dict[Any, Any] = {}
+        for part in state:
+            if isinstance(part, dict):
+                merged.update(part)
+            elif part is not None:
+                merged[COMPUTED_KEY] = part  # unreadable: it may set any attribute
+        state = merged
     filename = state.get("filename") if isinstance(state, dict) else None
-    if isinstance(filename, str) and _PLAIN_NAME.match(filename) and filename not in (".", ".."):
-        return "sibling:" + filename
+    known = isinstance(state, dict) and COMPUTED_KEY not in state  # no key may be "filename"
+    plain = isinstance(filename, str) and _PLAIN_NAME.match(filename) is not None
+    if known and plain and filename not in (".", ".."):
+        return f"sibling:{filename}"
     return (
         f"an old joblib array wrapper makes joblib load the file {filename!r:.80} with "
         "allow_pickle=True: only a plain file name beside the pickle can be scanned with it"
