@@ -21,7 +21,8 @@ from tests.integrations.conftest import (
 )
 
 
-def oras_push(registry: RegistryProc, model: Path, target: str) -> None:
+def oras_push(registry: RegistryProc, model: Path, target: str) -> str:
+    """Push ``model`` with oras-py; the manifest digest the registry answered."""
     oras_client = pytest.importorskip("oras.client")
     client = oras_client.OrasClient(hostname=registry.host, insecure=True)
     cwd = os.getcwd()
@@ -32,6 +33,7 @@ def oras_push(registry: RegistryProc, model: Path, target: str) -> None:
     finally:
         os.chdir(cwd)
     assert resp.status_code in (200, 201)
+    return str(resp.headers.get("Docker-Content-Digest", ""))
 
 
 @pytest.fixture(scope="module")
