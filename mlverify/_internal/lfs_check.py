@@ -20,16 +20,23 @@ def check_besides_pointers(path: Path, note: str) -> tuple[bool, str]:
     a loader uses, judged as any scan judges it (the policy cannot decide an artifact
     whose content is partly missing; signatures and provenance are checked once fetched).
     """
-    from mlverify._internal.scan.engine import iter_files, scan_file
+    from mlverify._internal.artifact import walk_model
+    from mlverify._internal.errors import MlverifyError
+    from mlverify._internal.scan.engine import scan_file
     from mlverify._internal.scan.model import Severity, Status
 
     pointers = set(pointers_in(path))
     scanned = 0
     problems: list[str] = []
-    for file, shown in iter_files([path]):
-        rel = file.name if path.is_file() else file.relative_to(path).as_posix()
-        if rel in pointers and read_pointer(file) is not None:
+    try:  # the files as check walks them: symlinks, FIFOs and devices refused alike
+        tree = walk_model(path, require_files=False)
+    except MlverifyError as e:
+        return False, f"{note}; the other files cannot be checked: {e}"
+    for f in sorted([*tree.files, *tree.left_out], key=lambda f: f.name):
+        file = Path(f.path)
+        if f.name in pointers and read_pointer(file) is not None:
             continue
+        shown = str(file)
         rep = scan_file(file, display=shown)
         scanned += 1
         bad = [f for f in rep.findings if f.severity >= Severity.MEDIUM]

@@ -334,6 +334,26 @@ def test_hooks_skip_only_the_pointers(
     assert code == 1, err
 
 
+@pytest.mark.parametrize("absolute", [True, False], ids=["absolute-link", "relative-link"])
+def test_hooks_walk_the_rest_as_check_does(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    absolute: bool,
+) -> None:
+    """red-team r3: beside a pointer, a symlinked directory holding a malicious pickle was
+    never walked (skipped, exit 0); the rest is walked as check walks it: refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.pkl").write_bytes(EVIL_PICKLE)
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(POINTER)
+    (d / "sub").symlink_to(outside if absolute else Path("..") / "outside")
+    code, err = _hook_check(capsys, monkeypatch, d)
+    assert code == 1 and "symlink" in err, err
+
+
 # -- B11: TorchScript extension ops per op -----------------------------------------------
 def _ts(tmp_path: Path, body: str) -> ScanReport:
     code = (
