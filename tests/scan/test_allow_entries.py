@@ -61,3 +61,19 @@ def test_a_module_wildcard_allows_its_classes(
     assert e.value.code == 1
     main(["scan", "--allow", "mylib.*", str(f)])  # exit 0: allowed by project policy
     capsys.readouterr()
+
+
+def test_a_wildcard_never_reaches_through_an_attribute_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """red-team r3: ("mylib.models", "np.load") resolves to numpy.load through the
+    module's own `import numpy as np`: a project wildcard covers names, not paths."""
+    f = tmp_path / "x.pkl"
+    name = b"np.testing._private.utils.runstring"
+    f.write_bytes(
+        b"\x80\x04\x8c\x0cmylib.models\x8c" + bytes([len(name)]) + name + b"\x93\x8c\x04true}\x86R."
+    )
+    with pytest.raises(SystemExit) as e:
+        main(["scan", "--allow", "mylib.*", str(f)])
+    assert e.value.code == 1
+    capsys.readouterr()

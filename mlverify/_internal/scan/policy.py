@@ -200,7 +200,10 @@ class Policy:
             return Verdict("allow", Severity.INFO, "TorchScript class", Entry("class"), full)
         if any(seg.startswith("__") and seg.endswith("__") for seg in nparts):
             return Verdict("deny", Severity.HIGH, "dunder attribute traversal")
-        if full in self._extra_exact or any(full.startswith(p) for p in self._extra_prefix):
+        # a project wildcard ("pkg.*") covers names in pkg's modules, never an attribute path
+        # through one (pkg.m + "np.load" is numpy's, reached through pkg.m's own import)
+        wild = "." not in name and any(full.startswith(p) for p in self._extra_prefix)
+        if full in self._extra_exact or wild:
             return Verdict(
                 "allow", Severity.INFO, "allowed by project policy", Entry("class"), full
             )
