@@ -8,7 +8,7 @@ MLflow plugin) call these and nothing below them for the work itself. Errors are
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -205,13 +205,48 @@ def hash(
     )
 
 
-def load_signer(uri: str) -> Signer:
+def load_signer(
+    uri: str,
+    *,
+    password: str | bytes | Callable[[], bytes | None] | None = None,
+    identity_token: str | None = None,
+    certificate: str | os.PathLike[str] | None = None,
+    chain: Sequence[str | os.PathLike[str]] = (),
+) -> Signer:
     """The signer a URI names: a private key file (a bare path or ``file:``), an HSM or token
     key (``pkcs11:`` RFC 7512), a cloud KMS or Vault key (``awskms:``, ``gcpkms:``,
-    ``azurekms:``, ``hv:``) or Sigstore keyless (``sigstore:``)."""
-    from mlverify._internal.signing.api import load_signer as _load
+    ``azurekms:``, ``hv:``) or Sigstore keyless (``sigstore:``).
 
-    return _load(uri)
+    ``password`` unlocks an encrypted key file (a callable is asked only if the key turns out
+    to be encrypted); ``identity_token`` is the OIDC token for keyless signing (else ambient
+    credentials); ``certificate`` (PEM, with its ``chain``) makes a key sign as that X.509
+    certificate.
+    """
+    from mlverify._internal.signing.api import load_signer as _load
+    from mlverify._internal.signing.methods import SignerOptions
+
+    if chain and certificate is None:
+        raise InputError(
+            "a certificate chain was given without the signing certificate",
+            remedy="give the leaf certificate too",
+        )
+    if password is None or callable(password):
+        asked: Callable[[], bytes | None] | None = password
+    else:
+        value = password.encode() if isinstance(password, str) else password
+        asked = lambda: value  # noqa: E731 - a constant password
+    options = SignerOptions(identity_token=identity_token)
+    if asked is not None:
+        options = SignerOptions(password=asked, identity_token=identity_token)
+    signer = _load(uri, options)
+    if certificate is not None:
+        from mlverify._internal.signing.methods.x509 import with_certificate
+        from mlverify._internal.signing.x509 import load_certificates
+
+        leaf = load_certificates(Path(certificate), what="signing certificate")
+        links = [c for p in chain for c in load_certificates(Path(p), what="certificate chain")]
+        signer = with_certificate(signer, leaf, links, leaf_source=str(certificate))
+    return signer
 
 
 def sign(
@@ -224,9 +259,13 @@ def sign(
     shard_size: int | None = None,
     ignore: Sequence[str] = (),
     allow_symlinks: bool = False,
+    use_cache: bool = False,
 ) -> Path:
     """Sign a model file or directory in the OMS format; return the signature's path
-    (default ``model.sig`` inside a directory, ``FILE.sig`` beside a file)."""
+    (default ``model.sig`` inside a directory, ``FILE.sig`` beside a file).
+
+    ``use_cache`` reuses digests of unchanged files from the local digest cache (opt-in:
+    it trusts file metadata)."""
     from mlverify._internal.signing.api import sign_artifact
 
     _check_mode(mode)
@@ -239,6 +278,7 @@ def sign(
         shard_size=shard_size,
         ignore=ignore,
         allow_symlinks=allow_symlinks,
+        use_cache=use_cache,
     )
 
 
@@ -248,11 +288,16 @@ def verify(
     *,
     signature: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     ignore: Sequence[str] = (),
+    ignore_unsigned_files: bool = False,
+    use_cache: bool = False,
 ) -> Verification:
     """Verify a model against its signature(s): raises ``SignatureNotFoundError``,
-    ``UntrustedSignerError`` or ``ArtifactMismatchError`` (naming every changed file).
+    ``UntrustedSignerError`` or ``ArtifactMismatchError`` (naming every changed file; its
+    ``verification`` and ``diff`` say who signed and what differs).
 
     ``trust``: a :class:`Trust`, a trusted signer, or public keys by path or URI.
+    ``ignore_unsigned_files`` accepts files the signature does not name (they are not
+    verified); ``use_cache`` reuses digests of unchanged files (opt-in: it trusts metadata).
     """
     from mlverify._internal.signing.api import verify_artifact
     from mlverify._internal.signing.trust import Trust
@@ -267,7 +312,14 @@ def verify(
         sig = Path(signature)
     else:
         sig = [Path(s) for s in signature]
-    return verify_artifact(Path(path), trust, signature=sig, ignore=ignore)
+    return verify_artifact(
+        Path(path),
+        trust,
+        signature=sig,
+        ignore=ignore,
+        ignore_unsigned_files=ignore_unsigned_files,
+        use_cache=use_cache,
+    )
 
 
 def keygen(

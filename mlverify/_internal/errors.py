@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 #: how a front end spells a neutral setting name; the default keeps the name
 SettingNamer = Callable[[str], str]
@@ -92,6 +92,12 @@ class UntrustedSignerError(VerificationError):
 
 
 class ArtifactMismatchError(VerificationError):
-    """The signature is valid but the artifact's bytes differ from what was signed."""
+    """The signature is valid but the artifact's bytes differ from what was signed.
+
+    When raised by ``mlverify.verify``: ``verification`` is what the signatures established
+    (who signed, the signed manifest) and ``diff`` the changed, missing and extra files.
+    """
 
     code = "artifact-mismatch"
+    verification: Any = None
+    diff: Any = None

@@ -93,20 +93,22 @@ def bom_command(
         # skipped is a failure
         code = 2 if "error" in statuses else 1 if statuses - {"allowed", "skipped"} else 0
     else:
+        import mlverify
         from mlverify._internal.policy.model import load_policies
         from mlverify._internal.sources import SourceSettings
-        from mlverify._internal.sources.run import check_refs
 
         if signatures and len(paths) > 1:
             raise UsageError("--signature applies to one artifact; check artifacts one at a time")
         refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
-        results = check_refs(
-            paths,
-            load_policies(refs),
-            SourceSettings.from_environment(),
-            signatures=signatures,
-            list_files=True,
-        )
+        policies = load_policies(refs)
+        settings = SourceSettings.from_environment()
+        # every reference gets a result, in order (an error is a result: never an exception)
+        results = [
+            mlverify.check(
+                p, policy=policies, signatures=signatures, list_files=True, settings=settings
+            )
+            for p in paths
+        ]
         for r in results:
             if r.outcome:
                 click.echo(f"mlverify bom: {shown(r.message)} ({r.status})", err=True)

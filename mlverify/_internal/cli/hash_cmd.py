@@ -43,15 +43,15 @@ def hash_command(
     files and --ignore patterns are left out and recorded. The output is
     deterministic: the same tree gives the same bytes.
     """
-    from mlverify._internal.manifest.build import hash_model
+    import mlverify
 
-    manifest = hash_model(
+    manifest = mlverify.hash(
         path,
+        hash=hash_type,
+        mode=mode,
+        shard_size=shard_size,
         ignore=ignore,
         allow_symlinks=allow_symlinks,
-        method=mode,
-        hash_type=hash_type,
-        shard_size=shard_size,
         use_cache=use_cache,
     )
     if output_format == "json":

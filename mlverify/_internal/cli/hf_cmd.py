@@ -62,16 +62,17 @@ def upload_command(
         raise UsageError(
             "mlverify hf upload needs huggingface_hub: pip install huggingface_hub"
         ) from None
-    from mlverify._internal.api import check, sign
+    from mlverify._internal.api import check, load_signer, sign
 
     if key_uri and use_sigstore:
         raise UsageError("--key and --sigstore are two ways to sign: choose one")
     if key_uri or use_sigstore:
         from mlverify._internal.cli.secrets import password_source
-        from mlverify._internal.signing.methods import SignerOptions, load_signer
 
-        options = SignerOptions(password=password_source("MLVERIFY_KEY_PASSWORD"))
-        signer = load_signer("sigstore:" if use_sigstore else str(key_uri), options)
+        signer = load_signer(
+            "sigstore:" if use_sigstore else str(key_uri),
+            password=password_source("MLVERIFY_KEY_PASSWORD"),
+        )
         click.echo(f"signed: {sign(model, signer)}", err=True)
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
     # the signature just written is found where check looks (model.sig), as any reader's

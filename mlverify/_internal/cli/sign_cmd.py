@@ -83,8 +83,7 @@ def sign_command(
     (--key with --cert [--cert-chain]), or Sigstore keyless (--sigstore).
     The signature file is never hashed, nor is any other known signature file.
     """
-    from mlverify._internal.signing.api import sign_model
-    from mlverify._internal.signing.methods import SignerOptions, load_signer
+    import mlverify
 
     if use_sigstore and (key_uri or cert_path or cert_chain):
         raise UsageError("--sigstore signs keyless: drop --key, --cert and --cert-chain")
@@ -99,31 +98,22 @@ def sign_command(
     # keyless: network and identity first, to fail before hashing a large model
     uri = ("sigstore:staging" if staging else "sigstore:") if use_sigstore else key_uri
     assert uri is not None
-    options = SignerOptions(password=password_source(password_env), identity_token=identity_token)
-    signer = load_signer(uri, options)
-    if cert_path is not None:
-        from mlverify._internal.signing.methods.x509 import with_certificate
-        from mlverify._internal.signing.x509 import load_certificates
-
-        leaf = load_certificates(cert_path, what="signing certificate")
-        chain = [c for p in cert_chain for c in load_certificates(p, what="certificate chain")]
-        signer = with_certificate(signer, leaf, chain, leaf_source=str(cert_path))
-    signed = sign_model(
+    signer = mlverify.load_signer(
+        uri,
+        password=password_source(password_env),
+        identity_token=identity_token,
+        certificate=cert_path,
+        chain=cert_chain,
+    )
+    signed = mlverify.sign(
         path,
         signer,
         signature=signature_path,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         hash=hash_type,
         shard_size=shard_size,
         ignore=ignore,
         allow_symlinks=allow_symlinks,
         use_cache=use_cache,
     )
-    manifest = signed.manifest
-    click.echo(
-        shown(
-            f"signed {path} ({len(manifest.resources)} resources, "
-            f"root sha256:{manifest.root_digest}) -> {signed.signature}"
-        ),
-        err=True,
-    )
+    click.echo(shown(f"signed {path} as {signer.name} -> {signed}"), err=True)

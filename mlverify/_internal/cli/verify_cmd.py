@@ -79,20 +79,25 @@ def verify_command(
     all at once, changed, missing and extra files. Exit 0 verified, 1
     verification failed, 2 usage or input error.
     """
-    from mlverify._internal.signing.api import check_model
-    from mlverify._internal.signing.oms import require_match
+    import mlverify
+    from mlverify._internal.errors import ArtifactMismatchError
 
     trust = trust_from_options(key_uris, TrustArgs.from_kwargs(trust_args))
+    mismatch: ArtifactMismatchError | None = None
     with cli_remedies():
-        checked = check_model(
-            path,
-            trust,
-            signature=list(signature_paths),
-            ignore=ignore,
-            ignore_unsigned_files=ignore_unsigned_files,
-            use_cache=use_cache,
-        )
-    v = checked.verification
+        try:
+            v = mlverify.verify(
+                path,
+                trust,
+                signature=list(signature_paths),
+                ignore=ignore,
+                ignore_unsigned_files=ignore_unsigned_files,
+                use_cache=use_cache,
+            )
+        except ArtifactMismatchError as e:
+            if output_format != "json" or e.verification is None:
+                raise
+            mismatch, v = e, e.verification
     if v.at_time is not None:
         click.echo(
             "mlverify: warning: certificate validity judged at user-supplied time "
@@ -100,9 +105,9 @@ def verify_command(
             err=True,
         )
     if output_format == "json":
-        diff = checked.diff
+        diff = mismatch.diff if mismatch is not None else None
         doc = {
-            "verified": checked.ok,
+            "verified": mismatch is None,
             "path": str(path),
             "signature": str(v.signatures[0]),
             "signatures": [str(p) for p in v.signatures],
@@ -115,13 +120,15 @@ def verify_command(
             "root_digest": v.manifest.root_digest,
             "serialization": v.serialization.to_json(),
             "checked_files": v.checked_files,
-            "changed": [{"name": n, "expected": e, "found": f} for n, e, f in diff.changed],
-            "missing": list(diff.missing),
-            "extra": list(diff.extra),
+            "changed": [{"name": n, "expected": e, "found": f} for n, e, f in diff.changed]
+            if diff
+            else [],
+            "missing": list(diff.missing) if diff else [],
+            "extra": list(diff.extra) if diff else [],
         }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
-    for result in checked.results:
-        require_match(result, path)
+    if mismatch is not None:
+        raise mismatch
     if output_format == "text":
         by = "; ".join(
             s.signer + (f", judged at {s.judged_at}" if s.judged_at else "") for s in v.signers

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mlverify._internal.errors import InputError
+from mlverify._internal.errors import ArtifactMismatchError, InputError
 from mlverify._internal.manifest.build import ManifestDiff
 from mlverify._internal.manifest.manifest import Manifest, Serialization
 from mlverify._internal.signing.methods import Signer, SignerOptions
@@ -267,5 +267,9 @@ def verify_artifact(
         use_cache=use_cache,
     )
     for result in checked.results:
-        require_match(result, path)
+        try:
+            require_match(result, path)
+        except ArtifactMismatchError as e:
+            e.verification, e.diff = checked.verification, result.diff
+            raise
     return checked.verification
