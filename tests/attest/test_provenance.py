@@ -360,3 +360,28 @@ def test_scan_attestation_round_trip(tmp_path: Path, capsys: pytest.CaptureFixtu
     evil.write_bytes(b"\x80\x04K\x01.")  # other bytes: the scan no longer applies
     r = run(capsys, "verify-attestation", evil, "--type", "vulns", "--key", public)
     assert r.code == 1 and "about other bytes" in r.err
+
+
+@pytest.mark.parametrize("pin", [None, "", "ab", "g" * 64, "ab" * 33])
+def test_a_dataset_requirement_without_a_digest_fails_lint_not_every_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pin: str | None
+) -> None:
+    """A dataset named but not pinned proves nothing and could never pass: it is a policy
+    error at load (lint and check both refuse the policy), never a silent deny later."""
+
+    def policy_with(sha: str | None) -> Path:
+        policy = tmp_path / "p.yaml"
+        policy.write_text(
+            "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n"
+            "  attestations:\n    provenance:\n      required: true\n      datasets:\n"
+            "        - name: corpus\n" + ("" if sha is None else f"          sha256: '{sha}'\n")
+        )
+        return policy
+
+    policy = policy_with(pin)
+    lint = run(capsys, "policy", "lint", policy)
+    assert lint.code == 1 and "dataset requirement 'corpus' needs 'sha256'" in lint.out
+    assert str(policy) in lint.out and "Traceback" not in lint.out + lint.err
+    check = run(capsys, "check", make_model(tmp_path), "--policy", policy)
+    assert check.code == 2 and "needs 'sha256'" in check.err
+    assert run(capsys, "policy", "lint", policy_with("AB" * 32)).code == 0  # hex, any case

@@ -184,7 +184,7 @@ POLICY: dict[str, Any] = {
                 "required": True,
                 "builder_ids": ["b"],
                 "parameters": {"epochs": "3"},
-                "datasets": [{"name": "d", "sha256": "ab"}],
+                "datasets": [{"name": "d", "sha256": "ab" * 32}],
             }
         },
         "formats": {"allow": ["safetensors"], "allow_data": ["*.bin"], "deny": ["pickle"]},

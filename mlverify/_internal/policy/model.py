@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ API_VERSION = "mlverify.dev/v1"
 KIND = "Policy"
 MAX_POLICY_BYTES = 1024 * 1024
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+_SHA256 = re.compile("[0-9a-f]{64}")
 
 
 class PolicyError(InputError):
@@ -427,7 +429,15 @@ def _provenance_rules(prov: _Reader) -> ProvenanceRules:
         name = r.get("name", str)
         if not name:
             raise PolicyError(f"{prov.source}: dataset requirement [{i}] needs a 'name'")
-        datasets.append((name, r.get("sha256", str)))
+        digest = (r.get("sha256", str) or "").lower()
+        if not _SHA256.fullmatch(digest):
+            # a name alone proves nothing (a provenance may name any bytes so), and a rule
+            # that can never pass is a mistake to report now, not a deny at every check
+            raise PolicyError(
+                f"{prov.source}: dataset requirement {name!r} needs 'sha256': the dataset's "
+                f"digest, 64 hex digits (found {r.get('sha256', str) or 'none'!r})"
+            )
+        datasets.append((name, digest))
         r.done()
     return ProvenanceRules(
         required=prov.get("required", bool, False),
