@@ -473,6 +473,7 @@ def test_one_failing_artifact_never_empties_the_report(
     r = run(capsys, "check", "--format", "json", good, pointer)
     doc = json.loads(r.out)
     assert r.code == 1 and doc["allowed"] is False and doc["exit_code"] == 1
+    assert "1 allowed, 1 denied, 1 not fetched (denied)" in r.err  # never "(skipped)"
     saved = tmp_path / "r.json"
     saved.write_text(r.out)
     r = run(capsys, "report", saved)

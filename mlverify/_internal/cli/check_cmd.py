@@ -128,9 +128,11 @@ def check_command(
         ui.report(text)
     counts = {k: sum(r.status == k for r in results) for k in ("allowed", "denied")}
     summary = f"{counts['allowed']} allowed, {counts['denied']} denied"
-    unfetched = sum(r.outcome in ("not-fetched", "skipped") for r in results)
-    if unfetched:
-        summary += f", {unfetched} not fetched" + (" (skipped)" if skip_unfetched else "")
+    # each not-fetched artifact as it was counted: skipped (a hook) or denied
+    for outcome, label in (("skipped", "skipped"), ("not-fetched", "denied")):
+        unfetched = sum(r.outcome == outcome for r in results)
+        if unfetched:
+            summary += f", {unfetched} not fetched ({label})"
     errors = sum(r.outcome == "error" for r in results)
     if errors:
         summary += f", {errors} could not be checked"
