@@ -200,4 +200,11 @@ def load_signer(uri: str, options: SignerOptions) -> KeyBundleSigner:
 
 
 def load_public_key(uri: str) -> PublicKey:
-    return load_key(uri).public_key
+    """Refused: verification never touches the network, so a KMS key is trusted by its
+    public key, exported once to a file (or pinned inline in a policy)."""
+    kms = parse_uri(uri)
+    raise UsageError(
+        f"{shown(uri)}: a {kms.backend.service} key cannot be trusted by its URI: verifying "
+        "never contacts a service",
+        remedy="export the key's public key to a PEM file once and trust that file",
+    )
