@@ -48,7 +48,14 @@ from mlverify._internal.evidence import (
 from mlverify._internal.manifest.build import build_manifest
 from mlverify._internal.manifest.hashing import DIGEST_SIZES, HashJob
 from mlverify._internal.manifest.manifest import Manifest, Serialization
-from mlverify._internal.policy.engine import Decision, Reason, decide, is_model_content, matches
+from mlverify._internal.policy.engine import (
+    Decision,
+    Reason,
+    decide,
+    governs,
+    is_model_content,
+    matches,
+)
 from mlverify._internal.policy.model import Policy
 from mlverify._internal.signing.bundle import SignatureBundle, read_bundle
 from mlverify._internal.signing.oms import Method, VerifiedStatement, verify_model
@@ -56,6 +63,7 @@ from mlverify._internal.subject import Subject
 from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
+    from mlverify._internal.scan.workers import ScanResults
     from mlverify._internal.signing.trustset import TrustSet
 
 
@@ -498,6 +506,57 @@ def _sibling_in_artifact(f: FindingEvidence, names: set[str]) -> FindingEvidence
     )
 
 
+def _scan_again(
+    scan: ScanResults,
+    allow: frozenset[str],
+    locations: Sequence[str],
+    names: Sequence[str],
+    sizes: Sequence[int],
+) -> ScanResults:
+    """``scan`` as it would be with the project allowlist ``allow``: the files with
+    findings scanned again with it (the others named nothing an allowlist changes)."""
+    from mlverify._internal.scan.model import Limits
+    from mlverify._internal.scan.workers import ScanResults, scan_many
+
+    again = sorted(scan.findings)
+    if not allow or not again:
+        return scan
+    sub = scan_many(
+        [locations[i] for i in again],
+        [names[i] for i in again],
+        [sizes[i] for i in again],
+        Limits(extra_allow=allow),
+    )
+    codes = bytearray(scan.codes)
+    findings = dict(scan.findings)
+    for j, i in enumerate(again):
+        codes[i] = sub.codes[j]
+        findings.pop(i)
+        if j in sub.findings:
+            findings[i] = sub.findings[j]
+    return ScanResults(bytes(codes), scan.formats, findings)
+
+
+def _judged(
+    scan: ScanResults, names: Sequence[str], single: bool
+) -> tuple[tuple[FindingEvidence, ...], dict[str, int]]:
+    """The findings of a scan as evidence, and the files counted by status."""
+    from mlverify._internal.scan.workers import STATUSES
+
+    findings = [
+        FindingEvidence(
+            x.rule_id, x.severity.label, x.path, x.member, x.offset, x.subject, x.message, x.chain
+        )
+        for i in sorted(scan.findings)
+        for x in scan.findings[i]
+    ]
+    if not single and any(f.rule_id == "MLV112" for f in findings):
+        scanned_names = set(names)  # once: a dataset has a million names
+        findings = [_sibling_in_artifact(f, scanned_names) for f in findings]
+    counts = {s.value: scan.codes.count(k) for k, s in enumerate(STATUSES)}
+    return tuple(findings), counts
+
+
 def check_artifact(
     path: Path,
     policies: Sequence[Policy],
@@ -548,8 +607,12 @@ def check_artifact(
     # processes) while the files are scanned (by worker processes when many).
     hashing = BackgroundCall(build_manifest, tree, serialization, cache)
 
-    allow = frozenset(g for p in policies for g in p.allow_globals)
-    limits = Limits(extra_allow=allow)
+    # Each policy's own allowlist judges its findings: one scan when every policy allows
+    # the same globals; else a scan with none, and each governing policy's allowlist
+    # applied by scanning again the few files that have findings (a file with none names
+    # no global outside the built-in lists, so an allowlist cannot change it).
+    allow_sets = {frozenset(p.allow_globals) for p in policies}
+    shared = next(iter(allow_sets)) if len(allow_sets) == 1 else frozenset()
     given = {p.resolve() for p in sig_paths}
     documents = {
         f.name
@@ -557,22 +620,19 @@ def check_artifact(
         if f.path.resolve() in given
         or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
     }
-    scan = scan_many(locations, names, [f.size for f in scanned], limits, progress=progress)
+    sizes = array("q", (f.size for f in scanned))
+    scan = scan_many(locations, names, sizes, Limits(extra_allow=shared), progress=progress)
     formats: list[str] = []
     for i in sorted(scan.formats):
         if names[i] not in documents:
             formats.extend(x for x in scan.formats[i] if x not in formats)
-    findings = [
-        FindingEvidence(
-            x.rule_id, x.severity.label, x.path, x.member, x.offset, x.subject, x.message, x.chain
-        )
-        for i in sorted(scan.findings)
-        for x in scan.findings[i]
-    ]
-    if not tree.is_single_file and any(f.rule_id == "MLV112" for f in findings):
-        scanned_names = set(names)  # once: a dataset has a million names
-        findings = [_sibling_in_artifact(f, scanned_names) for f in findings]
-    counts = {s.value: scan.codes.count(k) for k, s in enumerate(STATUSES)}
+    # which policies govern depends on the name and the formats (bytes), not on findings
+    governing_sets = {
+        frozenset(p.allow_globals) for p in policies if governs(p, reference, formats)
+    }
+    scans = {shared: scan}
+    for allow in sorted(governing_sets - {shared}, key=sorted):
+        scans[allow] = _scan_again(scan, allow, locations, names, sizes)
     manifest = hashing.result()
     digests = {manifest.root_digest}
     if tree.is_single_file:
@@ -614,15 +674,18 @@ def check_artifact(
         ),
     )
 
-    def listed(unsigned: Sequence[str]) -> dict[str, str]:
+    judged = {allow: _judged(sc, names, single) for allow, sc in scans.items()}
+
+    def listed(allow: frozenset[str], unsigned: Sequence[str]) -> dict[str, str]:
         """Every scanned file's status but plain data's (counted in ``counts`` only)."""
+        codes = scans[allow].codes
         out = {
             name: STATUSES[code].value
-            for name, code in zip(names, scan.codes, strict=True)
+            for name, code in zip(names, codes, strict=True)
             if code or is_model_content(name, "data")
         }
         for name in unsigned:
-            out.setdefault(name, STATUSES[scan.codes[bisect_left(names, name)]].value)
+            out.setdefault(name, STATUSES[codes[bisect_left(names, name)]].value)
         return out
 
     base = Evidence(
@@ -630,9 +693,9 @@ def check_artifact(
         signatures=(),
         attestations=(),
         failed_attestations=(),
-        findings=tuple(findings),
-        scan_status=listed(()),
-        scan_counts=counts,
+        findings=judged[shared][0],
+        scan_status=listed(shared, ()),
+        scan_counts=judged[shared][1],
         environment=environment or _environment(),
         time=now.isoformat(timespec="seconds"),
         time_source="local clock",
@@ -641,13 +704,14 @@ def check_artifact(
     known = _KnownDigests(tree, manifest)
     # what is kept of the walk from here on: names (sorted) and sizes of the files
     # scanned; the rest is returned before signatures are read
-    sizes = array("q", (f.size for f in scanned))
     del tree, scanned, locations, before, after
     if not governing:
         return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
     evidence = base
     for policy in governing:
+        allow = frozenset(policy.allow_globals)
+        allow = allow if allow in scans else shared
         sigs, uncovered = _signature_evidence(path, bundles, policy, known, today, names, hashed)
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
         unsigned: tuple[str, ...] = ()
@@ -668,9 +732,9 @@ def check_artifact(
             unsigned_files=unsigned,
             attestations=tuple(good),
             failed_attestations=tuple(bad),
-            findings=base.findings,
-            scan_status=listed(unsigned) if unsigned else base.scan_status,
-            scan_counts=counts,
+            findings=judged[allow][0],
+            scan_status=listed(allow, unsigned),
+            scan_counts=judged[allow][1],
             environment=base.environment,
             time=base.time,
             time_source=base.time_source,

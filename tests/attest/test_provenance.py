@@ -385,3 +385,26 @@ def test_a_dataset_requirement_without_a_digest_fails_lint_not_every_check(
     check = run(capsys, "check", make_model(tmp_path), "--policy", policy)
     assert check.code == 2 and "needs 'sha256'" in check.err
     assert run(capsys, "policy", "lint", policy_with("AB" * 32)).code == 0  # hex, any case
+
+
+def test_a_requirement_without_a_digest_is_never_met_by_an_unpinned_dependency() -> None:
+    """Red-team r4 (a2): the required digest '' equalled a dependency's missing digest ''."""
+    from mlverify._internal.attest.provenance import (
+        Dependency,
+        ProvenanceFacts,
+        _check_dependency,
+    )
+
+    facts = ProvenanceFacts(
+        "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+        "https://github.com/acme/train",
+        "https://github.com/acme/models",
+        "refs/tags/v1",
+        {},
+        ({"uri": "git+https://github.com/acme/models", "digest": {"gitCommit": "ab" * 20}},),
+    )
+    for digest in ({}, {"sha256": ""}):
+        problems = _check_dependency(facts, Dependency("dataset", "curated", "", digest))
+        assert problems and "names no sha256 digest" in problems[0]
+    pinned = Dependency("dataset", "curated", "", {"sha256": "cd" * 32})
+    assert _check_dependency(facts, pinned)  # not there: a problem too

@@ -331,7 +331,9 @@ def check_certificate_agreement(facts: ProvenanceFacts, claims: Mapping[str, str
 
 
 def _check_dependency(facts: ProvenanceFacts, required: Dependency) -> list[str]:
-    want = required.digest.get("sha256", "")
+    want = required.digest.get("sha256", "").lower()
+    if len(want) != 64:  # a requirement pins a digest, or nothing can satisfy it
+        return [f"required {required.kind} {required.name!r} names no sha256 digest to match"]
     same_kind = [
         d for d in facts.dependencies if _get(d, "annotations", "kind") in (required.kind, None)
     ]

@@ -86,15 +86,17 @@ class Decision:
 
 def matches(policy: Policy, evidence: Evidence) -> bool:
     """Does ``policy`` govern this artifact? (No match block: it governs all.)"""
-    ref = evidence.artifact.ref
+    return governs(policy, evidence.artifact.ref, evidence.artifact.formats)
+
+
+def governs(policy: Policy, ref: str, formats: Sequence[str]) -> bool:
+    """Does ``policy`` govern the artifact named ``ref`` holding ``formats``?"""
     if policy.match_paths and not any(
         fnmatch.fnmatchcase(ref, p) or fnmatch.fnmatchcase(ref.rstrip("/") + "/", p)
         for p in policy.match_paths
     ):
         return False
-    return not policy.match_formats or bool(
-        set(policy.match_formats) & set(evidence.artifact.formats)
-    )
+    return not policy.match_formats or bool(set(policy.match_formats) & set(formats))
 
 
 def _severity_rank(name: str) -> int:

@@ -8,6 +8,7 @@ which bytes were judged).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class LocalSource:
 
 
 def parse(text: str, settings: SourceSettings) -> LocalSource:
+    """A path, lexically normalised: what is read is what policies match (``a/../b`` is
+    ``b``, read and named so; never matched as a path under ``a``)."""
     if not text:
         raise UsageError("an empty path: give a model file or directory")
-    return LocalSource(text)
+    return LocalSource(os.path.normpath(text))
