@@ -20,6 +20,7 @@ from mlverify._internal.distributed.broker import Queue
 from mlverify._internal.distributed.jobs import Job, artifact_digest
 from mlverify._internal.distributed.keys import Config
 from mlverify._internal.errors import MlverifyError
+from mlverify._internal.report.verdicts import reached
 from mlverify._internal.serve.service import ServeConfig, Verdict
 from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
 
@@ -173,6 +174,7 @@ class QueueExecutor:
         for ref, f in waiters:
             if not f.done():
                 f.set_result(Verdict(ref, False, error=verdict.error))
+        reached(verdict, None, self.config.events)  # a deny reached here, not by a worker
 
     def _poll(self) -> None:
         while not self._stop.wait(0.05):
@@ -208,6 +210,7 @@ class QueueExecutor:
                         f.set_result(Verdict(ref, False, error=(
                             f"{ref}: queued, not decided within {self.config.queue_wait:g}s; "
                             "ask again")))  # fmt: skip
+                        reached(f.result(), None, self.config.events)  # a deny reached here
                     else:
                         f.set_result(verdict_of(v, ref, cached=False))
 
