@@ -42,9 +42,7 @@ def test_check_text_carries_the_json_ids(
     assert text.splitlines()[0].startswith("DENIED: m (policy default)")
 
 
-def test_scan_text_carries_the_rule_ids(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_scan_text_carries_the_rule_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     evil_pickle(tmp_path / "model.pkl")
     text = run(capsys, "scan", tmp_path / "model.pkl").out
     doc = json.loads(run(capsys, "check", "--no-cache", "--format", "json", tmp_path).out)
