@@ -280,3 +280,31 @@ async def _get(app: Any, path: str, token: str) -> tuple[int, dict[bytes, bytes]
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start["headers"]), body
+
+
+def test_a_replica_emits_the_denies_it_reaches_itself(root: Path, tmp_path: Path) -> None:
+    """Distributed: workers emit the verdicts they decide; a replica emits the denies it
+    reaches without a worker (here: the queue is down, the job cannot be queued)."""
+    pytest.importorskip("dramatiq")
+    from mlverify._internal.distributed.broker import Queue
+    from mlverify._internal.distributed.keys import Config
+    from mlverify._internal.policy.model import load_policies
+    from mlverify._internal.report.events import EventStream
+    from mlverify._internal.serve.executors.queue import QueueExecutor
+    from mlverify._internal.serve.service import ServeConfig
+    from mlverify._internal.serve.store.memory import MemoryStore
+
+    out = tmp_path / "events.jsonl"
+    events = EventStream(str(out))
+    config = ServeConfig(policies=load_policies(["builtin:default"]), roots=[root], events=events)
+    queue = Queue(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    executor = QueueExecutor(config, MemoryStore(), queue, Config.of(config.policies))
+    try:
+        verdict = executor.submit(str(root / "clean")).result(timeout=60)
+    finally:
+        executor.close()
+        events.close()
+    assert verdict.allowed is False and "cannot enqueue" in verdict.error
+    (event,) = (validated(line) for line in out.read_text().splitlines())
+    assert event["compliance"]["status_id"] == 3 and "cannot enqueue" in event["status_detail"]
+    assert event["resources"][0]["name"] == str(root / "clean")

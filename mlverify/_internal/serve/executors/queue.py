@@ -171,10 +171,10 @@ class QueueExecutor:
                 entry = self._waiting.pop(key, None)
             if entry is not None:
                 waiters = entry[1]
+        reached(verdict, None, self.config.events)  # a deny reached here, not by a worker
         for ref, f in waiters:
             if not f.done():
                 f.set_result(Verdict(ref, False, error=verdict.error))
-        reached(verdict, None, self.config.events)  # a deny reached here, not by a worker
 
     def _poll(self) -> None:
         while not self._stop.wait(0.05):
@@ -207,10 +207,11 @@ class QueueExecutor:
                     if f.done():
                         continue
                     if v is None:
-                        f.set_result(Verdict(ref, False, error=(
+                        late = Verdict(ref, False, error=(
                             f"{ref}: queued, not decided within {self.config.queue_wait:g}s; "
-                            "ask again")))  # fmt: skip
-                        reached(f.result(), None, self.config.events)  # a deny reached here
+                            "ask again"))  # fmt: skip
+                        reached(late, None, self.config.events)  # a deny reached here
+                        f.set_result(late)
                     else:
                         f.set_result(verdict_of(v, ref, cached=False))
 
