@@ -70,7 +70,9 @@ def report_command(
     fail_on: str,
 ) -> None:
     """Render RESULTS.json (written by `mlverify check --format json`) and print the
-    text verdicts. Exit 1 if any artifact was denied (unless --fail-on never)."""
+    text verdicts. Exit 1 if any artifact was denied (unless --fail-on never).
+
+    With --store URL --html PAGE: the posture page of a verdict store instead (exit 0)."""
     from mlverify._internal.check import CheckResult
     from mlverify._internal.cli.output import write_atomically
     from mlverify._internal.files import read_bounded
