@@ -87,8 +87,18 @@ def reached(verdict: Verdict, store: VerdictStore | None, events: EventStream | 
     """A verdict the service reached in process: recorded in its store (for ``/report``,
     the latest per reference; never reused as a verdict: it is stored already expired)
     and written to the event stream. Neither can change the verdict nor raise."""
-    import logging
+    try:
+        _record(verdict, store, events)
+    except Exception as e:  # the page loses a row, the stream an event; the verdict stands
+        import logging
 
+        logging.getLogger("mlverify._internal.serve").warning(
+            "verdict not recorded for /report or events",
+            extra={"error": f"{type(e).__name__}: {e}"[:300]},
+        )
+
+
+def _record(verdict: Verdict, store: VerdictStore | None, events: EventStream | None) -> None:
     from mlverify._internal.serve.store.base import StoredVerdict
 
     now = time.time()
@@ -111,12 +121,7 @@ def reached(verdict: Verdict, store: VerdictStore | None, events: EventStream | 
         reasons=tuple(verdict.messages()),
         result=json.dumps(doc, sort_keys=True) if decided else "",
     )
-    try:
-        store.put(stored, now=now)
-    except Exception as e:  # the page loses a row; the verdict stands
-        logging.getLogger("mlverify._internal.serve").warning(
-            "verdict not recorded for /report", extra={"error": f"{type(e).__name__}: {e}"}
-        )
+    store.put(stored, now=now)
 
 
 def emit_stored(events: EventStream, store: VerdictStore, key: str) -> None:
