@@ -78,8 +78,26 @@ def load_docs(paths: list[Path]) -> list[Any]:
     return docs
 
 
+def store_docs(url: str) -> tuple[list[Any], str]:
+    """The newest verdicts of the store at ``url`` as check documents, and the page's note
+    about what it leaves out."""
+    from mlverify._internal.report.verdicts import limit_note, store_documents
+    from mlverify._internal.serve.store import open_store
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise InputError(
+            f"{url}: no such verdict store (file not found); name the store the workers write"
+        )
+    store = open_store(url)
+    try:
+        docs, more = store_documents(store)
+    finally:
+        store.close()
+    return docs, limit_note(len(docs), more)
+
+
 @click.command("posture")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--html",
     "out",
@@ -95,24 +113,47 @@ def load_docs(paths: list[Path]) -> list[Any]:
     help="Policies whose ATLAS coverage the page shows [default: $MLVERIFY_POLICY, else "
     "builtin:default].",
 )
+@click.option(
+    "--store",
+    "store_url",
+    metavar="sqlite:///PATH|postgresql://...",
+    help="Draw the page from this verdict store (the newest 1000 verdicts) instead of files.",
+)
 @click.option("--title", default="mlverify posture", show_default=True)
 def posture_command(
-    inputs: tuple[Path, ...], out: Path, policy_refs: tuple[str, ...], title: str
+    inputs: tuple[Path, ...],
+    out: Path,
+    policy_refs: tuple[str, ...],
+    store_url: str | None,
+    title: str,
 ) -> None:
     """Write a self-contained HTML posture page from `mlverify check --format json`
-    results (files, or directories of them): verdicts over time, denied artifacts with
-    their reasons, top findings by rule, an ATLAS heat map (attempted vs blocked) and
-    the policies' ATLAS coverage."""
+    results (files, or directories of them) or from a verdict store (--store):
+    verdicts over time, denied artifacts with their reasons, top findings by rule, an
+    ATLAS heat map (attempted vs blocked) and the policies' ATLAS coverage."""
     from mlverify._internal.cli.bom_cmd import needs
+    from mlverify._internal.errors import UsageError
 
     needs("matplotlib", "matplotlib", "mlverify posture")  # before reading any input
-    docs = load_docs(input_paths(inputs))
-    results = write_posture_page(out, docs, policy_refs, title)
-    click.echo(f"mlverify posture: {out} ({results} result(s) from {len(docs)} file(s))", err=True)
+    if (store_url is None) == (not inputs):
+        raise UsageError("name check results (files or directories) or --store, one of them")
+    if store_url is not None:
+        docs, note = store_docs(store_url)
+        source = "the store"
+    else:
+        docs, note = load_docs(input_paths(inputs)), ""
+        source = f"{len(docs)} file(s)"
+    results = write_posture_page(out, docs, policy_refs, title, note=note)
+    click.echo(f"mlverify posture: {out} ({results} result(s) from {source})", err=True)
 
 
 def write_posture_page(
-    out: Path, docs: list[Any], policy_refs: tuple[str, ...] | list[str], title: str
+    out: Path,
+    docs: list[Any],
+    policy_refs: tuple[str, ...] | list[str],
+    title: str,
+    *,
+    note: str = "",
 ) -> int:
     """Write the page for these check documents; the number of results it shows."""
     from mlverify._internal.atlas import check_results
@@ -123,6 +164,6 @@ def write_posture_page(
 
     needs("matplotlib", "matplotlib", "the posture page")
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
-    page = render_html(docs, coverage=coverage_json(load_policies(refs)), title=title)
+    page = render_html(docs, coverage=coverage_json(load_policies(refs)), title=title, note=note)
     write_atomically(out, page.encode())
     return sum(len(check_results(d)) for d in docs)

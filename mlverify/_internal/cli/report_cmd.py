@@ -11,14 +11,16 @@ from pathlib import Path
 
 import click
 
-from mlverify._internal.errors import InputError
+from mlverify._internal.errors import InputError, UsageError
 from mlverify._internal.report import ReportFormat
 
 _FAIL = ("deny", "never")
 
 
 @click.command("report")
-@click.argument("results_file", metavar="RESULTS.json", type=click.Path(path_type=Path))
+@click.argument(
+    "results_file", metavar="RESULTS.json", required=False, type=click.Path(path_type=Path)
+)
 @click.option(
     "--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Write SARIF 2.1.0 here."
 )
@@ -33,6 +35,13 @@ _FAIL = ("deny", "never")
     help="Write the posture page here (self-contained HTML: verdicts, reasons, findings, "
     "the ATLAS heat map and the default policy's coverage; `mlverify posture` takes many "
     "results and --policy).",
+)
+@click.option(
+    "--store",
+    "store_url",
+    metavar="sqlite:///PATH|postgresql://...",
+    help="With --html: the page from this verdict store (the newest 1000 verdicts) instead "
+    "of RESULTS.json.",
 )
 @click.option("--title", default="mlverify check", show_default=True, help="Summary heading.")
 @click.option(
@@ -55,17 +64,25 @@ def report_command(
     sarif: Path | None,
     markdown: Path | None,
     html: Path | None,
+    store_url: str | None,
     title: str,
     output_format: str,
     fail_on: str,
 ) -> None:
     """Render RESULTS.json (written by `mlverify check --format json`) and print the
-    text verdicts. Exit 1 if any artifact was denied (unless --fail-on never)."""
+    text verdicts. Exit 1 if any artifact was denied (unless --fail-on never).
+
+    With --store URL --html PAGE: the posture page of a verdict store instead (exit 0)."""
     from mlverify._internal.check import CheckResult
     from mlverify._internal.cli.output import write_atomically
     from mlverify._internal.files import read_bounded
     from mlverify._internal.report import RenderOptions, reporter
 
+    if store_url is not None:
+        _store_page(results_file, html, sarif, markdown, store_url, title)
+        return
+    if results_file is None:
+        raise UsageError("name RESULTS.json (written by check --format json), or --store")
     data = read_bounded(results_file, what="results file", limit=256 << 20)
     try:
         doc = json.loads(data)
@@ -101,3 +118,25 @@ def report_command(
     click.echo(f"mlverify report: {len(results) - denied} allowed, {denied} denied", err=True)
     if code and fail_on == "deny":
         raise SystemExit(code)
+
+
+def _store_page(
+    results_file: Path | None,
+    html: Path | None,
+    sarif: Path | None,
+    markdown: Path | None,
+    store_url: str,
+    title: str,
+) -> None:
+    """``report --store URL --html PAGE``: the posture page of a verdict store (a report
+    over what was decided, not a gate: exit 0)."""
+    from mlverify._internal.cli.posture_cmd import store_docs, write_posture_page
+
+    if html is None or results_file is not None or sarif is not None or markdown is not None:
+        raise UsageError(
+            "--store renders the posture page only: give --html PAGE, and no RESULTS.json, "
+            "--sarif or --markdown"
+        )
+    docs, note = store_docs(store_url)
+    shown = write_posture_page(html, docs, (), title, note=note)
+    click.echo(f"mlverify report: {html} ({shown} verdict(s) from the store)", err=True)

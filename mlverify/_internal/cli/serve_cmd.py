@@ -130,6 +130,13 @@ from mlverify._internal.serve.logs import configure_logging
     show_default=True,
     help="Distributed: seconds /v1/check and Harbor wait for a queued verdict.",
 )
+@click.option(
+    "--events",
+    "events_target",
+    metavar="FILE|-",
+    help="Write OCSF events (JSON lines) of each verdict reached here to FILE (appended) "
+    "or - (stdout); hits are not events.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_command(
     host: str,
@@ -156,6 +163,7 @@ def serve_command(
     queue_url: str | None,
     store_url: str | None,
     queue_wait: float,
+    events_target: str | None,
     log_level: str,
 ) -> None:
     """Serve verification decisions over HTTP(S): generic API, Kubernetes admission,
@@ -203,6 +211,9 @@ def serve_command(
     from mlverify._internal.serve.service import ServeConfig, Service
 
     configure_logging(log_level)
+    from mlverify._internal.report.events import open_events
+
+    events = open_events(events_target)
     refs = list(policy_refs) or [os.environ.get("MLVERIFY_POLICY") or "builtin:default"]
     config = ServeConfig(
         policies=load_policies(refs),
@@ -218,6 +229,7 @@ def serve_command(
         workers=workers,
         plain_http=plain_http,
         queue_wait=queue_wait,
+        events=events,
     )
     if queue_url is not None and store_url is not None:
         from mlverify._internal.distributed.broker import Queue, QueueError
@@ -269,3 +281,5 @@ def serve_command(
         server_header=False,
     )
     uvicorn.Server(uconfig).run()
+    if events is not None:
+        events.close()

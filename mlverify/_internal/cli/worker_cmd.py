@@ -67,6 +67,9 @@ def _queues(value: str) -> tuple[str, ...]:
               help="Serve Prometheus metrics on this port.")  # fmt: skip
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--plain-http", is_flag=True, help="Talk HTTP to registries (loopback always does).")
+@click.option("--events", "events_target", metavar="FILE|-",
+              help="Write OCSF events (JSON lines) of each verdict decided to FILE "
+              "(appended) or - (stdout).")  # fmt: skip
 @click.option("--log-level", default="info", show_default=True)
 def worker_command(
     queue_url: str,
@@ -86,6 +89,7 @@ def worker_command(
     metrics_port: int | None,
     metrics_host: str,
     plain_http: bool,
+    events_target: str | None,
     log_level: str,
 ) -> None:
     """Take verification jobs from the queue and write their verdicts to the store.
@@ -111,6 +115,12 @@ def worker_command(
     # everything a worker process needs is checked here, once, with one-line errors
     config = Config.of(load_policies(list(refs)))
     open_store(store_url).close()
+    from mlverify._internal.report.events import open_events
+
+    events_target = events_target or ""
+    events = open_events(events_target)  # refused here, once, if it cannot be opened
+    if events is not None:
+        events.close()
     q = Queue(queue_url)
     try:
         q.depth()
@@ -135,6 +145,8 @@ def worker_command(
         grace=grace,
         log_level=log_level,
         metrics=metrics_port is not None,
+        # "-": each worker process writes to the stdout it inherits (report/events.py)
+        events=events_target if events_target in ("", "-") else str(Path(events_target).resolve()),
     )
     import logging
 

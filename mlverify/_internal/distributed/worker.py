@@ -45,6 +45,7 @@ class WorkerSettings:
     grace: float = 60.0
     log_level: str = "info"
     metrics: bool = False
+    events: str = ""  #: --events: OCSF events of each verdict decided ("-": stdout)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -88,9 +89,12 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     from mlverify._internal.distributed.jobs import Job, RetryJob, WorkerContext, run_job
     from mlverify._internal.errors import UsageError
     from mlverify._internal.policy.model import load_policies
+    from mlverify._internal.report.events import open_events
+    from mlverify._internal.report.verdicts import emit_stored
     from mlverify._internal.serve.store import open_store
 
     store = open_store(settings.store_url)
+    events = open_events(settings.events)
     ctx = WorkerContext(
         policies=load_policies(list(settings.policy_refs)),
         store=store,
@@ -132,6 +136,8 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
             return
         try:
             outcome = run_job(ctx, job)
+            if events is not None and outcome != "duplicate":
+                emit_stored(events, store, job.key)  # never raises
         except RetryJob:
             outcome = "retry"
             raise
@@ -180,6 +186,8 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     log.info("worker process stopping", extra={"pid": os.getpid()})
     worker.stop(timeout=int(settings.grace * 1000))
     broker.close()
+    if events is not None:
+        events.close()
     store.close()
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlverify._internal import atlas
+from mlverify._internal.text import shown
 from mlverify._internal.version import __version__
 
 _STATUSES = ("allowed", "denied", "error", "skipped")
@@ -45,7 +46,9 @@ svg{max-width:100%;height:auto}
 
 
 def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """Text for the page: control characters (terminal escapes, bidirectional overrides,
+    NUL) shown as escapes, then HTML-escaped."""
+    return html.escape(shown("" if value is None else str(value)), quote=True)
 
 
 def _d(value: Any) -> dict[str, Any]:
@@ -296,9 +299,11 @@ def render_html(
     coverage: dict[str, Any] | None = None,
     title: str = "mlverify posture",
     generated: str | None = None,
+    note: str = "",
 ) -> str:
     """The page for check JSON documents ``docs`` (each ``{"results": [...]}`` or one
-    result); ``coverage`` is :func:`mlverify._internal.atlas.coverage.coverage_json`."""
+    result); ``coverage`` is :func:`mlverify._internal.atlas.coverage.coverage_json`;
+    ``note``: what the page leaves out (shown under the heading)."""
     p = posture(docs)
     generated = generated or dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     cards = "".join(
@@ -314,6 +319,7 @@ def render_html(
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{p["results"]} artifact(s); generated {_e(generated)} by mlverify '
         f"{_e(__version__)}; MITRE ATLAS {_e(atlas.atlas_version())}</p>",
+        f'<p class="meta" id="limit-note">{_e(note)}</p>' if note else "",
         '<h2 id="totals-heading">Verdicts</h2>',
         f'<div class="cards" id="totals">{cards}</div>',
     ]

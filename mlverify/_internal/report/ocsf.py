@@ -9,9 +9,10 @@
 - an artifact that could not be decided gets one Compliance Finding, Fail (an error and
   unfetched content are not admitted) or Unknown (skipped in a commit hook).
 
-The artifact is the resource: ``uid`` is its OMS root digest (``sha256:...``), ``name``
-its reference. Events are plain JSON built here (no OCSF library at run time); the tests
-check their shape with the ``py-ocsf-models`` classes.
+The artifact is the resource: ``uid`` is its OMS root digest (``sha256:...``; for a
+verdict reached without evidence, the digest it names), ``name`` its reference.
+Events are plain JSON built here (no OCSF library at run time); the tests check their
+shape with the ``py-ocsf-models`` classes.
 """
 
 from __future__ import annotations
@@ -131,6 +132,8 @@ def _resource(result: dict[str, Any]) -> dict[str, Any]:
     }
     if root:
         out["uid"] = f"sha256:{root}"
+    elif _text(art.get("digest")):  # a verdict reached without evidence: its digest
+        out["uid"] = _text(art.get("digest"))
     return out
 
 

@@ -1,6 +1,8 @@
 """Text for people: one verdict per artifact with every reason; for scans, the files
 that need a look (findings, or not fully checked) and a summary line, every file with
-``--all``. Every name from an artifact is escaped (:func:`mlverify._internal.text.shown`)."""
+``--all``. Every name from an artifact is escaped (:func:`mlverify._internal.text.shown`).
+Each finding and each deny or warn reason ends with its ATLAS ids in brackets
+(techniques, then mitigations: ``[AML.T0011.000 AML.T0010.003 AML.M0016]``)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,23 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mlverify._internal import atlas
 from mlverify._internal.report import RenderOptions
 from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
+    from mlverify._internal.atlas import AtlasRefs
     from mlverify._internal.check import CheckResult
     from mlverify._internal.scan.model import ScanReport
 
 _MARK = {"deny": "deny", "warn": "warn", "info": "ok  "}
+
+
+def atlas_ids(refs: AtlasRefs) -> str:
+    """`` [AML.T0011.000 AML.M0016]``: a finding's or reason's ATLAS techniques and
+    mitigations (the ids JSON carries, from the same map), or ""."""
+    ids = (*refs.technique_ids, *refs.mitigation_ids)
+    return f" [{' '.join(ids)}]" if ids else ""
 
 
 def needs_a_look(report: ScanReport) -> bool:
@@ -45,7 +56,9 @@ class TextReporter:
                 label = {"error": "ERROR", "skipped": "SKIPPED"}.get(r.outcome, "DENIED")
                 lines.append(f"{label}: {shown(r.artifact)}")
                 mark = "ok  " if r.outcome == "skipped" else "deny"
-                lines.append(f"  {mark} {shown(r.message)}")
+                code = "check." + r.outcome.replace("-", "_")
+                ids = "" if r.outcome == "skipped" else atlas_ids(atlas.refs_for_reason(code))
+                lines.append(f"  {mark} {shown(r.message)}{ids}")
                 continue
             for d in r.decisions:
                 if d.allowed and d.would_deny:
@@ -58,6 +71,8 @@ class TextReporter:
                     line = f"  {_MARK[reason.level]} {shown(reason.message)}"
                     if reason.remedy and reason.level != "info":
                         line += f" -> {shown(reason.remedy)}"
+                    if reason.level != "info":
+                        line += atlas_ids(atlas.refs_for_reason_text(reason.code, reason.message))
                     lines.append(line)
             if options.explain:
                 lines.append("  evidence:")
@@ -76,7 +91,10 @@ class TextReporter:
             for f in r.findings:
                 off = f"@{f.offset}" if f.offset is not None else ""
                 loc = f" {shown(f.member)}{off}" if f.member or off else ""
-                lines.append(f"  {f.severity.label.upper():8} {f.rule_id}{loc}: {shown(f.message)}")
+                ids = atlas_ids(atlas.refs_for_rule(f.rule_id))
+                lines.append(
+                    f"  {f.severity.label.upper():8} {f.rule_id}{loc}: {shown(f.message)}{ids}"
+                )
                 if f.chain:
                     lines.append(f"           via {shown(f.chain)}")
         hidden = len(reports) - len(listed)

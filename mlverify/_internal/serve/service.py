@@ -19,6 +19,7 @@ from mlverify._internal.errors import Remedy, UsageError
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
     from mlverify._internal.policy.model import Policy
+    from mlverify._internal.report.events import EventStream
     from mlverify._internal.serve.store.base import VerdictStore
 
 log = logging.getLogger("mlverify._internal.serve")
@@ -43,6 +44,7 @@ class ServeConfig:
     event_retries: int = 3  #: registry events: retries of an operational error
     retry_backoff: float = 1.0  #: seconds before the first retry (doubling after)
     queue_wait: float = 600.0  #: distributed: seconds a replica waits for a queued verdict
+    events: EventStream | None = None  #: --events: OCSF events of the verdicts reached here
 
 
 @dataclass

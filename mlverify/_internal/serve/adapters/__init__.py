@@ -8,4 +8,5 @@ ADAPTERS = (
     "mlverify._internal.serve.adapters.kubernetes",
     "mlverify._internal.serve.adapters.registry",
     "mlverify._internal.serve.adapters.harbor",
+    "mlverify._internal.serve.adapters.report",
 )

@@ -15,7 +15,9 @@ import time
 from collections import OrderedDict
 
 from mlverify._internal.errors import MlverifyError, VerificationError
+from mlverify._internal.report.verdicts import reached
 from mlverify._internal.serve.service import _PINNED_OCI, ServeConfig, Service, Verdict
+from mlverify._internal.serve.store.base import VerdictStore
 
 log = logging.getLogger("mlverify._internal.serve")
 
@@ -24,8 +26,9 @@ class LocalExecutor:
     """Checks on a bounded pool in this process; verdicts of digest-pinned OCI references
     cached by (manifest digest); concurrent requests for one reference share one check."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, store: VerdictStore | None = None) -> None:
         self.config = config
+        self.store = store  #: where each verdict reached is recorded (for /report)
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.workers, thread_name_prefix="mlverify-check"
         )
@@ -98,6 +101,7 @@ class LocalExecutor:
         elif out.outcome == "error":
             verdict = Verdict(ref, False, error=out.message)
             log.info("check failed", extra={"ref": ref, "error": out.message})
+            reached(verdict, self.store, self.config.events)
             return verdict
         elif out.outcome:
             verdict = Verdict(ref, False, note=out.message)
@@ -130,6 +134,7 @@ class LocalExecutor:
                 referrers_seen_at=now,
             )
             self.remember(self._oci_key(ref, verdict.digest), verdict)
+        reached(verdict, self.store, self.config.events)  # the page's store, the event stream
         return verdict
 
     def _still_valid(self, ref: str, hit: Verdict) -> bool:
@@ -249,4 +254,5 @@ def in_process_service(config: ServeConfig) -> Service:
     """One process, verdicts and Harbor requests in memory: ``serve`` without a queue."""
     from mlverify._internal.serve.store.memory import MemoryStore
 
-    return Service(config, LocalExecutor(config), MemoryStore(config.cache_size))
+    store = MemoryStore(config.cache_size)
+    return Service(config, LocalExecutor(config, store), store)

@@ -20,6 +20,7 @@ from mlverify._internal.distributed.broker import Queue
 from mlverify._internal.distributed.jobs import Job, artifact_digest
 from mlverify._internal.distributed.keys import Config
 from mlverify._internal.errors import MlverifyError
+from mlverify._internal.report.verdicts import reached
 from mlverify._internal.serve.service import ServeConfig, Verdict
 from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
 
@@ -170,6 +171,7 @@ class QueueExecutor:
                 entry = self._waiting.pop(key, None)
             if entry is not None:
                 waiters = entry[1]
+        reached(verdict, None, self.config.events)  # a deny reached here, not by a worker
         for ref, f in waiters:
             if not f.done():
                 f.set_result(Verdict(ref, False, error=verdict.error))
@@ -205,9 +207,11 @@ class QueueExecutor:
                     if f.done():
                         continue
                     if v is None:
-                        f.set_result(Verdict(ref, False, error=(
+                        late = Verdict(ref, False, error=(
                             f"{ref}: queued, not decided within {self.config.queue_wait:g}s; "
-                            "ask again")))  # fmt: skip
+                            "ask again"))  # fmt: skip
+                        reached(late, None, self.config.events)  # a deny reached here
+                        f.set_result(late)
                     else:
                         f.set_result(verdict_of(v, ref, cached=False))
 
