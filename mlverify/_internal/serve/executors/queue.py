@@ -225,9 +225,9 @@ class QueueExecutor:
         return {v.key: verdict_of(v, v.ref, cached=True) for v in latest}
 
     def on_push(self, host: str, repo: str, digest: str, tag: str) -> bool:
-        from mlverify._internal.serve.quarantine import is_model, read_manifest
+        from mlverify._internal.serve.quarantine import is_model, pushed_name, read_manifest
 
-        ref = f"oci://{host}/{repo}@{digest}"
+        ref = pushed_name(host, repo, digest, tag)  # judged by the tag pushed
         c = self.config
         got = read_manifest(
             host, repo, digest, plain_http=c.plain_http, retries=c.event_retries,
