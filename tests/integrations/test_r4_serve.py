@@ -303,3 +303,28 @@ def test_every_way_kubernetes_names_a_model_is_judged_or_denied(
     plain = {"kind": "Pod", "spec": {"containers": [{"name": "c", "image": "nginx",
              "resources": {"requests": {"storage": "1Gi"}}}]}}  # fmt: skip
     assert _admit(srv, plain)["allowed"] is True  # names no model
+
+
+def test_a_tag_pushed_over_since_is_not_the_pushed_name(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A push event names the tag it was pushed under; when the tag names another manifest
+    by the time it is handled, the digest is judged under its own name (a name that does
+    not hold would fail its check, and the pushed manifest would go unjudged)."""
+    from mlverify._internal.serve.quarantine import judged_name, pushed_name
+    from tests.integrations.conftest import make_clean_model
+
+    def judged(tag: str, host: str = registry.host) -> str:
+        name = pushed_name(host, repo, evil, tag)
+        return judged_name(name, plain_http=False, retries=1, backoff=0.05)
+
+    repo = "r4moved/m"
+    evil = _push(capsys, make_evil_model(tmp_path), f"oci://{registry.host}/{repo}:t1")
+    base = f"oci://{registry.host}/{repo}"
+    assert judged("t1") == f"{base}:t1@{evil}"
+    _push(capsys, make_clean_model(tmp_path), f"{base}:t1")  # t1 moves on
+    assert judged("t1") == f"{base}@{evil}"
+    assert judged("never-pushed") == f"{base}@{evil}"
+    assert judged("") == f"{base}@{evil}"
+    # a tag that is not one; the host in its one spelling
+    assert judged("no/such", registry.host.upper()) == f"{base}@{evil}"

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from mlverify._internal.errors import MlverifyError
+from mlverify._internal.errors import MlverifyError, VerificationError
 
 log = logging.getLogger("mlverify._internal.serve")
 
@@ -51,6 +51,33 @@ def pushed_name(host: str, repo: str, digest: str, tag: str) -> str:
         return str(parse_ref(pinned))
     except MlverifyError:
         return pinned  # not a reference: its check says so
+
+
+def judged_name(name: str, *, plain_http: bool, retries: int, backoff: float) -> str:
+    """``name`` (a :func:`pushed_name`) if its tag names its digest at the registry, read
+    again with backoff (the registry may send the event before it links the tag); else,
+    the tag pushed over since, the digest's own name: the manifest is still judged (under
+    a name that does not hold, its check would fail and it would go unjudged)."""
+    from mlverify._internal.oci import Registry
+    from mlverify._internal.sources.oci import check_tag, parse_ref
+
+    try:
+        r = parse_ref(name)
+    except MlverifyError:
+        return name
+    if not (r.tag and r.digest):
+        return name
+    for attempt in range(retries + 1):
+        try:
+            check_tag(Registry(r.host, insecure_http=plain_http), r)
+            return name
+        except VerificationError:
+            if attempt < retries:
+                time.sleep(backoff * 2**attempt)
+        except MlverifyError:
+            return name  # cannot tell now: its check reads the tag again
+    log.warning("event: the tag names another manifest now; judged by digest", extra={"ref": name})
+    return f"oci://{r.host}/{r.repository}@{r.digest}"
 
 
 def read_manifest(

@@ -226,21 +226,21 @@ class LocalExecutor:
             ours = tag == quarantine_tag(digest) and f"{host}/{repo}@{digest}" in self._quarantined
         if ours:
             return False  # our own quarantine tag, pushed after a deny
-        self.pool.submit(self._handle_push, host, repo, digest, tag)
+        self.pool.submit(self._handle_push, host, repo, digest, ref)
         return True
 
-    def _handle_push(self, host: str, repo: str, digest: str, tag: str) -> None:
-        """Judge a pushed manifest; quarantine it only on a policy decision made with
-        complete evidence. Operational errors (the registry answering 503, a pull cut
-        short) are retried with backoff, logged, and never cached or acted on."""
+    def _handle_push(self, host: str, repo: str, digest: str, ref: str) -> None:
+        """Judge a pushed manifest under ``ref`` (its pushed name); quarantine it only on
+        a policy decision made with complete evidence. Operational errors (the registry
+        answering 503, a pull cut short) are retried with backoff, logged, and never
+        cached or acted on."""
         from mlverify._internal.serve.quarantine import (
             is_model,
-            pushed_name,
+            judged_name,
             quarantine,
             read_manifest,
         )
 
-        ref = pushed_name(host, repo, digest, tag)
         retries = self.config.event_retries
         got = read_manifest(
             host, repo, digest, plain_http=self.config.plain_http, retries=retries,
@@ -251,6 +251,8 @@ class LocalExecutor:
         if not is_model(got[1]):
             log.info("event: signatures or attestations only, not judged", extra={"ref": ref})
             return
+        ref = judged_name(ref, plain_http=self.config.plain_http, retries=retries,
+                          backoff=self.config.retry_backoff)  # fmt: skip
         for attempt in range(retries + 1):
             verdict = self.submit(ref, refresh=attempt > 0).result()
             if verdict.result is not None:
