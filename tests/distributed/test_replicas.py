@@ -121,21 +121,24 @@ def test_registry_pushes_and_harbor_across_replicas(
     clean, evil = (oci.get_manifest(f"models/{n}", "v1")[2] for n in ("clean", "evil"))
     tag = "quarantined-" + evil.split(":", 1)[1]
     wait_for(lambda: oci.manifest_exists("models/evil", tag), 120, "the quarantine tag")
-    found = {str(v["ref"]): v for v in verdicts(pg_url)}
-    assert found[f"oci://{reg.host}/models/clean@{clean}"]["allowed"] is True
-    assert found[f"oci://{reg.host}/models/evil@{evil}"]["allowed"] is False
+    found = {str(v["ref"]): v for v in verdicts(pg_url)}  # judged by the tag pushed
+    assert found[f"oci://{reg.host}/models/clean:v1@{clean}"]["allowed"] is True
+    assert found[f"oci://{reg.host}/models/evil:v1@{evil}"]["allowed"] is False
     assert oci.manifest_exists("models/clean", clean)
     # Harbor: the request to B, the report from A (the request lives in the store)
     scan = {"registry": {"url": f"http://{reg.host}"},
             "artifact": {"repository": "models/evil", "digest": evil}}  # fmt: skip
     code, _, doc = b.request("POST", "/api/v1/scan", scan)
     assert code == 202
+    # Harbor names the digest alone: another name than the push's, judged on its own
+    wait_for(lambda: a.request("GET", f"/api/v1/scan/{doc['id']}/report")[0] == 200, 60,
+             "the Harbor report")  # fmt: skip
     code, _, report = a.request("GET", f"/api/v1/scan/{doc['id']}/report")
     assert code == 200 and report["severity"] == "Critical", report
     # both replicas answer the pushed model from the store
     for srv in (a, b):
         code, _, v = srv.request(
-            "POST", "/v1/check", {"ref": f"oci://{reg.host}/models/evil@{evil}"}
+            "POST", "/v1/check", {"ref": f"oci://{reg.host}/models/evil:v1@{evil}"}
         )
         assert v["cached"] is True and v["allowed"] is False
     # a tag is judged as the digest it names now

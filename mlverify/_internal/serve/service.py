@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlverify._internal.errors import Remedy, UsageError
+from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
@@ -159,8 +160,12 @@ class Service:
         """Refuse references the configuration does not allow (no arbitrary paths, no
         arbitrary hosts)."""
         if ref.startswith("oci://"):
-            host = ref[len("oci://") :].split("/", 1)[0]
-            if "*" not in self.config.registries and host not in self.config.registries:
+            from mlverify._internal.sources.oci import canonical_host
+
+            host = canonical_host(ref[len("oci://") :].split("/", 1)[0])  # one spelling
+            if "*" not in self.config.registries and host not in {
+                canonical_host(h) for h in self.config.registries
+            }:
                 raise UsageError(
                     f"{ref}: registry {host} is not configured; refusing it", setting="registry"
                 )
@@ -196,27 +201,123 @@ class Service:
         self.store.close()
 
 
-def references_in(obj: Any) -> list[str]:
-    """Model references in a Kubernetes object: every ``storageUri`` (KServe
-    InferenceService, any predictor layout) and OCI image volumes of pods."""
+#: KServe annotations that name the model a pod loads (the storage initializer's source,
+#: a local model cache's source)
+MODEL_ANNOTATIONS = (
+    "internal.serving.kserve.io/storage-initializer-sourceuri",
+    "internal.serving.kserve.io/localmodel-sourceuri",
+)
+#: keys whose string value is a model location, wherever they appear (InferenceService
+#: and TrainedModel ``storageUri``, LocalModelCache ``sourceModelUri``)
+_URI_KEYS = ("storageUri", "sourceModelUri")
+#: containers KServe runs to fetch a model: their arguments name it
+_FETCHERS = ("storage-initializer", "modelcar-init")
+_MAX_NODES = 200_000
+
+
+@dataclass(frozen=True)
+class ModelReferences:
+    """What a Kubernetes object names as models: references to judge, and the ways of
+    naming a model the webhook cannot resolve (each one a deny reason)."""
+
+    refs: tuple[str, ...]
+    unresolved: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        """Does the object name any model?"""
+        return bool(self.refs or self.unresolved)
+
+
+def references_in(obj: Any) -> ModelReferences:
+    """Every model location a Kubernetes object names, wherever it sits (an
+    InferenceService in any predictor, explainer or transformer layout, a TrainedModel,
+    a LocalModelCache, a Pod or a pod template):
+
+    - ``storageUri`` and ``sourceModelUri`` strings; ``storageUris`` entries' ``uri``;
+      an LLMInferenceService's ``model.uri``;
+    - a ``STORAGE_URI`` environment variable of any container (KServe's custom containers);
+    - the KServe annotations of a pod naming its model (:data:`MODEL_ANNOTATIONS`);
+    - the arguments of KServe's fetching init containers (``storage-initializer``) that
+      are URIs;
+    - the ``image.reference`` of image volumes (OCI artifacts).
+
+    Unresolvable (denied with the reason, never admitted unjudged): a ``storage`` spec
+    (``key``/``path``/``parameters``: the bucket is in a secret the webhook does not read),
+    a location that is not a string, a ``STORAGE_URI`` from ``valueFrom``, an object too
+    large to walk."""
     found: list[str] = []
+    problems: list[str] = []
 
-    def walk(x: Any, key: str = "") -> None:
-        if isinstance(x, dict):
-            for k, v in x.items():
-                walk(v, str(k))
-        elif isinstance(x, list):
-            for v in x:
-                walk(v, key)
-        elif key == "storageUri" and isinstance(x, str):
-            found.append(x)
+    def location(where: str, value: Any) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        else:
+            problems.append(f"{where}: a model location that is not a string; denied")
 
-    walk(obj)
-    spec = obj.get("spec") if isinstance(obj, dict) else None
-    if isinstance(spec, dict) and isinstance(obj, dict) and obj.get("kind") == "Pod":
-        volumes = spec.get("volumes")
-        for vol in volumes if isinstance(volumes, list) else []:
-            image = vol.get("image") if isinstance(vol, dict) else None
-            if isinstance(image, dict) and isinstance(image.get("reference"), str):
-                found.append("oci://" + image["reference"])
-    return list(dict.fromkeys(found))
+    stack: list[tuple[Any, str, str]] = [(obj, "", "")]
+    seen = 0
+    while stack:
+        x, key, where = stack.pop()
+        seen += 1
+        if seen > _MAX_NODES:
+            problems.append("the object is too large to find every model it names; denied")
+            break
+        if isinstance(x, list):
+            stack.extend((v, key, f"{where}[{i}]") for i, v in enumerate(x))
+            continue
+        if not isinstance(x, dict):
+            continue
+        for k, v in x.items():
+            k = str(k)
+            at = f"{where}.{k}" if where else k
+            if k in _URI_KEYS:
+                location(at, v)
+            elif k == "storageUris":
+                for i, entry in enumerate(v if isinstance(v, list) else [v]):
+                    location(
+                        f"{at}[{i}].uri", entry.get("uri") if isinstance(entry, dict) else entry
+                    )
+            elif k == "uri" and key == "model":
+                location(at, v)
+            elif k == "storage" and isinstance(v, dict):
+                named = ", ".join(
+                    f"{shown(str(n)[:40])}={shown(str(v[n])[:200])}" for n in sorted(v)[:5]
+                )
+                problems.append(
+                    f"{at}: the model is named through a storage spec ({named}); the webhook "
+                    "cannot resolve a storage key's bucket: name the model with storageUri "
+                    "(a digest-pinned oci:// or hf:// reference); denied"
+                )
+            elif k == "annotations" and isinstance(v, dict):
+                for name in MODEL_ANNOTATIONS:
+                    if name in v:
+                        location(f"{at}.{name}", v[name])
+            elif k == "env" and isinstance(v, list):
+                for i, var in enumerate(v):
+                    if isinstance(var, dict) and var.get("name") == "STORAGE_URI":
+                        if "value" in var:
+                            location(f"{at}[{i}].value", var["value"])
+                        else:
+                            problems.append(
+                                f"{at}[{i}]: STORAGE_URI is taken from elsewhere (valueFrom); "
+                                "the webhook cannot resolve it: give the value inline; denied"
+                            )
+            elif k == "volumes" and isinstance(v, list):
+                for i, vol in enumerate(v):
+                    image = vol.get("image") if isinstance(vol, dict) else None
+                    if isinstance(image, dict):
+                        ref = image.get("reference")
+                        if isinstance(ref, str):
+                            found.append("oci://" + ref)
+                        else:
+                            location(f"{at}[{i}].image.reference", ref)
+            elif k in ("containers", "initContainers") and isinstance(v, list):
+                for c in v:
+                    if isinstance(c, dict) and c.get("name") in _FETCHERS:
+                        args = c.get("args")
+                        for a in args if isinstance(args, list) else []:
+                            if isinstance(a, str) and "://" in a:
+                                found.append(a)
+            if isinstance(v, (dict, list)):
+                stack.append((v, k, at))
+    return ModelReferences(tuple(dict.fromkeys(found)), tuple(dict.fromkeys(problems)))

@@ -100,10 +100,48 @@ class OciRef:
 
 
 def parse_ref(text: str) -> OciRef:
+    """The reference, its host in canonical form (:func:`canonical_host`): the name
+    policies match is the same for every spelling of one registry."""
     m = _REF.match(text)
     if m is None:
         raise UsageError(f"{text}: expected oci://HOST[:PORT]/REPOSITORY(@sha256:HEX|:TAG)")
-    return OciRef(m["host"], m["repo"], m["tag"] or "", m["digest"] or "")
+    return OciRef(canonical_host(m["host"]), m["repo"], m["tag"] or "", m["digest"] or "")
+
+
+def canonical_host(host: str) -> str:
+    """``host[:port]`` as one spelling: a name in lower case (DNS names are
+    case-insensitive), an IP address in its compressed form, a port without leading zeros.
+    A policy matching ``oci://registry.example.com/*`` cannot be escaped by writing
+    ``REGISTRY.example.com`` or ``registry.example.com:05000``. A name ending in a dot
+    (the same host to a resolver) is refused."""
+    name, port = host, ""
+    if host.startswith("["):
+        end = host.index("]")
+        name, port = host[1:end], host[end + 2 :]
+    elif ":" in host:
+        name, port = host.rsplit(":", 1)
+    if port:
+        number = int(port) if len(port) <= 8 else 0
+        if not 0 < number < 65536:
+            raise UsageError(f"oci://{host}: port {port} is out of range")
+        port = str(number)
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+                            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*", name):  # fmt: skip
+            raise UsageError(
+                f"oci://{host}: not a host name (labels of letters, digits and '-', "
+                "separated by single dots, no trailing dot)"
+            ) from None
+        name = name.lower()
+        if re.fullmatch(r"[0-9]+|0x[0-9a-f]*", name.rsplit(".", 1)[-1]):
+            # 127.000.000.001, 2130706433, 0x7f.1: an address to a resolver, spelt so
+            # that no policy naming the address matches
+            raise UsageError(f"oci://{host}: write an IP address in its usual form") from None
+    else:
+        name = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    return f"{name}:{port}" if port else name
 
 
 def sha256_digest(data: bytes) -> str:
@@ -471,7 +509,8 @@ def _is_archive(layer: dict[str, Any]) -> bool:
         return True
     if any(notes.get(k) for k in FILEPATH_ANNOTATIONS):
         return False
-    return bool(re.search(r"\.tar(\+gzip|\+zstd)?$", media))
+    # OCI image layers (...tar+gzip) and docker's (...rootfs.diff.tar.gzip)
+    return bool(re.search(r"\.tar([+.]gzip|\+zstd)?$", media))
 
 
 def _unpack(blob: Path, media: str, dest: Path, where: str, budget: int) -> int:
@@ -508,6 +547,7 @@ def pull(text: str, dest: Path, settings: OciSettings) -> Resolved:
     attached to the manifest under ``dest/signatures``."""
     ref = parse_ref(text)
     reg = Registry(ref.host, settings)
+    check_tag(reg, ref)
     data, media, digest = reg.get_manifest(ref.repository, ref.reference)
     try:
         manifest = json.loads(data)
@@ -600,6 +640,60 @@ def pull(text: str, dest: Path, settings: OciSettings) -> Resolved:
             "attached": attached,
             "referrers": referrer_set(referrers),
         },
+    )
+
+
+def check_tag(reg: Registry, ref: OciRef) -> None:
+    """``oci://HOST/REPO:TAG@DIGEST`` names its artifact by the digest, but policies match
+    the whole name, tag included: the tag must name that digest at the registry now (one
+    manifest GET), else anyone could pick the policy that judges a digest by writing a
+    lenient tag before it. A reference with a tag only, or a digest only, passes."""
+    if not (ref.tag and ref.digest):
+        return
+    resp = reg.request(
+        "GET",
+        f"/v2/{ref.repository}/manifests/{ref.tag}",
+        headers={"Accept": ACCEPT},
+        ok=(200, 404),
+    )
+    with resp:
+        if int(getattr(resp, "status", 0) or resp.code) == 404:
+            current = "no manifest (the tag does not exist)"
+        else:
+            try:
+                data = resp.read(MAX_MANIFEST + 1)
+            except (OSError, http.client.HTTPException) as e:
+                raise InputError(
+                    f"{ref}: reading the manifest of tag {ref.tag} broke off "
+                    f"({type(e).__name__}); check again"
+                ) from None
+            current = sha256_digest(data) if len(data) <= MAX_MANIFEST else "an oversized manifest"
+            if current != ref.digest and ref.digest in _index_members(data):
+                return  # the tag names an index (multi-platform image) listing the digest
+    if current != ref.digest:
+        raise VerificationError(
+            f"{ref}: the tag {ref.tag} names {current} at the registry, not {ref.digest}; "
+            "policies match the tag, so it must name the digest: use the tag's current "
+            f"digest, or the digest alone (oci://{ref.host}/{ref.repository}@{ref.digest})"
+        )
+
+
+def _index_members(data: bytes) -> set[str]:
+    """The manifest digests an image index lists (none if ``data`` is not an index)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return set()
+    if not isinstance(doc, dict) or doc.get("mediaType") not in (
+        OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ):
+        return set()
+    listed = doc.get("manifests")
+    return (
+        {str(m.get("digest")) for m in listed if isinstance(m, dict)}
+        if isinstance(listed, list)
+        else set()
     )
 
 
@@ -742,7 +836,11 @@ class OciSource:
     def admit(self, rules: AdmissionRules) -> None:
         admit_kind(self, rules)
         allowed = rules.registries
-        if allowed is not None and "*" not in allowed and self.parsed.host not in allowed:
+        if (
+            allowed is not None
+            and "*" not in allowed
+            and self.parsed.host not in {canonical_host(h) for h in allowed}
+        ):
             raise UsageError(
                 f"{self.reference}: registry {self.parsed.host} is not configured; refusing it"
             )

@@ -1,6 +1,7 @@
-"""Kubernetes admission: ``POST /k8s/validate`` (AdmissionReview v1; KServe
-``storageUri`` anywhere in the object, image volumes of pods). A miss is waited on
-within ``check_timeout``, then denied ("retry shortly"): never admitted unjudged."""
+"""Kubernetes admission: ``POST /k8s/validate`` (AdmissionReview v1; every model location
+the object names, :func:`~mlverify._internal.serve.service.references_in`). A miss is
+waited on within ``check_timeout``, then denied ("retry shortly"); a model named in a way
+the webhook cannot resolve is denied: never admitted unjudged."""
 
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ def routes(service: Service, max_body: int) -> list[Route]:
         messages: list[str] = []
         warnings: list[str] = []
         if req.get("operation") != "DELETE":
-            refs = references_in(req.get("object") or {})
+            named = references_in(req.get("object") or {})
+            if named.unresolved:  # a model named in a way that cannot be judged: a deny
+                allowed = False
+                messages.extend(named.unresolved)
             pending: list[tuple[str, concurrent.futures.Future[Verdict]]] = []
-            for ref in refs:
+            for ref in named.refs:
                 if service.config.require_digest and not is_pinned(ref):
                     allowed = False
                     messages.append(f"{ref}: not pinned by digest (use @sha256:... or a commit)")

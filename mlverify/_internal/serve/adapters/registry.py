@@ -48,10 +48,9 @@ def routes(service: Service, max_body: int) -> list[Route]:
             except MlverifyError as e:
                 log.warning("event: registry not configured", extra={"ref": ref, "error": str(e)})
                 continue
+            # every tag is judged, quarantined-* too (anyone may push under such a name);
+            # False: already judged under this name, or our own quarantine tag's push
             tag = str(target.get("tag", ""))
-            if tag.startswith("quarantined-"):
-                continue
-            # False: already judged (also our own quarantine tag's push)
             if await asyncio.get_running_loop().run_in_executor(
                 None, service.executor.on_push, host, repo, digest, tag
             ):

@@ -24,7 +24,9 @@ log = logging.getLogger("mlverify._internal.serve")
 
 class LocalExecutor:
     """Checks on a bounded pool in this process; verdicts of digest-pinned OCI references
-    cached by (manifest digest); concurrent requests for one reference share one check."""
+    cached by the name policies matched (host, repository, tag) and the manifest digest,
+    valid while the subject's attached manifests are the ones judged; concurrent
+    requests for one reference share one check."""
 
     def __init__(self, config: ServeConfig, store: VerdictStore | None = None) -> None:
         self.config = config
@@ -37,6 +39,9 @@ class LocalExecutor:
         self._inflight: dict[str, concurrent.futures.Future[Verdict]] = {}
         #: the latest verdict of every reference judged (errors too), for peek()
         self._recent: OrderedDict[str, Verdict] = OrderedDict()
+        #: manifests this service tagged ``quarantined-<hex>`` itself (their tag's push
+        #: event needs no second check)
+        self._quarantined: OrderedDict[str, None] = OrderedDict()
 
     # -- cache ------------------------------------------------------------------------
     def cached(self, key: str) -> Verdict | None:
@@ -65,8 +70,9 @@ class LocalExecutor:
             recent = self._recent.get(ref)
         if recent is not None:
             return recent
-        if _PINNED_OCI.match(ref):
-            hit = self.cached(self._oci_key(ref, ref.rsplit("@", 1)[1]))
+        key = self._oci_key(ref)
+        if key is not None:
+            hit = self.cached(key)
             if hit is not None:
                 return dataclasses.replace(hit, ref=ref, cached=True)
         return None
@@ -120,9 +126,11 @@ class LocalExecutor:
                 "seconds": round(time.perf_counter() - t0, 3),
             },
         )
-        # Only a digest-pinned reference's verdict is reused, under exactly that name: a
-        # verdict reached through a tag was matched against the tag's name.
-        if _PINNED_OCI.match(ref) and verdict.digest and verdict.result is not None:
+        # Only a digest-pinned reference's verdict is reused, under exactly the name it
+        # was judged by (the tag included: policies match it) and its digest; a verdict
+        # reached through a tag alone was matched against the tag's name.
+        key = self._oci_key(ref)
+        if key is not None and verdict.digest and verdict.result is not None:
             now = time.time()
             tomorrow = dt.datetime.fromtimestamp(now, dt.timezone.utc).date() + dt.timedelta(1)
             midnight = dt.datetime.combine(tomorrow, dt.time(), dt.timezone.utc).timestamp()
@@ -133,7 +141,8 @@ class LocalExecutor:
                 referrers=tuple(str(x) for x in seen),
                 referrers_seen_at=now,
             )
-            self.remember(self._oci_key(ref, verdict.digest), verdict)
+            if key == self._oci_key(ref, verdict.digest):  # judged what the name pins
+                self.remember(key, verdict)
         reached(verdict, self.store, self.config.events)  # the page's store, the event stream
         return verdict
 
@@ -157,26 +166,34 @@ class LocalExecutor:
         if tuple(current) != hit.referrers:
             log.info("verdict stale: attached manifests changed", extra={"ref": ref})
             return False
-        self.remember(
-            self._oci_key(ref, hit.digest), dataclasses.replace(hit, referrers_seen_at=now)
-        )
+        key = self._oci_key(ref)
+        if key is not None:
+            self.remember(key, dataclasses.replace(hit, referrers_seen_at=now))
         return True
 
     @staticmethod
-    def _oci_key(ref: str, digest: str) -> str:
-        base = ref.split("@", 1)[0]
-        host_repo = base[len("oci://") :]
-        if ":" in host_repo.rsplit("/", 1)[-1]:  # drop a tag
-            host_repo = host_repo.rsplit(":", 1)[0]
-        return f"oci://{host_repo}@{digest}"
+    def _oci_key(ref: str, digest: str = "") -> str | None:
+        """The cache key of a digest-pinned ``oci://`` reference: its canonical name, as
+        the check names it for policies (host, repository, tag) and the digest; None for
+        anything else (not cached)."""
+        if not _PINNED_OCI.match(ref):
+            return None
+        from mlverify._internal.sources.oci import parse_ref
+
+        try:
+            r = parse_ref(ref)
+        except MlverifyError:
+            return None
+        return str(dataclasses.replace(r, digest=digest or r.digest))
 
     def submit(
         self, ref: str, *, refresh: bool = False, authorization: str | None = None
     ) -> concurrent.futures.Future[Verdict]:
         """A future verdict for ``ref``: done at once on a cache hit; shared with a check
         already running for the same reference."""
-        if not refresh and _PINNED_OCI.match(ref):
-            hit = self.cached(self._oci_key(ref, ref.rsplit("@", 1)[1]))
+        key = self._oci_key(ref)
+        if not refresh and key is not None:
+            hit = self.cached(key)
             if hit is not None and self._still_valid(ref, hit):
                 done: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
                 done.set_result(dataclasses.replace(hit, ref=ref, cached=True))
@@ -204,19 +221,31 @@ class LocalExecutor:
 
     # -- registry pushes ----------------------------------------------------------------
     def on_push(self, host: str, repo: str, digest: str, tag: str) -> bool:
-        ref = f"oci://{host}/{repo}@{digest}"
-        if self.cached(ref) is not None:
-            return False  # already judged (also our own quarantine tag's push)
-        self.pool.submit(self._handle_push, host, repo, digest, tag)
+        from mlverify._internal.serve.quarantine import pushed_name, quarantine_tag
+
+        ref = pushed_name(host, repo, digest, tag)
+        key = self._oci_key(ref)
+        if key is not None and self.cached(key) is not None:
+            return False  # already judged under this name
+        with self._lock:
+            ours = tag == quarantine_tag(digest) and f"{host}/{repo}@{digest}" in self._quarantined
+        if ours:
+            return False  # our own quarantine tag, pushed after a deny
+        self.pool.submit(self._handle_push, host, repo, digest, ref)
         return True
 
-    def _handle_push(self, host: str, repo: str, digest: str, tag: str) -> None:
-        """Judge a pushed manifest; quarantine it only on a policy decision made with
-        complete evidence. Operational errors (the registry answering 503, a pull cut
-        short) are retried with backoff, logged, and never cached or acted on."""
-        from mlverify._internal.serve.quarantine import is_model, quarantine, read_manifest
+    def _handle_push(self, host: str, repo: str, digest: str, ref: str) -> None:
+        """Judge a pushed manifest under ``ref`` (its pushed name); quarantine it only on
+        a policy decision made with complete evidence. Operational errors (the registry
+        answering 503, a pull cut short) are retried with backoff, logged, and never
+        cached or acted on."""
+        from mlverify._internal.serve.quarantine import (
+            is_model,
+            judged_name,
+            quarantine,
+            read_manifest,
+        )
 
-        ref = f"oci://{host}/{repo}@{digest}"
         retries = self.config.event_retries
         got = read_manifest(
             host, repo, digest, plain_http=self.config.plain_http, retries=retries,
@@ -225,8 +254,10 @@ class LocalExecutor:
         if got is None:
             return
         if not is_model(got[1]):
-            log.info("event: not a model, skipped", extra={"ref": ref})
+            log.info("event: signatures or attestations only, not judged", extra={"ref": ref})
             return
+        ref = judged_name(ref, plain_http=self.config.plain_http, retries=retries,
+                          backoff=self.config.retry_backoff)  # fmt: skip
         for attempt in range(retries + 1):
             verdict = self.submit(ref, refresh=attempt > 0).result()
             if verdict.result is not None:
@@ -243,8 +274,15 @@ class LocalExecutor:
                 extra={"ref": ref, "error": verdict.error or verdict.note},
             )
             return
-        self.remember(ref, verdict)
+        key = self._oci_key(ref)
+        if key is not None:
+            self.remember(key, verdict)
         if not verdict.allowed:
+            if self.config.quarantine == "tag":
+                with self._lock:
+                    self._quarantined[f"{host}/{repo}@{digest}"] = None
+                    while len(self._quarantined) > self.config.cache_size:
+                        self._quarantined.popitem(last=False)
             quarantine(
                 host, repo, digest, self.config.quarantine, plain_http=self.config.plain_http
             )

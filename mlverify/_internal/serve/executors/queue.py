@@ -229,9 +229,14 @@ class QueueExecutor:
         return {v.key: verdict_of(v, v.ref, cached=True) for v in latest}
 
     def on_push(self, host: str, repo: str, digest: str, tag: str) -> bool:
-        from mlverify._internal.serve.quarantine import is_model, read_manifest
+        from mlverify._internal.serve.quarantine import (
+            is_model,
+            judged_name,
+            pushed_name,
+            read_manifest,
+        )
 
-        ref = f"oci://{host}/{repo}@{digest}"
+        ref = pushed_name(host, repo, digest, tag)  # judged by the tag pushed
         c = self.config
         got = read_manifest(
             host, repo, digest, plain_http=c.plain_http, retries=c.event_retries,
@@ -239,6 +244,8 @@ class QueueExecutor:
         )  # fmt: skip
         if got is None or not is_model(got[1]):
             return False
+        ref = judged_name(ref, plain_http=c.plain_http, retries=c.event_retries,
+                          backoff=c.retry_backoff)  # fmt: skip
         name, art = self._identity(ref, True)
         key = self.keys.key(name, art)
         if self._lookup(key) is not None:
