@@ -32,6 +32,7 @@ from mlverify._internal.text import shown
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
     from mlverify._internal.policy.model import Policy
+    from mlverify._internal.sources.settings import AdmissionRules, OciSettings, SourceSettings
 
 log = logging.getLogger("mlverify._internal.distributed")
 
@@ -96,28 +97,41 @@ class Job:
         return job
 
 
+def oci_settings(plain_http: bool = False) -> OciSettings:
+    """The environment's OCI settings (what a worker or replica was started with), plain
+    HTTP also when its own option says so."""
+    from mlverify._internal.sources.settings import SourceSettings
+
+    oci = SourceSettings.from_environment().oci
+    return dataclasses.replace(oci, plain_http=oci.plain_http or plain_http)
+
+
 def artifact_digest(
-    ref: str, *, roots: Sequence[Path] | None, plain_http: bool = False
+    ref: str,
+    *,
+    roots: Sequence[Path] | None,
+    plain_http: bool = False,
+    oci: OciSettings | None = None,
 ) -> tuple[str, str]:
     """(the name judged, its artifact digest) for a reference a caller may name.
 
     OCI tags are resolved to the manifest digest (``oci://HOST/REPO:TAG@DIGEST`` is judged);
     hf:// must be pinned to a commit; a path must lie under one of ``roots`` (None: the
-    caller's own command line names it, any path).
+    caller's own command line names it, any path). ``oci``: the registry settings (default:
+    the environment's, with ``plain_http``).
     """
     if ref.startswith("oci://"):
-        from mlverify._internal.oci import Registry, current_referrers, parse_ref
+        from mlverify._internal.sources.oci import Registry, current_referrers, parse_ref
 
+        settings = oci if oci is not None else oci_settings(plain_http)
         r = parse_ref(ref)
         digest = r.digest
         if not digest:
-            digest = Registry(r.host, insecure_http=plain_http).get_manifest(
-                r.repository, r.reference
-            )[2]
+            digest = Registry(r.host, settings).get_manifest(r.repository, r.reference)[2]
         # named as an in-process check names it: a tag stays in the name (policies match
         # on names, "*:release-*" included), pinned to the digest it resolved to
         pinned = f"oci://{r.host}/{r.repository}" + (f":{r.tag}" if r.tag else "") + f"@{digest}"
-        attached = current_referrers(r.host, r.repository, digest, insecure_http=plain_http)
+        attached = current_referrers(r.host, r.repository, digest, settings)
         return pinned, oci_digest(digest, attached)
     if ref.startswith("hf://"):
         if not _PINNED_HF.match(ref):
@@ -125,7 +139,7 @@ def artifact_digest(
         return ref, ref.split("@", 1)[1].split("/", 1)[0]
     if "://" in ref:
         raise UsageError(f"{shown(ref)}: unsupported scheme; use oci://, hf:// or a path")
-    from mlverify._internal.refs import require_under
+    from mlverify._internal.sources.local import require_under
 
     path = Path(ref)
     if roots is not None:
@@ -145,10 +159,33 @@ class WorkerContext:
     max_deliveries: int = 5
     verdict_ttl: float = 86_400.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    #: where sources read from (default: the environment's, with ``plain_http``)
+    settings: SourceSettings | None = None
     config: Config = field(init=False)
 
     def __post_init__(self) -> None:
+        from mlverify._internal.sources.settings import SourceSettings
+
         self.config = Config.of(self.policies)
+        base = self.settings or SourceSettings.from_environment()
+        oci = dataclasses.replace(base.oci, plain_http=base.oci.plain_http or self.plain_http)
+        self.settings = dataclasses.replace(base, oci=oci)
+
+    @property
+    def sources(self) -> SourceSettings:
+        assert self.settings is not None  # set in __post_init__
+        return self.settings
+
+    def rules(self, path: bool) -> AdmissionRules:
+        """What a job may make this worker read: paths under its roots, its registries;
+        MLflow references are not judged from the queue."""
+        from mlverify._internal.sources.settings import AdmissionRules
+
+        return AdmissionRules(
+            roots=tuple(self.roots) if path else None,
+            registries=frozenset(self.registries),
+            refused_kinds=frozenset({"mlflow"}),
+        )
 
 
 def valid_until(now: float, ttl: float) -> float:
@@ -238,8 +275,8 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
         extra={"key": key, "ref": job.ref, "allowed": verdict.allowed, "digest": verdict.digest},
     )
     if written and not verdict.allowed and verdict.kind == "decided" and job.quarantine != "none":
-        from mlverify._internal.oci import parse_ref
         from mlverify._internal.serve.quarantine import quarantine
+        from mlverify._internal.sources.oci import parse_ref
 
         r = parse_ref(job.ref)
         quarantine(r.host, r.repository, r.digest, job.quarantine, plain_http=ctx.plain_http)
@@ -247,9 +284,12 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
 
 
 def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
-    """The verdict about the bytes the job names; :class:`MlverifyError` when the bytes
-    could not be judged (retried), :class:`RetryJob` when they are not the job's."""
-    from mlverify._internal.refs import check_ref
+    """The verdict about the bytes the job names, judged through the public API
+    (:func:`mlverify.check`). An error result: tampered bytes (a
+    :class:`VerificationError`) are a deny about them; any other error could not judge
+    the bytes and is raised (retried); :class:`RetryJob` when the bytes are not the job's.
+    Git LFS content not fetched is a deny: its bytes were not judged."""
+    import mlverify
 
     key, ref = job.key, job.ref
     if ref.startswith("oci://"):
@@ -263,7 +303,7 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
     same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf
     if path is not None:
         from mlverify._internal.background import BackgroundCall
-        from mlverify._internal.refs import require_under
+        from mlverify._internal.sources.local import require_under
 
         require_under(path, ctx.roots)
         before = fingerprint(path)
@@ -278,24 +318,21 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
             if during != before or fingerprint(path) != before:
                 raise RetryJob(f"{shown(ref)}: changed while being checked")
 
-    try:
-        out = check_ref(
-            ref,
-            ctx.policies,
-            environment=ENVIRONMENT,
-            roots=ctx.roots if path is not None else None,
-            insecure_http=ctx.plain_http,
-        )
-    except VerificationError as e:  # tampered bytes: a deny about them, not an outage
-        same()
-        return _verdict(ctx, job, key, job.digest, False, "failed", [str(e)])
-    except MlverifyError:
-        if path is not None:
-            same()  # a change explains the error better; else the error is retried
-        raise
-    same()
-    if isinstance(out, str):  # Git LFS content not fetched: its bytes were not judged
-        return _verdict(ctx, job, key, job.digest, False, "failed", [out])
+    out = mlverify.check(
+        ref,
+        policy=ctx.policies,
+        settings=ctx.sources,
+        rules=ctx.rules(path is not None),
+        environment=ENVIRONMENT,
+        use_cache=False,  # every byte is read: the verdict is stored for all replicas
+    )
+    same()  # a change explains an error better than the error does
+    if out.outcome == "error":
+        if out.error_exit == VerificationError.exit_code:  # tampered: a deny, not an outage
+            return _verdict(ctx, job, key, job.digest, False, "failed", [out.message])
+        raise MlverifyError(out.message)  # operational: retried, then dead-lettered
+    if out.outcome:  # Git LFS content not fetched: its bytes were not judged
+        return _verdict(ctx, job, key, job.digest, False, "failed", [out.message or out.outcome])
     import json
 
     doc = json.dumps(out.to_json(), sort_keys=True)
