@@ -32,7 +32,7 @@ from mlverify._internal.text import shown
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
     from mlverify._internal.policy.model import Policy
-    from mlverify._internal.sources.settings import AdmissionRules, OciSettings, SourceSettings
+    from mlverify._internal.sources.settings import AdmissionRules, SourceSettings
 
 log = logging.getLogger("mlverify._internal.distributed")
 
@@ -97,33 +97,23 @@ class Job:
         return job
 
 
-def oci_settings(plain_http: bool = False) -> OciSettings:
-    """The environment's OCI settings (what a worker or replica was started with), plain
-    HTTP also when its own option says so."""
-    from mlverify._internal.sources.settings import SourceSettings
-
-    oci = SourceSettings.from_environment().oci
-    return dataclasses.replace(oci, plain_http=oci.plain_http or plain_http)
-
-
 def artifact_digest(
     ref: str,
     *,
     roots: Sequence[Path] | None,
     plain_http: bool = False,
-    oci: OciSettings | None = None,
 ) -> tuple[str, str]:
     """(the name judged, its artifact digest) for a reference a caller may name.
 
     OCI tags are resolved to the manifest digest (``oci://HOST/REPO:TAG@DIGEST`` is judged);
     hf:// must be pinned to a commit; a path must lie under one of ``roots`` (None: the
-    caller's own command line names it, any path). ``oci``: the registry settings (default:
-    the environment's, with ``plain_http``).
+    caller's own command line names it, any path).
     """
     if ref.startswith("oci://"):
         from mlverify._internal.sources.oci import Registry, current_referrers, parse_ref
+        from mlverify._internal.sources.settings import oci_from_environment
 
-        settings = oci if oci is not None else oci_settings(plain_http)
+        settings = oci_from_environment(plain_http)
         r = parse_ref(ref)
         digest = r.digest
         if not digest:

@@ -28,9 +28,10 @@ def read_manifest(
     host: str, repo: str, digest: str, *, plain_http: bool, retries: int, backoff: float
 ) -> tuple[bytes, dict[str, Any]] | None:
     """The pushed manifest (bytes and JSON), retried with backoff; None if unreadable."""
-    from mlverify._internal.oci import Registry
+    from mlverify._internal.sources.oci import Registry
+    from mlverify._internal.sources.settings import oci_from_environment
 
-    reg = Registry(host, insecure_http=plain_http)
+    reg = Registry(host, oci_from_environment(plain_http))
     ref = f"oci://{host}/{repo}@{digest}"
     for attempt in range(retries + 1):
         try:
@@ -62,12 +63,13 @@ def quarantine_tag(digest: str) -> str:
 
 def quarantine(host: str, repo: str, digest: str, mode: str, *, plain_http: bool) -> None:
     """Delete the manifest, or tag it ``quarantined-<hex>`` for review; errors logged."""
-    from mlverify._internal.oci import Registry
+    from mlverify._internal.sources.oci import Registry
+    from mlverify._internal.sources.settings import oci_from_environment
 
     if mode == "none":
         return
     ref = f"oci://{host}/{repo}@{digest}"
-    reg = Registry(host, insecure_http=plain_http)
+    reg = Registry(host, oci_from_environment(plain_http))
     try:
         if mode == "delete":
             reg.delete_manifest(repo, digest)
