@@ -14,6 +14,11 @@ PostgreSQL as its own user (root needed; else the SQLite store, said in the outp
               (the back-fill reads every byte once more, for the job keys);
 - admission:  /k8s/validate of decided models through `mlverify serve --queue --store`,
               one client on a kept-alive connection, latency percentiles.
+
+Redis runs as deployed (deploy/kubernetes: ``appendfsync everysec``); ``--redis-fsync
+always`` measures the tests' setting (every enqueue, fetch and ack waits for the disk).
+The workers' and back-fills' stderr are kept in the work directory's ``*.log`` and the
+last lines printed when a run fails.
 """
 
 from __future__ import annotations
@@ -67,13 +72,16 @@ def mlverify(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def services(work: Path) -> Iterator[tuple[str, str, str]]:
+def services(work: Path, fsync: str) -> Iterator[tuple[str, str, str]]:
     """(redis URL, a function-free store URL prefix, the store kind)."""
+    import redis as redis_client
+
     from tests.distributed.conftest import Redis, Unavailable, postgres_running
     from tests.integrations.conftest import free_port
 
     redis = Redis(free_port(), work)
     redis.start()
+    redis_client.Redis.from_url(redis.url).config_set("appendfsync", fsync)
     try:
         try:
             with postgres_running() as pg:
@@ -100,24 +108,32 @@ def flush(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushall()
 
 
-def run_workers(n: int, root: Path, redis_url: str, store: str, env: dict[str, str]) -> float:
-    w = subprocess.Popen(
-        mlverify("worker", "--queue", redis_url, "--store", store, "--root", str(root),
-                 "--concurrency", str(n), "--log-level", "warning"),
-        env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def run_workers(
+    n: int, root: Path, redis_url: str, store: str, env: dict[str, str], timeout: float
+) -> float:
+    log = root.parent / f"worker-{n}.log"
+    with open(log, "wb") as err:
+        w = subprocess.Popen(
+            mlverify("worker", "--queue", redis_url, "--store", store, "--root", str(root),
+                     "--concurrency", str(n), "--log-level", "warning"),
+            env=env, stderr=err,
+        )  # fmt: skip
     time.sleep(3)  # the worker processes start (imports): not what is measured
     t0 = time.perf_counter()
-    r = subprocess.run(
-        mlverify("backfill", str(root), "--queue", redis_url, "--store", store,
-                 "--max-outstanding", "1000"),
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    try:
+        r = subprocess.run(
+            mlverify("backfill", str(root), "--queue", redis_url, "--store", store,
+                     "--max-outstanding", "1000"),
+            env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as e:
+        sys.exit(f"backfill did not finish in {timeout:g} s; worker log:\n"
+                 f"{log.read_text(errors='replace')[-3000:]}\nbackfill: {e.stderr!r}")  # fmt: skip
     wall = time.perf_counter() - t0
     w.send_signal(signal.SIGTERM)
     w.wait(120)
     if r.returncode != 0:
-        sys.exit(f"backfill failed: {r.stderr[-2000:]}")
+        sys.exit(f"backfill failed: {r.stderr[-2000:]}\nworker log:\n{log.read_text()[-2000:]}")
     print(f"  {r.stderr.strip().splitlines()[-1]}", file=sys.stderr)
     return wall
 
@@ -162,6 +178,8 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=4)
     ap.add_argument("--large-gib", type=float, default=1.0)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--redis-fsync", choices=("everysec", "always"), default="everysec")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds a back-fill may take")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlverify-dbench-"))
     os.chmod(work, 0o755)
@@ -181,13 +199,15 @@ def main() -> None:
         if r.returncode not in (0, 1):
             sys.exit(f"check failed: {r.stderr[-2000:]}")
         rows = [("plain `mlverify check`, 1 process", plain)]
-        with services(work) as (redis_url, kind, base):
+        with services(work, args.redis_fsync) as (redis_url, kind, base):
             for n in (1, 2):
                 flush(redis_url)
                 store = fresh_store(kind, base, n)
-                rows.append((f"{n} worker process{'es' if n > 1 else ''} ({kind} store)",
-                             run_workers(n, root, redis_url, store, env)))  # fmt: skip
+                wall = run_workers(n, root, redis_url, store, env, args.timeout)
+                rows.append((f"{n} worker process{'es' if n > 1 else ''} ({kind} store)", wall))
             lat = sorted(admission(root, redis_url, store, env, args.requests))
+        print(f"\nRedis appendfsync {args.redis_fsync}; load average at the end "
+              f"{os.getloadavg()[0]:.1f}")  # fmt: skip
         print("\n| run | wall s | jobs/s | GB/s | vs plain |\n|---|---:|---:|---:|---:|")
         for name, wall in rows:
             print(f"| {name} | {wall:.1f} | {jobs / wall:.1f} | {total / 1e9 / wall:.2f} | "

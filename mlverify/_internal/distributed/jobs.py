@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlverify._internal.distributed.keys import Config, fingerprint, oci_digest, tree_digest
+from mlverify._internal.distributed.keys import (
+    Config,
+    Fingerprint,
+    fingerprint,
+    oci_digest,
+    tree_digest,
+)
 from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
 from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
 from mlverify._internal.text import shown
@@ -37,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlverify._internal.distributed")
 
 QUEUES = ("uploads", "backfill")
+#: bytes under a path job up to which its digest is read in the job's thread, before the
+#: check (a thread per small job costs more than the read); larger ones beside the check
+INLINE_DIGEST = 64 << 20
 _PINNED_OCI = re.compile(r"^oci://[^/]+/.+@sha256:[0-9a-f]{64}$")
 _PINNED_HF = re.compile(r"^hf://[^/@]+/[^/@]+@[0-9a-f]{40}(/.*)?$")
 #: the environment every job is judged in: the key does not name one, so it is fixed
@@ -297,12 +306,18 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
 
         require_under(path, ctx.roots)
         before = fingerprint(path)
-        # the job's digest is read beside the check (BLAKE3 releases the GIL), not before
-        # it: both read between two equal fingerprints, so both read the same bytes
-        digesting = BackgroundCall(tree_digest, path)
+        # the job's digest and the check both read between two equal fingerprints, so
+        # both read the same bytes: a small tree's digest first, here; a large one's
+        # beside the check (BLAKE3 releases the GIL), not before it
+        digested: Callable[[], tuple[str, Fingerprint]]
+        if sum(entry[0] for entry in before.values()) <= INLINE_DIGEST:
+            value = tree_digest(path)
+            digested = lambda: value  # noqa: E731
+        else:
+            digested = BackgroundCall(tree_digest, path).result
 
         def same() -> None:
-            digest, during = digesting.result()
+            digest, during = digested()
             if digest != job.digest:
                 raise RetryJob(f"{shown(ref)}: its content is not what was queued (changed since)")
             if during != before or fingerprint(path) != before:
