@@ -12,6 +12,8 @@ PostgreSQL as its own user (root needed; else the SQLite store, said in the outp
 - N workers:  `mlverify backfill DIR` into an empty store with `mlverify worker
               --concurrency N` running, from the start of the back-fill to its last verdict
               (the back-fill reads every byte once more, for the job keys);
+- CPU s:      user + system seconds of those processes (not Redis', PostgreSQL's): what
+              the run costs whatever else the machine does;
 - admission:  /k8s/validate of decided models through `mlverify serve --queue --store`,
               one client on a kept-alive connection, latency percentiles.
 
@@ -65,6 +67,14 @@ def corpus(root: Path, small: int, large: int, gib: float) -> int:
         safetensors(d / "model.safetensors", int(gib * (1 << 30)))
         total += int(gib * (1 << 30))
     return total
+
+
+def cpu() -> float:
+    """CPU seconds (user + system) of this process's reaped descendants so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def mlverify(*args: str) -> list[str]:
@@ -192,26 +202,30 @@ def main() -> None:
         print(f"set: {args.small} small + {args.large} x {args.large_gib:g} GiB = {jobs} jobs, "
               f"{total / 1e9:.2f} GB", file=sys.stderr)  # fmt: skip
         refs = [str(p) for p in sorted(root.iterdir())]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         r = subprocess.run(mlverify("check", *refs, "--format", "json"), env=env,
                            capture_output=True, text=True)  # fmt: skip
-        plain = time.perf_counter() - t0
+        plain, plain_cpu = time.perf_counter() - t0, cpu() - c0
         if r.returncode not in (0, 1):
             sys.exit(f"check failed: {r.stderr[-2000:]}")
-        rows = [("plain `mlverify check`, 1 process", plain)]
+        rows = [("plain `mlverify check`, 1 process", plain, plain_cpu)]
         with services(work, args.redis_fsync) as (redis_url, kind, base):
             for n in (1, 2):
                 flush(redis_url)
                 store = fresh_store(kind, base, n)
+                c0 = cpu()
                 wall = run_workers(n, root, redis_url, store, env, args.timeout)
-                rows.append((f"{n} worker process{'es' if n > 1 else ''} ({kind} store)", wall))
+                name = f"{n} worker process{'es' if n > 1 else ''} ({kind} store)"
+                rows.append((name, wall, cpu() - c0))
             lat = sorted(admission(root, redis_url, store, env, args.requests))
         print(f"\nRedis appendfsync {args.redis_fsync}; load average at the end "
               f"{os.getloadavg()[0]:.1f}")  # fmt: skip
-        print("\n| run | wall s | jobs/s | GB/s | vs plain |\n|---|---:|---:|---:|---:|")
-        for name, wall in rows:
+        print("\n| run | wall s | jobs/s | GB/s | vs plain | CPU s | CPU vs plain |\n"
+              "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+        for name, wall, used in rows:
             print(f"| {name} | {wall:.1f} | {jobs / wall:.1f} | {total / 1e9 / wall:.2f} | "
-                  f"{wall / plain:.2f}x |")  # fmt: skip
+                  f"{wall / plain:.2f}x | {used:.1f} | {used / plain_cpu:.2f}x |")  # fmt: skip
+        print("(CPU: the check, or the workers and the back-fill; not Redis' or PostgreSQL's)")
         q = statistics.quantiles(lat, n=100)
         print(
             f"\nadmission from the store ({len(lat)} AdmissionReviews, 1 client): "
