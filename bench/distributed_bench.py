@@ -12,8 +12,15 @@ PostgreSQL as its own user (root needed; else the SQLite store, said in the outp
 - N workers:  `mlverify backfill DIR` into an empty store with `mlverify worker
               --concurrency N` running, from the start of the back-fill to its last verdict
               (the back-fill reads every byte once more, for the job keys);
+- CPU s:      user + system seconds of those processes (not Redis', PostgreSQL's): what
+              the run costs whatever else the machine does;
 - admission:  /k8s/validate of decided models through `mlverify serve --queue --store`,
               one client on a kept-alive connection, latency percentiles.
+
+Redis runs as deployed (deploy/kubernetes: ``appendfsync everysec``); ``--redis-fsync
+always`` measures the tests' setting (every enqueue, fetch and ack waits for the disk).
+The workers' and back-fills' stderr are kept in the work directory's ``*.log`` and the
+last lines printed when a run fails.
 """
 
 from __future__ import annotations
@@ -62,18 +69,29 @@ def corpus(root: Path, small: int, large: int, gib: float) -> int:
     return total
 
 
+def cpu() -> float:
+    """CPU seconds (user + system) of this process's reaped descendants so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def mlverify(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlverify", *args]
 
 
 @contextlib.contextmanager
-def services(work: Path) -> Iterator[tuple[str, str, str]]:
+def services(work: Path, fsync: str) -> Iterator[tuple[str, str, str]]:
     """(redis URL, a function-free store URL prefix, the store kind)."""
+    import redis as redis_client
+
     from tests.distributed.conftest import Redis, Unavailable, postgres_running
     from tests.integrations.conftest import free_port
 
     redis = Redis(free_port(), work)
     redis.start()
+    redis_client.Redis.from_url(redis.url).config_set("appendfsync", fsync)
     try:
         try:
             with postgres_running() as pg:
@@ -100,24 +118,32 @@ def flush(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushall()
 
 
-def run_workers(n: int, root: Path, redis_url: str, store: str, env: dict[str, str]) -> float:
-    w = subprocess.Popen(
-        mlverify("worker", "--queue", redis_url, "--store", store, "--root", str(root),
-                 "--concurrency", str(n), "--log-level", "warning"),
-        env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def run_workers(
+    n: int, root: Path, redis_url: str, store: str, env: dict[str, str], timeout: float
+) -> float:
+    log = root.parent / f"worker-{n}.log"
+    with open(log, "wb") as err:
+        w = subprocess.Popen(
+            mlverify("worker", "--queue", redis_url, "--store", store, "--root", str(root),
+                     "--concurrency", str(n), "--log-level", "warning"),
+            env=env, stderr=err,
+        )  # fmt: skip
     time.sleep(3)  # the worker processes start (imports): not what is measured
     t0 = time.perf_counter()
-    r = subprocess.run(
-        mlverify("backfill", str(root), "--queue", redis_url, "--store", store,
-                 "--max-outstanding", "1000"),
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    try:
+        r = subprocess.run(
+            mlverify("backfill", str(root), "--queue", redis_url, "--store", store,
+                     "--max-outstanding", "1000"),
+            env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as e:
+        sys.exit(f"backfill did not finish in {timeout:g} s; worker log:\n"
+                 f"{log.read_text(errors='replace')[-3000:]}\nbackfill: {e.stderr!r}")  # fmt: skip
     wall = time.perf_counter() - t0
     w.send_signal(signal.SIGTERM)
     w.wait(120)
     if r.returncode != 0:
-        sys.exit(f"backfill failed: {r.stderr[-2000:]}")
+        sys.exit(f"backfill failed: {r.stderr[-2000:]}\nworker log:\n{log.read_text()[-2000:]}")
     print(f"  {r.stderr.strip().splitlines()[-1]}", file=sys.stderr)
     return wall
 
@@ -162,6 +188,8 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=4)
     ap.add_argument("--large-gib", type=float, default=1.0)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--redis-fsync", choices=("everysec", "always"), default="everysec")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds a back-fill may take")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlverify-dbench-"))
     os.chmod(work, 0o755)
@@ -174,24 +202,30 @@ def main() -> None:
         print(f"set: {args.small} small + {args.large} x {args.large_gib:g} GiB = {jobs} jobs, "
               f"{total / 1e9:.2f} GB", file=sys.stderr)  # fmt: skip
         refs = [str(p) for p in sorted(root.iterdir())]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         r = subprocess.run(mlverify("check", *refs, "--format", "json"), env=env,
                            capture_output=True, text=True)  # fmt: skip
-        plain = time.perf_counter() - t0
+        plain, plain_cpu = time.perf_counter() - t0, cpu() - c0
         if r.returncode not in (0, 1):
             sys.exit(f"check failed: {r.stderr[-2000:]}")
-        rows = [("plain `mlverify check`, 1 process", plain)]
-        with services(work) as (redis_url, kind, base):
+        rows = [("plain `mlverify check`, 1 process", plain, plain_cpu)]
+        with services(work, args.redis_fsync) as (redis_url, kind, base):
             for n in (1, 2):
                 flush(redis_url)
                 store = fresh_store(kind, base, n)
-                rows.append((f"{n} worker process{'es' if n > 1 else ''} ({kind} store)",
-                             run_workers(n, root, redis_url, store, env)))  # fmt: skip
+                c0 = cpu()
+                wall = run_workers(n, root, redis_url, store, env, args.timeout)
+                name = f"{n} worker process{'es' if n > 1 else ''} ({kind} store)"
+                rows.append((name, wall, cpu() - c0))
             lat = sorted(admission(root, redis_url, store, env, args.requests))
-        print("\n| run | wall s | jobs/s | GB/s | vs plain |\n|---|---:|---:|---:|---:|")
-        for name, wall in rows:
+        print(f"\nRedis appendfsync {args.redis_fsync}; load average at the end "
+              f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+        print("\n| run | wall s | jobs/s | GB/s | vs plain | CPU s | CPU vs plain |\n"
+              "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+        for name, wall, used in rows:
             print(f"| {name} | {wall:.1f} | {jobs / wall:.1f} | {total / 1e9 / wall:.2f} | "
-                  f"{wall / plain:.2f}x |")  # fmt: skip
+                  f"{wall / plain:.2f}x | {used:.1f} | {used / plain_cpu:.2f}x |")  # fmt: skip
+        print("(CPU: the check, or the workers and the back-fill; not Redis' or PostgreSQL's)")
         q = statistics.quantiles(lat, n=100)
         print(
             f"\nadmission from the store ({len(lat)} AdmissionReviews, 1 client): "

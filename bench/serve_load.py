@@ -108,7 +108,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args()
 
-    from mlverify._internal.oci import push
+    from mlverify._internal.sources.oci import push
+    from mlverify._internal.sources.settings import oci_from_environment
     from tests.core.helpers import write_key_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="mlverify-load-"))
@@ -149,7 +150,7 @@ def main() -> None:
             )
             wait(f"http://127.0.0.1:{rport}/v2/")
             target = f"oci://127.0.0.1:{rport}/bench/tiny:v1"
-            digest, _ = push(model, target, signature=model / "model.sig")
+            digest, _ = push(model, target, oci_from_environment(), signature=model / "model.sig")
             ref = f"oci://127.0.0.1:{rport}/bench/tiny@{digest}"
             cases = {
                 "oci hit (cached verdict)": {"ref": ref},

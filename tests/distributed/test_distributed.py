@@ -141,6 +141,8 @@ def test_backfill_two_workers_one_killed_mid_job(
     killed = next(v for v in found if v["key"] == victim["key"])
     assert not str(killed["decided_by"]).endswith(f":{pid}"), "finished by another process"
     assert any(r.get("msg") == "worker process exited; restarting" for r in killed_in.records())
+    # and restarted (the supervisor once dropped its restart time before it was due)
+    assert sum(r.get("msg") == "worker process started" for r in killed_in.records()) >= 2
     # no verdict written twice: no worker saw its write refused
     for w in (w1, w2):
         assert not any("decided twice" in str(r.get("msg")) for r in w.records())
@@ -206,12 +208,21 @@ def test_sigterm_finishes_the_job_in_flight_and_metrics(
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(120) == 0
     assert any(v["ref"] == big and v["allowed"] is True for v in verdicts(pg_url))
-    # a new worker takes the rest; its metrics count the outcomes
+    # a new worker takes what is left and two models added since; its metrics count what
+    # it decided (the first one may have judged the small models beside the large one)
+    for name in ("late-1", "late-2"):
+        shutil.copytree(root / "m0001", root / name)
+    r = run("backfill", str(root), "--queue", redis_server.url, "--store", pg_url,
+            "--policy", str(policy), "--no-wait")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    first = {str(x["pid"]) for x in w.records() if x.get("msg") == "worker process started"}
     w2 = worker(mlverify_proc, redis_server, pg_url, policy, root, "--metrics-port", str(port))
-    wait_for(lambda: len(verdicts(pg_url)) == 3, 120, "the other jobs")
+    wait_for(lambda: len(verdicts(pg_url)) == 5, 120, "the other jobs")
+    theirs = [v for v in verdicts(pg_url) if str(v["decided_by"]).rsplit(":", 1)[1] not in first]
+    assert len(theirs) >= 2 and all(v["allowed"] is True for v in theirs)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    assert 'mlverify_jobs_total{outcome="allowed"} 2.0' in text, text
+    assert f'mlverify_jobs_total{{outcome="allowed"}} {len(theirs)}.0' in text, text
     assert "mlverify_queue_depth" in text and "mlverify_job_seconds_bucket" in text
     assert w2.stop() == 0
     assert expect  # the corpus held the large model, a clean one and a malicious one

@@ -100,8 +100,8 @@ def test_registry_pushes_and_harbor_across_replicas(
     """Real registry notifications to replica A become jobs; the worker decides and
     quarantines the malicious model (after the policy decision); a Harbor scan asked of
     replica B is reported by replica A; a signature attached later is another artifact."""
-    from mlverify._internal.oci import Registry as OciRegistry
     from tests.integrations.conftest import free_port, make_clean_model, make_evil_model
+    from tests.integrations.conftest import oci_registry as OciRegistry
     from tests.integrations.test_oci import oras_push
 
     port = free_port()
@@ -145,7 +145,7 @@ def test_registry_pushes_and_harbor_across_replicas(
     code, _, v = b.request("POST", "/v1/check", {"ref": f"oci://{reg.host}/models/clean:v1"})
     assert v["allowed"] is True and v["digest"].startswith(clean)
     # attaching a manifest to a judged subject makes it another artifact: judged again
-    from mlverify._internal.oci import attach
+    from mlverify._internal.sources.oci import attach
     from tests.core.helpers import write_key_pair
 
     pinned = f"oci://{reg.host}/models/clean@{clean}"
@@ -213,9 +213,9 @@ def test_backfill_of_a_registry_and_of_a_hugging_face_cache(
 ) -> None:
     """oci://HOST: every repository's tags, resolved, model manifests once per digest under
     the pinned name; hf-cache:DIR: every snapshot. Decided by a worker with the same cache."""
-    from mlverify._internal.oci import Registry as OciRegistry
     from tests.distributed.test_distributed import run
     from tests.integrations.conftest import EVIL_PICKLE, FIXTURE_MODEL, make_evil_model
+    from tests.integrations.conftest import oci_registry as OciRegistry
     from tests.integrations.test_hf import add_snapshot
     from tests.integrations.test_oci import oras_push
 

@@ -24,6 +24,7 @@ from mlverify._internal.errors import MlverifyError, UsageError
 from mlverify._internal.policy.model import load_policies
 from mlverify._internal.serve.store import ScanRequest, StoredVerdict, StoreError, open_store
 from mlverify._internal.serve.store.base import VerdictStore
+from tests.distributed.conftest import Redis
 from tests.integrations.conftest import make_clean_model, make_evil_model
 
 
@@ -66,6 +67,10 @@ def test_store_protocol(store: VerdictStore) -> None:
     assert set(store.get_many(["k1", "k2", "nope"])) == {"k1", "k2"}
     assert [store.deliver("j", "r", now) for _ in range(3)] == [1, 2, 3]
     assert store.deliveries("j") == 3 and store.deliveries("other") == 0
+    # once decided, the next delivery (the verdict expired: judged again) starts a new
+    # round: deliveries of earlier rounds never dead-letter a later one
+    assert store.put(verdict("j", True, now + 1, ttl=1), now=now + 1)
+    assert [store.deliver("j", "r", now + 3) for _ in range(2)] == [1, 2]
     store.note_error("j", "boom", now)
     scan = ScanRequest("id1", "", "oci://h/r@sha256:0", "r", "sha256:0", now)
     store.add_scan(scan)
@@ -251,3 +256,70 @@ def test_file_of_references_is_read_bounded(tmp_path: Path) -> None:
         references(str(tmp_path / "nope"))
     with pytest.raises(UsageError, match="expected oci://HOST"):
         references("oci://h/r:tag")
+
+
+def test_content_swapped_with_its_mtime_set_back_is_not_judged(
+    ctx: WorkerContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes changed between the job digest's read and the check's, with size, mtime and
+    inode kept (os.utime sets mtime back): the change time differs, so the job is
+    retried, never decided about bytes its key does not name."""
+    import os
+
+    from mlverify._internal.distributed import jobs
+
+    model = make_clean_model(tmp_path / "models", "m")
+    j = job_for(ctx, str(model))
+    target = model / "config.json"
+    real = jobs.tree_digest
+
+    def digest_then_swap(path: Path) -> tuple[str, dict[str, tuple[int, int, int, int]]]:
+        out = real(path)
+        st = os.stat(target)
+        size = st.st_size
+        time.sleep(0.05)  # a change time the (coarse) file-system clock tells apart
+        target.write_bytes(b'{"x":' + b"1" * (size - 7) + b"}\n")
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(target).st_size == size and os.stat(target).st_mtime_ns == st.st_mtime_ns
+        return out
+
+    monkeypatch.setattr(jobs, "tree_digest", digest_then_swap)
+    with pytest.raises(RetryJob, match="changed while being checked"):
+        run_job(ctx, j)
+    assert ctx.store.get(j.key) is None
+
+
+def test_broker_requeues_what_it_fetched_but_does_not_hold(
+    redis_server: Redis, tmp_path: Path
+) -> None:
+    """A fetch whose reply never reached the consumer (or a consumer that dropped its
+    cache) leaves messages in a live process's acks set, where no heartbeat timeout
+    frees them: reclaim() requeues them on its second sighting, never what a thread
+    holds; a closed consumer requeues what it fetched but did not hand on."""
+    pytest.importorskip("dramatiq")
+    from mlverify._internal.distributed.broker import NAMESPACE, QUEUE_NAMES, Queue, make_broker
+
+    q = QUEUE_NAMES["backfill"]
+
+    def waiting() -> int:  # messages queued, not fetched
+        return int(broker.client.llen(f"{NAMESPACE}:{q}"))
+
+    producer = Queue(redis_server.url)
+    c = Config("sha256:p", "sha256:t", "1")
+    for i in range(3):
+        producer.enqueue(Job(f"/m/{i}", "blake3:0", c.policy, c.trust, c.version, "backfill"))
+    broker = make_broker(redis_server.url)
+    consumer = broker.consume(q, prefetch=2, timeout=100)
+    held = next(consumer)  # handed on: a worker thread holds it
+    assert held is not None and waiting() == 1
+    lost = broker.do_fetch(q, 1)  # fetched, its reply "lost": in our acks set, held nowhere
+    assert len(lost) == 1 and waiting() == 0
+    assert broker.reclaim() == 0  # first sighting: maybe a reply in flight
+    assert broker.reclaim() == 1 and waiting() == 1  # second: requeued
+    assert broker.reclaim() == 0  # the held message stays with its thread
+    consumer.close()  # its cache (the second prefetched message) goes back
+    assert waiting() == 2
+    consumer.ack(held)
+    assert broker.reclaim() == 0 and broker.reclaim() == 0
+    broker.close()
+    producer.close()

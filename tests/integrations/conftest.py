@@ -32,6 +32,22 @@ REGISTRY_INSTALL = "apt-get install -y --no-install-recommends docker-registry"
 TOKEN = "integration-test-token-0123456789"
 
 
+def oci_registry(host: str) -> Any:
+    """A client of a test registry with the environment's settings (loopback is HTTP)."""
+    from mlverify._internal.sources.oci import Registry
+    from mlverify._internal.sources.settings import oci_from_environment
+
+    return Registry(host, oci_from_environment())
+
+
+def oci_pull(text: str, dest: Path) -> Any:
+    """Pull ``text`` into ``dest`` with the environment's settings."""
+    from mlverify._internal.sources.oci import pull
+    from mlverify._internal.sources.settings import oci_from_environment
+
+    return pull(text, dest, oci_from_environment())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

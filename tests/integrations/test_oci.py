@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify._internal.oci import Registry, parse_ref
+from mlverify._internal.sources.oci import parse_ref
 from tests.core.helpers import run, write_key_pair
 from tests.integrations.conftest import (
     Registry as RegistryProc,
@@ -19,6 +19,7 @@ from tests.integrations.conftest import (
     make_evil_model,
     write_key_policy,
 )
+from tests.integrations.conftest import oci_registry as Registry
 
 
 def oras_push(registry: RegistryProc, model: Path, target: str) -> str:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from mlverify._internal.errors import MlverifyError
-from mlverify._internal.oci import Registry as OciRegistry
-from mlverify._internal.oci import _Redirects, is_internal, pull
+from mlverify._internal.sources.oci import _Redirects, is_internal
 from tests.integrations.conftest import Registry, make_clean_model
+from tests.integrations.conftest import oci_pull as pull
+from tests.integrations.conftest import oci_registry as OciRegistry
 from tests.integrations.registry_proxy import Proxy, running
 from tests.integrations.test_oci import oras_push
 

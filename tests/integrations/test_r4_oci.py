@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from mlverify._internal.errors import UsageError
-from mlverify._internal.oci import Registry as OciRegistry
 from mlverify._internal.sources.oci import parse_ref
 from tests.core.helpers import run
 from tests.integrations.conftest import Registry, make_clean_model, make_evil_model
+from tests.integrations.conftest import oci_registry as OciRegistry
 
 HEAD = "apiVersion: mlverify.dev/v1\nkind: Policy\n"
 

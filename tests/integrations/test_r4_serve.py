@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from mlverify._internal.oci import Registry as OciRegistry
 from tests.core.helpers import run
 from tests.integrations.conftest import (
     EVIL_PICKLE,
@@ -30,6 +29,7 @@ from tests.integrations.conftest import (
     free_port,
     make_evil_model,
 )
+from tests.integrations.conftest import oci_registry as OciRegistry
 
 HEAD = "apiVersion: mlverify.dev/v1\nkind: Policy\n"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

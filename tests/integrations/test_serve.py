@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from mlverify._internal.oci import Registry as OciRegistry
 from tests.integrations.conftest import (
     CA,
     TOKEN,
@@ -30,6 +29,7 @@ from tests.integrations.conftest import (
     make_clean_model,
     make_evil_model,
 )
+from tests.integrations.conftest import oci_registry as OciRegistry
 from tests.integrations.test_oci import oras_push
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from mlverify._internal.oci import Registry as OciRegistry
 from tests.core.helpers import safetensors
 from tests.integrations.conftest import Registry, Server, make_clean_model
+from tests.integrations.conftest import oci_registry as OciRegistry
 from tests.integrations.registry_proxy import Proxy, running
 from tests.integrations.test_oci import oras_push
 
@@ -170,7 +170,7 @@ def test_a_signature_attached_later_is_seen_and_verdicts_expire(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mlverify._internal.oci import attach
+    from mlverify._internal.sources.oci import attach
     from tests.core.helpers import run, write_key_pair
     from tests.integrations.conftest import write_key_policy
 

@@ -135,24 +135,3 @@ def test_admission_rules(tmp_path: Path) -> None:
     # the command line admits what the user names (no rules)
     with resolve(root / "m", settings) as r:
         assert r.path == root / "m" and r.kind == "path" and r.name == str(root / "m")
-
-
-def test_old_import_paths_keep_working(tmp_path: Path) -> None:
-    """The service, `verify` and other importers use the old names until they move."""
-    from mlverify._internal import oci, refs
-    from mlverify._internal.policy.model import load_policies
-
-    model = tmp_path / "m"
-    model.mkdir()
-    (model / "config.json").write_text("{}\n")
-    policies = load_policies(["builtin:default"])
-    (result,) = refs.check_refs([model], policies)
-    assert result.allowed and result.artifact == str(model)
-    out = refs.check_ref(model, policies, roots=[tmp_path])
-    assert not isinstance(out, str) and out.allowed
-    with pytest.raises(UsageError, match="not under a configured model root"):
-        refs.check_ref(model, policies, roots=[tmp_path / "elsewhere"])
-    with pytest.raises(UsageError, match="not accepted here"):  # the service reads no MLflow
-        refs.check_ref("models:/clf/1", policies, roots=[tmp_path])
-    assert oci.Registry("registry.example.com", insecure_http=True).base.startswith("http://")
-    assert oci.parse_ref(f"oci://h/r@{DIGEST}").digest == DIGEST

@@ -8,18 +8,18 @@ from pathlib import Path
 import click
 
 from mlverify._internal.cli.options import text_or_json_option
+from mlverify._internal.cli.reference import reference_path_argument
 from mlverify._internal.cli.trust_options import (
     TrustArgs,
     cli_remedies,
     trust_from_options,
     trust_options,
 )
-from mlverify._internal.refs import reference_path_argument
 from mlverify._internal.text import shown
 
 
 @click.command("verify")
-@reference_path_argument  # a path, oci:// or hf:// (mlverify/_internal/refs.py)
+@reference_path_argument  # a path, oci:// or hf:// (mlverify/_internal/sources/)
 @click.option(
     "--signature",
     "signature_paths",

@@ -6,10 +6,16 @@ the back-fill job in flight. Delivery is at-least-once: a worker that dies holdi
 message stops sending heartbeats, and any other worker's next queue maintenance hands
 its messages back (``heartbeat_timeout``, default 10 s; the heartbeat thread runs the
 maintenance every second, not Dramatiq's one-in-a-thousand chance).
+
+Two repairs to Dramatiq's Redis consumer (:func:`_consumer_class`): no growing back-off
+while its prefetch is full, and no message left behind in a live process's acks set
+(:meth:`reclaim`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 from mlverify._internal.errors import MlverifyError, UsageError
@@ -27,6 +33,82 @@ NAMESPACE = "mlverify"
 
 class QueueError(MlverifyError):
     """The queue (Redis) cannot be reached: an operational error, never an allow."""
+
+
+#: seconds a consumer whose prefetch is full waits for an ack before looking again
+FULL_WAIT = 0.2
+
+
+def _consumer_class() -> type[Any]:
+    """Dramatiq's Redis consumer, with two changes (made once, on first use: Dramatiq is
+    imported lazily):
+
+    - while its prefetch is full (the worker threads hold what it fetched), it waits for
+      an ack (or ``FULL_WAIT``) and looks again at once: Dramatiq's own consumer sleeps a
+      back-off there that grows to the worker timeout, leaving a worker that finishes
+      small jobs in milliseconds idle most of the time;
+    - it tracks what it handed to the worker threads until acked (the broker's
+      :meth:`~Broker.reclaim` requeues what the process fetched but no longer holds), and
+      requeues what it fetched but never handed on when it is closed (Dramatiq drops that
+      cache, e.g. when a fetch fails, leaving the messages in this live process's acks
+      set, where no heartbeat timeout ever frees them).
+    """
+    from dramatiq import Message
+    from dramatiq.brokers.redis import _RedisConsumer
+
+    class Consumer(_RedisConsumer):
+        def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
+            super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+            self._freed = threading.Event()
+
+        def __next__(self) -> Any:
+            if not self.message_cache and self.outstanding_message_count >= self.prefetch:
+                self._freed.wait(FULL_WAIT)
+                self._freed.clear()
+                return None
+            proxy = super().__next__()  # type: ignore[no-untyped-call]
+            if proxy is not None:
+                self.broker.holding(self.queue_name, proxy.options["redis_message_id"], True)
+            return proxy
+
+        def _done(self, message: Any) -> None:
+            self.broker.holding(self.queue_name, message.options["redis_message_id"], False)
+            self._freed.set()
+
+        def ack(self, message: Any) -> None:
+            try:
+                super().ack(message)  # type: ignore[no-untyped-call]
+            finally:
+                self._done(message)
+
+        def nack(self, message: Any) -> None:
+            try:
+                super().nack(message)  # type: ignore[no-untyped-call]
+            finally:
+                self._done(message)
+
+        def cached_ids(self) -> list[str]:
+            out = []
+            for data in list(self.message_cache):
+                if data is not None:
+                    out.append(str(Message.decode(data).options["redis_message_id"]))
+            return out
+
+        def requeue(self, messages: Any) -> None:
+            messages = list(messages)
+            super().requeue(messages)  # type: ignore[no-untyped-call]
+            for m in messages:
+                self.broker.holding(self.queue_name, m.options["redis_message_id"], False)
+
+        def close(self) -> None:
+            ids = self.cached_ids()
+            self.message_cache = []
+            if ids:
+                with contextlib.suppress(Exception):  # reclaim() frees them later
+                    self.broker.do_requeue(self.queue_name, *ids)
+            super().close()
+
+    return Consumer
 
 
 def _require(url: str) -> None:
@@ -50,12 +132,63 @@ def make_broker(
     the messages of workers whose heartbeat stopped)."""
     _require(url)
     from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.common import dq_name
+
+    consumer_class = _consumer_class()
 
     class Broker(RedisBroker):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+            self._lock = threading.Lock()
+            self._held: set[tuple[str, str]] = set()  #: (queue, message id) handed on
+            self._current: dict[str, Any] = {}  #: queue -> its consumer
+            self._suspects: set[tuple[str, str]] = set()
+
+        @property
+        def consumer_class(self) -> Any:
+            return consumer_class
+
+        def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+            consumer = super().consume(queue_name, prefetch, timeout)
+            self._current[queue_name] = consumer
+            return consumer
+
+        def holding(self, queue: str, message_id: str, held: bool) -> None:
+            with self._lock:
+                if held:
+                    self._held.add((queue, message_id))
+                else:
+                    self._held.discard((queue, message_id))
+
+        def reclaim(self) -> int:
+            """Requeue the messages in this process's acks sets that it does not hold
+            (neither fetched into a consumer's cache nor handed to a thread) on two calls
+            in a row; how many. A message whose fetch reply was lost, or that a consumer
+            dropped, would otherwise wait for this process to die. (Two sightings: a fetch
+            reply in flight is not yet held; a false sighting is a duplicate delivery,
+            which jobs make harmless.)"""
+            seen: set[tuple[str, str]] = set()
+            for q in sorted(self.queues):
+                for name in (q, dq_name(q)):
+                    key = f"{self.namespace}:__acks__.{self.broker_id}.{name}"
+                    members = self.client.smembers(key)
+                    consumer = self._current.get(name)
+                    cached = set(consumer.cached_ids()) if consumer is not None else set()
+                    with self._lock:
+                        held = {m for (qn, m) in self._held if qn == name}
+                    for raw in members:
+                        mid = raw.decode() if isinstance(raw, bytes) else str(raw)
+                        if mid not in held and mid not in cached:
+                            seen.add((name, mid))
+            again, self._suspects = seen & self._suspects, seen - self._suspects
+            for name, mid in sorted(again):
+                self.do_requeue(name, mid)
+            return len(again)
+
         def _should_do_maintenance(self, command: str) -> int:
             return 1 if command == "qsize" else super()._should_do_maintenance(command)
 
-    broker = Broker(  # type: ignore[no-untyped-call]
+    broker = Broker(
         url=url,
         namespace=NAMESPACE,
         heartbeat_timeout=int(heartbeat_timeout * 1000),

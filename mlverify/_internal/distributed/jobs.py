@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlverify._internal.distributed.keys import Config, fingerprint, oci_digest, tree_digest
+from mlverify._internal.distributed.keys import (
+    Config,
+    Fingerprint,
+    fingerprint,
+    oci_digest,
+    tree_digest,
+)
 from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
 from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
 from mlverify._internal.text import shown
@@ -32,10 +38,14 @@ from mlverify._internal.text import shown
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
     from mlverify._internal.policy.model import Policy
+    from mlverify._internal.sources.settings import AdmissionRules, SourceSettings
 
 log = logging.getLogger("mlverify._internal.distributed")
 
 QUEUES = ("uploads", "backfill")
+#: bytes under a path job up to which its digest is read in the job's thread, before the
+#: check (a thread per small job costs more than the read); larger ones beside the check
+INLINE_DIGEST = 64 << 20
 _PINNED_OCI = re.compile(r"^oci://[^/]+/.+@sha256:[0-9a-f]{64}$")
 _PINNED_HF = re.compile(r"^hf://[^/@]+/[^/@]+@[0-9a-f]{40}(/.*)?$")
 #: the environment every job is judged in: the key does not name one, so it is fixed
@@ -97,7 +107,10 @@ class Job:
 
 
 def artifact_digest(
-    ref: str, *, roots: Sequence[Path] | None, plain_http: bool = False
+    ref: str,
+    *,
+    roots: Sequence[Path] | None,
+    plain_http: bool = False,
 ) -> tuple[str, str]:
     """(the name judged, its artifact digest) for a reference a caller may name.
 
@@ -106,18 +119,18 @@ def artifact_digest(
     caller's own command line names it, any path).
     """
     if ref.startswith("oci://"):
-        from mlverify._internal.oci import Registry, current_referrers, parse_ref
+        from mlverify._internal.sources.oci import Registry, current_referrers, parse_ref
+        from mlverify._internal.sources.settings import oci_from_environment
 
+        settings = oci_from_environment(plain_http)
         r = parse_ref(ref)
         digest = r.digest
         if not digest:
-            digest = Registry(r.host, insecure_http=plain_http).get_manifest(
-                r.repository, r.reference
-            )[2]
+            digest = Registry(r.host, settings).get_manifest(r.repository, r.reference)[2]
         # named as an in-process check names it: a tag stays in the name (policies match
         # on names, "*:release-*" included), pinned to the digest it resolved to
         pinned = f"oci://{r.host}/{r.repository}" + (f":{r.tag}" if r.tag else "") + f"@{digest}"
-        attached = current_referrers(r.host, r.repository, digest, insecure_http=plain_http)
+        attached = current_referrers(r.host, r.repository, digest, settings)
         return pinned, oci_digest(digest, attached)
     if ref.startswith("hf://"):
         if not _PINNED_HF.match(ref):
@@ -125,7 +138,7 @@ def artifact_digest(
         return ref, ref.split("@", 1)[1].split("/", 1)[0]
     if "://" in ref:
         raise UsageError(f"{shown(ref)}: unsupported scheme; use oci://, hf:// or a path")
-    from mlverify._internal.refs import require_under
+    from mlverify._internal.sources.local import require_under
 
     path = Path(ref)
     if roots is not None:
@@ -145,10 +158,33 @@ class WorkerContext:
     max_deliveries: int = 5
     verdict_ttl: float = 86_400.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    #: where sources read from (default: the environment's, with ``plain_http``)
+    settings: SourceSettings | None = None
     config: Config = field(init=False)
 
     def __post_init__(self) -> None:
+        from mlverify._internal.sources.settings import SourceSettings
+
         self.config = Config.of(self.policies)
+        base = self.settings or SourceSettings.from_environment()
+        oci = dataclasses.replace(base.oci, plain_http=base.oci.plain_http or self.plain_http)
+        self.settings = dataclasses.replace(base, oci=oci)
+
+    @property
+    def sources(self) -> SourceSettings:
+        assert self.settings is not None  # set in __post_init__
+        return self.settings
+
+    def rules(self, path: bool) -> AdmissionRules:
+        """What a job may make this worker read: paths under its roots, its registries;
+        MLflow references are not judged from the queue."""
+        from mlverify._internal.sources.settings import AdmissionRules
+
+        return AdmissionRules(
+            roots=tuple(self.roots) if path else None,
+            registries=frozenset(self.registries),
+            refused_kinds=frozenset({"mlflow"}),
+        )
 
 
 def valid_until(now: float, ttl: float) -> float:
@@ -238,8 +274,8 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
         extra={"key": key, "ref": job.ref, "allowed": verdict.allowed, "digest": verdict.digest},
     )
     if written and not verdict.allowed and verdict.kind == "decided" and job.quarantine != "none":
-        from mlverify._internal.oci import parse_ref
         from mlverify._internal.serve.quarantine import quarantine
+        from mlverify._internal.sources.oci import parse_ref
 
         r = parse_ref(job.ref)
         quarantine(r.host, r.repository, r.digest, job.quarantine, plain_http=ctx.plain_http)
@@ -247,9 +283,12 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
 
 
 def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
-    """The verdict about the bytes the job names; :class:`MlverifyError` when the bytes
-    could not be judged (retried), :class:`RetryJob` when they are not the job's."""
-    from mlverify._internal.refs import check_ref
+    """The verdict about the bytes the job names, judged through the public API
+    (:func:`mlverify.check`). An error result: tampered bytes (a
+    :class:`VerificationError`) are a deny about them; any other error could not judge
+    the bytes and is raised (retried); :class:`RetryJob` when the bytes are not the job's.
+    Git LFS content not fetched is a deny: its bytes were not judged."""
+    import mlverify
 
     key, ref = job.key, job.ref
     if ref.startswith("oci://"):
@@ -263,39 +302,42 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
     same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf
     if path is not None:
         from mlverify._internal.background import BackgroundCall
-        from mlverify._internal.refs import require_under
+        from mlverify._internal.sources.local import require_under
 
         require_under(path, ctx.roots)
         before = fingerprint(path)
-        # the job's digest is read beside the check (BLAKE3 releases the GIL), not before
-        # it: both read between two equal fingerprints, so both read the same bytes
-        digesting = BackgroundCall(tree_digest, path)
+        # the job's digest and the check both read between two equal fingerprints, so
+        # both read the same bytes: a small tree's digest first, here; a large one's
+        # beside the check (BLAKE3 releases the GIL), not before it
+        digested: Callable[[], tuple[str, Fingerprint]]
+        if sum(entry[0] for entry in before.values()) <= INLINE_DIGEST:
+            value = tree_digest(path)
+            digested = lambda: value  # noqa: E731
+        else:
+            digested = BackgroundCall(tree_digest, path).result
 
         def same() -> None:
-            digest, during = digesting.result()
+            digest, during = digested()
             if digest != job.digest:
                 raise RetryJob(f"{shown(ref)}: its content is not what was queued (changed since)")
             if during != before or fingerprint(path) != before:
                 raise RetryJob(f"{shown(ref)}: changed while being checked")
 
-    try:
-        out = check_ref(
-            ref,
-            ctx.policies,
-            environment=ENVIRONMENT,
-            roots=ctx.roots if path is not None else None,
-            insecure_http=ctx.plain_http,
-        )
-    except VerificationError as e:  # tampered bytes: a deny about them, not an outage
-        same()
-        return _verdict(ctx, job, key, job.digest, False, "failed", [str(e)])
-    except MlverifyError:
-        if path is not None:
-            same()  # a change explains the error better; else the error is retried
-        raise
-    same()
-    if isinstance(out, str):  # Git LFS content not fetched: its bytes were not judged
-        return _verdict(ctx, job, key, job.digest, False, "failed", [out])
+    out = mlverify.check(
+        ref,
+        policy=ctx.policies,
+        settings=ctx.sources,
+        rules=ctx.rules(path is not None),
+        environment=ENVIRONMENT,
+        use_cache=False,  # every byte is read: the verdict is stored for all replicas
+    )
+    same()  # a change explains an error better than the error does
+    if out.outcome == "error":
+        if out.error_exit == VerificationError.exit_code:  # tampered: a deny, not an outage
+            return _verdict(ctx, job, key, job.digest, False, "failed", [out.message])
+        raise MlverifyError(out.message)  # operational: retried, then dead-lettered
+    if out.outcome:  # Git LFS content not fetched: its bytes were not judged
+        return _verdict(ctx, job, key, job.digest, False, "failed", [out.message or out.outcome])
     import json
 
     doc = json.dumps(out.to_json(), sort_keys=True)

@@ -113,8 +113,9 @@ def oci_digest(manifest: str, referrers: Sequence[str]) -> str:
     return f"{manifest}+referrers:{_sha256(sorted(referrers)).split(':', 1)[1]}"
 
 
-#: (size, mtime_ns, inode) of every entry: what a check compares before and after
-Fingerprint = dict[str, tuple[int, int, int]]
+#: (size, mtime_ns, ctime_ns, inode) of every entry: what a check compares before and
+#: after. ctime because mtime can be set back (utime) after a write; ctime cannot.
+Fingerprint = dict[str, tuple[int, int, int, int]]
 
 
 def _entries(path: Path) -> list[tuple[str, Path]]:
@@ -136,11 +137,11 @@ def _entries(path: Path) -> list[tuple[str, Path]]:
 
 
 def fingerprint(path: Path) -> Fingerprint:
-    """(size, mtime_ns, inode) of every entry under ``path`` now."""
+    """(size, mtime_ns, ctime_ns, inode) of every entry under ``path`` now."""
     out: Fingerprint = {}
     for name, full in _entries(path):
         st = os.lstat(full)
-        out[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        out[name] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     return out
 
 
@@ -157,7 +158,7 @@ def tree_digest(path: Path) -> tuple[str, Fingerprint]:
     prints: Fingerprint = {}
     for name, full in _entries(path):
         st = os.lstat(full)
-        prints[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        prints[name] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         h.update(json.dumps(name).encode() + b"\0")
         if stat.S_ISLNK(st.st_mode):
             h.update(b"L" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")

@@ -1,5 +1,9 @@
 """``mlverify worker``: N worker processes (the scan is CPU-bound Python: processes,
-not threads), each a Dramatiq worker with one thread, supervised by this process.
+not threads), each a Dramatiq worker, supervised by this process.
+
+- each process judges with ``THREADS`` threads, each with its own verdict-store
+  connection: not for CPU (one core per process) but so that one job's waits (the
+  store's durable writes, the broker's acks, a registry pull) overlap another's work;
 
 - a worker process that dies (killed, crashed) is restarted after a pause that grows
   while it keeps dying; its message goes back to the queue when its heartbeat stops;
@@ -25,6 +29,10 @@ from typing import Any
 log = logging.getLogger("mlverify._internal.distributed")
 
 SETTINGS_ENV = "MLVERIFY_WORKER_SETTINGS"
+#: jobs one worker process judges at once (see the module's docstring)
+THREADS = 2
+#: seconds between two looks for messages this process fetched but does not hold
+RECLAIM_EVERY = 2.0
 
 
 @dataclass(frozen=True)
@@ -93,17 +101,34 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     from mlverify._internal.report.verdicts import emit_stored
     from mlverify._internal.serve.store import open_store
 
-    store = open_store(settings.store_url)
+    policies = load_policies(list(settings.policy_refs))
     events = open_events(settings.events)
-    ctx = WorkerContext(
-        policies=load_policies(list(settings.policy_refs)),
-        store=store,
-        roots=[Path(r) for r in settings.roots],
-        registries=list(settings.registries),
-        plain_http=settings.plain_http,
-        max_deliveries=settings.max_deliveries,
-        verdict_ttl=settings.verdict_ttl,
-    )
+    opened = [open_store(settings.store_url)]  # fails early (and once) if unreachable
+    spare = list(opened)
+    local = threading.local()
+    lock = threading.Lock()
+
+    def context() -> WorkerContext:
+        """This thread's context, with its own store connection."""
+        ctx: WorkerContext | None = getattr(local, "ctx", None)
+        if ctx is None:
+            with lock:
+                store = spare.pop() if spare else None
+            if store is None:
+                store = open_store(settings.store_url)
+                with lock:
+                    opened.append(store)
+            ctx = local.ctx = WorkerContext(
+                policies=policies,
+                store=store,
+                roots=[Path(r) for r in settings.roots],
+                registries=list(settings.registries),
+                plain_http=settings.plain_http,
+                max_deliveries=settings.max_deliveries,
+                verdict_ttl=settings.verdict_ttl,
+            )
+        return ctx
+
     m = None
     if settings.metrics:
         from mlverify._internal.distributed.metrics import metrics
@@ -135,9 +160,10 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
                 m.jobs.labels("malformed").inc()
             return
         try:
+            ctx = context()
             outcome = run_job(ctx, job)
             if events is not None and outcome != "duplicate":
-                emit_stored(events, store, job.key)  # never raises
+                emit_stored(events, ctx.store, job.key)  # never raises
         except RetryJob:
             outcome = "retry"
             raise
@@ -167,20 +193,29 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     worker = dramatiq.Worker(
         broker,
         queues={QUEUE_NAMES[q] for q in settings.queues},
-        worker_threads=1,
+        worker_threads=THREADS,
         worker_timeout=200,
     )
     worker.start()
     log.info("worker process ready", extra={"pid": os.getpid(), "queues": list(settings.queues)})
     # Heartbeats while a long job runs (Dramatiq's consumer stops fetching, and so stops
     # beating, once its prefetch is full), and the maintenance that requeues the messages
-    # of dead workers.
-    first = QUEUE_NAMES[settings.queues[0]]
+    # of dead workers: Dramatiq's maintenance frees the queue its command names only, so
+    # every queue (and its delay queue) is named every second.
+    from dramatiq.common import dq_name
+
+    reclaim_at = time.monotonic() + RECLAIM_EVERY
     while not stop.wait(1.0):
         try:
-            depth = broker.do_qsize(first)
-            if m is not None:
-                m.queue_depth.labels(settings.queues[0]).set(depth)
+            for q in settings.queues:
+                depth = broker.do_qsize(QUEUE_NAMES[q])
+                broker.do_qsize(dq_name(QUEUE_NAMES[q]))
+                if m is not None:
+                    m.queue_depth.labels(q).set(depth)
+            if time.monotonic() >= reclaim_at:
+                reclaim_at = time.monotonic() + RECLAIM_EVERY
+                if n := broker.reclaim():
+                    log.warning("messages fetched but not held, requeued", extra={"count": n})
         except redis.RedisError:
             pass  # the consumer reconnects; so do we, next second
     log.info("worker process stopping", extra={"pid": os.getpid()})
@@ -188,7 +223,8 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     broker.close()
     if events is not None:
         events.close()
-    store.close()
+    for store in opened:
+        store.close()
 
 
 # -- the supervisor ------------------------------------------------------------------------
@@ -250,7 +286,8 @@ def supervise(
                     "worker process exited; restarting",
                     extra={"pid": child.proc.pid, "code": code, "in_seconds": pause},
                 )
-            elif now >= restart_at.pop(i):
+            elif now >= restart_at[i]:
+                del restart_at[i]
                 children[i] = start(i, child.failures)
     log.info("stopping worker processes", extra={"grace_seconds": settings.grace})
     for child in children:

@@ -58,8 +58,8 @@ def judged_name(name: str, *, plain_http: bool, retries: int, backoff: float) ->
     again with backoff (the registry may send the event before it links the tag); else,
     the tag pushed over since, the digest's own name: the manifest is still judged (under
     a name that does not hold, its check would fail and it would go unjudged)."""
-    from mlverify._internal.oci import Registry
-    from mlverify._internal.sources.oci import check_tag, parse_ref
+    from mlverify._internal.sources.oci import Registry, check_tag, parse_ref
+    from mlverify._internal.sources.settings import oci_from_environment
 
     try:
         r = parse_ref(name)
@@ -69,7 +69,7 @@ def judged_name(name: str, *, plain_http: bool, retries: int, backoff: float) ->
         return name
     for attempt in range(retries + 1):
         try:
-            check_tag(Registry(r.host, insecure_http=plain_http), r)
+            check_tag(Registry(r.host, oci_from_environment(plain_http)), r)
             return name
         except VerificationError:
             if attempt < retries:
@@ -84,9 +84,10 @@ def read_manifest(
     host: str, repo: str, digest: str, *, plain_http: bool, retries: int, backoff: float
 ) -> tuple[bytes, dict[str, Any]] | None:
     """The pushed manifest (bytes and JSON), retried with backoff; None if unreadable."""
-    from mlverify._internal.oci import Registry
+    from mlverify._internal.sources.oci import Registry
+    from mlverify._internal.sources.settings import oci_from_environment
 
-    reg = Registry(host, insecure_http=plain_http)
+    reg = Registry(host, oci_from_environment(plain_http))
     ref = f"oci://{host}/{repo}@{digest}"
     for attempt in range(retries + 1):
         try:
@@ -133,12 +134,13 @@ def quarantine_tag(digest: str) -> str:
 
 def quarantine(host: str, repo: str, digest: str, mode: str, *, plain_http: bool) -> None:
     """Delete the manifest, or tag it ``quarantined-<hex>`` for review; errors logged."""
-    from mlverify._internal.oci import Registry
+    from mlverify._internal.sources.oci import Registry
+    from mlverify._internal.sources.settings import oci_from_environment
 
     if mode == "none":
         return
     ref = f"oci://{host}/{repo}@{digest}"
-    reg = Registry(host, insecure_http=plain_http)
+    reg = Registry(host, oci_from_environment(plain_http))
     try:
         if mode == "delete":
             reg.delete_manifest(repo, digest)

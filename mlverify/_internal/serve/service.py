@@ -184,7 +184,7 @@ class Service:
                 remedy=Remedy("allow model directories the service may read", "root"),
             )
         else:
-            from mlverify._internal.refs import require_under
+            from mlverify._internal.sources.local import require_under
 
             require_under(Path(ref), self.config.roots)
 

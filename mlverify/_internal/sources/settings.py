@@ -104,6 +104,15 @@ class SourceSettings:
         )
 
 
+def oci_from_environment(plain_http: bool = False) -> OciSettings:
+    """The environment's OCI settings, plain HTTP also when a front end's own option
+    says so (the service's and the worker's ``plain_http``)."""
+    import dataclasses
+
+    oci = SourceSettings.from_environment().oci
+    return dataclasses.replace(oci, plain_http=oci.plain_http or plain_http)
+
+
 @dataclass(frozen=True)
 class AdmissionRules:
     """Which references a caller may make us read (the service's configuration; the

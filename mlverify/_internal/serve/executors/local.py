@@ -154,12 +154,13 @@ class LocalExecutor:
             return False
         if now - hit.referrers_seen_at < self.config.referrer_recheck:
             return True
-        from mlverify._internal.oci import current_referrers, parse_ref
+        from mlverify._internal.sources.oci import current_referrers, parse_ref
+        from mlverify._internal.sources.settings import oci_from_environment
 
         r = parse_ref(ref)
         try:
             current = current_referrers(
-                r.host, r.repository, hit.digest, insecure_http=self.config.plain_http
+                r.host, r.repository, hit.digest, oci_from_environment(self.config.plain_http)
             )
         except MlverifyError:
             return False  # cannot tell: judge again (which fails closed if the registry does)

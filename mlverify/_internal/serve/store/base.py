@@ -165,7 +165,11 @@ class VerdictStore(Protocol):
         ...
 
     def deliver(self, key: str, ref: str, now: float) -> int:
-        """Count one more delivery of the job ``key``; the count so far (1 the first time)."""
+        """Count one more delivery of the job ``key``; the count in this round (1 the
+        first time, and again once a verdict was decided since the last delivery: a key
+        judged again after its verdict expired starts a new round). Durable once the
+        next verdict write is: a store may commit it without waiting for the disk (a
+        count lost in a crash only delays a dead letter by a delivery)."""
         ...
 
     def note_error(self, key: str, error: str, now: float) -> None: ...

@@ -47,8 +47,11 @@ class MemoryStore:
 
     def deliver(self, key: str, ref: str, now: float) -> int:
         with self._lock:
-            job = self._jobs.setdefault(key, [ref, 0, ""])
-            job[1] = int(str(job[1])) + 1
+            job = self._jobs.setdefault(key, [ref, 0, "", now])
+            v = self._verdicts.get(key)
+            new_round = v is not None and v.decided_at >= float(str(job[3]))
+            job[1] = 1 if new_round else int(str(job[1])) + 1
+            job[3] = now
             self._trim(self._jobs)  # type: ignore[arg-type]
             return int(str(job[1]))
 
@@ -56,6 +59,7 @@ class MemoryStore:
         with self._lock:
             if key in self._jobs:
                 self._jobs[key][2] = error
+                self._jobs[key][3] = now
 
     def deliveries(self, key: str) -> int:
         with self._lock:

@@ -20,4 +20,11 @@ def open_postgres(url: str) -> SqlStore:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
     lock = ("SELECT pg_advisory_lock(4242014)", "SELECT pg_advisory_unlock(4242014)")
-    return SqlStore(url, connect, (psycopg.Error,), "%s", schema_lock=lock)
+    return SqlStore(
+        url,
+        connect,
+        (psycopg.Error,),
+        "%s",
+        schema_lock=lock,
+        relaxed="SET LOCAL synchronous_commit TO OFF",
+    )

@@ -26,7 +26,10 @@ class SqlStore:
     ``connect`` opens a connection in autocommit mode; ``errors`` are the driver's
     exception classes, turned into :class:`StoreError` (an operational error). A broken
     connection is reopened once per statement. ``schema_lock``: the statements that take
-    and release a lock around the schema's creation.
+    and release a lock around the schema's creation. ``relaxed``: a statement making the
+    transaction it runs in commit without waiting for the disk (PostgreSQL's
+    ``SET LOCAL synchronous_commit TO OFF``), for writes whose loss in a crash is harmless:
+    a later durable commit makes them durable too (the log is written in order).
     """
 
     def __init__(
@@ -36,11 +39,13 @@ class SqlStore:
         errors: tuple[type[BaseException], ...],
         marker: str,
         schema_lock: tuple[str, str] | None = None,
+        relaxed: str | None = None,
     ) -> None:
         self.url = redacted(url)
         self._connect = connect
         self._errors = errors
         self._m = marker
+        self._relaxed = relaxed
         self._lock = threading.Lock()
         self._conn: Any = None
         # processes starting together race on CREATE ... IF NOT EXISTS in PostgreSQL
@@ -54,20 +59,29 @@ class SqlStore:
             if schema_lock is not None:
                 self._run(schema_lock[1], fetch="one")
 
-    def _run(self, sql: str, args: tuple[Any, ...] = (), fetch: str = "") -> Any:
+    def _run(
+        self, sql: str, args: tuple[Any, ...] = (), fetch: str = "", *, relaxed: bool = False
+    ) -> Any:
         """Execute one statement; ``fetch``: "" (nothing), "one" or "all". A broken
-        connection is reopened and the statement run again, once."""
+        connection is reopened and the statement run again, once. ``relaxed``: in a
+        transaction with the store's relaxed statement (if it has one)."""
         with self._lock:
             for attempt in (0, 1):
                 try:
                     if self._conn is None:
                         self._conn = self._connect()
                     cur = self._conn.cursor()
+                    wrapped = relaxed and self._relaxed is not None
                     try:
+                        if wrapped:
+                            cur.execute("BEGIN")
+                            cur.execute(self._relaxed)
                         cur.execute(sql.replace("?", self._m), args)
-                        if fetch == "one":
-                            return cur.fetchone()
-                        return cur.fetchall() if fetch == "all" else None
+                        out = cur.fetchone() if fetch == "one" else None
+                        out = cur.fetchall() if fetch == "all" else out
+                        if wrapped:
+                            cur.execute("COMMIT")
+                        return out
                     finally:
                         cur.close()
                 except self._errors as e:
@@ -126,10 +140,13 @@ class SqlStore:
         row = self._run(
             "INSERT INTO mlverify_jobs (key, ref, deliveries, updated_at, last_error) "
             "VALUES (?, ?, 1, ?, '') ON CONFLICT (key) DO UPDATE SET "
-            "deliveries = mlverify_jobs.deliveries + 1, updated_at = excluded.updated_at "
+            "deliveries = CASE WHEN EXISTS (SELECT 1 FROM mlverify_verdicts v "
+            "WHERE v.key = excluded.key AND v.decided_at >= mlverify_jobs.updated_at) "
+            "THEN 1 ELSE mlverify_jobs.deliveries + 1 END, updated_at = excluded.updated_at "
             "RETURNING deliveries",
             (key, ref, now),
             "one",
+            relaxed=True,
         )
         return int(row[0])
 
