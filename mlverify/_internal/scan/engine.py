@@ -226,7 +226,9 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
     scan reports it rather than count it as nothing. A named root is followed as named."""
     for root in paths:
         if root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
+            errors: list[OSError] = []  # directories that cannot be listed: results too
+            for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+                yield from _unlisted(errors)
                 dirnames.sort()
                 links = [n for n in dirnames if (Path(dirpath) / n).is_symlink()]
                 for name in sorted([*links, *filenames]):
@@ -242,6 +244,7 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
                         yield p, p.as_posix(), ""
                     else:
                         yield p, p.as_posix(), _not_a_file(p)
+            yield from _unlisted(errors)
         elif root.is_file():
             yield root, root.as_posix(), ""
         elif root.exists():
@@ -250,6 +253,14 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
             )
         else:
             raise InputError(f"{root}: no such file or directory; check the path")
+
+
+def _unlisted(errors: list[OSError]) -> Iterator[tuple[Path, str, str]]:
+    while errors:
+        e = errors.pop(0)
+        p = Path(str(e.filename))
+        why = f"a directory that cannot be listed ({e.strerror or e}): its files were not scanned"
+        yield p, p.as_posix(), why
 
 
 def _link_target(p: Path) -> str:

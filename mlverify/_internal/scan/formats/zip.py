@@ -178,7 +178,7 @@ class PackagePolicy(Policy):
 
     def __init__(self, base: Policy, shipped: frozenset[str]) -> None:
         self.__dict__.update(base.__dict__)  # the base policy's data, unchanged
-        self.shipped = shipped
+        self.shipped = shipped | getattr(base, "shipped", frozenset())  # nested packages
         self.classify = lru_cache(maxsize=8192)(self._classify)
 
     def _classify_one(self, module: str, name: str) -> Verdict:
