@@ -90,6 +90,13 @@ def test_real_bytecode_is_recognised_by_content(tmp_path: Path) -> None:
     assert "python-bytecode" in report.formats
 
 
+def test_text_is_not_taken_for_bytecode_or_code(tmp_path: Path) -> None:
+    # CR LF after two characters and a 'c' where a code object would sit: text, not a .pyc
+    report = _write(tmp_path, "notes.txt", b"id\r\nabcdcfghcjklcnopcrst\r\n" * 4)
+    assert report.status.value == "data", report.findings
+    assert _write(tmp_path, "README.md", "# A model\n\nx.py is not here\n").status.value == "data"
+
+
 @pytest.mark.parametrize(
     ("name", "body"),
     [

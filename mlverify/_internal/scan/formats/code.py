@@ -119,13 +119,21 @@ def claim_torchscript(src: Source) -> None:
 
 def is_pyc(head: bytes) -> bool:
     """A CPython bytecode file: a magic number (2 bytes, then CR LF) and a marshalled code
-    object after the 8-, 12- or 16-byte header of the Python versions that wrote it."""
-    if len(head) < 9 or head[2:4] != b"\r\n":
+    object right after the header of the Python versions that use that magic (8 bytes up to
+    3.2, 12 up to 3.6, 16 since 3.7). Every real magic has a byte outside printable ASCII,
+    so a text file whose first line is two characters is not taken for one."""
+    if len(head) < 17 or head[2:4] != b"\r\n" or all(32 <= c < 127 for c in head[:2]):
         return False
     magic = int.from_bytes(head[:2], "little")
-    if not (2900 <= magic < 4000 or 20000 <= magic < 63000):
+    if 20000 <= magic < 63000 or 2900 <= magic < 3230:  # Python 1.5-2.7, 3.0-3.2
+        at = 8
+    elif 3230 <= magic < 3390:  # 3.3-3.6
+        at = 12
+    elif 3390 <= magic < 4000:  # 3.7 and later
+        at = 16
+    else:
         return False
-    return any(len(head) > at and head[at] in (0x63, 0xE3) for at in (8, 12, 16))
+    return head[at] in (0x63, 0xE3)  # TYPE_CODE, with or without FLAG_REF
 
 
 def _pe(head: bytes) -> bool:

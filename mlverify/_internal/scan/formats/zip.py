@@ -143,17 +143,15 @@ def _torchscript_code(names: list[str]) -> frozenset[str]:
 # -- torch.package ------------------------------------------------------------------------
 def package_modules(names: list[str]) -> frozenset[str] | None:
     """The modules a torch.package archive ships (with the packages they imply), or None
-    when the archive is not one (no ``<root>/.data/version`` and ``.data/extern_modules``).
+    when the archive is not one (no ``<root>/.data/extern_modules``, which the importer
+    reads first).
 
     ``torch.package.PackageImporter`` resolves every import of the archive's pickles and
     modules in the archive first: a module it ships is what the name means there.
     """
-    present = set(names)
-    roots = {
-        n[: -len(".data/version")]
-        for n in names
-        if n.endswith(".data/version") and n[: -len("version")] + "extern_modules" in present
-    }
+    # PackageImporter reads .data/extern_modules (it fails without it); .data/version is
+    # not required to recognise the archive
+    roots = {n[: -len(".data/extern_modules")] for n in names if n.endswith(".data/extern_modules")}
     if not roots:
         return None
     out: set[str] = set()
