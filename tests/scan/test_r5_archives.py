@@ -66,6 +66,7 @@ def _scan(tmp: Path, name: str, data: bytes) -> ScanReport:
         ([("w.bin", None, "=/etc/passwd")], "w.bin"),
         ([("sub", None, "inside"), ("sub/authorized_keys", b"k", "")], "sub/authorized_keys"),
         ([("d", None, "."), ("d/../x", b"k", "")], "d/../x"),  # '..' resolved through the link
+        ([("Sub", None, "x"), ("sub/k", b"k", "")], "sub/k"),  # a case-insensitive disk
     ],
 )
 def test_tar_members_that_escape_are_high(

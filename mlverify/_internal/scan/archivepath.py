@@ -52,12 +52,18 @@ def _absolute(name: str) -> bool:
     return name.startswith(("/", "\\")) or bool(_DRIVE.match(name))
 
 
+def _key(parts: list[str]) -> tuple[str, ...]:
+    """A path as a case-insensitive file system (macOS, Windows) compares it: a link
+    ``Sub`` is what ``sub/x`` is written through there."""
+    return tuple(p.casefold() for p in parts)
+
+
 def _resolve(parts: list[str], links: set[tuple[str, ...]]) -> tuple[list[str], str | None]:
     """Lexical resolution from the extraction root; the problem met on the way, if any:
     leaving the root, or passing through a symlink member (the OS then follows it)."""
     stack: list[str] = []
     for p in parts:
-        if stack and tuple(stack) in links:  # a component follows the link
+        if stack and _key(stack) in links:  # a component follows the link
             return stack, f"through the symlink member {'/'.join(stack)!r}"
         if p == "..":
             if not stack:
@@ -71,7 +77,7 @@ def _resolve(parts: list[str], links: set[tuple[str, ...]]) -> tuple[list[str], 
 def report_escapes(ctx: ScanContext, prefix: str, members: Iterable[Member], subject: str) -> None:
     """Report every member of one archive whose extraction reaches outside its directory."""
     items = list(members)
-    links = {tuple(_resolve(_split(m.name), set())[0]) for m in items if m.link == "symlink"}
+    links = {_key(_resolve(_split(m.name), set())[0]) for m in items if m.link == "symlink"}
     for m in items:
         label = prefix + m.name
         shown = m.name[:200]
@@ -98,7 +104,7 @@ def report_escapes(ctx: ScanContext, prefix: str, members: Iterable[Member], sub
                     f"{m.link} {shown!r} points to the absolute path {target!r}")  # fmt: skip
             continue
         base = where[:-1] if m.link == "symlink" else []  # a hard link names from the root
-        _, why = _resolve(base + _split(m.target), links - {tuple(where)})
+        _, why = _resolve(base + _split(m.target), links - {_key(where)})
         if why is not None:
             ctx.add(ARCHIVE_PATH_ESCAPE, label, m.offset, subject,
                     f"{m.link} {shown!r} points to {target!r}, {why}")  # fmt: skip
