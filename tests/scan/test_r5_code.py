@@ -251,3 +251,13 @@ def test_default_policy_denies_code(
 def test_every_code_rule_is_catalogued() -> None:
     ids = set(catalogue())
     assert {"MLV1101", "MLV1102", "MLV1103", "MLV1104", "MLV1105", "MLV1106"} <= ids
+
+
+def test_git_hook_samples_are_inert_and_hooks_are_high(tmp_path: Path) -> None:
+    hooks = tmp_path / "model" / ".git" / "hooks"
+    sample = _write(hooks, "pre-commit.sample", "#!/bin/sh\nexit 0\n")  # what git init writes
+    assert _worst(sample, "MLV1103") == Severity.LOW
+    hook = _write(hooks, "post-checkout", "#!/bin/sh\ntrue\n")  # git runs it by its name
+    assert _worst(hook, "MLV1103") == Severity.HIGH
+    elsewhere = _write(tmp_path / "model", "pre-commit.sample", "#!/bin/sh\nexit 0\n")
+    assert _worst(elsewhere, "MLV1103") == Severity.MEDIUM

@@ -256,13 +256,27 @@ def _judge_content(content: str, kinds: list[str], src: Source, ctx: ScanContext
     elif content == "script":
         ctx.format("script")
         line = src.head(200).split(b"\n", 1)[0].decode("utf-8", "replace")
-        ctx.add(SCRIPT_CODE, label, 0, "script", f"a script ({_printable(line)})")
+        sev, why = _hook(src)
+        ctx.add(SCRIPT_CODE, label, 0, "script", f"a script ({_printable(line)}){why}",
+                severity=sev)  # fmt: skip
     elif content == "notebook":
         _judge_notebook(src, ctx, label)
     else:
         ctx.format("native-code")
         what = "loaded as a custom-op library" if "native" in kinds else "native code"
         ctx.add(NATIVE_CODE, label, 0, content, f"{content}: {what}; machine code is not judged")
+
+
+def _hook(src: Source) -> tuple[Severity | None, str]:
+    """A script in a ``.git/hooks`` directory: git runs a hook by its name (``pre-commit``,
+    ``post-checkout``, ...) on the next git command there (high), never one named
+    ``*.sample``, which is what ``git init`` writes into every clone (low: inert)."""
+    parts = re.split(r"[/\\!]", src.label or src.path)
+    if len(parts) < 3 or parts[-3] != ".git" or parts[-2] != "hooks":
+        return None, ""
+    if parts[-1].endswith(".sample"):
+        return Severity.LOW, ": a git hook sample, which git never runs"
+    return Severity.HIGH, ": a git hook, which git runs on the next git command in this repository"
 
 
 def _printable(text: str) -> str:
