@@ -63,6 +63,8 @@ def _zip(members: dict[str, bytes]) -> bytes:
         ("config.json", MACHO, "MLV1101"),  # a name that reads as data removes nothing
         ("op.dll", PE, "MLV1101"),
         ("java.model", JAVA, "MLV1104"),
+        ("ops.wasm", b"\0asm\x01\0\0\0" + b"\0" * 8, "MLV1101"),
+        ("run.bat", "echo x\n", "MLV1103"),
         ("run.sh", "#!/bin/sh\ntrue\n", "MLV1103"),
         ("serve", "#!/usr/bin/env python\nprint(1)\n", "MLV1103"),
         ("setup.sh", "true\n", "MLV1103"),  # a script by name, no shebang

@@ -90,7 +90,10 @@ RULES = (
     DEPENDENCY_SOURCE,
 )  # fmt: skip
 
-MAX_TEXT = 16 * 1024 * 1024  # bytes of source, notebook or manifest read and judged
+MAX_TEXT = 16 * 1024 * 1024  # bytes of a manifest or requirements file read and judged
+#: bytes of Python source or notebook parsed (a syntax tree costs many times its text;
+#: real modeling files are well under 1 MiB): a larger one is code that is not judged
+MAX_SOURCE = 4 * 1024 * 1024
 
 _MACHO = {
     b"\xfe\xed\xfa\xce": "Mach-O (32-bit)", b"\xce\xfa\xed\xfe": "Mach-O (32-bit)",
@@ -167,6 +170,8 @@ def content_kind(head: bytes, deep: bool) -> str | None:
         return _MACHO[head[:4]]
     if _pe(head):
         return "PE executable or DLL"
+    if head[:8] == b"\0asm\x01\0\0\0":
+        return "WebAssembly module"
     if head[:4] == _JAVA_MAGIC:
         return "java"
     if is_pyc(head):
@@ -188,7 +193,7 @@ def name_kinds(name: str) -> list[str]:
         out.append("pyc")
     if lower.endswith(".ipynb"):
         out.append("notebook")
-    if lower.endswith((".sh", ".bash", ".zsh", ".ksh")):
+    if lower.endswith((".sh", ".bash", ".zsh", ".ksh", ".bat", ".cmd", ".ps1")):
         out.append("script")
     if lower.endswith((".so", ".dylib", ".dll", ".pyd")) or ".so." in lower:
         out.append("native")
@@ -283,15 +288,17 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)[:120]
 
 
-def _read_text(src: Source, ctx: ScanContext, label: str, what: str) -> str | None:
+def _read_text(
+    src: Source, ctx: ScanContext, label: str, what: str, bound: int = MAX_TEXT
+) -> str | None:
     try:
-        raw = src.open().read(MAX_TEXT + 1)
+        raw = src.open().read(bound + 1)
     except (ValueError, EOFError, OSError) as e:  # a damaged compressed member
         ctx.add(UNSUPPORTED, label, None, what, f"{what} cannot be read ({type(e).__name__})")
         return None
-    if len(raw) > MAX_TEXT:
+    if len(raw) > bound:
         ctx.add(UNSUPPORTED, label, None, what,
-                f"{what} passes {MAX_TEXT} bytes: not judged")  # fmt: skip
+                f"{what} passes {bound} bytes: not judged")  # fmt: skip
         return None
     return raw.decode("utf-8", "replace").lstrip("\ufeff")
 
@@ -352,7 +359,8 @@ def _parse(text: str) -> ast.AST | str:
 
 def _judge_python(src: Source, ctx: ScanContext, label: str, name: str) -> None:
     claimed = src in _CLAIMED
-    text = _read_text(src, ctx, label, "Python source")
+    # TorchScript code is bounded as its own judge bounds it (which reports a larger one)
+    text = _read_text(src, ctx, label, "Python source", MAX_TEXT if claimed else MAX_SOURCE)
     if text is None:
         return
     tree = _parse(text)
@@ -387,7 +395,7 @@ _SHELL_MAGIC = re.compile(r"^\s*(?:!|%%?(?:bash|sh|script|system|sx|run|load|wri
 
 def _judge_notebook(src: Source, ctx: ScanContext, label: str) -> None:
     ctx.format("notebook")
-    text = _read_text(src, ctx, label, "notebook")
+    text = _read_text(src, ctx, label, "notebook", MAX_SOURCE)
     if text is None:
         return
     try:
