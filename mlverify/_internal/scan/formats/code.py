@@ -488,10 +488,11 @@ def _judge_st_modules(src: Source, ctx: ScanContext, label: str) -> None:
             ctx.add(LOADER_IMPORTS_CODE, label, None, _printable(typ)[:200], msg)
 
 
-#: a requirement installed from somewhere else than the configured index
+#: a requirement installed from somewhere else than the configured index: pip's options
+#: (-i, -f, -e and their long forms, written "-{2}" here) naming an index, links or a path
 _OUTSIDE = re.compile(
-    r"(?:^|\s)(?:-i|--index-url|--extra-index-url|-f|--find-links|--trusted-host|-e|"
-    r"--editable)(?:\s|=|$)"
+    r"(?:^|\s)(?:-[ife]|-{2}(?:index-url|extra-index-url|find-links|trusted-host|editable))"
+    r"(?:\s|=|$)"
     r"|(?:git|hg|svn|bzr)\+|[a-z][a-z0-9+.-]*://|(?:^|\s|@)(?:\.{1,2}/|/|file:)"
     r"|\.whl\b|\.tar\.gz\b|\.zip\b",
     re.I,
