@@ -216,20 +216,37 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
     )
 
 
-def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
-    """Files under ``paths`` (directories recursively, sorted), with display names.
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
+    """Files under ``paths`` (directories recursively, sorted), with display names and, for
+    an entry that is not scanned, why ("" for a file to scan).
 
-    Every directory is walked, ``.git`` ones too: a loader can be pointed at any file."""
+    Every directory is walked, ``.git`` ones too: a loader can be pointed at any file. A
+    symlink to a directory is not followed (it may lead anywhere, or loop), a dangling link,
+    a FIFO, a socket or a device has no file to scan: each is yielded with the reason, so a
+    scan reports it rather than count it as nothing. A named root is followed as named."""
     for root in paths:
         if root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(dirnames)
-                for name in sorted(filenames):
+            errors: list[OSError] = []  # directories that cannot be listed: results too
+            for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+                yield from _unlisted(errors)
+                dirnames.sort()
+                links = [n for n in dirnames if (Path(dirpath) / n).is_symlink()]
+                for name in sorted([*links, *filenames]):
                     p = Path(dirpath) / name
-                    if p.is_file():
-                        yield p, p.as_posix()
+                    if name in links and name not in filenames:
+                        why = (
+                            f"a symlink to a directory (to {_link_target(p)}): not followed, so "
+                            "the files it leads to were not scanned; replace it with the "
+                            "directory, or scan the target itself"
+                        )
+                        yield p, p.as_posix(), why
+                    elif p.is_file():
+                        yield p, p.as_posix(), ""
+                    else:
+                        yield p, p.as_posix(), _not_a_file(p)
+            yield from _unlisted(errors)
         elif root.is_file():
-            yield root, root.as_posix()
+            yield root, root.as_posix(), ""
         elif root.exists():
             raise InputError(
                 f"{root}: not a regular file or directory (a FIFO or device?); pass a model file"
@@ -238,5 +255,38 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
             raise InputError(f"{root}: no such file or directory; check the path")
 
 
+def _unlisted(errors: list[OSError]) -> Iterator[tuple[Path, str, str]]:
+    while errors:
+        e = errors.pop(0)
+        p = Path(str(e.filename))
+        why = f"a directory that cannot be listed ({e.strerror or e}): its files were not scanned"
+        yield p, p.as_posix(), why
+
+
+def _link_target(p: Path) -> str:
+    try:
+        return repr(os.readlink(p))[:200]
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+
+
+def _not_a_file(p: Path) -> str:
+    if p.is_symlink() and not p.exists():
+        return (
+            f"a dangling symlink (to {_link_target(p)}): no file to scan; a loader fails or "
+            "reads whatever is created there later"
+        )
+    return "not a regular file (a FIFO, socket or device): not scanned"
+
+
+def not_scanned(display: str, why: str) -> ScanReport:
+    """The report of a directory entry the scan did not follow: a finding, never nothing."""
+    finding = Finding(UNSUPPORTED.id, Severity.HIGH, display, "", None, "directory-entry", why)
+    return ScanReport(display, 0, (), (finding,), Status.UNSUPPORTED)
+
+
 def scan_paths(paths: Iterable[Path], limits: Limits | None = None) -> list[ScanReport]:
-    return [scan_file(p, limits, display=d) for p, d in iter_files(paths)]
+    return [
+        not_scanned(d, why) if why else scan_file(p, limits, display=d)
+        for p, d, why in iter_files(paths)
+    ]

@@ -21,6 +21,7 @@ import struct
 import tempfile
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
+from mlverify._internal.scan.archivepath import Member
 from mlverify._internal.scan.context import add_by_id
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.pickle import PickleWalker
@@ -161,6 +162,9 @@ def scan_tar(src: Source, ctx: ScanContext, depth: int) -> None:
             add_by_id(ctx,"MLV302", Severity.HIGH, src.label, end, "tar",
                     f"{size - end} bytes follow the end of the tar archive: searched for "
                     f"members {TAIL_MAX} bytes far, the rest was not")  # fmt: skip
+    from mlverify._internal.scan.archivepath import report_escapes
+
+    report_escapes(ctx, walk.prefix, walk.names, "tar")
     for name, member in walk.legacy:
         walk_legacy(member, name, ctx, depth + 1)
 
@@ -177,6 +181,7 @@ class _Walk:
         self.count = 0
         self.budget = budget_of(ctx, fsrc, ctx.limits)
         self.legacy: list[tuple[str, Source]] = []
+        self.names: list[Member] = []  # every member's name and link, judged at the end
 
     def run(self, tf: tarfile.TarFile, view: _View, *, after: bool) -> int | None:
         """Scan the members ``tf`` lists; where it stopped (None: the scan must not go on)."""
@@ -228,6 +233,8 @@ class _Walk:
                     "a damaged header): torch and pandas do not read it, GNU tar -i and "
                     "tarfile(ignore_zeros=True) do; scanned")  # fmt: skip
         name = posixpath.normpath(ti.name)
+        link = "symlink" if ti.issym() else "hardlink" if ti.islnk() else ""
+        self.names.append(Member(ti.name, ti.offset, link, ti.linkname if link else None))
         if ti.islnk() or ti.issym():
             if name in ("storages", "tensors", "pickle"):
                 add_by_id(ctx,"MLV205", Severity.MEDIUM, label, ti.offset, "tar",

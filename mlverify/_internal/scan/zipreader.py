@@ -73,6 +73,11 @@ class ZipEntry:
     local_name: str | None = None
     overlaps: str | None = None  # an earlier member whose bytes this one shares
     readers: set[str] = field(default_factory=set)  # the readers that open this member
+    unix_mode: int = 0  # recorded by a Unix host (0: none); unzip restores symlinks by it
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.unix_mode & 0o170000 == 0o120000
 
 
 @dataclass
@@ -237,8 +242,8 @@ def _read_dir(
                 )
             )
             break
-        (flags, method, crc, csize, usize, nlen, xlen, clen, lho) = struct.unpack(
-            "<8xHH4xIIIHHH8xI", rec
+        (made_by, flags, method, crc, csize, usize, nlen, xlen, clen, external, lho) = (
+            struct.unpack("<4xH2xHH4xIIIHHH4xII", rec)
         )
         name = _decode(w.get(p + 46, nlen), flags)
         usize, csize, lho = _zip64(w.get(p + 46 + nlen, xlen), usize, csize, lho)
@@ -246,6 +251,8 @@ def _read_dir(
         i += 1
         extra += not own
         e = ZipEntry(name, flags, method, csize, usize, crc, lho + d.delta)
+        if made_by >> 8 == 3:  # a Unix host: the mode is the external attributes' high half
+            e.unix_mode = external >> 16
         e.readers.add(d.reader)
         out.append(e)
     if extra:

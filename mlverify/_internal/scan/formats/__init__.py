@@ -11,6 +11,7 @@ from __future__ import annotations
 from mlverify._internal.scan.context import FormatScanner
 from mlverify._internal.scan.formats import (
     chat_template,
+    code,
     compressed,
     configs,
     gguf,
@@ -45,13 +46,14 @@ SCANNERS: list[FormatScanner] = [
     lfs.LfsPointerScanner(),
     configs.ConfigScanner(),
     chat_template.ChatTemplateScanner(),
+    code.CodeScanner(),
     compressed.CompressedScanner(),
     pickle.PickleScanner(),
 ]
 
 _MODULES = (
-    chat_template, compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle, safetensors,
-    savedmodel, sevenzip, tar, torchscript, zip,
+    chat_template, code, compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle,
+    safetensors, savedmodel, sevenzip, tar, torchscript, zip,
 )  # fmt: skip
 
 #: the rules the formats declare (the core ones are in mlverify._internal.scan.rules)

@@ -3,11 +3,13 @@ scanned as Python's ``tarfile`` reads it (``mlverify._internal.scan.tarreader``)
 
 from __future__ import annotations
 
+from mlverify._internal.scan.archivepath import ARCHIVE_PATH_ESCAPE
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.rules import Rule
 from mlverify._internal.scan.source import Source
 
-RULES: tuple[Rule, ...] = ()
+#: a member name or link escaping the extraction directory (tar and zip members alike)
+RULES: tuple[Rule, ...] = (ARCHIVE_PATH_ESCAPE,)
 
 
 class TarScanner:
