@@ -62,7 +62,7 @@ def scan_one(location: str, name: str, limits: Limits) -> Any:
     from mlverify._internal.scan.engine import scan_file
 
     try:
-        report = scan_file(Path(location), limits, display=name)
+        report = scan_file(location, limits, display=name)
     except MlverifyError as e:
         return {"error": str(e)}
     except Exception as e:  # a scanner bug: an error naming the file, never a pass

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
 from mlverify._internal.scan.model import Severity
@@ -61,6 +62,13 @@ MAX_NODES = 2_000_000
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
           b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+#: every byte but those ``_CONTROL`` matches: deleting them leaves the control bytes
+_NOT_CONTROL = bytes(b for b in range(256) if not _CONTROL.match(bytes([b])))
+#: the hints are ASCII: one is in UTF-8 text decoded with replacement exactly when its
+#: bytes are in the raw bytes (a replacement character is never ASCII, and an ASCII byte
+#: is never part of an invalid sequence); all but "${" hold an underscore
+_UNDERSCORE = tuple(h for h in _HINTS if b"_" in h)
+assert set(_HINTS) - set(_UNDERSCORE) == {b"${"}  # _hinted_utf8 searches that one alone
 _CHUNK = 1 << 20
 #: bytes carried from one chunk to the next: the longest hint, each character escaped
 _OVERLAP = 10 * max(len(h) for h in _HINTS)
@@ -78,12 +86,18 @@ _DIFFUSERS_LIBRARIES = frozenset(
 _FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
 
 
+def _has_control(head: bytes) -> bool:
+    if dispatch.general():
+        return _CONTROL.search(head) is not None
+    return bool(head.translate(None, _NOT_CONTROL))
+
+
 def _encoding(head: bytes) -> str | None:
     """The text encoding a JSON or YAML loader would read, or None for binary data."""
     if not head:
         return None
     enc = json.detect_encoding(head)  # UTF-8/16/32 by BOM or NUL pattern, as json.loads
-    if enc in ("utf-8", "utf-8-sig") and _CONTROL.search(head):
+    if enc in ("utf-8", "utf-8-sig") and _has_control(head):
         return None  # binary: text has no control bytes but tab, newlines and form feed
     try:
         head.decode(enc)
@@ -142,6 +156,8 @@ def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) 
     YAML (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved before the search and only
     an escaped line break (YAML joins the lines around it) is a hint of its own.
     """
+    if not resolve and enc in ("utf-8", "utf-8-sig") and not dispatch.general():
+        return _hinted_utf8(src, limit)
     decoder = codecs.getincrementaldecoder(enc)("replace")
     stream = src.open()
     tail = b""
@@ -160,6 +176,30 @@ def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) 
             else:
                 found = text
             if any(h in found for h in _HINTS) or (not resolve and _ESCAPE.search(text)):
+                return True
+            tail = text[-_OVERLAP:]
+    except (ValueError, EOFError, OSError):
+        return False  # a damaged compressed member: what no loader reads either
+    return False
+
+
+def _hinted_utf8(src: Source, limit: int | None) -> bool:
+    """``_hinted`` of UTF-8 text (no ``resolve``), searched in the raw bytes (the same
+    reads, the same answer: see ``_UNDERSCORE``), without decoding them."""
+    stream = src.open()
+    tail = b""
+    read = 0
+    try:
+        while limit is None or read < limit:
+            chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit - read))
+            if not chunk:
+                return False
+            read += len(chunk)
+            text = tail + chunk if tail else chunk
+            # a hint can only be where its rarest byte is (a one-byte search is the cheap one)
+            if b"\\" in text or (b"$" in text and b"${" in text):
+                return True
+            if b"_" in text and any(h in text for h in _UNDERSCORE):
                 return True
             tail = text[-_OVERLAP:]
     except (ValueError, EOFError, OSError):

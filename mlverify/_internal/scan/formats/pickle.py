@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mlverify._internal.scan.context import ScanContext
-from mlverify._internal.scan.model import Severity
+from mlverify._internal.scan.model import Limits, Severity
 from mlverify._internal.scan.pickle import VALID_OPCODES, PickleWalker
+from mlverify._internal.scan.policy import get_policy
 from mlverify._internal.scan.rules import Rule, by_id
 from mlverify._internal.scan.source import Source, Stream, bytes_source
 
@@ -39,6 +40,13 @@ class _Budget:
         return self.inner.tell()
 
 
+def _no_emit(rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str) -> None:
+    pass  # detection only: the scan proper reports
+
+
+_PROBE_LIMITS = Limits()  # the default limits (a trial walk never changes them)
+
+
 def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True) -> bool:
     """Would a loader read these bytes as a pickle that does something?
 
@@ -52,18 +60,12 @@ def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True)
         return True
     if not head or head[0] not in VALID_OPCODES or head[:2] == b"PK":
         return False  # a stream opening with "PK" is a zip header, not a pickle
-    from mlverify._internal.scan.model import Limits
-    from mlverify._internal.scan.policy import get_policy
-
-    def emit(rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str) -> None:
-        pass  # detection only: the scan proper reports
-
     stream: Stream = (
         _Budget(src.open(), 16 * 1024)
         if src is not None and src.seekable
         else bytes_source(head, "").open()
     )
-    w = PickleWalker(stream, get_policy(), Limits(), emit, probe=True)
+    w = PickleWalker(stream, get_policy(), _PROBE_LIMITS, _no_emit, probe=True)
     try:
         res = w.walk()
     except _BudgetSpent:
