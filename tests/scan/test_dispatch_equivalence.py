@@ -166,7 +166,7 @@ def generated(seed: int, count: int) -> Iterator[bytes]:
         elif kind == 9:
             yield rng.choice(pickles) + rng.choice(templates).encode()
         elif kind == 10:  # mutations of a structured input
-            base = bytearray(rng.choice(pickles + [_tar({"m.pkl": pickles[0]})]))
+            base = bytearray(rng.choice([*pickles, _tar({"m.pkl": pickles[0]})]))
             for _ in range(rng.randrange(1, 6)):
                 base[rng.randrange(len(base))] = rng.randrange(256)
             yield bytes(base)
