@@ -258,9 +258,10 @@ def test_hint_search_in_raw_bytes_equals_the_decoded_search() -> None:
             for limit in (None, configs.MAX_CONFIG, max(1, len(data) // 2)):
                 src = FileSource(FileContent(data), 0, len(data), "")
                 fast = configs._hinted(src, enc, limit)
+                whole = configs._hinted(src, enc, limit, whole=data)  # the bytes in hand
                 with general_path():
                     want = configs._hinted(src, enc, limit)
-                assert fast == want, (data[:80], enc, limit)
+                assert fast == whole == want, (data[:80], enc, limit)
 
 
 def test_control_byte_test_equals_the_pattern() -> None:

@@ -59,7 +59,7 @@ STORAGE_SIZES: dict[str, int] = {
 
 def is_tar(head: bytes) -> bool:
     """What ``tarfile.open(mode="r:")`` takes for a tar: a first header it can parse."""
-    if len(head) < 512 or head[:512] == b"\0" * 512:
+    if len(head) < 512 or head[:512] == _ZERO_BLOCK:
         return False  # an all-zero block opens as an empty archive: nothing to scan
     if not _checksum_may_match(head):
         return False  # the cheap test first: most files are not tars (tarfile is imported late)
@@ -97,6 +97,7 @@ def _checksum_may_match(block: bytes) -> bool:
 
 
 _HIGH_BYTES = bytes(range(128, 256))
+_ZERO_BLOCK = bytes(512)
 
 
 class _View:

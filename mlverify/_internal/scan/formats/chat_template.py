@@ -63,7 +63,11 @@ class ChatTemplateScanner:
         if not deep or b"\0" in head or (src.size is not None and src.size > MAX_TEMPLATE):
             return False
         text = head if src.size is not None and src.size <= len(head) else _read(src)
-        return len(text) <= MAX_TEMPLATE and bool(_JINJA.search(text) and _CHAT.search(text))
+        return (
+            len(text) <= MAX_TEMPLATE
+            and b"{" in text  # what _JINJA needs first (a one-byte search is the cheap one)
+            and bool(_JINJA.search(text) and _CHAT.search(text))
+        )
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         raw = _read(src)

@@ -26,7 +26,7 @@ from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, Rule
-from mlverify._internal.scan.source import Source
+from mlverify._internal.scan.source import FileSource, Source
 
 CONFIG_CODE_TARGET = Rule(
     "MLV1001",
@@ -110,8 +110,10 @@ class ConfigScanner:
     name = "config"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        if not deep:
+            return False
         enc = _encoding(head)
-        if not deep or enc is None or head[:4] == b"PK\x03\x04":
+        if enc is None or head[:4] == b"PK\x03\x04":
             return False
         if src.size is not None and src.size > MAX_CONFIG:
             # too big to decode: a config by name is searched to its end (a hint past the
@@ -119,7 +121,9 @@ class ConfigScanner:
             if _config_name(src):
                 return _hinted(src, enc, None, resolve=True)
             return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
-        return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG)
+        # a file within the head: the head is all of it (the bytes a read would return)
+        whole = head if isinstance(src, FileSource) and (src.size or 0) <= len(head) else None
+        return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG, whole=whole)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         raw = src.open().read(MAX_CONFIG + 1)
@@ -147,16 +151,21 @@ def _config_name(src: Source) -> bool:
     return file_name(src).lower().endswith(_CONFIG_SUFFIXES)
 
 
-def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) -> bool:
+def _hinted(
+    src: Source, enc: str, limit: int | None, *, resolve: bool = False, whole: bytes | None = None
+) -> bool:
     """Does the text of ``src`` (its first ``limit`` bytes, or all of it) hold a hint?
 
     Read in chunks through an incremental decoder, so a hint across a chunk's end or a
     multi-byte character is found, in bounded memory. Any escape is a hint (the text is
     then decoded and judged), unless ``resolve``: then the character escapes of JSON and
     YAML (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved before the search and only
-    an escaped line break (YAML joins the lines around it) is a hint of its own.
+    an escaped line break (YAML joins the lines around it) is a hint of its own. ``whole``:
+    all the bytes of ``src``, when the caller has them.
     """
     if not resolve and enc in ("utf-8", "utf-8-sig") and not dispatch.general():
+        if whole is not None:
+            return _utf8_hint(whole if limit is None else whole[:limit])
         return _hinted_utf8(src, limit)
     decoder = codecs.getincrementaldecoder(enc)("replace")
     stream = src.open()
@@ -183,6 +192,14 @@ def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) 
     return False
 
 
+def _utf8_hint(text: bytes) -> bool:
+    """Does UTF-8 ``text`` hold a hint or an escape (searched by its rarest byte first: a
+    one-byte search is the cheap one)?"""
+    if b"\\" in text or (b"$" in text and b"${" in text):
+        return True
+    return b"_" in text and any(h in text for h in _UNDERSCORE)
+
+
 def _hinted_utf8(src: Source, limit: int | None) -> bool:
     """``_hinted`` of UTF-8 text (no ``resolve``), searched in the raw bytes (the same
     reads, the same answer: see ``_UNDERSCORE``), without decoding them."""
@@ -196,10 +213,7 @@ def _hinted_utf8(src: Source, limit: int | None) -> bool:
                 return False
             read += len(chunk)
             text = tail + chunk if tail else chunk
-            # a hint can only be where its rarest byte is (a one-byte search is the cheap one)
-            if b"\\" in text or (b"$" in text and b"${" in text):
-                return True
-            if b"_" in text and any(h in text for h in _UNDERSCORE):
+            if _utf8_hint(text):
                 return True
             tail = text[-_OVERLAP:]
     except (ValueError, EOFError, OSError):
