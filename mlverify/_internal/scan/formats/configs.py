@@ -99,6 +99,8 @@ def _encoding(head: bytes) -> str | None:
     enc = json.detect_encoding(head)  # UTF-8/16/32 by BOM or NUL pattern, as json.loads
     if enc in ("utf-8", "utf-8-sig") and _has_control(head):
         return None  # binary: text has no control bytes but tab, newlines and form feed
+    if enc == "utf-8" and head.isascii():
+        return enc  # ASCII decodes as UTF-8
     try:
         head.decode(enc)
     except UnicodeDecodeError as e:
