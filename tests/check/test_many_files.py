@@ -302,14 +302,14 @@ def test_a_scanner_crash_is_an_error_naming_the_file(
     from mlverify._internal.scan import engine
 
     paths = _mixed(tmp_path / "m")
-    real = engine.scan_into  # what the batch scan runs per file
+    real = engine.scan_file
 
-    def crashing(path: Path, limits: Limits, label: str) -> object:
-        if label == "ok.pkl":
+    def crashing(path: Path, limits: Limits | None = None, display: str | None = None) -> object:
+        if display == "ok.pkl":
             raise OverflowError("a scanner bug")
-        return real(path, limits, label)
+        return real(path, limits, display)
 
-    monkeypatch.setattr(engine, "scan_into", crashing)
+    monkeypatch.setattr(engine, "scan_file", crashing)
     monkeypatch.delenv("MLVERIFY_DEBUG", raising=False)
     with pytest.raises(InputError, match=r"ok\.pkl: the scanner failed on this file \(Overflow"):
         _scan(paths, 1)

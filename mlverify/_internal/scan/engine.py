@@ -198,24 +198,9 @@ def scan_file(
     path: Path | str, limits: Limits | None = None, display: str | None = None
 ) -> ScanReport:
     """Scan one file. Raises InputError if it cannot be opened or read."""
+    limits = limits or _DEFAULT_LIMITS
     label = display if display is not None else str(path)
     t0 = time.perf_counter()
-    ctx, size = scan_into(path, limits or _DEFAULT_LIMITS, label)
-    findings = ctx.findings
-    return ScanReport(
-        path=label,
-        size=size,
-        formats=tuple(ctx.formats),
-        findings=tuple(findings),
-        status=status_of(ctx.formats, findings),
-        seconds=time.perf_counter() - t0,
-        members_scanned=ctx.members,
-    )
-
-
-def scan_into(path: Path | str, limits: Limits, label: str) -> tuple[Context, int]:
-    """Scan one file into a new ``Context`` (its findings sorted as in a report), and its
-    size: :func:`scan_file` without the report (the batch workers' way)."""
     ctx = Context(label, limits, get_policy(limits.extra_allow))
     try:
         # O_NONBLOCK: a FIFO swapped in after the walk is refused below, never a hang
@@ -244,9 +229,18 @@ def scan_into(path: Path | str, limits: Limits, label: str) -> tuple[Context, in
         raise InputError(
             f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
         ) from None
-    if len(ctx.findings) > 1:
-        ctx.findings.sort(key=lambda x: (-x.severity, x.member, x.offset or 0))
-    return ctx, size
+    findings = ctx.findings
+    if len(findings) > 1:
+        findings.sort(key=lambda x: (-x.severity, x.member, x.offset or 0))
+    return ScanReport(
+        path=label,
+        size=size,
+        formats=tuple(ctx.formats),
+        findings=tuple(findings),
+        status=status_of(ctx.formats, findings),
+        seconds=time.perf_counter() - t0,
+        members_scanned=ctx.members,
+    )
 
 
 def _scan_top(ctx: Context, f: BinaryIO, size: int, label: str) -> None:

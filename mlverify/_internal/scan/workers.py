@@ -59,10 +59,10 @@ _U32 = struct.Struct("<I")
 def scan_one(location: str, name: str, limits: Limits) -> Any:
     """One file's compact entry: ``0`` (data, no finding), ``[code, formats, findings]``
     (findings as lists of their fields), or ``{"error": message}``."""
-    from mlverify._internal.scan.engine import scan_into, status_of
+    from mlverify._internal.scan.engine import scan_file
 
     try:
-        ctx, _size = scan_into(location, limits, name)
+        report = scan_file(location, limits, display=name)
     except MlverifyError as e:
         return {"error": str(e)}
     except Exception as e:  # a scanner bug: an error naming the file, never a pass
@@ -72,14 +72,14 @@ def scan_one(location: str, name: str, limits: Limits) -> Any:
             "error": f"{shown(name)}: the scanner failed on this file ({type(e).__name__}: "
             f"{str(e)[:200]}); nothing was decided: report it with the file if you can"
         }
-    if not ctx.formats and not ctx.findings:
+    if not report.formats and not report.findings:
         return 0  # data, no finding: the entry of most files of a dataset
     return [
-        _CODE[status_of(ctx.formats, ctx.findings).value],
-        list(ctx.formats),
+        _CODE[report.status.value],
+        list(report.formats),
         [
             [f.rule_id, int(f.severity), f.member, f.offset, f.subject, f.message, f.chain]
-            for f in ctx.findings
+            for f in report.findings
         ],
     ]
 
