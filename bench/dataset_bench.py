@@ -4,12 +4,12 @@ For each size it builds a dataset (1000 files per directory, text content), warm
 the page cache, then times, interleaved round by round: the practical limit
 (`find | xargs -0 -P2 sha256sum`, two processes), `mlverify hash`, `sign --key`,
 `verify --key`, `check --no-cache` (a policy trusting the key, so the signature is
-verified too), `check --cache` from an empty cache (its first run), and
-model_signing's `sign key` / `verify key`. Prints, per command: us per file (median
-wall), user+system CPU us per file (the machine may be shared: CPU time is the
-steadier number), the ratio to the limit and to model_signing, peak RSS and RSS per
-1k files (the peak above the same command's peak on the smallest dataset). Not a
-test: nothing here asserts a time.
+verified too), `check --cache` from an empty cache (its first run), the scan `check`
+runs, alone (a stage of `check`), and model_signing's `sign key` / `verify key`. Prints,
+per command: us per file (median wall), user+system CPU us per file (the machine may be
+shared: CPU time is the steadier number), the ratio to the limit and to model_signing,
+peak RSS and RSS per 1k files (the peak above the same command's peak on the smallest
+dataset). Not a test: nothing here asserts a time.
 
     .venv/bin/python bench/dataset_bench.py                  # 1k, 10k, 100k files
     .venv/bin/python bench/dataset_bench.py --sizes 1000,10000 --rounds 5
@@ -60,6 +60,19 @@ def mlverify(*args: object) -> list[str]:
     return [sys.executable, "-m", "mlverify", *(str(a) for a in args)]
 
 
+#: the scan ``check`` runs, alone: every file of the tree, by worker processes when
+#: ``check`` would use them (the walk here is a plain ``os.walk``); beside ``check`` and
+#: ``hash`` it shows where ``check``'s time goes
+SCAN_STAGE = """
+import os, sys
+from mlverify._internal.scan.model import Limits
+from mlverify._internal.scan.workers import scan_many
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
+r = scan_many(files, files, [os.stat(f).st_size for f in files], Limits())
+assert len(r.codes) == len(files)
+"""
+
+
 def cases_for(work: Path, data: Path, n: int, key: Path, pub: Path, with_ms: bool) -> list[Case]:
     sig = work / f"{n}.sig"
     ms_sig = work / f"{n}.ms.sig"
@@ -103,6 +116,11 @@ def cases_for(work: Path, data: Path, n: int, key: Path, pub: Path, with_ms: boo
             "check",
         ),
         Case("mlverify check --cache (first run)", ["sh", "-c", first_cache], "check-cache"),
+        Case(
+            "stage: check's scan alone (scan_many, as check runs it)",
+            [sys.executable, "-c", SCAN_STAGE, str(data)],
+            "stages",
+        ),
     ]
     if with_ms:
         ms = str(BIN / "model_signing")
@@ -144,7 +162,7 @@ def main() -> None:
         "--groups",
         default="",
         help="only these command groups (comma-separated: hash, sign, verify, check, "
-        "check-cache; the limit always runs)",
+        "check-cache, stages; the limit always runs)",
     )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mlverify._internal.scan import Limits, ScanReport, scan_file
+from mlverify._internal.scan import Limits, ScanReport
+from tests.scan.differential import same_scan
 
 Scan = Callable[..., ScanReport]
 
@@ -17,7 +18,7 @@ def scan_bytes(tmp_path: Path) -> Scan:
     def run(data: bytes, name: str | None = None, limits: Limits | None = None) -> ScanReport:
         p = tmp_path / (name or f"sample{next(counter)}.bin")
         p.write_bytes(data)
-        return scan_file(p, limits)
+        return same_scan(p, limits)  # and the general detection path agrees
 
     return run
 

@@ -9,8 +9,10 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mlverify._internal.errors import InputError
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import Probe
 from mlverify._internal.scan.formats import SCANNERS
 from mlverify._internal.scan.model import Finding, Limits, ScanReport, Severity, Status
@@ -22,9 +24,19 @@ from mlverify._internal.scan.rules import (
     UNSUPPORTED,
     Rule,
 )
-from mlverify._internal.scan.source import FileSource, LimitExceeded, Source, bytes_source
+from mlverify._internal.scan.source import (
+    FileContent,
+    FileSource,
+    LimitExceeded,
+    Source,
+    bytes_source,
+)
 
 HEAD = 4096
+#: files up to this size are read whole and scanned from memory
+WHOLE_MAX = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_DEFAULT_LIMITS = Limits()
 NESTED_TEXT_MAX = 256 * 1024 * 1024  # bytes of encoded text decoded for a nested scan
 
 
@@ -172,6 +184,8 @@ class Context:
 
 
 def status_of(formats: list[str], findings: list[Finding]) -> Status:
+    if not findings:
+        return Status.CLEAN if formats else Status.DATA
     unsupported = UNSUPPORTED.id
     if any(f.severity > Severity.INFO and f.rule_id != unsupported for f in findings):
         return Status.FINDINGS
@@ -180,31 +194,44 @@ def status_of(formats: list[str], findings: list[Finding]) -> Status:
     return Status.CLEAN if formats else Status.DATA
 
 
-def scan_file(path: Path, limits: Limits | None = None, display: str | None = None) -> ScanReport:
+def scan_file(
+    path: Path | str, limits: Limits | None = None, display: str | None = None
+) -> ScanReport:
     """Scan one file. Raises InputError if it cannot be opened or read."""
-    limits = limits or Limits()
-    policy = get_policy(limits.extra_allow)
+    limits = limits or _DEFAULT_LIMITS
     label = display if display is not None else str(path)
     t0 = time.perf_counter()
+    ctx = Context(label, limits, get_policy(limits.extra_allow))
     try:
         # O_NONBLOCK: a FIFO swapped in after the walk is refused below, never a hang
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        with open(fd, "rb") as f:
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise InputError(
                     f"{path}: not a regular file (a FIFO or device?); pass a model file"
                 )
             size = st.st_size
-            ctx = Context(label, limits, policy)
-            top = FileSource(f, 0, size, "")
-            top.path = label  # the name in the artifact (a cache blob's own name is a hash)
-            ctx.scan(top, 0)
+            # a small file is read once, whole, and scanned from memory: the very bytes
+            # every scanner would read from the file, without a system call per read
+            data = os.read(fd, size + 1) if size <= WHOLE_MAX and not dispatch.general() else None
+            if data is not None and len(data) == size:
+                os.close(fd)
+                fd = -1
+                _scan_top(ctx, FileContent(data), size, label)
+            else:  # large (or changing under us: read as before, from the file)
+                with open(fd, "rb", closefd=False) as f:
+                    _scan_top(ctx, f, size, label)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     except OSError as e:
         raise InputError(
             f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
         ) from None
-    findings = sorted(ctx.findings, key=lambda x: (-x.severity, x.member, x.offset or 0))
+    findings = ctx.findings
+    if len(findings) > 1:
+        findings.sort(key=lambda x: (-x.severity, x.member, x.offset or 0))
     return ScanReport(
         path=label,
         size=size,
@@ -214,6 +241,12 @@ def scan_file(path: Path, limits: Limits | None = None, display: str | None = No
         seconds=time.perf_counter() - t0,
         members_scanned=ctx.members,
     )
+
+
+def _scan_top(ctx: Context, f: BinaryIO, size: int, label: str) -> None:
+    top = FileSource(f, 0, size, "")
+    top.path = label  # the name in the artifact (a cache blob's own name is a hash)
+    ctx.scan(top, 0)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:

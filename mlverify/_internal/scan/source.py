@@ -85,6 +85,8 @@ class Source:
 
     def __init__(self, label: str) -> None:
         self.label = label  # member path ("" for the file itself)
+        #: what detectors parsed of this (immutable) content, shared between them
+        self.memo: dict[object, object] = {}
 
     def open(self) -> Stream:
         raise NotImplementedError
@@ -130,6 +132,11 @@ class FileSource(Source):
         offset = max(0, min(offset, self.size))
         length = max(0, min(length, self.size - offset))
         return FileSource(self.f, self.base + offset, length, label)
+
+
+class FileContent(io.BytesIO):
+    """The whole content of a scanned file, read once into memory: the file itself to the
+    scanners (as a file object on disk is, see :func:`budget_of`)."""
 
 
 def bytes_source(data: bytes, label: str) -> FileSource:
@@ -200,7 +207,7 @@ def _file_size(src: Source) -> tuple[int, bool]:
     while isinstance(src, DecompressedSource):
         src = src.compressed
     if isinstance(src, FileSource):
-        on_disk = isinstance(src.f, (io.BufferedReader, io.FileIO))
+        on_disk = isinstance(src.f, (io.BufferedReader, io.FileIO, FileContent))
         try:
             return max(src.f.seek(0, io.SEEK_END), src.size or 0), on_disk
         except (OSError, ValueError):

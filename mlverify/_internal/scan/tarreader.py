@@ -21,6 +21,7 @@ import struct
 import tempfile
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.archivepath import Member
 from mlverify._internal.scan.context import add_by_id
 from mlverify._internal.scan.model import Severity
@@ -59,7 +60,7 @@ STORAGE_SIZES: dict[str, int] = {
 
 def is_tar(head: bytes) -> bool:
     """What ``tarfile.open(mode="r:")`` takes for a tar: a first header it can parse."""
-    if len(head) < 512 or head[:512] == b"\0" * 512:
+    if len(head) < 512 or head[:512] == _ZERO_BLOCK:
         return False  # an all-zero block opens as an empty archive: nothing to scan
     if not _checksum_may_match(head):
         return False  # the cheap test first: most files are not tars (tarfile is imported late)
@@ -83,11 +84,21 @@ def _checksum_may_match(block: bytes) -> bool:
         want = int(text.strip() or "0", 8)
     except ValueError:
         return False
+    if len(block) >= 512 and not dispatch.general():
+        # the signed sum is the unsigned one less 256 for each byte of 128 or more
+        rest = block[:148] + block[156:512]
+        unsigned = 256 + sum(rest)
+        signed = unsigned - 256 * (504 - len(rest.translate(None, _HIGH_BYTES)))
+        return want in (unsigned, signed)
     unsigned = 256 + sum(block[:148]) + sum(block[156:512])
     signed = (
         256 + sum(struct.unpack_from("148b", block)) + sum(struct.unpack_from("356b", block, 156))
     )
     return want in (unsigned, signed)
+
+
+_HIGH_BYTES = bytes(range(128, 256))
+_ZERO_BLOCK = bytes(512)
 
 
 class _View:

@@ -62,7 +62,7 @@ def scan_one(location: str, name: str, limits: Limits) -> Any:
     from mlverify._internal.scan.engine import scan_file
 
     try:
-        report = scan_file(Path(location), limits, display=name)
+        report = scan_file(location, limits, display=name)
     except MlverifyError as e:
         return {"error": str(e)}
     except Exception as e:  # a scanner bug: an error naming the file, never a pass
@@ -72,11 +72,10 @@ def scan_one(location: str, name: str, limits: Limits) -> Any:
             "error": f"{shown(name)}: the scanner failed on this file ({type(e).__name__}: "
             f"{str(e)[:200]}); nothing was decided: report it with the file if you can"
         }
-    code = _CODE[report.status.value]
-    if not code and not report.formats and not report.findings:
-        return 0
+    if not report.formats and not report.findings:
+        return 0  # data, no finding: the entry of most files of a dataset
     return [
-        code,
+        _CODE[report.status.value],
         list(report.formats),
         [
             [f.rule_id, int(f.severity), f.member, f.offset, f.subject, f.message, f.chain]

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.model import Limits, Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED
 from mlverify._internal.scan.source import (
@@ -105,6 +106,8 @@ def _last_sig(src: FileSource, window: int) -> int | None:
     size = src.size or 0
     start = max(0, size - window)
     tail = src.read_at(start, size - start)
+    if b"\x05" not in tail and not dispatch.general():
+        return None  # no byte of the signature's rarest kind: no signature (a cheap search)
     i = tail.rfind(EOCD_SIG, 0, max(0, len(tail) - 18))
     return start + i if i >= 0 else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.source import FileSource
 
 #: message type -> field number -> the message type it holds, or "string" (collected,
@@ -131,8 +132,125 @@ def top_level(src: FileSource, limit: int = 4096) -> dict[int, set[int]] | None:
     """Wire types seen per top-level field, if the source parses as one message.
 
     Cheap enough to run on every file: small reads, at most ``limit`` fields (a message
-    with more fields than that, all valid so far, counts as parsing).
+    with more fields than that, all valid so far, counts as parsing). Parsed once per
+    source (the ONNX, SavedModel and Keras metadata detectors all ask; the caller only
+    reads the answer).
     """
+    key = ("pb.top_level", limit)
+    if key in src.memo and not dispatch.general():
+        return src.memo[key]  # type: ignore[return-value]
+    if dispatch.general() or (src.size or 0) > _WHOLE:
+        seen = _top_level(src, limit)
+    else:
+        seen = _top_level_bytes(src.read_at(0, src.size or 0), limit)
+    src.memo[key] = seen
+    return seen
+
+
+#: sources up to this size are parsed for ``top_level`` from one read of all their bytes
+_WHOLE = 1 << 16
+
+
+def _varint(data: bytes, off: int, end: int) -> tuple[int, int]:
+    """``Wire.varint`` over bytes (``end`` at most ``len(data)``)."""
+    value = 0
+    shift = 0
+    stop = min(off + 10, end)
+    while off < stop:
+        b = data[off]
+        off += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value & 0xFFFFFFFFFFFFFFFF, off
+        shift += 7
+    raise Malformed("a varint does not end")
+
+
+def _top_level_bytes(data: bytes, limit: int) -> dict[int, set[int]] | None:
+    """``_top_level`` of a source whose bytes are ``data``: the same walk (the same fields
+    counted, the same errors), without the window reads and the generator."""
+    end = len(data)
+    max_fields = 4 * limit
+    fields_read = 0
+    yielded = 0
+    seen: dict[int, set[int]] = {}
+    off = 0
+    try:
+        while off < end:
+            fields_read += 1
+            if fields_read > max_fields:
+                return None
+            b = data[off]
+            if b < 0x80:  # a one-byte key (most are)
+                key, off = b, off + 1
+            else:
+                key, off = _varint(data, off, end)
+            num, wt = key >> 3, key & 7
+            if num == 0:
+                return None
+            if wt == 0 or wt == 2:
+                val, off = _varint(data, off, end)
+                if wt == 2 and off + val > end:
+                    return None
+                if yielded >= limit:
+                    break
+                yielded += 1
+                s = seen.get(num)
+                if s is None:
+                    seen[num] = {wt}
+                else:
+                    s.add(wt)
+                if wt == 2:
+                    off += val
+            elif wt == 1:
+                off += 8
+            elif wt == 5:
+                off += 4
+            elif wt == 3:
+                off, fields_read = _skip_group_bytes(data, num, off, end, fields_read, max_fields)
+            else:
+                return None
+            if off > end:
+                return None
+    except Malformed:
+        return None
+    return seen
+
+
+def _skip_group_bytes(
+    data: bytes, num: int, off: int, end: int, fields_read: int, max_fields: int
+) -> tuple[int, int]:
+    """``Wire._skip_group`` over bytes: the offset after the group, and the fields read."""
+    depth = 1
+    while off < end:
+        fields_read += 1
+        if fields_read > max_fields:
+            raise Malformed("too many fields")
+        key, off = _varint(data, off, end)
+        n, wt = key >> 3, key & 7
+        if wt == 3:
+            depth += 1
+        elif wt == 4:
+            depth -= 1
+            if depth == 0:
+                if n != num:
+                    raise Malformed("a group closed by another number")
+                return off, fields_read
+        elif wt == 0:
+            off = _varint(data, off, end)[1]
+        elif wt == 2:
+            ln, off = _varint(data, off, end)
+            off += ln
+        elif wt == 1:
+            off += 8
+        elif wt == 5:
+            off += 4
+        else:
+            raise Malformed("a wire type no group holds")
+    raise Malformed("a group does not end")
+
+
+def _top_level(src: FileSource, limit: int) -> dict[int, set[int]] | None:
     wire = Wire(src, window=512, max_fields=4 * limit)
     seen: dict[int, set[int]] = {}
     try:

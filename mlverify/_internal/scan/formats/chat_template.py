@@ -29,6 +29,7 @@ _JINJA = re.compile(rb"\{[{%]")
 _CHAT = re.compile(rb"messages|add_generation_prompt|bos_token|eos_token")
 #: labels the scanner makes for content without a name: "<gzip>", "<before zip>", "x@120"
 _SYNTHETIC = re.compile(r"^<[a-z0-9 -]*>$|@[0-9]+$")
+_NAME_SEP = re.compile(r"[/\\!]")
 _TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2")
 
 
@@ -36,8 +37,12 @@ def file_name(src: Source) -> str:
     """The name a loader opens ``src`` by: the last path part of a member (or of the scanned
     file itself); "" for content that has no file name of its own (a decompressed stream,
     a value inside another format)."""
-    last = re.split(r"[/\\!]", src.label or src.path)[-1]
-    return "" if _SYNTHETIC.search(last) else last
+    key = ("file_name", src.label, src.path)
+    name = src.memo.get(key)
+    if name is None:
+        last = _NAME_SEP.split(src.label or src.path)[-1]
+        name = src.memo[key] = "" if _SYNTHETIC.search(last) else last
+    return name  # type: ignore[return-value]
 
 
 def named_template(name: str) -> bool:
@@ -58,7 +63,11 @@ class ChatTemplateScanner:
         if not deep or b"\0" in head or (src.size is not None and src.size > MAX_TEMPLATE):
             return False
         text = head if src.size is not None and src.size <= len(head) else _read(src)
-        return len(text) <= MAX_TEMPLATE and bool(_JINJA.search(text) and _CHAT.search(text))
+        return (
+            len(text) <= MAX_TEMPLATE
+            and b"{" in text  # what _JINJA needs first (a one-byte search is the cheap one)
+            and bool(_JINJA.search(text) and _CHAT.search(text))
+        )
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         raw = _read(src)

@@ -21,11 +21,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, Rule
-from mlverify._internal.scan.source import Source
+from mlverify._internal.scan.source import FileSource, Source
 
 CONFIG_CODE_TARGET = Rule(
     "MLV1001",
@@ -61,6 +62,13 @@ MAX_NODES = 2_000_000
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
           b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+#: every byte but those ``_CONTROL`` matches: deleting them leaves the control bytes
+_NOT_CONTROL = bytes(b for b in range(256) if not _CONTROL.match(bytes([b])))
+#: the hints are ASCII: one is in UTF-8 text decoded with replacement exactly when its
+#: bytes are in the raw bytes (a replacement character is never ASCII, and an ASCII byte
+#: is never part of an invalid sequence); all but "${" hold an underscore
+_UNDERSCORE = tuple(h for h in _HINTS if b"_" in h)
+assert set(_HINTS) - set(_UNDERSCORE) == {b"${"}  # _hinted_utf8 searches that one alone
 _CHUNK = 1 << 20
 #: bytes carried from one chunk to the next: the longest hint, each character escaped
 _OVERLAP = 10 * max(len(h) for h in _HINTS)
@@ -78,13 +86,21 @@ _DIFFUSERS_LIBRARIES = frozenset(
 _FLAGS = frozenset({"trust_remote_code", "allow_remote_code", "use_remote_code"})
 
 
+def _has_control(head: bytes) -> bool:
+    if dispatch.general():
+        return _CONTROL.search(head) is not None
+    return bool(head.translate(None, _NOT_CONTROL))
+
+
 def _encoding(head: bytes) -> str | None:
     """The text encoding a JSON or YAML loader would read, or None for binary data."""
     if not head:
         return None
     enc = json.detect_encoding(head)  # UTF-8/16/32 by BOM or NUL pattern, as json.loads
-    if enc in ("utf-8", "utf-8-sig") and _CONTROL.search(head):
+    if enc in ("utf-8", "utf-8-sig") and _has_control(head):
         return None  # binary: text has no control bytes but tab, newlines and form feed
+    if enc == "utf-8" and head.isascii():
+        return enc  # ASCII decodes as UTF-8
     try:
         head.decode(enc)
     except UnicodeDecodeError as e:
@@ -96,8 +112,10 @@ class ConfigScanner:
     name = "config"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
+        if not deep:
+            return False
         enc = _encoding(head)
-        if not deep or enc is None or head[:4] == b"PK\x03\x04":
+        if enc is None or head[:4] == b"PK\x03\x04":
             return False
         if src.size is not None and src.size > MAX_CONFIG:
             # too big to decode: a config by name is searched to its end (a hint past the
@@ -105,7 +123,9 @@ class ConfigScanner:
             if _config_name(src):
                 return _hinted(src, enc, None, resolve=True)
             return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
-        return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG)
+        # a file within the head: the head is all of it (the bytes a read would return)
+        whole = head if isinstance(src, FileSource) and (src.size or 0) <= len(head) else None
+        return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG, whole=whole)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
         raw = src.open().read(MAX_CONFIG + 1)
@@ -133,15 +153,22 @@ def _config_name(src: Source) -> bool:
     return file_name(src).lower().endswith(_CONFIG_SUFFIXES)
 
 
-def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) -> bool:
+def _hinted(
+    src: Source, enc: str, limit: int | None, *, resolve: bool = False, whole: bytes | None = None
+) -> bool:
     """Does the text of ``src`` (its first ``limit`` bytes, or all of it) hold a hint?
 
     Read in chunks through an incremental decoder, so a hint across a chunk's end or a
     multi-byte character is found, in bounded memory. Any escape is a hint (the text is
     then decoded and judged), unless ``resolve``: then the character escapes of JSON and
     YAML (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved before the search and only
-    an escaped line break (YAML joins the lines around it) is a hint of its own.
+    an escaped line break (YAML joins the lines around it) is a hint of its own. ``whole``:
+    all the bytes of ``src``, when the caller has them.
     """
+    if not resolve and enc in ("utf-8", "utf-8-sig") and not dispatch.general():
+        if whole is not None:
+            return _utf8_hint(whole if limit is None else whole[:limit])
+        return _hinted_utf8(src, limit)
     decoder = codecs.getincrementaldecoder(enc)("replace")
     stream = src.open()
     tail = b""
@@ -160,6 +187,35 @@ def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) 
             else:
                 found = text
             if any(h in found for h in _HINTS) or (not resolve and _ESCAPE.search(text)):
+                return True
+            tail = text[-_OVERLAP:]
+    except (ValueError, EOFError, OSError):
+        return False  # a damaged compressed member: what no loader reads either
+    return False
+
+
+def _utf8_hint(text: bytes) -> bool:
+    """Does UTF-8 ``text`` hold a hint or an escape (searched by its rarest byte first: a
+    one-byte search is the cheap one)?"""
+    if b"\\" in text or (b"$" in text and b"${" in text):
+        return True
+    return b"_" in text and any(h in text for h in _UNDERSCORE)
+
+
+def _hinted_utf8(src: Source, limit: int | None) -> bool:
+    """``_hinted`` of UTF-8 text (no ``resolve``), searched in the raw bytes (the same
+    reads, the same answer: see ``_UNDERSCORE``), without decoding them."""
+    stream = src.open()
+    tail = b""
+    read = 0
+    try:
+        while limit is None or read < limit:
+            chunk = stream.read(_CHUNK if limit is None else min(_CHUNK, limit - read))
+            if not chunk:
+                return False
+            read += len(chunk)
+            text = tail + chunk if tail else chunk
+            if _utf8_hint(text):
                 return True
             tail = text[-_OVERLAP:]
     except (ValueError, EOFError, OSError):

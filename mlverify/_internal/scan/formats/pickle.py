@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
-from mlverify._internal.scan.model import Severity
+from mlverify._internal.scan.model import Limits, Severity
 from mlverify._internal.scan.pickle import VALID_OPCODES, PickleWalker
+from mlverify._internal.scan.policy import get_policy
 from mlverify._internal.scan.rules import Rule, by_id
 from mlverify._internal.scan.source import Source, Stream, bytes_source
 
@@ -39,6 +41,20 @@ class _Budget:
         return self.inner.tell()
 
 
+#: opcodes that fail on the empty stack (and no mark) a stream starts with: a trial walk of
+#: a stream opening with one stops at its first byte, before any effect (POP POP_MARK DUP
+#: APPEND BUILD DICT APPENDS SETITEM LIST SETITEMS TUPLE OBJ REDUCE STOP ADDITEMS); text
+#: often starts with one ("0", "a", "d", "e", "s", ...)
+FAILS_AT_ONCE = frozenset(b"012abdeslutoR.\x90")
+
+
+def _no_emit(rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str) -> None:
+    pass  # detection only: the scan proper reports
+
+
+_PROBE_LIMITS = Limits()  # the default limits (a trial walk never changes them)
+
+
 def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True) -> bool:
     """Would a loader read these bytes as a pickle that does something?
 
@@ -52,18 +68,14 @@ def looks_like_pickle(head: bytes, src: Source | None = None, deep: bool = True)
         return True
     if not head or head[0] not in VALID_OPCODES or head[:2] == b"PK":
         return False  # a stream opening with "PK" is a zip header, not a pickle
-    from mlverify._internal.scan.model import Limits
-    from mlverify._internal.scan.policy import get_policy
-
-    def emit(rule: str, sev: Severity, offset: int, subject: str, msg: str, chain: str) -> None:
-        pass  # detection only: the scan proper reports
-
+    if head[0] in FAILS_AT_ONCE and not dispatch.general():
+        return False  # the walk would stop at once: no pickle, no effect, not followed
     stream: Stream = (
         _Budget(src.open(), 16 * 1024)
         if src is not None and src.seekable
         else bytes_source(head, "").open()
     )
-    w = PickleWalker(stream, get_policy(), Limits(), emit, probe=True)
+    w = PickleWalker(stream, get_policy(), _PROBE_LIMITS, _no_emit, probe=True)
     try:
         res = w.walk()
     except _BudgetSpent:
