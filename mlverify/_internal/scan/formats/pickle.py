@@ -37,6 +37,11 @@ class _Budget:
     def skip(self, n: int) -> int:
         return self.inner.skip(n)
 
+    def read_through(self, n: int) -> bytes:
+        """Bytes a walk passes over to find where a text line ends (free, as skips are:
+        one opcode's argument, not opcodes; bounded by the stream's length)."""
+        return self.inner.read(n)
+
     def tell(self) -> int:
         return self.inner.tell()
 

@@ -299,8 +299,10 @@ class PickleWalker:
         self.straddled = False  # a value crossed a frame's end (the C file reader differs)
 
     # -- buffer ----------------------------------------------------------
-    def _fill(self, need: int) -> bool:
-        """Make ``need`` bytes available at ``self.pos``; False at end of stream."""
+    def _fill(self, need: int, *, through: bool = False) -> bool:
+        """Make ``need`` bytes available at ``self.pos``; False at end of stream.
+        ``through``: bytes a walk passes over (one text opcode's argument), which a
+        trial walk's budget does not count."""
         avail = len(self.buf) - self.pos
         if avail >= need:
             return True
@@ -310,7 +312,7 @@ class PickleWalker:
         self.buf_start += self.pos
         got = avail
         while got < need:
-            chunk = self._read(max(need - got, 1 << 16))
+            chunk = self._read(max(need - got, 1 << 16), through=through)
             if not chunk:
                 self.eof = True
                 break
@@ -338,9 +340,10 @@ class PickleWalker:
             self.eof = True
             raise LoaderError("data runs past the end of the stream")
 
-    def _read(self, n: int) -> bytes:
+    def _read(self, n: int, *, through: bool = False) -> bytes:
+        read = getattr(self.stream, "read_through", self.stream.read) if through else None
         try:
-            return self.stream.read(n)
+            return read(n) if read is not None else self.stream.read(n)
         except _STREAM_ERRORS as e:
             raise LoaderError(f"the stream cannot be read: {e}") from None
 
@@ -356,10 +359,11 @@ class PickleWalker:
                 self.pos = i + 1
                 return line
             if len(self.buf) - self.pos > self.limits.small_value:
-                # a huge protocol-0 line: stream through it without keeping it
+                # a huge protocol-0 line: stream through it without keeping it (bytes
+                # passed over, as a skip is: a trial walk's budget is for opcodes)
                 while True:
                     self.buf_start += len(self.buf)
-                    self.buf = self._read(1 << 20)
+                    self.buf = self._read(1 << 20, through=True)
                     self.pos = 0
                     if not self.buf:
                         self.eof = True
@@ -368,7 +372,7 @@ class PickleWalker:
                     if i >= 0:
                         self.pos = i + 1
                         return None
-            if not self._fill(len(self.buf) - self.pos + 1):
+            if not self._fill(len(self.buf) - self.pos + 1, through=True):
                 # at the end of the stream both loaders take the rest as the line and strip
                 # its last byte as if it were the newline (a GLOBAL there still imports)
                 rest = self.buf[self.pos :]
