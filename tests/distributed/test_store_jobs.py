@@ -206,6 +206,31 @@ def test_keys_name_everything_a_verdict_rests_on(tmp_path: Path) -> None:
     assert len(keys) == 6
 
 
+def test_a_refreshed_sigstore_root_is_a_new_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team r4: a policy trusting Sigstore identities without naming a root had the
+    constant "public-good" in its trust digest, so verdicts outlived `trust update`."""
+    from mlverify._internal.distributed.keys import trust_digest
+    from mlverify._internal.signing.sigstore_verify import shipped_trust_root_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n"
+        "  signatures:\n    required: true\n    trusted:\n"
+        "      - sigstore: {issuer: 'https://token.actions.githubusercontent.com',"
+        " identities: ['https://github.com/acme/m/.github/workflows/release.yml@refs/heads/main']}\n"
+    )
+    shipped = trust_digest(load_policies([str(policy)]))
+    refreshed = tmp_path / "data" / "mlverify" / "trusted_root.json"
+    refreshed.parent.mkdir(parents=True)
+    refreshed.write_bytes(shipped_trust_root_path().read_bytes().replace(b"}", b" }", 1))
+    assert trust_digest(load_policies([str(policy)])) != shipped
+    refreshed.unlink()
+    assert trust_digest(load_policies([str(policy)])) == shipped
+
+
 def test_verdicts_never_outlive_their_utc_day() -> None:
     import datetime as dt
 

@@ -51,7 +51,9 @@ def policy_digest(policies: Sequence[Policy]) -> str:
 def trust_digest(policies: Sequence[Policy]) -> str:
     """Over what the policies trust, as loaded: keys by fingerprint (never re-read from a
     file), certificate roots by their DER bytes, Sigstore identities; a Sigstore trusted
-    root named by a file is read once, here."""
+    root (named by a file, or the public-good one) is read once, here."""
+    from mlverify._internal.signing.sigstore_verify import default_trust_root_path
+
     parts: list[str] = []
     for p in policies:
         sig = p.signatures
@@ -67,7 +69,9 @@ def trust_digest(policies: Sequence[Policy]) -> str:
         for s in sig.sigstore:
             parts += ["sigstore", s.issuer, *s.identities, s.identity_regex or ""]
             parts += [s.source_repo or "", s.source_ref or "", s.workflow or "", s.owner]
-            parts.append(_file_digest(s.trust_root) if s.trust_root else "public-good")
+            # the root verification will read: a named one, else the public-good root as
+            # refreshed by `trust update` (a refresh is a new trust: new keys)
+            parts.append(_file_digest(s.trust_root or default_trust_root_path()))
         parts += ["threshold", str(sig.threshold)]
     return _sha256(parts)
 
