@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify._internal.scan import Severity, scan_file
+from mlverify._internal.scan import Severity
 from tests.scan.conftest import Scan, rules
 
 
@@ -92,5 +92,45 @@ def test_onnx_unused_custom_opset_import_is_still_named(scan_bytes: Scan) -> Non
     assert rules(report) == {"MLV702"}
 
 
-def _keep(path: Path) -> Path:
-    return path
+# -- configs: what cannot be parsed to its end is never clean ---------------------------
+_DEEP = 5000  # past Python's recursion limit: json.loads and yaml give up
+
+
+def _deep_json(body: str) -> bytes:
+    return ("{" + body + ', "pad": ' + "[" * _DEEP + "]" * _DEEP + "}").encode()
+
+
+def test_deep_hf_config_is_unsupported_not_clean(scan_bytes: Scan) -> None:
+    raw = _deep_json('"auto_map": {"AutoModel": "modeling_evil.EvilModel"}')
+    report = scan_bytes(raw, "config.json")
+    assert "MLV301" in rules(report)
+    assert "nests deeper" in " ".join(f.message for f in report.findings)
+
+
+def test_deep_keras_config_in_a_zip_is_unsupported(scan_bytes: Scan) -> None:
+    import io
+    import zipfile
+
+    lam = '"class_name": "Lambda", "config": {"function": {"class_name": "__lambda__"}}'
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("metadata.json", '{"keras_version": "3.15.1"}')
+        z.writestr("config.json", _deep_json(lam))
+        z.writestr("model.weights.h5", b"")
+    report = scan_bytes(buf.getvalue(), "m.keras")
+    assert "MLV301" in rules(report)
+
+
+def test_shallow_configs_are_still_judged(scan_bytes: Scan) -> None:
+    raw = b'{"auto_map": {"AutoModel": "modeling_evil.EvilModel"}, "pad": [[[]]]}'
+    assert "MLV1002" in rules(scan_bytes(raw, "config.json"))
+
+
+def test_config_a_lenient_loader_might_read_is_unsupported(scan_bytes: Scan) -> None:
+    raw = b'{"_target_": "os.system", "cmd": "true",}\n// a comment\n'
+    assert "MLV301" in rules(scan_bytes(raw, "conf.json"))
+
+
+def test_free_text_with_a_hint_is_not_a_config(scan_bytes: Scan) -> None:
+    raw = b"notes: the class_name key:\n - a: b\n c\n"
+    assert "MLV301" not in rules(scan_bytes(raw, "NOTES.txt"))
