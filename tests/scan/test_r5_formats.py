@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlverify._internal.scan import Severity
+from mlverify._internal.scan import Severity, scan_file
 from tests.scan.conftest import Scan, rules
 
 
@@ -134,3 +134,101 @@ def test_config_a_lenient_loader_might_read_is_unsupported(scan_bytes: Scan) -> 
 def test_free_text_with_a_hint_is_not_a_config(scan_bytes: Scan) -> None:
     raw = b"notes: the class_name key:\n - a: b\n c\n"
     assert "MLV301" not in rules(scan_bytes(raw, "NOTES.txt"))
+
+
+# -- TorchScript: a name bound to a module is that module ------------------------------
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A real scripted module (torch.jit.save of our own benign class): the archive, its
+    code member and that member's source."""
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    class Block(torch.nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+            self.convs = torch.nn.ModuleList([torch.nn.Conv1d(1, 1, 1) for _ in range(2)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[name-defined]
+            ys = [x * i for i in range(3)]
+            y = torch.stack(ys).sum(0)
+            for c in self.convs:
+                y = c(y.unsqueeze(1)).squeeze(1)
+            h, w = y.shape
+            out = self.lin(y).relu() + float(h * w)
+            return torch.where(out > 0, out, torch.zeros_like(out))
+
+    path = tmp_path_factory.mktemp("ts") / "real.pt"
+    torch.jit.save(torch.jit.script(Block()), str(path))
+    with zipfile.ZipFile(path) as z:
+        code = [n for n in z.namelist() if "/code/" in n and n.endswith(".py")]
+        name = next(n for n in code if "def forward" in z.read(n).decode())
+        return path, name, z.read(name).decode()
+
+
+def _rewrite(base: Path, member: str, source: str, out: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(base) as z, zipfile.ZipFile(out, "w") as o:
+        for n in z.namelist():
+            o.writestr(n, source.encode() if n == member else z.read(n))
+    return out
+
+
+def test_real_scripted_module_has_no_op_finding(scripted: tuple[Path, str, str]) -> None:
+    report = scan_file(scripted[0])
+    assert {f.rule_id for f in report.findings} == {"MLV803"}, report.findings
+
+
+_ALIASES = {
+    "assign_chain": "t = torch\n    u = t\n    u.save(x, '/tmp/out')",
+    "tuple_unpack": "a, (t, b) = 1, (torch, 2)\n    t.save(x, '/tmp/out')",
+    "starred": "a, *t = 1, torch\n    t[0].save(x, '/tmp/out')",
+    "augassign": "t = []\n    t += [torch]\n    t[0].from_file('/etc/passwd', False, 1)",
+    "annassign": "t: Any = torch\n    t.save(x, '/tmp/out')",
+    "for_target": "for t in [torch]:\n        t.save(x, '/tmp/out')",
+    "with_as": "with torch as t:\n        t.save(x, '/tmp/out')",
+    "walrus": "if (t := torch):\n        t.save(x, '/tmp/out')",
+    "comprehension": "g = [m.from_file for m in [torch]][0]\n    g('/etc/passwd', False, 1)",
+    "default_param": "def f(v=torch):\n        return v.save(x, '/tmp/out')\n    f()",
+    "self_attr": "self.t = torch\n    self.t.save(x, '/tmp/out')",
+    "returned": "def f():\n        return torch\n    f().save(x, '/tmp/out')",
+    "returned_name": "def f():\n        return torch\n    t = f()\n    t.save(x, '/tmp/out')",
+    "passed": "def f(m):\n        return m.save(x, '/tmp/out')\n    f(torch)",
+    "dict_item": "d = {'k': torch}\n    d['k'].save(x, '/tmp/out')",
+    "item_store": "d = {}\n    d['k'] = torch.from_file\n    d['k']('/etc/passwd', False, 1)",
+    "module_dict": "torch.__dict__['save'](x, '/tmp/out')",
+    "dunder_getattr": "torch.__getattr__('save')(x, '/tmp/out')",
+    "getattr_alias": "t = torch\n    getattr(t, 'save')(x, '/tmp/out')",
+    "getattr_computed": "t = torch\n    getattr(t, 's' + 'ave')(x, '/tmp/out')",
+    "ops_alias": "o = ops.aten\n    o.from_file('/etc/passwd', False, 1)",
+    "ops_result": "o = ops.aten.add(x, x)\n    o.from_file('/etc/passwd', False, 1)",
+    "ifexp": "t = torch if x else None\n    t.save(x, '/tmp/out')",
+    "lambda": "g = lambda: torch\n    g().save(x, '/tmp/out')",
+    "except_as": "try:\n        pass\n    except torch as t:\n        t.save(x, '/tmp/out')",
+    "import_as": "import torch as t\n    t.save(x, '/tmp/out')",
+    "import_os": "import os\n    os.system('true')",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ALIASES))
+def test_torchscript_alias_reaches_the_op(
+    name: str, scripted: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    base, member, src = scripted
+    line = next(ln for ln in src.splitlines() if ln.strip().startswith("return "))
+    body = "    " + _ALIASES[name] + "\n" + line
+    out = _rewrite(base, member, src.replace(line, body), tmp_path / f"{name}.pt")
+    report = scan_file(out)
+    assert "MLV301" not in rules(report), [f.message for f in report.findings]
+    assert Severity.HIGH in _sev(report, "MLV801"), [f.message for f in report.findings]
+
+
+def test_global_binding_reaches_other_functions(
+    scripted: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    base, member, src = scripted
+    extra = "\ndef setter():\n  global T\n  T = torch\n\ndef user(x):\n  T.save(x, '/tmp/out')\n"
+    report = scan_file(_rewrite(base, member, src + extra, tmp_path / "g.pt"))
+    assert Severity.HIGH in _sev(report, "MLV801")
