@@ -28,7 +28,7 @@ def _onnx_model(nodes: list[object], functions: list[object], domains: list[str]
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
     opsets = [helper.make_opsetid("", 17)] + [helper.make_opsetid(d, 1) for d in domains]
-    m = helper.make_model(graph, opset_imports=opsets, functions=functions)  # type: ignore[arg-type]
+    m = helper.make_model(graph, opset_imports=opsets, functions=functions)
     data: bytes = m.SerializeToString()
     assert onnx.load_from_string(data) is not None  # the library parses what it wrote
     return data
@@ -232,3 +232,130 @@ def test_global_binding_reaches_other_functions(
     extra = "\ndef setter():\n  global T\n  T = torch\n\ndef user(x):\n  T.save(x, '/tmp/out')\n"
     report = scan_file(_rewrite(base, member, src + extra, tmp_path / "g.pt"))
     assert Severity.HIGH in _sev(report, "MLV801")
+
+
+# -- SavedModel: a checkpoint op is judged by where its path comes from ----------------
+
+
+def _checkpoint(report: object) -> list[tuple[str, Severity]]:
+    return [(f.subject, f.severity) for f in report.findings if f.rule_id == "MLV901"]  # type: ignore[attr-defined]
+
+
+def test_tf2_saver_shape_passes(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import _tf2_shape
+
+    assert scan_bytes(_tf2_shape([]), "saved_model.pb").findings == ()
+
+
+def test_savev2_with_a_constant_path_in_a_function_is_high(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import _node, _tf2_shape, tf_const
+
+    extra = [
+        _node("p", "Const", value=tf_const(b"/tmp/evil")),
+        _node("n", "Const", value=tf_const(b"v")),
+        _node("sv", "SaveV2", "p:output:0", "n:output:0", "n:output:0", "x"),
+    ]
+    report = scan_bytes(_tf2_shape(extra), "saved_model.pb")
+    assert _checkpoint(report) == [("SaveV2", Severity.HIGH)]
+    assert "'/tmp/evil'" in report.findings[0].message
+
+
+@pytest.mark.parametrize("op", ["RestoreV2", "Save", "SaveSlices", "Restore", "RestoreSlice"])
+def test_checkpoint_op_with_a_constant_path_in_the_graph_is_high(op: str, scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import _node, _tf2_shape, tf_const
+
+    graph = (_node("p", "Const", value=tf_const(b"/etc/passwd")), _node("r", op, "p", "p", "p"))
+    report = scan_bytes(_tf2_shape([], graph), "saved_model.pb")
+    assert _checkpoint(report) == [(op, Severity.HIGH)]
+
+
+def test_merge_into_a_constant_destination_is_high(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import _node, _tf2_shape, tf_const
+
+    graph = (
+        _node("d", "Const", value=tf_const(b"/home/user/.bashrc")),
+        _node("m", "MergeV2Checkpoints", "saver_filename", "d"),
+    )
+    report = scan_bytes(_tf2_shape([], graph), "saved_model.pb")
+    assert _checkpoint(report) == [("MergeV2Checkpoints", Severity.HIGH)]
+
+
+def test_saver_function_also_fed_a_serving_input_is_high(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import SAVE_FN, _node, _tf2_shape, tf_func
+
+    # a serving client would choose the path: the save function's prefix is anyone's
+    graph = (_node("c", "StatefulPartitionedCall", "serving_default_x", "x", f=tf_func(SAVE_FN)),)
+    report = scan_bytes(_tf2_shape([], graph), "saved_model.pb")
+    assert ("SaveV2", Severity.HIGH) in _checkpoint(report)
+
+
+def test_saver_function_referenced_otherwise_is_high(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import RESTORE_FN, _node, _tf2_shape, tf_func
+
+    graph = (_node("w", "While", "serving_default_x", body=tf_func(RESTORE_FN)),)
+    report = scan_bytes(_tf2_shape([], graph), "saved_model.pb")
+    assert ("RestoreV2", Severity.HIGH) in _checkpoint(report)
+
+
+def test_saver_def_naming_a_constant_is_high(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import (
+        SAVE_FN,
+        TF2_SAVER_ARGS,
+        _node,
+        saved_model,
+        tf2_saver_functions,
+        tf_const,
+        tf_func,
+    )
+
+    graph = [
+        _node("saver_filename", "Const", value=tf_const(b"/etc/cron.d/x")),
+        _node("c", "StatefulPartitionedCall", "saver_filename", "v", f=tf_func(SAVE_FN)),
+    ]
+    data = saved_model(graph, tf2_saver_functions(), saver="saver_filename:0", args=TF2_SAVER_ARGS)
+    assert ("SaveV2", Severity.HIGH) in _checkpoint(scan_bytes(data, "saved_model.pb"))
+
+
+def test_a_path_joined_with_a_traversal_is_high(scan_bytes: Scan) -> None:
+    from tests.scan.format_samples import _node, _tf2_shape, tf_const
+
+    graph = (
+        _node("sfx", "Const", value=tf_const(b"/../../../../etc/x")),
+        _node("j", "StringJoin", "saver_filename", "sfx"),
+        _node("s", "SaveV2", "j", "j", "j"),
+    )
+    report = scan_bytes(_tf2_shape([], graph), "saved_model.pb")
+    assert _checkpoint(report) == [("SaveV2", Severity.HIGH)]
+
+
+def _tf1(default: bytes) -> bytes:
+    """The TF1 Saver's shape: save/Const, a PlaceholderWithDefault over a default name."""
+    from tests.scan.format_samples import _node, saved_model, tf_const
+
+    graph = [
+        _node("save/filename/input", "Const", value=tf_const(default)),
+        _node("save/filename", "PlaceholderWithDefault", "save/filename/input"),
+        _node("save/Const", "PlaceholderWithDefault", "save/filename"),
+        _node("save/SaveV2", "SaveV2", "save/Const", "names", "slices", "v"),
+        _node("save/control_dependency", "Identity", "save/Const", "^save/SaveV2"),
+        _node("save/RestoreV2", "RestoreV2", "save/Const", "names", "slices"),
+        _node("names", "Const", value=tf_const(b"v")),
+        _node("slices", "Const", value=tf_const(b"")),
+    ]
+    return saved_model(graph, {}, saver="save/Const:0")
+
+
+def test_tf1_saver_passes_and_a_path_default_does_not(scan_bytes: Scan) -> None:
+    assert scan_bytes(_tf1(b"model"), "saved_model.pb").findings == ()
+    report = scan_bytes(_tf1(b"/home/user/.ssh/authorized_keys"), "saved_model.pb")
+    assert _checkpoint(report) == [("SaveV2", Severity.HIGH), ("RestoreV2", Severity.HIGH)]
+
+
+def test_text_form_checkpoint_op_is_not_followed(scan_bytes: Scan) -> None:
+    text = (
+        b"saved_model_schema_version: 1\nmeta_graphs {\n  graph_def {\n"
+        b'    node { name: "p" op: "Const" }\n    node { name: "s" op: "SaveV2" input: "p" }\n'
+        b"  }\n}\n"
+    )
+    report = scan_bytes(text, "saved_model.pbtxt")
+    assert _checkpoint(report) == [("SaveV2", Severity.HIGH)]
