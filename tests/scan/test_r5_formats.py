@@ -209,6 +209,9 @@ _ALIASES = {
     "except_as": "try:\n        pass\n    except torch as t:\n        t.save(x, '/tmp/out')",
     "import_as": "import torch as t\n    t.save(x, '/tmp/out')",
     "import_os": "import os\n    os.system('true')",
+    "setattr_const": "setattr(self, 't', torch)\n    self.t.save(x, '/tmp/out')",
+    "setattr_computed": "setattr(self, 'a' + 'b', torch)\n    self.ab.save(x, '/tmp/out')",
+    "dunder_setattr": "self.__setattr__('t', torch)\n    self.t.save(x, '/tmp/out')",
 }
 
 
@@ -359,3 +362,13 @@ def test_text_form_checkpoint_op_is_not_followed(scan_bytes: Scan) -> None:
     )
     report = scan_bytes(text, "saved_model.pbtxt")
     assert _checkpoint(report) == [("SaveV2", Severity.HIGH)]
+
+
+def test_json_shaped_text_of_another_name_that_fails_to_parse_is_unsupported(
+    scan_bytes: Scan,
+) -> None:
+    raw = b'{"_target_": "os.system", "cmd": "true",}'
+    assert "MLV301" in rules(scan_bytes(raw, "settings.txt"))
+    # a Jinja template opens with { too: not a config
+    tmpl = b"{% for m in messages %}{{ m['content'] }}{% endfor %}\\n"
+    assert "MLV301" not in rules(scan_bytes(tmpl, "chat_template.jinja"))

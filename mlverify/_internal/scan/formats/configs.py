@@ -122,7 +122,7 @@ class ConfigScanner:
             ctx.add(UNSUPPORTED, label, None, "config", msg)
             return
         if docs is None:
-            if _config_name(src) or raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+            if _config_name(src) or _JSON_OBJECT.match(raw):
                 # named or shaped as a config its loader may still read (a lenient or
                 # another parser): what cannot be parsed is not verified, never clean
                 msg = (
@@ -183,6 +183,10 @@ def _hinted(src: Source, enc: str, limit: int | None, *, resolve: bool = False) 
 def _unescape(m: re.Match[bytes]) -> bytes:
     code = int(m.group(1) or m.group(2) or m.group(3), 16)
     return chr(code).encode("utf-8", "replace") if code <= 0x10FFFF else b"?"
+
+
+#: the opening of a JSON object with a key (a config's shape; not a Jinja ``{{``/``{%``)
+_JSON_OBJECT = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*\{\s*\"")
 
 
 class Undecodable(Exception):

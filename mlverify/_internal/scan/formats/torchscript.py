@@ -194,6 +194,7 @@ class _References:
         self.calls: list[tuple[str, ast.Call, int]] = []
         self.found: list[tuple[str, str, str, ast.AST]] = []
         self.fscope: dict[int, int] = {}  # id of a function node -> its scope
+        self.collapsed: set[tuple[int, str]] = set()  # (id of a table, name) at roots only
         self.unresolved = False
         self._collect(tree)
         self._fixpoint()
@@ -268,6 +269,7 @@ class _References:
                 )
                 if name:
                     self.calls.append((name, node, scope))
+                self._setattr(node, scope)
             for child in ast.iter_child_nodes(node):
                 stack.append((child, scope))
         # a name declared global/nonlocal binds in every enclosing scope too
@@ -279,6 +281,25 @@ class _References:
                     extra.append((kind, name, value, s, read))
                     s = self.parent[s]
         self.binds.extend(extra)
+
+    def _setattr(self, node: ast.Call, scope: int) -> None:
+        """``setattr(o, "n", v)`` / ``o.__setattr__("n", v)`` store ``v`` in ``.n``; with a
+        computed name, ``o`` itself holds ``v``."""
+        func, args = node.func, list(node.args)
+        if isinstance(func, ast.Name) and func.id == "setattr":
+            pass
+        elif isinstance(func, ast.Attribute) and func.attr == "__setattr__":
+            if len(args) == 2:
+                args.insert(0, func.value)  # a bound method: the receiver is the object
+        else:
+            return
+        if len(args) < 3:
+            return
+        obj, name, value = args[:3]
+        if isinstance(name, ast.Constant) and isinstance(name.value, str):
+            self.binds.append(("attr", name.value, value, scope, scope))
+        else:
+            self._target(obj, value, scope)
 
     def _target(self, target: ast.AST, value: ast.AST, scope: int) -> None:
         if isinstance(target, ast.Name):
@@ -338,15 +359,20 @@ class _References:
             if k.arg in every:
                 yield k.arg, self.roots(k.value, scope)
 
-    @staticmethod
-    def _add(table: dict[str, set[str]], name: str, refs: set[str]) -> bool:
+    def _add(self, table: dict[str, set[str]], name: str, refs: set[str]) -> bool:
+        """Add ``refs`` to what ``name`` stands for; past _MAX_ALIASES a name stands for
+        roots only, for good (so the fixpoint still converges)."""
         if not refs:
             return False
+        key = (id(table), name)
+        if key in self.collapsed:
+            refs = {_root(r) for r in refs}
         have = table.setdefault(name, set())
         if refs <= have:
             return False
         have |= refs
         if len(have) > _MAX_ALIASES:
+            self.collapsed.add(key)
             roots = {_root(r) for r in have}
             have.clear()
             have |= roots
