@@ -367,7 +367,7 @@ def test_text_form_checkpoint_op_is_not_followed(scan_bytes: Scan) -> None:
 def test_json_shaped_text_of_another_name_that_fails_to_parse_is_unsupported(
     scan_bytes: Scan,
 ) -> None:
-    raw = b'{"_target_": "os.system", "cmd": "true",}'
+    raw = b'{"_target_": "os.system", // a comment (json5)\n "cmd": "true"}'
     assert "MLV301" in rules(scan_bytes(raw, "settings.txt"))
     # a Jinja template opens with { too: not a config
     tmpl = b"{% for m in messages %}{{ m['content'] }}{% endfor %}\\n"
