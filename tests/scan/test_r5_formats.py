@@ -372,3 +372,58 @@ def test_json_shaped_text_of_another_name_that_fails_to_parse_is_unsupported(
     # a Jinja template opens with { too: not a config
     tmpl = b"{% for m in messages %}{{ m['content'] }}{% endfor %}\\n"
     assert "MLV301" not in rules(scan_bytes(tmpl, "chat_template.jinja"))
+
+
+# -- TorchScript mobile bytecode: operator tables are judged ----------------------------
+class _Recorder:
+    """The part of ScanContext the judge uses: keeps (rule, severity, subject)."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, Severity, str]] = []
+
+    def add(self, rule: object, label: str, offset: object, subject: str, message: str,
+            severity: Severity | None = None) -> None:  # fmt: skip
+        self.found.append((rule.id, severity or rule.severity, subject))  # type: ignore[attr-defined]
+
+
+def _bytecode(*ops: str) -> bytes:
+    """A lite-interpreter bytecode.pkl's shape (as _save_for_lite_interpreter writes it),
+    pickled from our own tuples of strings: nothing in it is a callable."""
+    import pickle
+
+    table = tuple((op, "", 2) for op in ops)
+    code = (("instructions", (("OP", 0, 0), ("RET", 0, 0))), ("operators", table))
+    method = ("__torch__.M.forward", (*code, ("constants", ()), ("register_size", 2)))
+    return pickle.dumps((8, method), protocol=2)
+
+
+def _judge_bytecode(data: bytes) -> list[tuple[str, Severity, str]]:
+    from mlverify._internal.scan.formats.torchscript import judge_bytecode_member
+    from mlverify._internal.scan.source import bytes_source
+
+    rec = _Recorder()
+    judge_bytecode_member(bytes_source(data, "m/bytecode.pkl"), rec, "m/bytecode.pkl")  # type: ignore[arg-type]
+    return rec.found
+
+
+def test_mobile_bytecode_ops_are_judged() -> None:
+    assert _judge_bytecode(_bytecode("aten::relu", "aten::add")) == []
+    found = _judge_bytecode(_bytecode("aten::relu", "aten::from_file", "evil::run"))
+    assert ("MLV801", Severity.HIGH, "ops.aten.from_file") in found
+    assert ("MLV802", Severity.MEDIUM, "ops.evil.run") in found
+
+
+def test_real_lite_interpreter_bytecode_is_clean(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    class Lite(torch.nn.Module):  # type: ignore[misc,name-defined]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[name-defined]
+            return torch.relu(x) + 1
+
+    path = tmp_path / "m.ptl"
+    torch.jit.script(Lite())._save_for_lite_interpreter(str(path))
+    with zipfile.ZipFile(path) as z:
+        raw = z.read(next(n for n in z.namelist() if n.endswith("bytecode.pkl")))
+    assert _judge_bytecode(raw) == []
+    assert _judge_bytecode(raw[:-5])[0][0] == "MLV301"  # cut short: not verified

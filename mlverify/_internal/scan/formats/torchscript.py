@@ -578,3 +578,45 @@ def _io_words(op: str) -> set[str]:
     """The words of an op name (snake_case and CamelCase) that name file, network or
     process I/O."""
     return {w.lower() for w in _WORD.findall(op)} & _IO_WORDS
+
+
+#: an operator name of a mobile operator table (``aten::add``, ``evil::run``)
+_OP_NAME = re.compile(r"\A([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_.]*)\Z")
+
+
+def judge_bytecode_member(member: Source, ctx: ScanContext, label: str) -> None:
+    """A lite-interpreter ``bytecode.pkl``: its operator tables name the ops the mobile
+    runtime calls (an archive may carry no ``code/`` at all). Its opcodes are read with
+    ``pickletools`` (never unpickled) and every ``ns::op`` string is judged as ``ops.ns.op``;
+    ``torch.classes`` types as custom classes."""
+    import pickletools
+
+    try:
+        raw = member.open().read(MAX_CODE + 1)
+    except (ValueError, EOFError, OSError) as e:
+        msg = f"TorchScript bytecode cannot be read ({type(e).__name__}): not verified"
+        ctx.add(UNSUPPORTED, label, None, "torchscript", msg)
+        return
+    if len(raw) > MAX_CODE:
+        ctx.add(UNSUPPORTED, label, None, "torchscript", f"bytecode passes {MAX_CODE} bytes")
+        return
+    names: list[str] = []
+    try:
+        for _op, arg, _pos in pickletools.genops(raw):
+            if isinstance(arg, str) and len(arg) <= 512:
+                names.append(arg)
+    except (ValueError, EOFError, KeyError, IndexError) as e:
+        msg = f"TorchScript bytecode is not a whole pickle ({type(e).__name__}): not verified"
+        ctx.add(UNSUPPORTED, label, None, "torchscript", msg)
+    seen: set[str] = set()
+    for name in names:
+        m = _OP_NAME.match(name)
+        if m:
+            ref = f"ops.{m.group(1)}.{m.group(2).split('.')[0]}"
+        elif name.startswith("__torch__.torch.classes."):
+            ref = name[len("__torch__.") :]
+        else:
+            continue
+        if ref not in seen:
+            seen.add(ref)
+            _judge(ref, "bytecode", 0, ctx, label, name)
