@@ -611,54 +611,105 @@ def _pf(num: int, payload: bytes | int) -> bytes:
     return _varint(num << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _node(name: str, op: str, **attrs: bytes) -> bytes:
+def _node(name: str, op: str, *inputs: str, **attrs: bytes) -> bytes:
     body = _pf(1, name.encode()) + _pf(2, op.encode())
+    body += b"".join(_pf(3, i.encode()) for i in inputs)
     for key, value in attrs.items():
         body += _pf(5, _pf(1, key.encode()) + _pf(2, value))
     return body
 
 
+def tf_const(*values: bytes) -> bytes:
+    """A Const's ``value`` attribute: a TensorProto of strings."""
+    return _pf(8, b"".join(_pf(8, v) for v in values))
+
+
+def tf_func(name: str) -> bytes:
+    """An ``f`` attribute naming a library function."""
+    return _pf(10, _pf(1, name.encode()))
+
+
 def saved_model(graph_nodes: list[bytes], functions: dict[str, list[bytes]],
-                assets: tuple[str, ...] = ()) -> bytes:  # fmt: skip
-    library = b"".join(
-        _pf(1, _pf(1, _pf(1, fname.encode())) + b"".join(_pf(3, n) for n in nodes))
-        for fname, nodes in functions.items()
-    )
+                assets: tuple[str, ...] = (), saver: str = "",
+                args: dict[str, list[str]] | None = None) -> bytes:  # fmt: skip
+    library = b""
+    for fname, nodes in functions.items():
+        sig = _pf(1, fname.encode()) + b"".join(
+            _pf(2, _pf(1, a.encode())) for a in (args or {}).get(fname, [])
+        )
+        library += _pf(1, _pf(1, sig) + b"".join(_pf(3, n) for n in nodes))
     graph = b"".join(_pf(1, n) for n in graph_nodes) + _pf(2, library)
     meta = _pf(1, _pf(4, b"serve")) + _pf(2, graph)
+    if saver:
+        meta += _pf(3, _pf(1, saver.encode()))
     for a in assets:
         meta += _pf(6, _pf(2, a.encode()))
     return _pf(1, 1) + _pf(2, meta)
 
 
-def _tf2_shape(extra: list[bytes]) -> bytes:
-    """The shape TF2 writes: a serving graph calling functions that do the work."""
-    f_attr = _pf(10, _pf(1, b"__inference_serve_42"))
+SAVE_FN, RESTORE_FN = "__inference__traced_save_7", "__inference__traced_restore_8"
+
+
+def tf2_saver_functions() -> dict[str, list[bytes]]:
+    """The V2 saver's functions as tf.saved_model.save writes them (TF 2.x)."""
+    save = [
+        _node("StaticRegexFullMatch", "StaticRegexFullMatch", "file_prefix"),
+        _node("Const", "Const", value=tf_const(b".part")),
+        _node("Const_1", "Const", value=tf_const(b"_temp/part")),
+        _node("Select", "Select", "StaticRegexFullMatch:output:0", "Const:output:0",
+              "Const_1:output:0"),
+        _node("StringJoin", "StringJoin", "file_prefix", "Select:output:0"),
+        _node("num_shards", "Const"),
+        _node("ShardedFilename/shard", "Const"),
+        _node("ShardedFilename", "ShardedFilename", "StringJoin:output:0",
+              "ShardedFilename/shard:output:0", "num_shards:output:0"),
+        _node("SaveV2/tensor_names", "Const", value=tf_const(b"v/.ATTRIBUTES/VARIABLE_VALUE")),
+        _node("SaveV2/shape_and_slices", "Const", value=tf_const(b"")),
+        _node("SaveV2", "SaveV2", "ShardedFilename:filename:0",
+              "SaveV2/tensor_names:output:0", "SaveV2/shape_and_slices:output:0",
+              "savev2_v_read_readvariableop"),
+        _node("MergeV2Checkpoints/checkpoint_prefixes", "Pack", "ShardedFilename:filename:0",
+              "^SaveV2"),
+        _node("MergeV2Checkpoints", "MergeV2Checkpoints",
+              "MergeV2Checkpoints/checkpoint_prefixes:output:0", "file_prefix"),
+        _node("Identity", "Identity", "file_prefix", "^MergeV2Checkpoints"),
+    ]  # fmt: skip
+    restore = [
+        _node("RestoreV2/tensor_names", "Const", value=tf_const(b"v")),
+        _node("RestoreV2/shape_and_slices", "Const", value=tf_const(b"")),
+        _node("RestoreV2", "RestoreV2", "file_prefix", "RestoreV2/tensor_names:output:0",
+              "RestoreV2/shape_and_slices:output:0"),
+        _node("AssignVariableOp", "AssignVariableOp", "resource", "RestoreV2:tensors:0"),
+    ]  # fmt: skip
+    return {SAVE_FN: save, RESTORE_FN: restore}
+
+
+TF2_SAVER_ARGS = {SAVE_FN: ["file_prefix", "savev2_v_read_readvariableop"],
+                  RESTORE_FN: ["file_prefix", "resource"]}  # fmt: skip
+
+
+def _tf2_shape(extra: list[bytes], graph_extra: tuple[bytes, ...] = ()) -> bytes:
+    """The shape TF2 writes: a serving graph calling functions that do the work, and the
+    saver's filename placeholder fed to its save and restore functions."""
     graph = [
         _node("serving_default_x", "Placeholder"),
-        _node("StatefulPartitionedCall", "StatefulPartitionedCall", f=f_attr),
+        _node("StatefulPartitionedCall", "StatefulPartitionedCall", "serving_default_x",
+              f=tf_func("__inference_serve_42")),
         _node("saver_filename", "Placeholder"),
+        _node("StatefulPartitionedCall_1", "StatefulPartitionedCall", "saver_filename",
+              "Const", f=tf_func(SAVE_FN)),
+        _node("StatefulPartitionedCall_2", "StatefulPartitionedCall", "saver_filename",
+              "v", f=tf_func(RESTORE_FN)),
         _node("Const", "Const"),
         _node("NoOp", "NoOp"),
-    ]
+        *graph_extra,
+    ]  # fmt: skip
     serve = [_node(n, op) for n, op in (("x", "_Arg"), ("r", "ReadVariableOp"), ("m", "MatMul"),
              ("b", "BiasAdd"), ("a", "Relu"), ("s", "Softmax"), ("i", "Identity"),
              ("o", "_Retval"))] + extra  # fmt: skip
-    save = [
-        _node(n, op)
-        for n, op in (
-            ("sf", "StaticRegexFullMatch"),
-            ("sel", "Select"),
-            ("j", "StringJoin"),
-            ("sh", "ShardedFilename"),
-            ("sv", "SaveV2"),
-            ("mg", "MergeV2Checkpoints"),
-            ("rs", "RestoreV2"),
-            ("av", "AssignVariableOp"),
-        )
-    ]
-    return saved_model(graph, {"__inference_serve_42": serve, "__inference_save_7": save},
-                       assets=("vocab.txt",))  # fmt: skip
+    functions = {"__inference_serve_42": serve, **tf2_saver_functions()}
+    return saved_model(graph, functions, assets=("vocab.txt",), saver="saver_filename:0",
+                       args={**TF2_SAVER_ARGS, "__inference_serve_42": ["x"]})  # fmt: skip
 
 
 SAVEDMODEL_ATTACKS: dict[str, tuple[list[bytes], str]] = {

@@ -29,11 +29,10 @@ def test_every_attack_is_caught_and_the_tf2_shape_passes(samples: list[Sample]) 
     assert missed == [] and flagged == []
 
 
-def test_the_standard_saver_is_named_at_low(samples: list[Sample]) -> None:
+def test_the_standard_saver_passes(samples: list[Sample]) -> None:
+    # its checkpoint ops read and write at the prefix the loader feeds (red-team r5)
     report = scan_file(next(s for s in samples if s.name == "tf2_shape").path)
-    assert [(f.subject, f.severity) for f in report.findings] == [
-        ("MergeV2Checkpoints", Severity.LOW)
-    ]
+    assert report.findings == ()
 
 
 def test_damaged_graph_is_unsupported(samples: list[Sample], tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
 from mlverify._internal.scan.model import Severity
-from mlverify._internal.scan.rules import RESOURCE_LIMIT, Rule
+from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
 from mlverify._internal.scan.source import FileSource, Source
 
 CONFIG_CODE_TARGET = Rule(
@@ -135,9 +135,22 @@ class ConfigScanner:
                     f"config passes {MAX_CONFIG} bytes and holds code-naming keys or escapes: "
                     "it cannot be decoded and judged, and its loader reads all of it")  # fmt: skip
             return
-        docs = _decode(raw)
+        try:
+            docs = _decode(raw)
+        except Undecodable as e:
+            msg = f"config cannot be decoded to its end ({e}): not verified"
+            ctx.add(UNSUPPORTED, label, None, "config", msg)
+            return
         if docs is None:
-            return  # neither JSON nor YAML: no loader reads it as a config
+            if _config_name(src) or _JSON_OBJECT.match(raw):
+                # named or shaped as a config its loader may still read (a lenient or
+                # another parser): what cannot be parsed is not verified, never clean
+                msg = (
+                    "config holds code-naming keys or escapes but parses as neither JSON "
+                    "nor YAML: not verified"
+                )
+                ctx.add(UNSUPPORTED, label, None, "config", msg)
+            return  # else free text with a stray hint: no loader reads it as a config
         for doc in docs:
             if keras.is_keras_config(doc):
                 if not label:  # inside a .keras archive the archive is the format
@@ -228,19 +241,48 @@ def _unescape(m: re.Match[bytes]) -> bytes:
     return chr(code).encode("utf-8", "replace") if code <= 0x10FFFF else b"?"
 
 
+#: the opening of a JSON object with a key (a config's shape; not a Jinja ``{{``/``{%``)
+_JSON_OBJECT = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*\{\s*\"")
+
+
+class Undecodable(Exception):
+    """The text is a config the decoder cannot follow to its end (nesting, memory)."""
+
+
 def _decode(raw: bytes) -> list[Any] | None:
+    """The documents of a JSON or YAML text; None if it is neither.
+
+    Raises Undecodable when a decoder gives up on a bound (nesting deeper than Python's
+    recursion limit, memory) rather than on bad syntax: another loader may read it.
+    """
     text = raw.decode(_encoding(raw[:4096]) or "utf-8", "replace").lstrip("\ufeff")
+    bound: str | None = None
     try:
         return [json.loads(text)]
-    except (ValueError, RecursionError):
+    except ValueError:
         pass
+    except (RecursionError, MemoryError) as e:
+        bound = _bound(e)
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return list(yaml.load_all(text, Loader=loader))
-    except (yaml.YAMLError, RecursionError, ValueError):
+    except (yaml.YAMLError, ValueError):
+        if bound is not None:
+            raise Undecodable(bound) from None
         return None
+    except (RecursionError, MemoryError) as e:
+        raise Undecodable(bound or _bound(e)) from None
+
+
+def _bound(e: BaseException) -> str:
+    import sys
+
+    if isinstance(e, MemoryError):
+        return "the decoded document does not fit in memory"
+    limit = sys.getrecursionlimit()
+    return f"it nests deeper than the decoder follows (Python recursion limit {limit})"
 
 
 #: OmegaConf resolvers that turn a string into config nodes (or any custom resolver call

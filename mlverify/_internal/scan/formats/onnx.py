@@ -4,9 +4,10 @@ Every message is reached by type, not by a list of places: a ``TensorProto`` is 
 wherever it sits (graph initializers, node attributes ``t`` / ``tensors``, sparse tensors'
 values and indices, functions, subgraphs at any depth, training info). External data
 ``location`` values that are absolute, contain ``..`` or are longer than any path can
-be make the runtime read a file outside the model directory: critical. Operator domains
-that are neither standard nor defined by the model's own functions need a native
-library registered with the runtime: reported.
+be make the runtime read a file outside the model directory: critical. An operator of a
+custom domain is reported unless the model's own functions define exactly that
+(domain, op_type, overload): it runs native or Python code (onnxruntime-extensions' PyOp)
+that the loader registered, which the scanner cannot see.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ ONNX_EXTERNAL_PATH = Rule(
 ONNX_CUSTOM_DOMAIN = Rule(
     "MLV702",
     "onnx-custom-domain",
-    Severity.LOW,
-    "An ONNX model uses a custom operator domain.",
-    "Custom operators need a native library registered with the runtime; review it.",
+    Severity.MEDIUM,
+    "An ONNX model calls an operator of a custom domain that no local function defines.",
+    "Custom operators run code registered with the runtime (native libraries, or Python "
+    "functions through onnxruntime-extensions' PyOp) that the model selects and the "
+    "scanner cannot see; review it, allow it per artifact.",
 )
 RULES = (ONNX_EXTERNAL_PATH, ONNX_CUSTOM_DOMAIN)
 
@@ -145,8 +148,11 @@ class _Judge:
     def __init__(self, ctx: ScanContext, label: str) -> None:
         self.ctx = ctx
         self.label = label
-        self.domains: dict[str, int] = {}  # domain -> first offset it is used at
-        self.local: set[str] = set()  # domains of the model's own functions
+        self.imports: dict[str, int] = {}  # opset-imported domain -> first offset
+        #: (domain, op_type, overload) of every node -> first offset it is used at
+        self.calls: dict[tuple[str, str, str], int] = {}
+        #: (domain, name, overload) of the model's own functions: what a node resolves to
+        self.local: set[tuple[str, str, str]] = set()
 
     def visit(self, typ: str, s: dict[int, list[str]], off: int, parent: str, pfield: int) -> None:
         if typ == "onnx.StringStringEntryProto" and parent == "onnx.TensorProto" and pfield == 13:
@@ -155,12 +161,16 @@ class _Judge:
                     self._location(value, off)
         elif typ == "onnx.OperatorSetIdProto":
             for d in s.get(1, [""]):
-                self.domains.setdefault(d, off)
+                self.imports.setdefault(d, off)
         elif typ == "onnx.NodeProto":
+            # the runtime takes a repeated scalar's last value; every one is judged
             for d in s.get(7, [""]):
-                self.domains.setdefault(d, off)
+                for op in s.get(4, [""]):
+                    for ov in s.get(8, [""]):
+                        self.calls.setdefault((d, op, ov), off)
         elif typ == "onnx.FunctionProto":
-            self.local.update(s.get(10, [""]))
+            last = [s.get(n, [""])[-1] for n in (10, 1, 13)]
+            self.local.add((last[0], last[1], last[2]))
 
     def _location(self, value: str, off: int) -> None:
         norm = value.replace("\\", "/")
@@ -184,12 +194,33 @@ class _Judge:
             )
 
     def report_domains(self) -> None:
-        for domain, off in sorted(self.domains.items()):
-            if domain not in STANDARD_DOMAINS and domain not in self.local:
-                self.ctx.add(
-                    ONNX_CUSTOM_DOMAIN,
-                    self.label,
-                    off,
-                    domain[:200],
-                    f"uses operators of the custom domain {domain[:200]!r}",
-                )
+        """A node of a custom domain must resolve to a local function by its exact
+        (domain, op_type, overload): a function of the same domain under another name
+        defines nothing for it. An opset import of a custom domain that no local
+        function lives in names a library the loader must register."""
+        reported: set[str] = set()
+        for (domain, op, ov), off in sorted(self.calls.items()):
+            if domain in STANDARD_DOMAINS or (domain, op, ov) in self.local:
+                continue
+            reported.add(domain)
+            name = f"{domain}::{op}" + (f"[{ov}]" if ov else "")
+            self.ctx.add(
+                ONNX_CUSTOM_DOMAIN,
+                self.label,
+                off,
+                domain[:200],
+                f"calls the operator {name[:200]!r} of a custom domain, which no local "
+                "function defines",
+            )
+        local_domains = {d for d, _, _ in self.local}
+        for domain, off in sorted(self.imports.items()):
+            if domain in STANDARD_DOMAINS or domain in local_domains or domain in reported:
+                continue
+            self.ctx.add(
+                ONNX_CUSTOM_DOMAIN,
+                self.label,
+                off,
+                domain[:200],
+                f"imports the custom operator domain {domain[:200]!r}, which no local "
+                "function lives in",
+            )

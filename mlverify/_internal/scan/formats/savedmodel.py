@@ -56,12 +56,18 @@ KERAS_METADATA_SCHEMA: pb.Schema = {
     "keras.SavedObject": {3: "string", 4: "string", 5: "blob"},
 }
 
-_ATTRS = {1: "tensorflow.ListValue", 2: "string", 10: "tensorflow.NameAttrList"}
+_ATTRS = {
+    1: "tensorflow.ListValue",
+    2: "string",
+    8: "tensorflow.TensorProto",
+    10: "tensorflow.NameAttrList",
+}
 #: the part of the SavedModel schema (tensorflow/core/protobuf/*.proto) that holds ops
 SCHEMA: pb.Schema = {
     "tensorflow.SavedModel": {2: "tensorflow.MetaGraphDef"},
     "tensorflow.MetaGraphDef": {
         2: "tensorflow.GraphDef",
+        3: "tensorflow.SaverDef",
         6: "tensorflow.AssetFileDef",
         7: "tensorflow.SavedObjectGraph",
     },
@@ -72,12 +78,21 @@ SCHEMA: pb.Schema = {
     "tensorflow.AssetFileDef": {2: "string"},
     "tensorflow.GraphDef": {1: "tensorflow.NodeDef", 2: "tensorflow.FunctionDefLibrary"},
     "tensorflow.FunctionDefLibrary": {1: "tensorflow.FunctionDef"},
-    "tensorflow.FunctionDef": {3: "tensorflow.NodeDef"},
-    "tensorflow.NodeDef": {1: "string", 2: "string", 5: "tensorflow.NodeDef.AttrEntry"},
+    "tensorflow.SaverDef": {1: "string"},
+    "tensorflow.FunctionDef": {1: "tensorflow.OpDef", 3: "tensorflow.NodeDef"},
+    "tensorflow.OpDef": {1: "string", 2: "tensorflow.OpDef.ArgDef"},
+    "tensorflow.OpDef.ArgDef": {1: "string"},
+    "tensorflow.NodeDef": {
+        1: "string",
+        2: "string",
+        3: "string",
+        5: "tensorflow.NodeDef.AttrEntry",
+    },
     "tensorflow.NodeDef.AttrEntry": {1: "string", 2: "tensorflow.AttrValue"},
     "tensorflow.AttrValue": _ATTRS,
-    "tensorflow.ListValue": {2: "string"},
-    "tensorflow.NameAttrList": {},
+    "tensorflow.ListValue": {2: "string", 9: "tensorflow.NameAttrList"},
+    "tensorflow.NameAttrList": {1: "string"},
+    "tensorflow.TensorProto": {8: "string"},
 }
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -163,6 +178,7 @@ class SavedModelScanner:
                 ctx.add(UNSUPPORTED, src.label, None, "savedmodel", msg)
             except pb.DepthExceeded as e:
                 ctx.add(RESOURCE_LIMIT, src.label, None, "savedmodel", str(e))
+            judge.finish()
             return
         # weak: judged only if it parses as a SavedModel with nodes (else it is another
         # protobuf, which TF could not load either)
@@ -174,6 +190,7 @@ class SavedModelScanner:
             return
         if judge.nodes:
             ctx.format("tf-savedmodel")
+            judge.finish()
             held.flush()
 
 
@@ -271,6 +288,9 @@ class SavedModelTextScanner:
                     judge.visit("tensorflow.AssetFileDef", {2: [value]}, 0, "", 0)
         except ValueError as e:
             ctx.add(UNSUPPORTED, src.label, None, "savedmodel", f"saved_model.pbtxt: {e}")
+        # the text form's nodes carry no inputs here: a checkpoint op's path is not
+        # followed, so it is a finding (fail closed)
+        judge.finish()
 
 
 def looks_like_keras_metadata(src: Source) -> bool:
@@ -331,33 +351,71 @@ class _Judge:
         self.op = ""
         self.attr = ""
         self.reported: set[str] = set()
+        self.metas: list[_Meta] = []
+        self.fn: _Fn | None = None  # the function or graph the next node belongs to
+        self.node: _Node | None = None
+
+    def _meta(self) -> _Meta:
+        if not self.metas:
+            self.metas.append(_Meta())
+        return self.metas[-1]
 
     def visit(self, typ: str, s: dict[int, list[str]], off: int, parent: str, pfield: int) -> None:
         # messages are visited depth first: a node's attributes follow the node
         if typ == "tensorflow.NodeDef":
             self.nodes += 1
             self.op = s.get(2, [""])[-1]
+            meta = self._meta()
+            fn = meta.graph if parent != "tensorflow.FunctionDef" else self.fn
+            self.node = _Node(s.get(1, [""])[-1], self.op, s.get(3, []), off)
+            if fn is not None:
+                fn.nodes.setdefault(self.node.name, []).append(self.node)
             self._op(self.op, off)
         elif typ == "tensorflow.NodeDef.AttrEntry":
             self.attr = s.get(1, [""])[-1]
-        elif typ == "tensorflow.AttrValue" and self.op == "PrintV2":
-            stream = s.get(2, [""])[-1]
-            if self.attr == "output_stream" and stream.startswith("file://"):
-                self._add(SAVEDMODEL_DANGEROUS_OP, off, "PrintV2", f"PrintV2 writes to {stream!r}")
+        elif typ == "tensorflow.MetaGraphDef":
+            self.metas.append(_Meta())
+        elif typ == "tensorflow.SaverDef":
+            self._meta().saver = s.get(1, [""])[-1]
+        elif typ == "tensorflow.FunctionDef":
+            self.fn = _Fn()
+            self._meta().functions.append(self.fn)
+        elif typ == "tensorflow.OpDef" and parent == "tensorflow.FunctionDef" and self.fn:
+            self.fn.name = s.get(1, [""])[-1]
+        elif typ == "tensorflow.OpDef.ArgDef" and pfield == 2 and self.fn is not None:
+            self.fn.args.insert(0, s.get(1, [""])[-1])  # visited last first
+        elif typ == "tensorflow.NameAttrList":
+            if self.node is not None:
+                self.node.funcs.append((self.attr, s.get(1, [""])[-1]))
+        elif typ == "tensorflow.TensorProto" and parent == "tensorflow.AttrValue":
+            if self.node is not None and self.attr == "value":
+                self.node.strings = s.get(8, [])
+        elif typ == "tensorflow.AttrValue":
+            if self.node is not None and 2 in s and parent == "tensorflow.NodeDef.AttrEntry":
+                self.node.attrs[self.attr] = s[2][-1]
+            self._print(s, off)
         elif typ == "tensorflow.SavedUserObject":
             ident = s.get(1, [""])[-1]
-            for meta in s.get(3, []):
-                if ident.startswith("_tf_keras") and meta.lstrip().startswith("{"):
+            for text in s.get(3, []):
+                if ident.startswith("_tf_keras") and text.lstrip().startswith("{"):
                     from mlverify._internal.scan.formats import keras
 
                     what = f"{ident} metadata"
-                    keras.judge_text(meta.encode(), self.ctx, self.label, self.depth, what)
+                    if not keras.judge_text(text.encode(), self.ctx, self.label, self.depth, what):
+                        msg = f"the {what} cannot be decoded as JSON to its end: not verified"
+                        self.ctx.add(UNSUPPORTED, self.label, off, "savedmodel", msg)
         elif typ == "tensorflow.AssetFileDef":
             for name in s.get(2, []):
                 norm = name.replace("\\", "/")
                 if norm.startswith("/") or _DRIVE.match(norm) or ".." in norm.split("/"):
                     msg = f"asset file {name[:200]!r} escapes the assets directory"
                     self.ctx.add(SAVEDMODEL_ASSET_PATH, self.label, off, name[:200], msg)
+
+    def _print(self, s: dict[int, list[str]], off: int) -> None:
+        if self.op == "PrintV2":
+            stream = s.get(2, [""])[-1]
+            if self.attr == "output_stream" and stream.startswith("file://"):
+                self._add(SAVEDMODEL_DANGEROUS_OP, off, "PrintV2", f"PrintV2 writes to {stream!r}")
 
     def _op(self, op: str, off: int) -> None:
         table = ops()
@@ -368,11 +426,33 @@ class _Judge:
         elif op in table["files"]:
             self._add(SAVEDMODEL_DANGEROUS_OP, off, op, f"the {op} op reaches host files or hosts")
         elif op in table["checkpoint"]:
-            msg = f"the {op} op writes, reads or deletes checkpoint files (savers use it)"
-            self._add(SAVEDMODEL_DANGEROUS_OP, off, op, msg, Severity.LOW)
+            pass  # judged by where its path comes from, once the graphs are read (finish)
         else:
             msg = f"the {op[:120]!r} op is not on the compute-op allowlist"
             self._add(SAVEDMODEL_UNKNOWN_OP, off, op[:120], msg)
+
+    def finish(self) -> None:
+        """Judge every checkpoint op by the source of its path input(s)."""
+        table = ops()["checkpoint"]
+        for meta in self.metas:
+            flow = _Flow(meta)
+            for fn in [meta.graph, *meta.functions]:
+                for nodes in fn.nodes.values():
+                    for node in nodes:
+                        if node.op in table:
+                            self._checkpoint(node, fn, flow)
+
+    def _checkpoint(self, node: _Node, fn: _Fn, flow: _Flow) -> None:
+        inputs = [i for i in node.inputs if not i.startswith("^")]
+        paths = inputs[:2] if node.op == "MergeV2Checkpoints" else inputs[:1]
+        bad = [p for p in paths if not flow.ok(fn, p, False, set())]
+        if paths and not bad:
+            return  # the saver's prefix, fed by the loader the variables path
+        source = flow.describe(fn, bad[0]) if bad else "it has no path input"
+        where = f"function {fn.name!r}" if fn.name is not None else "the graph"
+        msg = (f"the {node.op} op in {where} reads or writes checkpoint files at a path that "
+               f"is not the saver's filename placeholder: {source}")  # fmt: skip
+        self._add(SAVEDMODEL_DANGEROUS_OP, node.off, node.op, msg)
 
     def _add(
         self, rule: Rule, off: int, op: str, msg: str, severity: Severity | None = None
@@ -380,3 +460,159 @@ class _Judge:
         if msg not in self.reported:
             self.reported.add(msg)
             self.ctx.add(rule, self.label, off, op, f"SavedModel graph: {msg}", severity=severity)
+
+
+#: what the standard savers join to their prefix (``_temp/part``, V1's ``_temp_<uuid>/part``,
+#: ``.part`` on S3): a shard's temporary name beside the prefix, nothing else
+_SHARD_SUFFIX = re.compile(r"\A(?:_temp(?:_[0-9a-f]{32})?/part|\.part)\Z")
+#: the TF1 saver's placeholder default (``model``): a bare file name, no directory
+_BARE_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+#: ops that pass a string through (or pick one of two): followed to their sources
+_PASS = frozenset({"Identity", "Snapshot", "StopGradient", "PlaceholderWithDefault"})
+_MAX_FLOW = 10_000  # nodes visited per path: past it, not followed (a finding)
+
+
+class _Node:
+    __slots__ = ("attrs", "funcs", "inputs", "name", "off", "op", "strings")
+
+    def __init__(self, name: str, op: str, inputs: list[str], off: int) -> None:
+        self.name, self.op, self.inputs, self.off = name, op, inputs, off
+        self.attrs: dict[str, str] = {}  # attribute -> its string value
+        self.funcs: list[tuple[str, str]] = []  # (attribute, function name) referenced
+        self.strings: list[str] = []  # a Const's string values
+
+
+class _Fn:
+    """A library function (or, with no name, a meta graph's graph): nodes by name."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.args: list[str] = []
+        self.nodes: dict[str, list[_Node]] = {}
+
+
+class _Meta:
+    def __init__(self) -> None:
+        self.graph = _Fn()
+        self.functions: list[_Fn] = []
+        self.saver = ""  # SaverDef.filename_tensor_name
+
+
+class _Flow:
+    """Where a string input comes from, in one meta graph.
+
+    A path is allowed when all of its sources are the saver's filename tensor (a
+    placeholder the loader feeds the variables prefix; TF1's default is a bare name) or
+    a function argument that every call of the function passes such a path, through
+    Identity-like ops, ShardedFilename/ShardedFilespec, StringJoin (first part; the others
+    only the savers' shard suffixes), Select (both branches) and Pack. A constant path,
+    another placeholder (a serving input), a function called in any other way (its
+    arguments are anyone's), any other op: not allowed.
+    """
+
+    def __init__(self, meta: _Meta) -> None:
+        self.meta = meta
+        self.budget = _MAX_FLOW
+        by_name: dict[str, list[_Fn]] = {}
+        for fn in meta.functions:
+            if fn.name is not None:
+                by_name.setdefault(fn.name, []).append(fn)
+        self.calls: dict[int, list[tuple[_Fn, list[str]]]] = {}  # id(fn) -> call sites
+        self.escaped: set[int] = set()
+        for caller in [meta.graph, *meta.functions]:
+            for nodes in caller.nodes.values():
+                for node in nodes:
+                    args = [i for i in node.inputs if not i.startswith("^")]
+                    call = node.op in ("PartitionedCall", "StatefulPartitionedCall")
+                    for attr, name in node.funcs:
+                        for fn in by_name.get(name, []):
+                            if call and attr == "f":
+                                self.calls.setdefault(id(fn), []).append((caller, args))
+                            else:
+                                self.escaped.add(id(fn))
+                    for fn in by_name.get(node.op, []):  # a node whose op is a function
+                        self.calls.setdefault(id(fn), []).append((caller, args))
+        for fns in by_name.values():
+            if len(fns) > 1:  # two functions of one name: which one runs is not known
+                self.escaped.update(id(f) for f in fns)
+        self.allowed: dict[int, set[int]] = {}  # id(fn) -> argument indexes fed a prefix
+        for _ in range(sum(len(f.args) for f in meta.functions) + 1):
+            changed = False
+            for fn in meta.functions:
+                sites = self.calls.get(id(fn), [])
+                if id(fn) in self.escaped or not sites:
+                    continue
+                have = self.allowed.setdefault(id(fn), set())
+                for i in range(len(fn.args)):
+                    if i not in have and all(
+                        i < len(a) and self.ok(c, a[i], False, set()) for c, a in sites
+                    ):
+                        have.add(i)
+                        changed = True
+            if not changed:
+                break
+
+    def _resolve(self, fn: _Fn, ref: str) -> _Node | int | None:
+        name = ref.lstrip("^").split(":")[0]
+        nodes = fn.nodes.get(name, [])
+        is_arg = fn.name is not None and name in fn.args
+        if len(nodes) == 1 and not is_arg:
+            return nodes[0]
+        if is_arg and not nodes and fn.args.count(name) == 1:
+            return fn.args.index(name)
+        return None  # unknown, or ambiguous: not followed
+
+    def ok(self, fn: _Fn, ref: str, suffix: bool, seen: set[tuple[int, str]]) -> bool:
+        key = (id(fn), ref.split(":")[0])
+        if key in seen or self.budget <= 0:
+            return False
+        seen.add(key)
+        self.budget -= 1
+        src = self._resolve(fn, ref)
+        if src is None:
+            return False
+        if isinstance(src, int):
+            return not suffix and src in self.allowed.get(id(fn), set())
+        ins = [i for i in src.inputs if not i.startswith("^")]
+        if fn.name is None and self.meta.saver.split(":")[0] == src.name and not suffix:
+            return self._saver(src, 0)
+        if src.op == "Const":
+            return suffix and bool(src.strings) and all(map(_SHARD_SUFFIX.match, src.strings))
+        if src.op in _PASS or src.op in ("ShardedFilename", "ShardedFilespec"):
+            return bool(ins) and self.ok(fn, ins[0], suffix, seen)
+        if src.op in ("Select", "SelectV2"):
+            return len(ins) == 3 and all(self.ok(fn, i, suffix, seen) for i in ins[1:])
+        if src.op == "Pack":
+            return bool(ins) and all(self.ok(fn, i, suffix, seen) for i in ins)
+        if src.op == "StringJoin" and not src.attrs.get("separator"):
+            return (
+                bool(ins)
+                and self.ok(fn, ins[0], suffix, seen)
+                and all(self.ok(fn, i, True, seen) for i in ins[1:])
+            )
+        return False
+
+    def _saver(self, node: _Node, depth: int) -> bool:
+        """The saver's filename tensor: a Placeholder, or TF1's PlaceholderWithDefault
+        (chain) whose default is a bare file name."""
+        if node.op == "Placeholder":
+            return True
+        ins = [i for i in node.inputs if not i.startswith("^")]
+        if node.op != "PlaceholderWithDefault" or not ins or depth > 8:
+            return False
+        src = self._resolve(self.meta.graph, ins[0])
+        if not isinstance(src, _Node):
+            return False
+        if src.op == "Const":
+            return bool(src.strings) and all(map(_BARE_NAME.match, src.strings))
+        return self._saver(src, depth + 1)
+
+    def describe(self, fn: _Fn, ref: str) -> str:
+        src = self._resolve(fn, ref)
+        if isinstance(src, _Node) and src.op == "Const" and src.strings:
+            return f"the constant {src.strings[0][:200]!r}"
+        if isinstance(src, _Node):
+            return f"computed by {src.name[:120]!r} ({src.op[:60]})"
+        if isinstance(src, int):
+            return f"the argument {fn.args[src][:120]!r}, which a caller feeds another path"
+        return f"{ref[:120]!r}, which is not followed to a source"

@@ -78,7 +78,10 @@ class ZipScanner:
     ) -> None:
         from mlverify._internal.scan.archivepath import Member, report_escapes
         from mlverify._internal.scan.formats.code import claim_torchscript
-        from mlverify._internal.scan.formats.torchscript import judge_code_member
+        from mlverify._internal.scan.formats.torchscript import (
+            judge_bytecode_member,
+            judge_code_member,
+        )
         from mlverify._internal.scan.zipreader import member_sources
 
         targets: dict[int, str] = {}  # the target of each symlink member read
@@ -118,6 +121,8 @@ class ZipScanner:
                 )
             if "/code/" in "/" + e.name and e.name.endswith(".py"):
                 judge_code_member(member, ctx, label)
+            elif e.name == "bytecode.pkl" or e.name.endswith("/bytecode.pkl"):
+                judge_bytecode_member(member, ctx, label)  # the lite interpreter's op tables
         members = [
             Member(e.name, e.header_offset, "symlink" if e.is_symlink else "", targets.get(id(e)))
             for e in arc.entries
