@@ -361,3 +361,32 @@ def test_too_many_signatures_or_timestamps_are_refused(
     sig.write_text(json.dumps(doc))
     r = _verify(capsys, model, pki.root_pem)
     assert r.code == 0, r.err
+
+
+def test_keyless_envelope_with_a_grafted_signature_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same class for Sigstore: only the one logged signature counts (sigstore-python).
+
+    A guard, not a fix: a keyless envelope with a second signature is refused, so nothing
+    but the verified signature can be dated or named.
+    """
+    from mlverify._internal.manifest.build import hash_model
+    from mlverify._internal.signing.statement import statement_bytes
+    from tests.signing.virtual_sigstore import VirtualSigstore
+
+    model = make_model(tmp_path)
+    vs = VirtualSigstore()
+    sig = tmp_path / "ci.sig"
+    sig.write_bytes(
+        vs.sign_dsse(statement_bytes(hash_model(model)), "ci@example.com", "https://idp.test")
+    )
+    root = vs.write_trusted_root(tmp_path / "root.json")
+    args = ["verify", model, "--signature", sig, "--identity", "ci@example.com"]
+    args += ["--issuer", "https://idp.test", "--trust-root", root]
+    assert run(capsys, *args).code == 0
+    doc = _read(sig)
+    _signatures(doc).append({"sig": base64.b64encode(b"grafted").decode(), "keyid": ""})
+    sig.write_text(json.dumps(doc))
+    r = run(capsys, *args)
+    assert r.code in (1, 2) and "exactly one signature" in _one_line(r), r.err

@@ -75,10 +75,13 @@ def is_legacy_statement(payload: bytes, *, where: str) -> bool:
     """Whether ``payload`` parses as a statement whose ``predicateType`` is exactly the legacy one.
 
     The parsed field, not a substring: a current statement that merely mentions the
-    legacy predicate (in a file name, say) never enables the legacy PAE.
+    legacy predicate (in a file name, say) never enables the legacy PAE. (The
+    substring test only spares parsing a payload that cannot qualify.)
     """
+    if LEGACY_PREDICATE_TYPE.encode() not in payload:
+        return False
     try:
-        statement = load_statement(payload, where=where)
+        statement = load_statement(payload, where=where, compact=True)
     except InputError:
         return False
     return statement.get("predicateType") == LEGACY_PREDICATE_TYPE
@@ -253,6 +256,11 @@ def bundle_timestamps(bundle: SignatureBundle) -> list[bytes]:
     items = tvd.get("rfc3161Timestamps") if isinstance(tvd, dict) else None
     if not isinstance(items, list):
         return []
+    if len(items) > MAX_TIMESTAMPS:
+        raise InputError(
+            f"{bundle.source}: the bundle carries {len(items)} RFC 3161 timestamps, more "
+            f"than the {MAX_TIMESTAMPS} a signature can need; it was assembled from parts"
+        )
     found = []
     for item in items:
         raw = item.get("signedTimestamp") if isinstance(item, dict) else None
@@ -274,11 +282,6 @@ def signature_timestamps(
     responses = bundle_timestamps(bundle)
     if not responses:
         return [(None, None) for _ in signatures]
-    if len(responses) > MAX_TIMESTAMPS:
-        raise InputError(
-            f"{bundle.source}: the bundle carries {len(responses)} RFC 3161 timestamps, more "
-            f"than the {MAX_TIMESTAMPS} a signature can need; it was assembled from parts"
-        )
     try:
         from rfc3161_client import VerificationError as TimestampError
         from rfc3161_client import VerifierBuilder, decode_timestamp_response
