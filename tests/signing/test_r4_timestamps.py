@@ -29,9 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mlverify._internal.signing.dsse import MAX_SIGNATURES
 from mlverify._internal.signing.statement import LEGACY_PREDICATE_TYPE, STATEMENT_TYPE
-from mlverify._internal.signing.x509 import MAX_TIMESTAMPS, legacy_pae_v020
+from mlverify._internal.signing.x509 import MAX_SIGNATURES, MAX_TIMESTAMPS, legacy_pae_v020
 from tests.signing.helpers import (
     UTC,
     Pki,

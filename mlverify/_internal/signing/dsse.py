@@ -14,9 +14,6 @@ from typing import Any
 from mlverify._internal.errors import InputError
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-#: signatures one envelope may carry (each costs a verification per trusted key; signers
-#: that co-sign one envelope are a handful, model_signing writes one)
-MAX_SIGNATURES = 32
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -80,11 +77,6 @@ class Envelope:
         raw_sigs = data.get("signatures")
         if not isinstance(raw_sigs, list) or not raw_sigs:
             raise InputError(f"{where}: the DSSE envelope carries no signatures")
-        if len(raw_sigs) > MAX_SIGNATURES:
-            raise InputError(
-                f"{where}: the DSSE envelope carries {len(raw_sigs)} signatures, more than the "
-                f"{MAX_SIGNATURES} accepted; co-signers can sign separate signature files"
-            )
         sigs = []
         for s in raw_sigs:
             if not isinstance(s, dict):

@@ -59,6 +59,8 @@ from mlverify._internal.signing.statement import (
 #: RFC 3161 timestamps a bundle may carry (sigstore-python's limit too); each is checked
 #: against each signature of the envelope
 MAX_TIMESTAMPS = 32
+#: signatures a certificate envelope may carry (all must be the leaf's; each is verified)
+MAX_SIGNATURES = 32
 
 
 def legacy_pae_v020(payload: bytes) -> bytes:
@@ -423,6 +425,11 @@ def leaf_signatures(bundle: SignatureBundle, key: PublicKey, leaf_name: str) -> 
     pae = envelope.pae()
     legacy: bool | None = None  # parsed only if a signature needs it
     count = len(envelope.signatures)
+    if count > MAX_SIGNATURES:
+        raise InputError(
+            f"{bundle.source}: the DSSE envelope carries {count} signatures, more than the "
+            f"{MAX_SIGNATURES} a certificate bundle (one signer) can need"
+        )
     for i, s in enumerate(envelope.signatures):
         if verify_signature(key, s.sig, pae):
             continue
