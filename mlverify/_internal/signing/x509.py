@@ -9,7 +9,11 @@ Stricter than ``model_signing`` 1.1.1 on purpose:
   ``--identity`` or fully matching ``--identity-regex``, or, for PKIs that issue
   no SAN, an explicitly requested subject DN (``--cert-subject``);
 * validity is judged at a stated time (``--at-time`` given by the user, else
-  now), never at the leaf's own notBefore.
+  an RFC 3161 timestamp over the very signature bytes that verified with the
+  leaf, else now), never at the leaf's own notBefore;
+* a certificate bundle has one leaf, so every signature in its envelope must be
+  that leaf's: one that does not verify refuses the bundle (it was altered or
+  assembled from parts), and is never a source of time.
 """
 
 from __future__ import annotations
@@ -46,7 +50,17 @@ from mlverify._internal.signing.keys import (
     verify_signature,
 )
 from mlverify._internal.signing.oms import VerifiedStatement
-from mlverify._internal.signing.statement import LEGACY_PREDICATE_TYPE, statement_bytes
+from mlverify._internal.signing.statement import (
+    LEGACY_PREDICATE_TYPE,
+    load_statement,
+    statement_bytes,
+)
+
+#: RFC 3161 timestamps a bundle may carry (sigstore-python's limit too); each is checked
+#: against each signature of the envelope
+MAX_TIMESTAMPS = 32
+#: signatures a certificate envelope may carry (all must be the leaf's; each is verified)
+MAX_SIGNATURES = 32
 
 
 def legacy_pae_v020(payload: bytes) -> bytes:
@@ -57,6 +71,22 @@ def legacy_pae_v020(payload: bytes) -> bytes:
     """
     t = INTOTO_PAYLOAD_TYPE
     return f"DSSEV1 {len(t)} {t} {len(payload)} {payload!r}".encode()
+
+
+def is_legacy_statement(payload: bytes, *, where: str) -> bool:
+    """Whether ``payload`` parses as a statement whose ``predicateType`` is exactly the legacy one.
+
+    The parsed field, not a substring: a current statement that merely mentions the
+    legacy predicate (in a file name, say) never enables the legacy PAE. (The
+    substring test only spares parsing a payload that cannot qualify.)
+    """
+    if LEGACY_PREDICATE_TYPE.encode() not in payload:
+        return False
+    try:
+        statement = load_statement(payload, where=where, compact=True)
+    except InputError:
+        return False
+    return statement.get("predicateType") == LEGACY_PREDICATE_TYPE
 
 
 def _verify_legacy_v020(key: PublicKey, signature: bytes, payload: bytes) -> bool:
@@ -228,6 +258,11 @@ def bundle_timestamps(bundle: SignatureBundle) -> list[bytes]:
     items = tvd.get("rfc3161Timestamps") if isinstance(tvd, dict) else None
     if not isinstance(items, list):
         return []
+    if len(items) > MAX_TIMESTAMPS:
+        raise InputError(
+            f"{bundle.source}: the bundle carries {len(items)} RFC 3161 timestamps, more "
+            f"than the {MAX_TIMESTAMPS} a signature can need; it was assembled from parts"
+        )
     found = []
     for item in items:
         raw = item.get("signedTimestamp") if isinstance(item, dict) else None
@@ -235,49 +270,56 @@ def bundle_timestamps(bundle: SignatureBundle) -> list[bytes]:
     return found
 
 
-def verified_timestamp(
-    bundle: SignatureBundle, roots: Sequence[x509.Certificate]
-) -> tuple[JudgementTime | None, str | None]:
-    """The earliest RFC 3161 time over a DSSE signature by a TSA under ``roots``.
+def signature_timestamps(
+    bundle: SignatureBundle, roots: Sequence[x509.Certificate], signatures: Sequence[bytes]
+) -> list[tuple[JudgementTime | None, str | None]]:
+    """For each of ``signatures``: the earliest RFC 3161 time over exactly its bytes.
 
-    Returns (time, None), or (None, why the bundle's timestamps were not usable)
-    when it has some that do not verify: those prove nothing and are ignored.
+    Only a timestamp whose message imprint is that signature, by a TSA chaining to
+    ``roots``, is a source of time for it: a timestamp over other bytes (another
+    signature, an old bundle's) proves nothing about this one. Each entry is (time,
+    None), (None, None) when the bundle has no timestamps, or (None, why none of the
+    bundle's timestamps was usable for that signature).
     """
     responses = bundle_timestamps(bundle)
     if not responses:
-        return None, None
+        return [(None, None) for _ in signatures]
     try:
         from rfc3161_client import VerificationError as TimestampError
         from rfc3161_client import VerifierBuilder, decode_timestamp_response
     except ImportError:
-        return None, "checking it needs the sigstore extra (pip install 'mlverify[sigstore]')"
+        missing = "checking it needs the sigstore extra (pip install 'mlverify[sigstore]')"
+        return [(None, missing) for _ in signatures]
 
-    best: JudgementTime | None = None
-    reasons = []
+    decoded = []
+    malformed = []
     for raw in responses:
         try:
-            response = decode_timestamp_response(raw)
+            decoded.append(decode_timestamp_response(raw))
         except ValueError:
-            reasons.append("malformed timestamp")
-            continue
-        builder = VerifierBuilder()
-        for root in roots:
-            builder = builder.add_root_certificate(root)
-        verifier = builder.build()
-        for sig in bundle.envelope.signatures:
+            malformed.append("malformed timestamp")
+    builder = VerifierBuilder()
+    for root in {_der(r): r for r in roots}.values():
+        builder = builder.add_root_certificate(root)
+    verifier = builder.build()
+    found: list[tuple[JudgementTime | None, str | None]] = []
+    for signature in signatures:
+        best: JudgementTime | None = None
+        reasons = list(malformed)
+        for response in decoded:
             try:
-                verifier.verify_message(response, sig.sig)
-            except TimestampError as e:
+                verifier.verify_message(response, signature)
+            except (TimestampError, ValueError) as e:
                 reasons.append(str(e))
                 continue
             when = response.tst_info.gen_time.astimezone(dt.timezone.utc)
             if best is None or when < best.time:
-                tsa = _tsa_name(response)
-                best = JudgementTime(when, f"RFC 3161 timestamp by {tsa}")
-            break
-    if best is not None:
-        return best, None
-    return None, "; ".join(dict.fromkeys(reasons)) or "no timestamp verified"
+                best = JudgementTime(when, f"RFC 3161 timestamp by {_tsa_name(response)}")
+        if best is not None:
+            found.append((best, None))
+        else:
+            found.append((None, "; ".join(dict.fromkeys(reasons)) or "no timestamp verified"))
+    return found
 
 
 def _tsa_name(response: Any) -> str:
@@ -371,6 +413,39 @@ def _leaf_key(leaf: x509.Certificate, source: str) -> PublicKey:
     )
 
 
+def leaf_signatures(bundle: SignatureBundle, key: PublicKey, leaf_name: str) -> list[bytes]:
+    """Every signature of the envelope, each verified with the leaf's key; refuse otherwise.
+
+    A certificate bundle names one signer, its leaf: a signature in it that does not
+    verify with that key is not some other signer's, it is a part that does not belong
+    (the r4 graft carried one to hang an old timestamp on). The legacy PAE is tried
+    only for a statement whose parsed predicateType is the legacy one.
+    """
+    envelope = bundle.envelope
+    pae = envelope.pae()
+    legacy: bool | None = None  # parsed only if a signature needs it
+    count = len(envelope.signatures)
+    if count > MAX_SIGNATURES:
+        raise InputError(
+            f"{bundle.source}: the DSSE envelope carries {count} signatures, more than the "
+            f"{MAX_SIGNATURES} a certificate bundle (one signer) can need"
+        )
+    for i, s in enumerate(envelope.signatures):
+        if verify_signature(key, s.sig, pae):
+            continue
+        if legacy is None:
+            legacy = is_legacy_statement(envelope.payload, where=bundle.source)
+        if legacy and _verify_legacy_v020(key, s.sig, envelope.payload):
+            continue
+        which = "the signature" if count == 1 else f"signature {i + 1} of {count}"
+        raise UntrustedSignerError(
+            f"{bundle.source}: {which} does not verify with the key of the {leaf_name}; "
+            "the signature file was altered or assembled from parts (every signature in a "
+            "certificate bundle must be its leaf's)"
+        )
+    return [s.sig for s in envelope.signatures]
+
+
 def verify_envelope_with_certificates(
     bundle: SignatureBundle,
     roots: Sequence[x509.Certificate],
@@ -378,7 +453,13 @@ def verify_envelope_with_certificates(
     *,
     at_time: dt.datetime | None = None,
 ) -> VerifiedStatement:
-    """Check a certificate-method OMS signature (``x509CertificateChain``); raise on any doubt."""
+    """Check a certificate-method OMS signature (``x509CertificateChain``); raise on any doubt.
+
+    Every envelope signature must verify with the leaf; then each is judged on its
+    own: validity and chain at that signature's time (``at_time``, else a timestamp
+    over its bytes, else now). The first signature that passes is the result; when
+    none does, the first one's failure is raised.
+    """
     if bundle.material.kind != "x509CertificateChain" or not roots:
         raise UsageError(f"{bundle.source}: not a certificate signature, or no trusted roots")
     try:
@@ -392,12 +473,40 @@ def verify_envelope_with_certificates(
     leaf_name = f"leaf certificate {_subject(leaf)}" + (
         f" (SAN {', '.join(sans)})" if sans else " (no subjectAltName)"
     )
-    timestamp, ignored = (None, None) if at_time is not None else verified_timestamp(bundle, roots)
-    when = judgement_time(at_time, timestamp)
-    if ignored is not None:
-        when = JudgementTime(
-            when.time, f"{when.source}; the bundle's timestamp was ignored: {ignored}"
-        )
+    key = _leaf_key(leaf, bundle.source)
+    signatures = leaf_signatures(bundle, key, leaf_name)
+    if at_time is not None:
+        times = [judgement_time(at_time) for _ in signatures]
+    else:
+        times = []
+        for timestamp, ignored in signature_timestamps(bundle, roots, signatures):
+            when = judgement_time(None, timestamp)
+            if ignored is not None:
+                when = JudgementTime(
+                    when.time, f"{when.source}; the bundle's timestamp was ignored: {ignored}"
+                )
+            times.append(when)
+    first_error: UntrustedSignerError | None = None
+    for when in dict.fromkeys(times):  # distinct times, in signature order
+        try:
+            chain = _valid_chain_at(bundle, leaf, leaf_name, intermediates, roots, when)
+        except UntrustedSignerError as e:
+            first_error = first_error or e
+            continue
+        return _identified(bundle, leaf, sans, identity, chain, when)
+    assert first_error is not None  # an envelope has at least one signature
+    raise first_error
+
+
+def _valid_chain_at(
+    bundle: SignatureBundle,
+    leaf: x509.Certificate,
+    leaf_name: str,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    when: JudgementTime,
+) -> list[x509.Certificate]:
+    """The chain leaf .. root, the leaf valid at ``when``; raise otherwise."""
     nb, na = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if when.time > na or when.time < nb:
         state = f"expired on {_iso(na)}" if when.time > na else f"not valid before {_iso(nb)}"
@@ -410,22 +519,10 @@ def verify_envelope_with_certificates(
                 "at_time",
             ),
         )
-    key = _leaf_key(leaf, bundle.source)
-    pae = bundle.envelope.pae()
-    legacy = LEGACY_PREDICATE_TYPE.encode() in bundle.envelope.payload
-    if not any(
-        verify_signature(key, s.sig, pae)
-        or (legacy and _verify_legacy_v020(key, s.sig, bundle.envelope.payload))
-        for s in bundle.envelope.signatures
-    ):
-        raise UntrustedSignerError(
-            f"{bundle.source}: the signature does not verify with the key of the "
-            f"{leaf_name}; the signature file was altered or assembled from parts"
-        )
     from cryptography.x509.verification import VerificationError as X509Error
 
     try:
-        chain = build_chain(leaf, intermediates, roots, when.time)
+        return build_chain(leaf, intermediates, roots, when.time)
     except X509Error as e:
         allowed = "; ".join(_subject(r) for r in roots)
         detail = str(e).split(" (encountered", 1)[0]
@@ -433,6 +530,16 @@ def verify_envelope_with_certificates(
             f"{bundle.source}: the {leaf_name} does not chain to a trusted root at "
             f"{when.describe()} ({detail}); trusted roots: {allowed}"
         ) from None
+
+
+def _identified(
+    bundle: SignatureBundle,
+    leaf: x509.Certificate,
+    sans: Sequence[str],
+    identity: CertificateIdentity,
+    chain: Sequence[x509.Certificate],
+    when: JudgementTime,
+) -> VerifiedStatement:
     matched = identity.match(sans, leaf.subject.rfc4514_string())
     if matched is None:
         found = ", ".join(sans) if sans else f"no SAN, subject {_subject(leaf)}"

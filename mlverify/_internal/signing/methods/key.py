@@ -72,21 +72,31 @@ class KeyVerifier:
 def verify_with_keys(
     bundle: SignatureBundle, trusted: Sequence[PublicKey]
 ) -> list[VerifiedStatement]:
-    """One statement per trusted key with a valid signature in the envelope."""
+    """One statement per trusted key with a valid signature in the envelope.
+
+    Judged signature by signature: each signature counts for the one trusted key it
+    verifies with, or for nothing (a signature by a key not trusted is ignored: it
+    may be a co-signer's). Nothing else in the bundle (hints, keys it embeds,
+    timestamps) names or counts a signer.
+    """
     pae = bundle.envelope.pae()
-    found = [
-        VerifiedStatement(
-            source=bundle.source,
-            method="key",
-            signer=f"key {key_fingerprint(k)}",
-            statement_payload=bundle.envelope.payload,
-            anchor=f"key {key_fingerprint(k)}",
-        )
-        for k in trusted
-        if any(verify_signature(k, s.sig, pae) for s in bundle.envelope.signatures)
-    ]
-    if found:
-        return found
+    signers: dict[str, VerifiedStatement] = {}
+    for s in bundle.envelope.signatures:
+        k = next((k for k in trusted if verify_signature(k, s.sig, pae)), None)
+        if k is not None:
+            name = f"key {key_fingerprint(k)}"
+            signers.setdefault(
+                name,
+                VerifiedStatement(
+                    source=bundle.source,
+                    method="key",
+                    signer=name,
+                    statement_payload=bundle.envelope.payload,
+                    anchor=name,
+                ),
+            )
+    if signers:
+        return list(signers.values())
     by_hint = [k for k in trusted if public_key_hint(k) == bundle.material.key_hint]
     if by_hint:
         raise UntrustedSignerError(
