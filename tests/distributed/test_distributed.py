@@ -164,7 +164,8 @@ def test_redis_restarted_mid_run(
     runs: no verdict lost, work resumes, each model decided once and correctly."""
     root = tmp_path / "models"
     root.mkdir()
-    policy, expect = corpus(root, tmp_path, 60)
+    # enough models that the restart falls mid-run (workers judge a small model in a few ms)
+    policy, expect = corpus(root, tmp_path, 300)
     w = worker(mlverify_proc, redis_server, pg_url, policy, root)
     bf = subprocess.Popen(
         [sys.executable, "-m", "mlverify", "backfill", str(root), "--queue", redis_server.url,
