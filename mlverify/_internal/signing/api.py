@@ -26,7 +26,6 @@ from mlverify._internal.signing.trust import Trust
 
 __all__ = [
     "CheckedModel",
-    "SignedModel",
     "Verification",
     "default_signature_path",
     "load_signer",
@@ -48,47 +47,6 @@ def default_signature_path(model: Path) -> Path:
     return model.with_name(model.name + ".sig")
 
 
-@dataclass(frozen=True)
-class SignedModel:
-    """What :func:`sign_artifact` wrote (the signature path is also its return value)."""
-
-    signature: Path
-    signer: str
-    manifest: Manifest
-
-
-def sign_model(
-    path: Path,
-    signer: Signer,
-    *,
-    signature: Path | None = None,
-    mode: Literal["files", "shards"] = "files",
-    hash: str = "sha256",
-    shard_size: int | None = None,
-    ignore: Sequence[str] = (),
-    allow_symlinks: bool = False,
-    use_cache: bool = False,
-) -> SignedModel:
-    """Hash the model at ``path`` and write ``signer``'s OMS signature over it."""
-    from mlverify._internal.files import write_atomically
-    from mlverify._internal.manifest.build import hash_model
-    from mlverify._internal.signing.statement import statement_bytes
-
-    out = signature or default_signature_path(path)
-    manifest = hash_model(
-        path,
-        ignore=ignore,
-        allow_symlinks=allow_symlinks,
-        method=mode,
-        hash_type=hash,
-        shard_size=shard_size,
-        use_cache=use_cache,
-        extra_excluded=[out],
-    )
-    write_atomically(out, signer.sign_statement(statement_bytes(manifest)))
-    return SignedModel(out, signer.name, manifest)
-
-
 def sign_artifact(
     path: Path,
     signer: Signer,
@@ -105,17 +63,23 @@ def sign_artifact(
 
     The signature file (and any other known signature file) is never hashed.
     """
-    return sign_model(
+    from mlverify._internal.files import write_atomically
+    from mlverify._internal.manifest.build import hash_model
+    from mlverify._internal.signing.statement import statement_bytes
+
+    out = signature or default_signature_path(path)
+    manifest = hash_model(
         path,
-        signer,
-        signature=signature,
-        mode=mode,
-        hash=hash,
-        shard_size=shard_size,
         ignore=ignore,
         allow_symlinks=allow_symlinks,
+        method=mode,
+        hash_type=hash,
+        shard_size=shard_size,
         use_cache=use_cache,
-    ).signature
+        extra_excluded=[out],
+    )
+    write_atomically(out, signer.sign_statement(statement_bytes(manifest)))
+    return out
 
 
 @dataclass(frozen=True)
