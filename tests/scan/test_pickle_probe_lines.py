@@ -41,3 +41,12 @@ def test_a_long_line_does_not_hide_what_follows_it(scan_bytes: Scan) -> None:
     # a line that never ends: the loader fails reading it, nothing after it runs
     report = scan_bytes(b"P" + b"x" * (300 << 10), "blob.bin")
     assert "pickle" not in report.formats
+
+
+def test_a_global_whose_name_runs_to_the_end_still_imports(scan_bytes: Scan) -> None:
+    """Loaders take the rest of the stream as the last line: a GLOBAL whose name line runs
+    to the end imports its module (a side effect) before failing; never "data"."""
+    for tail in (20 << 10, 200 << 10):
+        report = scan_bytes(b"cantigravity\n" + b"x" * tail, "weights.bin")
+        assert "pickle" in report.formats, (tail, report.formats)
+        assert report.findings, tail

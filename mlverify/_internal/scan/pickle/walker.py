@@ -366,8 +366,11 @@ class PickleWalker:
                     self.buf = self._read(1 << 20, through=True)
                     self.pos = 0
                     if not self.buf:
+                        # at the end of the stream loaders take the rest as the line (as
+                        # below): a line too long to keep, and the last one
                         self.eof = True
-                        raise LoaderError("a text opcode's line never ends")
+                        self.eof_line = True
+                        return None
                     i = self.buf.find(b"\n")
                     if i >= 0:
                         self.pos = i + 1
