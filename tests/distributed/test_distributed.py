@@ -232,3 +232,33 @@ def test_sigterm_finishes_the_job_in_flight_and_metrics(
     assert "mlverify_queue_depth" in text and "mlverify_job_seconds_bucket" in text
     assert w2.stop() == 0
     assert expect  # the corpus held the large model, a clean one and a malicious one
+
+
+def test_a_worker_process_stops_when_its_supervisor_is_killed(
+    tmp_path: Path, redis_server: Redis, pg_url: str, mlverify_proc: Callable[..., Proc]
+) -> None:
+    """SIGKILL to `mlverify worker` (it cannot tell its processes): each worker process
+    notices its parent is gone and stops, rather than judge on unsupervised."""
+    import os
+
+    root = tmp_path / "models"
+    root.mkdir()
+    policy, _ = corpus(root, tmp_path, 1)
+    w = worker(mlverify_proc, redis_server, pg_url, policy, root)
+    pids = [int(str(r["pid"])) for r in w.records() if r.get("msg") == "worker process ready"]
+    assert pids
+    w.proc.kill()
+    w.proc.wait(10)
+
+    def gone() -> bool:
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            with open(f"/proc/{pid}/stat") as f:  # reaped by init: a zombie is gone too
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return False
+        return True
+
+    wait_for(gone, 30, "the orphaned worker processes to stop")

@@ -19,7 +19,7 @@ from mlverify._internal.distributed.jobs import (
     run_job,
     valid_until,
 )
-from mlverify._internal.distributed.keys import Config, tree_digest
+from mlverify._internal.distributed.keys import Config, Entry, tree_digest
 from mlverify._internal.errors import MlverifyError, UsageError
 from mlverify._internal.policy.model import load_policies
 from mlverify._internal.serve.store import ScanRequest, StoredVerdict, StoreError, open_store
@@ -296,10 +296,10 @@ def test_content_swapped_with_its_mtime_set_back_is_not_judged(
     model = make_clean_model(tmp_path / "models", "m")
     j = job_for(ctx, str(model))
     target = model / "config.json"
-    real = jobs.tree_digest
+    real = jobs.digest_entries
 
-    def digest_then_swap(path: Path) -> tuple[str, dict[str, tuple[int, int, int, int]]]:
-        out = real(path)
+    def digest_then_swap(listed: list[Entry]) -> str:
+        out = real(listed)
         st = os.stat(target)
         size = st.st_size
         time.sleep(0.05)  # a change time the (coarse) file-system clock tells apart
@@ -308,7 +308,7 @@ def test_content_swapped_with_its_mtime_set_back_is_not_judged(
         assert os.stat(target).st_size == size and os.stat(target).st_mtime_ns == st.st_mtime_ns
         return out
 
-    monkeypatch.setattr(jobs, "tree_digest", digest_then_swap)
+    monkeypatch.setattr(jobs, "digest_entries", digest_then_swap)
     with pytest.raises(RetryJob, match="changed while being checked"):
         run_job(ctx, j)
     assert ctx.store.get(j.key) is None
@@ -348,3 +348,71 @@ def test_broker_requeues_what_it_fetched_but_does_not_hold(
     assert broker.reclaim() == 0 and broker.reclaim() == 0
     broker.close()
     producer.close()
+
+
+@pytest.mark.parametrize("swap", ["fifo", "symlink", "other-file"])
+def test_an_entry_replaced_after_listing_is_never_read_as_listed(tmp_path: Path, swap: str) -> None:
+    """Listed as a regular file, replaced before its bytes are read: by a FIFO (opening
+    it would wait forever for a writer), by a symlink (to bytes elsewhere), by another
+    file: the digest refuses it in one line, at once."""
+    import os
+
+    from mlverify._internal.distributed.keys import digest_entries, entries
+
+    model = make_clean_model(tmp_path, "m")
+    listed = entries(model)
+    target = model / "config.json"
+    target.unlink()
+    if swap == "fifo":
+        os.mkfifo(target)
+    elif swap == "symlink":
+        target.symlink_to(model / "model.safetensors")
+    else:
+        target.write_text('{"other": true}')
+    t0 = time.monotonic()
+    with pytest.raises(MlverifyError, match=r"changed while being read|cannot read it"):
+        digest_entries(listed)
+    assert time.monotonic() - t0 < 5
+
+
+def test_content_swapped_beside_a_large_check_is_not_judged(
+    ctx: WorkerContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest of a large tree is read beside the check (a thread), not before it: a
+    change made after both read, with size, mtime and inode kept, still differs from the
+    fingerprint listed before either read."""
+    import os
+
+    from mlverify._internal.distributed import jobs
+
+    monkeypatch.setattr(jobs, "INLINE_DIGEST", 0)
+    model = make_clean_model(tmp_path / "models", "m")
+    j = job_for(ctx, str(model))
+    target = model / "config.json"
+    real = jobs.digest_entries
+
+    def digest_then_swap(listed: list[Entry]) -> str:
+        out = real(listed)
+        st = os.stat(target)
+        time.sleep(0.05)
+        target.write_bytes(b'{"x":' + b"1" * (st.st_size - 7) + b"}\n")
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return out
+
+    monkeypatch.setattr(jobs, "digest_entries", digest_then_swap)
+    with pytest.raises(RetryJob, match="changed while being checked"):
+        run_job(ctx, j)
+    assert ctx.store.get(j.key) is None
+
+
+def test_a_directory_listing_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlverify._internal.distributed import keys
+
+    monkeypatch.setattr(keys, "MAX_ENTRIES", 50)
+    d = tmp_path / "deep"
+    p = d
+    for i in range(60):  # directories count too: empty ones cost a listing each
+        p = p / f"d{i}"
+    p.mkdir(parents=True)
+    with pytest.raises(MlverifyError, match="more than 50 entries"):
+        keys.entries(d)

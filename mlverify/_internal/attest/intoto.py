@@ -8,6 +8,10 @@ A statement is only ever parsed from a payload whose signature was checked
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +157,42 @@ def read_attestations(
 ATTESTATION_SUFFIXES = (".intoto.jsonl", ".sigstore.json", ".sigstore")
 
 
+#: Directories whose sorted listing is kept: a check of every model in a directory of N
+#: models looks beside each one, and N listings of N names each would be quadratic.
+_LISTED: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
+_LISTED_MAX = 16
+_LISTED_LOCK = threading.Lock()
+#: a listing is kept only when the directory last changed this long before it was read:
+#: directory times are as coarse as the kernel's clock tick, so an entry added in the
+#: same tick as a listing would leave the time unchanged and the listing stale
+_SETTLED_NS = 2_000_000_000
+
+
+def _listing(parent: Path) -> list[str]:
+    """The names in ``parent``, sorted; reused while the directory is unchanged (same
+    inode, device, modification and change times)."""
+    where = str(parent)
+    try:
+        st = os.stat(where)
+    except OSError:
+        return []
+    stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    with _LISTED_LOCK:
+        kept = _LISTED.get(where)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    try:
+        names = sorted(os.listdir(where))
+    except OSError:
+        return []
+    if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
+        with _LISTED_LOCK:
+            if len(_LISTED) >= _LISTED_MAX:
+                _LISTED.pop(next(iter(_LISTED)))
+            _LISTED[where] = (stamp, names)
+    return names
+
+
 def discover_attestations(artifact: Path) -> Iterator[Path]:
     """Attestation files found by convention next to an artifact.
 
@@ -172,13 +212,12 @@ def discover_attestations(artifact: Path) -> Iterator[Path]:
             candidates.append(artifact / "model.sig")
     parent = artifact.parent
     prefix = artifact.name + "."
-    candidates.extend(
-        sorted(
-            p
-            for p in parent.iterdir()
-            if p.name.startswith(prefix) and p.name.endswith((*ATTESTATION_SUFFIXES, ".sig"))
-        )
-    )
+    names = _listing(parent)
+    i = bisect_left(names, prefix)
+    while i < len(names) and names[i].startswith(prefix):
+        if names[i].endswith((*ATTESTATION_SUFFIXES, ".sig")):
+            candidates.append(parent / names[i])
+        i += 1
     for p in candidates:
         if p not in seen and p.is_file():
             seen.add(p)

@@ -37,6 +37,8 @@ log = logging.getLogger("mlverify._internal.distributed")
 MAX_REF_LINE = 4096
 MAX_REFS = 10_000_000
 MAX_MANIFEST = 4 << 20
+#: references named (digested) before their verdicts are looked up in one statement
+LOOKUP_BATCH = 64
 
 
 @dataclass
@@ -236,34 +238,50 @@ def backfill(
             if len(outstanding) >= max(limit, 1):
                 sleep(0.2 if done else 0.5)
 
-    for ref in refs:
-        p.total += 1
-        try:
-            name, digest = artifact_digest(ref, roots=roots, plain_http=plain_http)
-        except MlverifyError as e:
-            p.failed += 1
-            p.errors.append(str(e))
-            print(f"backfill: {shown(ref)}: not queued: {e}", file=out, flush=True)
-            continue
-        key = config.key(name, digest)
-        existing = store.get(key)
-        if existing is not None and existing.current(time.time()):
-            p.skipped += 1
+    for chunk in _chunks(refs, LOOKUP_BATCH):
+        named: list[tuple[str, str, str]] = []  # (name, digest, key) of each ref named
+        for ref in chunk:
+            p.total += 1
+            try:
+                name, digest = artifact_digest(ref, roots=roots, plain_http=plain_http)
+            except MlverifyError as e:
+                p.failed += 1
+                p.errors.append(str(e))
+                print(f"backfill: {shown(ref)}: not queued: {e}", file=out, flush=True)
+                continue
+            named.append((name, digest, config.key(name, digest)))
+        existing = store.get_many([key for _, _, key in named]) if named else {}
+        now = time.time()
+        for name, digest, key in named:
+            found = existing.get(key)
+            if found is not None and found.current(now):
+                p.skipped += 1
+                report()
+                continue
+            if key in outstanding:
+                continue
+            settle(max_outstanding)
+            job = Job(name, digest, config.policy, config.trust, config.version, "backfill",
+                      enqueued_at=time.time())  # fmt: skip
+            _enqueue(queue, job, enqueue_timeout, sleep)
+            outstanding.add(key)
+            p.queued += 1
             report()
-            continue
-        if key in outstanding:
-            continue
-        settle(max_outstanding)
-        job = Job(name, digest, config.policy, config.trust, config.version, "backfill",
-                  enqueued_at=time.time())  # fmt: skip
-        _enqueue(queue, job, enqueue_timeout, sleep)
-        outstanding.add(key)
-        p.queued += 1
-        report()
     if wait:
         settle(1)
     report(force=True)
     return p
+
+
+def _chunks(items: Iterator[str], n: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _enqueue(queue: Queue, job: Job, timeout: float, sleep: Callable[[float], None]) -> None:

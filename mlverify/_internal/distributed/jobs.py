@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlverify._internal.distributed.keys import (
     Config,
-    Fingerprint,
+    digest_entries,
+    entries,
     fingerprint,
     oci_digest,
+    prints_of,
     tree_digest,
 )
 from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
@@ -305,22 +307,24 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
         from mlverify._internal.sources.local import require_under
 
         require_under(path, ctx.roots)
-        before = fingerprint(path)
-        # the job's digest and the check both read between two equal fingerprints, so
-        # both read the same bytes: a small tree's digest first, here; a large one's
-        # beside the check (BLAKE3 releases the GIL), not before it
-        digested: Callable[[], tuple[str, Fingerprint]]
-        if sum(entry[0] for entry in before.values()) <= INLINE_DIGEST:
-            value = tree_digest(path)
+        listed = entries(path)
+        before = prints_of(listed)
+        # the job's digest and the check both read after ``before`` was listed and before
+        # the fingerprint is taken again: a change to any entry in between changes its
+        # change time, so equal fingerprints mean both read the same bytes. A small
+        # tree's digest is read first, here; a large one's beside the check (BLAKE3
+        # releases the GIL), not before it
+        digested: Callable[[], str]
+        if sum(st.st_size for _, _, st in listed) <= INLINE_DIGEST:
+            value = digest_entries(listed)
             digested = lambda: value  # noqa: E731
         else:
-            digested = BackgroundCall(tree_digest, path).result
+            digested = BackgroundCall(digest_entries, listed).result
 
         def same() -> None:
-            digest, during = digested()
-            if digest != job.digest:
+            if digested() != job.digest:
                 raise RetryJob(f"{shown(ref)}: its content is not what was queued (changed since)")
-            if during != before or fingerprint(path) != before:
+            if fingerprint(path) != before:
                 raise RetryJob(f"{shown(ref)}: changed while being checked")
 
     out = mlverify.check(

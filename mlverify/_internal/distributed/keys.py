@@ -122,61 +122,97 @@ def oci_digest(manifest: str, referrers: Sequence[str]) -> str:
 Fingerprint = dict[str, tuple[int, int, int, int]]
 
 
-def _entries(path: Path) -> list[tuple[str, Path]]:
-    """(name, path) of every entry under ``path``, sorted; symlinked directories are
-    entries, not followed."""
-    if not os.path.lexists(path):
-        raise InputError(f"{shown(str(path))}: no such file or directory")
-    if not stat.S_ISDIR(os.lstat(path).st_mode):
-        return [(".", path)]
-    entries: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames + links:
-            full = Path(dirpath, name)
-            entries.append((full.relative_to(path).as_posix(), full))
-        if len(entries) > MAX_ENTRIES:
-            raise InputError(f"{shown(str(path))}: more than {MAX_ENTRIES} files")
-    return sorted(entries)
+#: One entry under an artifact: its name (relative, ``/``-separated), its path, its lstat.
+Entry = tuple[str, str, os.stat_result]
+
+
+def entries(path: Path) -> list[Entry]:
+    """Every entry under ``path`` with its lstat, sorted by name: files, symlinks (to
+    directories too: entries, never followed) and anything else that is not a directory
+    (refused when read). A directory that cannot be listed is an error, never skipped."""
+    try:
+        top = os.lstat(path)
+    except FileNotFoundError:
+        raise InputError(f"{shown(str(path))}: no such file or directory") from None
+    except OSError as e:
+        raise InputError(f"{shown(str(path))}: cannot read it ({e.strerror})") from None
+    if not stat.S_ISDIR(top.st_mode):
+        return [(".", str(path), top)]
+    out: list[Entry] = []
+    stack = [("", str(path))]
+    dirs = 0
+    while stack:
+        rel, where = stack.pop()
+        dirs += 1
+        try:
+            with os.scandir(where) as it:
+                for ent in it:
+                    name = rel + ent.name
+                    if ent.is_dir(follow_symlinks=False):
+                        stack.append((name + "/", ent.path))
+                    else:
+                        out.append((name, ent.path, ent.stat(follow_symlinks=False)))
+        except OSError as e:
+            raise InputError(
+                f"{shown(where)}: cannot list this directory ({e.strerror}); "
+                "the artifact cannot be read whole"
+            ) from None
+        if len(out) + dirs > MAX_ENTRIES:
+            raise InputError(f"{shown(str(path))}: more than {MAX_ENTRIES} entries")
+    out.sort(key=lambda x: x[0])
+    return out
+
+
+def prints_of(listed: Sequence[Entry]) -> Fingerprint:
+    return {n: (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for n, _, st in listed}
 
 
 def fingerprint(path: Path) -> Fingerprint:
     """(size, mtime_ns, ctime_ns, inode) of every entry under ``path`` now."""
-    out: Fingerprint = {}
-    for name, full in _entries(path):
-        st = os.lstat(full)
-        out[name] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    return out
+    return prints_of(entries(path))
 
 
-def tree_digest(path: Path) -> tuple[str, Fingerprint]:
-    """BLAKE3 over every entry under ``path``: names, sizes, contents, symlink targets;
-    and the entries' fingerprint when read.
+def digest_entries(listed: Sequence[Entry]) -> str:
+    """BLAKE3 over ``listed``: names, sizes, contents, symlink targets.
 
     Devices, sockets and FIFOs are refused (reading one may never end). Symlinks are not
-    followed (the check decides what a link may point at).
+    followed (the check decides what a link may point at). A file is opened without
+    following a link and must still be the inode listed, of the size listed, when read:
+    otherwise it changed since it was listed (an error, never other bytes digested).
     """
     import blake3
 
     h = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    prints: Fingerprint = {}
-    for name, full in _entries(path):
-        st = os.lstat(full)
-        prints[name] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    for name, full, st in listed:
         h.update(json.dumps(name).encode() + b"\0")
         if stat.S_ISLNK(st.st_mode):
             h.update(b"L" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
         elif stat.S_ISREG(st.st_mode):
             h.update(b"F%d\0" % st.st_size)
             size = 0
-            with open(full, "rb") as f:
+            try:
+                fd = os.open(full, flags)
+            except OSError as e:
+                raise InputError(f"{shown(full)}: cannot read it ({e.strerror})") from None
+            with open(fd, "rb", buffering=0) as f:
+                now = os.fstat(fd)
+                if not stat.S_ISREG(now.st_mode) or now.st_ino != st.st_ino:
+                    raise InputError(f"{shown(full)}: changed while being read; try again")
                 while chunk := f.read(4 << 20):
                     size += len(chunk)
                     h.update(chunk)
             if size != st.st_size:
-                raise InputError(f"{shown(str(full))}: changed while being read; try again")
+                raise InputError(f"{shown(full)}: changed while being read; try again")
         else:
             raise UsageError(
-                f"{shown(str(full))}: not a regular file, directory or symlink; refusing to read it"
+                f"{shown(full)}: not a regular file, directory or symlink; refusing to read it"
             )
-    return "blake3:" + h.hexdigest(), prints
+    return "blake3:" + h.hexdigest()
+
+
+def tree_digest(path: Path) -> tuple[str, Fingerprint]:
+    """BLAKE3 over every entry under ``path`` (:func:`digest_entries`), and the entries'
+    fingerprint when listed (before they were read)."""
+    listed = entries(path)
+    return digest_entries(listed), prints_of(listed)

@@ -79,6 +79,7 @@ def process_main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us with SIGTERM
+    _stop_with_parent(stop)
     try:
         _run(settings, stop)
     except Exception as e:  # one line, then the supervisor restarts us
@@ -86,6 +87,41 @@ def process_main() -> None:
 
         log.error("worker process failed", extra={"error": shown(f"{type(e).__name__}: {e}")})
         sys.exit(2)
+
+
+def _stop_with_parent(stop: threading.Event) -> None:
+    """Stop gracefully when the supervisor is gone (killed: it cannot say so), rather
+    than judge on as an orphan nobody supervises or stops."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                log.warning("supervisor gone; stopping", extra={"pid": os.getpid()})
+                stop.set()
+
+    threading.Thread(target=watch, name="mlverify-parent-watch", daemon=True).start()
+
+
+def _warm_up(policies: list[Any]) -> None:
+    """Check a model of our own making once, so that the pipeline's modules are imported
+    when the process starts, not in the first job's time budget."""
+    import tempfile
+
+    import mlverify
+
+    with tempfile.TemporaryDirectory(prefix="mlverify-warm-") as tmp:
+        model = Path(tmp, "model")
+        model.mkdir()
+        (model / "config.json").write_text('{"model_type": "warm-up"}')
+        header = b'{"w":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}}'
+        header += b" " * (-len(header) % 8)
+        body = len(header).to_bytes(8, "little") + header + bytes(8)
+        (model / "model.safetensors").write_bytes(body)
+        try:
+            mlverify.check(str(model), policy=policies, use_cache=False)
+        except Exception as e:  # a warm-up never stops a worker: its jobs will say why
+            log.warning("warm-up check failed", extra={"error": f"{type(e).__name__}: {e}"})
 
 
 def _run(settings: WorkerSettings, stop: threading.Event) -> None:
@@ -102,6 +138,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     from mlverify._internal.serve.store import open_store
 
     policies = load_policies(list(settings.policy_refs))
+    _warm_up(policies)
     events = open_events(settings.events)
     opened = [open_store(settings.store_url)]  # fails early (and once) if unreachable
     spare = list(opened)

@@ -20,9 +20,12 @@ from mlverify._internal.sources.settings import AdmissionRules, SourceSettings
 
 def require_under(path: Path, roots: Sequence[Path]) -> None:
     """Refuse ``path`` unless it lies (symlinks resolved) inside one of ``roots``."""
-    real = path.resolve()
-    if not any(real == r.resolve() or r.resolve() in real.parents for r in roots):
-        raise UsageError(f"{path}: not under a configured model root; refusing to read it")
+    real = os.path.realpath(path)
+    for r in roots:
+        top = os.path.realpath(r)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            return
+    raise UsageError(f"{path}: not under a configured model root; refusing to read it")
 
 
 @dataclass(frozen=True)

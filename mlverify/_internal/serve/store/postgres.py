@@ -19,6 +19,11 @@ def open_postgres(url: str) -> SqlStore:
     def connect() -> Any:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
+    def relaxed() -> Any:
+        return psycopg.connect(
+            url, autocommit=True, connect_timeout=10, options="-c synchronous_commit=off"
+        )
+
     lock = ("SELECT pg_advisory_lock(4242014)", "SELECT pg_advisory_unlock(4242014)")
     return SqlStore(
         url,
@@ -26,5 +31,5 @@ def open_postgres(url: str) -> SqlStore:
         (psycopg.Error,),
         "%s",
         schema_lock=lock,
-        relaxed="SET LOCAL synchronous_commit TO OFF",
+        relaxed=relaxed,
     )

@@ -26,10 +26,11 @@ class SqlStore:
     ``connect`` opens a connection in autocommit mode; ``errors`` are the driver's
     exception classes, turned into :class:`StoreError` (an operational error). A broken
     connection is reopened once per statement. ``schema_lock``: the statements that take
-    and release a lock around the schema's creation. ``relaxed``: a statement making the
-    transaction it runs in commit without waiting for the disk (PostgreSQL's
-    ``SET LOCAL synchronous_commit TO OFF``), for writes whose loss in a crash is harmless:
-    a later durable commit makes them durable too (the log is written in order).
+    and release a lock around the schema's creation. ``relaxed``: opens a second connection
+    whose commits do not wait for the disk (PostgreSQL's ``synchronous_commit`` off for the
+    session), for writes whose loss in a crash is harmless: a later durable commit on
+    either connection makes them durable too (the server's log is written in order). One
+    statement each, not four (BEGIN, SET LOCAL, the statement, COMMIT).
     """
 
     def __init__(
@@ -39,15 +40,17 @@ class SqlStore:
         errors: tuple[type[BaseException], ...],
         marker: str,
         schema_lock: tuple[str, str] | None = None,
-        relaxed: str | None = None,
+        relaxed: Callable[[], Any] | None = None,
     ) -> None:
         self.url = redacted(url)
         self._connect = connect
         self._errors = errors
         self._m = marker
-        self._relaxed = relaxed
-        self._lock = threading.Lock()
-        self._conn: Any = None
+        # [durable, relaxed]: a connection and its lock each (the relaxed one opened by
+        # ``relaxed``, else the durable one is used for both)
+        self._connects = [connect, relaxed or connect]
+        self._locks = [threading.Lock(), threading.Lock()]
+        self._conns: list[Any] = [None, None]
         # processes starting together race on CREATE ... IF NOT EXISTS in PostgreSQL
         # (a unique violation in its catalog): the schema is made under a lock there
         if schema_lock is not None:
@@ -63,29 +66,23 @@ class SqlStore:
         self, sql: str, args: tuple[Any, ...] = (), fetch: str = "", *, relaxed: bool = False
     ) -> Any:
         """Execute one statement; ``fetch``: "" (nothing), "one" or "all". A broken
-        connection is reopened and the statement run again, once. ``relaxed``: in a
-        transaction with the store's relaxed statement (if it has one)."""
-        with self._lock:
+        connection is reopened and the statement run again, once. ``relaxed``: on the
+        connection whose commits do not wait for the disk (if the store has one)."""
+        which = 1 if relaxed and self._connects[1] is not self._connects[0] else 0
+        with self._locks[which]:
             for attempt in (0, 1):
                 try:
-                    if self._conn is None:
-                        self._conn = self._connect()
-                    cur = self._conn.cursor()
-                    wrapped = relaxed and self._relaxed is not None
+                    if self._conns[which] is None:
+                        self._conns[which] = self._connects[which]()
+                    cur = self._conns[which].cursor()
                     try:
-                        if wrapped:
-                            cur.execute("BEGIN")
-                            cur.execute(self._relaxed)
                         cur.execute(sql.replace("?", self._m), args)
                         out = cur.fetchone() if fetch == "one" else None
-                        out = cur.fetchall() if fetch == "all" else out
-                        if wrapped:
-                            cur.execute("COMMIT")
-                        return out
+                        return cur.fetchall() if fetch == "all" else out
                     finally:
                         cur.close()
                 except self._errors as e:
-                    self._drop()
+                    self._drop(which)
                     if attempt == 1 or not _is_disconnect(e):
                         first = str(e).strip().splitlines()[0] if str(e).strip() else "error"
                         raise StoreError(
@@ -94,11 +91,11 @@ class SqlStore:
                         ) from None
         raise AssertionError("unreachable")
 
-    def _drop(self) -> None:
-        if self._conn is not None:
+    def _drop(self, which: int) -> None:
+        if self._conns[which] is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
-                self._conn.close()
-            self._conn = None
+                self._conns[which].close()
+            self._conns[which] = None
 
     def get(self, key: str) -> StoredVerdict | None:
         row = self._run(f"SELECT {_COLUMNS} FROM mlverify_verdicts WHERE key = ?", (key,), "one")
@@ -193,8 +190,9 @@ class SqlStore:
         )
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        for which in (0, 1):
+            with self._locks[which]:
+                self._drop(which)
 
 
 def _is_disconnect(e: BaseException) -> bool:
