@@ -43,10 +43,11 @@ def _consumer_class() -> type[Any]:
     """Dramatiq's Redis consumer, with two changes (made once, on first use: Dramatiq is
     imported lazily):
 
-    - while its prefetch is full (the worker threads hold what it fetched), it waits for
-      an ack (or ``FULL_WAIT``) and looks again at once: Dramatiq's own consumer sleeps a
-      back-off there that grows to the worker timeout, leaving a worker that finishes
-      small jobs in milliseconds idle most of the time;
+    - while more than half its prefetch is outstanding (the worker threads hold or wait
+      for what it fetched), it waits for an ack (or ``FULL_WAIT``) and looks again at
+      once: Dramatiq's own consumer sleeps a back-off there that grows to the worker
+      timeout, leaving a worker that finishes small jobs in milliseconds idle most of the
+      time; and it fetches half a prefetch at a time, not one message per ack;
     - it tracks what it handed to the worker threads until acked (the broker's
       :meth:`~Broker.reclaim` requeues what the process fetched but no longer holds), and
       requeues what it fetched but never handed on when it is closed (Dramatiq drops that
@@ -62,7 +63,9 @@ def _consumer_class() -> type[Any]:
             self._freed = threading.Event()
 
         def __next__(self) -> Any:
-            if not self.message_cache and self.outstanding_message_count >= self.prefetch:
+            # fetch only once half the prefetch is free: one fetch (a round trip and a
+            # script run) brings several messages, not one per ack
+            if not self.message_cache and self.outstanding_message_count > self.prefetch // 2:
                 self._freed.wait(FULL_WAIT)
                 self._freed.clear()
                 return None

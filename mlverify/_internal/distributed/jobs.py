@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import re
@@ -71,7 +72,7 @@ class Job:
     quarantine: str = "none"  #: registry pushes: what to do with a denied model
     enqueued_at: float = 0.0
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         return Config(self.policy, self.trust, self.version).key(self.ref, self.digest)
 

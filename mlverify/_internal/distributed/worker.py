@@ -31,6 +31,8 @@ log = logging.getLogger("mlverify._internal.distributed")
 SETTINGS_ENV = "MLVERIFY_WORKER_SETTINGS"
 #: jobs one worker process judges at once (see the module's docstring)
 THREADS = 2
+#: messages fetched ahead per thread (Dramatiq's default: 2)
+PREFETCH = 4
 #: seconds between two looks for messages this process fetched but does not hold
 RECLAIM_EVERY = 2.0
 
@@ -233,6 +235,9 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
         worker_threads=THREADS,
         worker_timeout=200,
     )
+    # messages held per process: PREFETCH per thread, fetched half at a time (broker.py);
+    # few, so that a worker does not sit on jobs an idle one could take
+    worker.queue_prefetch = THREADS * PREFETCH
     worker.start()
     log.info("worker process ready", extra={"pid": os.getpid(), "queues": list(settings.queues)})
     # Heartbeats while a long job runs (Dramatiq's consumer stops fetching, and so stops
