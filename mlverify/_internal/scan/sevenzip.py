@@ -11,7 +11,9 @@ failure are still scanned.
 from __future__ import annotations
 
 import io
+import os
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED
@@ -68,12 +70,16 @@ class _Spool:
         self.current: object = None
 
 
-def _factory(spool: _Spool) -> Any:
+def _factory(spool: _Spool, base: str) -> Any:
+    """Writers into ``spool``; py7zr names each member's output path under ``base`` (an
+    empty directory: its checks of names then depend on the names only, not on what
+    the current directory holds), and the member is named relative to it."""
     from py7zr.io import Py7zIO, WriterFactory
 
     class Writer(Py7zIO):
         def __init__(self, name: str) -> None:
             self.index = len(spool.members)
+            name = os.path.relpath(name, base) if os.path.isabs(name) else name
             spool.members.append((name, spool.file.tell(), 0))
             spool.current = self
 
@@ -146,6 +152,7 @@ def scan_7z(src: Source, ctx: ScanContext, depth: int) -> None:
     budget = budget_of(ctx, fsrc, ctx.limits)
     spool = _Spool(budget)
     prefix = label + "!" if label else ""
+    listed: list[tuple[str, bool]] = []
     try:
         window: Any = _Window(fsrc)
         left = max(budget.max_bytes - budget.inflated, 0)
@@ -159,10 +166,12 @@ def scan_7z(src: Source, ctx: ScanContext, depth: int) -> None:
                 return
             for _ in infos:
                 budget.member()
+            listed = [(f.filename, bool(f.is_symlink)) for f in z.files if not f.is_directory]
             if z.needs_password():
                 unsupported("encrypted (needs a password): its members were not scanned")
                 return
-            z.extractall(factory=_factory(spool))
+            with tempfile.TemporaryDirectory(prefix="mlverify-7z-") as base:
+                z.extractall(path=Path(base), factory=_factory(spool, base))
     except LimitExceeded as e:
         ctx.add(RESOURCE_LIMIT, label, None, "7z", f"{e}; the rest was not scanned")
     except x7.DecompressionBombError as e:
@@ -174,8 +183,34 @@ def scan_7z(src: Source, ctx: ScanContext, depth: int) -> None:
     except Exception as e:  # py7zr on hostile input: Bad7zFile, CrcError, struct/index errors
         unsupported(f"cannot be read ({type(e).__name__}: {str(e)[:120]}); not fully scanned")
     try:
+        _report_escapes(ctx, prefix, listed, spool)
         for name, off, n in spool.members:
             member = FileSource(spool.file, off, n, prefix + name)  # type: ignore[arg-type]
             ctx.scan(member, depth + 1)
     finally:
         spool.file.close()
+
+
+#: the longest symlink target read back from a member's data
+MAX_TARGET = 4096
+
+
+def _report_escapes(
+    ctx: ScanContext, prefix: str, listed: list[tuple[str, bool]], spool: _Spool
+) -> None:
+    """Names and symlinks that escape the extraction directory, judged as for zip and
+    tar (``archivepath``): 7-Zip and p7zip extract what py7zr refuses. A symlink's
+    target is its member's data (None when it was not extracted: it may point anywhere)."""
+    from mlverify._internal.scan.archivepath import Member, report_escapes
+
+    data = {name: (off, n) for name, off, n in spool.members}
+    members = []
+    for name, link in listed:
+        target = None
+        if link and name.lstrip("/") in data:
+            off, n = data[name.lstrip("/")]
+            if n <= MAX_TARGET:
+                spool.file.seek(off)
+                target = spool.file.read(n).decode("utf-8", "replace")
+        members.append(Member(name, None, "symlink" if link else "", target))
+    report_escapes(ctx, prefix, members, "7z")
