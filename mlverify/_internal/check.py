@@ -1,10 +1,10 @@
 """`mlverify check`: collect every piece of evidence about an artifact and decide.
 
-For each artifact: enumerate and hash once, scan the same files, verify every
-signature and attestation found (against each governing policy's trusted
-signers), build the evidence document, evaluate, decide. A file that changes
-between hashing and the end of the scan makes the check fail (no
-time-of-check / time-of-use gap is papered over).
+For each artifact: walk once, scan every file and hash it from the bytes scanned (one
+read; large files are hashed apart, on threads), verify every signature and attestation
+found (against each governing policy's trusted signers), build the evidence document,
+evaluate, decide. A file that changes between its first read and the end of the check
+makes the check fail (no time-of-check / time-of-use gap is papered over).
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ from mlverify._internal.evidence import (
     listing_digest,
 )
 from mlverify._internal.manifest.build import hash_files, manifest_of_digests
-from mlverify._internal.manifest.hashing import DIGEST_SIZES, HashJob, hash_whole_files
+from mlverify._internal.manifest.hashing import (
+    DIGEST_SIZES,
+    DigestStore,
+    HashJob,
+    hash_whole_files,
+)
 from mlverify._internal.manifest.manifest import Manifest, Serialization
 from mlverify._internal.policy.engine import (
     Decision,
@@ -245,6 +250,39 @@ def _scan_order(tree: ModelTree) -> tuple[list[ModelFile], array[int] | None]:
             scanned.append(left[j])
             j += 1
     return scanned, at
+
+
+class _Hashing:
+    """The manifest of a tree made with its scan: a file the scan reads whole is hashed by
+    the scan, from the very bytes scanned (one read: what is judged is what is signed);
+    the files larger than ``whole_max`` are scanned from the file and hashed on threads
+    (hashlib releases the GIL), started here so that they are hashed while the scan runs.
+    For those, their status before either read (``before``) and after both ties the two
+    reads together. A file that is neither (scanned from the file though small: it
+    changed size, or the general detection path of the tests) is hashed once the scan is
+    done, and is tied to its scan by its status in the same way."""
+
+    def __init__(
+        self,
+        tree: ModelTree,
+        serialization: Serialization,
+        cache: DigestStore | None,
+        whole_max: int,
+    ) -> None:
+        self.tree = tree
+        self.serialization = serialization
+        #: indices (in ``tree.files``) of the files hashed on threads
+        self.large = [j for j, f in enumerate(tree.files) if f.size > whole_max]
+        #: their stat keys, taken before they are read
+        self.before = _stat_keys([tree.files[j].location for j in self.large])
+        files = [(tree.files[j].name, tree.files[j]) for j in self.large]
+        self._call = BackgroundCall(hash_files, files, serialization, cache) if files else None
+
+    def manifest(self, scan: ScanResults, at: array[int] | None) -> Manifest:
+        """The manifest, once ``scan`` (of the files in :func:`_scan_order`, ``at``) is done."""
+        large_digests = self._call.result().digests if self._call is not None else b""
+        digests = _file_digests(self.tree, scan, at, self.large, large_digests)
+        return manifest_of_digests(self.tree, self.serialization, digests)
 
 
 def _file_digests(
@@ -736,18 +774,8 @@ def check_artifact(
 
         cache = DigestCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
-    # A file the scan reads whole is hashed by the scan, from the very bytes scanned (one
-    # read: what is judged is what is signed). Larger files are scanned from the file and
-    # hashed on threads (hashlib releases the GIL) while the scan runs: for them, their
-    # status before either read and after both ties the two reads together.
-    large = [j for j, f in enumerate(tree.files) if f.size > WHOLE_MAX]
-    large_before = _stat_keys([tree.files[j].location for j in large])
-    hashing = (
-        BackgroundCall(hash_files, [(f.name, f) for f in map(tree.files.__getitem__, large)],
-                       serialization, cache)
-        if large
-        else None
-    )  # fmt: skip
+    # one read of each small file (the scan hashes it), large files hashed meanwhile
+    hashing = _Hashing(tree, serialization, cache, WHOLE_MAX)
 
     # Each policy's own allowlist judges its findings: one scan when every policy allows
     # the same globals; else a scan with none, and each governing policy's allowlist
@@ -774,14 +802,11 @@ def check_artifact(
     scans = {shared: scan}
     for allow in sorted(governing_sets - {shared}, key=sorted):
         scans[allow] = _scan_again(scan, allow, locations, names, sizes)
-    large_digests = hashing.result().digests if hashing is not None else b""
-    manifest = manifest_of_digests(
-        tree, serialization, _file_digests(tree, scan, at, large, large_digests)
-    )
+    manifest = hashing.manifest(scan, at)
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
-    _unchanged(path, locations, sizes, scan, at, large, large_before)
+    _unchanged(path, locations, sizes, scan, at, hashing.large, hashing.before)
     # each file's status and digest are checked and in the manifest: not kept from here
     for allow, sc in scans.items():
         scans[allow] = dataclasses.replace(sc, keys=array("q"), digests=b"", hashed=b"")
