@@ -195,12 +195,18 @@ class _KnownDigests:
         digests = self._rl.digests
         out = bytearray(32 * len(locations))
         missing = []
+        names, prefix, cut = self._names, self._prefix, len(self._prefix)
+        i = 0  # the locations usually are the walk's files, in order: the next one is next
         for k, location in enumerate(locations):
-            i = self._find(location)
-            if i is None:
+            if i < len(names) and location[cut:] == names[i] and location.startswith(prefix):
+                found: int | None = i
+            else:
+                found = self._find(location)
+            if found is None:
                 missing.append(k)
             else:
-                out[32 * k : 32 * k + 32] = digests[32 * i : 32 * i + 32]
+                out[32 * k : 32 * k + 32] = digests[32 * found : 32 * found + 32]
+                i = found + 1
         return out, missing
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
@@ -379,7 +385,9 @@ def _replay(tree: ModelTree, hashed: list[str]) -> Callable[[], ModelTree] | Non
     root, ignore_paths = tree.root, tree.ignore_paths
 
     def walked() -> ModelTree:
-        files = tuple(map(ModelFile, hashed, [prefix + n for n in hashed], sizes))
+        # the walk's own values (a name, its location as a string, a size): as made there
+        locations = [prefix + n for n in hashed]
+        files = tuple(map(ModelFile._make, zip(hashed, locations, sizes, strict=True)))
         return ModelTree(root, False, files, ignore_paths, False)
 
     return walked
@@ -837,14 +845,16 @@ def check_artifact(
 
     judged = {allow: _judged(sc, names, single) for allow, sc in scans.items()}
 
+    # plain data named like model content is listed too (found once: a million names)
+    named_like_models = [i for i, name in enumerate(names) if is_model_content(name, "data")]
+
     def listed(allow: frozenset[str], unsigned: Sequence[str]) -> dict[str, str]:
         """Every scanned file's status but plain data's (counted in ``counts`` only)."""
         codes = scans[allow].codes
-        out = {
-            name: STATUSES[code].value
-            for name, code in zip(names, codes, strict=True)
-            if code or is_model_content(name, "data")
-        }
+        shown_at = named_like_models
+        if codes.count(0) != len(codes):
+            shown_at = sorted({*named_like_models, *(i for i, c in enumerate(codes) if c)})
+        out = {names[i]: STATUSES[codes[i]].value for i in shown_at}
         for name in unsigned:
             out.setdefault(name, STATUSES[codes[bisect_left(names, name)]].value)
         return out
