@@ -815,6 +815,7 @@ def check_artifact(
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
     _unchanged(path, locations, sizes, scan, at, hashing.large, hashing.before)
+    del hashing  # (it holds the walk)
     # each file's status and digest are checked and in the manifest: not kept from here
     for allow, sc in scans.items():
         scans[allow] = dataclasses.replace(sc, keys=array("q"), digests=b"", hashed=b"")
