@@ -261,3 +261,26 @@ def test_the_signature_is_verified_on_the_checks_walk(
         "changed: s-003.txt" in sig_ev["reason"]
         and "extra (unsigned): added.txt" in sig_ev["reason"]
     )
+
+
+def test_a_small_files_digest_is_never_taken_from_the_cache(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    small = model / "small.txt"
+    small.write_bytes(b"the bytes scanned\n")
+    (model / "large.bin").write_bytes(b"\1" * BIG)
+    tree = walk_model(model)
+    cache = DigestCache(tmp_path / "c.sqlite3")
+    st = small.stat()
+    # a stale (or planted) entry under the small file's very identity
+    cache._db.execute(
+        "INSERT INTO digests VALUES (?,?,?,?,?,?,?,?,?)",
+        (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, "sha256", 0, -1,
+         "00" * 32),
+    )  # fmt: skip
+    cache._db.commit()
+    got = _check_manifest(tree, cache, 1)
+    assert got == build_manifest(tree, Serialization(ignore_paths=tree.ignore_paths), None)
+    # the same entry is what a manifest from the cache alone would take
+    poisoned = build_manifest(tree, Serialization(ignore_paths=tree.ignore_paths), cache)
+    assert poisoned.resources[1].digest == "00" * 32
