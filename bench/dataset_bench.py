@@ -61,8 +61,9 @@ def mlverify(*args: object) -> list[str]:
 
 
 #: the scan ``check`` runs, alone: every file of the tree, by worker processes when
-#: ``check`` would use them (the walk here is a plain ``os.walk``); beside ``check`` and
-#: ``hash`` it shows where ``check``'s time goes
+#: ``check`` would use them (the walk here is a plain ``os.walk``), each small file hashed
+#: from the bytes scanned as in ``check``; beside ``check`` it shows what the main
+#: process adds (the walk, the signature's parse and verification, the ``stat`` pass)
 SCAN_STAGE = """
 import os, sys
 from mlverify._internal.scan.model import Limits

@@ -1,10 +1,10 @@
 """`mlverify check`: collect every piece of evidence about an artifact and decide.
 
-For each artifact: enumerate and hash once, scan the same files, verify every
-signature and attestation found (against each governing policy's trusted
-signers), build the evidence document, evaluate, decide. A file that changes
-between hashing and the end of the scan makes the check fail (no
-time-of-check / time-of-use gap is papered over).
+For each artifact: walk once, scan every file and hash it from the bytes scanned (one
+read; large files are hashed apart, on threads), verify every signature and attestation
+found (against each governing policy's trusted signers), build the evidence document,
+evaluate, decide. A file that changes between its first read and the end of the check
+makes the check fail (no time-of-check / time-of-use gap is papered over).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import pairwise, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlverify._internal.artifact import (
+    ModelFile,
     ModelTree,
     has_signature_name,
     parses_as_signature,
@@ -45,8 +46,13 @@ from mlverify._internal.evidence import (
     SignatureEvidence,
     listing_digest,
 )
-from mlverify._internal.manifest.build import build_manifest
-from mlverify._internal.manifest.hashing import DIGEST_SIZES, HashJob
+from mlverify._internal.manifest.build import hash_files, manifest_of_digests
+from mlverify._internal.manifest.hashing import (
+    DIGEST_SIZES,
+    DigestStore,
+    HashJob,
+    hash_whole_files,
+)
 from mlverify._internal.manifest.manifest import Manifest, Serialization
 from mlverify._internal.policy.engine import (
     Decision,
@@ -189,12 +195,18 @@ class _KnownDigests:
         digests = self._rl.digests
         out = bytearray(32 * len(locations))
         missing = []
+        names, prefix, cut = self._names, self._prefix, len(self._prefix)
+        i = 0  # the locations usually are the walk's files, in order: the next one is next
         for k, location in enumerate(locations):
-            i = self._find(location)
-            if i is None:
+            if i < len(names) and location[cut:] == names[i] and location.startswith(prefix):
+                found: int | None = i
+            else:
+                found = self._find(location)
+            if found is None:
                 missing.append(k)
             else:
-                out[32 * k : 32 * k + 32] = digests[32 * i : 32 * i + 32]
+                out[32 * k : 32 * k + 32] = digests[32 * found : 32 * found + 32]
+                i = found + 1
         return out, missing
 
     def lookup_for(self, hash_type: str) -> Callable[[HashJob], str | None]:
@@ -211,17 +223,175 @@ class _KnownDigests:
 
 
 def _stat_keys(locations: Sequence[str]) -> array[int]:
-    """Device, inode, size, mtime and ctime of each file, five numbers per file (a file
-    that is gone is all -1)."""
+    """The :func:`~mlverify._internal.scan.workers.stat_key` of each file, concatenated (a
+    file that is gone is all -1)."""
+    from mlverify._internal.scan.workers import KEY_FIELDS, stat_key
+
     out = array("q")
+    gone = (-1,) * KEY_FIELDS
+    stat, extend = os.stat, out.extend
     for loc in locations:
         try:
-            st = os.stat(loc)
+            extend(stat_key(stat(loc)))
         except OSError:
-            out.extend((-1, -1, -1, -1, -1))
-            continue
-        out.extend((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            extend(gone)
     return out
+
+
+def _scan_order(tree: ModelTree) -> tuple[list[ModelFile], array[int] | None]:
+    """Every regular file of ``tree`` (hashed or left out) in name order, and where each
+    hashed file is in it (None: the files are all hashed, in the same order)."""
+    if not tree.left_out:
+        return list(tree.files), None
+    scanned: list[ModelFile] = []
+    at = array("q")
+    files, left = tree.files, tree.left_out
+    i = j = 0
+    while i < len(files) or j < len(left):
+        if j == len(left) or (i < len(files) and files[i].name < left[j].name):
+            at.append(len(scanned))
+            scanned.append(files[i])
+            i += 1
+        else:
+            scanned.append(left[j])
+            j += 1
+    return scanned, at
+
+
+class _Hashing:
+    """The manifest of a tree made with its scan: a file the scan reads whole is hashed by
+    the scan, from the very bytes scanned (one read: what is judged is what is signed);
+    the files larger than ``whole_max`` are scanned from the file and hashed on threads
+    (hashlib releases the GIL), started here so that they are hashed while the scan runs.
+    For those, their status before either read (``before``) and after both ties the two
+    reads together. A file that is neither (scanned from the file though small: it
+    changed size, or the general detection path of the tests) is hashed once the scan is
+    done, and is tied to its scan by its status in the same way."""
+
+    def __init__(
+        self,
+        tree: ModelTree,
+        serialization: Serialization,
+        cache: DigestStore | None,
+        whole_max: int,
+    ) -> None:
+        self.tree = tree
+        self.serialization = serialization
+        #: indices (in ``tree.files``) of the files hashed on threads
+        self.large = [j for j, f in enumerate(tree.files) if f.size > whole_max]
+        #: their stat keys, taken before they are read
+        self.before = _stat_keys([tree.files[j].location for j in self.large])
+        files = [(tree.files[j].name, tree.files[j]) for j in self.large]
+        self._call = BackgroundCall(hash_files, files, serialization, cache) if files else None
+
+    def manifest(self, scan: ScanResults, at: array[int] | None) -> Manifest:
+        """The manifest, once ``scan`` (of the files in :func:`_scan_order`, ``at``) is done."""
+        large_digests = self._call.result().digests if self._call is not None else b""
+        digests = _file_digests(self.tree, scan, at, self.large, large_digests)
+        return manifest_of_digests(self.tree, self.serialization, digests)
+
+
+def _file_digests(
+    tree: ModelTree,
+    scan: ScanResults,
+    at: array[int] | None,
+    large: Sequence[int],
+    large_digests: bytes,
+) -> bytes:
+    """The SHA-256 of each of ``tree.files``, in order, concatenated: of the bytes its scan
+    read (``at``: its index in the scan), or, for the ``large`` ones, hashed on threads
+    (``large_digests``, in that order); a file that is neither (scanned from the file, not
+    read whole: it changed size, or the general detection path of the tests) is hashed
+    here, and like a large file it is tied to its scan by its status only."""
+    w = 32
+    if at is None:
+        out = bytearray(scan.digests)
+        have = bytearray(scan.hashed)
+    else:
+        out = bytearray(w * len(tree.files))
+        have = bytearray(len(tree.files))
+        sd, sh = scan.digests, scan.hashed
+        for j, i in enumerate(at):
+            out[w * j : w * j + w] = sd[w * i : w * i + w]
+            have[j] = sh[i]
+    for k, j in enumerate(large):
+        out[w * j : w * j + w] = large_digests[w * k : w * k + w]
+        have[j] = 1
+    if have.count(0):
+        missing = [j for j in range(len(tree.files)) if not have[j]]
+        found = hash_whole_files(
+            [tree.files[j].location for j in missing],
+            [tree.files[j].size for j in missing],
+            "sha256",
+        )
+        for k, j in enumerate(missing):
+            out[w * j : w * j + w] = found[w * k : w * k + w]
+    return bytes(out)
+
+
+def _unchanged(
+    path: Path,
+    locations: Sequence[str],
+    sizes: array[int],
+    scan: ScanResults,
+    at: array[int] | None,
+    large: Sequence[int],
+    large_before: array[int],
+) -> None:
+    """Refuse a check during which a file changed: each file's status now is the one it
+    had when its scan opened it, with the size the walk saw; a large file's (hashed
+    apart from its scan) is also the one it had before either read."""
+    from mlverify._internal.scan.workers import KEY_FIELDS as k
+
+    after = _stat_keys(locations)
+    keys = scan.keys
+    same = after == keys and keys[2::k] == sizes
+    if same:
+        for n, j in enumerate(large):
+            i = j if at is None else at[j]
+            if large_before[k * n : k * n + k] != after[k * i : k * i + k]:
+                same = False
+                break
+    if same:
+        return
+    before_large = {
+        (j if at is None else at[j]): large_before[k * n : k * n + k] for n, j in enumerate(large)
+    }
+    changed = [
+        locations[i]
+        for i in range(len(locations))
+        if keys[k * i : k * i + k] != after[k * i : k * i + k]
+        or keys[k * i + 2] != sizes[i]
+        or before_large.get(i, after[k * i : k * i + k]) != after[k * i : k * i + k]
+    ]
+    more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+    raise InputError(
+        f"{path}: files changed while being checked "
+        f"({', '.join(map(shown, changed[:10]))}{more}); "
+        "check again once nothing writes to the model"
+    )
+
+
+def _replay(tree: ModelTree, hashed: list[str]) -> Callable[[], ModelTree] | None:
+    """The walk ``tree`` made again from its names and sizes, without its files' objects
+    in between (a signature's manifest is parsed first); None when that cannot be (a
+    single file, a location that is not the root and the name)."""
+    if tree.is_single_file:
+        return None
+    prefix = os.fspath(tree.root) + os.sep
+    if not all(f.location == prefix + f.name for f in tree.files):
+        return None
+    sizes = array("q", (f.size for f in tree.files))
+    root, ignore_paths = tree.root, tree.ignore_paths
+
+    def walked() -> ModelTree:
+        # the walk's own values (a name, its location as a string, a size), as it made
+        # them: ModelFile's fields made directly (no Python call per file)
+        fields = zip(hashed, [prefix + n for n in hashed], sizes, strict=True)
+        files = tuple(map(tuple.__new__, repeat(ModelFile), fields))
+        return ModelTree(root, False, files, ignore_paths, False)
+
+    return walked
 
 
 def signature_candidates(artifact: Path) -> list[Path]:
@@ -327,10 +497,12 @@ def _signature_evidence(
     today: dt.date,
     names: Sequence[str],
     hashed: Sequence[str],
+    walked: Callable[[], ModelTree] | None,
 ) -> tuple[list[SignatureEvidence], set[str] | None]:
     """The evidence of each signature file, and which of ``names`` (every file scanned,
     sorted) some verified signature does not cover (None when none verified); ``hashed``
-    is the sorted names of the files hashed."""
+    is the sorted names of the files hashed; ``walked``: the check's walk, when it left
+    out the one signature file alone (then the verification narrows it, not walk again)."""
     sets = trust_sets(policy, today)
     out = []
     uncovered: set[str] | None = None
@@ -353,7 +525,9 @@ def _signature_evidence(
                 str(p), method, "an unverified signer", bundle.envelope.payload
             )
             try:
-                diff = verify_model(artifact, unverified, signature_path=p, cache=known).diff
+                diff = verify_model(
+                    artifact, unverified, signature_path=p, cache=known, walked=walked
+                ).diff
             except MlverifyError as e:
                 out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
                 continue
@@ -382,7 +556,7 @@ def _signature_evidence(
             continue
         try:
             for s, owner in verify_with(bundle, sets):
-                result = verify_model(artifact, s, signature_path=p, cache=known)
+                result = verify_model(artifact, s, signature_path=p, cache=known, walked=walked)
                 if result.diff.ok:
                     missed = _not_in(names, hashed, result.manifest.compact.paths)
                     uncovered = missed if uncovered is None else uncovered | missed
@@ -516,7 +690,7 @@ def _scan_again(
     """``scan`` as it would be with the project allowlist ``allow``: the files with
     findings scanned again with it (the others named nothing an allowlist changes)."""
     from mlverify._internal.scan.model import Limits
-    from mlverify._internal.scan.workers import ScanResults, scan_many
+    from mlverify._internal.scan.workers import scan_many
 
     again = sorted(scan.findings)
     if not allow or not again:
@@ -530,11 +704,16 @@ def _scan_again(
     codes = bytearray(scan.codes)
     findings = dict(scan.findings)
     for j, i in enumerate(again):
+        if sub.key(j) != scan.key(i) or sub.digest(j) != scan.digest(i):
+            raise InputError(
+                f"{shown(names[i])}: the file changed while being checked (it was scanned "
+                "twice and read differently); check again once nothing writes to the model"
+            )
         codes[i] = sub.codes[j]
         findings.pop(i)
         if j in sub.findings:
             findings[i] = sub.findings[j]
-    return ScanResults(bytes(codes), scan.formats, findings)
+    return dataclasses.replace(scan, codes=bytes(codes), findings=findings)
 
 
 def _judged(
@@ -578,6 +757,7 @@ def check_artifact(
     needs them; by default the evidence counts them and digests the listing).
     """
     reference = subject.reference if subject is not None else str(path)
+    from mlverify._internal.scan.engine import WHOLE_MAX
     from mlverify._internal.scan.model import Limits
     from mlverify._internal.scan.workers import STATUSES, scan_many
 
@@ -591,10 +771,10 @@ def check_artifact(
     # Every regular file is scanned, hashed or not (git metadata, files under
     # signature names): a loader can be pointed at any of them. Signature and
     # attestation documents are evidence, not content: their formats do not count.
-    scanned = sorted([*tree.files, *tree.left_out], key=lambda f: f.name)
+    scanned, at = _scan_order(tree)
     locations = [f.location for f in scanned]
     names = [f.name for f in scanned]
-    before = _stat_keys(locations)
+    sizes = array("q", (f.size for f in scanned))
     # Evidence may be cached (digests of unchanged files, opt-in), decisions never:
     # matching and evaluation run every time, on this reference, names and environment.
     cache = None
@@ -603,9 +783,8 @@ def check_artifact(
 
         cache = DigestCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
-    # Hash in the background (hashlib releases the GIL; small files go to worker
-    # processes) while the files are scanned (by worker processes when many).
-    hashing = BackgroundCall(build_manifest, tree, serialization, cache)
+    # one read of each small file (the scan hashes it), large files hashed meanwhile
+    hashing = _Hashing(tree, serialization, cache, WHOLE_MAX)
 
     # Each policy's own allowlist judges its findings: one scan when every policy allows
     # the same globals; else a scan with none, and each governing policy's allowlist
@@ -620,7 +799,6 @@ def check_artifact(
         if f.path.resolve() in given
         or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
     }
-    sizes = array("q", (f.size for f in scanned))
     scan = scan_many(locations, names, sizes, Limits(extra_allow=shared), progress=progress)
     formats: list[str] = []
     for i in sorted(scan.formats):
@@ -633,23 +811,16 @@ def check_artifact(
     scans = {shared: scan}
     for allow in sorted(governing_sets - {shared}, key=sorted):
         scans[allow] = _scan_again(scan, allow, locations, names, sizes)
-    manifest = hashing.result()
+    manifest = hashing.manifest(scan, at)
     digests = {manifest.root_digest}
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
-    after = _stat_keys(locations)
-    if after != before:
-        changed = [
-            locations[i]
-            for i in range(len(locations))
-            if before[5 * i : 5 * i + 5] != after[5 * i : 5 * i + 5]
-        ]
-        more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
-        raise InputError(
-            f"{path}: files changed while being checked "
-            f"({', '.join(map(shown, changed[:10]))}{more}); "
-            "check again once nothing writes to the model"
-        )
+    _unchanged(path, locations, sizes, scan, at, hashing.large, hashing.before)
+    del hashing  # (it holds the walk)
+    # each file's status and digest are checked and in the manifest: not kept from here
+    for allow, sc in scans.items():
+        scans[allow] = dataclasses.replace(sc, keys=array("q"), digests=b"", hashed=b"")
+    del scan
 
     rl = manifest.compact
     single = tree.is_single_file
@@ -676,14 +847,16 @@ def check_artifact(
 
     judged = {allow: _judged(sc, names, single) for allow, sc in scans.items()}
 
+    # plain data named like model content is listed too (found once: a million names)
+    named_like_models = [i for i, name in enumerate(names) if is_model_content(name, "data")]
+
     def listed(allow: frozenset[str], unsigned: Sequence[str]) -> dict[str, str]:
         """Every scanned file's status but plain data's (counted in ``counts`` only)."""
         codes = scans[allow].codes
-        out = {
-            name: STATUSES[code].value
-            for name, code in zip(names, codes, strict=True)
-            if code or is_model_content(name, "data")
-        }
+        shown_at = named_like_models
+        if codes.count(0) != len(codes):
+            shown_at = sorted({*named_like_models, *(i for i, c in enumerate(codes) if c)})
+        out = {names[i]: STATUSES[codes[i]].value for i in shown_at}
         for name in unsigned:
             out.setdefault(name, STATUSES[codes[bisect_left(names, name)]].value)
         return out
@@ -702,9 +875,10 @@ def check_artifact(
     )
     governing = [p for p in policies if matches(p, base)]
     known = _KnownDigests(tree, manifest)
+    walked = _replay(tree, hashed) if len(sig_paths) == 1 else None
     # what is kept of the walk from here on: names (sorted) and sizes of the files
-    # scanned; the rest is returned before signatures are read
-    del tree, scanned, locations, before, after
+    # scanned and hashed; the rest is returned before signatures are read
+    del tree, scanned, locations
     if not governing:
         return CheckResult(reference, tuple(decide(policies, base, today)), base.to_json())
     decisions: list[Decision] = []
@@ -712,7 +886,9 @@ def check_artifact(
     for policy in governing:
         allow = frozenset(policy.allow_globals)
         allow = allow if allow in scans else shared
-        sigs, uncovered = _signature_evidence(path, bundles, policy, known, today, names, hashed)
+        sigs, uncovered = _signature_evidence(
+            path, bundles, policy, known, today, names, hashed, walked
+        )
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
         unsigned: tuple[str, ...] = ()
         if uncovered and not single:

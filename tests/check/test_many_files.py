@@ -79,18 +79,31 @@ def test_a_worker_that_dies_fails_the_scan(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(
-    ("entry", "count", "message"),
+    ("entry", "count", "tail", "message"),
     [
-        ("0", "n - 1", "scanner worker stopped"),  # answers for fewer files
-        ("false", "n", "malformed scan result"),  # not what scan_one writes
-        ("[9,[],[]]", "n", "malformed scan status"),
-        ('{"error":1}', "n", "malformed scan result"),
+        ("0", "n - 1", "n - 1", "scanner worker stopped"),  # answers for fewer files
+        ("0", "n", "n - 1", "scanner worker stopped"),  # a tail for fewer files
+        ("false", "n", "n", "malformed scan result"),  # not what scan_one writes
+        ("[9,[],[]]", "n", "n", "malformed scan status"),
+        ('{"error":1}', "n", "n", "malformed scan result"),
+        ("0", "n", "flag", "malformed scan reply"),  # a digest flag neither 0 nor 1
     ],
 )
 def test_a_worker_answer_that_is_not_one_result_per_file_fails_the_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str, count: str, message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: str,
+    count: str,
+    tail: str,
+    message: str,
 ) -> None:
     # a reply that leaves files out, or is not a result, never counts a file as scanned
+    per_file = 8 * workers.KEY_FIELDS + workers.DIGEST_SIZE + 1
+    tail_code = (
+        f"bytes({per_file} * n - 1) + b'\\x02'"
+        if tail == "flag"
+        else f"bytes({per_file} * ({tail}))"
+    )
     fake = (
         "import sys, struct\n"
         "rd, wr = sys.stdin.buffer, sys.stdout.buffer\n"
@@ -99,7 +112,8 @@ def test_a_worker_answer_that_is_not_one_result_per_file_fails_the_scan(
         "    if n == 0: break\n"
         "    rd.read(length)\n"
         f"    reply = b'[' + b','.join([b'{entry}'] * ({count})) + b']'\n"
-        "    wr.write(struct.pack('<I', len(reply)) + reply); wr.flush()\n"
+        f"    tail = {tail_code}\n"
+        "    wr.write(struct.pack('<II', len(reply), len(tail)) + reply + tail); wr.flush()\n"
     )
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
     monkeypatch.setattr(workers, "_BOOT", fake)
@@ -302,14 +316,14 @@ def test_a_scanner_crash_is_an_error_naming_the_file(
     from mlverify._internal.scan import engine
 
     paths = _mixed(tmp_path / "m")
-    real = engine.scan_file
+    real = engine.scan_read
 
     def crashing(path: Path, limits: Limits | None = None, display: str | None = None) -> object:
         if display == "ok.pkl":
             raise OverflowError("a scanner bug")
         return real(path, limits, display)
 
-    monkeypatch.setattr(engine, "scan_file", crashing)
+    monkeypatch.setattr(engine, "scan_read", crashing)
     monkeypatch.delenv("MLVERIFY_DEBUG", raising=False)
     with pytest.raises(InputError, match=r"ok\.pkl: the scanner failed on this file \(Overflow"):
         _scan(paths, 1)
@@ -395,7 +409,8 @@ def test_a_worker_reply_longer_than_the_bound_is_not_read(
         "import sys, struct\n"
         "n, length = struct.unpack('<II', sys.stdin.buffer.read(8))\n"
         "sys.stdin.buffer.read(length)\n"
-        "sys.stdout.buffer.write(struct.pack('<I', 0xFFFFFFF0)); sys.stdout.buffer.flush()\n"
+        "sys.stdout.buffer.write(struct.pack('<II', 0xFFFFFFF0, 73 * n))\n"
+        "sys.stdout.buffer.flush()\n"
     )
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
     monkeypatch.setattr(workers, "_BOOT", fake)

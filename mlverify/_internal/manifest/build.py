@@ -122,7 +122,21 @@ def build_manifest(
         pairs: Iterable[tuple[str, ModelFile]] = [(SINGLE_FILE_NAME, tree.files[0])]
     else:
         pairs = ((f.name, f) for f in tree.files)
-    resources = _in_resource_order(hash_files(pairs, serialization, cache))
+    return _manifest(tree, serialization, hash_files(pairs, serialization, cache))
+
+
+def manifest_of_digests(tree: ModelTree, serialization: Serialization, digests: bytes) -> Manifest:
+    """The manifest :func:`build_manifest` makes, from digests computed elsewhere: the raw
+    digests of ``tree.files``, in order, concatenated (whole files: the ``files`` method)."""
+    if serialization.method != "files":
+        raise ValueError("digests of whole files make a manifest of files only")
+    paths = [SINGLE_FILE_NAME] if tree.is_single_file else [f.name for f in tree.files]
+    width = DIGEST_SIZES[serialization.hash_type]
+    return _manifest(tree, serialization, ResourceList(paths, digests, width, None))
+
+
+def _manifest(tree: ModelTree, serialization: Serialization, rl: ResourceList) -> Manifest:
+    resources = _in_resource_order(rl)
     return Manifest(subject_name=tree.name, serialization=serialization, resources=resources)
 
 

@@ -198,6 +198,15 @@ def scan_file(
     path: Path | str, limits: Limits | None = None, display: str | None = None
 ) -> ScanReport:
     """Scan one file. Raises InputError if it cannot be opened or read."""
+    return scan_read(path, limits, display)[0]
+
+
+def scan_read(
+    path: Path | str, limits: Limits | None = None, display: str | None = None
+) -> tuple[ScanReport, os.stat_result, bytes | None]:
+    """:func:`scan_file`, with the status of the file opened (taken before it was read)
+    and, for a file read whole, the very bytes scanned (None: scanned from the file), so
+    that a caller can hash what was scanned rather than read the file again."""
     limits = limits or _DEFAULT_LIMITS
     label = display if display is not None else str(path)
     t0 = time.perf_counter()
@@ -220,6 +229,7 @@ def scan_file(
                 fd = -1
                 _scan_top(ctx, FileContent(data), size, label)
             else:  # large (or changing under us: read as before, from the file)
+                data = None
                 with open(fd, "rb", closefd=False) as f:
                     _scan_top(ctx, f, size, label)
         finally:
@@ -232,7 +242,7 @@ def scan_file(
     findings = ctx.findings
     if len(findings) > 1:
         findings.sort(key=lambda x: (-x.severity, x.member, x.offset or 0))
-    return ScanReport(
+    report = ScanReport(
         path=label,
         size=size,
         formats=tuple(ctx.formats),
@@ -241,6 +251,7 @@ def scan_file(
         seconds=time.perf_counter() - t0,
         members_scanned=ctx.members,
     )
+    return report, st, data
 
 
 def _scan_top(ctx: Context, f: BinaryIO, size: int, label: str) -> None:

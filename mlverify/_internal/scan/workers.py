@@ -6,7 +6,10 @@ tree in batches (at most :data:`BATCH` files or :data:`BATCH_BYTES` bytes per
 request) by worker processes, one per core, each an isolated interpreter (``-I``)
 that imports this very package (the parent's copy, by path) and runs
 :func:`_serve`. A request is the files' locations and display names; a reply is
-one JSON array with one compact entry per file (:func:`scan_one`). Below
+one JSON array with one compact entry per file (:func:`scan_one`), then, per file, the
+status of the file as opened for the scan (five numbers) and the SHA-256 of the bytes
+scanned when the file was read whole (:class:`ScanResults`: the manifest of ``check`` is
+made from these digests, so the bytes judged and the bytes signed are one read). Below
 :data:`PROCESS_MIN_FILES` files (or on one core) the same function runs in this
 process. Nothing here is ever unpickled: replies are JSON, made by our own worker.
 
@@ -18,14 +21,17 @@ in-process scan): a file is never counted as scanned when it was not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
 import subprocess
 import sys
 import threading
+from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -53,28 +59,51 @@ _BOOT = (
 )
 
 _U32x2 = struct.Struct("<II")
-_U32 = struct.Struct("<I")
+
+#: the status numbers kept per file (device, inode, size, mtime, ctime)
+KEY_FIELDS = 5
+#: the digest computed from the bytes scanned (the hash ``check``'s manifest uses)
+DIGEST_SIZE = 32
+#: bytes per file after a reply's JSON: its key (native int64s), its digest, a flag (1:
+#: the digest is of the file's bytes; 0: not read whole, so not hashed here)
+_TAIL = 8 * KEY_FIELDS + DIGEST_SIZE + 1
+_NO_KEY = (-1,) * KEY_FIELDS
+_NO_DIGEST = bytes(DIGEST_SIZE)
 
 
-def scan_one(location: str, name: str, limits: Limits) -> Any:
+#: What tells a file's version apart, from its ``stat``: device, inode, size, mtime and
+#: ctime (an attrgetter: no Python call per file).
+stat_key: Callable[[os.stat_result], tuple[int, int, int, int, int]] = attrgetter(
+    "st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns"
+)
+
+
+def scan_one(location: str, name: str, limits: Limits) -> tuple[Any, tuple[int, ...], bytes]:
     """One file's compact entry: ``0`` (data, no finding), ``[code, formats, findings]``
-    (findings as lists of their fields), or ``{"error": message}``."""
-    from mlverify._internal.scan.engine import scan_file
+    (findings as lists of their fields), or ``{"error": message}``; with the file's
+    :func:`stat_key` when opened and the SHA-256 of the bytes scanned (``b""`` when it was
+    scanned from the file, not read whole)."""
+    from mlverify._internal.scan import engine
 
     try:
-        report = scan_file(location, limits, display=name)
+        report, st, data = engine.scan_read(location, limits, display=name)
     except MlverifyError as e:
-        return {"error": str(e)}
+        return {"error": str(e)}, _NO_KEY, b""
     except Exception as e:  # a scanner bug: an error naming the file, never a pass
         if os.environ.get("MLVERIFY_DEBUG"):
             raise
-        return {
-            "error": f"{shown(name)}: the scanner failed on this file ({type(e).__name__}: "
-            f"{str(e)[:200]}); nothing was decided: report it with the file if you can"
-        }
+        return (
+            {
+                "error": f"{shown(name)}: the scanner failed on this file ({type(e).__name__}: "
+                f"{str(e)[:200]}); nothing was decided: report it with the file if you can"
+            },
+            _NO_KEY,
+            b"",
+        )
+    digest = b"" if data is None else hashlib.sha256(data).digest()
     if not report.formats and not report.findings:
-        return 0  # data, no finding: the entry of most files of a dataset
-    return [
+        return 0, stat_key(st), digest  # data, no finding: most files of a dataset
+    entry = [
         _CODE[report.status.value],
         list(report.formats),
         [
@@ -82,6 +111,25 @@ def scan_one(location: str, name: str, limits: Limits) -> Any:
             for f in report.findings
         ],
     ]
+    return entry, stat_key(st), digest
+
+
+def _scan_batch(
+    locations: Sequence[str], names: Sequence[str], limits: Limits
+) -> tuple[list[Any], bytes]:
+    """The entries of a batch of files, and its tail (see :data:`_TAIL`): keys, digests,
+    flags, each for every file in order."""
+    entries = []
+    keys = array("q")
+    digests = bytearray()
+    flags = bytearray()
+    for location, name in zip(locations, names, strict=True):
+        entry, key, digest = scan_one(location, name, limits)
+        entries.append(entry)
+        keys.extend(key)
+        digests += digest or _NO_DIGEST
+        flags.append(1 if digest else 0)
+    return entries, keys.tobytes() + digests + flags
 
 
 def _limits_json(limits: Limits) -> str:
@@ -116,23 +164,40 @@ def _serve(limits_text: str) -> None:
         if count == 0:
             return
         parts = os.fsdecode(exact(length)).split("\0")
-        out = [scan_one(parts[2 * i], parts[2 * i + 1], limits) for i in range(count)]
-        reply = json.dumps(out, separators=(",", ":")).encode()
-        wr.write(_U32.pack(len(reply)) + reply)
+        entries, tail = _scan_batch(parts[0::2], parts[1::2], limits)
+        reply = json.dumps(entries, separators=(",", ":")).encode()
+        wr.write(_U32x2.pack(len(reply), len(tail)) + reply + tail)
         wr.flush()
 
 
 @dataclass(frozen=True)
 class ScanResults:
-    """What the scan of many files found, compactly: one status byte per file, and
-    the formats and findings of the few files that have any."""
+    """What the scan of many files found, compactly: one status byte per file, the
+    formats and findings of the few files that have any, and what each file was when
+    scanned: its :func:`stat_key` when opened (five numbers per file) and the SHA-256 of
+    the bytes scanned (``hashed[i]`` 1; 0 when it was scanned from the file, not read
+    whole: then it must be hashed elsewhere, and only its stat key ties the two reads).
+
+    Per file, ``(digest, scan outcome)`` is the evidence a check rests on."""
 
     codes: bytes  #: per file, an index into :data:`STATUSES`
     formats: dict[int, tuple[str, ...]]  #: file index -> formats detected (when any)
     findings: dict[int, tuple[Finding, ...]]  #: file index -> findings (when any)
+    keys: array[int] = field(default_factory=lambda: array("q"))  #: KEY_FIELDS per file
+    digests: bytes = b""  #: DIGEST_SIZE bytes per file (zeros where not hashed)
+    hashed: bytes = b""  #: per file, 1 when its digest is of the bytes scanned
 
     def status(self, i: int) -> Status:
         return STATUSES[self.codes[i]]
+
+    def key(self, i: int) -> tuple[int, ...]:
+        return tuple(self.keys[KEY_FIELDS * i : KEY_FIELDS * (i + 1)])
+
+    def digest(self, i: int) -> bytes | None:
+        """The SHA-256 of the bytes file ``i`` was scanned from, if it was read whole."""
+        if not self.hashed[i]:
+            return None
+        return self.digests[DIGEST_SIZE * i : DIGEST_SIZE * (i + 1)]
 
 
 class _Collector:
@@ -142,10 +207,26 @@ class _Collector:
         self.formats: dict[int, tuple[str, ...]] = {}
         self.findings: dict[int, tuple[Finding, ...]] = {}
         self.errors: dict[int, str] = {}
+        self.keys = array("q", bytes(8 * KEY_FIELDS * count))
+        self.digests = bytearray(DIGEST_SIZE * count)
+        self.hashed = bytearray(count)
 
-    def put(self, start: int, entries: list[Any]) -> None:
-        """Record one reply; anything but the entries :func:`scan_one` makes is refused
-        (ValueError), never read as a result."""
+    def put(self, start: int, entries: list[Any], tail: bytes) -> None:
+        """Record one reply; anything but the entries and tail :func:`_scan_batch` makes
+        is refused (ValueError), never read as a result."""
+        n = len(entries)
+        if len(tail) != _TAIL * n:
+            raise ValueError(f"a malformed scan reply for {shown(self.names[start])}")
+        flags = tail[(_TAIL - 1) * n :]
+        if flags.count(0) + flags.count(1) != n:
+            raise ValueError(f"a malformed scan reply for {shown(self.names[start])}")
+        keys = array("q")
+        keys.frombytes(tail[: 8 * KEY_FIELDS * n])
+        self.keys[KEY_FIELDS * start : KEY_FIELDS * (start + n)] = keys
+        self.digests[DIGEST_SIZE * start : DIGEST_SIZE * (start + n)] = tail[
+            8 * KEY_FIELDS * n : (8 * KEY_FIELDS + DIGEST_SIZE) * n
+        ]
+        self.hashed[start : start + n] = flags
         for j, e in enumerate(entries):
             if type(e) is int and e == 0:
                 continue
@@ -171,7 +252,14 @@ class _Collector:
     def result(self) -> ScanResults:
         if self.errors:
             raise InputError(self.errors[min(self.errors)])
-        return ScanResults(bytes(self.codes), self.formats, self.findings)
+        return ScanResults(
+            bytes(self.codes),
+            self.formats,
+            self.findings,
+            self.keys,
+            bytes(self.digests),
+            bytes(self.hashed),
+        )
 
 
 def _batches(sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -212,7 +300,7 @@ def scan_many(
     workers = _cores() if workers is None else workers
     if workers < 2 or n < PROCESS_MIN_FILES:
         for start, end in _batches(sizes):
-            col.put(start, [scan_one(locations[i], names[i], limits) for i in range(start, end)])
+            col.put(start, *_scan_batch(locations[start:end], names[start:end], limits))
             if progress:
                 progress(end - start)
         return col.result()
@@ -267,19 +355,26 @@ def _scan_in_workers(
                 if batch is None:
                     return
                 start, end = batch
-                request = b"\0".join(
-                    os.fsencode(s) for i in range(start, end) for s in (locations[i], names[i])
+                # one encoding of the joined text: the same bytes as each part's (no
+                # character of a name encodes across a NUL)
+                request = os.fsencode(
+                    "\0".join(s for i in range(start, end) for s in (locations[i], names[i]))
                 )
                 entries: Any = None
+                tail = b""
                 try:
                     proc.stdin.write(_U32x2.pack(end - start, len(request)) + request)
                     proc.stdin.flush()
-                    head = proc.stdout.read(4)
-                    length = _U32.unpack(head)[0] if len(head) == 4 else -1
-                    ok = 0 <= length <= MAX_REPLY
+                    head = proc.stdout.read(8)
+                    length, tail_length = _U32x2.unpack(head) if len(head) == 8 else (-1, -1)
+                    # the tail's length is fixed by the batch: never more is read
+                    ok = 0 <= length <= MAX_REPLY and tail_length == _TAIL * (end - start)
                     reply = proc.stdout.read(length) if ok else b""
-                    if len(reply) == length:
+                    if ok and len(reply) == length:
                         entries = json.loads(reply)
+                        tail = proc.stdout.read(tail_length)
+                        if len(tail) != tail_length:
+                            entries = None
                 except (OSError, ValueError):
                     entries = None
                 if not isinstance(entries, list) or len(entries) != end - start:
@@ -293,7 +388,7 @@ def _scan_in_workers(
                         "nothing was decided: check again, and report it if it repeats"
                     )
                 with lock:
-                    col.put(start, entries)
+                    col.put(start, entries, tail)
                 if progress:
                     progress(end - start)
         except BaseException as e:  # reported by the caller's thread

@@ -8,15 +8,23 @@ Verification has three distinct outcomes, each its own error: no signature
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from mlverify._internal.artifact import ModelFile, normalize_ignore, walk_model
+from mlverify._internal.artifact import (
+    GIT_PATHS,
+    IgnoreRules,
+    ModelFile,
+    ModelTree,
+    normalize_ignore,
+    walk_model,
+)
 from mlverify._internal.errors import (
     ArtifactMismatchError,
     UsageError,
@@ -112,6 +120,22 @@ def _signature_ignores(paths: Iterable[str]) -> list[str]:
     return usable
 
 
+def _narrowed(tree: ModelTree, ignore: Sequence[str]) -> ModelTree:
+    """``tree`` (walked with no ignore pattern, symlinks refused) as the walk with the
+    patterns ``ignore`` would find it: its files less those the patterns match. Exactly
+    that walk: the patterns only leave more out (a file matched, or under a directory
+    matched); whatever they would spare the walk from entering (a symlink, a FIFO) made
+    the plain walk fail, and following links changes nothing where there are none."""
+    if tree.allow_symlinks:
+        raise ValueError("a walk that followed symlinks cannot stand for another")
+    extra = {normalize_ignore(p) for p in ignore} - set(GIT_PATHS)
+    if not extra:
+        return tree
+    rules = IgnoreRules(extra)
+    kept = tuple(f for f in tree.files if not rules.matches(f.name))
+    return dataclasses.replace(tree, files=kept)
+
+
 def verify_model(
     path: Path,
     verified: VerifiedStatement,
@@ -120,8 +144,14 @@ def verify_model(
     ignore_unsigned_files: bool = False,
     signature_path: Path | None = None,
     cache: DigestStore | None = None,
+    walked: Callable[[], ModelTree] | None = None,
 ) -> ModelVerification:
-    """Re-hash ``path`` the way the signature says and compare, all files at once."""
+    """Re-hash ``path`` the way the signature says and compare, all files at once.
+
+    ``walked``: gives the caller's own walk of the directory ``path`` (no ignore
+    patterns, symlinks refused, ``signature_path`` alone excluded), called once the
+    signature is parsed and narrowed here to its ignores instead of walking again (the
+    same files: see :func:`_narrowed`)."""
     manifest = manifest_of_payload(verified.statement_payload, where=verified.source)
     ser = manifest.serialization
     expected = manifest.resources
@@ -154,12 +184,17 @@ def verify_model(
             )
         ignores = [*_signature_ignores(ser.ignore_paths), *ignore]
         excluded = [signature_path] if signature_path else []
-        tree = walk_model(
-            path,
-            ignore=ignores,
-            allow_symlinks=ser.allow_symlinks,
-            extra_excluded=excluded,
-            require_files=False,
+        given = walked() if walked is not None else None
+        tree = (
+            _narrowed(given, ignores)
+            if given is not None and given.root == path and not given.is_single_file
+            else walk_model(
+                path,
+                ignore=ignores,
+                allow_symlinks=ser.allow_symlinks,
+                extra_excluded=excluded,
+                require_files=False,
+            )
         )
         # Both sides are sorted by name: one merge, no dictionary of either.
         on_disk = tree.files

@@ -1,0 +1,286 @@
+"""`check` reads each small file once: its scan hashes the bytes it scanned and the
+manifest is made of those digests (large files are hashed on threads, apart). The
+manifest is the one ``build_manifest`` makes; a file that changes between its reads, or
+during the check, is an error; the signature's verification reuses the check's walk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from mlverify._internal import check as check_mod
+from mlverify._internal.artifact import walk_model
+from mlverify._internal.errors import InputError
+from mlverify._internal.manifest.build import build_manifest
+from mlverify._internal.manifest.cache import DigestCache
+from mlverify._internal.manifest.manifest import Serialization
+from mlverify._internal.scan import dispatch, engine, workers
+from mlverify._internal.scan.model import Limits
+from mlverify._internal.signing import oms
+from tests.core.helpers import run, write_key_pair
+
+SYSTEM_PICKLE = b"cos\nsystem\n(S'true'\ntR."  # os.system('true') as opcodes: never run
+BIG = engine.WHOLE_MAX + 4096
+
+
+def _odd_tree(root: Path) -> None:
+    """Odd names, empty files, a symlink, ignored files, large and small files."""
+    (root / "sub dir" / "deeper").mkdir(parents=True)
+    (root / "a-b").mkdir()
+    (root / "a").mkdir()
+    (root / "a" / "x.txt").write_bytes(b"a/x\n")
+    (root / "a-b" / "x.txt").write_bytes(b"a-b/x\n")  # sorts between "a" and "a/x.txt"
+    (root / "sub dir" / "deeper" / "caf\u00e9 \u2603.bin").write_bytes(os.urandom(700))
+    (root / "sub dir" / "tab\tand newline\n.txt").write_bytes(b"odd\n")
+    (root / "empty").write_bytes(b"")
+    (root / ".hidden").write_bytes(b"dotfile\n")
+    (root / "evil.pkl").write_bytes(SYSTEM_PICKLE)
+    (root / "large.bin").write_bytes(os.urandom(BIG))
+    (root / "large2.bin").write_bytes(os.urandom(BIG + 1))
+    (root / "logs").mkdir()
+    (root / "logs" / "run.log").write_bytes(b"ignored\n")
+    (root / "notes.tmp").write_bytes(b"ignored by a glob\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_bytes(b"ref: refs/heads/main\n")
+    (root / "link.txt").symlink_to("a/x.txt")
+
+
+def _check_manifest(tree: object, cache: DigestCache | None, n_workers: int) -> object:
+    from mlverify._internal.artifact import ModelTree
+
+    assert isinstance(tree, ModelTree)
+    ser = Serialization(allow_symlinks=tree.allow_symlinks, ignore_paths=tree.ignore_paths)
+    scanned, at = check_mod._scan_order(tree)
+    hashing = check_mod._Hashing(tree, ser, cache, engine.WHOLE_MAX)
+    scan = workers.scan_many(
+        [f.location for f in scanned],
+        [f.name for f in scanned],
+        [f.size for f in scanned],
+        Limits(),
+        workers=n_workers,
+    )
+    return hashing.manifest(scan, at)
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+@pytest.mark.parametrize("n_workers", [1, 2])
+@pytest.mark.parametrize("general", [False, True])
+def test_the_checks_manifest_is_the_one_build_manifest_makes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    use_cache: bool,
+    n_workers: int,
+    general: bool,
+) -> None:
+    model = tmp_path / "m"
+    _odd_tree(model)
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 0)
+    monkeypatch.setattr(workers, "BATCH", 3)
+    tree = walk_model(model, ignore=["logs", "*.tmp"], allow_symlinks=True)
+    assert len(tree.left_out) == 3 and len(tree.files) == 10
+    ser = Serialization(allow_symlinks=True, ignore_paths=tree.ignore_paths)
+    cache = DigestCache(tmp_path / "c.sqlite3") if use_cache else None
+    expected = build_manifest(tree, ser, None)
+    if general:  # every file scanned from the file: all hashed apart, the same manifest
+        with dispatch.general_path():
+            got = _check_manifest(tree, cache, 1)
+    else:
+        got = _check_manifest(tree, cache, n_workers)
+    assert got == expected
+    if use_cache:  # a second run from the cache: the same manifest again
+        assert _check_manifest(tree, DigestCache(cache.path), n_workers) == expected  # type: ignore[union-attr]
+    single = walk_model(model / "evil.pkl")
+    ser1 = Serialization(ignore_paths=single.ignore_paths)
+    assert _check_manifest(single, None, 1) == build_manifest(single, ser1, None)
+
+
+def test_the_scan_hashes_the_bytes_it_scanned(tmp_path: Path) -> None:
+    paths = []
+    for i, body in enumerate([b"", b"text\n", SYSTEM_PICKLE, os.urandom(BIG)]):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(body)
+        paths.append(p)
+    scan = workers.scan_many(
+        [str(p) for p in paths],
+        [p.name for p in paths],
+        [p.stat().st_size for p in paths],
+        Limits(),
+    )
+    for i, p in enumerate(paths):
+        st = p.stat()
+        assert scan.key(i) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        data = p.read_bytes()
+        if len(data) <= engine.WHOLE_MAX:
+            assert scan.digest(i) == hashlib.sha256(data).digest()
+        else:  # scanned from the file: hashed apart
+            assert scan.digest(i) is None
+    assert scan.status(2).value == "findings"
+
+
+def _data(tmp_path: Path, n: int) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(n):
+        (data / f"s-{i:03d}.txt").write_bytes(b"row %d\n" % i)
+    (data / "big.bin").write_bytes(b"\0" * BIG)
+    return data
+
+
+def _policy(tmp: Path, public: Path) -> Path:
+    p = tmp / "p.yaml"
+    p.write_text(
+        "apiVersion: mlverify.dev/v1\nkind: Policy\nmetadata:\n  name: t\n"
+        f"spec:\n  signatures: {{required: true, trusted: [{{key: {public}}}]}}\n"
+    )
+    return p
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_small_file_rewritten_after_its_scan_is_an_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    n_workers: int,
+) -> None:
+    data = _data(tmp_path, 30)
+    target = data / "s-007.txt"
+    real = engine.scan_read
+
+    def scan_then_rewrite(path, *args, **kw):  # type: ignore[no-untyped-def]
+        out = real(path, *args, **kw)
+        if str(path) == str(target):
+            # same size, other bytes: what the scan read and hashed is no longer there
+            target.write_bytes(b"row X\n")
+        return out
+
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
+    monkeypatch.setattr(engine, "scan_read", scan_then_rewrite)
+    r = run(capsys, "check", "--no-cache", data)
+    assert r.code == 2 and "changed while being checked" in r.err and "s-007.txt" in r.err
+
+
+def test_a_large_file_rewritten_between_its_hash_and_its_scan_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _data(tmp_path, 5)
+    big = data / "big.bin"
+    hashed = threading.Event()
+    real_hash = check_mod.hash_files
+
+    def hash_then_signal(*args, **kw):  # type: ignore[no-untyped-def]
+        out = real_hash(*args, **kw)
+        hashed.set()
+        return out
+
+    real_scan = engine.scan_read
+
+    def rewrite_then_scan(path, *args, **kw):  # type: ignore[no-untyped-def]
+        if str(path) == str(big):
+            assert hashed.wait(30)
+            with open(big, "r+b") as f:  # the same size: a pickle where zeros were hashed
+                f.write(SYSTEM_PICKLE)
+        return real_scan(path, *args, **kw)
+
+    monkeypatch.setattr(check_mod, "hash_files", hash_then_signal)
+    monkeypatch.setattr(engine, "scan_read", rewrite_then_scan)
+    r = run(capsys, "check", "--no-cache", data)
+    assert r.code == 2 and "changed while being checked" in r.err and "big.bin" in r.err
+
+
+def test_a_file_scanned_again_that_reads_differently_is_an_error(tmp_path: Path) -> None:
+    from mlverify._internal.scan.workers import ScanResults
+
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(SYSTEM_PICKLE)
+    scan = workers.scan_many([str(p)], ["evil.pkl"], [p.stat().st_size], Limits())
+    assert 0 in scan.findings
+    p.write_bytes(SYSTEM_PICKLE.replace(b"true", b"echo"))  # same size, other bytes
+    with pytest.raises(InputError, match="changed while being checked"):
+        check_mod._scan_again(scan, frozenset({"os.system"}), [str(p)], ["evil.pkl"], [9])
+    assert isinstance(scan, ScanResults)
+
+
+@pytest.mark.parametrize(
+    "ignore",
+    [[], ["notes.txt"], ["logs"], ["logs/"], ["*.tmp"], ["sub/*.txt"], ["missing", "x*"]],
+)
+def test_the_walk_narrowed_to_a_signatures_ignores_is_that_walk(
+    tmp_path: Path, ignore: list[str]
+) -> None:
+    model = tmp_path / "m"
+    (model / "sub").mkdir(parents=True)
+    (model / "logs" / "deep").mkdir(parents=True)
+    for name in ("a.txt", "notes.txt", "x.tmp", "xylo", "sub/b.txt", "sub/c.bin",
+                 "logs/deep/l.txt", "logs.txt", ".gitattributes"):  # fmt: skip
+        (model / name).write_bytes(name.encode())
+    sig = model / "model.sig"
+    sig.write_bytes(b"not a signature, left out by being named")
+    plain = walk_model(model, extra_excluded=[sig])
+    narrowed = oms._narrowed(plain, [".git", ".gitattributes", *ignore])
+    walked = walk_model(model, ignore=ignore, extra_excluded=[sig], require_files=False)
+    assert narrowed.files == walked.files
+
+
+def test_the_signature_is_verified_on_the_checks_walk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _data(tmp_path, 20)
+    (data / "notes.txt").write_text("the signer's ignore paths leave this out\n")
+    private, public = write_key_pair(tmp_path, "p256")
+    sig = data / "model.sig"  # inside: the signer records it among its ignore paths
+    args = ("sign", data, "--key", private, "--signature", sig, "--ignore", "notes.txt")
+    assert run(capsys, *args).code == 0
+    walks: list[Path] = []
+    real = oms.walk_model
+
+    def counted(path: Path, **kw: object):  # type: ignore[no-untyped-def]
+        walks.append(path)
+        return real(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(oms, "walk_model", counted)
+    p = _policy(tmp_path, public)
+    r = run(capsys, "check", "--no-cache", data, "--policy", p, "--format", "json")
+    assert r.code == 0, r.out + r.err
+    assert walks == []  # the check's own walk, narrowed to the signature's ignores
+    ev = json.loads(r.out)["results"][0]["evidence"]
+    assert ev["unsigned_files"] == ["notes.txt"]
+    assert [s["status"] for s in ev["signatures"]] == ["verified"]
+    # a file the signer did not sign is still found extra on the reused walk
+    (data / "s-003.txt").write_bytes(b"row 3 again, other bytes\n")
+    (data / "added.txt").write_bytes(b"new\n")
+    r = run(capsys, "check", "--no-cache", data, "--policy", p, "--format", "json")
+    assert r.code == 1
+    (sig_ev,) = json.loads(r.out)["results"][0]["evidence"]["signatures"]
+    assert sig_ev["status"] == "mismatch"
+    assert (
+        "changed: s-003.txt" in sig_ev["reason"]
+        and "extra (unsigned): added.txt" in sig_ev["reason"]
+    )
+
+
+def test_a_small_files_digest_is_never_taken_from_the_cache(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    small = model / "small.txt"
+    small.write_bytes(b"the bytes scanned\n")
+    (model / "large.bin").write_bytes(b"\1" * BIG)
+    tree = walk_model(model)
+    cache = DigestCache(tmp_path / "c.sqlite3")
+    st = small.stat()
+    # a stale (or planted) entry under the small file's very identity
+    cache._db.execute(
+        "INSERT INTO digests VALUES (?,?,?,?,?,?,?,?,?)",
+        (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, "sha256", 0, -1,
+         "00" * 32),
+    )  # fmt: skip
+    cache._db.commit()
+    got = _check_manifest(tree, cache, 1)
+    assert got == build_manifest(tree, Serialization(ignore_paths=tree.ignore_paths), None)
+    # the same entry is what a manifest from the cache alone would take
+    poisoned = build_manifest(tree, Serialization(ignore_paths=tree.ignore_paths), cache)
+    assert poisoned.resources[1].digest == "00" * 32
