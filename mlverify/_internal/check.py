@@ -224,12 +224,14 @@ class _KnownDigests:
 
 def _stat_keys(locations: Sequence[str]) -> array[int]:
     """The :func:`~mlverify._internal.scan.workers.stat_key` of each file, concatenated (a
-    file that is gone is all -1)."""
+    file that is gone is all -1). The entry's own status, links not followed: the walk
+    refused symlinks, so a file replaced by one since (pointing at a copy elsewhere) has
+    the link's key here, never the key of what its scan opened through it."""
     from mlverify._internal.scan.workers import KEY_FIELDS, stat_key
 
     out = array("q")
     gone = (-1,) * KEY_FIELDS
-    stat, extend = os.stat, out.extend
+    stat, extend = os.lstat, out.extend
     for loc in locations:
         try:
             extend(stat_key(stat(loc)))
@@ -506,6 +508,11 @@ def _signature_evidence(
     sets = trust_sets(policy, today)
     out = []
     uncovered: set[str] | None = None
+
+    def scanned(name: str) -> bool:
+        i = bisect_left(names, name)
+        return i < len(names) and names[i] == name
+
     for p, bundle in bundles.items():
         if isinstance(bundle, MlverifyError):
             out.append(SignatureEvidence(str(p), "invalid", "unknown", "", str(bundle)))
@@ -526,8 +533,9 @@ def _signature_evidence(
             )
             try:
                 diff = verify_model(
-                    artifact, unverified, signature_path=p, cache=known, walked=walked
-                ).diff
+                    artifact, unverified, signature_path=p, cache=known, walked=walked,
+                    scanned=scanned,
+                ).diff  # fmt: skip
             except MlverifyError as e:
                 out.append(SignatureEvidence(str(p), "invalid", method, "", str(e)))
                 continue
@@ -556,7 +564,9 @@ def _signature_evidence(
             continue
         try:
             for s, owner in verify_with(bundle, sets):
-                result = verify_model(artifact, s, signature_path=p, cache=known, walked=walked)
+                result = verify_model(
+                    artifact, s, signature_path=p, cache=known, walked=walked, scanned=scanned
+                )
                 if result.diff.ok:
                     missed = _not_in(names, hashed, result.manifest.compact.paths)
                     uncovered = missed if uncovered is None else uncovered | missed

@@ -284,3 +284,71 @@ def test_a_small_files_digest_is_never_taken_from_the_cache(tmp_path: Path) -> N
     # the same entry is what a manifest from the cache alone would take
     poisoned = build_manifest(tree, Serialization(ignore_paths=tree.ignore_paths), cache)
     assert poisoned.resources[1].digest == "00" * 32
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_file_replaced_by_a_symlink_after_the_walk_is_an_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    n_workers: int,
+) -> None:
+    """Replaced, once walked, by a link to a copy of it outside the model (r6 E): the
+    scan opens through the link and the copy's status stays put, so only the entry's own
+    status (the link's) tells; the walk refused symlinks, and so does the check."""
+    import os
+
+    data = _data(tmp_path, 30)
+    target = data / "s-007.txt"
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(target.read_bytes())
+    real = engine.scan_read
+    swapped: list[bool] = []
+
+    def swap_then_scan(path, *args, **kw):  # type: ignore[no-untyped-def]
+        if not swapped:
+            swapped.append(True)
+            tmp = data / ".swap"
+            os.symlink(outside, tmp)
+            os.replace(tmp, target)  # atomically: the name now a link
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
+    monkeypatch.setattr(engine, "scan_read", swap_then_scan)
+    r = run(capsys, "check", "--no-cache", data)
+    assert r.code == 2 and "changed while being checked" in r.err and "s-007.txt" in r.err
+
+
+def test_a_signed_file_made_after_the_walk_is_missing_not_verified_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the trusted signature lists, absent when the check walks and written once
+    the scan runs (r6 I): the verification must not find it by name and hash it, a file
+    the check never scanned; it is missing."""
+    from tests.check.test_attacks import policy
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "a.bin").write_bytes(os.urandom(4096))
+    late = model / "late.bin"
+    late.write_bytes(b"signed, never scanned\n")
+    private, public = write_key_pair(tmp_path, "p256")
+    assert run(capsys, "sign", model, "--key", private).code == 0
+    trusted = f"spec:\n  signatures:\n    required: true\n    trusted: [{{key: {public}}}]\n"
+    p = policy(tmp_path, trusted)
+    content = late.read_bytes()
+    late.unlink()
+    real = engine.scan_read
+
+    def scan_then_create(path, *args, **kw):  # type: ignore[no-untyped-def]
+        out = real(path, *args, **kw)
+        if not late.exists():
+            late.write_bytes(content)
+        return out
+
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
+    monkeypatch.setattr(engine, "scan_read", scan_then_create)
+    r = run(capsys, "check", "--policy", p, model)
+    assert r.code == 1 and "late.bin" in r.out, r.out + r.err
+    monkeypatch.setattr(engine, "scan_read", real)
+    assert run(capsys, "check", "--policy", p, model).code == 0  # there, and scanned: fine

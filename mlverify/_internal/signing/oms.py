@@ -145,13 +145,16 @@ def verify_model(
     signature_path: Path | None = None,
     cache: DigestStore | None = None,
     walked: Callable[[], ModelTree] | None = None,
+    scanned: Callable[[str], bool] | None = None,
 ) -> ModelVerification:
     """Re-hash ``path`` the way the signature says and compare, all files at once.
 
     ``walked``: gives the caller's own walk of the directory ``path`` (no ignore
     patterns, symlinks refused, ``signature_path`` alone excluded), called once the
     signature is parsed and narrowed here to its ignores instead of walking again (the
-    same files: see :func:`_narrowed`)."""
+    same files: see :func:`_narrowed`). ``scanned``: when given (``check``), a signed file
+    the walk left out is compared only if the caller read it (scanned it) too; one that
+    was not there then (made since) is missing, never verified unread by the check."""
     manifest = manifest_of_payload(verified.statement_payload, where=verified.source)
     ser = manifest.serialization
     expected = manifest.resources
@@ -213,7 +216,11 @@ def verify_model(
                 continue
             # A signed file our walk leaves out (e.g. named like a signature):
             # still check it if it is safely inside the model.
-            found = _resolve_inside(path, name, ser.allow_symlinks)
+            found = (
+                _resolve_inside(path, name, ser.allow_symlinks)
+                if scanned is None or scanned(name)
+                else None
+            )
             if found is not None:
                 names.append(name)
                 files.append(ModelFile(name=name, path=found, size=found.stat().st_size))
