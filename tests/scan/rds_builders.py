@@ -59,7 +59,7 @@ class Vec:
 @dataclass
 class Cons:
     type: int  # LIST / LANG / CLO / PROM / DOT
-    cells: list[tuple[str | None, object]]  # (tag, car); CLO: [(env)...] see closure()
+    cells: Sequence[tuple[str | None, object]]  # (tag, car)
     attrs: list[tuple[str, object]] = field(default_factory=list)
     tail: object = None  # the last CDR (None: NILVALUE)
 
@@ -125,8 +125,13 @@ class Writer:
             enc = 1 << 6 if raw.isascii() else 1 << 3  # ASCII_MASK / UTF8_MASK levels
             self.out.append(flags(CHAR, levs=enc) + i32(len(raw)) + raw)
 
-    def pairlist(self, t: int, cells: list[tuple[str | None, object]],
-                 attrs: Sequence[tuple[str, object]] = (), tail: object = None) -> None:  # fmt: skip
+    def pairlist(
+        self,
+        t: int,
+        cells: Sequence[tuple[str | None, object]],
+        attrs: Sequence[tuple[str, object]] = (),
+        tail: object = None,
+    ) -> None:
         for i, (tag, car) in enumerate(cells):
             a = bool(attrs) and i == 0
             self.out.append(flags(t if i == 0 else LIST, attr=a, tag=tag is not None))

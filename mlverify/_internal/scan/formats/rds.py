@@ -75,7 +75,9 @@ _NAMESPACE, _PACKAGE, _PERSIST, _CLASSREF, _GENERICREF = 249, 248, 247, 246, 245
 _BCREPDEF, _BCREPREF, _EMPTYENV, _BASEENV, _ATTRLANG, _ATTRLIST, _ALTREP = (
     244, 243, 242, 241, 240, 239, 238,
 )  # fmt: skip
-_SINGLETONS = frozenset({_NILVALUE, _GLOBALENV, _UNBOUND, _MISSINGARG, _BASENS, _EMPTYENV, _BASEENV})
+_SINGLETONS = frozenset(
+    {_NILVALUE, _GLOBALENV, _UNBOUND, _MISSINGARG, _BASENS, _EMPTYENV, _BASEENV}
+)
 _CONS = frozenset({_LIST, _LANG, _CLO, _PROM, _DOT})
 _FIXED = {_LGL: 4, _INT: 4, _REAL: 8, _CPLX: 16, _RAW: 1}
 _KIND = {
@@ -101,7 +103,7 @@ _ASCII = re.compile(rb"\n?A\n\s*[+-]?0*[23]\s")
 
 
 def recognise(head: bytes) -> str | None:
-    """"rds" / "rdata" when ``head`` opens an R serialization stream or workspace."""
+    """ "rds" / "rdata" when ``head`` opens an R serialization stream or workspace."""
     if _RDATA.match(head):
         return "rdata"
     if head[:2] == b"X\n" and head[2:6] in (b"\0\0\0\x02", b"\0\0\0\x03"):
@@ -147,13 +149,13 @@ class RdsScanner:
                 return
             if fmt != b"X\n":
                 raise _Bad(f"unknown serialization format {fmt!r}")
-            version = r.int()
-            r.int()  # the writer's R version
-            r.int()  # the oldest R version that reads it
+            version = r.i32()
+            r.i32()  # the writer's R version
+            r.i32()  # the oldest R version that reads it
             if version not in (2, 3):
                 raise _Bad(f"serialization format version {version} (R reads 2 and 3)")
             if version == 3:
-                nelen = r.int()
+                nelen = r.i32()
                 if not 0 <= nelen <= 63:  # R_CODESET_MAX
                     raise _Bad(f"native encoding name of length {nelen}")
                 r.need(nelen)
@@ -218,7 +220,7 @@ class _Reader:
         self.pos += n
         return out
 
-    def int(self) -> int:
+    def i32(self) -> int:
         if len(self.buf) - self.pos < 4:
             self._fill(4)
             if len(self.buf) < 4:
@@ -360,10 +362,10 @@ class _Walker:
 
     # -- the walk -----------------------------------------------------------------------
     def _length(self) -> int:
-        n = self.r.int()
+        n = self.r.i32()
         if n == -1:  # a long vector: upper and lower halves
-            hi = self.r.int() & 0xFFFFFFFF
-            lo = self.r.int() & 0xFFFFFFFF
+            hi = self.r.i32() & 0xFFFFFFFF
+            lo = self.r.i32() & 0xFFFFFFFF
             if hi > 65536:
                 raise _Bad(f"invalid upper part of a long vector length ({hi})")
             return (hi << 32) + lo
@@ -403,7 +405,7 @@ class _Walker:
                 push((_BCCONSTS0, act[1]))
                 push((_ITEM, None))  # the code vector
             elif op == _BCCONSTS0:
-                n = r.int()
+                n = r.i32()
                 if n < 0:
                     raise _Bad(f"byte code with {n} constants")
                 if n:
@@ -413,7 +415,7 @@ class _Walker:
                 assert isinstance(n, int)
                 if n > 1:
                     push((_BCCONSTS, n - 1, nreps))
-                t = r.int()
+                t = r.i32()
                 if t == _BCODE:
                     push((_BC1, nreps))
                 elif t in (_LANG, _LIST, _BCREPDEF, _BCREPREF, _ATTRLANG, _ATTRLIST):
@@ -433,10 +435,10 @@ class _Walker:
         while n > 0:
             n -= 1
             offset = r.tell()
-            flags = r.int()
+            flags = r.i32()
             if flags & 0xFF != _CHAR:
                 raise _Bad(f"a string element of type {flags & 0xFF} at {offset} (R needs CHARSXP)")
-            length = r.int()
+            length = r.i32()
             if length < -1:
                 raise _Bad(f"string of length {length}")
             if capture is not None and len(capture) < 4:
@@ -453,7 +455,7 @@ class _Walker:
         r = self.r
         push = stack.append
         offset = r.tell()
-        flags = r.int()
+        flags = r.i32()
         t = flags & 0xFF
         hasattr = flags & 512
         if t in _SINGLETONS:
@@ -461,7 +463,7 @@ class _Walker:
         if t == _REF:
             idx = flags >> 8
             if idx == 0:
-                idx = r.int()
+                idx = r.i32()
             if not 1 <= idx <= len(self.refs):
                 raise _Bad(f"reference {idx} out of range ({len(self.refs)} read)")
             name = self.refs[idx - 1]
@@ -470,10 +472,10 @@ class _Walker:
             return
         if t == _SYM:
             noff = r.tell()
-            nflags = r.int()
+            nflags = r.i32()
             if nflags & 0xFF != _CHAR:
                 raise _Bad(f"a symbol's name of type {nflags & 0xFF} at {noff} (R needs CHARSXP)")
-            length = r.int()
+            length = r.i32()
             if length < -1:
                 raise _Bad(f"symbol name of length {length}")
             name = "NA" if length == -1 else r.string(length)
@@ -502,7 +504,7 @@ class _Walker:
                 push((_ITEM, None))
             return
         if t == _ENV:
-            r.int()  # locked
+            r.i32()  # locked
             self.refs.append(_ENV_REF)
             push((_ITEM, None))  # attributes
             push((_ITEM, None))  # hash table
@@ -510,9 +512,9 @@ class _Walker:
             push((_ITEM, None))  # enclosure
             return
         if t in (_NAMESPACE, _PACKAGE, _PERSIST):
-            if r.int() != 0:
+            if r.i32() != 0:
                 raise _Bad("names in persistent strings are not supported (R refuses them)")
-            n = r.int()
+            n = r.i32()
             if n < 0:
                 raise _Bad(f"a string vector of length {n}")
             capture: list[str] = []
@@ -536,7 +538,7 @@ class _Walker:
         if t in _FIXED:
             r.skip(self._length() * _FIXED[t])
         elif t == _CHAR:
-            length = r.int()
+            length = r.i32()
             if length < -1:
                 raise _Bad(f"string of length {length}")
             if length > 0:
@@ -550,7 +552,7 @@ class _Walker:
             if n:
                 push((_ITEMS, n))
         elif t == _BCODE:
-            nreps = r.int()
+            nreps = r.i32()
             if nreps < 0:
                 raise _Bad(f"byte code with {nreps} shared cells")
             push((_BC1, nreps))
@@ -565,15 +567,16 @@ class _Walker:
                 push((_ITEM, None))  # tag
                 push((_ITEM, None))  # protected value
         elif t in (_SPECIAL, _BUILTIN):
-            length = r.int()
+            length = r.i32()
             if not 0 <= length <= 4096:
                 raise _Bad(f"a primitive's name of length {length}")
             name = r.string(length)
             if self.depth > 0:
                 self._name(name, None)
             else:
+                why = f" ({name!r}: R's own builtin, no code of the file's)"
                 rec_c = _Code(R_CODE, "primitive function", offset, None, Severity.MEDIUM,
-                              [name], f" ({name!r}: R's own builtin, no code of the file's)")  # fmt: skip
+                              [name], why)  # fmt: skip
                 if role is not None and role[0] == "bind":
                     cell_b = role[1]
                     assert isinstance(cell_b, list)
@@ -592,18 +595,18 @@ class _Walker:
         r = self.r
         push = stack.append
         if t == -1:
-            t = r.int()
+            t = r.i32()
         if t == _BCREPREF:
-            i = r.int()
+            i = r.i32()
             if not 0 <= i < nreps:
                 raise _Bad(f"byte code shared cell {i} out of range ({nreps})")
             return
         if t in (_BCREPDEF, _LANG, _LIST, _ATTRLANG, _ATTRLIST):
             if t == _BCREPDEF:
-                pos = r.int()
+                pos = r.i32()
                 if not 0 <= pos < nreps:
                     raise _Bad(f"byte code shared cell {pos} out of range ({nreps})")
-                t = r.int()  # any type: R allocates a cell of it
+                t = r.i32()  # any type: R allocates a cell of it
             push((_BCLANG, -1, nreps))  # CDR
             push((_BCLANG, -1, nreps))  # CAR
             push((_ITEM, None))  # tag
