@@ -25,6 +25,7 @@ from mlverify._internal.scan.formats import (
     safetensors,
     savedmodel,
     sevenzip,
+    skops,
     tar,
     torchscript,
     zip,
@@ -55,7 +56,7 @@ SCANNERS: list[FormatScanner] = [
 
 _MODULES = (
     chat_template, code, compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle,
-    rds, safetensors, savedmodel, sevenzip, tar, torchscript, zip,
+    rds, safetensors, savedmodel, sevenzip, skops, tar, torchscript, zip,
 )  # fmt: skip
 
 #: the rules the formats declare (the core ones are in mlverify._internal.scan.rules)
