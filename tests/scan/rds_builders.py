@@ -14,6 +14,11 @@ import lzma
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.scan.format_samples import Sample
 
 SYM, LIST, CLO, ENV, PROM, LANG, SPECIAL, BUILTIN, CHAR, LGL = range(1, 11)
 INT, REAL, CPLX, STR, DOT, VEC, EXPR, BCODE, EXTPTR, WEAKREF, RAW, S4 = (
@@ -323,3 +328,41 @@ def bytecode_closure() -> Raw:
     w.out.append(i32(STR))
     w.item(Vec(STR, ["true"]))
     return Raw(w.bytes())
+
+
+# -- labelled samples (tests/scan/format_samples.all_samples) --------------------------------
+def rds_samples(out: Path) -> list[Sample]:
+    """R serialization samples: benign data written as R writes it, and code carriers."""
+    from tests.scan.format_samples import Sample
+
+    out.mkdir(parents=True, exist_ok=True)
+    clo = closure([("cmd", MISSING)], call("system", Sym("cmd")))
+    frame = benign_frame()
+
+    def named(**items: object) -> Vec:
+        return Vec(VEC, list(items.values()), [("names", Vec(STR, list(items)))])
+
+    cases: dict[str, tuple[bytes, str | None]] = {
+        "frame_gzip.rds": (rds(frame, compress="gzip"), None),
+        "frame_v2.rds": (rds(frame, version=2), None),
+        "frame_xz.rds": (rds(frame, compress="xz"), None),
+        "workspace.RData": (rdata([("df", frame), ("seq", altrep_intseq(4))]), None),
+        "list_closure.rds": (rds(named(w=1.5, predict=clo), compress="gzip"), "MLV1302"),
+        "promise_cve_2024_27322.rds": (
+            rds(Cons(LIST, [("x", promise(call("system", "true")))]), compress="gzip"),
+            "MLV1301",
+        ),
+        "promise_workspace.RData": (rdata([("x", promise(call("system", "true")))]), "MLV1301"),
+        "bytecode.rds": (rds(named(f=bytecode_closure()), compress="bzip2"), "MLV1302"),
+        "env_onload.rds": (rds(Env([(".onLoad", clo)])), "MLV1302"),
+        "formula.rds": (rds(call("~", Sym("y"), call("system", "id"))), "MLV1302"),
+        "trailing.rds": (rds(frame) + b"\0\0\0\xfe", "MLV1305"),
+        "truncated.rds": (gzip.compress(rds(named(f=clo))[:-9]), "MLV1305"),
+        "ascii.rds": (b"A\n3\n263169\n197888\n5\nUTF-8\n254\n", "MLV301"),
+    }
+    samples = []
+    for name, (data, rule) in cases.items():
+        p = out / name
+        p.write_bytes(data)
+        samples.append(Sample("rds", name, p, rule))
+    return samples

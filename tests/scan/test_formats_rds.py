@@ -368,3 +368,14 @@ def test_files_written_by_r(tmp_path: Path, scan_bytes: Scan) -> None:
         assert scan_bytes((tmp_path / name).read_bytes()).status.value == "clean", name
     assert "MLV1302" in rules(scan_bytes((tmp_path / "fun.rds").read_bytes()))
     assert "MLV1301" in rules(scan_bytes((tmp_path / "prom.rds").read_bytes()))
+
+
+def test_the_labelled_samples(tmp_path: Path, scan_bytes: Scan) -> None:
+    samples = rb.rds_samples(tmp_path)
+    assert sum(s.malicious for s in samples) >= 8 and sum(not s.malicious for s in samples) >= 4
+    for s in samples:
+        report = scan_bytes(s.path.read_bytes(), s.path.name)
+        if s.rule is None:
+            assert report.status.value == "clean", (s.name, report.findings)
+        else:
+            assert s.rule in rules(report), (s.name, report.findings)

@@ -8,9 +8,7 @@ Benign files are written by ``skops.io.dump``; attacks are those files with thei
 from __future__ import annotations
 
 import copy
-import io
 import json
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,10 @@ import pytest
 from mlverify._internal.scan import Limits, ScanReport
 from mlverify._internal.scan.model import Severity
 from tests.scan.conftest import Scan, rules
+from tests.scan.skops_builders import node as _node
+from tests.scan.skops_builders import parts as _parts
+from tests.scan.skops_builders import skops_samples
+from tests.scan.skops_builders import skops_zip as _skops_zip
 
 sio = pytest.importorskip("skops.io")
 np = pytest.importorskip("numpy")
@@ -29,30 +31,8 @@ def _untrusted(report: ScanReport) -> set[str]:
     return {f.subject for f in report.findings if f.rule_id == "MLV1401"}
 
 
-def _skops_zip(
-    schema: Any, members: dict[str, bytes] | None = None, raw: bytes | None = None
-) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("schema.json", raw if raw is not None else json.dumps(schema))
-        for name, data in (members or {}).items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def _parts(data: bytes) -> tuple[dict[str, Any], dict[str, str | bytes]]:
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        schema = json.loads(z.read("schema.json"))
-        members: dict[str, str | bytes] = {n: z.read(n) for n in z.namelist() if n != "schema.json"}
-    return schema, members
-
-
 def _oracle(data: bytes) -> set[str]:
     return set(sio.get_untrusted_types(data=data))
-
-
-def _node(cls: str, module: str, loader: str, **extra: Any) -> dict[str, Any]:
-    return {"__class__": cls, "__module__": module, "__loader__": loader, **extra}
 
 
 def _benign_objects() -> dict[str, object]:
@@ -419,3 +399,14 @@ def test_names_the_pickle_policy_allows_for_other_reasons_stay_findings(
     for module, cls in (("functools", "partial"), ("__torch__.m", "Evil")):
         data = _edit(benign["pipeline"], _object(module, cls))
         assert f"{module}.{cls}" in _untrusted(scan_bytes(data))
+
+
+def test_the_labelled_samples(tmp_path: Path, scan_bytes: Scan) -> None:
+    samples = skops_samples(tmp_path)
+    assert sum(s.malicious for s in samples) >= 4 and sum(not s.malicious for s in samples) >= 3
+    for s in samples:
+        report = scan_bytes(s.path.read_bytes(), s.path.name)
+        if s.rule is None:
+            assert report.status.value == "clean", (s.name, report.findings)
+        else:
+            assert s.rule in rules(report), (s.name, report.findings)
