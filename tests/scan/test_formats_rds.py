@@ -379,3 +379,19 @@ def test_the_labelled_samples(tmp_path: Path, scan_bytes: Scan) -> None:
             assert report.status.value == "clean", (s.name, report.findings)
         else:
             assert s.rule in rules(report), (s.name, report.findings)
+
+
+def test_the_format_byte_is_what_r_reads(scan_bytes: Scan) -> None:
+    # InFormat decides on the first byte and never checks the second: "Xz" is XDR to R
+    prom = rb.rds(rb.Cons(rb.LIST, [("x", rb.promise(rb.call("system", "true")))]))
+    for second in (b"z", b"\0", b"\r", b"X"):
+        data = b"X" + second + prom[2:]
+        assert recognise(data) == "rds"
+        assert "MLV1301" in rules(scan_bytes(data)), second
+        assert "MLV1301" in rules(scan_bytes(gzip.compress(data)))
+    ascii_rds = b"A\n3\n263169\n197888\n5\nUTF-8\n254\n"
+    for data in (b"A " + ascii_rds[2:], b"\nA\n" + ascii_rds[2:], b"A\n  +3 263169\t197888\n"):
+        assert recognise(data) == "rds", data
+    # text that merely opens with "A" and a number is no stream
+    for text in (b"A 3 day tour\n", b"A\n4\n1\n1\n", b"Xy\0\0\0\x04", b"B\n\x04\0\0\0"):
+        assert recognise(text) is None, text

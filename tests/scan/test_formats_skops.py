@@ -410,3 +410,14 @@ def test_the_labelled_samples(tmp_path: Path, scan_bytes: Scan) -> None:
             assert report.status.value == "clean", (s.name, report.findings)
         else:
             assert s.rule in rules(report), (s.name, report.findings)
+
+
+def test_an_oversized_schema_is_a_limit(monkeypatch: pytest.MonkeyPatch, scan_bytes: Scan) -> None:
+    from mlverify._internal.scan.formats import skops
+
+    monkeypatch.setattr(skops, "MAX_SCHEMA", 4096)
+    schema = _node("list", "builtins", "ListNode", protocol=2, content=[])
+    big = json.dumps(schema).encode() + b" " * 5000
+    report = scan_bytes(_skops_zip(None, raw=big))
+    assert "MLV302" in rules(report) and "skops" in report.formats
+    assert scan_bytes(_skops_zip(schema)).status.value == "clean"

@@ -99,19 +99,26 @@ MAX_NAMES = 16
 NAME_KEEP = 200
 
 _RDATA = re.compile(rb"RD([XAB])([123])\n")
-_ASCII = re.compile(rb"\n?A\n\s*[+-]?0*[23]\s")
+#: R's InFormat looks at the first byte only ("X", "A", "B"; or "\nA" and one more byte),
+#: then reads the version; ASCII integers are whitespace-separated words
+_ASCII = re.compile(rb"(?s)(?:A.|\nA.)\s*([+-]?\d{1,9})\s+[+-]?\d+\s+[+-]?\d+\s")
+_XDR_VERSIONS = (b"\0\0\0\x02", b"\0\0\0\x03")
+_NATIVE_VERSIONS = (b"\x02\0\0\0", b"\x03\0\0\0", *_XDR_VERSIONS)
 
 
 def recognise(head: bytes) -> str | None:
-    """ "rds" / "rdata" when ``head`` opens an R serialization stream or workspace."""
+    """``rds`` / ``rdata`` when ``head`` opens an R serialization stream or workspace: what
+    ``readRDS``/``unserialize`` (``InFormat``, then a version of 2 or 3) or ``load``
+    (``R_ReadMagic``) accept."""
     if _RDATA.match(head):
         return "rdata"
-    if head[:2] == b"X\n" and head[2:6] in (b"\0\0\0\x02", b"\0\0\0\x03"):
+    first, version = head[:1], head[2:6]
+    if (first == b"X" and version in _XDR_VERSIONS) or (
+        first == b"B" and version in _NATIVE_VERSIONS
+    ):
         return "rds"
-    if head[:2] == b"B\n" and head[2:6] in (b"\x02\0\0\0", b"\x03\0\0\0", b"\0\0\0\x02",
-                                            b"\0\0\0\x03"):  # fmt: skip
-        return "rds"
-    if _ASCII.match(head):
+    m = _ASCII.match(head)
+    if m and int(m.group(1)) in (2, 3):
         return "rds"
     return None
 
@@ -134,21 +141,23 @@ class RdsScanner:
                     msg = f"an R workspace of format version 1 ({magic[:4].decode()}): not parsed"
                     ctx.add(UNSUPPORTED, src.label, 0, "rdata", msg)
                     return
-                want = magic[2:3] + b"\n"
+                want = magic[2:3]
             else:
                 want = b""
-            fmt = r.need(2)
-            if fmt == b"\nA":
-                fmt = b"A" + r.need(1)
-            if want and fmt != want:
-                raise _Bad(f"the workspace declares format {want[:1]!r} but holds {fmt[:1]!r}")
-            if fmt in (b"A\n", b"B\n"):
-                form = "ASCII" if fmt == b"A\n" else "native binary"
-                msg = f"an R serialization stream in the {form} form: not parsed (only XDR is)"
+            fmt = r.need(2)  # InFormat: the first byte decides, the second is not checked
+            if fmt == b"\nA":  # ASCII left after an earlier stream: one more byte
+                r.need(1)
+                fmt = b"A\n"
+            form = fmt[:1]
+            if want and form != want:
+                raise _Bad(f"the workspace declares format {want!r} but holds {form!r}")
+            if form in (b"A", b"B"):
+                name = "ASCII" if form == b"A" else "native binary"
+                msg = f"an R serialization stream in the {name} form: not parsed (only XDR is)"
                 ctx.add(UNSUPPORTED, src.label, 0, kind, msg)
                 return
-            if fmt != b"X\n":
-                raise _Bad(f"unknown serialization format {fmt!r}")
+            if form != b"X":
+                raise _Bad(f"unknown serialization format {form!r}")
             version = r.i32()
             r.i32()  # the writer's R version
             r.i32()  # the oldest R version that reads it

@@ -32,7 +32,7 @@ SKOPS_UNTRUSTED = Rule(
     "skops.io.load imports and constructs it once the caller trusts it, and "
     "get_untrusted_types lists it for exactly that; high or critical when the pickle "
     "denylist knows it as dangerous. Review it, or allow the exact name in the project "
-    "policy (allow_globals / --allow), as for pickles.",
+    "policy (allow_globals), as for pickles.",
 )
 SKOPS_MALFORMED = Rule(
     "MLV1402",
@@ -45,8 +45,9 @@ SKOPS_MALFORMED = Rule(
 )
 RULES = (SKOPS_UNTRUSTED, SKOPS_MALFORMED)
 
-#: schema.json read at most (a larger one is a finding: not judged)
-MAX_SCHEMA = 64 * 1024 * 1024
+#: schema.json read at most (a larger one is a finding: not judged). Decoded JSON takes
+#: many times its size in memory; real schemas (hundreds of trees) are a few MiB
+MAX_SCHEMA = 32 * 1024 * 1024
 #: findings listed one by one per schema (the rest are counted)
 MAX_LISTED = 200
 
@@ -117,7 +118,13 @@ def _looks_like_skops(raw: bytes) -> bool:
 
 def judge_schema(member: Source, ctx: ScanContext, label: str, names: frozenset[str]) -> None:
     """Judge a zip's top-level ``schema.json`` (``names``: the archive's member names)."""
-    raw = member.open().read(MAX_SCHEMA + 1)
+    stream = member.open()
+    chunks: list[bytes] = []
+    got = 0
+    while got <= MAX_SCHEMA and (chunk := stream.read(MAX_SCHEMA + 1 - got)):
+        chunks.append(chunk)
+        got += len(chunk)
+    raw = b"".join(chunks)
     if len(raw) > MAX_SCHEMA:
         if _looks_like_skops(raw[: 1 << 20]):
             ctx.format("skops")
