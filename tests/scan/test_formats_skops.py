@@ -421,3 +421,20 @@ def test_an_oversized_schema_is_a_limit(monkeypatch: pytest.MonkeyPatch, scan_by
     report = scan_bytes(_skops_zip(None, raw=big))
     assert "MLV302" in rules(report) and "skops" in report.formats
     assert scan_bytes(_skops_zip(schema)).status.value == "clean"
+
+
+def test_the_cli_allow_flag_trusts_a_skops_type(
+    benign: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlverify._internal.cli import main
+
+    p = tmp_path / "tree.skops"
+    p.write_bytes(benign["tree"])
+    codes = []
+    for extra in ([], ["--allow", "sklearn.tree._tree.Tree"]):
+        with pytest.raises(SystemExit) as e:
+            main(["scan", str(p), *extra])
+            raise SystemExit(0)
+        codes.append(int(e.value.code or 0))
+    capsys.readouterr()
+    assert codes == [1, 0]
