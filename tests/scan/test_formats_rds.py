@@ -322,6 +322,12 @@ def test_a_gzip_bomb_is_bounded(scan_bytes: Scan) -> None:
     report = scan_bytes(co, "bomb.rds")
     assert time.monotonic() - t0 < 30
     assert "MLV302" in rules(report)
+    # what was found before the bound is still reported
+    w = rb.Writer()
+    w.item(rb.promise(rb.call("system", "true")))
+    body = rb.header() + rb.i32(rb.VEC) + rb.i32(2) + w.bytes() + rb.i32(rb.RAW) + rb.i32(2**31 - 1)
+    report = scan_bytes(gzip.compress(body + b"\0" * (64 << 20), compresslevel=9), "bomb.rds")
+    assert {"MLV1301", "MLV302"} <= rules(report)
 
 
 def test_a_large_plain_vector_is_skipped_fast(scan_bytes: Scan) -> None:

@@ -190,6 +190,9 @@ class RdsScanner:
             )
             ctx.add(RESOURCE_LIMIT, src.label, r.tell(), kind, msg)
             return
+        except Exception:  # a bound of the inflating stream, corrupt data: the engine
+            w.report(ctx, src.label)  # reports it; what was found before it stands
+            raise
         w.report(ctx, src.label)
 
 
