@@ -401,3 +401,17 @@ def test_the_format_byte_is_what_r_reads(scan_bytes: Scan) -> None:
     # text that merely opens with "A" and a number is no stream
     for text in (b"A 3 day tour\n", b"A\n4\n1\n1\n", b"Xy\0\0\0\x04", b"B\n\x04\0\0\0"):
         assert recognise(text) is None, text
+
+
+@pytest.mark.parametrize("compress", [None, "gzip"])
+def test_raw_vectors_holding_a_format_are_scanned(scan_bytes: Scan, compress: str | None) -> None:
+    from tests.scan.builders import EVIL4
+
+    inner = rb.rds(_named(f=CLOSURE))  # unserialize(x$model) in the code that reads it
+    pad = b"\0" * (100 << 10)  # past the in-memory bound: copied aside from a stream
+    for payload, rule in ((inner, "MLV1302"), (EVIL4, "MLV101"), (inner + pad, "MLV1305")):
+        value = _named(model=rb.Vec(rb.RAW, list(payload)), n=1)
+        report = scan_bytes(rb.rds(value, compress=compress))
+        assert rule in rules(report) and "MLV109" in rules(report), report.findings
+    plain = _named(blob=rb.Vec(rb.RAW, list(b"\x01\x02" * 4096)))
+    assert scan_bytes(rb.rds(plain, compress=compress)).status.value == "clean"

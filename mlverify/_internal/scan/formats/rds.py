@@ -17,10 +17,11 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from mlverify._internal.scan.context import ScanContext
+from mlverify._internal.scan.context import Probe, ScanContext
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
-from mlverify._internal.scan.source import Source, Stream
+from mlverify._internal.scan.pickle.walker import PROBE_FIRST
+from mlverify._internal.scan.source import FileSource, Source, Stream
 
 R_PROMISE = Rule(
     "MLV1301",
@@ -97,6 +98,10 @@ MAX_REPORTED = 64
 MAX_NAMES = 16
 #: names longer than this are cut (the rest of the string is skipped)
 NAME_KEEP = 200
+#: raw vectors kept in memory for a nested scan; larger ones are copied to a spooled file
+SMALL_RAW = 1 << 16
+#: first bytes of the formats a raw vector is scanned for (the pickle walker's, and R's)
+_PROBE_FIRST = PROBE_FIRST | frozenset(b"ARX\n")
 
 _RDATA = re.compile(rb"RD([XAB])([123])\n")
 #: R's InFormat looks at the first byte only ("X", "A", "B"; or "\nA" and one more byte),
@@ -133,7 +138,8 @@ class RdsScanner:
         kind = recognise(src.head(16)) or "rds"
         ctx.format(kind)
         r = _Reader(src.open())
-        w = _Walker(r, ctx.limits.max_stack)
+        probe = ctx.nested(src, depth) if depth < ctx.limits.max_depth else None
+        w = _Walker(r, ctx.limits.max_stack, probe, src.seekable, ctx.limits.nested_min)
         try:
             if kind == "rdata":
                 magic = r.need(5)
@@ -295,9 +301,19 @@ class _Walker:
     value: a code object there is bound to that name), ``("alt", rec)`` / ``("altsym", rec)``
     (an ALTREP class description: its symbols name the class and package)."""
 
-    def __init__(self, r: _Reader, max_stack: int) -> None:
+    def __init__(
+        self,
+        r: _Reader,
+        max_stack: int,
+        probe: Probe | None = None,
+        seekable: bool = False,
+        nested_min: int = 16,
+    ) -> None:
         self.r = r
         self.max_stack = max_stack
+        self.probe = probe  # raw vectors that hold a format are scanned as nested files
+        self.seekable = seekable
+        self.nested_min = nested_min
         self.refs: list[str | None] = []  # symbol names (or None / _ENV_REF) by index - 1
         self.codes: list[_Code] = []
         self.more_codes = 0
@@ -547,7 +563,9 @@ class _Walker:
             push((_ENDCODE,))
         if hasattr:
             push((_ITEM, None))
-        if t in _FIXED:
+        if t == _RAW:
+            self._raw(self._length())
+        elif t in _FIXED:
             r.skip(self._length() * _FIXED[t])
         elif t == _CHAR:
             length = r.i32()
@@ -601,6 +619,37 @@ class _Walker:
             raise _Bad(f"a class or generic reference (type {t}), which R cannot read")
         else:
             raise _Bad(f"unknown item type {t} at {offset}")
+
+    def _raw(self, n: int) -> None:
+        """A raw vector's bytes: a serialized object, a pickle, an archive... stored in R data
+        is unserialized by the code that reads it (``unserialize(x$raw)``): scanned as a
+        nested file when it may hold a format (its first byte, as the pickle walker does)."""
+        r = self.r
+        offset = r.tell()
+        if self.probe is None or n < self.nested_min:
+            r.skip(n)
+            return
+        if self.seekable:
+            r.skip(n)  # the whole value is there: scanned from the file
+            self.probe(None, offset, n, "raw", False)
+            return
+        first = r.need(1)
+        r.pos -= 1
+        if first[0] not in _PROBE_FIRST:
+            r.skip(n)
+        elif n <= SMALL_RAW:
+            self.probe(r.need(n), offset, n, "raw", False)
+        else:
+            import tempfile
+
+            with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as tmp:
+                left = n
+                while left:
+                    chunk = r.need(min(left, 1 << 20))
+                    tmp.write(chunk)
+                    left -= len(chunk)
+                tmp.seek(0)
+                self.probe(FileSource(tmp, 0, n, ""), offset, n, "raw", False)  # type: ignore[arg-type]
 
     def _bclang(self, t: int, nreps: int, stack: list[tuple[object, ...]]) -> None:
         """``ReadBCLang``: calls and pairlists inside byte code constants, with shared cells."""
