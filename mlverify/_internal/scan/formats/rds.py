@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from mlverify._internal.scan.context import Probe, ScanContext
 from mlverify._internal.scan.model import Severity
-from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
 from mlverify._internal.scan.pickle.walker import PROBE_FIRST
+from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
 from mlverify._internal.scan.source import FileSource, Source, Stream
 
 R_PROMISE = Rule(
