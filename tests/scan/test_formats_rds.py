@@ -415,3 +415,13 @@ def test_raw_vectors_holding_a_format_are_scanned(scan_bytes: Scan, compress: st
         assert rule in rules(report) and "MLV109" in rules(report), report.findings
     plain = _named(blob=rb.Vec(rb.RAW, list(b"\x01\x02" * 4096)))
     assert scan_bytes(rb.rds(plain, compress=compress)).status.value == "clean"
+
+
+def test_the_unlisted_rest_keeps_its_worst_severity(scan_bytes: Scan) -> None:
+    prim = rb.Raw(rb.i32(rb.BUILTIN) + rb.i32(3) + b"sum")
+    prom = rb.promise(rb.call("system", "true"))
+    report = scan_bytes(rb.rds(rb.Vec(rb.VEC, [prim] * 64 + [prom])))
+    (more,) = [f for f in report.findings if f.subject == "more"]
+    assert more.severity == Severity.HIGH and report.max_severity == Severity.HIGH
+    report = scan_bytes(rb.rds(rb.Vec(rb.VEC, [prim] * 70)))
+    assert report.max_severity == Severity.MEDIUM

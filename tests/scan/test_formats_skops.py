@@ -438,3 +438,12 @@ def test_the_cli_allow_flag_trusts_a_skops_type(
         codes.append(int(e.value.code or 0))
     capsys.readouterr()
     assert codes == [1, 0]
+
+
+def test_the_unlisted_rest_keeps_its_worst_severity(scan_bytes: Scan) -> None:
+    nodes = [_node(f"C{i}", "pkg", "ObjectNode") for i in range(250)]
+    nodes.append(_node("system", "os", "ObjectNode"))
+    schema = _node("list", "builtins", "ListNode", protocol=2, content=nodes)
+    report = scan_bytes(_skops_zip(schema))
+    assert report.max_severity == Severity.CRITICAL
+    assert any(f.subject == "more" for f in report.findings)

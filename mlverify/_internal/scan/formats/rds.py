@@ -319,6 +319,8 @@ class _Walker:
         self.more_codes = 0
         self.other: list[_Code] = []  # opaque objects, package loads
         self.more_other = 0
+        self.worst_code = Severity.MEDIUM  # of the code objects not listed
+        self.worst_other = Severity.LOW  # of the ones not listed
         self.depth = 0  # code objects open around the current item
         self.cur: _Code | None = None  # the outermost open code object
 
@@ -338,11 +340,9 @@ class _Walker:
         rule = R_PROMISE if t == _PROM else R_CODE
         rec = _Code(rule, _KIND[t], offset, binding)
         if t == _PROM and self.depth > 0:
-            if not self._keep(rec, self.codes):
-                self.more_codes += 1
+            self._code(rec)
         elif self.depth == 0:
-            if not self._keep(rec, self.codes):
-                self.more_codes += 1
+            self._code(rec)
             self.cur = rec
         self.depth += 1
 
@@ -377,16 +377,24 @@ class _Walker:
             ctx.add(c.rule, label, c.offset, subject[:200], msg, severity=c.severity)
         if self.more_codes:
             msg = f"{self.more_codes} more code objects (not listed one by one)"
-            ctx.add(R_CODE, label, None, "more", msg)
+            ctx.add(R_CODE, label, None, "more", msg, severity=self.worst_code)
         for c in self.other:
             ctx.add(c.rule, label, c.offset, c.kind[:200], c.detail, severity=c.severity)
         if self.more_other:
             msg = f"{self.more_other} more opaque objects or package references"
-            ctx.add(R_OPAQUE, label, None, "more", msg)
+            ctx.add(R_OPAQUE, label, None, "more", msg, severity=self.worst_other)
+
+    def _code(self, rec: _Code) -> None:
+        if not self._keep(rec, self.codes):
+            self.more_codes += 1
+            sev = rec.rule.severity if rec.severity is None else rec.severity
+            self.worst_code = max(self.worst_code, sev)
 
     def _other(self, rec: _Code) -> None:
         if not self._keep(rec, self.other):
             self.more_other += 1
+            sev = rec.rule.severity if rec.severity is None else rec.severity
+            self.worst_other = max(self.worst_other, sev)
 
     # -- the walk -----------------------------------------------------------------------
     def _length(self) -> int:
@@ -611,8 +619,7 @@ class _Walker:
                     cell_b = role[1]
                     assert isinstance(cell_b, list)
                     rec_c.binding = cell_b[0]
-                if not self._keep(rec_c, self.codes):
-                    self.more_codes += 1
+                self._code(rec_c)
         elif t == _S4:
             pass
         elif t in (_CLASSREF, _GENERICREF):

@@ -155,16 +155,17 @@ class _Judge:
         self.policy = _judge_policy(ctx.limits.extra_allow)
         self.seen: dict[str, int] = {}  # untrusted name -> occurrences
         self.listed = 0
+        self.worst = Severity.MEDIUM  # of the findings not listed
         self.protocol = data.protocol
 
     def bad(self, subject: str, message: str) -> None:
         self._add(SKOPS_MALFORMED, subject, message, None)
 
     def _add(self, rule: Rule, subject: str, message: str, sev: Severity | None) -> None:
-        if self.listed >= MAX_LISTED:
-            self.listed += 1
-            return
         self.listed += 1
+        if self.listed > MAX_LISTED:  # counted, and the worst of them kept
+            self.worst = max(self.worst, rule.severity if sev is None else sev)
+            return
         self.ctx.add(rule, self.label, None, subject[:200], message, severity=sev)
 
     def run(self, doc: dict[str, Any]) -> None:
@@ -194,7 +195,7 @@ class _Judge:
             self.node(node, ids)
         if self.listed > MAX_LISTED:
             msg = f"{self.listed - MAX_LISTED} more skops findings (not listed one by one)"
-            self.ctx.add(SKOPS_UNTRUSTED, self.label, None, "more", msg)
+            self.ctx.add(SKOPS_UNTRUSTED, self.label, None, "more", msg, severity=self.worst)
 
     def loader(self, name: str) -> _Loader | None:
         return self.data.old.get(self.protocol, {}).get(name) or self.data.loaders.get(name)
