@@ -1103,4 +1103,13 @@ def all_samples(out: Path) -> list[Sample]:
         + gguf_samples(out / "gguf")
         + torchscript_samples(out / "torchscript")
         + config_samples(out / "config")
+        + _more(out)
     )
+
+
+def _more(out: Path) -> list[Sample]:
+    """R serialization and skops samples (their builders live beside their tests)."""
+    from tests.scan.rds_builders import rds_samples
+    from tests.scan.skops_builders import skops_samples
+
+    return rds_samples(out / "rds") + skops_samples(out / "skops")

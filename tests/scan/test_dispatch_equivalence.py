@@ -45,6 +45,7 @@ MAGICS = (
     b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"\x80\x02", b"\x80\x04\x95", b"\x80\x05",
     b"meta_graphs", b"saved_model_schema_version", b"version https://git-lfs", b"{", b"[",
     b"\xef\xbb\xbf{", b"\x78\x9c", b"\x5d\x00\x00\x80\x00",
+    b"X\n\x00\x00\x00\x03", b"X\n\x00\x00\x00\x02", b"RDX3\nX\n", b"A\n3\n", b"B\n\x03\x00\x00\x00",
 )  # fmt: skip
 
 HINT_DOCS = (

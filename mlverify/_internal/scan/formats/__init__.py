@@ -21,9 +21,11 @@ from mlverify._internal.scan.formats import (
     npy,
     onnx,
     pickle,
+    rds,
     safetensors,
     savedmodel,
     sevenzip,
+    skops,
     tar,
     torchscript,
     zip,
@@ -39,6 +41,7 @@ SCANNERS: list[FormatScanner] = [
     tar.TarScanner(),
     hdf5.Hdf5Scanner(),
     gguf.GgufScanner(),
+    rds.RdsScanner(),
     onnx.OnnxScanner(),
     savedmodel.SavedModelScanner(),
     savedmodel.KerasMetadataScanner(),
@@ -53,7 +56,7 @@ SCANNERS: list[FormatScanner] = [
 
 _MODULES = (
     chat_template, code, compressed, configs, gguf, hdf5, keras, lfs, npy, onnx, pickle,
-    safetensors, savedmodel, sevenzip, tar, torchscript, zip,
+    rds, safetensors, savedmodel, sevenzip, skops, tar, torchscript, zip,
 )  # fmt: skip
 
 #: the rules the formats declare (the core ones are in mlverify._internal.scan.rules)

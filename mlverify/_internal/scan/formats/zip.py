@@ -78,6 +78,7 @@ class ZipScanner:
     ) -> None:
         from mlverify._internal.scan.archivepath import Member, report_escapes
         from mlverify._internal.scan.formats.code import claim_torchscript
+        from mlverify._internal.scan.formats.skops import judge_schema
         from mlverify._internal.scan.formats.torchscript import (
             judge_bytecode_member,
             judge_code_member,
@@ -123,6 +124,8 @@ class ZipScanner:
                 judge_code_member(member, ctx, label)
             elif e.name == "bytecode.pkl" or e.name.endswith("/bytecode.pkl"):
                 judge_bytecode_member(member, ctx, label)  # the lite interpreter's op tables
+            elif e.name == "schema.json":  # skops.io reads this one by name
+                judge_schema(member, ctx, label, frozenset(n.name for n in arc.entries))
         members = [
             Member(e.name, e.header_offset, "symlink" if e.is_symlink else "", targets.get(id(e)))
             for e in arc.entries
