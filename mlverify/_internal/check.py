@@ -159,7 +159,11 @@ class _KnownDigests:
     """Digests computed once in this check, offered to signature verification so
     that a signature using the same serialization does not re-read the files."""
 
-    def __init__(self, tree: ModelTree, manifest: Manifest) -> None:
+    def __init__(
+        self, tree: ModelTree, manifest: Manifest, left_out: Mapping[str, bytes] | None = None
+    ) -> None:
+        #: location -> SHA-256 of files the walk left out, from the very bytes scanned
+        self._left_out = dict(left_out or {})
         # the i-th file's digest is the manifest's i-th (the walk's order, checked by
         # the caller). A file is found by its location, which is the root's prefix and
         # its name for every file of the walk (checked here: else nothing is offered and
@@ -203,7 +207,11 @@ class _KnownDigests:
             else:
                 found = self._find(location)
             if found is None:
-                missing.append(k)
+                other = self._left_out.get(location)
+                if other is None:
+                    missing.append(k)
+                else:
+                    out[32 * k : 32 * k + 32] = other
             else:
                 out[32 * k : 32 * k + 32] = digests[32 * found : 32 * found + 32]
                 i = found + 1
@@ -214,7 +222,10 @@ class _KnownDigests:
             if hash_type != "sha256" or job.start or job.end is not None:
                 return None
             i = self._find(str(job.path))
-            return None if i is None else self._rl.digest(i)
+            if i is None:
+                other = self._left_out.get(str(job.path))
+                return None if other is None else other.hex()
+            return self._rl.digest(i)
 
         return lookup
 
@@ -500,6 +511,7 @@ def _signature_evidence(
     names: Sequence[str],
     hashed: Sequence[str],
     walked: Callable[[], ModelTree] | None,
+    verifiable: Sequence[str],
 ) -> tuple[list[SignatureEvidence], set[str] | None]:
     """The evidence of each signature file, and which of ``names`` (every file scanned,
     sorted) some verified signature does not cover (None when none verified); ``hashed``
@@ -510,8 +522,9 @@ def _signature_evidence(
     uncovered: set[str] | None = None
 
     def scanned(name: str) -> bool:
-        i = bisect_left(names, name)
-        return i < len(names) and names[i] == name
+        """Hashed by this check, or left out and hashed from the bytes its scan read."""
+        i = bisect_left(verifiable, name)
+        return i < len(verifiable) and verifiable[i] == name
 
     for p, bundle in bundles.items():
         if isinstance(bundle, MlverifyError):
@@ -826,6 +839,15 @@ def check_artifact(
     if tree.is_single_file:
         digests.add(manifest.resources[0].digest)
     _unchanged(path, locations, sizes, scan, at, hashing.large, hashing.before)
+    # a signed file the walk left out is compared by the digest of the bytes its scan read
+    # (small ones are read whole), never read again; one without (large) is not verified
+    left_digests: dict[str, bytes] = {}
+    left_names: list[str] = []
+    for f in tree.left_out:
+        i = bisect_left(names, f.name)  # every file scanned, sorted by name
+        if i < len(names) and names[i] == f.name and (d := scan.digest(i)) is not None:
+            left_digests[locations[i]] = d
+            left_names.append(f.name)
     del hashing  # (it holds the walk)
     # each file's status and digest are checked and in the manifest: not kept from here
     for allow, sc in scans.items():
@@ -884,7 +906,8 @@ def check_artifact(
         time_source="local clock",
     )
     governing = [p for p in policies if matches(p, base)]
-    known = _KnownDigests(tree, manifest)
+    verifiable: Sequence[str] = sorted([*hashed, *left_names]) if left_names else hashed
+    known = _KnownDigests(tree, manifest, left_digests)
     walked = _replay(tree, hashed) if len(sig_paths) == 1 else None
     # what is kept of the walk from here on: names (sorted) and sizes of the files
     # scanned and hashed; the rest is returned before signatures are read
@@ -897,7 +920,7 @@ def check_artifact(
         allow = frozenset(policy.allow_globals)
         allow = allow if allow in scans else shared
         sigs, uncovered = _signature_evidence(
-            path, bundles, policy, known, today, names, hashed, walked
+            path, bundles, policy, known, today, names, hashed, walked, verifiable
         )
         good, bad = _attestation_evidence(path, sig_paths, policy, digests, today)
         unsigned: tuple[str, ...] = ()

@@ -352,3 +352,56 @@ def test_a_signed_file_made_after_the_walk_is_missing_not_verified_unread(
     assert r.code == 1 and "late.bin" in r.out, r.out + r.err
     monkeypatch.setattr(engine, "scan_read", real)
     assert run(capsys, "check", "--policy", p, model).code == 0  # there, and scanned: fine
+
+
+def test_a_signed_left_out_file_is_compared_by_the_bytes_its_scan_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed file under a signature's name (r6 B): at check time it parses as a
+    signature, so the walk leaves it out and the scan reads it as one; changed back to the
+    signed bytes once scanned, through a shared mapping whose page is already dirty (no
+    time changes: the kernel does not see the write). The verification compares the
+    digest of what the scan read, never a second read (which would find the signed bytes)."""
+    import mmap
+
+    from tests.check.test_attacks import policy
+
+    private, public = write_key_pair(tmp_path, "p256")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.bin").write_bytes(b"x")
+    assert run(capsys, "sign", other, "--key", private).code == 0
+    bundle = (other / "model.sig").read_bytes()  # parses as a signature
+    model = tmp_path / "model"
+    (model / "attestations").mkdir(parents=True)
+    (model / "a.bin").write_bytes(os.urandom(4096))
+    hidden = model / "attestations" / "extra.sigstore.json"
+    signed = b"#" * len(bundle)  # not a signature: hashed and signed
+    hidden.write_bytes(signed)
+    assert run(capsys, "sign", model, "--key", private).code == 0
+    hidden.write_bytes(bundle)
+    trusted = f"spec:\n  signatures:\n    required: true\n    trusted: [{{key: {public}}}]\n"
+    p = policy(tmp_path, trusted)
+    fd = os.open(hidden, os.O_RDWR)
+    m = mmap.mmap(fd, 0)
+    m[0:1] = m[0:1]  # dirty the page before the check
+    real = engine.scan_read
+
+    def scan_then_swap(path, *args, **kw):  # type: ignore[no-untyped-def]
+        out = real(path, *args, **kw)
+        if str(path) == str(hidden):
+            m[:] = signed  # back to what was signed, unseen by the file's times
+        return out
+
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
+    monkeypatch.setattr(engine, "scan_read", scan_then_swap)
+    try:
+        before = os.stat(hidden)
+        r = run(capsys, "check", "--policy", p, model)
+        after = os.stat(hidden)
+    finally:
+        m.close()
+        os.close(fd)
+    if (before.st_mtime_ns, before.st_ctime_ns) != (after.st_mtime_ns, after.st_ctime_ns):
+        pytest.skip("this kernel updated the timestamps of a dirty shared mapping")
+    assert r.code == 1 and "extra.sigstore.json" in r.out, r.out + r.err
