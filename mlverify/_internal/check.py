@@ -63,6 +63,7 @@ from mlverify._internal.subject import Subject
 from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
+    from mlverify._internal.distributed.known import KnownFile
     from mlverify._internal.scan.workers import ScanResults
     from mlverify._internal.signing.trustset import TrustSet
 
@@ -568,6 +569,7 @@ def check_artifact(
     subject: Subject | None = None,
     progress: Callable[[int], None] | None = None,
     list_files: bool = False,
+    known_files: Mapping[str, KnownFile] | None = None,
 ) -> CheckResult:
     """Everything about one artifact, and the decision of every governing policy.
 
@@ -576,6 +578,8 @@ def check_artifact(
     ``progress``: called (from any thread) with the number of files just scanned.
     ``list_files``: also list every hashed file with its digest in the evidence (an ML-BOM
     needs them; by default the evidence counts them and digests the listing).
+    ``known_files``: files (by name) hashed and scanned elsewhere, taken while unchanged
+    (:mod:`mlverify._internal.distributed.known`).
     """
     reference = subject.reference if subject is not None else str(path)
     from mlverify._internal.scan.model import Limits
@@ -605,6 +609,11 @@ def check_artifact(
     serialization = Serialization(ignore_paths=tree.ignore_paths)
     # Hash in the background (hashlib releases the GIL; small files go to worker
     # processes) while the files are scanned (by worker processes when many).
+    if known_files:
+        from mlverify._internal.distributed.known import known_digests, scan_with_known
+
+        cache = known_digests(known_files, tree)  # type: ignore[assignment]
+        scan_many = scan_with_known(known_files)
     hashing = BackgroundCall(build_manifest, tree, serialization, cache)
 
     # Each policy's own allowlist judges its findings: one scan when every policy allows
