@@ -227,6 +227,7 @@ def run_file_job(ctx: WorkerContext, job: FileJob) -> str:
 
     key = job.key
     if ctx.store.get_evidence([key]):
+        log.info("file job already done", extra={"key": key, "ref": job.ref, "file": job.name})
         return "duplicate"
     n = ctx.store.deliver(key, job.ref, time.time())
     if n > ctx.max_deliveries:
