@@ -147,7 +147,7 @@ def test_fanout_waits_then_joins_without_reading_large_files_again(
     assert ctx.store.deliveries(j.key) == 0  # waiting is not a delivery
     assert sorted(f.name for f in rec.files) == ["weights-0.bin", "weights-1.bin", "weights-2.bin"]
     ((again, delay),) = rec.again
-    assert again.key == j.key and again.waits == 1 and delay == 0.5
+    assert again.key == j.key and again.waits == 1 and delay == 0.1
     assert sorted(again.asked) == sorted(f.key for f in rec.files)
     # a duplicate delivery of the waiting parent asks for no file job again
     rec.again.clear()

@@ -62,8 +62,8 @@ ENVIRONMENT = "admission"
 
 #: most evidence keys a parent's message names (more are asked again: duplicates, harmless)
 MAX_ASKED = 10_000
-#: seconds a waiting parent comes back after at most (it starts at 0.5 s and doubles)
-MAX_WAIT_DELAY = 10.0
+#: seconds a waiting parent comes back after at most (it starts at 0.1 s and doubles)
+MAX_WAIT_DELAY = 2.0
 
 
 class Fanout(Protocol):
@@ -285,7 +285,7 @@ class Plan:
 
 
 def wait_delay(waits: int) -> float:
-    return min(MAX_WAIT_DELAY, 0.5 * 2.0 ** min(waits, 32))
+    return min(MAX_WAIT_DELAY, 0.1 * 2.0 ** min(waits, 32))
 
 
 def max_waits(budget: float) -> int:
