@@ -351,3 +351,23 @@ def test_known_entries_are_used_only_for_the_fingerprint_and_limits_they_are_abo
         scan({"w.bin": KnownFile(bytes(32), [9, [], []], limits_digest(lim), fp)})(
             [str(evil)], ["w.bin"], [BIG], lim
         )
+
+
+def test_a_forged_wait_count_only_denies_sooner(
+    ctx: WorkerContext, rec: Recorded, tmp_path: Path
+) -> None:
+    """``waits`` and ``asked`` travel in the message, outside the key: a message planted
+    in Redis with them forged can only make the parent give up (a deny), never allow."""
+    import dataclasses
+
+    model = big_model(tmp_path / "models")
+    j = job_for(ctx, str(model))
+    asked = dataclasses.replace(j, asked=tuple(f"sha256:{i}" for i in range(3)))
+    assert Job.from_message(asked.to_message()) == asked and asked.key == j.key
+    forged = dataclasses.replace(j, waits=10**9)
+    assert run_job(ctx, forged) == "denied" and not rec.files and not rec.again
+    v = ctx.store.get(j.key)
+    assert v is not None and not v.allowed and v.kind == "dead-letter"
+    assert Job.from_message({**j.to_message(), "waits": -5}).waits == 0
+    with pytest.raises(UsageError):
+        Job.from_message({**j.to_message(), "asked": 7})
