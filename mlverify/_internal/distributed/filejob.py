@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlverify._internal.distributed.keys import OPEN_FLAGS, _sha256, read_fd
 from mlverify._internal.distributed.known import FilePrint, limits_digest, print_of
+from mlverify._internal.distributed.retry import RetryJob
 from mlverify._internal.errors import InputError, MlverifyError, UsageError
 from mlverify._internal.serve.store.base import FileEvidence
 from mlverify._internal.text import shown
@@ -223,8 +224,6 @@ def run_file_job(ctx: WorkerContext, job: FileJob) -> str:
     """Make and store ``job``'s evidence; the outcome: ``duplicate`` (it exists),
     ``evidence`` or ``failed`` (stored as failed after its deliveries). Raises
     :class:`~jobs.RetryJob` for an error that deserves another delivery."""
-    from mlverify._internal.distributed.jobs import RetryJob
-
     key = job.key
     if ctx.store.get_evidence([key]):
         log.info("file job already done", extra={"key": key, "ref": job.ref, "file": job.name})

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlverify._internal.distributed.filejob import FANOUT_FILE_BYTES
 from mlverify._internal.distributed.keys import (
     Config,
     digest_entries,
@@ -36,6 +37,7 @@ from mlverify._internal.distributed.keys import (
     prints_of,
     tree_digest,
 )
+from mlverify._internal.distributed.retry import RetryJob as RetryJob  # re-exported
 from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
 from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
 from mlverify._internal.text import shown
@@ -74,10 +76,6 @@ class Fanout(Protocol):
     def again(self, job: Job, delay: float) -> None:
         """Queue ``job`` again, to be delivered in ``delay`` seconds."""
         ...
-
-
-class RetryJob(MlverifyError):
-    """An operational error: deliver the job again later (with backoff)."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ class WorkerContext:
     settings: SourceSettings | None = None
     #: fan-out of large path artifacts (None: every artifact is one job)
     fanout: Fanout | None = None
-    fanout_bytes: int = 256 << 20  #: files of at least this size fan out (filejob's)
+    fanout_bytes: int = FANOUT_FILE_BYTES  #: files of at least this size fan out
     fanout_wait: float = 3600.0  #: seconds a parent waits for its files' evidence, at most
     config: Config = field(init=False)
 
@@ -299,9 +297,11 @@ def max_waits(budget: float) -> int:
 
 
 def _plan(ctx: WorkerContext, job: Job) -> Plan | None:
-    """Fan-out of a path job: None when it is judged as one job (too few large files; or
-    not a path this worker judges: run_job says why); else the plan, or queued file jobs
-    for the evidence missing and the job itself again (``WAITING``: a class attribute)."""
+    """Fan-out of a path job, before its delivery is counted: None when this worker does
+    not fan it out (no fan-out configured, not a path, not a path or configuration it
+    judges: :func:`run_job` says why, as a delivery); :data:`WAITING` when file jobs for
+    the evidence missing and the job itself were queued again; else the plan (without
+    evidence when it has too few large files: one job)."""
     from mlverify._internal.distributed.filejob import FANOUT_MIN_FILES, FileJob, check_limits
     from mlverify._internal.distributed.known import KnownFile, limits_digest, print_of
     from mlverify._internal.sources.local import require_under
