@@ -69,6 +69,7 @@ from mlverify._internal.subject import Subject
 from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
+    from mlverify._internal.distributed.known import KnownFile
     from mlverify._internal.scan.workers import ScanResults
     from mlverify._internal.signing.trustset import TrustSet
 
@@ -770,6 +771,7 @@ def check_artifact(
     subject: Subject | None = None,
     progress: Callable[[int], None] | None = None,
     list_files: bool = False,
+    known_files: Mapping[str, KnownFile] | None = None,
 ) -> CheckResult:
     """Everything about one artifact, and the decision of every governing policy.
 
@@ -778,6 +780,8 @@ def check_artifact(
     ``progress``: called (from any thread) with the number of files just scanned.
     ``list_files``: also list every hashed file with its digest in the evidence (an ML-BOM
     needs them; by default the evidence counts them and digests the listing).
+    ``known_files``: files (by name) hashed and scanned elsewhere, taken while unchanged
+    (:mod:`mlverify._internal.distributed.known`).
     """
     reference = subject.reference if subject is not None else str(path)
     from mlverify._internal.scan.engine import WHOLE_MAX
@@ -806,6 +810,11 @@ def check_artifact(
 
         cache = DigestCache()
     serialization = Serialization(ignore_paths=tree.ignore_paths)
+    if known_files:  # hashed and scanned elsewhere (a worker's fan-out): taken, not read
+        from mlverify._internal.distributed.known import known_digests, scan_with_known
+
+        cache = known_digests(known_files, tree)  # type: ignore[assignment]
+        scan_many = scan_with_known(known_files)
     # one read of each small file (the scan hashes it), large files hashed meanwhile
     hashing = _Hashing(tree, serialization, cache, WHOLE_MAX)
 

@@ -298,8 +298,8 @@ def test_content_swapped_with_its_mtime_set_back_is_not_judged(
     target = model / "config.json"
     real = jobs.digest_entries
 
-    def digest_then_swap(listed: list[Entry]) -> str:
-        out = real(listed)
+    def digest_then_swap(listed: list[Entry], known: dict[str, str] | None = None) -> str:
+        out = real(listed, known)
         st = os.stat(target)
         size = st.st_size
         time.sleep(0.05)  # a change time the (coarse) file-system clock tells apart
@@ -391,8 +391,8 @@ def test_content_swapped_beside_a_large_check_is_not_judged(
     target = model / "config.json"
     real = jobs.digest_entries
 
-    def digest_then_swap(listed: list[Entry]) -> str:
-        out = real(listed)
+    def digest_then_swap(listed: list[Entry], known: dict[str, str] | None = None) -> str:
+        out = real(listed, known)
         st = os.stat(target)
         time.sleep(0.05)
         target.write_bytes(b'{"x":' + b"1" * (st.st_size - 7) + b"}\n")

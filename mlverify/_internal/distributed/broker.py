@@ -1,8 +1,10 @@
 """The job queue: Dramatiq with its Redis broker.
 
-Two queues: ``mlverify-uploads`` (pushes, admission misses) and ``mlverify-backfill``;
-in a worker the uploads actor has the higher priority, so an upload waits for at most
-the back-fill job in flight. Delivery is at-least-once: a worker that dies holding a
+Two queues of jobs: ``mlverify-uploads`` (pushes, admission misses) and
+``mlverify-backfill``; in a worker the uploads actor has the higher priority, so an upload
+waits for at most the back-fill job in flight. A third, ``mlverify-files``, holds the file
+jobs of large path artifacts (:mod:`~mlverify._internal.distributed.filejob`): first of
+all, since a parent job waits for them. Delivery is at-least-once: a worker that dies holding a
 message stops sending heartbeats, and any other worker's next queue maintenance hands
 its messages back (``heartbeat_timeout``, default 10 s; the heartbeat thread runs the
 maintenance every second, not Dramatiq's one-in-a-thousand chance).
@@ -23,11 +25,20 @@ from mlverify._internal.errors import MlverifyError, UsageError
 if TYPE_CHECKING:
     from dramatiq.brokers.redis import RedisBroker
 
+    from mlverify._internal.distributed.filejob import FileJob
     from mlverify._internal.distributed.jobs import Job
 
-QUEUE_NAMES = {"uploads": "mlverify-uploads", "backfill": "mlverify-backfill"}
-ACTORS = {"uploads": "mlverify_verify_upload", "backfill": "mlverify_verify_backfill"}
-PRIORITIES = {"uploads": 0, "backfill": 100}  #: lower runs first
+QUEUE_NAMES = {
+    "uploads": "mlverify-uploads",
+    "backfill": "mlverify-backfill",
+    "files": "mlverify-files",
+}
+ACTORS = {
+    "uploads": "mlverify_verify_upload",
+    "backfill": "mlverify_verify_backfill",
+    "files": "mlverify_hash_file",
+}
+PRIORITIES = {"uploads": 0, "backfill": 100, "files": -100}  #: lower runs first
 NAMESPACE = "mlverify"
 
 
@@ -205,6 +216,43 @@ def make_broker(
     return broker
 
 
+def send(broker: RedisBroker, url: str, queue: str, doc: Any, delay: float = 0.0) -> None:
+    """Queue one message (``doc``) on ``queue`` (a key of :data:`QUEUE_NAMES`)."""
+    import dramatiq
+    import redis
+
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=QUEUE_NAMES[queue],
+        actor_name=ACTORS[queue],
+        args=(doc,),
+        kwargs={},
+        options={},
+    )
+    try:
+        broker.enqueue(message, delay=int(delay * 1000) or None)
+    except redis.RedisError as e:
+        raise QueueError(
+            f"queue {url}: cannot enqueue ({type(e).__name__}: {e}); check that Redis is up"
+        ) from None
+
+
+class BrokerFanout:
+    """A worker's :class:`~mlverify._internal.distributed.jobs.Fanout`: file jobs and
+    waiting parents queued on its own broker."""
+
+    def __init__(self, broker: RedisBroker, url: str) -> None:
+        from mlverify._internal.serve.store.base import redacted
+
+        self.broker = broker
+        self.url = redacted(url)
+
+    def file_job(self, job: FileJob) -> None:
+        send(self.broker, self.url, "files", job.to_message())
+
+    def again(self, job: Job, delay: float) -> None:
+        send(self.broker, self.url, job.queue, job.to_message(), delay)
+
+
 class Queue:
     """The producer side: what ``serve`` and ``backfill`` enqueue into."""
 
@@ -214,24 +262,13 @@ class Queue:
         self.url = redacted(url)
         self.broker = make_broker(url)
 
-    def enqueue(self, job: Job) -> None:
-        import dramatiq
-        import redis
+    def enqueue(self, job: Job, delay: float = 0.0) -> None:
+        """Queue ``job`` (on its queue), delivered ``delay`` seconds from now at the
+        earliest."""
+        send(self.broker, self.url, job.queue, job.to_message(), delay)
 
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=QUEUE_NAMES[job.queue],
-            actor_name=ACTORS[job.queue],
-            args=(job.to_message(),),
-            kwargs={},
-            options={},
-        )
-        try:
-            self.broker.enqueue(message)
-        except redis.RedisError as e:
-            raise QueueError(
-                f"queue {self.url}: cannot enqueue ({type(e).__name__}: {e}); "
-                "check that Redis is up"
-            ) from None
+    def enqueue_file(self, job: FileJob) -> None:
+        send(self.broker, self.url, "files", job.to_message())
 
     def depth(self) -> dict[str, int]:
         """Messages waiting (not yet fetched by a worker) per queue."""

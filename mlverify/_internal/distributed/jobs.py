@@ -15,16 +15,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 import os
 import re
 import socket
+import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from mlverify._internal.distributed.filejob import FANOUT_FILE_BYTES
 from mlverify._internal.distributed.keys import (
     Config,
     digest_entries,
@@ -34,12 +37,16 @@ from mlverify._internal.distributed.keys import (
     prints_of,
     tree_digest,
 )
+from mlverify._internal.distributed.retry import RetryJob as RetryJob  # re-exported
 from mlverify._internal.errors import MlverifyError, UsageError, VerificationError
 from mlverify._internal.serve.store.base import StoredVerdict, VerdictStore
 from mlverify._internal.text import shown
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
+    from mlverify._internal.distributed.filejob import FileJob
+    from mlverify._internal.distributed.keys import Entry
+    from mlverify._internal.distributed.known import KnownFile
     from mlverify._internal.policy.model import Policy
     from mlverify._internal.sources.settings import AdmissionRules, SourceSettings
 
@@ -55,8 +62,20 @@ _PINNED_HF = re.compile(r"^hf://[^/@]+/[^/@]+@[0-9a-f]{40}(/.*)?$")
 ENVIRONMENT = "admission"
 
 
-class RetryJob(MlverifyError):
-    """An operational error: deliver the job again later (with backoff)."""
+#: most evidence keys a parent's message names (more are asked again: duplicates, harmless)
+MAX_ASKED = 10_000
+#: seconds a waiting parent comes back after at most (it starts at 0.1 s and doubles)
+MAX_WAIT_DELAY = 2.0
+
+
+class Fanout(Protocol):
+    """How a parent queues its file jobs and itself again (the worker's broker)."""
+
+    def file_job(self, job: FileJob) -> None: ...
+
+    def again(self, job: Job, delay: float) -> None:
+        """Queue ``job`` again, to be delivered in ``delay`` seconds."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,10 @@ class Job:
     queue: str = "uploads"
     quarantine: str = "none"  #: registry pushes: what to do with a denied model
     enqueued_at: float = 0.0
+    #: a parent waiting for its files' evidence: how often it came back (not in the key)
+    waits: int = 0
+    #: the evidence keys it queued file jobs for (not in the key)
+    asked: tuple[str, ...] = ()
 
     @functools.cached_property
     def key(self) -> str:
@@ -87,6 +110,8 @@ class Job:
             "quarantine": self.quarantine,
             "enqueued_at": self.enqueued_at,
             "key": self.key,
+            "waits": self.waits,
+            "asked": list(self.asked),
         }
 
     @classmethod
@@ -99,6 +124,8 @@ class Job:
                 queue=str(doc.get("queue", "uploads")),
                 quarantine=str(doc.get("quarantine", "none")),
                 enqueued_at=float(doc.get("enqueued_at", 0.0)),
+                waits=max(0, int(doc.get("waits", 0))),
+                asked=tuple(str(k) for k in doc.get("asked", ())[:MAX_ASKED]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"job message: missing or malformed field ({e})") from None
@@ -163,6 +190,10 @@ class WorkerContext:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     #: where sources read from (default: the environment's, with ``plain_http``)
     settings: SourceSettings | None = None
+    #: fan-out of large path artifacts (None: every artifact is one job)
+    fanout: Fanout | None = None
+    fanout_bytes: int = FANOUT_FILE_BYTES  #: files of at least this size fan out
+    fanout_wait: float = 3600.0  #: seconds a parent waits for its files' evidence, at most
     config: Config = field(init=False)
 
     def __post_init__(self) -> None:
@@ -238,16 +269,123 @@ def dead_letter(ctx: WorkerContext, job: Job, reason: str, deliveries: int) -> s
     return "dead-letter"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a path job's parent found before judging: the entries listed (``before``), the
+    evidence of its large files (``known``, ``blake3``: by name, each about the very
+    fingerprint listed), and why it cannot be allowed (``failed``, ``missing``)."""
+
+    listed: list[Entry]
+    known: Mapping[str, KnownFile] = field(default_factory=dict)
+    blake3: Mapping[str, str] = field(default_factory=dict)
+    failed: tuple[tuple[str, str], ...] = ()  #: (file, why its file job failed)
+    missing: tuple[str, ...] = ()  #: files still without evidence after every wait
+
+
+def wait_delay(waits: int) -> float:
+    return min(MAX_WAIT_DELAY, 0.1 * 2.0 ** min(waits, 32))
+
+
+def max_waits(budget: float) -> int:
+    """How often a parent comes back before its files' evidence is given up on: the
+    first count of waits whose delays add up to ``budget`` seconds."""
+    n, total = 0, 0.0
+    while total < budget:
+        total += wait_delay(n)
+        n += 1
+    return n
+
+
+def _plan(ctx: WorkerContext, job: Job) -> Plan | None:
+    """Fan-out of a path job, before its delivery is counted: None when this worker does
+    not fan it out (no fan-out configured, not a path, not a path or configuration it
+    judges: :func:`run_job` says why, as a delivery); :data:`WAITING` when file jobs for
+    the evidence missing and the job itself were queued again; else the plan (without
+    evidence when it has too few large files: one job)."""
+    from mlverify._internal.distributed.filejob import FANOUT_MIN_FILES, FileJob, check_limits
+    from mlverify._internal.distributed.known import KnownFile, limits_digest, print_of
+    from mlverify._internal.sources.local import require_under
+
+    if ctx.fanout is None or job.ref.startswith(("oci://", "hf://")):
+        return None
+    if (job.policy, job.trust, job.version) != (
+        ctx.config.policy, ctx.config.trust, ctx.config.version,
+    ):  # fmt: skip
+        return None
+    path = Path(job.ref)
+    try:
+        require_under(path, ctx.roots)
+        listed = entries(path)
+    except MlverifyError:
+        return None  # judged as one job: the same error, counted as a delivery
+    large = [(n, st) for n, _, st in listed if stat.S_ISREG(st.st_mode)]
+    large = [(n, st) for n, st in large if st.st_size >= ctx.fanout_bytes]
+    if len(large) < FANOUT_MIN_FILES:
+        return Plan(listed)
+    limits = limits_digest(check_limits(ctx.policies))
+    files = [FileJob(job.ref, n, print_of(st), limits) for n, st in large]
+    found = ctx.store.get_evidence([f.key for f in files])
+    known: dict[str, KnownFile] = {}
+    blake3: dict[str, str] = {}
+    failed: list[tuple[str, str]] = []
+    missing: list[FileJob] = []
+    for f in files:
+        e = found.get(f.key)
+        if e is None or (e.name, e.fingerprint) != (f.name, f.fingerprint):
+            missing.append(f)
+        elif e.failed:
+            failed.append((f.name, e.failed))
+        else:
+            try:
+                entry = json.loads(e.entry)
+                sha = bytes.fromhex(e.sha256)
+                bytes.fromhex(e.blake3)
+            except ValueError:
+                failed.append((f.name, "its stored evidence is unreadable"))
+                continue
+            if len(sha) != 32 or len(e.blake3) != 64 or e.size != f.fingerprint[2]:
+                failed.append((f.name, "its stored evidence is unreadable"))
+                continue
+            known[f.name] = KnownFile(sha, entry, limits, f.fingerprint)
+            blake3[f.name] = e.blake3
+    if failed:
+        return Plan(listed, failed=tuple(failed))
+    if missing:
+        if job.waits >= max_waits(ctx.fanout_wait):
+            return Plan(listed, missing=tuple(f.name for f in missing))
+        asked = set(job.asked)
+        for f in missing:
+            if f.key not in asked:
+                ctx.fanout.file_job(f)
+        again = dataclasses.replace(
+            job, waits=job.waits + 1, asked=tuple(sorted(f.key for f in missing))
+        )
+        ctx.fanout.again(again, wait_delay(job.waits))
+        log.info(
+            "job waits for its files",
+            extra={"key": job.key, "ref": job.ref, "files": len(missing), "waits": job.waits},
+        )
+        return WAITING
+    return Plan(listed, known, blake3)
+
+
+WAITING = Plan([])  #: the parent is queued again, its file jobs queued: nothing decided
+
+
 def run_job(ctx: WorkerContext, job: Job) -> str:
     """Judge ``job`` and store its verdict; the outcome: ``duplicate`` (a current verdict
-    was there), ``allowed``, ``denied`` or ``dead-letter``. Raises :class:`RetryJob` for an
-    operational error that deserves another delivery."""
+    was there), ``allowed``, ``denied``, ``dead-letter``, or ``waiting`` (a large path
+    artifact's file jobs were queued and the job queued again: not a delivery). Raises
+    :class:`RetryJob` for an operational error that deserves another delivery."""
     now = time.time()
     key = job.key
     existing = ctx.store.get(key)
     if existing is not None and existing.current(now):
         log.info("job already decided", extra={"key": key, "ref": job.ref})
         return "duplicate"
+    plan = _plan(ctx, job)
+    if plan is WAITING:
+        return "waiting"  # before counting a delivery: waiting is not a failure
     n = ctx.store.deliver(key, job.ref, now)
     if n > ctx.max_deliveries:
         return dead_letter(ctx, job, "the job ended its worker every time (crash or kill)", n - 1)
@@ -262,7 +400,7 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
                 "this worker judges with other policies, trust or version than the job asks "
                 "for; a worker configured like the replica that queued it must take it"
             )
-        verdict = _judge(ctx, job)
+        verdict = _judge(ctx, job, plan)
     except MlverifyError as e:
         reason = str(e)
         ctx.store.note_error(key, reason, time.time())
@@ -285,7 +423,30 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
     return outcome if written else "duplicate"
 
 
-def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
+def _named(files: Sequence[str]) -> str:
+    more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+    return ", ".join(shown(f) for f in files[:5]) + more
+
+
+def _check_known(ctx: WorkerContext, ref: str, known: Mapping[str, KnownFile]) -> CheckResult:
+    """``mlverify.check`` of a path with ``known`` files' evidence taken (the same
+    pipeline: :func:`~mlverify._internal.sources.run.check_ref`)."""
+    from mlverify._internal.check import CheckResult
+    from mlverify._internal.sources.run import check_ref
+
+    try:
+        out = check_ref(
+            ref, ctx.policies, ctx.sources, rules=ctx.rules(True), environment=ENVIRONMENT,
+            known=known,
+        )  # fmt: skip
+    except MlverifyError as e:
+        return CheckResult.failed(ref, e)
+    if isinstance(out, str):
+        return CheckResult(ref, (), {}, "not-fetched", out)
+    return out
+
+
+def _judge(ctx: WorkerContext, job: Job, plan: Plan | None = None) -> StoredVerdict:
     """The verdict about the bytes the job names, judged through the public API
     (:func:`mlverify.check`). An error result: tampered bytes (a
     :class:`VerificationError`) are a deny about them; any other error could not judge
@@ -303,12 +464,25 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
             )
     path = None if ref.startswith(("oci://", "hf://")) else Path(ref)
     same: Callable[[], None] = lambda: None  # noqa: E731 - nothing to compare for oci, hf
+    known: Mapping[str, KnownFile] = {}
+    if plan is not None and plan.failed:
+        return _verdict(ctx, job, key, job.digest, False, "failed", [
+            f"{shown(ref)}: {shown(name)} could not be hashed and scanned: {why}"
+            for name, why in plan.failed
+        ])  # fmt: skip
+    if plan is not None and plan.missing:
+        return _verdict(ctx, job, key, job.digest, False, "dead-letter", [
+            f"{shown(ref)}: not verified: no evidence for {_named(plan.missing)} after "
+            f"waiting {ctx.fanout_wait:g} s for its file jobs"
+        ])  # fmt: skip
     if path is not None:
         from mlverify._internal.background import BackgroundCall
         from mlverify._internal.sources.local import require_under
 
         require_under(path, ctx.roots)
-        listed = entries(path)
+        listed = plan.listed if plan is not None else entries(path)
+        known = plan.known if plan is not None else {}
+        given = plan.blake3 if plan is not None else {}
         before = prints_of(listed)
         # the job's digest and the check both read after ``before`` was listed and before
         # the fingerprint is taken again: a change to any entry in between changes its
@@ -316,11 +490,11 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
         # tree's digest is read first, here; a large one's beside the check (BLAKE3
         # releases the GIL), not before it
         digested: Callable[[], str]
-        if sum(st.st_size for _, _, st in listed) <= INLINE_DIGEST:
-            value = digest_entries(listed)
+        if sum(st.st_size for n, _, st in listed if n not in given) <= INLINE_DIGEST:
+            value = digest_entries(listed, given)
             digested = lambda: value  # noqa: E731
         else:
-            digested = BackgroundCall(digest_entries, listed).result
+            digested = BackgroundCall(digest_entries, listed, given).result
 
         def same() -> None:
             if digested() != job.digest:
@@ -328,14 +502,17 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
             if fingerprint(path) != before:
                 raise RetryJob(f"{shown(ref)}: changed while being checked")
 
-    out = mlverify.check(
-        ref,
-        policy=ctx.policies,
-        settings=ctx.sources,
-        rules=ctx.rules(path is not None),
-        environment=ENVIRONMENT,
-        use_cache=False,  # every byte is read: the verdict is stored for all replicas
-    )
+    if known:  # the large files' evidence taken: the check reads only the others
+        out = _check_known(ctx, ref, known)
+    else:
+        out = mlverify.check(
+            ref,
+            policy=ctx.policies,
+            settings=ctx.sources,
+            rules=ctx.rules(path is not None),
+            environment=ENVIRONMENT,
+            use_cache=False,  # every byte is read: the verdict is stored for all replicas
+        )
     same()  # a change explains an error better than the error does
     if out.outcome == "error":
         if out.error_exit == VerificationError.exit_code:  # tampered: a deny, not an outage
@@ -343,7 +520,6 @@ def _judge(ctx: WorkerContext, job: Job) -> StoredVerdict:
         raise MlverifyError(out.message)  # operational: retried, then dead-lettered
     if out.outcome:  # Git LFS content not fetched: its bytes were not judged
         return _verdict(ctx, job, key, job.digest, False, "failed", [out.message or out.outcome])
-    import json
 
     doc = json.dumps(out.to_json(), sort_keys=True)
     if ref.startswith("oci://"):

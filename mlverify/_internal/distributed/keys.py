@@ -22,10 +22,10 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlverify._internal.errors import InputError, UsageError
 from mlverify._internal.text import shown
@@ -172,8 +172,13 @@ def fingerprint(path: Path) -> Fingerprint:
     return prints_of(entries(path))
 
 
-def digest_entries(listed: Sequence[Entry]) -> str:
-    """BLAKE3 over ``listed``: names, sizes, contents, symlink targets.
+def digest_entries(listed: Sequence[Entry], known: Mapping[str, str] | None = None) -> str:
+    """BLAKE3 over ``listed``: per entry its name, then ``L`` and a symlink's target, or
+    ``F``, a regular file's size and the BLAKE3 of its contents (32 bytes). Composable:
+    a file's part needs only its own digest, so ``known`` (name -> BLAKE3 hex of that
+    file's contents, computed elsewhere over the bytes of the very inode and fingerprint
+    listed: the caller checks that) is taken instead of reading the file. The only
+    definition of a path's artifact digest (workers, back-fills and replicas use it).
 
     Devices, sockets and FIFOs are refused (reading one may never end). Symlinks are not
     followed (the check decides what a link may point at). A file is opened without
@@ -187,32 +192,64 @@ def digest_entries(listed: Sequence[Entry]) -> str:
     h = blake3.blake3()
     buf = bytearray(4 << 20)
     view = memoryview(buf)
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    known = known or {}
     for name, full, st in listed:
         h.update(json.dumps(name).encode() + b"\0")
         if stat.S_ISLNK(st.st_mode):
             h.update(b"L" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
         elif stat.S_ISREG(st.st_mode):
             h.update(b"F%d\0" % st.st_size)
-            size = 0
-            try:
-                fd = os.open(full, flags)
-            except OSError as e:
-                raise InputError(f"{shown(full)}: cannot read it ({e.strerror})") from None
-            with open(fd, "rb", buffering=0) as f:
-                now = os.fstat(fd)
-                if not stat.S_ISREG(now.st_mode) or now.st_ino != st.st_ino:
-                    raise InputError(f"{shown(full)}: changed while being read; try again")
-                while n := f.readinto(buf):
-                    size += n
-                    h.update(view[:n])
-            if size != st.st_size:
-                raise InputError(f"{shown(full)}: changed while being read; try again")
+            given = known.get(name)
+            if given is not None:
+                h.update(bytes.fromhex(given))
+                continue
+            fh = blake3.blake3()
+
+            def chunk(n: int, fh: Any = fh) -> None:
+                fh.update(view[:n])
+
+            read_file(full, st, buf, chunk)
+            h.update(fh.digest())
         else:
             raise UsageError(
                 f"{shown(full)}: not a regular file, directory or symlink; refusing to read it"
             )
     return "blake3:" + h.hexdigest()
+
+
+#: how a file listed is opened: never through a link, never blocking (a FIFO swapped in)
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_file(full: str, st: os.stat_result, buf: bytearray, chunk: Callable[[int], None]) -> None:
+    """Read the regular file ``full`` once, listed with lstat ``st``, into ``buf`` a chunk
+    at a time (``chunk(n)``: ``buf[:n]`` holds the next bytes). Opened without following
+    a link (:func:`read_fd`)."""
+    try:
+        fd = os.open(full, OPEN_FLAGS)
+    except OSError as e:
+        raise InputError(f"{shown(full)}: cannot read it ({e.strerror})") from None
+    read_fd(fd, full, st, buf, chunk)
+
+
+def read_fd(
+    fd: int, full: str, st: os.stat_result, buf: bytearray, chunk: Callable[[int], None]
+) -> None:
+    """Read (and close) ``fd``, opened on ``full`` listed with lstat ``st``: it must be
+    the inode listed, of the size listed; otherwise it changed since it was listed (an
+    error, never other bytes read)."""
+    size = 0
+    with open(fd, "rb", buffering=0) as f:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise InputError(f"{shown(full)}: changed while being read; try again")
+        while n := f.readinto(buf):
+            size += n
+            if size > st.st_size:
+                break
+            chunk(n)
+    if size != st.st_size:
+        raise InputError(f"{shown(full)}: changed while being read; try again")
 
 
 def tree_digest(path: Path) -> tuple[str, Fingerprint]:

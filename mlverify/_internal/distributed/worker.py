@@ -131,7 +131,14 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     import redis
     from dramatiq.middleware import Retries, ShutdownNotifications, TimeLimit
 
-    from mlverify._internal.distributed.broker import ACTORS, PRIORITIES, QUEUE_NAMES, make_broker
+    from mlverify._internal.distributed.broker import (
+        ACTORS,
+        PRIORITIES,
+        QUEUE_NAMES,
+        BrokerFanout,
+        make_broker,
+    )
+    from mlverify._internal.distributed.filejob import FileJob, fanout_file_bytes, run_file_job
     from mlverify._internal.distributed.jobs import Job, RetryJob, WorkerContext, run_job
     from mlverify._internal.errors import UsageError
     from mlverify._internal.policy.model import load_policies
@@ -140,6 +147,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     from mlverify._internal.serve.store import open_store
 
     policies = load_policies(list(settings.policy_refs))
+    fanout_bytes = fanout_file_bytes()  # a bad value fails the process at once
     _warm_up(policies)
     events = open_events(settings.events)
     opened = [open_store(settings.store_url)]  # fails early (and once) if unreachable
@@ -165,6 +173,9 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
                 plain_http=settings.plain_http,
                 max_deliveries=settings.max_deliveries,
                 verdict_ttl=settings.verdict_ttl,
+                fanout=fanout,
+                fanout_bytes=fanout_bytes,
+                fanout_wait=settings.job_timeout,
             )
         return ctx
 
@@ -189,6 +200,33 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
         ],
     )
 
+    fanout = BrokerFanout(broker, settings.queue_url)
+
+    def perform_file(doc: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            job = FileJob.from_message(doc)
+        except UsageError as e:
+            log.error("malformed file job dropped", extra={"error": str(e)})
+            if m is not None:
+                m.jobs.labels("malformed").inc()
+            return
+        outcome = "retry"
+        try:
+            outcome = run_file_job(context(), job)
+        except RetryJob:
+            raise
+        except Exception as e:
+            log.warning(
+                "file job failed, will retry",
+                extra={"key": job.key, "ref": job.ref, "error": f"{type(e).__name__}: {e}"},
+            )
+            raise
+        finally:
+            if m is not None:
+                m.jobs.labels(f"file-{outcome}").inc()
+                m.job_seconds.observe(time.perf_counter() - t0)
+
     def perform(doc: Any) -> None:
         t0 = time.perf_counter()
         try:
@@ -201,7 +239,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
         try:
             ctx = context()
             outcome = run_job(ctx, job)
-            if events is not None and outcome != "duplicate":
+            if events is not None and outcome not in ("duplicate", "waiting"):
                 emit_stored(events, ctx.store, job.key)  # never raises
         except RetryJob:
             outcome = "retry"
@@ -220,9 +258,11 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
                 if outcome == "dead-letter":
                     m.dead_letters.inc()
 
-    for q in settings.queues:
+    # every worker takes file jobs: a parent waits for them, whatever queues it came from
+    queues = (*settings.queues, "files")
+    for q in queues:
         dramatiq.actor(  # type: ignore[call-overload]
-            perform,
+            perform_file if q == "files" else perform,
             actor_name=ACTORS[q],
             queue_name=QUEUE_NAMES[q],
             priority=PRIORITIES[q],
@@ -231,7 +271,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
         )
     worker = dramatiq.Worker(
         broker,
-        queues={QUEUE_NAMES[q] for q in settings.queues},
+        queues={QUEUE_NAMES[q] for q in queues},
         worker_threads=THREADS,
         worker_timeout=200,
     )
@@ -249,7 +289,7 @@ def _run(settings: WorkerSettings, stop: threading.Event) -> None:
     reclaim_at = time.monotonic() + RECLAIM_EVERY
     while not stop.wait(1.0):
         try:
-            for q in settings.queues:
+            for q in queues:
                 depth = broker.do_qsize(QUEUE_NAMES[q])
                 broker.do_qsize(dq_name(QUEUE_NAMES[q]))
                 if m is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from mlverify._internal.subject import Subject
 
 if TYPE_CHECKING:
     from mlverify._internal.check import CheckResult
+    from mlverify._internal.distributed.known import KnownFile
     from mlverify._internal.policy.model import Policy
     from mlverify._internal.scan.model import Limits, ScanReport
 
@@ -62,8 +63,10 @@ def check_ref(
     environment: str | None = None,
     list_files: bool = False,
     name: str | None = None,
+    known: Mapping[str, KnownFile] | None = None,
 ) -> CheckResult | str:
-    """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers."""
+    """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers.
+    ``known``: see :func:`~mlverify._internal.check.check_artifact` (a worker's fan-out)."""
     from mlverify._internal.check import check_artifact
     from mlverify._internal.lfs import not_fetched_note
 
@@ -79,6 +82,7 @@ def check_ref(
             use_cache=use_cache and r.kind == "path",
             subject=r.subject() if name is None else Subject(name, r.path, r.digest),
             list_files=list_files,
+            known_files=known,
         )
         return annotate(result, r)
 

@@ -49,6 +49,17 @@ SCHEMA = (
         digest TEXT NOT NULL,
         created DOUBLE PRECISION NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS mlverify_file_evidence (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        blake3 TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        entry TEXT NOT NULL,
+        failed TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    )""",
 )
 
 #: What a stored verdict records: a policy decision, a deny because the bytes failed
@@ -143,6 +154,50 @@ class ScanRequest:
     created: float
 
 
+@dataclass(frozen=True)
+class FileEvidence:
+    """What one file job found about one large file of a path artifact: its digests and
+    its scan entry, about the bytes read between two equal lstat fingerprints
+    (:mod:`mlverify._internal.distributed.filejob`). Or, ``failed`` non-empty, why no
+    evidence could be made (after the job's deliveries): the artifact is then denied."""
+
+    key: str  #: :func:`mlverify._internal.distributed.filejob.evidence_key`
+    name: str  #: the file's name in its artifact (as the scanner sees it)
+    fingerprint: tuple[int, int, int, int, int]  #: (st_dev, st_ino, size, mtime_ns, ctime_ns)
+    sha256: str  #: hex, "" when failed
+    blake3: str  #: hex, "" when failed
+    size: int
+    entry: str  #: the scanner's compact entry (``scan_one``'s result) as JSON, "" when failed
+    created_at: float
+    failed: str = ""  #: the reason no evidence was made
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.key,
+            self.name,
+            json.dumps(list(self.fingerprint)),
+            self.sha256,
+            self.blake3,
+            self.size,
+            self.entry,
+            self.failed,
+            self.created_at,
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> FileEvidence:
+        key, name, fp, sha, b3, size, entry, failed, created = row
+        a, b, c, d, e = (int(x) for x in json.loads(fp))
+        return cls(
+            str(key), str(name), (a, b, c, d, e), str(sha), str(b3), int(size), str(entry),
+            float(created), str(failed),
+        )  # fmt: skip
+
+
+#: the columns of :class:`FileEvidence` rows, in :meth:`FileEvidence.row`'s order
+EVIDENCE_COLUMNS = "key, name, fingerprint, sha256, blake3, size, entry, failed, created_at"
+
+
 class VerdictStore(Protocol):
     """Where verdicts, job delivery counts and Harbor scan requests live."""
 
@@ -186,6 +241,15 @@ class VerdictStore(Protocol):
     def add_scan(self, scan: ScanRequest) -> None: ...
 
     def get_scan(self, scan_id: str) -> ScanRequest | None: ...
+
+    def get_evidence(self, keys: list[str]) -> dict[str, FileEvidence]:
+        """The file evidence stored under any of ``keys``."""
+        ...
+
+    def put_evidence(self, evidence: FileEvidence) -> bool:
+        """Store ``evidence`` unless the key holds some already (the first write wins:
+        evidence is about immutable inputs); True when written."""
+        ...
 
     def close(self) -> None: ...
 

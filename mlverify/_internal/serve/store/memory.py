@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from mlverify._internal.serve.store.base import ScanRequest, StoredVerdict
+from mlverify._internal.serve.store.base import FileEvidence, ScanRequest, StoredVerdict
 
 
 class MemoryStore:
@@ -19,6 +19,7 @@ class MemoryStore:
         self._verdicts: OrderedDict[str, StoredVerdict] = OrderedDict()
         self._jobs: OrderedDict[str, list[object]] = OrderedDict()
         self._scans: OrderedDict[str, ScanRequest] = OrderedDict()
+        self._evidence: OrderedDict[str, FileEvidence] = OrderedDict()
 
     def _trim(self, d: OrderedDict[str, object] | OrderedDict[str, StoredVerdict]) -> None:
         while len(d) > self.capacity:
@@ -81,6 +82,18 @@ class MemoryStore:
     def get_scan(self, scan_id: str) -> ScanRequest | None:
         with self._lock:
             return self._scans.get(scan_id)
+
+    def get_evidence(self, keys: list[str]) -> dict[str, FileEvidence]:
+        with self._lock:
+            return {k: self._evidence[k] for k in keys if k in self._evidence}
+
+    def put_evidence(self, evidence: FileEvidence) -> bool:
+        with self._lock:
+            if evidence.key in self._evidence:
+                return False
+            self._evidence[evidence.key] = evidence
+            self._trim(self._evidence)  # type: ignore[arg-type]
+            return True
 
     def close(self) -> None:
         pass

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mlverify._internal.serve.store.base import (
+    EVIDENCE_COLUMNS,
     SCHEMA,
+    FileEvidence,
     ScanRequest,
     StoredVerdict,
     StoreError,
@@ -188,6 +190,26 @@ class SqlStore:
         return ScanRequest(
             str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), float(row[5])
         )
+
+    def get_evidence(self, keys: list[str]) -> dict[str, FileEvidence]:
+        out: dict[str, FileEvidence] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {EVIDENCE_COLUMNS} FROM mlverify_file_evidence WHERE key IN ({marks})"
+            for row in self._run(sql, tuple(chunk), "all"):
+                e = FileEvidence.from_row(row)
+                out[e.key] = e
+        return out
+
+    def put_evidence(self, evidence: FileEvidence) -> bool:
+        row = self._run(
+            f"INSERT INTO mlverify_file_evidence ({EVIDENCE_COLUMNS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING RETURNING key",
+            evidence.row(),
+            "one",
+        )
+        return row is not None
 
     def close(self) -> None:
         for which in (0, 1):
