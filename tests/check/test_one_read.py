@@ -405,3 +405,25 @@ def test_a_signed_left_out_file_is_compared_by_the_bytes_its_scan_read(
     if (before.st_mtime_ns, before.st_ctime_ns) != (after.st_mtime_ns, after.st_ctime_ns):
         pytest.skip("this kernel updated the timestamps of a dirty shared mapping")
     assert r.code == 1 and "extra.sigstore.json" in r.out, r.out + r.err
+
+
+def test_a_signature_past_the_config_bound_does_not_deny_its_own_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset's signature grows with its files (228 bytes each: 16 MiB at about 73k
+    files); past the config scanner's decode bound it was a high finding denying the check
+    it signs. It is searched to its end like any JSON past the bound, and holds nothing."""
+    from mlverify._internal.scan.formats import configs
+    from tests.check.test_attacks import policy
+
+    model = tmp_path / "data"
+    model.mkdir()
+    for i in range(60):
+        (model / f"row-{i:03d}.txt").write_bytes(b"row %d\n" % i)
+    private, public = write_key_pair(tmp_path, "p256")
+    assert run(capsys, "sign", model, "--key", private).code == 0
+    assert (model / "model.sig").stat().st_size > 4096
+    monkeypatch.setattr(configs, "MAX_CONFIG", 4096)  # the bound, made small
+    trusted = f"spec:\n  signatures:\n    required: true\n    trusted: [{{key: {public}}}]\n"
+    r = run(capsys, "check", "--policy", policy(tmp_path, trusted), model)
+    assert r.code == 0, r.out + r.err

@@ -21,6 +21,24 @@ def test_a_config_past_the_bound_is_a_resource_finding(tmp_path: Path) -> None:
     assert "MLV302" in rules(scan_file(p))
 
 
+@pytest.mark.parametrize(
+    ("tail", "finding"),
+    [
+        ("", False),  # plain data (a signature listing many files): searched, nothing found
+        (', "auto_map": {"AutoModel": "m.M"}', True),  # a code-naming key at the very end
+        (', "\\u0061uto_map": {"AutoModel": "m.M"}', True),  # spelled with an escape
+    ],
+)
+def test_json_past_the_bound_under_any_name_is_searched_to_its_end(
+    tmp_path: Path, tail: str, finding: bool
+) -> None:
+    from mlverify._internal.scan.formats.configs import MAX_CONFIG
+
+    p = tmp_path / "model.sig"  # not a config's name: opens as JSON
+    p.write_text('{"pad": "' + "x" * (MAX_CONFIG + 10) + '"' + tail + "}")
+    assert ("MLV302" in rules(scan_file(p))) is finding
+
+
 def test_a_template_past_the_bound_is_reported(tmp_path: Path) -> None:
     pytest.importorskip("jinja2")
     from mlverify._internal.scan.formats._jinja import MAX_TEMPLATE

@@ -118,11 +118,14 @@ class ConfigScanner:
         if enc is None or head[:4] == b"PK\x03\x04":
             return False
         if src.size is not None and src.size > MAX_CONFIG:
-            # too big to decode: a config by name is searched to its end (a hint past the
-            # bound makes it a finding); other text only if it opens as JSON does
+            # too big to decode: searched to its end, as a config by name or as text that
+            # opens as JSON does (a hint past the bound makes it a finding; text without
+            # any, escapes resolved, decodes to no code-naming key: a signature listing a
+            # million files is data)
             if _config_name(src):
                 return _hinted(src, enc, None, resolve=True)
-            return head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
+            opens = head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
+            return opens and _hinted(src, enc, None, resolve=True)
         # a file within the head: the head is all of it (the bytes a read would return)
         whole = head if isinstance(src, FileSource) and (src.size or 0) <= len(head) else None
         return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG, whole=whole)
