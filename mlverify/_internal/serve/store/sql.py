@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlverify._internal.serve.store.base import (
@@ -103,26 +103,21 @@ class SqlStore:
         row = self._run(f"SELECT {_COLUMNS} FROM mlverify_verdicts WHERE key = ?", (key,), "one")
         return StoredVerdict.from_row(row) if row else None
 
-    def get_many(self, keys: list[str]) -> dict[str, StoredVerdict]:
-        out: dict[str, StoredVerdict] = {}
+    def _rows_by_key(self, columns: str, table: str, keys: list[str]) -> Iterator[Any]:
+        """The rows of ``table`` whose key is one of ``keys``, 500 keys per statement."""
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {_COLUMNS} FROM mlverify_verdicts WHERE key IN ({marks})"
-            for row in self._run(sql, tuple(chunk), "all"):
-                v = StoredVerdict.from_row(row)
-                out[v.key] = v
-        return out
+            sql = f"SELECT {columns} FROM {table} WHERE key IN ({marks})"
+            yield from self._run(sql, tuple(chunk), "all")
+
+    def get_many(self, keys: list[str]) -> dict[str, StoredVerdict]:
+        rows = self._rows_by_key(_COLUMNS, "mlverify_verdicts", keys)
+        return {v.key: v for v in map(StoredVerdict.from_row, rows)}
 
     def states(self, keys: list[str]) -> dict[str, tuple[bool, float]]:
-        out: dict[str, tuple[bool, float]] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT key, allowed, valid_until FROM mlverify_verdicts WHERE key IN ({marks})"
-            for key, allowed, until in self._run(sql, tuple(chunk), "all"):
-                out[str(key)] = (bool(allowed), float(until))
-        return out
+        rows = self._rows_by_key("key, allowed, valid_until", "mlverify_verdicts", keys)
+        return {str(key): (bool(allowed), float(until)) for key, allowed, until in rows}
 
     def put(self, verdict: StoredVerdict, *, now: float) -> bool:
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[1:])
@@ -192,15 +187,8 @@ class SqlStore:
         )
 
     def get_evidence(self, keys: list[str]) -> dict[str, FileEvidence]:
-        out: dict[str, FileEvidence] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {EVIDENCE_COLUMNS} FROM mlverify_file_evidence WHERE key IN ({marks})"
-            for row in self._run(sql, tuple(chunk), "all"):
-                e = FileEvidence.from_row(row)
-                out[e.key] = e
-        return out
+        rows = self._rows_by_key(EVIDENCE_COLUMNS, "mlverify_file_evidence", keys)
+        return {e.key: e for e in map(FileEvidence.from_row, rows)}
 
     def put_evidence(self, evidence: FileEvidence) -> bool:
         row = self._run(
