@@ -50,12 +50,13 @@ def file_jobs(*procs: Proc) -> list[tuple[int, str]]:
     ]
 
 
-def test_two_workers_share_the_file_jobs_and_join_before_deciding(
+def test_two_workers_take_the_file_jobs_and_join_before_deciding(
     tmp_path: Path, redis_server: Redis, pg_url: str, mlverify_proc: Callable[..., Proc]
 ) -> None:
     """A clean artifact with 3 large files and its small ones, a malicious one (a large
     pickle beside 2 large data files), small models: one verdict each, correct; 6 file
-    jobs (each file once), taken by both workers; the parents waited without a delivery."""
+    jobs (each file once), taken by whichever worker fetches them; the parents waited
+    without a delivery."""
     root = tmp_path / "models"
     root.mkdir()
     big = big_model(root, "big")
@@ -85,7 +86,8 @@ def test_two_workers_share_the_file_jobs_and_join_before_deciding(
     expected += [f"{evil}/evil.pkl", *(f"{evil}/weights-{i}.bin" for i in range(2))]
     expected += [f"{wide}/shard-{i:02d}.bin" for i in range(12)]
     assert names == sorted(expected), "each large file hashed and scanned once"
-    assert {i for i, _ in done} == {0, 1}, "both workers took file jobs"
+    # which worker takes which file job is the broker's scheduling (one may drain the
+    # queue before the other fetches): not asserted; each file judged once is
     waited = [r for p in (w1, w2) for r in p.records() if r.get("msg") == "job waits for its files"]
     assert {str(r["ref"]) for r in waited} == {str(big), str(evil), str(wide)}
     # the parents' deliveries: one each (waiting is not a delivery); none judged twice
