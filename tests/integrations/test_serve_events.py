@@ -41,7 +41,9 @@ class Started:
         self.server, self.out, self.err = server, out, err
 
     def events(self) -> list[dict[str, Any]]:
-        return [validated(line) for line in self.out.read_text().splitlines()]
+        # whole lines only: the server may be writing the last one as it is read
+        whole = self.out.read_text().split("\n")[:-1]
+        return [validated(line) for line in whole]
 
     def decisions(self) -> list[dict[str, Any]]:
         return [e for e in self.events() if e["class_uid"] == 2003]
