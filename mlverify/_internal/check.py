@@ -784,6 +784,7 @@ def check_artifact(
     (:mod:`mlverify._internal.distributed.known`).
     """
     reference = subject.reference if subject is not None else str(path)
+    from mlverify._internal.lfs import NotFetched, pointers_scanned
     from mlverify._internal.scan.engine import WHOLE_MAX
     from mlverify._internal.scan.model import Limits
     from mlverify._internal.scan.workers import STATUSES, scan_many
@@ -832,6 +833,11 @@ def check_artifact(
         or (has_signature_name(f.name) and parses_as_signature(f.path, tree.root))
     }
     scan = scan_many(locations, names, sizes, Limits(extra_allow=shared), progress=progress)
+    # Git LFS pointers in place of content: nothing to decide on (found by the scan, which
+    # reads every file anyway: no second walk of a million files)
+    pointers = pointers_scanned(scan.formats, names, locations)
+    if pointers:
+        raise NotFetched(reference, pointers)
     formats: list[str] = []
     for i in sorted(scan.formats):
         if names[i] not in documents:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from mlverify._internal.errors import InputError
 
 #: git-lfs never writes pointers larger than this (the spec allows up to 1024 bytes).
 MAX_POINTER_SIZE = 1024
@@ -94,6 +97,33 @@ def pointers_in(path: Path) -> list[str]:
             if small and read_pointer(Path(e.path)) is not None:
                 found.append(f"{rel}{e.name}")
         stack.extend((e.path, f"{rel}{e.name}/") for e in reversed(subdirs))
+    return found
+
+
+class NotFetched(InputError):
+    """The artifact holds Git LFS pointers (``names``): its content is not here to check."""
+
+    code = "not-fetched"
+
+    def __init__(self, path: str, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        super().__init__(not_fetched_note(path, list(self.names)))
+
+
+def pointers_scanned(
+    formats: Mapping[int, Sequence[str]], names: Sequence[str], locations: Sequence[str]
+) -> list[str]:
+    """The names of the scanned files that are Git LFS pointers, from their scan's formats
+    (``formats[i]`` of file ``i``): the scanner reports a pointer wherever one is, inside
+    an archive too, so each file it reports one in is confirmed to be exactly a pointer
+    itself (a few small files read again); files under a ``.git`` directory are Git's
+    own, as in :func:`pointers_in`."""
+    found = []
+    for i in sorted(formats):
+        if "git-lfs-pointer" not in formats[i] or ".git" in names[i].split("/")[:-1]:
+            continue
+        if read_pointer(Path(locations[i])) is not None:
+            found.append(names[i])
     return found
 
 

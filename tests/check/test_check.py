@@ -317,7 +317,7 @@ def test_file_changing_during_check_is_an_error(
     import mlverify._internal.scan.engine as engine
 
     model = make_model(tmp_path)
-    real = engine.scan_read
+    real = engine.scan_context
 
     def scan_and_modify(path: Path | str, *args: object, **kw: object):  # type: ignore[no-untyped-def]
         report = real(path, *args, **kw)  # type: ignore[arg-type]
@@ -325,7 +325,7 @@ def test_file_changing_during_check_is_an_error(
             Path(path).write_text('{"layers": 99}\n')
         return report
 
-    monkeypatch.setattr(engine, "scan_read", scan_and_modify)
+    monkeypatch.setattr(engine, "scan_context", scan_and_modify)
     r = check(capsys, model)
     assert r.code == 2 and "changed while being checked" in r.err
 

@@ -316,14 +316,14 @@ def test_a_scanner_crash_is_an_error_naming_the_file(
     from mlverify._internal.scan import engine
 
     paths = _mixed(tmp_path / "m")
-    real = engine.scan_read
+    real = engine.scan_context
 
     def crashing(path: Path, limits: Limits | None = None, display: str | None = None) -> object:
         if display == "ok.pkl":
             raise OverflowError("a scanner bug")
         return real(path, limits, display)
 
-    monkeypatch.setattr(engine, "scan_read", crashing)
+    monkeypatch.setattr(engine, "scan_context", crashing)
     monkeypatch.delenv("MLVERIFY_DEBUG", raising=False)
     with pytest.raises(InputError, match=r"ok\.pkl: the scanner failed on this file \(Overflow"):
         _scan(paths, 1)

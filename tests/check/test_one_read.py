@@ -149,7 +149,7 @@ def test_a_small_file_rewritten_after_its_scan_is_an_error(
 ) -> None:
     data = _data(tmp_path, 30)
     target = data / "s-007.txt"
-    real = engine.scan_read
+    real = engine.scan_context
 
     def scan_then_rewrite(path, *args, **kw):  # type: ignore[no-untyped-def]
         out = real(path, *args, **kw)
@@ -159,7 +159,7 @@ def test_a_small_file_rewritten_after_its_scan_is_an_error(
         return out
 
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
-    monkeypatch.setattr(engine, "scan_read", scan_then_rewrite)
+    monkeypatch.setattr(engine, "scan_context", scan_then_rewrite)
     r = run(capsys, "check", "--no-cache", data)
     assert r.code == 2 and "changed while being checked" in r.err and "s-007.txt" in r.err
 
@@ -177,7 +177,7 @@ def test_a_large_file_rewritten_between_its_hash_and_its_scan_is_an_error(
         hashed.set()
         return out
 
-    real_scan = engine.scan_read
+    real_scan = engine.scan_context
 
     def rewrite_then_scan(path, *args, **kw):  # type: ignore[no-untyped-def]
         if str(path) == str(big):
@@ -187,7 +187,7 @@ def test_a_large_file_rewritten_between_its_hash_and_its_scan_is_an_error(
         return real_scan(path, *args, **kw)
 
     monkeypatch.setattr(check_mod, "hash_files", hash_then_signal)
-    monkeypatch.setattr(engine, "scan_read", rewrite_then_scan)
+    monkeypatch.setattr(engine, "scan_context", rewrite_then_scan)
     r = run(capsys, "check", "--no-cache", data)
     assert r.code == 2 and "changed while being checked" in r.err and "big.bin" in r.err
 
@@ -302,7 +302,7 @@ def test_a_file_replaced_by_a_symlink_after_the_walk_is_an_error(
     target = data / "s-007.txt"
     outside = tmp_path / "outside.txt"
     outside.write_bytes(target.read_bytes())
-    real = engine.scan_read
+    real = engine.scan_context
     swapped: list[bool] = []
 
     def swap_then_scan(path, *args, **kw):  # type: ignore[no-untyped-def]
@@ -314,7 +314,7 @@ def test_a_file_replaced_by_a_symlink_after_the_walk_is_an_error(
         return real(path, *args, **kw)
 
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
-    monkeypatch.setattr(engine, "scan_read", swap_then_scan)
+    monkeypatch.setattr(engine, "scan_context", swap_then_scan)
     r = run(capsys, "check", "--no-cache", data)
     assert r.code == 2 and "changed while being checked" in r.err and "s-007.txt" in r.err
 
@@ -338,7 +338,7 @@ def test_a_signed_file_made_after_the_walk_is_missing_not_verified_unread(
     p = policy(tmp_path, trusted)
     content = late.read_bytes()
     late.unlink()
-    real = engine.scan_read
+    real = engine.scan_context
 
     def scan_then_create(path, *args, **kw):  # type: ignore[no-untyped-def]
         out = real(path, *args, **kw)
@@ -347,10 +347,10 @@ def test_a_signed_file_made_after_the_walk_is_missing_not_verified_unread(
         return out
 
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
-    monkeypatch.setattr(engine, "scan_read", scan_then_create)
+    monkeypatch.setattr(engine, "scan_context", scan_then_create)
     r = run(capsys, "check", "--policy", p, model)
     assert r.code == 1 and "late.bin" in r.out, r.out + r.err
-    monkeypatch.setattr(engine, "scan_read", real)
+    monkeypatch.setattr(engine, "scan_context", real)
     assert run(capsys, "check", "--policy", p, model).code == 0  # there, and scanned: fine
 
 
@@ -385,7 +385,7 @@ def test_a_signed_left_out_file_is_compared_by_the_bytes_its_scan_read(
     fd = os.open(hidden, os.O_RDWR)
     m = mmap.mmap(fd, 0)
     m[0:1] = m[0:1]  # dirty the page before the check
-    real = engine.scan_read
+    real = engine.scan_context
 
     def scan_then_swap(path, *args, **kw):  # type: ignore[no-untyped-def]
         out = real(path, *args, **kw)
@@ -394,7 +394,7 @@ def test_a_signed_left_out_file_is_compared_by_the_bytes_its_scan_read(
         return out
 
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 10**9)  # in this process (patched)
-    monkeypatch.setattr(engine, "scan_read", scan_then_swap)
+    monkeypatch.setattr(engine, "scan_context", scan_then_swap)
     try:
         before = os.stat(hidden)
         r = run(capsys, "check", "--policy", p, model)

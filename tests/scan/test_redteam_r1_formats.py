@@ -342,7 +342,9 @@ def test_hooks_walk_the_rest_as_check_does(
     absolute: bool,
 ) -> None:
     """red-team r3: beside a pointer, a symlinked directory holding a malicious pickle was
-    never walked (skipped, exit 0); the rest is walked as check walks it: refused."""
+    never walked (skipped, exit 0); the rest is walked as check walks it: refused (the
+    pointers are found by check's own walk and scan, so the link stops it first: exit 2,
+    could not be checked, as check of the same directory without the pointer)."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "model.pkl").write_bytes(EVIL_PICKLE)
@@ -351,7 +353,7 @@ def test_hooks_walk_the_rest_as_check_does(
     (d / "weights.bin").write_bytes(POINTER)
     (d / "sub").symlink_to(outside if absolute else Path("..") / "outside")
     code, err = _hook_check(capsys, monkeypatch, d)
-    assert code == 1 and "symlink" in err, err
+    assert code == 2 and "symlink" in err and "could not be checked" in err, err
 
 
 # -- B11: TorchScript extension ops per op -----------------------------------------------

@@ -207,9 +207,19 @@ def scan_read(
     """:func:`scan_file`, with the status of the file opened (taken before it was read)
     and, for a file read whole, the very bytes scanned (None: scanned from the file), so
     that a caller can hash what was scanned rather than read the file again."""
+    t0 = time.perf_counter()
+    ctx, st, data = scan_context(path, limits, display)
+    return report_of(ctx, st.st_size, time.perf_counter() - t0), st, data
+
+
+def scan_context(
+    path: Path | str, limits: Limits | None = None, display: str | None = None
+) -> tuple[Context, os.stat_result, bytes | None]:
+    """The scan of :func:`scan_read` as its :class:`Context` (what a report is made of:
+    :func:`report_of`), for a caller that has no use for a report of a file with nothing
+    in it (most files of a dataset)."""
     limits = limits or _DEFAULT_LIMITS
     label = display if display is not None else str(path)
-    t0 = time.perf_counter()
     ctx = Context(label, limits, get_policy(limits.extra_allow))
     try:
         # O_NONBLOCK: a FIFO swapped in after the walk is refused below, never a hang
@@ -239,19 +249,23 @@ def scan_read(
         raise InputError(
             f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
         ) from None
+    return ctx, st, data
+
+
+def report_of(ctx: Context, size: int, seconds: float = 0.0) -> ScanReport:
+    """The report of a file's scan from its context."""
     findings = ctx.findings
     if len(findings) > 1:
         findings.sort(key=lambda x: (-x.severity, x.member, x.offset or 0))
-    report = ScanReport(
-        path=label,
+    return ScanReport(
+        path=ctx.path,
         size=size,
         formats=tuple(ctx.formats),
         findings=tuple(findings),
         status=status_of(ctx.formats, findings),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         members_scanned=ctx.members,
     )
-    return report, st, data
 
 
 def _scan_top(ctx: Context, f: BinaryIO, size: int, label: str) -> None:

@@ -21,7 +21,6 @@ in-process scan): a file is never counted as scanned when it was not.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -31,11 +30,13 @@ import threading
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from hashlib import sha256
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from mlverify._internal.errors import InputError, MlverifyError
+from mlverify._internal.scan import engine
 from mlverify._internal.scan.model import Finding, Limits, Severity, Status
 from mlverify._internal.text import shown
 
@@ -83,10 +84,8 @@ def scan_one(location: str, name: str, limits: Limits) -> tuple[Any, tuple[int, 
     (findings as lists of their fields), or ``{"error": message}``; with the file's
     :func:`stat_key` when opened and the SHA-256 of the bytes scanned (``b""`` when it was
     scanned from the file, not read whole)."""
-    from mlverify._internal.scan import engine
-
     try:
-        report, st, data = engine.scan_read(location, limits, display=name)
+        ctx, st, data = engine.scan_context(location, limits, display=name)
     except MlverifyError as e:
         return {"error": str(e)}, _NO_KEY, b""
     except Exception as e:  # a scanner bug: an error naming the file, never a pass
@@ -100,9 +99,10 @@ def scan_one(location: str, name: str, limits: Limits) -> tuple[Any, tuple[int, 
             _NO_KEY,
             b"",
         )
-    digest = b"" if data is None else hashlib.sha256(data).digest()
-    if not report.formats and not report.findings:
+    digest = b"" if data is None else sha256(data).digest()
+    if not ctx.formats and not ctx.findings:
         return 0, stat_key(st), digest  # data, no finding: most files of a dataset
+    report = engine.report_of(ctx, st.st_size)
     entry = [
         _CODE[report.status.value],
         list(report.formats),

@@ -47,11 +47,10 @@ class LocalSource:
             require_under(Path(self.reference), rules.roots)
 
     def resolve(self, dest: Path) -> Resolved:
-        from mlverify._internal.lfs import pointers_in
-
+        # Git LFS pointers are found by the check's scan, which reads every file anyway
+        # (``check_artifact`` raises ``NotFetched``): no walk of the tree here
         path = Path(self.reference)
-        pointers = pointers_in(path) if path.exists() else []
-        return Resolved(self.reference, path, "path", self.reference, not_fetched=tuple(pointers))
+        return Resolved(self.reference, path, "path", self.reference)
 
 
 def parse(text: str, settings: SourceSettings) -> LocalSource:

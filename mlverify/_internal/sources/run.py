@@ -68,22 +68,25 @@ def check_ref(
     """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers.
     ``known``: see :func:`~mlverify._internal.check.check_artifact` (a worker's fan-out)."""
     from mlverify._internal.check import check_artifact
-    from mlverify._internal.lfs import not_fetched_note
+    from mlverify._internal.lfs import NotFetched, not_fetched_note
 
     with resolve(ref, settings, rules) as r:
         if r.not_fetched:
             return not_fetched_note(r.ref, list(r.not_fetched))
-        result = check_artifact(
-            r.path,
-            policies,
-            signatures=list(signatures) or list(r.signatures),
-            environment=environment,
-            # a private copy has new inodes every time: no digest cache to gain
-            use_cache=use_cache and r.kind == "path",
-            subject=r.subject() if name is None else Subject(name, r.path, r.digest),
-            list_files=list_files,
-            known_files=known,
-        )
+        try:
+            result = check_artifact(
+                r.path,
+                policies,
+                signatures=list(signatures) or list(r.signatures),
+                environment=environment,
+                # a private copy has new inodes every time: no digest cache to gain
+                use_cache=use_cache and r.kind == "path",
+                subject=r.subject() if name is None else Subject(name, r.path, r.digest),
+                list_files=list_files,
+                known_files=known,
+            )
+        except NotFetched as e:  # pointers found by the check's own scan
+            return not_fetched_note(r.ref, list(e.names))
         return annotate(result, r)
 
 

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.rules import Rule
-from mlverify._internal.scan.source import Source
+from mlverify._internal.scan.source import Source, scan_compressed, sniff_codec
 
 RULES: tuple[Rule, ...] = ()
-
-
-def _codec_of(head: bytes) -> str | None:
-    from mlverify._internal.scan.source import sniff_codec
-
-    return sniff_codec(head)
 
 
 class CompressedScanner:
     name = "compressed"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        return _codec_of(head) is not None
+        return sniff_codec(head) is not None
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        from mlverify._internal.scan.source import scan_compressed
-
         scan_compressed(src, ctx, depth)

@@ -24,6 +24,7 @@ from typing import Any
 from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
+from mlverify._internal.scan.formats.chat_template import file_name
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
 from mlverify._internal.scan.source import FileSource, Source
@@ -114,6 +115,17 @@ class ConfigScanner:
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
         if not deep:
             return False
+        if (
+            type(src) is FileSource
+            and (src.size or 0) <= len(head)
+            and json.detect_encoding(head) in ("utf-8", "utf-8-sig")
+            and not dispatch.general()
+            and not _utf8_hint(head)
+        ):
+            # a small file read whole, in UTF-8 (or taken for binary, when _encoding is
+            # None): without a hint or an escape in its raw bytes, _hinted below finds
+            # none either (see _UNDERSCORE), whatever its name and control bytes
+            return False
         enc = _encoding(head)
         if enc is None or head[:4] == b"PK\x03\x04":
             return False
@@ -164,8 +176,6 @@ class ConfigScanner:
 
 def _config_name(src: Source) -> bool:
     """Is ``src`` named as a config a loader reads (``*.json``, ``*.yaml``, ``*.yml``)?"""
-    from mlverify._internal.scan.formats.chat_template import file_name
-
     return file_name(src).lower().endswith(_CONFIG_SUFFIXES)
 
 

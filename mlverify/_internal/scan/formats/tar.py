@@ -7,6 +7,7 @@ from mlverify._internal.scan.archivepath import ARCHIVE_PATH_ESCAPE
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.rules import Rule
 from mlverify._internal.scan.source import Source
+from mlverify._internal.scan.tarreader import is_tar, scan_tar
 
 #: a member name or link escaping the extraction directory (tar and zip members alike)
 RULES: tuple[Rule, ...] = (ARCHIVE_PATH_ESCAPE,)
@@ -16,11 +17,7 @@ class TarScanner:
     name = "tar"
 
     def detect(self, head: bytes, src: Source, deep: bool) -> bool:
-        from mlverify._internal.scan.tarreader import is_tar
-
         return is_tar(head)
 
     def scan(self, src: Source, ctx: ScanContext, depth: int) -> None:
-        from mlverify._internal.scan.tarreader import scan_tar
-
         scan_tar(src, ctx, depth)
