@@ -324,3 +324,47 @@ def test_pickle_streams_that_stop_at_their_first_opcode() -> None:
                     with general_path():
                         want = looks_like_pickle(data[:4096], src, deep)
                     assert fast == want is False, (data[:40], deep)
+
+
+def test_tar_checksum_fields_of_every_byte() -> None:
+    """The octal field's pre-check (bytes ``int(x, 8)`` never takes) against the parse:
+    every byte at every place of the field, around digits and whitespace."""
+    real = bytearray(_tar({"a.pkl": b"x" * 10})[:512])
+    field = bytes(real[148:156])
+    for k in range(256):
+        for pos in range(8):
+            for base in (field, b"0000644\0", b" 17 \0\0\0\0", b"\0" * 8, b"0o17\0   "):
+                block = bytearray(real)
+                f = bytearray(base)
+                f[pos] = k
+                block[148:156] = f
+                with general_path():
+                    want = _checksum_may_match(bytes(block))
+                assert _checksum_may_match(bytes(block)) == want, (k, pos, base)
+
+
+def test_content_kinds_by_first_byte() -> None:
+    """content_kind's first-byte gate: every first byte, with and without each opening's
+    rest (ELF, Mach-O, PE, WebAssembly, Java, pyc, shebang, notebook)."""
+    from mlverify._internal.scan.formats.code import content_kind
+
+    rng = random.Random(11)
+    rests = [
+        b"ELF\x02\x01\x01" + bytes(10) + b"\x03\x00" + bytes(40),
+        b"\xed\xfa\xce" + bytes(60),
+        b"Z" + bytes(58) + b"\x40\0\0\0" + b"PE\0\0" + bytes(8),
+        b"asm\x01\0\0\0" + bytes(8),
+        b"\xed\x00\x05" + bytes(20),
+        b"\r\n" + bytes(14) + b"\xe3" + bytes(30),
+        b"\x0d\r\n" + bytes(14) + b"\xe3" + bytes(30),
+        b"!/bin/sh\n",
+        b'{"cells": [], "nbformat": 4}',
+        b' \n{"cells": [{"cell_type": "code"}]}',
+    ]
+    for k in range(256):
+        for rest in [*rests, rng.randbytes(40), b""]:
+            head = bytes([k]) + rest
+            for deep in (True, False):
+                with general_path():
+                    want = content_kind(head, deep)
+                assert content_kind(head, deep) == want, (head[:20], deep)

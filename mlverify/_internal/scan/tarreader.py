@@ -79,8 +79,11 @@ def _checksum_may_match(block: bytes) -> bool:
     field = block[148:156]
     if field[0] in (0o200, 0o377):
         return True  # base-256: left to tarfile
+    raw = field.split(b"\0", 1)[0]
+    if raw.translate(None, _INT8_CHARS) and not dispatch.general():
+        return False  # a byte int(x, 8) never takes, after strip() or not: a ValueError below
     try:
-        text = field.split(b"\0", 1)[0].decode("ascii")
+        text = raw.decode("ascii")
         want = int(text.strip() or "0", 8)
     except ValueError:
         return False
@@ -98,6 +101,10 @@ def _checksum_may_match(block: bytes) -> bool:
 
 
 _HIGH_BYTES = bytes(range(128, 256))
+#: what ``int(text.strip(), 8)`` can be given without a ValueError: octal digits, a sign,
+#: the ``0o`` prefix, underscores, and the whitespace ``str.strip``/``int`` remove (ASCII
+#: space, tab, line ends, vertical tab, form feed, and the separators 0x1C-0x1F)
+_INT8_CHARS = b"01234567_+-oO \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _ZERO_BLOCK = bytes(512)
 
 

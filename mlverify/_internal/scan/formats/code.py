@@ -25,6 +25,7 @@ import re
 import weakref
 from typing import Any
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats.chat_template import file_name
 from mlverify._internal.scan.model import Severity
@@ -103,6 +104,13 @@ _MACHO = {
 }  # fmt: skip
 _ELF_TYPES = {1: "relocatable object", 2: "executable", 3: "shared object", 4: "core dump"}
 _JAVA_MAGIC = b"\xac\xed\x00\x05"
+#: the first bytes :func:`content_kind` can match on, but a pyc's (told by its CR LF):
+#: ELF, Mach-O, PE, WebAssembly, Java serialisation, a shebang, a notebook after the BOM
+#: and whitespace its ``lstrip`` removes
+_CONTENT_FIRST = frozenset(
+    {0x7F, *(magic[0] for magic in _MACHO), ord("M"), 0x00, _JAVA_MAGIC[0], ord("#")}
+    | set(b"\xef\xbb\xbf \t\r\n{")
+)
 _REQUIREMENTS = re.compile(r"^(?:.*[-_.])?requirements(?:[-_.].*)?\.(?:txt|in)$|^constraints\.txt$")
 _CONDA = frozenset(
     {"conda.yaml", "conda.yml", "environment.yaml", "environment.yml", "python_env.yaml",
@@ -163,6 +171,8 @@ def content_kind(head: bytes, deep: bool) -> str | None:
     Binary headers are recognised anywhere (a value inside a pickle too); a shebang and a
     notebook only in files and members (``deep``), not in every text value of a pickle.
     """
+    if head and head[0] not in _CONTENT_FIRST and head[2:4] != b"\r\n" and not dispatch.general():
+        return None  # no branch below can match: each needs its first byte (or pyc's CR LF)
     if head[:4] == b"\x7fELF" and len(head) >= 18:
         kind = _ELF_TYPES.get(int.from_bytes(head[16:18], "little" if head[5] == 1 else "big"))
         return f"ELF {kind or 'file'}"
