@@ -83,12 +83,16 @@ class ModelTree:
         return sum(f.size for f in self.files)
 
 
+_ATTESTATIONS_PREFIX = ATTESTATIONS_DIR + "/"
+_new_file = tuple.__new__
+
+
 def has_signature_name(name: str) -> bool:
     """Named where signatures and attestations live by convention (a name is not proof)."""
     base = name.rsplit("/", 1)[-1]
     return (
         name == DEFAULT_SIGNATURE_NAME
-        or name.startswith(ATTESTATIONS_DIR + "/")
+        or name.startswith(_ATTESTATIONS_PREFIX)
         or base.endswith(SIGNATURE_SUFFIXES)
     )
 
@@ -283,10 +287,18 @@ def walk_model(
                 continue
             est = entry.stat(follow_symlinks=False)
             # left out of hashing (still scanned): the files given to leave out, and files
-            # named like a signature that parse as one (never a directory, never by name alone)
+            # named like a signature that parse as one (never a directory, never by name
+            # alone; has_signature_name, its last part being the entry's name)
             if stat.S_ISREG(est.st_mode) and (
                 (excluded and (est.st_dev, est.st_ino) in excluded_ids)
-                or (has_signature_name(name) and parses_as_signature(Path(entry.path), root))
+                or (
+                    (
+                        entry.name.endswith(SIGNATURE_SUFFIXES)
+                        or name == DEFAULT_SIGNATURE_NAME
+                        or name.startswith(_ATTESTATIONS_PREFIX)
+                    )
+                    and parses_as_signature(Path(entry.path), root)
+                )
             ):
                 ignored_found.add(name)
                 left_out.append(ModelFile(name=name, path=entry.path, size=est.st_size))
@@ -323,8 +335,8 @@ def walk_model(
                 est = target.stat()
             if stat.S_ISDIR(est.st_mode):
                 visit(Path(entry.path), name, ancestors)
-            elif stat.S_ISREG(est.st_mode):
-                files.append(ModelFile(name, entry.path, est.st_size))
+            elif stat.S_ISREG(est.st_mode):  # ModelFile's fields made directly (a str path)
+                files.append(_new_file(ModelFile, (name, entry.path, est.st_size)))
             else:
                 raise InputError(
                     f"{entry.path}: not a regular file (FIFO, socket or device)",

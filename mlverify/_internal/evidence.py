@@ -271,15 +271,20 @@ def listing_digest(names: Sequence[str], digests: bytes, sizes: Sequence[int]) -
     undecodable bytes as they are on disk), NUL, its SHA-256 (64 lowercase hex digits),
     NUL, its size (decimal), newline. ``digests`` holds the raw SHA-256 digests."""
     import hashlib
-    import os
+    import sys
 
     h = hashlib.sha256()
-    buf = bytearray()
-    for i, name in enumerate(names):
-        buf += os.fsencode(name)
-        buf += b"\0%s\0%d\n" % (digests[32 * i : 32 * i + 32].hex().encode(), sizes[i])
-        if len(buf) > 1 << 20:
-            h.update(buf)
-            buf.clear()
-    h.update(buf)
+    # os.fsencode's encoding, without a Python call per name
+    enc, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    step = 4096  # files per chunk: their digests in hex at once, one call per chunk
+    for start in range(0, len(names), step):
+        end = min(start + step, len(names))
+        hexes = digests[32 * start : 32 * end].hex().encode()
+        h.update(
+            b"".join(
+                b"%s\0%s\0%d\n"
+                % (names[i].encode(enc, errors), hexes[64 * k : 64 * k + 64], sizes[i])
+                for k, i in enumerate(range(start, end))
+            )
+        )
     return "sha256:" + h.hexdigest()
