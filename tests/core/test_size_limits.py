@@ -160,3 +160,30 @@ def test_deeply_nested_signature_is_one_line_error(
     sig.write_text(json.dumps(bundle))
     r = run(capsys, "verify", model, "--signature", sig, "--key", public)
     assert r.code == 2 and "nested too deeply" in r.err and "Traceback" not in r.err
+
+
+def test_the_tree_bound_counts_each_entry_by_its_name(tmp_path: Path) -> None:
+    """The bound without sizes (a directory's files counted at once) equals the sum of
+    entry_bytes over every file and symlink, names as bytes on disk (non-ASCII and
+    undecodable names too), directories not counted."""
+    import os
+    import random
+
+    from mlverify._internal.manifest.limits import FLOOR, _tree_limit, entry_bytes
+
+    rnd = random.Random(3)
+    root = tmp_path / "m"
+    root.mkdir()
+    want = FLOOR
+    for i in range(200):
+        parts = [rnd.choice(["a", "bé", "c\udcff"]) for _ in range(rnd.randrange(0, 3))]
+        d = root.joinpath(*parts)
+        d.mkdir(parents=True, exist_ok=True)
+        name = rnd.choice(["x", "é" * 5, "\udcfe\udcff", "y" * 50]) + str(i)
+        (d / name).write_bytes(b"z" * rnd.randrange(0, 100))
+        rel = "/".join([*parts, name])
+        want += entry_bytes(len(os.fsencode(rel)), 0)
+        if i % 40 == 0:
+            os.symlink("x", d / f"l{i}")
+            want += entry_bytes(len(os.fsencode("/".join([*parts, f"l{i}"]))), 0)
+    assert _tree_limit(root, with_sizes=False) == want

@@ -64,6 +64,13 @@ def signature_limit_for(path: Path, *, needed: int = 0) -> int:
     return _tree_limit(path, with_sizes=True)
 
 
+#: what :func:`entry_bytes` gives a file of size 0 (one shard): linear in the name's
+#: length (4/3 of 6 bytes per byte is whole), so a directory's files are counted at once
+_ONE_SHARD = entry_bytes(0, 0)
+_PER_NAME_BYTE = entry_bytes(1, 0) - _ONE_SHARD
+assert all(entry_bytes(n, 0) == _ONE_SHARD + n * _PER_NAME_BYTE for n in range(64))
+
+
 def _tree_limit(path: Path, *, with_sizes: bool) -> int:
     try:
         st = os.lstat(path)
@@ -79,15 +86,22 @@ def _tree_limit(path: Path, *, with_sizes: bool) -> int:
             it = os.scandir(directory)
         except OSError:
             continue
+        names: list[str] = []  # of the entries counted at size 0 (without sizes)
         with it:
             for entry in it:
-                name_len = prefix + len(os.fsencode(entry.name))
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, name_len + 1))
+                        stack.append((entry.path, prefix + len(os.fsencode(entry.name)) + 1))
                         continue
-                    size = entry.stat(follow_symlinks=False).st_size if with_sizes else 0
+                    if with_sizes:
+                        size = entry.stat(follow_symlinks=False).st_size
+                        total += entry_bytes(prefix + len(os.fsencode(entry.name)), size)
+                        continue
                 except OSError:
                     continue
-                total += entry_bytes(name_len, size)
+                names.append(entry.name)
+        # the names' encoded lengths summed by encoding them joined (scandir's names hold
+        # no high surrogate: none pairs with the next name's first character)
+        name_bytes = len(os.fsencode("".join(names)))
+        total += len(names) * (_ONE_SHARD + prefix * _PER_NAME_BYTE) + name_bytes * _PER_NAME_BYTE
     return total
