@@ -368,3 +368,22 @@ def test_content_kinds_by_first_byte() -> None:
                 with general_path():
                     want = content_kind(head, deep)
                 assert content_kind(head, deep) == want, (head[:20], deep)
+
+
+def test_hdf5_signatures_in_small_files(tmp_path: Path) -> None:
+    """A file within the head is searched in the head: the superblock at 0 or after a user
+    block, at any other offset, cut at the end, and not there at all."""
+    from mlverify._internal.scan.formats.hdf5 import SIGNATURE, signature_offset
+
+    for size in (8, 600, 1032, 2056, 4096):
+        for at in (0, 1, 511, 512, 1024, 2048, size - 8, size - 4):
+            if at < 0 or at + 8 > size + 4:
+                continue
+            data = (bytes(at) + SIGNATURE + bytes(size))[:size]
+            src = FileSource(FileContent(data), 0, len(data), "")
+            with general_path():
+                want = signature_offset(data[:4096], src)
+            assert signature_offset(data[:4096], src) == want, (size, at)
+            p = tmp_path / f"{size}-{at}.h5"
+            p.write_bytes(data)
+            same_scan(p)

@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any
 
+from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import ScanContext
 from mlverify._internal.scan.formats import keras
 from mlverify._internal.scan.formats.chat_template import file_name
@@ -49,6 +50,13 @@ def signature_offset(head: bytes, src: Source) -> int | None:
     forward to each place (its inflation is charged to the file's budget a second time);
     any other stream in its head (user blocks up to 2 KiB).
     """
+    if (
+        type(src) is FileSource
+        and (src.size or 0) <= len(head)
+        and SIGNATURE not in head
+        and not dispatch.general()
+    ):
+        return None  # all of a file in its head: the loop below finds the signature in it
     off = 0
     stream: Stream | None = None
     at = 0  # where the stream is
