@@ -191,3 +191,19 @@ def test_the_raw_utf8_search_equals_the_decoded_one(monkeypatch: pytest.MonkeyPa
             with general_path():
                 want = configs._hinted_to_end(src, enc)
             assert fast == want, (data, enc)
+
+
+@pytest.mark.parametrize("enc", ["utf-8", "utf-16-le", "utf-16-be", "utf-32-le"])
+def test_the_raw_search_past_a_stop_finds_a_hint_across_every_chunk_end(
+    monkeypatch: pytest.MonkeyPatch, enc: str
+) -> None:
+    from mlverify._internal.scan.source import FileContent, FileSource
+
+    monkeypatch.setattr(configs, "_CHUNK", 64)
+    for hint in ("_target_", "\\", "${", "_diffusers_version"):
+        for at in range(0, 200, 3):
+            data = ("{" + "x" * 10 + "\x00" + "y" * at + hint + "y" * 100).encode(enc)
+            src = FileSource(FileContent(data), 0, len(data), "")
+            assert configs._hinted_to_end(src, enc), (hint, at)
+        clean = ("{" + "x" * 10 + "\x00" + "y" * 300).encode(enc)
+        assert not configs._hinted_to_end(FileSource(FileContent(clean), 0, len(clean), ""), enc)

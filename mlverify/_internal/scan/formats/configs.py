@@ -281,13 +281,17 @@ def _raw_hint(stream: Stream, enc: str, first: bytes) -> bool:
     """Do ``first`` and the rest of ``stream`` hold, in their raw bytes, a hint or an escape
     in the encoding ``enc``? Each chunk is tested for the bytes every one holds first."""
     hints = _encoded_hints(enc)
+
+    def holds(text: bytes) -> bool:
+        return any(c in text for c in _HINT_BYTES) and any(h in text for h in hints)
+
     tail = b""
     chunk = first
     while chunk:
-        text = tail + chunk
-        if any(c in text for c in _HINT_BYTES) and any(h in text for h in hints):
+        # the chunk, and the window across its start (no copy of the chunk)
+        if holds(chunk) or holds(tail + chunk[:_OVERLAP]):
             return True
-        tail = text[-_OVERLAP:]
+        tail = (tail + chunk)[-_OVERLAP:] if len(chunk) < _OVERLAP else chunk[-_OVERLAP:]
         chunk = stream.read(_CHUNK)
     return False
 
