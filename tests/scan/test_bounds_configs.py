@@ -207,3 +207,21 @@ def test_the_raw_search_past_a_stop_finds_a_hint_across_every_chunk_end(
             assert configs._hinted_to_end(src, enc), (hint, at)
         clean = ("{" + "x" * 10 + "\x00" + "y" * 300).encode(enc)
         assert not configs._hinted_to_end(FileSource(FileContent(clean), 0, len(clean), ""), enc)
+
+
+def test_escapes_are_resolved_up_to_a_budget_then_the_file_is_claimed(
+    scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each escape resolved is a Python call: text dense with escapes (``\\u0041``, ~100 s
+    per GiB) is claimed once it holds more than MAX_ESCAPES, never searched at that cost
+    to its end, never passed."""
+    monkeypatch.setattr(configs, "MAX_ESCAPES", 2000)
+    monkeypatch.setattr(configs, "_CHUNK", 4096)
+    few = PAD + b"\\u0041" * 300 + b'"}'
+    assert "MLV302" not in rules(scan_bytes(few, "tokenizer.json"))  # resolved: data
+    seen = _count(monkeypatch)
+    dense = PAD + b"\\u0041" * 200_000 + b'"}'  # 1.2 MB of escapes, no hint
+    report = scan_bytes(dense, "tokenizer.json")
+    assert "MLV302" in rules(report) and report.status.value != "data"
+    # the fast path and the general one: each stopped within a chunk of the budget
+    assert sum(seen) <= 2 * (len(PAD) + 6 * 2000 + 2 * 4096)

@@ -72,6 +72,10 @@ assert set(_HINTS) - set(_UNDERSCORE) == {b"${"}  # _hinted_utf8 searches that o
 _CHUNK = 1 << 20
 #: bytes carried from one chunk to the next: the longest hint, each character escaped
 _OVERLAP = 10 * max(len(h) for h in _HINTS)
+#: escapes resolved in one file past the decode bound (a Python call each, ~0.6 us): text
+#: with more is claimed unresolved (MLV302), so the resolving work is bounded by this, not
+#: by the file's size (a real tokenizer escapes a few per token, if any)
+MAX_ESCAPES = 1 << 23
 _CHAR_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8}))")
 _LINE_ESCAPE = re.compile(rb"\\\r?\n")
 #: names loaders read configs by: searched to their end, however big
@@ -234,8 +238,8 @@ def _resolved_hint(text: bytes) -> bool:
 def _hinted_to_end(src: Source, enc: str) -> bool:
     """Does ``src``, text too big to decode, name code (see ``ConfigScanner.detect``)?
 
-    Searched to its end, in chunks, escapes resolved (:func:`_resolved_hint`), up to the
-    first character no strict reader takes (:data:`_NOT_TEXT`, e.g. the zeros of a sparse
+    Searched to its end, in chunks, escapes resolved (:func:`_resolved_hint`; at most
+    :data:`MAX_ESCAPES`, else claimed), up to the first character no strict reader takes (:data:`_NOT_TEXT`, e.g. the zeros of a sparse
     file): a strict JSON or YAML loader rejects the file there (it configures nothing),
     one that stops at a NUL read only what was searched. Past it, only a lenient reader
     (Python's ``json`` with ``strict=False`` takes control characters inside strings) may
@@ -249,11 +253,17 @@ def _hinted_to_end(src: Source, enc: str) -> bool:
     decoder = codecs.getincrementaldecoder(enc)("replace")  # unused on the raw path
     stream = src.open()
     tail = b""
+    escapes = 0
     try:
         while chunk := stream.read(_CHUNK):
             new = chunk if raw else decoder.decode(chunk).encode("utf-8", "replace")
             stop = _stop(new)
-            text = tail + (new if stop < 0 else new[:stop])
+            if stop >= 0:
+                new = new[:stop]
+            escapes += new.count(b"\\")  # at most one escape per backslash
+            if escapes > MAX_ESCAPES:
+                return True  # more escapes than are resolved: claimed, never data
+            text = tail + new
             if _resolved_hint(text):
                 return True
             if stop >= 0:
