@@ -239,8 +239,9 @@ def _hinted_to_end(src: Source, enc: str) -> bool:
     """Does ``src``, text too big to decode, name code (see ``ConfigScanner.detect``)?
 
     Searched to its end, in chunks, escapes resolved (:func:`_resolved_hint`; at most
-    :data:`MAX_ESCAPES`, else claimed), up to the first character no strict reader takes (:data:`_NOT_TEXT`, e.g. the zeros of a sparse
-    file): a strict JSON or YAML loader rejects the file there (it configures nothing),
+    :data:`MAX_ESCAPES`, else claimed), up to the first character no strict reader takes
+    (:data:`_NOT_TEXT`, e.g. the zeros of a sparse file): a strict JSON or YAML loader
+    rejects the file there (it configures nothing),
     one that stops at a NUL read only what was searched. Past it, only a lenient reader
     (Python's ``json`` with ``strict=False`` takes control characters inside strings) may
     read on: the rest is searched in its raw bytes, without decoding or resolving, for a
