@@ -170,3 +170,11 @@ def test_a_digest_cache_path_too_long_is_one_line(
     r = run(capsys, "hash", model, "--cache")
     assert r.code == 2 and "cannot open the digest cache (File name too long)" in r.err
     assert "internal error" not in r.err and r.err.count("c" * (NAME_MAX + 100)) == 0
+
+
+def test_check_of_a_name_past_name_max_is_refused_as_too_long(tmp_path: Path) -> None:
+    """``check_artifact`` is what every front end (CLI, service, distributed) calls."""
+    from mlverify._internal.check import check_artifact
+
+    with pytest.raises(InputError, match=f"a name in it has {NAME_MAX + 1} bytes"):
+        check_artifact(tmp_path / ("n" * (NAME_MAX + 1)), [])
