@@ -21,6 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from mlverify._internal.errors import InputError, MlverifyError, Remedy, UsageError
+from mlverify._internal.files import name_too_long, too_long
+from mlverify._internal.text import short, shown
 
 #: Paths that git tooling adds to a model repository; never part of a model.
 GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
@@ -174,6 +176,8 @@ def _lstat(path: Path) -> os.stat_result:
     except PermissionError:
         raise InputError(f"{path}: permission denied; make it readable by this user") from None
     except OSError as e:
+        if name_too_long(e):
+            raise too_long(path) from None
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
@@ -318,7 +322,7 @@ def walk_model(
                 if not allow_symlinks:
                     raise InputError(
                         f"{entry_path}: symlinks are refused by default "
-                        f"(points to {os.readlink(entry_path)})",
+                        f"(points to {shown(short(os.readlink(entry_path)))})",
                         remedy=Remedy(
                             "replace it with the file, or follow links that stay inside the model",
                             "allow_symlinks",
@@ -330,9 +334,16 @@ def walk_model(
                         f"{entry_path}: symlink escapes the model root (points to {target}); "
                         "links must stay inside the model even when links are followed"
                     )
-                if not target.exists():
-                    raise InputError(f"{entry_path}: dangling symlink (target {target} missing)")
-                est = target.stat()
+                try:
+                    est = target.stat()
+                except FileNotFoundError:
+                    raise InputError(
+                        f"{entry_path}: dangling symlink (target {target} missing)"
+                    ) from None
+                except OSError as e:
+                    if name_too_long(e):  # named by the link, not by where it leads
+                        raise too_long(entry_path) from None
+                    raise
             if stat.S_ISDIR(est.st_mode):
                 visit(Path(entry.path), name, ancestors)
             elif stat.S_ISREG(est.st_mode):  # ModelFile's fields made directly (a str path)
@@ -343,7 +354,12 @@ def walk_model(
                     remedy=Remedy("remove it from the model or ignore it", "ignore"),
                 )
 
-    visit(root, "", frozenset())
+    try:
+        visit(root, "", frozenset())
+    except OSError as e:  # a stat, a listing: of a path the system refuses as too long
+        if not name_too_long(e):
+            raise
+        raise too_long(root if e.filename is None else e.filename) from None
     if require_files and not files:
         raise InputError(
             f"{root}: the model has no files to hash (after ignores); "

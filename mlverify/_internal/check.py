@@ -760,6 +760,18 @@ def _judged(
     return tuple(findings), counts
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()``; a path the system refuses as too long is an InputError saying so."""
+    from mlverify._internal.files import name_too_long, too_long
+
+    try:
+        return path.exists()
+    except OSError as e:
+        if name_too_long(e):
+            raise too_long(path) from None
+        raise
+
+
 def check_artifact(
     path: Path,
     policies: Sequence[Policy],
@@ -789,7 +801,7 @@ def check_artifact(
     from mlverify._internal.scan.model import Limits
     from mlverify._internal.scan.workers import STATUSES, scan_many
 
-    if not path.exists():
+    if not _exists(path):
         raise InputError(f"{path}: no such file or directory; check the artifact path")
     now = now or dt.datetime.now(dt.timezone.utc)
     today = now.date()

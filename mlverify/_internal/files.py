@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -77,3 +78,35 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     except OSError as e:
         os.unlink(tmp)
         raise InputError(f"{path}: cannot write ({e.strerror})") from None
+
+
+#: the longest name of one file or directory (bytes), and of a path a system call takes
+#: (bytes, with its terminating NUL), on Linux and most systems
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def too_long(path: str | os.PathLike[str]) -> InputError:
+    """The one line for a path the system refuses as too long (ENAMETOOLONG): what is too
+    long (the whole path, or a name in it, or what a symlink on it leads to) and what to do.
+    ``path`` is shown escaped and, when huge, shortened."""
+    from mlverify._internal.text import short, shown
+
+    raw = os.fsencode(path)
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > NAME_MAX:
+        what = f"a name in it has {longest} bytes, a name may have at most {NAME_MAX}"
+    elif len(raw) >= PATH_MAX:
+        what = f"it has {len(raw)} bytes, a path may have at most {PATH_MAX - 1}"
+    else:
+        what = "a symlink on it leads to a path longer than the system allows"
+    return InputError(
+        f"{shown(short(os.fsdecode(raw)))}: path too long to open ({what}): what opens it "
+        "by this path fails, and it was not read; expected a model whose paths fit: shorten "
+        "or flatten its directory names, or move it closer to the file system root"
+    )
+
+
+def name_too_long(e: OSError) -> bool:
+    """Is ``e`` the system refusing a path or name as too long?"""
+    return e.errno == errno.ENAMETOOLONG

@@ -27,3 +27,17 @@ def shown(text: object) -> str:
 def shown_lines(text: str) -> str:
     """Escape within each line of already assembled text (newlines kept)."""
     return "\n".join(shown(line) for line in text.split("\n"))
+
+
+#: the longest name an error line shows whole (a path may be thousands of characters)
+SHORT = 300
+
+
+def short(text: object, limit: int = SHORT) -> str:
+    """``text`` whole when at most ``limit`` characters, else its start and end around the
+    number of characters left out (both ends: a deep path's file name is at its end)."""
+    s = str(text)
+    if len(s) <= limit:
+        return s
+    keep = max(limit // 2 - 10, 1)
+    return f"{s[:keep]}...({len(s) - 2 * keep} characters)...{s[-keep:]}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlverify._internal.errors import InputError, Remedy
 from mlverify._internal.manifest.hashing import HashJob
+from mlverify._internal.text import short, shown
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
@@ -46,8 +47,9 @@ class DigestCache:
             self._seen: dict[HashJob, tuple[int, ...]] = {}
             self._pending: list[tuple[object, ...]] = []
         except (OSError, sqlite3.Error) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else e  # not the path again
             raise InputError(
-                f"{self.path}: cannot open the digest cache ({e})",
+                f"{shown(short(self.path))}: cannot open the digest cache ({why})",
                 remedy=Remedy("fix the path or run without the digest cache", "no_cache"),
             ) from None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mlverify._internal.errors import InputError
+from mlverify._internal.files import name_too_long, too_long
 from mlverify._internal.scan import dispatch
 from mlverify._internal.scan.context import Probe
 from mlverify._internal.scan.formats import SCANNERS
@@ -246,6 +247,8 @@ def scan_context(
             if fd >= 0:
                 os.close(fd)
     except OSError as e:
+        if name_too_long(e):
+            raise too_long(path) from None
         raise InputError(
             f"{path}: cannot read the file ({e.strerror or e}); check the path and permissions"
         ) from None
@@ -281,7 +284,17 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
     Every directory is walked, ``.git`` ones too: a loader can be pointed at any file. A
     symlink to a directory is not followed (it may lead anywhere, or loop), a dangling link,
     a FIFO, a socket or a device has no file to scan: each is yielded with the reason, so a
-    scan reports it rather than count it as nothing. A named root is followed as named."""
+    scan reports it rather than count it as nothing. A named root is followed as named. A
+    path the system refuses as too long (to stat, to list) is an :class:`InputError`."""
+    try:
+        yield from _iter_files(paths)
+    except OSError as e:
+        if not name_too_long(e):
+            raise
+        raise too_long(e.filename if e.filename is not None else "") from None
+
+
+def _iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
     for root in paths:
         if root.is_dir():
             errors: list[OSError] = []  # directories that cannot be listed: results too
@@ -316,6 +329,8 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str, str]]:
 def _unlisted(errors: list[OSError]) -> Iterator[tuple[Path, str, str]]:
     while errors:
         e = errors.pop(0)
+        if name_too_long(e):
+            raise e  # a path too long to open: refused (iter_files), not a finding
         p = Path(str(e.filename))
         why = f"a directory that cannot be listed ({e.strerror or e}): its files were not scanned"
         yield p, p.as_posix(), why

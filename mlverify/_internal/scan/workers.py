@@ -16,7 +16,11 @@ process. Nothing here is ever unpickled: replies are JSON, made by our own worke
 Soundness: every file sent gets exactly one entry back, or the whole scan fails.
 A worker that exits early (a crash, a kill) fails the scan with an error naming
 the batch; a file that cannot be opened or read is an error naming it (as for an
-in-process scan): a file is never counted as scanned when it was not.
+in-process scan): a file is never counted as scanned when it was not. A worker writes one
+byte as it starts each file; a worker that spends longer on one file than its budget
+(:func:`file_budget`: a floor plus a time per MiB) is killed by a watchdog, whatever it is
+doing (stuck, stopped), and the scan fails naming that file; once a scan fails, every
+worker is killed and waited for.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,7 +43,7 @@ from typing import Any
 from mlverify._internal.errors import InputError, MlverifyError
 from mlverify._internal.scan import engine
 from mlverify._internal.scan.model import Finding, Limits, Severity, Status
-from mlverify._internal.text import shown
+from mlverify._internal.text import short, shown
 
 #: files per request: large enough that the per-request work vanishes
 BATCH = 256
@@ -48,6 +53,15 @@ BATCH_BYTES = 64 << 20
 MAX_REPLY = 1 << 30
 #: fewer files than this are scanned in this process (a worker costs ~0.2 s to start)
 PROCESS_MIN_FILES = 2000
+#: how long a worker may take over one file: this floor (seconds: also a file's inflated
+#: members, a few GiB at tens of MB/s) plus this much per MiB of the file (1 MB/s, far
+#: below any scan's pace); past it the scan did not finish and nothing is decided
+SCAN_FLOOR = 300.0
+SCAN_PER_MIB = 1.0
+#: how often the watchdog looks at the workers' deadlines (seconds)
+_WATCH_EVERY = 0.2
+#: the byte a worker writes (and flushes) as it starts each file of a request
+_STARTED = b"."
 
 #: status codes, one byte per file in :class:`ScanResults`
 STATUSES: tuple[Status, ...] = (Status.DATA, Status.CLEAN, Status.FINDINGS, Status.UNSUPPORTED)
@@ -115,15 +129,20 @@ def scan_one(location: str, name: str, limits: Limits) -> tuple[Any, tuple[int, 
 
 
 def _scan_batch(
-    locations: Sequence[str], names: Sequence[str], limits: Limits
+    locations: Sequence[str],
+    names: Sequence[str],
+    limits: Limits,
+    started: Callable[[], None] | None = None,
 ) -> tuple[list[Any], bytes]:
     """The entries of a batch of files, and its tail (see :data:`_TAIL`): keys, digests,
-    flags, each for every file in order."""
+    flags, each for every file in order. ``started`` is called as each file's scan starts."""
     entries = []
     keys = array("q")
     digests = bytearray()
     flags = bytearray()
     for location, name in zip(locations, names, strict=True):
+        if started is not None:
+            started()
         entry, key, digest = scan_one(location, name, limits)
         entries.append(entry)
         keys.extend(key)
@@ -164,7 +183,12 @@ def _serve(limits_text: str) -> None:
         if count == 0:
             return
         parts = os.fsdecode(exact(length)).split("\0")
-        entries, tail = _scan_batch(parts[0::2], parts[1::2], limits)
+
+        def started() -> None:  # the parent's watchdog times each file from here
+            wr.write(_STARTED)
+            wr.flush()
+
+        entries, tail = _scan_batch(parts[0::2], parts[1::2], limits, started)
         reply = json.dumps(entries, separators=(",", ":")).encode()
         wr.write(_U32x2.pack(len(reply), len(tail)) + reply + tail)
         wr.flush()
@@ -260,6 +284,63 @@ class _Collector:
             bytes(self.digests),
             bytes(self.hashed),
         )
+
+
+def file_budget(size: int) -> float:
+    """Seconds a worker may take over a file of ``size`` bytes (:data:`SCAN_FLOOR`)."""
+    return SCAN_FLOOR + SCAN_PER_MIB * max(size, 0) / 2**20
+
+
+class _Watchdog:
+    """The deadline of each worker's current file, armed by its feeder as the worker starts
+    the file (:data:`_STARTED`); a worker past its deadline is killed (a stopped or stuck
+    process too), so its feeder's reads end, and :meth:`late` says which file it was on.
+    Once the scan has failed, every worker is killed (nothing is decided any more)."""
+
+    def __init__(self, procs: Sequence[subprocess.Popen[bytes]], failed: Callable[[], bool]):
+        self._procs = procs
+        self._failed = failed
+        self._lock = threading.Lock()
+        self._due: dict[subprocess.Popen[bytes], tuple[float, int, float]] = {}
+        self._late: dict[subprocess.Popen[bytes], tuple[int, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def arm(self, proc: subprocess.Popen[bytes], file: int, seconds: float) -> None:
+        with self._lock:
+            self._due[proc] = (time.monotonic() + seconds, file, seconds)
+
+    def disarm(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._due.pop(proc, None)
+
+    def late(self, proc: subprocess.Popen[bytes]) -> tuple[int, float] | None:
+        """The file ``proc`` was killed on, and its budget; None if it was not."""
+        with self._lock:
+            return self._late.get(proc)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_WATCH_EVERY):
+            now = time.monotonic()
+            with self._lock:
+                late = [(p, f, b) for p, (at, f, b) in self._due.items() if now > at]
+                for p, f, b in late:
+                    self._late[p] = (f, b)
+                    del self._due[p]
+            for p, _, _ in late:
+                p.kill()
+            if self._failed():
+                for p in self._procs:
+                    p.kill()
+                return
 
 
 def _batches(sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -363,8 +444,13 @@ def _scan_in_workers(
                 entries: Any = None
                 tail = b""
                 try:
+                    watch.arm(proc, start, SCAN_FLOOR)  # the request taken and started
                     proc.stdin.write(_U32x2.pack(end - start, len(request)) + request)
                     proc.stdin.flush()
+                    for i in range(start, end):
+                        if proc.stdout.read(1) != _STARTED:
+                            raise ValueError("no start of the next file")
+                        watch.arm(proc, i, file_budget(sizes[i]))
                     head = proc.stdout.read(8)
                     length, tail_length = _U32x2.unpack(head) if len(head) == 8 else (-1, -1)
                     # the tail's length is fixed by the batch: never more is read
@@ -377,6 +463,17 @@ def _scan_in_workers(
                             entries = None
                 except (OSError, ValueError):
                     entries = None
+                watch.disarm(proc)
+                late = watch.late(proc)
+                if late is not None:
+                    file, seconds = late
+                    raise InputError(
+                        f"{shown(short(names[file]))}: the scan did not finish within "
+                        f"{seconds:.0f} s (a file may take {SCAN_FLOOR:.0f} s plus "
+                        f"{SCAN_PER_MIB:g} s per MiB); its worker was stopped and nothing was "
+                        "decided: check the file (it may be made to stall a scanner), and "
+                        "report it with the file if it repeats"
+                    )
                 if not isinstance(entries, list) or len(entries) != end - start:
                     try:
                         code: int | str | None = proc.wait(timeout=1)
@@ -396,7 +493,8 @@ def _scan_in_workers(
 
     from mlverify._internal.workerpool import feed_workers
 
-    feed_workers(procs, feed, goodbye=_U32x2.pack(0, 0), failed=lambda: bool(failures))
+    with _Watchdog(procs, lambda: bool(failures)) as watch:
+        feed_workers(procs, feed, goodbye=_U32x2.pack(0, 0), failed=lambda: bool(failures))
     if failures:
         first = failures[0]
         if isinstance(first, MlverifyError):

@@ -27,7 +27,7 @@ from mlverify._internal.scan.formats import keras
 from mlverify._internal.scan.formats.chat_template import file_name
 from mlverify._internal.scan.model import Severity
 from mlverify._internal.scan.rules import RESOURCE_LIMIT, UNSUPPORTED, Rule
-from mlverify._internal.scan.source import FileSource, Source
+from mlverify._internal.scan.source import FileSource, Source, Stream
 
 CONFIG_CODE_TARGET = Rule(
     "MLV1001",
@@ -73,6 +73,10 @@ assert set(_HINTS) - set(_UNDERSCORE) == {b"${"}  # _hinted_utf8 searches that o
 _CHUNK = 1 << 20
 #: bytes carried from one chunk to the next: the longest hint, each character escaped
 _OVERLAP = 10 * max(len(h) for h in _HINTS)
+#: escapes resolved in one file past the decode bound (a Python call each, ~0.6 us): text
+#: with more is claimed unresolved (MLV302), so the resolving work is bounded by this, not
+#: by the file's size (a real tokenizer escapes a few per token, if any)
+MAX_ESCAPES = 1 << 23
 _CHAR_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8}))")
 _LINE_ESCAPE = re.compile(rb"\\\r?\n")
 #: names loaders read configs by: searched to their end, however big
@@ -135,9 +139,9 @@ class ConfigScanner:
             # any, escapes resolved, decodes to no code-naming key: a signature listing a
             # million files is data)
             if _config_name(src):
-                return _hinted(src, enc, None, resolve=True)
+                return _hinted_to_end(src, enc)
             opens = head.decode(enc, "replace").lstrip("\ufeff \t\r\n")[:1] == "{"
-            return opens and _hinted(src, enc, None, resolve=True)
+            return opens and _hinted_to_end(src, enc)
         # a file within the head: the head is all of it (the bytes a read would return)
         whole = head if isinstance(src, FileSource) and (src.size or 0) <= len(head) else None
         return _hinted(src, enc, None if _config_name(src) else MAX_CONFIG, whole=whole)
@@ -179,19 +183,15 @@ def _config_name(src: Source) -> bool:
     return file_name(src).lower().endswith(_CONFIG_SUFFIXES)
 
 
-def _hinted(
-    src: Source, enc: str, limit: int | None, *, resolve: bool = False, whole: bytes | None = None
-) -> bool:
-    """Does the text of ``src`` (its first ``limit`` bytes, or all of it) hold a hint?
+def _hinted(src: Source, enc: str, limit: int | None, *, whole: bytes | None = None) -> bool:
+    """Does the text of ``src`` (its first ``limit`` bytes, or all of it) hold a hint or an
+    escape (the text is then decoded and judged)?
 
     Read in chunks through an incremental decoder, so a hint across a chunk's end or a
-    multi-byte character is found, in bounded memory. Any escape is a hint (the text is
-    then decoded and judged), unless ``resolve``: then the character escapes of JSON and
-    YAML (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved before the search and only
-    an escaped line break (YAML joins the lines around it) is a hint of its own. ``whole``:
-    all the bytes of ``src``, when the caller has them.
+    multi-byte character is found, in bounded memory. ``whole``: all the bytes of ``src``,
+    when the caller has them.
     """
-    if not resolve and enc in ("utf-8", "utf-8-sig") and not dispatch.general():
+    if enc in ("utf-8", "utf-8-sig") and not dispatch.general():
         if whole is not None:
             return _utf8_hint(whole if limit is None else whole[:limit])
         return _hinted_utf8(src, limit)
@@ -206,17 +206,114 @@ def _hinted(
                 return False
             read += len(chunk)
             text = tail + decoder.decode(chunk).encode("utf-8", "replace")
-            if resolve:
-                if _LINE_ESCAPE.search(text):
-                    return True
-                found = _CHAR_ESCAPE.sub(_unescape, text)
-            else:
-                found = text
-            if any(h in found for h in _HINTS) or (not resolve and _ESCAPE.search(text)):
+            if any(h in text for h in _HINTS) or _ESCAPE.search(text):
                 return True
             tail = text[-_OVERLAP:]
     except (ValueError, EOFError, OSError):
         return False  # a damaged compressed member: what no loader reads either
+    return False
+
+
+#: characters no strict JSON reader (RFC 8259; Python's json as every loader calls it) and
+#: no YAML reader (1.1 and 1.2: not c-printable) takes anywhere in a document: the C0
+#: controls but tab, LF and CR. ASCII, so never part of a multi-byte UTF-8 character.
+_NOT_TEXT = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: every byte but those ``_NOT_TEXT`` matches: deleting them leaves the stop bytes
+_TEXT = bytes(b for b in range(256) if not _NOT_TEXT.match(bytes([b])))
+#: bytes every hint or escape holds in every encoding (UTF-8/16/32 keep ASCII's byte)
+_HINT_BYTES = (b"_", b"\\", b"$")
+assert all(any(c in h for c in _HINT_BYTES) for h in (*_HINTS, b"\\"))
+
+
+def _stop(text: bytes) -> int:
+    """Where the first byte of ``text`` no strict reader takes is (-1: none); a byte
+    deletion finds whether there is one, the pattern where."""
+    if not dispatch.general() and not text.translate(None, _TEXT):
+        return -1
+    m = _NOT_TEXT.search(text)
+    return -1 if m is None else m.start()
+
+
+def _resolved_hint(text: bytes) -> bool:
+    """Does UTF-8 ``text`` hold a hint once the character escapes of JSON and YAML
+    (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved, or an escaped line break (YAML
+    joins the lines around it)? Text without a backslash has no escape to resolve."""
+    if b"\\" in text:
+        if _LINE_ESCAPE.search(text):
+            return True
+        text = _CHAR_ESCAPE.sub(_unescape, text)
+    return b"${" in text or (b"_" in text and any(h in text for h in _UNDERSCORE))
+
+
+def _hinted_to_end(src: Source, enc: str) -> bool:
+    """Does ``src``, text too big to decode, name code (see ``ConfigScanner.detect``)?
+
+    Searched to its end, in chunks, escapes resolved (:func:`_resolved_hint`; at most
+    :data:`MAX_ESCAPES`, else claimed), up to the first character no strict reader takes
+    (:data:`_NOT_TEXT`, e.g. the zeros of a sparse file): a strict JSON or YAML loader
+    rejects the file there (it configures nothing),
+    one that stops at a NUL read only what was searched. Past it, only a lenient reader
+    (Python's ``json`` with ``strict=False`` takes control characters inside strings) may
+    read on: the rest is searched in its raw bytes, without decoding or resolving, for a
+    hint or any escape in the file's encoding (:func:`_raw_hint`, byte searches at memory
+    speed). UTF-8 is searched in its raw bytes throughout (the same answer as its decoded
+    text: hints, escapes and stop bytes are ASCII, and an ASCII byte is never part of an
+    invalid or multi-byte sequence); the general path decodes.
+    """
+    raw = enc in ("utf-8", "utf-8-sig") and not dispatch.general()
+    decoder = codecs.getincrementaldecoder(enc)("replace")  # unused on the raw path
+    stream = src.open()
+    tail = b""
+    escapes = 0
+    try:
+        while chunk := stream.read(_CHUNK):
+            new = chunk if raw else decoder.decode(chunk).encode("utf-8", "replace")
+            stop = _stop(new)
+            if stop >= 0:
+                new = new[:stop]
+            escapes += new.count(b"\\")  # at most one escape per backslash
+            if escapes > MAX_ESCAPES:
+                return True  # more escapes than are resolved: claimed, never data
+            text = tail + new
+            if _resolved_hint(text):
+                return True
+            if stop >= 0:
+                # the raw rest: from the stop byte (UTF-8: ASCII, the same byte in the raw
+                # chunk), or the whole chunk (UTF-16/32: searched once more)
+                utf8 = enc in ("utf-8", "utf-8-sig")
+                return _raw_hint(stream, enc, chunk[_stop(chunk) :] if utf8 else chunk)
+            tail = text[-_OVERLAP:]
+    except (ValueError, EOFError, OSError):
+        return False  # a damaged compressed member: what no loader reads either
+    return False
+
+
+def _encoded_hints(enc: str) -> tuple[bytes, ...]:
+    """The hints and the escape character in the raw bytes of text in ``enc`` (both byte
+    orders for UTF-16/32: a BOM may name either)."""
+    plain = (*_HINTS, b"\\")
+    if enc.startswith(("utf-16", "utf-32")):
+        width = enc[:6]
+        return tuple(h.decode().encode(width + o) for h in plain for o in ("-le", "-be"))
+    return plain
+
+
+def _raw_hint(stream: Stream, enc: str, first: bytes) -> bool:
+    """Do ``first`` and the rest of ``stream`` hold, in their raw bytes, a hint or an escape
+    in the encoding ``enc``? Each chunk is tested for the bytes every one holds first."""
+    hints = _encoded_hints(enc)
+
+    def holds(text: bytes) -> bool:
+        return any(c in text for c in _HINT_BYTES) and any(h in text for h in hints)
+
+    tail = b""
+    chunk = first
+    while chunk:
+        # the chunk, and the window across its start (no copy of the chunk)
+        if holds(chunk) or holds(tail + chunk[:_OVERLAP]):
+            return True
+        tail = (tail + chunk)[-_OVERLAP:] if len(chunk) < _OVERLAP else chunk[-_OVERLAP:]
+        chunk = stream.read(_CHUNK)
     return False
 
 
@@ -229,7 +326,7 @@ def _utf8_hint(text: bytes) -> bool:
 
 
 def _hinted_utf8(src: Source, limit: int | None) -> bool:
-    """``_hinted`` of UTF-8 text (no ``resolve``), searched in the raw bytes (the same
+    """``_hinted`` of UTF-8 text, searched in the raw bytes (the same
     reads, the same answer: see ``_UNDERSCORE``), without decoding them."""
     stream = src.open()
     tail = b""
