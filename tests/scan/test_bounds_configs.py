@@ -212,15 +212,18 @@ def test_the_raw_search_past_a_stop_finds_a_hint_across_every_chunk_end(
 def test_escapes_are_resolved_up_to_a_budget_then_the_file_is_claimed(
     scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each escape resolved is a Python call: text dense with escapes (``\\u0041``, ~100 s
-    per GiB) is claimed once it holds more than MAX_ESCAPES, never searched at that cost
-    to its end, never passed."""
+    """Each escape of a hint's character resolved is a Python call: text dense with them
+    (``\\u005f``, ~100 s per GiB) is claimed once it holds more than MAX_ESCAPES, never
+    searched at that cost to its end, never passed. Other escapes (line breaks, quotes,
+    letters no hint has, non-ASCII) are not resolved: however many, the text is data."""
     monkeypatch.setattr(configs, "MAX_ESCAPES", 2000)
     monkeypatch.setattr(configs, "_CHUNK", 4096)
-    few = PAD + b"\\u0041" * 300 + b'"}'
+    few = PAD + b"\\u005f" * 300 + b'"}'
     assert "MLV302" not in rules(scan_bytes(few, "tokenizer.json"))  # resolved: data
+    others = PAD + b'\\u0041\\n\\"\\u4e2d\\x41' * 50_000 + b'"}'
+    assert "MLV302" not in rules(scan_bytes(others, "tokenizer.json"))  # none resolved: data
     seen = _count(monkeypatch)
-    dense = PAD + b"\\u0041" * 200_000 + b'"}'  # 1.2 MB of escapes, no hint
+    dense = PAD + b"\\u005F" * 200_000 + b'"}'  # 1.2 MB of escapes, no hint
     report = scan_bytes(dense, "tokenizer.json")
     assert "MLV302" in rules(report) and report.status.value != "data"
     # the fast path and the general one: each stopped within a chunk of the budget

@@ -16,20 +16,23 @@ process. Nothing here is ever unpickled: replies are JSON, made by our own worke
 Soundness: every file sent gets exactly one entry back, or the whole scan fails.
 A worker that exits early (a crash, a kill) fails the scan with an error naming
 the batch; a file that cannot be opened or read is an error naming it (as for an
-in-process scan): a file is never counted as scanned when it was not. A worker writes one
-byte as it starts each file; a worker that spends longer on one file than its budget
-(:func:`file_budget`: a floor plus a time per MiB) is killed by a watchdog, whatever it is
-doing (stuck, stopped), and the scan fails naming that file; once a scan fails, every
-worker is killed and waited for.
+in-process scan): a file is never counted as scanned when it was not. A worker counts
+the files it starts in a word of memory it shares with its parent (no system call per
+file); a worker whose count stays on one file longer than that file's budget
+(:func:`file_budget`: a floor plus a time per MiB) is killed by the parent's watchdog,
+whatever it is doing (stuck, stopped), and the scan fails naming that file; once a scan
+fails, every worker is killed and waited for.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from array import array
@@ -60,8 +63,8 @@ SCAN_FLOOR = 300.0
 SCAN_PER_MIB = 1.0
 #: how often the watchdog looks at the workers' deadlines (seconds)
 _WATCH_EVERY = 0.2
-#: the byte a worker writes (and flushes) as it starts each file of a request
-_STARTED = b"."
+#: the files a worker has started, as the word it shares with its parent holds it
+_COUNT = struct.Struct("<Q")
 
 #: status codes, one byte per file in :class:`ScanResults`
 STATUSES: tuple[Status, ...] = (Status.DATA, Status.CLEAN, Status.FINDINGS, Status.UNSUPPORTED)
@@ -70,7 +73,7 @@ _CODE = {s.value: i for i, s in enumerate(STATUSES)}
 #: how a worker starts: the parent's package directory first on the path
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from mlverify._internal.scan.workers import _serve; _serve(sys.argv[2])"
+    "from mlverify._internal.scan.workers import _serve; _serve(sys.argv[2], int(sys.argv[3]))"
 )
 
 _U32x2 = struct.Struct("<II")
@@ -163,9 +166,14 @@ def _limits_from_json(text: str) -> Limits:
     return Limits(**d)
 
 
-def _serve(limits_text: str) -> None:
-    """Worker main loop: read requests on stdin, write replies on stdout."""
+def _serve(limits_text: str, progress_fd: int) -> None:
+    """Worker main loop: read requests on stdin, write replies on stdout; the files started
+    are counted in the shared word at ``progress_fd`` (the parent's watchdog reads it)."""
     limits = _limits_from_json(limits_text)
+    shared = mmap.mmap(progress_fd, _COUNT.size)
+    os.close(progress_fd)
+    count_into = _COUNT.pack_into
+    started_files = 0
     # the protocol owns the real stdout; anything a library prints goes to stderr
     wr = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -185,8 +193,9 @@ def _serve(limits_text: str) -> None:
         parts = os.fsdecode(exact(length)).split("\0")
 
         def started() -> None:  # the parent's watchdog times each file from here
-            wr.write(_STARTED)
-            wr.flush()
+            nonlocal started_files
+            started_files += 1
+            count_into(shared, 0, started_files)
 
         entries, tail = _scan_batch(parts[0::2], parts[1::2], limits, started)
         reply = json.dumps(entries, separators=(",", ":")).encode()
@@ -292,27 +301,48 @@ def file_budget(size: int) -> float:
 
 
 class _Watchdog:
-    """The deadline of each worker's current file, armed by its feeder as the worker starts
-    the file (:data:`_STARTED`); a worker past its deadline is killed (a stopped or stuck
-    process too), so its feeder's reads end, and :meth:`late` says which file it was on.
-    Once the scan has failed, every worker is killed (nothing is decided any more)."""
+    """Times each worker's current file from the count of files it has started (a word of
+    memory each worker shares with this process, read every :data:`_WATCH_EVERY` s): a
+    worker whose count stays on one file past that file's budget is killed (a stopped or
+    stuck process too), so its feeder's reads end, and :meth:`late` says which file it was
+    on. Once the scan has failed, every worker is killed (nothing is decided any more).
 
-    def __init__(self, procs: Sequence[subprocess.Popen[bytes]], failed: Callable[[], bool]):
+    A count read while the worker writes it can only look like progress (it never stays
+    put while the worker moves on): at worst a kill comes one look later."""
+
+    def __init__(
+        self,
+        procs: Sequence[subprocess.Popen[bytes]],
+        counters: Sequence[mmap.mmap],
+        sizes: Sequence[int],
+        failed: Callable[[], bool],
+    ) -> None:
         self._procs = procs
+        self._counters = dict(zip(procs, counters, strict=True))
+        self._sizes = sizes
         self._failed = failed
         self._lock = threading.Lock()
-        self._due: dict[subprocess.Popen[bytes], tuple[float, int, float]] = {}
+        #: a worker's request in flight: (its count before it, first file, end, armed at)
+        self._busy: dict[subprocess.Popen[bytes], tuple[int, int, int, float]] = {}
+        #: the count last seen of each busy worker, and since when
+        self._seen: dict[subprocess.Popen[bytes], tuple[int, float]] = {}
         self._late: dict[subprocess.Popen[bytes], tuple[int, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def arm(self, proc: subprocess.Popen[bytes], file: int, seconds: float) -> None:
+    def count(self, proc: subprocess.Popen[bytes]) -> int:
+        return int(_COUNT.unpack_from(self._counters[proc], 0)[0])
+
+    def arm(self, proc: subprocess.Popen[bytes], before: int, start: int, end: int) -> None:
+        """``proc`` is sent files ``start``-``end``, having started ``before`` files."""
         with self._lock:
-            self._due[proc] = (time.monotonic() + seconds, file, seconds)
+            self._busy[proc] = (before, start, end, time.monotonic())
+            self._seen.pop(proc, None)
 
     def disarm(self, proc: subprocess.Popen[bytes]) -> None:
         with self._lock:
-            self._due.pop(proc, None)
+            self._busy.pop(proc, None)
+            self._seen.pop(proc, None)
 
     def late(self, proc: subprocess.Popen[bytes]) -> tuple[int, float] | None:
         """The file ``proc`` was killed on, and its budget; None if it was not."""
@@ -327,15 +357,28 @@ class _Watchdog:
         self._stop.set()
         self._thread.join()
 
+    def _due(self, proc: subprocess.Popen[bytes], now: float) -> tuple[int, float] | None:
+        """The file ``proc`` is late on and its budget, if it is (the lock held)."""
+        before, start, end, armed = self._busy[proc]
+        count = self.count(proc)
+        seen = self._seen.get(proc)
+        if seen is None or seen[0] != count:
+            self._seen[proc] = seen = (count, now)
+        if count <= before:  # the request sent, its first file not started yet
+            return (start, SCAN_FLOOR) if now - armed > SCAN_FLOOR else None
+        file = min(start + count - before - 1, end - 1)
+        budget = file_budget(self._sizes[file])
+        return (file, budget) if now - seen[1] > budget else None
+
     def _run(self) -> None:
         while not self._stop.wait(_WATCH_EVERY):
             now = time.monotonic()
             with self._lock:
-                late = [(p, f, b) for p, (at, f, b) in self._due.items() if now > at]
-                for p, f, b in late:
-                    self._late[p] = (f, b)
-                    del self._due[p]
-            for p, _, _ in late:
+                late = [(p, d) for p in self._busy if (d := self._due(p, now)) is not None]
+                for p, d in late:
+                    self._late[p] = d
+                    del self._busy[p]
+            for p, _ in late:
                 p.kill()
             if self._failed():
                 for p in self._procs:
@@ -412,17 +455,28 @@ def _scan_in_workers(
     lock = threading.Lock()
     failures: list[BaseException] = []
     procs: list[subprocess.Popen[bytes]] = []
+    counters: list[mmap.mmap] = []  # the word each worker counts its files in
     try:
         for _ in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+            with tempfile.TemporaryFile() as word:
+                word.truncate(_COUNT.size)
+                counters.append(mmap.mmap(word.fileno(), _COUNT.size))
+                fd = word.fileno()
+                procs.append(
+                    subprocess.Popen(
+                        [*argv, str(fd)],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        close_fds=True,
+                        pass_fds=(fd,),
+                    )
                 )
-            )
     except OSError as e:
         for p in procs:
             p.kill()
             p.wait()
+        for c in counters:
+            c.close()
         raise InputError(
             f"cannot start a scanner worker ({e}); check the Python installation"
         ) from None
@@ -444,13 +498,10 @@ def _scan_in_workers(
                 entries: Any = None
                 tail = b""
                 try:
-                    watch.arm(proc, start, SCAN_FLOOR)  # the request taken and started
+                    watch.arm(proc, sent[proc], start, end)
+                    sent[proc] += end - start
                     proc.stdin.write(_U32x2.pack(end - start, len(request)) + request)
                     proc.stdin.flush()
-                    for i in range(start, end):
-                        if proc.stdout.read(1) != _STARTED:
-                            raise ValueError("no start of the next file")
-                        watch.arm(proc, i, file_budget(sizes[i]))
                     head = proc.stdout.read(8)
                     length, tail_length = _U32x2.unpack(head) if len(head) == 8 else (-1, -1)
                     # the tail's length is fixed by the batch: never more is read
@@ -493,8 +544,13 @@ def _scan_in_workers(
 
     from mlverify._internal.workerpool import feed_workers
 
-    with _Watchdog(procs, lambda: bool(failures)) as watch:
-        feed_workers(procs, feed, goodbye=_U32x2.pack(0, 0), failed=lambda: bool(failures))
+    sent = dict.fromkeys(procs, 0)  # files sent to each worker (each feeder its own)
+    try:
+        with _Watchdog(procs, counters, sizes, lambda: bool(failures)) as watch:
+            feed_workers(procs, feed, goodbye=_U32x2.pack(0, 0), failed=lambda: bool(failures))
+    finally:
+        for c in counters:
+            c.close()
     if failures:
         first = failures[0]
         if isinstance(first, MlverifyError):

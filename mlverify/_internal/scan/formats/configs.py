@@ -79,6 +79,23 @@ _OVERLAP = 10 * max(len(h) for h in _HINTS)
 MAX_ESCAPES = 1 << 23
 _CHAR_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8}))")
 _LINE_ESCAPE = re.compile(rb"\\\r?\n")
+
+
+def _hex_of(codes: set[int]) -> bytes:
+    """A pattern for two hex digits, either case, naming one of ``codes``."""
+    return b"|".join(
+        b"".join(b"[%s%s]" % (c.lower().encode(), c.upper().encode()) if c.isalpha() else c.encode()
+                 for c in f"{code:02x}")
+        for code in sorted(codes)
+    )  # fmt: skip
+
+
+#: the characters of the hints (``_HINTS``): the only escapes whose resolution can make one
+_HINT_CHARS = {c for h in _HINTS for c in h}
+#: ``_CHAR_ESCAPE`` of a hint character only (its groups alike)
+_HINT_ESCAPE = re.compile(
+    rb"\\(?:u00(%s)|x(%s)|U000000(%s))" % ((b"(?:" + _hex_of(_HINT_CHARS) + b")",) * 3)
+)
 #: names loaders read configs by: searched to their end, however big
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _ESCAPE = re.compile(rb"\\")  # any escape (also YAML's escaped line break) is decoded first
@@ -237,11 +254,17 @@ def _stop(text: bytes) -> int:
 def _resolved_hint(text: bytes) -> bool:
     """Does UTF-8 ``text`` hold a hint once the character escapes of JSON and YAML
     (``\\uXXXX``, ``\\xXX``, ``\\UXXXXXXXX``) are resolved, or an escaped line break (YAML
-    joins the lines around it)? Text without a backslash has no escape to resolve."""
+    joins the lines around it)? Text without a backslash has no escape to resolve.
+
+    Only the escapes of characters some hint holds are resolved (:data:`_HINT_ESCAPE`):
+    every hint in the text with all its escapes resolved is in this text too (its
+    characters are hint characters, literal or resolved alike here), and an escape left as
+    it is can only add a match (its backslash is in no hint). So real text full of other
+    escapes (line breaks, quotes, non-ASCII letters) costs no Python call per escape."""
     if b"\\" in text:
         if _LINE_ESCAPE.search(text):
             return True
-        text = _CHAR_ESCAPE.sub(_unescape, text)
+        text = _HINT_ESCAPE.sub(_unescape, text)
     return b"${" in text or (b"_" in text and any(h in text for h in _UNDERSCORE))
 
 
@@ -271,9 +294,10 @@ def _hinted_to_end(src: Source, enc: str) -> bool:
             stop = _stop(new)
             if stop >= 0:
                 new = new[:stop]
-            escapes += new.count(b"\\")  # at most one escape per backslash
-            if escapes > MAX_ESCAPES:
-                return True  # more escapes than are resolved: claimed, never data
+            if b"\\" in new:  # the escapes resolved (one Python call each): bounded
+                escapes += len(_HINT_ESCAPE.findall(new))
+                if escapes > MAX_ESCAPES:
+                    return True  # more escapes than are resolved: claimed, never data
             text = tail + new
             if _resolved_hint(text):
                 return True
