@@ -4,6 +4,7 @@ files that are pointers themselves, in every place check walks, and nothing else
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -88,3 +89,56 @@ def test_a_pointer_lookalike_is_content(tmp_path: Path, capsys: pytest.CaptureFi
     (d / "weights.bin").write_bytes(POINTER + b"extra\n")
     r = run(capsys, "check", "--no-cache", d)
     assert "not fetched" not in r.out + r.err, r.out + r.err
+
+
+def _hf_cache(root: Path, content: dict[str, bytes]) -> str:
+    """An offline Hugging Face cache holding one snapshot (links into its blobs)."""
+    import hashlib
+
+    repo = root / "hub" / "models--org--name"
+    commit = "a" * 40
+    snap = repo / "snapshots" / commit
+    for name, data in content.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snap / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return f"hf://org/name@{commit}"
+
+
+def test_the_files_besides_pointers_are_those_resolved_not_the_reference_as_a_path(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """red-team r7: an hf:// snapshot holding a pointer and a malicious pickle, and a benign
+    local folder named like the reference (hf:/org/name@...): skipping the pointers must
+    scan the snapshot's files, never the folder."""
+    ref = _hf_cache(tmp_path, {"w.bin": POINTER, "evil.pkl": EVIL_PICKLE})
+    decoy = tmp_path / ref.replace("hf://", "hf:/")
+    decoy.mkdir(parents=True)
+    (decoy / "config.json").write_text('{"a": 1}\n')
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    r = run(capsys, "check", "--no-cache", "--allow-not-fetched", ref)
+    assert r.code == 1 and "evil.pkl" in r.out + r.err, r.out + r.err
+
+
+def test_a_reference_through_a_link_and_dotdot_scans_what_the_check_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """red-team r7: ``link/../m`` names ``m`` (read as written); the files besides its
+    pointer are m's, not those of the link's parent's ``m``."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(POINTER)
+    (tmp_path / "m" / "evil.pkl").write_bytes(EVIL_PICKLE)
+    (tmp_path / "elsewhere" / "m").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "m" / "config.json").write_text('{"a": 1}\n')
+    (tmp_path / "elsewhere" / "sub").mkdir()
+    (tmp_path / "link").symlink_to("elsewhere/sub")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PRE_COMMIT", "1")
+    r = run(capsys, "check", "--no-cache", "link/../m")
+    assert r.code == 1 and "evil.pkl" in r.out + r.err, r.out + r.err

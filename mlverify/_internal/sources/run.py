@@ -64,15 +64,29 @@ def check_ref(
     list_files: bool = False,
     name: str | None = None,
     known: Mapping[str, KnownFile] | None = None,
+    skip_not_fetched: bool = False,
 ) -> CheckResult | str:
-    """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers.
+    """Check one reference; a "not fetched" note (str) instead of a result for LFS pointers,
+    or, with ``skip_not_fetched``, the result of scanning the files besides the pointers
+    (skipped, or not fetched with what was found), made from the very files resolved.
     ``known``: see :func:`~mlverify._internal.check.check_artifact` (a worker's fan-out)."""
-    from mlverify._internal.check import check_artifact
+    from mlverify._internal.check import CheckResult, check_artifact
     from mlverify._internal.lfs import NotFetched, not_fetched_note
+
+    def not_fetched(r: Resolved, names: Sequence[str]) -> CheckResult | str:
+        note = not_fetched_note(r.ref, list(names))
+        if not skip_not_fetched:
+            return note
+        # only the pointers are skipped: the other files are scanned, those resolved (a
+        # remote reference's copy, a path as read: never the reference taken as a path)
+        from mlverify._internal.lfs_check import check_besides_pointers
+
+        skipped, note = check_besides_pointers(r.path, note)
+        return CheckResult(str(ref), (), {}, "skipped" if skipped else "not-fetched", note)
 
     with resolve(ref, settings, rules) as r:
         if r.not_fetched:
-            return not_fetched_note(r.ref, list(r.not_fetched))
+            return not_fetched(r, r.not_fetched)
         try:
             result = check_artifact(
                 r.path,
@@ -86,7 +100,7 @@ def check_ref(
                 known_files=known,
             )
         except NotFetched as e:  # pointers found by the check's own scan
-            return not_fetched_note(r.ref, list(e.names))
+            return not_fetched(r, e.names)
         return annotate(result, r)
 
 
@@ -122,21 +136,14 @@ def check_refs(
                 environment=environment,
                 list_files=list_files,
                 name=name,
+                skip_not_fetched=skip_not_fetched,
             )
         except MlverifyError as e:
             results.append(CheckResult.failed(str(ref), e))
             continue
         if isinstance(out, str):
-            skipped = False
-            if skip_not_fetched:  # only the pointers are skipped: the other files are scanned
-                from mlverify._internal.lfs_check import check_besides_pointers
-
-                skipped, out = check_besides_pointers(Path(str(ref)), out)
-            results.append(
-                CheckResult(str(ref), (), {}, "skipped" if skipped else "not-fetched", out)
-            )
-        else:
-            results.append(out)
+            out = CheckResult(str(ref), (), {}, "not-fetched", out)
+        results.append(out)
     return results
 
 
