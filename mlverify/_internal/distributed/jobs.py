@@ -484,7 +484,8 @@ def _judge(ctx: WorkerContext, job: Job, plan: Plan | None = None) -> StoredVerd
         from mlverify._internal.background import BackgroundCall
         from mlverify._internal.sources.local import require_under
 
-        require_under(path, ctx.roots)
+        if plan is None:  # a plan's listing was made under this very check
+            require_under(path, ctx.roots)
         listed = plan.listed if plan is not None else entries(path)
         known = plan.known if plan is not None else {}
         given = plan.blake3 if plan is not None else {}
