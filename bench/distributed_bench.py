@@ -11,7 +11,10 @@ PostgreSQL as its own user (root needed; else the SQLite store, said in the outp
 - plain:      `mlverify check` of every model, one process;
 - N workers:  `mlverify backfill DIR` into an empty store with `mlverify worker
               --concurrency N` running, from the start of the back-fill to its last verdict
-              (the back-fill reads every byte once more, for the job keys);
+              (the back-fill reads every byte once more, for the job keys); the worker's
+              start-up (imports, its warm-up check) is not measured: the clock starts once
+              its processes are idle (it was a fixed 3 s sleep, too short on a loaded
+              machine: the rest of the start-up was counted as job time);
 - CPU s:      user + system seconds of those processes (not Redis', PostgreSQL's): what
               the run costs whatever else the machine does;
 - admission:  /k8s/validate of decided models through `mlverify serve --queue --store`,
@@ -118,6 +121,36 @@ def flush(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushall()
 
 
+def _tree_cpu(pid: int) -> int:
+    """Clock ticks of CPU used so far by ``pid`` and its children (Linux /proc)."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _settled(pid: int, timeout: float = 120.0) -> None:
+    """Wait until the worker ``pid`` and its processes stop using CPU (imported, warmed up,
+    idle): a fixed sleep counted the start-up of a worker that took longer (a loaded
+    machine) in the back-fill's time."""
+    time.sleep(1.0)
+    deadline = time.monotonic() + timeout
+    before = -1
+    while time.monotonic() < deadline:
+        now = _tree_cpu(pid)
+        if now == before:
+            return
+        before = now
+        time.sleep(0.5)
+
+
 def run_workers(
     n: int, root: Path, redis_url: str, store: str, env: dict[str, str], timeout: float
 ) -> float:
@@ -128,7 +161,7 @@ def run_workers(
                      "--concurrency", str(n), "--log-level", "warning"),
             env=env, stderr=err,
         )  # fmt: skip
-    time.sleep(3)  # the worker processes start (imports): not what is measured
+    _settled(w.pid)  # the worker processes start (imports, warm-up): not what is measured
     t0 = time.perf_counter()
     try:
         r = subprocess.run(

@@ -72,6 +72,14 @@ def test_store_protocol(store: VerdictStore) -> None:
     assert store.put(verdict("j", True, now + 1, ttl=1), now=now + 1)
     assert [store.deliver("j", "r", now + 3) for _ in range(2)] == [1, 2]
     store.note_error("j", "boom", now)
+    # a current verdict holds the key: deliver counts nothing and says so (0), in the one
+    # statement that looks it up; once the verdict expired the delivery is counted again
+    assert store.put(verdict("d", True, now), now=now)
+    assert store.deliver("d", "r", now) == 0 and store.deliveries("d") == 0
+    assert store.deliver("d", "r", now + 59) == 0
+    assert store.deliver("d", "r", now + 61) == 1 and store.deliveries("d") == 1
+    assert store.put(verdict("d", False, now + 61), now=now + 61)  # the new round's verdict
+    assert store.deliver("d", "r", now + 62) == 0 and store.deliveries("d") == 1
     scan = ScanRequest("id1", "", "oci://h/r@sha256:0", "r", "sha256:0", now)
     store.add_scan(scan)
     store.add_scan(scan)
@@ -416,3 +424,52 @@ def test_a_directory_listing_is_bounded(tmp_path: Path, monkeypatch: pytest.Monk
     p.mkdir(parents=True)
     with pytest.raises(MlverifyError, match="more than 50 entries"):
         keys.entries(d)
+
+
+def test_a_worker_lost_between_its_verdict_and_its_ack_loses_nothing(
+    ctx: WorkerContext, redis_server: Redis, tmp_path: Path
+) -> None:
+    """A job's verdict is written (durably) before its message is acked, never after: a
+    worker that dies in between leaves the message unacked, so it is redelivered once the
+    worker's heartbeat stopped, and the second delivery finds the verdict in the one
+    statement that would count it: nothing judged again, no verdict written twice, no
+    delivery counted twice, the queue drained."""
+    pytest.importorskip("dramatiq")
+    from mlverify._internal.distributed.broker import NAMESPACE, QUEUE_NAMES, Queue, make_broker
+
+    q = QUEUE_NAMES["backfill"]
+    j = job_for(ctx, str(make_clean_model(tmp_path / "models", "clean")))
+    producer = Queue(redis_server.url)
+    producer.enqueue(j)
+    dead = make_broker(redis_server.url, heartbeat_timeout=0.5)
+    held = next(dead.consume(q, prefetch=1, timeout=100))
+    assert held is not None and Job.from_message(held.args[0]) == j
+    assert run_job(ctx, Job.from_message(held.args[0])) == "allowed"
+    first = ctx.store.get(j.key)
+    assert first is not None and first.allowed
+    # ... and the process dies here: no ack, no more heartbeats (the broker is abandoned)
+    live = make_broker(redis_server.url, heartbeat_timeout=0.5)
+    consumer = live.consume(q, prefetch=1, timeout=100)
+    again = None
+    deadline = time.monotonic() + 30
+    while again is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        live.do_qsize(q)  # queue maintenance: a dead worker's messages go back
+        again = next(consumer)
+    assert again is not None, "the lost worker's message was never redelivered"
+    assert Job.from_message(again.args[0]) == j
+    other = WorkerContext(
+        policies=ctx.policies, store=open_store(ctx.store.url), roots=ctx.roots,
+        worker_id="other:1",
+    )  # fmt: skip
+    assert run_job(other, Job.from_message(again.args[0])) == "duplicate"
+    consumer.ack(again)
+    assert ctx.store.get(j.key) == first  # the first verdict, written once
+    assert ctx.store.deliveries(j.key) == 1  # the duplicate counted no delivery
+    assert [v.key for v in ctx.store.verdicts()] == [j.key]
+    assert live.do_qsize(q) == 0
+    assert not live.client.smembers(f"{NAMESPACE}:__acks__.{live.broker_id}.{q}")
+    consumer.close()
+    live.close()
+    dead.close()
+    producer.close()

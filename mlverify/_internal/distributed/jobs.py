@@ -299,9 +299,11 @@ def max_waits(budget: float) -> int:
 def _plan(ctx: WorkerContext, job: Job) -> Plan | None:
     """Fan-out of a path job, before its delivery is counted: None when this worker does
     not fan it out (no fan-out configured, not a path, not a path or configuration it
-    judges: :func:`run_job` says why, as a delivery); :data:`WAITING` when file jobs for
-    the evidence missing and the job itself were queued again; else the plan (without
-    evidence when it has too few large files: one job)."""
+    judges: :func:`run_job` says why, as a delivery); :data:`DECIDED` when the job fans out
+    and a current verdict holds its key (looked up before its files' evidence, so a
+    duplicate asks for no file job); :data:`WAITING` when file jobs for the evidence
+    missing and the job itself were queued again; else the plan (without evidence when it
+    has too few large files: one job, the store not asked here)."""
     from mlverify._internal.distributed.filejob import FANOUT_MIN_FILES, FileJob, check_limits
     from mlverify._internal.distributed.known import KnownFile, limits_digest, print_of
     from mlverify._internal.sources.local import require_under
@@ -322,6 +324,9 @@ def _plan(ctx: WorkerContext, job: Job) -> Plan | None:
     large = [(n, st) for n, st in large if st.st_size >= ctx.fanout_bytes]
     if len(large) < FANOUT_MIN_FILES:
         return Plan(listed)
+    existing = ctx.store.get(job.key)
+    if existing is not None and existing.current(time.time()):
+        return DECIDED
     limits = limits_digest(check_limits(ctx.policies))
     files = [FileJob(job.ref, n, print_of(st), limits) for n, st in large]
     found = ctx.store.get_evidence([f.key for f in files])
@@ -370,6 +375,7 @@ def _plan(ctx: WorkerContext, job: Job) -> Plan | None:
 
 
 WAITING = Plan([])  #: the parent is queued again, its file jobs queued: nothing decided
+DECIDED = Plan([])  #: a current verdict holds the parent's key: nothing to do
 
 
 def run_job(ctx: WorkerContext, job: Job) -> str:
@@ -377,16 +383,15 @@ def run_job(ctx: WorkerContext, job: Job) -> str:
     was there), ``allowed``, ``denied``, ``dead-letter``, or ``waiting`` (a large path
     artifact's file jobs were queued and the job queued again: not a delivery). Raises
     :class:`RetryJob` for an operational error that deserves another delivery."""
-    now = time.time()
     key = job.key
-    existing = ctx.store.get(key)
-    if existing is not None and existing.current(now):
-        log.info("job already decided", extra={"key": key, "ref": job.ref})
-        return "duplicate"
-    plan = _plan(ctx, job)
+    plan = _plan(ctx, job)  # a small path: only listed (the store is not asked)
     if plan is WAITING:
         return "waiting"  # before counting a delivery: waiting is not a failure
-    n = ctx.store.deliver(key, job.ref, now)
+    # the lookup and the count in one statement: 0 when a current verdict holds the key
+    n = 0 if plan is DECIDED else ctx.store.deliver(key, job.ref, time.time())
+    if n == 0:
+        log.info("job already decided", extra={"key": key, "ref": job.ref})
+        return "duplicate"
     if n > ctx.max_deliveries:
         return dead_letter(ctx, job, "the job ended its worker every time (crash or kill)", n - 1)
     log.info("job started", extra={"key": key, "ref": job.ref, "delivery": n, "pid": os.getpid()})
@@ -479,7 +484,8 @@ def _judge(ctx: WorkerContext, job: Job, plan: Plan | None = None) -> StoredVerd
         from mlverify._internal.background import BackgroundCall
         from mlverify._internal.sources.local import require_under
 
-        require_under(path, ctx.roots)
+        if plan is None:  # a plan's listing was made under this very check
+            require_under(path, ctx.roots)
         listed = plan.listed if plan is not None else entries(path)
         known = plan.known if plan is not None else {}
         given = plan.blake3 if plan is not None else {}

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 MAX_TRUST_FILE = 4 << 20
 #: Most entries under one artifact directory.
 MAX_ENTRIES = 1_000_000
+#: Bytes read at a time by the job digest.
+READ_CHUNK = 4 << 20
 
 
 def _sha256(parts: Sequence[str]) -> str:
@@ -190,9 +192,12 @@ def digest_entries(listed: Sequence[Entry], known: Mapping[str, str] | None = No
     # one thread: 5 GB/s here, faster than the reads; more would take the cores the
     # check beside it hashes and scans on
     h = blake3.blake3()
-    buf = bytearray(4 << 20)
-    view = memoryview(buf)
     known = known or {}
+    # a buffer no larger than the largest file read needs (+1: a file grown since it was
+    # listed reads past its size): zero-filling 4 MiB cost more than a small tree's reads
+    sizes = [st.st_size for n, _, st in listed if stat.S_ISREG(st.st_mode) and n not in known]
+    buf = bytearray(min(READ_CHUNK, max(sizes, default=0) + 1))
+    view = memoryview(buf)
     for name, full, st in listed:
         h.update(json.dumps(name).encode() + b"\0")
         if stat.S_ISLNK(st.st_mode):

@@ -220,11 +220,13 @@ class VerdictStore(Protocol):
         ...
 
     def deliver(self, key: str, ref: str, now: float) -> int:
-        """Count one more delivery of the job ``key``; the count in this round (1 the
-        first time, and again once a verdict was decided since the last delivery: a key
-        judged again after its verdict expired starts a new round). Durable once the
-        next verdict write is: a store may commit it without waiting for the disk (a
-        count lost in a crash only delays a dead letter by a delivery)."""
+        """Count one more delivery of the job ``key``, unless a current verdict (valid
+        at ``now``) holds the key: then 0, nothing counted (the job is done: a duplicate).
+        Else the count in this round (1 the first time, and again once a verdict was
+        decided since the last delivery: a key judged again after its verdict expired
+        starts a new round). One round trip for both: the lookup and the count. Durable
+        once the next verdict write is: a store may commit it without waiting for the
+        disk (a count lost in a crash only delays a dead letter by a delivery)."""
         ...
 
     def note_error(self, key: str, error: str, now: float) -> None: ...

@@ -48,8 +48,10 @@ class MemoryStore:
 
     def deliver(self, key: str, ref: str, now: float) -> int:
         with self._lock:
-            job = self._jobs.setdefault(key, [ref, 0, "", now])
             v = self._verdicts.get(key)
+            if v is not None and v.current(now):
+                return 0
+            job = self._jobs.setdefault(key, [ref, 0, "", now])
             new_round = v is not None and v.decided_at >= float(str(job[3]))
             job[1] = 1 if new_round else int(str(job[1])) + 1
             job[3] = now

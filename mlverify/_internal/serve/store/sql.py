@@ -131,18 +131,23 @@ class SqlStore:
         return row is not None
 
     def deliver(self, key: str, ref: str, now: float) -> int:
+        # one statement: the lookup of a current verdict (a job done: nothing counted, no
+        # row returned) and the count, where a lookup and a count were two round trips
         row = self._run(
             "INSERT INTO mlverify_jobs (key, ref, deliveries, updated_at, last_error) "
-            "VALUES (?, ?, 1, ?, '') ON CONFLICT (key) DO UPDATE SET "
+            "SELECT CAST(? AS TEXT), CAST(? AS TEXT), 1, CAST(? AS DOUBLE PRECISION), '' "
+            "WHERE NOT EXISTS (SELECT 1 FROM mlverify_verdicts c "
+            "WHERE c.key = ? AND c.valid_until > ?) "
+            "ON CONFLICT (key) DO UPDATE SET "
             "deliveries = CASE WHEN EXISTS (SELECT 1 FROM mlverify_verdicts v "
             "WHERE v.key = excluded.key AND v.decided_at >= mlverify_jobs.updated_at) "
             "THEN 1 ELSE mlverify_jobs.deliveries + 1 END, updated_at = excluded.updated_at "
             "RETURNING deliveries",
-            (key, ref, now),
+            (key, ref, now, key, now),
             "one",
             relaxed=True,
         )
-        return int(row[0])
+        return int(row[0]) if row else 0
 
     def note_error(self, key: str, error: str, now: float) -> None:
         self._run(
