@@ -3,15 +3,14 @@ files that are pointers themselves, in every place check walks, and nothing else
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from mlverify._internal.scan import workers
 from tests.core.helpers import run
+from tests.scan.format_samples import _zip
 
 POINTER = (
     b"version https://git-lfs.github.com/spec/v1\n"
@@ -19,14 +18,6 @@ POINTER = (
     b"size 12345\n"
 )
 EVIL_PICKLE = b"cos\nsystem\n(S'true'\ntR."  # built from bytes, never loaded
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
 @pytest.fixture(params=[1, 2], ids=["in-process", "workers"])
