@@ -849,7 +849,17 @@ def check_artifact(
     # reads every file anyway: no second walk of a million files)
     pointers = pointers_scanned(scan.formats, names, locations)
     if pointers:
-        raise NotFetched(reference, pointers)
+        besides = None
+        if not shared:  # judged by the built-in lists alone, as the files besides pointers are
+            from mlverify._internal.lfs_check import judge_besides
+
+            skip = set(pointers)
+            besides = judge_besides(
+                (locations[i], scan.findings.get(i, ()), scan.status(i))
+                for i in range(len(names))
+                if names[i] not in skip
+            )
+        raise NotFetched(reference, pointers, besides)
     formats: list[str] = []
     for i in sorted(scan.formats):
         if names[i] not in documents:

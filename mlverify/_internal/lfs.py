@@ -105,8 +105,13 @@ class NotFetched(InputError):
 
     code = "not-fetched"
 
-    def __init__(self, path: str, names: Sequence[str]) -> None:
+    def __init__(
+        self, path: str, names: Sequence[str], besides: tuple[int, list[str], int] | None = None
+    ) -> None:
         self.names = tuple(names)
+        #: the judgment of the other files from the check's own scan
+        #: (``lfs_check.judge_besides``), when it judged as the scan besides pointers does
+        self.besides = besides
         super().__init__(not_fetched_note(path, list(self.names)))
 
 

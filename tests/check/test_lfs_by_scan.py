@@ -133,3 +133,29 @@ def test_a_reference_through_a_link_and_dotdot_scans_what_the_check_read(
     monkeypatch.setenv("PRE_COMMIT", "1")
     r = run(capsys, "check", "--no-cache", "link/../m")
     assert r.code == 1 and "evil.pkl" in r.out + r.err, r.out + r.err
+
+
+@pytest.mark.parametrize("allow_globals", [False, True], ids=["scan-reused", "rescanned"])
+def test_skipping_pointers_judges_the_other_files_from_the_scan_or_again(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    allow_globals: bool,
+) -> None:
+    """The files besides the pointers are judged from check's own scan when it used the
+    built-in lists only, else scanned again with them: a malicious pickle denies both."""
+    from tests.check.test_attacks import policy
+
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "w.bin").write_bytes(POINTER)
+    (d / "evil.pkl").write_bytes(EVIL_PICKLE)
+    (d / "ok.json").write_text('{"a": 1}\n')
+    body = 'spec:\n  scan:\n    allow_globals: ["mycorp.layers.Residual"]\n'
+    p = policy(tmp_path, body if allow_globals else "spec: {}\n")
+    monkeypatch.setenv("PRE_COMMIT", "1")
+    r = run(capsys, "check", "--no-cache", "--policy", p, d)
+    assert r.code == 1 and "evil.pkl" in r.out + r.err and "2 other file(s)" in r.out + r.err
+    (d / "evil.pkl").unlink()
+    r = run(capsys, "check", "--no-cache", "--policy", p, d)
+    assert r.code == 0 and "1 other file(s) were scanned: no findings" in r.out + r.err

@@ -31,7 +31,6 @@ class Resolved:
     digest: str = ""  #: manifest digest (oci) or commit (hf); "" when there is none
     signatures: tuple[Path, ...] = ()  #: found with the artifact (OCI referrers)
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    not_fetched: tuple[str, ...] = ()  #: Git LFS pointers found
 
     def to_json(self) -> dict[str, Any]:
         return {"ref": self.ref, "kind": self.kind, "digest": self.digest, **self.metadata}

@@ -73,20 +73,24 @@ def check_ref(
     from mlverify._internal.check import CheckResult, check_artifact
     from mlverify._internal.lfs import NotFetched, not_fetched_note
 
-    def not_fetched(r: Resolved, names: Sequence[str]) -> CheckResult | str:
+    def not_fetched(
+        r: Resolved, names: Sequence[str], besides: tuple[int, list[str], int] | None = None
+    ) -> CheckResult | str:
         note = not_fetched_note(r.ref, list(names))
         if not skip_not_fetched:
             return note
         # only the pointers are skipped: the other files are scanned, those resolved (a
-        # remote reference's copy, a path as read: never the reference taken as a path)
-        from mlverify._internal.lfs_check import check_besides_pointers
+        # remote reference's copy, a path as read: never the reference taken as a path),
+        # judged from the check's own scan when it has judged them
+        from mlverify._internal.lfs_check import besides_note, check_besides_pointers
 
-        skipped, note = check_besides_pointers(r.path, note)
+        if besides is not None:
+            skipped, note = besides_note(note, *besides)
+        else:
+            skipped, note = check_besides_pointers(r.path, note)
         return CheckResult(str(ref), (), {}, "skipped" if skipped else "not-fetched", note)
 
     with resolve(ref, settings, rules) as r:
-        if r.not_fetched:
-            return not_fetched(r, r.not_fetched)
         try:
             result = check_artifact(
                 r.path,
@@ -100,7 +104,7 @@ def check_ref(
                 known_files=known,
             )
         except NotFetched as e:  # pointers found by the check's own scan
-            return not_fetched(r, e.names)
+            return not_fetched(r, e.names, e.besides)
         return annotate(result, r)
 
 
