@@ -228,3 +228,20 @@ def test_escapes_are_resolved_up_to_a_budget_then_the_file_is_claimed(
     assert "MLV302" in rules(report) and report.status.value != "data"
     # the fast path and the general one: each stopped within a chunk of the budget
     assert sum(seen) <= 2 * (len(PAD) + 6 * 2000 + 2 * 4096)
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029"])
+def test_a_key_joined_by_any_yaml_escaped_line_break_is_claimed(
+    scan_bytes: Scan, monkeypatch: pytest.MonkeyPatch, brk: str
+) -> None:
+    """red-team r8: past the decode bound, ``"_tar\\<break>get_"`` is ``_target_`` to
+    PyYAML for every YAML line break after the backslash, not only LF."""
+    monkeypatch.setattr(configs, "MAX_CONFIG", 4096)
+    doc = "# " + "a" * 5000 + '\n? "_tar\\' + brk + 'get_"\n: os.system\n'
+    assert "MLV302" in rules(scan_bytes(doc.encode(), "params.yaml"))
+
+
+def test_a_config_with_del_in_a_string_is_judged(scan_bytes: Scan) -> None:
+    """red-team r8: json.loads takes DEL (0x7f) in a string: such a config is text."""
+    doc = b'{"pad": "\x7f", "_target_": "os.system", "_args_": ["id"]}'
+    assert "MLV1001" in rules(scan_bytes(doc, "config.json"))

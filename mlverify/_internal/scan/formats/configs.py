@@ -62,7 +62,9 @@ MAX_NODES = 2_000_000
 #: (and "${": an OmegaConf interpolation can build any of them)
 _HINTS = (b"_target_", b"class_path", b"auto_map", b"custom_pipelines", b"remote_code",
           b"class_name", b"chat_template", b"_diffusers_version", b"${")  # fmt: skip
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+#: bytes no text of a config holds: C0 controls but tab, line ends and form feed (not DEL:
+#: JSON strings take it, and transformers' loader reads such a config)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f]")
 #: every byte but those ``_CONTROL`` matches: deleting them leaves the control bytes
 _NOT_CONTROL = bytes(b for b in range(256) if not _CONTROL.match(bytes([b])))
 #: the hints are ASCII: one is in UTF-8 text decoded with replacement exactly when its
@@ -78,7 +80,9 @@ _OVERLAP = 10 * max(len(h) for h in _HINTS)
 #: by the file's size (a real tokenizer escapes a few per token, if any)
 MAX_ESCAPES = 1 << 23
 _CHAR_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8}))")
-_LINE_ESCAPE = re.compile(rb"\\\r?\n")
+#: an escaped line break, which YAML joins: a backslash before any YAML line break (LF,
+#: CR, CR LF, NEL, LS, PS), as UTF-8
+_LINE_ESCAPE = re.compile(rb"\\(?:\r\n?|\n|\xc2\x85|\xe2\x80[\xa8\xa9])")
 
 
 def _hex_of(codes: set[int]) -> bytes:
